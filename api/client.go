@@ -1,0 +1,310 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// Client talks to a kvflow server. Errors are kvflow errors rebuilt from the
+// status and message: 404 is ENOTFOUND, 410 EEXPIRED, 422 EINVALID and so on;
+// a server that cannot be reached is EUNAVAILABLE.
+type Client struct {
+	BaseURL string       // e.g. http://127.0.0.1:8080
+	Token   string       // sent as a bearer token when set
+	HTTP    *http.Client // nil: http.DefaultClient
+}
+
+// NewClient returns a client for the server at baseURL.
+func NewClient(baseURL, token string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token}
+}
+
+// SetOptions are the optional parts of Client.Set.
+type SetOptions struct {
+	// Type, when set, parses the body as this type (STRING, NUMBER, …).
+	Type storage.Type
+	// ContentType of the body: "" or text/plain reads it as Kestra reads
+	// text (inferring the type), application/json as a JSON value.
+	ContentType string
+	TTL         string // ISO-8601 duration such as PT5M or P30D
+	Description string
+	NoOverwrite bool // fail with ECONFLICT when the key exists
+}
+
+// Set writes body as the value of ns/key.
+func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) error {
+	q := url.Values{}
+	h := http.Header{}
+	if o.ContentType != "" {
+		h.Set("Content-Type", o.ContentType)
+	} else {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	if o.Type != "" {
+		h.Set("kv-type", string(o.Type))
+	}
+	if o.TTL != "" {
+		h.Set("ttl", o.TTL)
+	}
+	if o.Description != "" {
+		// A header cannot carry every text; the query parameter can.
+		if httpguts.ValidHeaderFieldValue(o.Description) && isASCII(o.Description) {
+			h.Set("description", o.Description)
+		} else {
+			q.Set("description", o.Description)
+		}
+	}
+	if o.NoOverwrite {
+		h.Set("overwrite", "false")
+	}
+	return c.do(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil)
+}
+
+// SetValue writes a typed value: its text with its type.
+func (c *Client) SetValue(ctx context.Context, ns, key string, v storage.Value, o SetOptions) error {
+	o.Type, o.ContentType = v.Type, "text/plain; charset=utf-8"
+	return c.Set(ctx, ns, key, v.Text(), o)
+}
+
+// Get returns the type and the JSON value of ns/key, as the API shows it.
+func (c *Client) Get(ctx context.Context, ns, key string) (storage.Type, json.RawMessage, error) {
+	var tv struct {
+		Type  storage.Type    `json:"type"`
+		Value json.RawMessage `json:"value"`
+	}
+	if err := c.do(ctx, "GET", kvPath(ns, key), nil, nil, nil, &tv); err != nil {
+		return "", nil, err
+	}
+	return tv.Type, tv.Value, nil
+}
+
+// GetValue returns ns/key as a typed value.
+func (c *Client) GetValue(ctx context.Context, ns, key string) (storage.Value, error) {
+	t, raw, err := c.Get(ctx, ns, key)
+	if err != nil {
+		return storage.Value{}, err
+	}
+	return ValueOf(t, raw)
+}
+
+// ValueOf rebuilds a typed value from the API's type and JSON value.
+func ValueOf(t storage.Type, raw json.RawMessage) (storage.Value, error) {
+	if t == storage.JSON || t == storage.NUMBER || t == storage.BOOLEAN {
+		return storage.ParseAs(t, string(raw))
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return storage.Value{}, kvflow.Errorf(kvflow.EINTERNAL, "The server sent a %s value that is not a JSON string: %s.", t, clipS(string(raw)))
+	}
+	return storage.ParseAs(t, s)
+}
+
+// Detail returns the metadata and the value of ns/key.
+func (c *Client) Detail(ctx context.Context, ns, key string) (*EntryDetail, error) {
+	var d struct {
+		Entry
+		Value json.RawMessage `json:"value"`
+	}
+	if err := c.do(ctx, "GET", kvPath(ns, key)+"/detail", nil, nil, nil, &d); err != nil {
+		return nil, err
+	}
+	return &EntryDetail{Entry: d.Entry, Value: d.Value}, nil
+}
+
+// ListOptions select a page of entries.
+type ListOptions struct {
+	Prefix string
+	Limit  int    // 0: every entry in one answer
+	Cursor string // the next cursor of the previous page
+}
+
+// List returns entries of ns sorted by key, and the cursor of the next page
+// ("" on the last one, and always when Limit is 0).
+func (c *Client) List(ctx context.Context, ns string, o ListOptions) ([]Entry, string, error) {
+	q := url.Values{}
+	if o.Prefix != "" {
+		q.Set("prefix", o.Prefix)
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Cursor != "" {
+		q.Set("cursor", o.Cursor)
+	}
+	var out []Entry
+	var next string
+	err := c.doResp(ctx, "GET", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", q, nil, nil, &out, func(resp *http.Response) {
+		next = resp.Header.Get(NextCursorHeader)
+	})
+	return out, next, err
+}
+
+// Keys returns every live key of ns starting with prefix, in order.
+func (c *Client) Keys(ctx context.Context, ns, prefix string) ([]string, error) {
+	entries, _, err := c.List(ctx, ns, ListOptions{Prefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	return keys, nil
+}
+
+// Inherited returns the entries ns inherits from its ancestors, nearest first.
+func (c *Client) Inherited(ctx context.Context, ns string) ([]Entry, error) {
+	var out []Entry
+	err := c.do(ctx, "GET", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/inheritance", nil, nil, nil, &out)
+	return out, err
+}
+
+// Delete removes ns/key and reports whether it existed.
+func (c *Client) Delete(ctx context.Context, ns, key string) (bool, error) {
+	var deleted bool
+	err := c.do(ctx, "DELETE", kvPath(ns, key), nil, nil, nil, &deleted)
+	return deleted, err
+}
+
+// BulkDelete removes keys of ns and returns those that existed.
+func (c *Client) BulkDelete(ctx context.Context, ns string, keys []string) ([]string, error) {
+	if keys == nil {
+		keys = []string{}
+	}
+	body, _ := json.Marshal(KeysBody{Keys: keys})
+	var out KeysBody
+	err := c.do(ctx, "DELETE", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", nil, jsonHeader(), bytes.NewReader(body), &out)
+	return out.Keys, err
+}
+
+// Purge removes expired entries (or, with All, every matching entry).
+func (c *Client) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error) {
+	body, _ := json.Marshal(req)
+	var out PurgeResult
+	err := c.do(ctx, "POST", "/api/v1/kv/purge", nil, jsonHeader(), bytes.NewReader(body), &out)
+	return out, err
+}
+
+// Namespaces lists the namespaces with their flow and key counts.
+func (c *Client) Namespaces(ctx context.Context) ([]Namespace, error) {
+	var out []Namespace
+	err := c.do(ctx, "GET", "/api/v1/namespaces", nil, nil, nil, &out)
+	return out, err
+}
+
+// CreateNamespace creates a namespace; ECONFLICT when it was already created.
+func (c *Client) CreateNamespace(ctx context.Context, id string) (Namespace, error) {
+	body, _ := json.Marshal(map[string]string{"id": id})
+	var out Namespace
+	err := c.do(ctx, "POST", "/api/v1/namespaces", nil, jsonHeader(), bytes.NewReader(body), &out)
+	return out, err
+}
+
+// Ready checks the server's database and object store.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.do(ctx, "GET", "/readyz", nil, nil, nil, nil)
+}
+
+func kvPath(ns, key string) string {
+	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/kv/" + url.PathEscape(key)
+}
+
+func jsonHeader() http.Header {
+	return http.Header{"Content-Type": {"application/json"}}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, h http.Header, body io.Reader, out any) error {
+	return c.doResp(ctx, method, path, q, h, body, out, nil)
+}
+
+// doResp sends a request and decodes a 2xx JSON answer into out (when not
+// nil); seen, when set, sees the response first.
+func (c *Client) doResp(ctx context.Context, method, path string, q url.Values, h http.Header, body io.Reader, out any, seen func(*http.Response)) error {
+	u := strings.TrimRight(c.BaseURL, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return kvflow.Errorf(kvflow.EINVALID, "Server URL %q is invalid: %v.", c.BaseURL, err)
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	req.Header.Set("Accept", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Cannot reach the kvflow server at %s: %v.", c.BaseURL, unwrapURLError(err)), Err: err}
+	}
+	defer resp.Body.Close()
+	if seen != nil {
+		seen(resp)
+	}
+	if resp.StatusCode >= 300 {
+		return responseError(resp)
+	}
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return &kvflow.Error{Code: kvflow.EINTERNAL, Message: fmt.Sprintf("The answer of %s %s is not the JSON expected: %v.", method, path, err), Err: err}
+	}
+	return nil
+}
+
+// responseError rebuilds the kvflow error of an error response.
+func responseError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var body ErrorBody
+	msg := ""
+	if json.Unmarshal(b, &body) == nil && body.Message != "" {
+		msg = body.Message
+	} else {
+		msg = fmt.Sprintf("The server answered %s.", resp.Status)
+		if text := strings.TrimSpace(string(b)); text != "" && len(text) < 200 {
+			msg = fmt.Sprintf("The server answered %s: %s", resp.Status, text)
+		}
+	}
+	return &kvflow.Error{Code: codeOf(resp.StatusCode), Message: msg}
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

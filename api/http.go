@@ -1,0 +1,497 @@
+// Package api is kvflow's REST API: the KV store (Kestra's routes), namespaces,
+// flows and executions, health checks and Prometheus metrics, served by
+// Server; and Client, the Go HTTP client the CLI and the Terraform provider use.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/config"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/sqldb"
+)
+
+// DefaultMaxBodyBytes bounds a request body unless Config.MaxBodyBytes says otherwise.
+const DefaultMaxBodyBytes = 8 << 20
+
+// Config holds what a Server serves and how.
+type Config struct {
+	Store *storage.Store // required
+	DB    *sqldb.DB      // required: namespaces created through the API
+
+	Flows Flows // flows and executions; nil: those routes answer 503
+
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every route except /healthz, /readyz and /ui/.
+	Token string
+	// Insecure allows serving a non-loopback address without a token.
+	Insecure bool
+	// Namespaces limits the namespaces API callers may reach, as patterns
+	// "a.b", "a.b.*" (a.b and below) or "*"; empty means all. Others get 403.
+	Namespaces []string
+
+	MaxBodyBytes    int64         // request body limit; 0: DefaultMaxBodyBytes
+	SweepInterval   time.Duration // expired-entry purge period; 0: 1m; <0: no sweeper
+	SweepBatch      int           // entries per purge transaction; 0: 1000
+	ShutdownTimeout time.Duration // how long in-flight requests may take to finish; 0: 30s
+
+	Logger *slog.Logger
+	UI     http.Handler // served at /ui/ when set, with / redirecting there
+}
+
+// Server serves the API. Create it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	handler http.Handler
+	routes  []route
+
+	sweepMu sync.Mutex // one sweep at a time
+}
+
+// route is one registered method and path pattern.
+type route struct {
+	Method  string
+	Pattern string // Go 1.22 ServeMux path pattern
+	Public  bool   // served without the token
+	handler http.HandlerFunc
+}
+
+// New returns a server for cfg; it does not listen until Serve.
+func New(cfg Config) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Minute
+	}
+	if cfg.SweepBatch <= 0 {
+		cfg.SweepBatch = 1000
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics()}
+	s.routes = s.routeTable()
+	mux := http.NewServeMux()
+	for _, r := range s.routes {
+		h := http.Handler(r.handler)
+		if !r.Public {
+			h = s.authenticate(h)
+		}
+		mux.Handle(r.Method+" "+r.Pattern, s.instrument(r.Pattern, h))
+	}
+	if cfg.UI != nil {
+		mux.Handle("/ui/", cfg.UI)
+		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
+	// Unknown /api paths answer in JSON like the rest of the API.
+	mux.Handle("/api/", s.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, kvflow.Errorf(kvflow.ENOTFOUND, "No API route %s %s.", r.Method, r.URL.Path))
+	})))
+	s.handler = s.logRequests(mux)
+	return s
+}
+
+// routeTable lists every route; the OpenAPI test checks the document against it.
+func (s *Server) routeTable() []route {
+	return []route{
+		{Method: "GET", Pattern: "/healthz", Public: true, handler: s.healthz},
+		{Method: "GET", Pattern: "/readyz", Public: true, handler: s.readyz},
+		{Method: "GET", Pattern: "/metrics", handler: s.metrics.serve},
+		{Method: "GET", Pattern: "/api/v1/openapi.json", handler: serveOpenAPI},
+
+		{Method: "GET", Pattern: "/api/v1/namespaces", handler: s.listNamespaces},
+		{Method: "POST", Pattern: "/api/v1/namespaces", handler: s.createNamespace},
+
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.listKV},
+		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.bulkDeleteKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/inheritance", handler: s.inheritedKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.getKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/detail", handler: s.detailKV},
+		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.putKV},
+		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.deleteKV},
+		{Method: "POST", Pattern: "/api/v1/kv/purge", handler: s.purgeKV},
+
+		{Method: "POST", Pattern: "/api/v1/flows", handler: s.createFlow},
+		{Method: "GET", Pattern: "/api/v1/flows", handler: s.listFlows},
+		{Method: "GET", Pattern: "/api/v1/flows/{namespace}/{id}", handler: s.getFlow},
+		{Method: "PUT", Pattern: "/api/v1/flows/{namespace}/{id}", handler: s.updateFlow},
+		{Method: "DELETE", Pattern: "/api/v1/flows/{namespace}/{id}", handler: s.deleteFlow},
+		{Method: "POST", Pattern: "/api/v1/executions/{namespace}/{flowId}", handler: s.execute},
+		{Method: "GET", Pattern: "/api/v1/executions", handler: s.listExecutions},
+		{Method: "GET", Pattern: "/api/v1/executions/{id}", handler: s.getExecution},
+		{Method: "GET", Pattern: "/api/v1/executions/{id}/logs", handler: s.executionLogs},
+	}
+}
+
+// Handler returns the HTTP handler with every route, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// ListenAndServe listens on addr and serves until ctx ends; see Serve. Without
+// a token it refuses a non-loopback addr unless Insecure is set.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	if err := s.checkExposure(addr); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot listen on %s: %v.", addr, err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve serves on l until ctx ends, running the expired-entry sweeper
+// meanwhile. Then it stops accepting connections, lets in-flight requests
+// finish (up to ShutdownTimeout) and shuts the engine down, which marks the
+// executions still running. It closes l.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if err := s.checkExposure(l.Addr().String()); err != nil {
+		l.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Requests keep their own context so a shutdown lets them finish.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if s.cfg.SweepInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.sweepLoop(sweepCtx)
+		}()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	s.log.Info("kvflow server listening", "addr", l.Addr().String(), "auth", s.cfg.Token != "")
+
+	var err error
+	select {
+	case err = <-errc:
+		stopSweep()
+		wg.Wait()
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Server stopped: %v.", err)
+	case <-ctx.Done():
+	}
+	stopSweep()
+	s.log.Info("kvflow server shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	// The engine shuts down beside the HTTP server: requests waiting for an
+	// execution then see it marked and can finish.
+	var engErr error
+	if s.cfg.Flows != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			engErr = s.cfg.Flows.Shutdown(sctx)
+		}()
+	}
+	err = srv.Shutdown(sctx)
+	wg.Wait()
+	<-errc
+	if err != nil {
+		srv.Close()
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Requests were still running after %s: %v.", s.cfg.ShutdownTimeout, err)
+	}
+	return engErr
+}
+
+// checkExposure refuses a non-loopback address without a token unless Insecure.
+func (s *Server) checkExposure(addr string) error {
+	if s.cfg.Token != "" || s.cfg.Insecure || isLoopback(addr) {
+		return nil
+	}
+	return kvflow.Errorf(kvflow.EFORBIDDEN, "Refusing to serve on %s without an API token: set KVFLOW_API_TOKEN (or --token, or a token file), listen on 127.0.0.1, or pass --insecure.", addr)
+}
+
+// isLoopback reports whether every address addr's host names is a loopback one.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	if host == "" {
+		return false // all interfaces
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// authenticate requires the bearer token when one is configured.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(s.cfg.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok {
+			tok, ok = strings.CutPrefix(auth, "bearer ")
+		}
+		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kvflow"`)
+			if auth == "" {
+				writeError(w, r, kvflow.Errorf(kvflow.EUNAUTHORIZED, "This server requires an API token: send the header \"Authorization: Bearer <token>\"."))
+			} else {
+				writeError(w, r, kvflow.Errorf(kvflow.EUNAUTHORIZED, "The API token is wrong: send the header \"Authorization: Bearer <token>\" with the server's token."))
+			}
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkNamespace validates ns and checks API callers may reach it.
+func (s *Server) checkNamespace(ns string) error {
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return err
+	}
+	if !s.namespaceAllowed(ns) {
+		return kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' is not allowed through the API: the server allows only %s.", ns, strings.Join(s.cfg.Namespaces, ", "))
+	}
+	return nil
+}
+
+func (s *Server) namespaceAllowed(ns string) bool {
+	if len(s.cfg.Namespaces) == 0 {
+		return true
+	}
+	for _, p := range s.cfg.Namespaces {
+		if config.MatchNamespace(p, ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// subtreeAllowed reports whether ns and every namespace below it are allowed.
+func (s *Server) subtreeAllowed(ns string) bool {
+	if len(s.cfg.Namespaces) == 0 {
+		return true
+	}
+	for _, p := range s.cfg.Namespaces {
+		if p == "*" {
+			return true
+		}
+		if base, ok := strings.CutSuffix(p, ".*"); ok && (ns == base || strings.HasPrefix(ns, base+".")) {
+			return true
+		}
+	}
+	return false
+}
+
+// statusOf is the only map from error codes to HTTP statuses.
+func statusOf(code string) int {
+	switch code {
+	case kvflow.EINVALID:
+		return http.StatusUnprocessableEntity // as Kestra answers a bad key
+	case kvflow.ENOTFOUND:
+		return http.StatusNotFound
+	case kvflow.EEXPIRED:
+		return http.StatusGone
+	case kvflow.ECONFLICT:
+		return http.StatusConflict
+	case kvflow.EFORBIDDEN:
+		return http.StatusForbidden
+	case kvflow.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case kvflow.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case kvflow.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// codeOf is statusOf's inverse, for the client: other 4xx are EINVALID,
+// other 5xx EINTERNAL.
+func codeOf(status int) string {
+	switch status {
+	case http.StatusUnprocessableEntity, http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusMethodNotAllowed:
+		return kvflow.EINVALID
+	case http.StatusNotFound:
+		return kvflow.ENOTFOUND
+	case http.StatusGone:
+		return kvflow.EEXPIRED
+	case http.StatusConflict:
+		return kvflow.ECONFLICT
+	case http.StatusForbidden:
+		return kvflow.EFORBIDDEN
+	case http.StatusUnauthorized:
+		return kvflow.EUNAUTHORIZED
+	case http.StatusRequestEntityTooLarge:
+		return kvflow.ETOOLARGE
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return kvflow.EUNAVAILABLE
+	}
+	if status >= 400 && status < 500 {
+		return kvflow.EINVALID
+	}
+	return kvflow.EINTERNAL
+}
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Message string `json:"message"`
+	// Errors lists each problem of an invalid flow, with its place.
+	Errors []FieldError `json:"errors,omitempty"`
+}
+
+// writeError answers err with its status and message. Internal errors are
+// logged and answered with a generic message.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := kvflow.ErrorCode(err)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		code = kvflow.EUNAVAILABLE
+		err = kvflow.Errorf(code, "The request was cancelled or timed out.")
+	}
+	status := statusOf(code)
+	msg := kvflow.ErrorMessage(err)
+	if status >= 500 {
+		if lw, ok := w.(*logWriter); ok {
+			lw.err = err
+		}
+	}
+	writeJSON(w, status, ErrorBody{Message: msg, Errors: fieldErrors(err)})
+}
+
+// writeJSON writes v compactly, without HTML escaping and without a trailing newline.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"message":"Internal error."}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// logWriter records the status and size of a response for the request log.
+type logWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	err    error // an internal error behind a 5xx, for the log
+}
+
+func (lw *logWriter) WriteHeader(status int) {
+	if lw.status == 0 {
+		lw.status = status
+	}
+	lw.ResponseWriter.WriteHeader(status)
+}
+
+func (lw *logWriter) Write(b []byte) (int, error) {
+	if lw.status == 0 {
+		lw.status = http.StatusOK
+	}
+	n, err := lw.ResponseWriter.Write(b)
+	lw.bytes += int64(n)
+	return n, err
+}
+
+func (lw *logWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
+
+func (lw *logWriter) Flush() {
+	if f, ok := lw.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// logRequests logs one line per request: method, path, status, duration and
+// size. Bodies, query strings and headers are never logged, so no value is.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		lw := &logWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+				if lw.status == 0 {
+					writeError(lw, r, kvflow.Errorf(kvflow.EINTERNAL, "Internal error."))
+				}
+			}
+			if lw.status == 0 {
+				lw.status = http.StatusOK
+			}
+			level := slog.LevelInfo
+			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", lw.status,
+				"duration", time.Since(start), "bytes", lw.bytes}
+			if lw.err != nil {
+				level = slog.LevelError
+				attrs = append(attrs, "err", lw.err.Error())
+			}
+			s.log.Log(r.Context(), level, "request", attrs...)
+		}()
+		next.ServeHTTP(lw, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz checks the database and the object store.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,578 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// Time is a date in API bodies: UTC with milliseconds, as Kestra writes it
+// (2024-07-15T06:10:33.422Z).
+type Time struct{ time.Time }
+
+// TimeFormat is how Time is written.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func (t Time) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(TimeFormat) + `"`), nil
+}
+
+func (t *Time) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	tm, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return err
+	}
+	t.Time = tm.UTC()
+	return nil
+}
+
+// Entry is a key's metadata as the list routes return it. Namespace is set
+// by the inheritance and detail routes only; an empty description and a
+// missing expiration date are left out, as Kestra leaves out nulls.
+type Entry struct {
+	Namespace      string `json:"namespace,omitempty"`
+	Key            string `json:"key"`
+	Type           string `json:"type"`
+	Description    string `json:"description,omitempty"`
+	Version        int64  `json:"version"`
+	CreationDate   Time   `json:"creationDate"`
+	UpdateDate     Time   `json:"updateDate"`
+	ExpirationDate Time   `json:"expirationDate,omitzero"`
+}
+
+func entryOf(e *storage.Entry, withNS bool) Entry {
+	out := Entry{Key: e.Key, Type: string(e.Type), Description: e.Description, Version: e.Version,
+		CreationDate: Time{e.Created}, UpdateDate: Time{e.Updated}}
+	if withNS {
+		out.Namespace = e.Namespace
+	}
+	if e.Expires != nil {
+		out.ExpirationDate = Time{*e.Expires}
+	}
+	return out
+}
+
+// TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
+type TypedValue struct {
+	Type  string `json:"type"`
+	Value any    `json:"value"`
+}
+
+// EntryDetail is the body of GET .../kv/{key}/detail: the metadata and the value.
+type EntryDetail struct {
+	Entry
+	Value any `json:"value"`
+}
+
+// checkKey validates the namespace (and API access to it) and the key. A bad
+// key's message also names the namespace.
+func (s *Server) checkKey(ns, key string) error {
+	if err := s.checkNamespace(ns); err != nil {
+		return err
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return inNamespace(err, ns)
+	}
+	return nil
+}
+
+// inNamespace adds the namespace to a key error's message when it lacks it.
+func inNamespace(err error, ns string) error {
+	var e *kvflow.Error
+	if !errors.As(err, &e) || strings.Contains(e.Message, "'"+ns+"'") {
+		return err
+	}
+	return &kvflow.Error{Code: e.Code, Message: strings.TrimSuffix(e.Message, ".") + fmt.Sprintf(" (namespace '%s').", ns), Err: err}
+}
+
+// param returns the first non-empty of a query parameter and the headers named.
+func param(r *http.Request, query string, headers ...string) string {
+	if v := r.URL.Query().Get(query); v != "" {
+		return v
+	}
+	for _, h := range headers {
+		if v := r.Header.Get(h); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// putKV writes a value. The body is read by content type: application/json
+// as a JSON value whose JSON type gives the KV type; text/plain, no content
+// type, form-encoded or octet-stream as Kestra reads text (storage.Infer).
+// An explicit type (?type=, header kv-type or type) parses the text as that
+// type instead; with a JSON body a JSON string gives its text. Headers (or
+// query parameters) ttl, description and overwrite complete the write.
+func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	if err := s.checkKey(ns, key); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var o storage.SetOptions
+	var typ storage.Type
+	if t := param(r, "type", "kv-type", "type"); t != "" {
+		var err error
+		if typ, err = storage.ParseType(t); err != nil {
+			writeError(w, r, inKey(err, ns, key))
+			return
+		}
+	}
+	if ttl := param(r, "ttl", "ttl"); ttl != "" {
+		d, err := storage.ParseTTL(ttl)
+		if err != nil {
+			writeError(w, r, inKey(err, ns, key))
+			return
+		}
+		o.TTL = d
+	}
+	o.Description = param(r, "description", "description")
+	if ow := param(r, "overwrite", "overwrite"); ow != "" {
+		b, err := strconv.ParseBool(ow)
+		if err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Overwrite %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", clipS(ow), key, ns))
+			return
+		}
+		o.NoOverwrite = !b
+	}
+	body, err := s.readBody(w, r, fmt.Sprintf("key '%s' in namespace '%s'", key, ns))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	v, err := parseValue(r.Header.Get("Content-Type"), typ, body)
+	if err != nil {
+		writeError(w, r, inKey(err, ns, key))
+		return
+	}
+	start := time.Now()
+	_, err = s.cfg.Store.Set(r.Context(), ns, key, v, o)
+	s.metrics.observe("kv_set", start)
+	if err != nil {
+		writeError(w, r, inKey(err, ns, key))
+		return
+	}
+	s.metrics.updated.WithLabelValues(ns).Inc()
+	w.WriteHeader(http.StatusOK)
+}
+
+// inKey adds the key and namespace to a value error's message when it lacks them.
+func inKey(err error, ns, key string) error {
+	var e *kvflow.Error
+	if !errors.As(err, &e) || strings.Contains(e.Message, "'"+ns+"'") {
+		return err
+	}
+	return &kvflow.Error{Code: e.Code, Message: strings.TrimSuffix(e.Message, ".") + fmt.Sprintf(" (key '%s' in namespace '%s').", key, ns), Err: err}
+}
+
+// parseValue turns a PUT body into a typed value.
+func parseValue(contentType string, typ storage.Type, body []byte) (storage.Value, error) {
+	mt := ""
+	if contentType != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
+			return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is invalid: %v.", clipS(contentType), err)
+		}
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		v, err := storage.FromJSON(body)
+		if err != nil || typ == "" {
+			return v, err
+		}
+		text := strings.TrimSpace(string(body))
+		if v.Type == storage.STRING {
+			text = v.V.(string)
+		}
+		return storage.ParseAs(typ, text)
+	case mt == "", mt == "application/x-www-form-urlencoded", mt == "application/octet-stream", strings.HasPrefix(mt, "text/"):
+		if typ != "" {
+			return storage.ParseAs(typ, string(body))
+		}
+		return storage.Infer(string(body)), nil
+	}
+	return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is not supported for a value: send application/json (a JSON value) or text/plain.", clipS(mt))
+}
+
+// readBody reads the whole body up to MaxBodyBytes; what names the target in errors.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, what string) ([]byte, error) {
+	max := s.cfg.MaxBodyBytes
+	tooLarge := func() error {
+		return kvflow.Errorf(kvflow.ETOOLARGE, "The request body for %s is larger than the limit of %d bytes.", what, max)
+	}
+	if r.ContentLength > max {
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, tooLarge()
+	} else if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot read the request body for %s: %v.", what, err)
+	}
+	return body, nil
+}
+
+// getKV answers {"type":…,"value":…}.
+func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	if err := s.checkKey(ns, key); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	start := time.Now()
+	_, v, err := s.cfg.Store.Get(r.Context(), ns, key)
+	s.metrics.observe("kv_get", start)
+	if kvflow.ErrorCode(err) == kvflow.ETOOLARGE {
+		s.streamString(w, r, ns, key)
+		return
+	} else if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.retrieved.WithLabelValues(ns).Inc()
+	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue()})
+}
+
+// streamString answers a STRING value too large to hold in memory as the
+// same JSON, escaping it as it streams. A failure mid-way aborts the response.
+func (s *Server) streamString(w http.ResponseWriter, r *http.Request, ns, key string) {
+	e, rc, err := s.cfg.Store.Open(r.Context(), ns, key)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, `{"type":"`+string(e.Type)+`","value":"`)
+	if _, err := io.Copy(&jsonStringWriter{w: w}, rc); err != nil {
+		s.log.Error("streaming a value failed", "namespace", ns, "key", key, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	io.WriteString(w, `"}`)
+	s.metrics.retrieved.WithLabelValues(ns).Inc()
+}
+
+// jsonStringWriter writes UTF-8 text as the inside of a JSON string.
+type jsonStringWriter struct{ w io.Writer }
+
+func (j *jsonStringWriter) Write(p []byte) (int, error) {
+	const hex = "0123456789abcdef"
+	buf := make([]byte, 0, len(p)+16)
+	for _, c := range p {
+		switch {
+		case c == '"' || c == '\\':
+			buf = append(buf, '\\', c)
+		case c == '\n':
+			buf = append(buf, '\\', 'n')
+		case c == '\r':
+			buf = append(buf, '\\', 'r')
+		case c == '\t':
+			buf = append(buf, '\\', 't')
+		case c < 0x20:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			buf = append(buf, c)
+		}
+	}
+	if _, err := j.w.Write(buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// detailKV answers a key's metadata with its value.
+func (s *Server) detailKV(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	if err := s.checkKey(ns, key); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	start := time.Now()
+	e, v, err := s.cfg.Store.Get(r.Context(), ns, key)
+	s.metrics.observe("kv_get", start)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.retrieved.WithLabelValues(ns).Inc()
+	writeJSON(w, http.StatusOK, EntryDetail{Entry: entryOf(e, true), Value: v.JSONValue()})
+}
+
+// deleteKV answers true when a live entry was deleted, false when there was none.
+func (s *Server) deleteKV(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	if err := s.checkKey(ns, key); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	start := time.Now()
+	deleted, err := s.cfg.Store.Delete(r.Context(), ns, key)
+	s.metrics.observe("kv_delete", start)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if deleted {
+		s.metrics.deleted.WithLabelValues(ns).Inc()
+	}
+	writeJSON(w, http.StatusOK, deleted)
+}
+
+// KeysBody is the body and the answer of the bulk delete: {"keys":[…]}.
+type KeysBody struct {
+	Keys []string `json:"keys"`
+}
+
+// bulkDeleteKV deletes the keys listed in {"keys":[…]} and answers the ones
+// that existed. Every key is checked before any is deleted.
+func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body, err := s.readBody(w, r, fmt.Sprintf("the keys to delete in namespace '%s'", ns))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var req struct {
+		Keys *[]string `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Keys == nil {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The body must be a JSON object {\"keys\": [\"key1\", …]} listing the keys to delete in namespace '%s'.", ns))
+		return
+	}
+	for _, key := range *req.Keys {
+		if err := storage.ValidateKey(key); err != nil {
+			writeError(w, r, inNamespace(err, ns))
+			return
+		}
+	}
+	out := KeysBody{Keys: []string{}}
+	for _, key := range *req.Keys {
+		start := time.Now()
+		deleted, err := s.cfg.Store.Delete(r.Context(), ns, key)
+		s.metrics.observe("kv_delete", start)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if deleted {
+			s.metrics.deleted.WithLabelValues(ns).Inc()
+			out.Keys = append(out.Keys, key)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Cursor headers of a list page that is not the last.
+const (
+	NextCursorHeader = "X-Next-Cursor"
+)
+
+// listKV answers the namespace's live entries sorted by key, as a JSON array.
+// ?prefix= keeps keys starting with it. Without ?limit= every entry is
+// returned (streamed page by page). With ?limit=N (1–1000) one page is
+// returned; when more follow, the X-Next-Cursor header and a Link rel="next"
+// header give the cursor to pass as ?cursor= for the next page.
+func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	o := storage.ListOptions{Prefix: q.Get("prefix"), After: q.Get("cursor")}
+	paged := q.Has("limit")
+	if paged {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > storage.MaxListLimit {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to %d.", clipS(q.Get("limit")), storage.MaxListLimit))
+			return
+		}
+		o.Limit = n
+	} else {
+		o.Limit = storage.MaxListLimit
+	}
+	start := time.Now()
+	page, err := s.cfg.Store.List(r.Context(), ns, o)
+	s.metrics.observe("kv_list", start)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if paged {
+		if page.Next != "" {
+			next := url.Values{"limit": {strconv.Itoa(o.Limit)}, "cursor": {page.Next}}
+			if o.Prefix != "" {
+				next.Set("prefix", o.Prefix)
+			}
+			w.Header().Set(NextCursorHeader, page.Next)
+			w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
+		}
+		out := make([]Entry, len(page.Entries))
+		for i := range page.Entries {
+			out[i] = entryOf(&page.Entries[i], false)
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	// Every page, streamed: a later failure aborts the response.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	first := true
+	for {
+		for i := range page.Entries {
+			b, _ := marshal(entryOf(&page.Entries[i], false))
+			if first {
+				w.Write([]byte{'['})
+				first = false
+			} else {
+				w.Write([]byte{','})
+			}
+			w.Write(b)
+		}
+		if page.Next == "" {
+			break
+		}
+		o.After = page.Next
+		if page, err = s.cfg.Store.List(r.Context(), ns, o); err != nil {
+			s.log.Error("listing keys failed mid-way", "namespace", ns, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	if first {
+		w.Write([]byte{'['})
+	}
+	w.Write([]byte{']'})
+}
+
+// inheritedKV answers the live entries of the namespace's ancestors, nearest
+// first (each sorted by key); a key found in a nearer ancestor hides the same
+// key further up. Ancestors the API may not reach are left out.
+func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := []Entry{}
+	seen := map[string]bool{}
+	for _, anc := range storage.Ancestors(ns)[1:] {
+		if !s.namespaceAllowed(anc) {
+			continue
+		}
+		o := storage.ListOptions{Limit: storage.MaxListLimit}
+		for {
+			page, err := s.cfg.Store.List(r.Context(), anc, o)
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			for i := range page.Entries {
+				if e := &page.Entries[i]; !seen[e.Key] {
+					seen[e.Key] = true
+					out = append(out, entryOf(e, true))
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			o.After = page.Next
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// PurgeRequest is the body of POST /api/v1/kv/purge.
+type PurgeRequest struct {
+	Namespaces      []string `json:"namespaces,omitempty"`      // none: every namespace
+	IncludeChildren bool     `json:"includeChildren,omitempty"` // also the namespaces below each
+	KeyGlob         string   `json:"keyGlob,omitempty"`         // * and ? wildcards
+	All             bool     `json:"all,omitempty"`             // also entries that have not expired
+}
+
+// PurgeResult is the answer of a purge: entries removed per namespace.
+type PurgeResult struct {
+	Purged map[string]int `json:"purged"`
+	Total  int            `json:"total"`
+}
+
+// purgeKV removes expired entries (or, with all, every matching entry).
+func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r, "the purge request")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var req PurgeRequest
+	if len(strings.TrimSpace(string(body))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The purge request must be a JSON object with namespaces, includeChildren, keyGlob and all: %v.", err))
+			return
+		}
+	}
+	if len(s.cfg.Namespaces) > 0 && len(req.Namespaces) == 0 {
+		writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "This server limits the namespaces the API may reach: name the namespaces to purge."))
+		return
+	}
+	for _, ns := range req.Namespaces {
+		if err := s.checkNamespace(ns); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if req.IncludeChildren && !s.subtreeAllowed(ns) {
+			writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to the namespaces below '%s' is not allowed through the API: the server allows only %s.", ns, strings.Join(s.cfg.Namespaces, ", ")))
+			return
+		}
+	}
+	start := time.Now()
+	purged, err := s.cfg.Store.Purge(r.Context(), storage.PurgeOptions{
+		Namespaces: req.Namespaces, IncludeChildren: req.IncludeChildren, KeyGlob: req.KeyGlob,
+		All: req.All, BatchSize: s.cfg.SweepBatch,
+	})
+	s.metrics.observe("kv_purge", start)
+	out := PurgeResult{Purged: map[string]int{}}
+	for ns, n := range purged {
+		if req.All {
+			s.metrics.deleted.WithLabelValues(ns).Add(float64(n))
+		} else {
+			s.metrics.purged.WithLabelValues(ns).Add(float64(n))
+		}
+		out.Purged[ns] = n
+		out.Total += n
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// clipS shortens user input quoted in an error message.
+func clipS(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}

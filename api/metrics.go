@@ -1,0 +1,79 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the server's Prometheus collectors, in a registry of its own so
+// several servers can live in one process (tests).
+type metrics struct {
+	reg *prometheus.Registry
+
+	retrieved *prometheus.CounterVec // namespace
+	updated   *prometheus.CounterVec // namespace
+	deleted   *prometheus.CounterVec // namespace
+	purged    *prometheus.CounterVec // namespace
+
+	operation *prometheus.HistogramVec // operation: kv_get, kv_set, …
+	request   *prometheus.HistogramVec // route, method, code
+
+	executionsStarted  *prometheus.CounterVec // namespace
+	executionsFinished *prometheus.CounterVec // namespace, state
+
+	handler http.Handler
+}
+
+// latencyBuckets go from 0.25 ms to about 8 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 16)
+
+func newMetrics() *metrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	m := &metrics{
+		reg:       prometheus.NewRegistry(),
+		retrieved: counter("kvflow_kv_keys_retrieved_total", "KV values read through the API.", "namespace"),
+		updated:   counter("kvflow_kv_keys_updated_total", "KV values written through the API.", "namespace"),
+		deleted:   counter("kvflow_kv_keys_deleted_total", "KV entries deleted through the API.", "namespace"),
+		purged:    counter("kvflow_kv_keys_expired_purged_total", "KV entries removed by the expired-entry sweeper and purge calls.", "namespace"),
+		operation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kvflow_kv_operation_duration_seconds", Help: "Time spent in KV store operations, by operation.", Buckets: latencyBuckets,
+		}, []string{"operation"}),
+		request: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kvflow_http_request_duration_seconds", Help: "HTTP request latency, by route pattern, method and status code.", Buckets: latencyBuckets,
+		}, []string{"route", "method", "code"}),
+		executionsStarted:  counter("kvflow_executions_started_total", "Executions started through the API.", "namespace"),
+		executionsFinished: counter("kvflow_executions_finished_total", "Executions started through the API that ended, by final state.", "namespace", "state"),
+	}
+	m.reg.MustRegister(m.retrieved, m.updated, m.deleted, m.purged, m.operation, m.request,
+		m.executionsStarted, m.executionsFinished,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	return m
+}
+
+func (m *metrics) serve(w http.ResponseWriter, r *http.Request) { m.handler.ServeHTTP(w, r) }
+
+// observe records how long an operation took since start.
+func (m *metrics) observe(op string, start time.Time) {
+	m.operation.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// instrument records the latency of requests to one route.
+func (s *Server) instrument(pattern string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		next.ServeHTTP(w, r)
+		status := http.StatusOK
+		if lw, ok := w.(*logWriter); ok && lw.status != 0 {
+			status = lw.status
+		}
+		s.metrics.request.WithLabelValues(pattern, r.Method, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+	})
+}

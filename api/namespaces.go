@@ -1,0 +1,111 @@
+package api
+
+import (
+	"encoding/json"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kvflow/kvflow"
+)
+
+// Namespace is one entry of GET /api/v1/namespaces.
+type Namespace struct {
+	ID    string `json:"id"`
+	Flows int    `json:"flows"` // flows saved in it
+	Keys  int    `json:"keys"`  // live KV entries in it
+}
+
+// listNamespaces answers every namespace that holds flows or KV entries or
+// was created explicitly, sorted, leaving out those the API may not reach.
+func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	all := map[string]*Namespace{}
+	get := func(id string) *Namespace {
+		if all[id] == nil {
+			all[id] = &Namespace{ID: id}
+		}
+		return all[id]
+	}
+	stats, err := s.cfg.Store.Namespaces(ctx)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	for _, st := range stats {
+		get(st.Namespace).Keys = st.Keys
+	}
+	created, err := s.cfg.DB.CreatedNamespaces(ctx)
+	if err != nil {
+		writeError(w, r, kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot list namespaces: %s", kvflow.ErrorMessage(err)))
+		return
+	}
+	for _, id := range created {
+		get(id)
+	}
+	if s.cfg.Flows != nil {
+		counts, err := s.cfg.Flows.FlowCounts(ctx)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		for id, n := range counts {
+			get(id).Flows = n
+		}
+	}
+	out := []Namespace{}
+	for id, ns := range all {
+		if s.namespaceAllowed(id) {
+			out = append(out, *ns)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// createNamespace records a namespace from {"id":"company.team"} (or a form
+// field id) and answers 201 with it; 409 when it was already created.
+func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r, "the new namespace")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "application/x-www-form-urlencoded" {
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The form is invalid: %v.", err))
+			return
+		}
+		req.ID = vals.Get("id")
+	} else if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The body must be a JSON object {\"id\": \"company.team\"} naming the namespace to create."))
+		return
+	}
+	req.ID = strings.TrimSpace(req.ID)
+	if err := s.checkNamespace(req.ID); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.cfg.DB.CreateNamespace(r.Context(), req.ID, time.Now()); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ns := Namespace{ID: req.ID}
+	if stats, err := s.cfg.Store.Namespaces(r.Context()); err == nil { // it may already hold entries
+		for _, st := range stats {
+			if st.Namespace == req.ID {
+				ns.Keys = st.Keys
+			}
+		}
+	}
+	w.Header().Set("Location", "/api/v1/namespaces/"+req.ID+"/kv")
+	writeJSON(w, http.StatusCreated, ns)
+}

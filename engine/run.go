@@ -1,0 +1,616 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/xid"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/template"
+)
+
+// run is one execution in progress.
+type run struct {
+	e     *Engine
+	flow  *Flow
+	onLog func(LogLine)
+	done  chan struct{}
+
+	mu      sync.Mutex // guards exec, outputs, outSnap, dirty, logs, pending
+	exec    *Execution
+	outputs map[string]any // task id → outputs (per value, inside ForEach)
+	outSnap map[string]any // immutable copy of outputs for templates; nil when stale
+	dirty   bool           // exec changed since the last save
+	logs    []LogLine
+	pending []LogLine // not yet saved
+
+	logMu  sync.Mutex // orders log lines and onLog calls
+	saveMu sync.Mutex // one save at a time
+
+	flowCtx map[string]any
+	execCtx map[string]any
+	vars    map[string]any
+}
+
+func newRun(e *Engine, flow *Flow, ex *Execution, onLog func(LogLine)) *run {
+	r := &run{e: e, flow: flow, exec: ex, onLog: onLog, done: make(chan struct{}), outputs: map[string]any{}}
+	r.flowCtx = map[string]any{"id": flow.ID, "namespace": flow.Namespace, "revision": flow.Revision}
+	r.execCtx = map[string]any{"id": ex.ID, "startDate": ex.Start}
+	r.vars = map[string]any{}
+	return r
+}
+
+// scope is where in the flow a task runs: its parent task run and the
+// values of the ForEach loops around it, outermost first.
+type scope struct {
+	parentID string
+	values   []string
+	execCtx  map[string]any // replaces execution in templates (errors branch)
+}
+
+func (s scope) child(parentID string) scope {
+	s.parentID = parentID
+	return s
+}
+
+func (s scope) iteration(parentID, value string) scope {
+	s.parentID = parentID
+	s.values = append(append([]string(nil), s.values...), value)
+	return s
+}
+
+// execute runs the flow to its end and saves the final records.
+func (r *run) execute(ctx context.Context) error {
+	defer r.e.forget(r)
+	defer close(r.done)
+
+	r.mu.Lock()
+	r.exec.State = RUNNING
+	r.dirty = true
+	r.mu.Unlock()
+	stopFlusher := r.flusher()
+
+	state := r.renderVariables(ctx)
+	if state == SUCCESS {
+		state = r.runTasks(ctx, r.flow.Tasks, scope{})
+	}
+	if state == FAILED && len(r.flow.Errors) > 0 {
+		r.mu.Lock()
+		ec := maps.Clone(r.execCtx)
+		ec["state"] = string(FAILED)
+		ec["error"] = r.exec.Error
+		r.mu.Unlock()
+		r.runTasks(ctx, r.flow.Errors, scope{execCtx: ec})
+	}
+	if state == SUCCESS || state == WARNING {
+		if err := r.renderOutputs(ctx); err != nil {
+			r.fail(err.Error())
+			state = FAILED
+		}
+	}
+	if state == KILLED {
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = context.Canceled
+		}
+		r.log("", "", "WARN", "Execution killed: "+cause.Error())
+	}
+	end := time.Now().UTC().Truncate(time.Microsecond)
+	r.mu.Lock()
+	r.exec.State, r.exec.End, r.dirty = state, &end, true
+	r.mu.Unlock()
+
+	stopFlusher()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if err := r.writeObject(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.flush(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// renderVariables renders the flow's variables once, at the start.
+func (r *run) renderVariables(ctx context.Context) State {
+	if len(r.flow.Variables) == 0 {
+		return SUCCESS
+	}
+	data := template.Context{"flow": r.flowCtx, "execution": r.execCtx, "inputs": r.exec.Inputs, "labels": labelsOf(r.flow)}
+	v, err := r.e.tpl.RenderValue(ctx, map[string]any(r.flow.Variables), data)
+	if err != nil {
+		msg := "Variables cannot be rendered: " + kvflow.ErrorMessage(err)
+		var loc *template.Location
+		if errors.As(err, &loc) && loc.Path != "" {
+			msg = fmt.Sprintf("Variable '%s'", loc.Path)
+			if loc.Line > 0 {
+				msg += fmt.Sprintf(", line %d, column %d", loc.Line, loc.Col)
+			}
+			msg += ": " + loc.Reason
+		}
+		r.log("", "", "ERROR", msg)
+		r.fail(msg)
+		return FAILED
+	}
+	r.vars, _ = v.(map[string]any)
+	return SUCCESS
+}
+
+// renderOutputs renders the flow's outputs once the tasks are done.
+func (r *run) renderOutputs(ctx context.Context) error {
+	if len(r.flow.Outputs) == 0 {
+		return nil
+	}
+	data := r.baseData(scope{})
+	out := make(map[string]any, len(r.flow.Outputs))
+	for _, o := range r.flow.Outputs {
+		v, err := r.e.tpl.RenderValue(ctx, o.Value, data)
+		if err != nil {
+			msg := fmt.Sprintf("Output '%s': %s", o.ID, kvflow.ErrorMessage(err))
+			r.log("", "", "ERROR", msg)
+			return errors.New(msg)
+		}
+		if o.Type != "" {
+			if v, err = convertInput(o.Type, v); err != nil {
+				msg := fmt.Sprintf("Output '%s': %s", o.ID, err)
+				r.log("", "", "ERROR", msg)
+				return errors.New(msg)
+			}
+		}
+		out[o.ID] = v
+	}
+	r.mu.Lock()
+	r.exec.Outputs = out
+	r.mu.Unlock()
+	return nil
+}
+
+// fail records the first reason the execution failed.
+func (r *run) fail(msg string) {
+	r.mu.Lock()
+	if r.exec.Error == "" {
+		r.exec.Error = msg
+	}
+	r.mu.Unlock()
+}
+
+// runTasks runs tasks one after the other and stops at the first failure.
+func (r *run) runTasks(ctx context.Context, tasks []*Task, sc scope) State {
+	st := SUCCESS
+	for _, t := range tasks {
+		if t.Disabled {
+			continue
+		}
+		if ctx.Err() != nil {
+			return KILLED
+		}
+		s := r.runTask(ctx, t, sc)
+		st = worst(st, s)
+		if s.Failed() {
+			return st
+		}
+	}
+	return st
+}
+
+// parallel calls fn(0..n-1), at most limit at a time (0 or more than
+// MaxParallel: MaxParallel). After a failure no further call starts.
+func (r *run) parallel(ctx context.Context, n, limit int, fn func(i int) State) State {
+	if limit <= 0 || limit > r.e.opts.MaxParallel {
+		limit = r.e.opts.MaxParallel
+	}
+	st := SUCCESS
+	if limit == 1 || n == 1 {
+		for i := 0; i < n; i++ {
+			if ctx.Err() != nil {
+				return worst(st, KILLED)
+			}
+			s := fn(i)
+			st = worst(st, s)
+			if s.Failed() {
+				return st
+			}
+		}
+		return st
+	}
+	var (
+		mu   sync.Mutex
+		stop bool
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, limit)
+	)
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		mu.Lock()
+		halt := stop
+		mu.Unlock()
+		if halt || ctx.Err() != nil {
+			<-sem
+			if !halt {
+				mu.Lock()
+				st = worst(st, KILLED)
+				mu.Unlock()
+			}
+			break
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s := fn(i)
+			mu.Lock()
+			st = worst(st, s)
+			if s.Failed() {
+				stop = true
+			}
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	return st
+}
+
+// runTask runs one task (and, for a flowable one, those inside) as one task run.
+func (r *run) runTask(ctx context.Context, t *Task, sc scope) State {
+	tr := r.newTaskRun(t, sc)
+	var st State
+	var err error
+	if isFlowable(t) {
+		fctx := ctx
+		if t.Timeout > 0 {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithTimeout(ctx, t.Timeout)
+			defer cancel()
+		}
+		st, err = r.runFlowable(fctx, t, tr, sc)
+		if ctx.Err() == nil && fctx.Err() != nil {
+			st, err = FAILED, timeoutError(t)
+		}
+	} else {
+		st, err = r.runLeaf(ctx, t, tr, sc)
+	}
+	msg := ""
+	if err != nil {
+		msg = taskMessage(t, err)
+		if st == KILLED {
+			msg = ""
+		}
+	}
+	if st == FAILED && msg != "" {
+		r.log(t.ID, tr.ID, "ERROR", msg)
+	}
+	if st == FAILED && t.AllowFailure {
+		st = WARNING
+		r.log(t.ID, tr.ID, "WARN", fmt.Sprintf("Task '%s' failed; the flow goes on as allowFailure is set.", t.ID))
+	} else if st == FAILED && msg != "" {
+		r.fail(msg)
+	}
+	r.endTaskRun(tr, st, msg)
+	return st
+}
+
+func isFlowable(t *Task) bool {
+	_, ok := flowables[t.Type]
+	return ok
+}
+
+// runLeaf runs a task's attempts: one, or more under a retry policy.
+func (r *run) runLeaf(ctx context.Context, t *Task, tr *TaskRun, sc scope) (State, error) {
+	max := 1
+	var interval, maxDur time.Duration
+	if t.Retry != nil {
+		max, interval, maxDur = t.Retry.MaxAttempts, t.Retry.Interval, t.Retry.MaxDuration
+	}
+	start := time.Now()
+	for n := 1; ; n++ {
+		r.startAttempt(tr)
+		out, err := r.attempt(ctx, t, tr, sc, n)
+		if err == nil {
+			r.endAttempt(tr, SUCCESS)
+			r.setOutputs(t, tr, sc, out)
+			if n > 1 && t.Retry.WarningOnRetry {
+				return WARNING, nil
+			}
+			return SUCCESS, nil
+		}
+		if ctx.Err() != nil {
+			r.endAttempt(tr, KILLED)
+			return KILLED, err
+		}
+		r.endAttempt(tr, FAILED)
+		if n >= max || (maxDur > 0 && time.Since(start)+interval > maxDur) {
+			return FAILED, err
+		}
+		r.log(t.ID, tr.ID, "WARN", fmt.Sprintf("Attempt %d failed, retrying in %s: %s", n, storage.FormatDuration(interval), taskMessage(t, err)))
+		select {
+		case <-time.After(interval):
+		case <-ctx.Done():
+			return KILLED, ctx.Err()
+		}
+	}
+}
+
+// attempt runs a task once, within its timeout. A task that ignores its
+// context is left behind when the timeout passes.
+func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int) (plugin.Outputs, error) {
+	if t.Timeout <= 0 {
+		return plugin.Call(ctx, t.Impl, r.runContext(t, tr, sc, n))
+	}
+	actx, cancel := context.WithTimeout(ctx, t.Timeout)
+	defer cancel()
+	rc := r.runContext(t, tr, sc, n)
+	type result struct {
+		out plugin.Outputs
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		out, err := plugin.Call(actx, t.Impl, rc)
+		ch <- result{out, err}
+	}()
+	select {
+	case res := <-ch:
+		if res.err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+			return nil, timeoutError(t)
+		}
+		return res.out, res.err
+	case <-actx.Done():
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, timeoutError(t)
+	}
+}
+
+func timeoutError(t *Task) error {
+	return kvflow.Errorf(kvflow.EUNAVAILABLE, "Task '%s' timed out after %s.", t.ID, storage.FormatDuration(t.Timeout))
+}
+
+// taskMessage is a failure's message, naming the task.
+func taskMessage(t *Task, err error) string {
+	var ke *kvflow.Error
+	msg := err.Error()
+	if errors.As(err, &ke) {
+		msg = ke.Error()
+	}
+	if !strings.HasPrefix(msg, "Task '"+t.ID+"'") {
+		msg = fmt.Sprintf("Task '%s': %s", t.ID, msg)
+	}
+	return msg
+}
+
+// runFlowable runs a Sequential, Parallel, If or ForEach.
+func (r *run) runFlowable(ctx context.Context, t *Task, tr *TaskRun, sc scope) (State, error) {
+	rc := r.runContext(t, tr, sc, 1)
+	inner := sc.child(tr.ID)
+	switch x := t.Impl.(type) {
+	case *Sequential:
+		return r.runTasks(ctx, x.Tasks, inner), nil
+	case *Parallel:
+		limit, err := x.Concurrency.Get(ctx, rc, "concurrency", 0)
+		if err != nil {
+			return FAILED, err
+		}
+		return r.parallel(ctx, len(x.Tasks), limit, func(i int) State {
+			if x.Tasks[i].Disabled {
+				return SUCCESS
+			}
+			return r.runTask(ctx, x.Tasks[i], inner)
+		}), nil
+	case *If:
+		cond, err := x.Condition.Get(ctx, rc, "condition", nil)
+		if err != nil {
+			return FAILED, err
+		}
+		ok := truthy(cond)
+		r.setOutputs(t, tr, sc, plugin.Outputs{"condition": ok})
+		if ok {
+			return r.runTasks(ctx, x.Then, inner), nil
+		}
+		return r.runTasks(ctx, x.Else, inner), nil
+	case *ForEach:
+		raw, err := x.Values.Get(ctx, rc, "values", nil)
+		if err != nil {
+			return FAILED, err
+		}
+		list, err := forEachValues(raw)
+		if err != nil {
+			return FAILED, kvflow.Errorf(kvflow.EINVALID, "Task '%s', property 'values': %s.", t.ID, strings.TrimSuffix(kvflow.ErrorMessage(err), "."))
+		}
+		limit, err := x.ConcurrencyLimit.Get(ctx, rc, "concurrencyLimit", 1)
+		if err != nil {
+			return FAILED, err
+		}
+		if limit < 0 {
+			return FAILED, kvflow.Errorf(kvflow.EINVALID, "Task '%s', property 'concurrencyLimit': must be 0 (no limit) or more, not %d.", t.ID, limit)
+		}
+		values := make([]string, len(list))
+		for i, v := range list {
+			values[i] = template.Text(v)
+		}
+		return r.parallel(ctx, len(values), limit, func(i int) State {
+			return r.runTasks(ctx, x.Tasks, sc.iteration(tr.ID, values[i]))
+		}), nil
+	}
+	return FAILED, kvflow.Errorf(kvflow.EINTERNAL, "Task '%s' of type %s is not a flowable task.", t.ID, t.Type)
+}
+
+// runContext is what a task sees when it runs.
+func (r *run) runContext(t *Task, tr *TaskRun, sc scope, attempt int) *plugin.RunContext {
+	data := r.baseData(sc)
+	taskrun := map[string]any{"id": tr.ID, "taskId": t.ID, "startDate": tr.Start, "attemptsCount": attempt}
+	if sc.parentID != "" {
+		taskrun["parentId"] = sc.parentID
+	}
+	if n := len(sc.values); n > 0 {
+		taskrun["value"] = sc.values[n-1]
+		if n > 1 {
+			parents := make([]any, 0, n-1)
+			for i := n - 2; i >= 0; i-- {
+				parents = append(parents, map[string]any{"taskrun": map[string]any{"value": sc.values[i]}})
+			}
+			data["parent"] = parents[0]
+			data["parents"] = parents
+		}
+	}
+	data["taskrun"] = taskrun
+	data["task"] = map[string]any{"id": t.ID, "type": t.Type}
+	return &plugin.RunContext{
+		Namespace: r.flow.Namespace, FlowID: r.flow.ID, ExecutionID: r.exec.ID, TaskID: t.ID, TaskRunID: tr.ID,
+		Store: r.e.opts.Store, Bucket: r.e.bucket, Templates: r.e.tpl, Data: data, Allowed: r.e.opts.Allowed,
+		Logger: slog.New(&taskHandler{r: r, taskID: t.ID, taskRunID: tr.ID}),
+	}
+}
+
+// baseData is the template context shared by every task of the run.
+func (r *run) baseData(sc scope) template.Context {
+	ec := r.execCtx
+	if sc.execCtx != nil {
+		ec = sc.execCtx
+	}
+	return template.Context{
+		"flow":      r.flowCtx,
+		"execution": ec,
+		"inputs":    r.exec.Inputs,
+		"vars":      r.vars,
+		"labels":    labelsOf(r.flow),
+		"outputs":   r.outputsSnapshot(),
+	}
+}
+
+func labelsOf(f *Flow) map[string]any {
+	out := make(map[string]any, len(f.Labels))
+	for k, v := range f.Labels {
+		out[k] = v
+	}
+	return out
+}
+
+// outputsSnapshot returns the outputs so far; the map is never changed
+// afterwards, so templates can read it while other tasks run.
+func (r *run) outputsSnapshot() map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.outSnap == nil {
+		r.outSnap = maps.Clone(r.outputs)
+	}
+	return r.outSnap
+}
+
+// setOutputs records a task run's outputs: outputs.<taskId>, or
+// outputs.<taskId>[value]... inside ForEach loops. Maps already handed to
+// templates are copied, never changed.
+func (r *run) setOutputs(t *Task, tr *TaskRun, sc scope, out plugin.Outputs) {
+	m := map[string]any(out)
+	if m == nil {
+		m = map[string]any{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tr.Outputs = m
+	r.outputs[t.ID] = withValue(r.outputs[t.ID], sc.values, m)
+	r.outSnap = nil
+	r.dirty = true
+}
+
+func withValue(cur any, path []string, leaf map[string]any) any {
+	if len(path) == 0 {
+		return leaf
+	}
+	old, _ := cur.(map[string]any)
+	m := make(map[string]any, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[path[0]] = withValue(old[path[0]], path[1:], leaf)
+	return m
+}
+
+func (r *run) newTaskRun(t *Task, sc scope) *TaskRun {
+	tr := &TaskRun{ID: xid.New().String(), TaskID: t.ID, ParentID: sc.parentID, State: RUNNING, Start: now()}
+	if n := len(sc.values); n > 0 {
+		tr.Value = sc.values[n-1]
+	}
+	r.mu.Lock()
+	r.exec.TaskRuns = append(r.exec.TaskRuns, tr)
+	r.dirty = true
+	r.mu.Unlock()
+	return tr
+}
+
+func (r *run) endTaskRun(tr *TaskRun, st State, msg string) {
+	end := now()
+	r.mu.Lock()
+	tr.State, tr.End, tr.Error = st, &end, msg
+	r.dirty = true
+	r.mu.Unlock()
+}
+
+func (r *run) startAttempt(tr *TaskRun) {
+	r.mu.Lock()
+	tr.Attempts = append(tr.Attempts, Attempt{State: RUNNING, Start: now()})
+	r.dirty = true
+	r.mu.Unlock()
+}
+
+func (r *run) endAttempt(tr *TaskRun, st State) {
+	end := now()
+	r.mu.Lock()
+	a := &tr.Attempts[len(tr.Attempts)-1]
+	a.State, a.End = st, &end
+	r.dirty = true
+	r.mu.Unlock()
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// result returns a copy of the execution, with its logs when asked.
+func (r *run) result(withLogs bool) *Execution {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.exec.clone()
+	if withLogs {
+		c.Logs = append([]LogLine(nil), r.logs...)
+	}
+	return c
+}
+
+func (r *run) isDone() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *run) logLines() []LogLine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]LogLine(nil), r.logs...)
+}
+
+// log adds a line to the execution's logs.
+func (r *run) log(taskID, taskRunID, level, msg string) {
+	line := LogLine{ExecutionID: r.exec.ID, TaskID: taskID, TaskRunID: taskRunID, Time: time.Now().UTC(), Level: level, Message: msg}
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	r.mu.Lock()
+	r.logs = append(r.logs, line)
+	r.pending = append(r.pending, line)
+	r.mu.Unlock()
+	if r.onLog != nil {
+		r.onLog(line)
+	}
+}

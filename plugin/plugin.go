@@ -1,0 +1,149 @@
+// Package plugin is the way in for task types: the Task interface, a
+// registry, typed templated properties, and the context a task runs in.
+// Other programs register their own task types here.
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/template"
+)
+
+// Task is one task type's implementation. New returns a pointer to a struct
+// whose yaml-tagged fields receive the task's properties (strictly: unknown
+// keys are refused); fields of type Property[T] hold templates rendered at
+// run time. Run returns the task's outputs.
+type Task interface {
+	Run(ctx context.Context, rc *RunContext) (Outputs, error)
+}
+
+// Outputs are a task's named results, reachable as outputs.<taskId>.<name>.
+type Outputs map[string]any
+
+// Validator is implemented by tasks that check their properties at load
+// time, beyond what decoding checks. Errors should name the property.
+type Validator interface {
+	Validate() error
+}
+
+// Definition describes a task type.
+type Definition struct {
+	Type        string      // e.g. io.kestra.plugin.core.kv.Set
+	New         func() Task // a fresh, zero task
+	Description string
+}
+
+// Registry maps type names to definitions. It is safe for concurrent use.
+type Registry struct {
+	mu    sync.RWMutex
+	types map[string]Definition
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{types: map[string]Definition{}} }
+
+// Default is the registry built-in tasks register into from init().
+var Default = NewRegistry()
+
+// Register adds a definition; an empty or duplicate type name is refused.
+func (r *Registry) Register(d Definition) error {
+	if d.Type == "" {
+		return kvflow.Errorf(kvflow.EINVALID, "Task type name cannot be empty.")
+	}
+	if d.New == nil {
+		return kvflow.Errorf(kvflow.EINVALID, "Task type %s has no constructor.", d.Type)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.types[d.Type]; ok {
+		return kvflow.Errorf(kvflow.ECONFLICT, "Task type %s is already registered.", d.Type)
+	}
+	r.types[d.Type] = d
+	return nil
+}
+
+// MustRegister is Register for init(): it panics on a programming error.
+func (r *Registry) MustRegister(d Definition) {
+	if err := r.Register(d); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup returns the definition of a type.
+func (r *Registry) Lookup(typ string) (Definition, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.types[typ]
+	return d, ok
+}
+
+// Types lists the registered type names in order.
+func (r *Registry) Types() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.types))
+	for n := range r.types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// RunContext is what a running task sees.
+type RunContext struct {
+	Namespace   string // the flow's namespace
+	FlowID      string
+	ExecutionID string
+	TaskID      string
+	TaskRunID   string // this run of the task (a ForEach runs a task once per value)
+
+	Store     *storage.Store
+	Bucket    storage.Bucket // for files a task produces
+	Templates *template.Engine
+	Data      template.Context // flow, execution, inputs, vars, outputs, taskrun
+
+	// Allowed reports whether the flow's namespace may reach ns; own
+	// namespace and ancestors are always allowed. Nil allows only those.
+	Allowed func(from, ns string) bool
+
+	Logger *slog.Logger // the task's log lines go into the execution's logs
+}
+
+// Render renders a template string with the run's data.
+func (rc *RunContext) Render(ctx context.Context, src string) (string, error) {
+	return rc.Templates.RenderString(ctx, src, rc.Data)
+}
+
+// Namespace resolves a task's namespace property: empty means the flow's.
+// Reaching a namespace other than the flow's own or an ancestor needs
+// Allowed; a refusal names both namespaces.
+func (rc *RunContext) TargetNamespace(ns string) (string, error) {
+	if ns == "" {
+		return rc.Namespace, nil
+	}
+	if err := storage.ValidateNamespace(ns); err != nil {
+		return "", err
+	}
+	if storage.IsSelfOrAncestor(ns, rc.Namespace) || (rc.Allowed != nil && rc.Allowed(rc.Namespace, ns)) {
+		return ns, nil
+	}
+	return "", kvflow.Errorf(kvflow.EFORBIDDEN, "Cannot access the KV store. Access to '%s' namespace is not allowed from '%s'.", ns, rc.Namespace)
+}
+
+// Log writes one line to the task's logs.
+func (rc *RunContext) Log(ctx context.Context, level slog.Level, msg string, args ...any) {
+	if rc.Logger != nil {
+		rc.Logger.Log(ctx, level, msg, args...)
+	}
+}
+
+// errorf is a property error: it names the property and what was expected.
+func errorf(prop, format string, args ...any) error {
+	return kvflow.Errorf(kvflow.EINVALID, "%s: %s", prop, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,108 @@
+package storage
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Entry is the metadata of one key. The value lives in the Bucket under Object;
+// the database never holds it.
+type Entry struct {
+	Namespace   string
+	Key         string
+	Type        Type
+	Object      string // object name in the Bucket, unique per write
+	Version     int64  // 1 on create, +1 on each write
+	Size        int64  // bytes of the ION object
+	Hash        string // hex SHA-256 of the ION object
+	Description string
+	Created     time.Time
+	Updated     time.Time
+	Expires     *time.Time // nil: never
+}
+
+// Expired reports whether the entry's TTL has passed at now.
+func (e *Entry) Expired(now time.Time) bool {
+	return e.Expires != nil && !now.Before(*e.Expires)
+}
+
+// Index holds entry metadata: the PostgreSQL and SQLite adapters implement it.
+// Times are stored with microsecond precision.
+type Index interface {
+	// PutEntry makes e the entry of (e.Namespace, e.Key). It sets e.Version (1
+	// for a new or expired entry, the previous version + 1 otherwise) and
+	// e.Created (kept from a live previous entry). With overwrite false and a
+	// live entry present it returns ECONFLICT and changes nothing. A replaced
+	// entry's object is queued as garbage, stamped with the wall clock, in the
+	// same transaction.
+	PutEntry(ctx context.Context, e *Entry, overwrite bool) error
+
+	// GetEntry returns the entry, expired or not, or ENOTFOUND.
+	GetEntry(ctx context.Context, ns, key string) (*Entry, error)
+
+	// ListEntries returns live entries of ns in key order.
+	ListEntries(ctx context.Context, ns string, q ListQuery) ([]Entry, error)
+
+	// DeleteEntry removes the entry and queues its object as garbage. It
+	// returns the removed entry, or nil when there was none.
+	DeleteEntry(ctx context.Context, ns, key string) (*Entry, error)
+
+	// PurgeEntries removes up to q.Limit matching entries in one transaction,
+	// queues their objects as garbage and returns them.
+	PurgeEntries(ctx context.Context, q PurgeQuery) ([]Entry, error)
+
+	// Namespaces returns every namespace holding live entries, with counts.
+	Namespaces(ctx context.Context, now time.Time) ([]NamespaceStat, error)
+
+	// Garbage returns up to limit objects queued before olderThan.
+	Garbage(ctx context.Context, olderThan time.Time, limit int) ([]string, error)
+	// DropGarbage forgets queued objects once they are deleted.
+	DropGarbage(ctx context.Context, objects []string) error
+	// Referenced returns which of objects an entry points to or the garbage queue holds.
+	Referenced(ctx context.Context, objects []string) (map[string]bool, error)
+
+	// Ping checks the database is reachable.
+	Ping(ctx context.Context) error
+}
+
+// ListQuery selects live entries of one namespace.
+type ListQuery struct {
+	Prefix string    // keys starting with Prefix
+	After  string    // keys after this one (keyset pagination)
+	Limit  int       // at most this many
+	Now    time.Time // entries expired at Now are hidden
+}
+
+// PurgeQuery selects entries to purge.
+type PurgeQuery struct {
+	Namespaces      []string  // nil: every namespace
+	IncludeChildren bool      // also a.b.* for each namespace a.b
+	KeyLike         string    // SQL LIKE pattern with \ as escape; "" matches all
+	ExpiredOnly     bool      // only entries expired at Now
+	Now             time.Time //
+	Limit           int       // batch size
+}
+
+// NamespaceStat is a namespace with its number of live keys.
+type NamespaceStat struct {
+	Namespace string
+	Keys      int
+}
+
+// Bucket holds value objects: the S3 (MinIO) and local directory adapters
+// implement it. A missing object is reported as an error matching
+// fs.ErrNotExist. Names use / as separator and never start with one.
+type Bucket interface {
+	// Put stores r under name, replacing nothing in practice since names are
+	// unique. size is -1 when unknown; memory use must not grow with it.
+	Put(ctx context.Context, name string, r io.Reader, size int64) error
+	// Get opens the object; the caller closes it.
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+	// Delete removes the object; a missing object is not an error.
+	Delete(ctx context.Context, name string) error
+	// Iter calls fn for every object whose name starts with prefix.
+	Iter(ctx context.Context, prefix string, fn func(name string, modified time.Time) error) error
+	// Ping checks the store is reachable.
+	Ping(ctx context.Context) error
+}

@@ -1,0 +1,382 @@
+// Package fs stores value objects as files under a local directory.
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// tmpPrefix starts the name of a file being written. Such files are never
+// objects: Iter skips them and object names may not use the prefix.
+const tmpPrefix = ".kvflow-tmp-"
+
+// staleTemp is how long a temp file may go unwritten before Iter removes it
+// as the leftover of a crashed writer.
+const staleTemp = time.Hour
+
+var _ storage.Bucket = (*Bucket)(nil)
+
+// Bucket keeps each object in a file named after the object under Root.
+// Writes go to a temp file that is synced and renamed into place, so a reader
+// or a crash never leaves a torn object.
+type Bucket struct {
+	root string
+}
+
+// New returns a Bucket rooted at dir, creating the directory if needed.
+func New(dir string) (*Bucket, error) {
+	if dir == "" {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Storage directory cannot be empty.")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Storage directory %q cannot be made absolute: %v.", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Storage directory %s cannot be created: %v.", abs, unwrapPath(err)), Err: err}
+	}
+	return &Bucket{root: abs}, nil
+}
+
+// ParseURL returns the directory of a file:///absolute/dir storage URL.
+func ParseURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", kvflow.Errorf(kvflow.EINVALID, "Storage URL %q is not a URL: %v.", raw, err)
+	}
+	switch {
+	case u.Scheme != "file":
+		return "", kvflow.Errorf(kvflow.EINVALID, "Storage URL %q has scheme %q; expected file:///absolute/dir.", raw, u.Scheme)
+	case u.Host != "" && u.Host != "localhost":
+		return "", kvflow.Errorf(kvflow.EINVALID, "Storage URL %q names host %q; expected file:///absolute/dir with three slashes.", raw, u.Host)
+	case u.Path == "" || !strings.HasPrefix(u.Path, "/"):
+		return "", kvflow.Errorf(kvflow.EINVALID, "Storage URL %q has no absolute directory path; expected file:///absolute/dir.", raw)
+	case u.RawQuery != "":
+		return "", kvflow.Errorf(kvflow.EINVALID, "Storage URL %q has query parameters; a file URL takes none.", raw)
+	}
+	return filepath.Clean(u.Path), nil
+}
+
+// Root returns the absolute directory holding the objects.
+func (b *Bucket) Root() string { return b.root }
+
+// Put writes r to a temp file beside the target, syncs it, renames it over
+// the target and syncs the directory.
+func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) (err error) {
+	path, err := b.path(name)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+
+	// A concurrent Delete may remove an emptied directory between mkdir and
+	// create; try again then.
+	var f *os.File
+	for attempt := 0; ; attempt++ {
+		if err = b.mkdirAll(dir); err == nil {
+			if f, err = os.CreateTemp(dir, tmpPrefix+"*"); err == nil {
+				break
+			}
+		}
+		if !errors.Is(err, iofs.ErrNotExist) || attempt == 5 {
+			return b.fail("write", name, err)
+		}
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			b.removeEmptyDirs(dir)
+		}
+	}()
+
+	src := &sourceReader{ctx: ctx, r: r}
+	n, err := io.Copy(f, src)
+	if err != nil {
+		if src.err != nil {
+			return fmt.Errorf("write object %q: %w", name, err)
+		}
+		return b.fail("write", name, err)
+	}
+	if size >= 0 && n != size {
+		return kvflow.Errorf(kvflow.EINVALID, "Object %q was announced as %d bytes but the value had %d.", name, size, n)
+	}
+	if err = f.Sync(); err != nil {
+		return b.fail("write", name, err)
+	}
+	if err = f.Close(); err != nil {
+		return b.fail("write", name, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return b.fail("write", name, err)
+	}
+	if err = syncDir(dir); err != nil {
+		return b.fail("write", name, err)
+	}
+	return nil
+}
+
+// Get opens the object's file.
+func (b *Bucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	path, err := b.path(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, notFound(name)
+		}
+		return nil, b.fail("read", name, err)
+	}
+	if fi, err := f.Stat(); err != nil {
+		f.Close()
+		return nil, b.fail("read", name, err)
+	} else if fi.IsDir() {
+		f.Close()
+		return nil, notFound(name)
+	}
+	return f, nil
+}
+
+// Delete removes the object's file, then any directories it leaves empty.
+func (b *Bucket) Delete(ctx context.Context, name string) error {
+	path, err := b.path(name)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return b.fail("delete", name, err)
+	}
+	b.removeEmptyDirs(filepath.Dir(path))
+	return nil
+}
+
+// removeEmptyDirs removes dir and its parents below the root while they are
+// empty; removing a non-empty directory fails, which ends the climb.
+func (b *Bucket) removeEmptyDirs(dir string) {
+	for ; dir != b.root && strings.HasPrefix(dir, b.root); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			return
+		}
+	}
+}
+
+// Iter calls fn for each object whose name starts with prefix, with the
+// file's modification time. It removes temp files left by crashed writers.
+func (b *Bucket) Iter(ctx context.Context, prefix string, fn func(name string, modified time.Time) error) error {
+	if err := checkPrefix(prefix); err != nil {
+		return err
+	}
+	start := b.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(b.root, filepath.FromSlash(prefix[:i]))
+	}
+	rootSlash := b.root
+	if !strings.HasSuffix(rootSlash, string(filepath.Separator)) {
+		rootSlash += string(filepath.Separator)
+	}
+	now := time.Now()
+	return filepath.WalkDir(start, func(path string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			// Gone meanwhile (or never there): nothing to list.
+			if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return nil
+			}
+			return b.fail("list", prefix, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, iofs.ErrNotExist) {
+				return nil
+			}
+			return b.fail("list", prefix, err)
+		}
+		if strings.HasPrefix(d.Name(), tmpPrefix) {
+			if now.Sub(info.ModTime()) > staleTemp {
+				os.Remove(path)
+			}
+			return nil
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		name := filepath.ToSlash(strings.TrimPrefix(path, rootSlash))
+		if !strings.HasPrefix(name, prefix) {
+			return nil
+		}
+		return fn(name, info.ModTime())
+	})
+}
+
+// Ping checks the root directory is still there.
+func (b *Bucket) Ping(ctx context.Context) error {
+	fi, err := os.Stat(b.root)
+	if err != nil {
+		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Storage directory %s is unavailable: %v.", b.root, unwrapPath(err)), Err: err}
+	}
+	if !fi.IsDir() {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Storage directory %s is not a directory.", b.root)
+	}
+	return nil
+}
+
+// path returns the file of an object after checking the name stays inside root.
+func (b *Bucket) path(name string) (string, error) {
+	if err := checkName(name); err != nil {
+		return "", err
+	}
+	return filepath.Join(b.root, filepath.FromSlash(name)), nil
+}
+
+// checkName refuses names that could leave the root or clash with temp files.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return kvflow.Errorf(kvflow.EINVALID, "Object name cannot be empty.")
+	case strings.HasPrefix(name, "/"):
+		return kvflow.Errorf(kvflow.EINVALID, "Object name %q starts with /; names are relative to the storage directory.", clip(name))
+	case strings.ContainsAny(name, "\\\x00"):
+		return kvflow.Errorf(kvflow.EINVALID, "Object name %q contains a backslash or a NUL byte; use / to separate parts.", clip(name))
+	}
+	for _, seg := range strings.Split(name, "/") {
+		switch {
+		case seg == "..":
+			return kvflow.Errorf(kvflow.EINVALID, "Object name %q contains a \"..\" part, which would leave the storage directory.", clip(name))
+		case seg == "" || seg == ".":
+			return kvflow.Errorf(kvflow.EINVALID, "Object name %q has an empty or \".\" part between slashes.", clip(name))
+		case strings.HasPrefix(seg, tmpPrefix):
+			return kvflow.Errorf(kvflow.EINVALID, "Object name %q uses the reserved prefix %q.", clip(name), tmpPrefix)
+		}
+	}
+	return nil
+}
+
+// checkPrefix refuses listing prefixes that could leave the root.
+func checkPrefix(prefix string) error {
+	switch {
+	case prefix == "":
+		return nil
+	case strings.HasPrefix(prefix, "/"):
+		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q starts with /; prefixes are relative to the storage directory.", clip(prefix))
+	case strings.ContainsAny(prefix, "\\\x00"):
+		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q contains a backslash or a NUL byte; use / to separate parts.", clip(prefix))
+	}
+	for _, seg := range strings.Split(prefix, "/") {
+		if seg == ".." || seg == "." {
+			return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q contains a %q part.", clip(prefix), seg)
+		}
+	}
+	return nil
+}
+
+// mkdirAll creates dir and its missing parents, syncing each parent so the
+// new entries survive a crash.
+func (b *Bucket) mkdirAll(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if dir != b.root && parent != dir {
+		if err := b.mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, iofs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return syncDir(parent)
+}
+
+// syncDir flushes a directory's entries to disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// fail wraps an operating system error as EUNAVAILABLE.
+func (b *Bucket) fail(op, name string, err error) error {
+	return &kvflow.Error{
+		Code:    kvflow.EUNAVAILABLE,
+		Message: fmt.Sprintf("Storage directory %s cannot %s object %q: %v.", b.root, op, clip(name), unwrapPath(err)),
+		Err:     err,
+	}
+}
+
+// notFound is the error for a missing object; it matches fs.ErrNotExist.
+func notFound(name string) error {
+	return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: fmt.Sprintf("Object %q does not exist.", clip(name)), Err: iofs.ErrNotExist}
+}
+
+// unwrapPath drops the path from a *PathError, which already sits in the message.
+func unwrapPath(err error) error {
+	var pe *iofs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// sourceReader stops a copy when ctx ends and remembers the caller's read errors.
+type sourceReader struct {
+	ctx context.Context
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		s.err = err
+		return 0, err
+	}
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:117] + "..."
+	}
+	return s
+}

@@ -1,0 +1,249 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage/fs"
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+func TestBucket_Acceptance(t *testing.T) {
+	storagetest.BucketAcceptance(t, mustNew(t, t.TempDir()))
+}
+
+func TestBucket_Acceptance_CreatesMissingRoot(t *testing.T) {
+	storagetest.BucketAcceptance(t, mustNew(t, filepath.Join(t.TempDir(), "not", "yet")))
+}
+
+func TestPut_NameOutsideRoot_Invalid(t *testing.T) {
+	b := mustNew(t, t.TempDir())
+	for _, name := range []string{
+		"", "../escape", "a/../../escape", "/etc/passwd", `a\b`, "a//b", "a/./b", "a/", "..", "a\x00b",
+		"a/.kvflow-tmp-123",
+	} {
+		err := b.Put(context.Background(), name, strings.NewReader("x"), 1)
+		if got := kvflow.ErrorCode(err); got != kvflow.EINVALID {
+			t.Errorf("Put(%q) error code = %q (%v), want %q", name, got, err, kvflow.EINVALID)
+		}
+		if _, err := b.Get(context.Background(), name); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("Get(%q) error = %v, want EINVALID", name, err)
+		}
+		if err := b.Delete(context.Background(), name); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("Delete(%q) error = %v, want EINVALID", name, err)
+		}
+	}
+	for _, prefix := range []string{"../", "/abs", `a\`, "a/../"} {
+		err := b.Iter(context.Background(), prefix, func(string, time.Time) error { return nil })
+		if kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("Iter(%q) error = %v, want EINVALID", prefix, err)
+		}
+	}
+}
+
+func TestPut_WrongSize_InvalidAndNothingStored(t *testing.T) {
+	dir := t.TempDir()
+	b := mustNew(t, dir)
+	err := b.Put(context.Background(), "k/v", strings.NewReader("four"), 10)
+	if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "10") {
+		t.Fatalf("Put with a wrong size: %v, want EINVALID naming the size", err)
+	}
+	if files := allFiles(t, dir); len(files) != 0 {
+		t.Fatalf("files left after a failed Put: %v", files)
+	}
+}
+
+func TestPut_ReaderFails_NoObjectNoTempFile(t *testing.T) {
+	dir := t.TempDir()
+	b := mustNew(t, dir)
+	boom := errors.New("client went away")
+	r := io.MultiReader(strings.NewReader("partial"), errReader{boom})
+	if err := b.Put(context.Background(), "ns/_kv/k.ion", r, -1); !errors.Is(err, boom) {
+		t.Fatalf("Put with a failing reader = %v, want the reader's error", err)
+	}
+	if _, err := b.Get(context.Background(), "ns/_kv/k.ion"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Get after failed Put = %v, want not exist", err)
+	}
+	if files := allFiles(t, dir); len(files) != 0 {
+		t.Fatalf("files left after a failed Put: %v", files)
+	}
+}
+
+func TestPut_OverwriteWhileReading_ReaderKeepsOldBytes(t *testing.T) {
+	b := mustNew(t, t.TempDir())
+	ctx := context.Background()
+	old := bytes.Repeat([]byte("o"), 1<<20)
+	if err := b.Put(ctx, "k", bytes.NewReader(old), int64(len(old))); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := b.Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := b.Put(ctx, "k", strings.NewReader("new"), 3); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, old) {
+		t.Fatalf("open reader saw %d bytes of a mix, want the old %d bytes", len(got), len(old))
+	}
+}
+
+func TestIter_SkipsTempFiles_RemovesStaleOnes(t *testing.T) {
+	dir := t.TempDir()
+	b := mustNew(t, dir)
+	ctx := context.Background()
+	if err := b.Put(ctx, "ns/obj", strings.NewReader("v"), 1); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(dir, "ns", ".kvflow-tmp-fresh")
+	stale := filepath.Join(dir, "ns", ".kvflow-tmp-stale")
+	for _, p := range []string{fresh, stale} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	if err := b.Iter(ctx, "", func(name string, _ time.Time) error {
+		names = append(names, name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "ns/obj" {
+		t.Fatalf("Iter = %v, want only ns/obj", names)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("fresh temp file was removed: %v", err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale temp file still there: %v", err)
+	}
+}
+
+func TestDelete_RemovesEmptyDirectories_KeepsRoot(t *testing.T) {
+	dir := t.TempDir()
+	b := mustNew(t, dir)
+	ctx := context.Background()
+	for _, n := range []string{"a/b/c/1", "a/x"} {
+		if err := b.Put(ctx, n, strings.NewReader("v"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete(ctx, "a/b/c/1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a", "b")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("empty directory a/b still there: %v", err)
+	}
+	if err := b.Delete(ctx, "a/x"); err != nil {
+		t.Fatal(err)
+	}
+	if files := allFiles(t, dir); len(files) != 0 {
+		t.Fatalf("left over: %v", files)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("root removed: %v", err)
+	}
+}
+
+func TestGet_Directory_NotExist(t *testing.T) {
+	b := mustNew(t, t.TempDir())
+	if err := b.Put(context.Background(), "a/b", strings.NewReader("v"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(context.Background(), "a"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Get of a directory = %v, want not exist", err)
+	}
+	if _, err := b.Get(context.Background(), "a/b/c"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Get below an object = %v, want not exist", err)
+	}
+}
+
+func TestPing_RootRemoved_Unavailable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	b := mustNew(t, dir)
+	if err := b.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Ping(context.Background())
+	if kvflow.ErrorCode(err) != kvflow.EUNAVAILABLE || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Ping without root = %v, want EUNAVAILABLE naming %s", err, dir)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"file:///var/lib/kvflow":         "/var/lib/kvflow",
+		"file:///var/lib/kvflow/":        "/var/lib/kvflow",
+		"file://localhost/srv/data/../x": "/srv/x",
+	} {
+		got, err := fs.ParseURL(raw)
+		if err != nil || got != want {
+			t.Errorf("ParseURL(%q) = %q, %v; want %q", raw, got, err, want)
+		}
+	}
+	for raw, part := range map[string]string{
+		"s3://bucket/x":         "scheme",
+		"file://data/dir":       "host",
+		"file:relative":         "absolute",
+		"file:///data?sync=off": "query",
+		"file://%zz":            "not a URL",
+	} {
+		_, err := fs.ParseURL(raw)
+		if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), part) {
+			t.Errorf("ParseURL(%q) = %v; want EINVALID mentioning %q", raw, err, part)
+		}
+	}
+}
+
+func mustNew(t *testing.T, dir string) *fs.Bucket {
+	t.Helper()
+	b, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// allFiles lists every file and directory below dir.
+func allFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			out = append(out, strings.TrimPrefix(p, dir))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

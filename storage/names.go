@@ -1,0 +1,77 @@
+package storage
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/kvflow/kvflow"
+)
+
+const (
+	MaxNamespaceLen = 150
+	MaxKeyLen       = 350
+)
+
+var (
+	namespaceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	keyRe       = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+)
+
+// ValidateNamespace returns EINVALID unless ns follows Kestra's namespace rule.
+func ValidateNamespace(ns string) error {
+	switch {
+	case ns == "":
+		return kvflow.Errorf(kvflow.EINVALID, "Namespace cannot be empty.")
+	case len(ns) > MaxNamespaceLen:
+		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is %d characters long; the limit is %d.", clip(ns), len(ns), MaxNamespaceLen)
+	case !namespaceRe.MatchString(ns):
+		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: it must start with a lowercase letter or a digit and contain only lowercase letters, digits, dots (.), underscores (_) and hyphens (-).", clip(ns))
+	}
+	return nil
+}
+
+// ValidateKey returns EINVALID unless key follows Kestra's key rule.
+func ValidateKey(key string) error {
+	switch {
+	case key == "":
+		return kvflow.Errorf(kvflow.EINVALID, "Key cannot be null or empty.")
+	case len(key) > MaxKeyLen:
+		return kvflow.Errorf(kvflow.EINVALID, "Key %q is %d characters long; the limit is %d.", clip(key), len(key), MaxKeyLen)
+	case !keyRe.MatchString(key):
+		return kvflow.Errorf(kvflow.EINVALID, "Key %q is invalid: a key must start with an alphanumeric character (uppercase or lowercase) and can contain alphanumeric characters (uppercase or lowercase), dots (.), underscores (_), and hyphens (-) only.", clip(key))
+	}
+	return nil
+}
+
+// validateNames checks both names, the namespace first.
+func validateNames(ns, key string) error {
+	if err := ValidateNamespace(ns); err != nil {
+		return err
+	}
+	return ValidateKey(key)
+}
+
+// Ancestors returns ns and its parents, nearest first: a.b.c → [a.b.c a.b a].
+func Ancestors(ns string) []string {
+	out := []string{ns}
+	for i := len(ns) - 1; i > 0; i-- {
+		if ns[i] == '.' {
+			out = append(out, ns[:i])
+		}
+	}
+	return out
+}
+
+// IsSelfOrAncestor reports whether ns is from or one of its parents, by whole
+// dotted segments: "prod" is an ancestor of "prod.eu" but not of "prod2".
+func IsSelfOrAncestor(ns, from string) bool {
+	return ns == from || strings.HasPrefix(from, ns+".")
+}
+
+// clip shortens a name for an error message so hostile input cannot flood it.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}

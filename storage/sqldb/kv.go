@@ -1,0 +1,258 @@
+package sqldb
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+var _ storage.Index = (*DB)(nil)
+
+const entryCols = `namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at`
+
+// entryRow is an entry as stored: times in unix microseconds.
+type entryRow struct {
+	Namespace   string `db:"namespace"`
+	Key         string `db:"key"`
+	Type        string `db:"type"`
+	Object      string `db:"object"`
+	Version     int64  `db:"version"`
+	Size        int64  `db:"size"`
+	Hash        string `db:"hash"`
+	Description string `db:"description"`
+	Created     int64  `db:"created_at"`
+	Updated     int64  `db:"updated_at"`
+	Expires     *int64 `db:"expires_at"`
+}
+
+func (r *entryRow) entry() storage.Entry {
+	e := storage.Entry{
+		Namespace: r.Namespace, Key: r.Key, Type: storage.Type(r.Type), Object: r.Object,
+		Version: r.Version, Size: r.Size, Hash: r.Hash, Description: r.Description,
+		Created: fromMicros(r.Created), Updated: fromMicros(r.Updated),
+	}
+	if r.Expires != nil {
+		t := fromMicros(*r.Expires)
+		e.Expires = &t
+	}
+	return e
+}
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func micros(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	us := t.UnixMicro()
+	return &us
+}
+
+// PutEntry implements storage.Index in one upsert statement, in both
+// dialects. A trigger queues the replaced object as garbage.
+func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, overwrite bool) error {
+	now := e.Updated.UnixMicro()
+	var got struct {
+		Version int64 `db:"version"`
+		Created int64 `db:"created_at"`
+	}
+	err := db.X.GetContext(ctx, &got, db.Rebind(putEntry), e.Namespace, e.Key, string(e.Type), e.Object,
+		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), overwrite)
+	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return kvflow.Errorf(kvflow.ECONFLICT, "Key '%s' already exists in namespace '%s'.", e.Key, e.Namespace)
+	} else if err != nil {
+		return err
+	}
+	e.Version, e.Created = got.Version, fromMicros(got.Created)
+	return nil
+}
+
+// putEntry upserts an entry. An expired entry is replaced as if new
+// (version 1, new creation date); a live one only when overwrite is true,
+// otherwise no row comes back.
+const putEntry = `
+INSERT INTO kv_entries AS e (` + entryCols + `)
+VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (namespace, key) DO UPDATE SET
+	type = excluded.type, object = excluded.object, size = excluded.size, hash = excluded.hash,
+	description = excluded.description, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+	version = CASE WHEN e.expires_at <= excluded.updated_at THEN 1 ELSE e.version + 1 END,
+	created_at = CASE WHEN e.expires_at <= excluded.updated_at THEN excluded.created_at ELSE e.created_at END
+WHERE ? OR e.expires_at <= excluded.updated_at
+RETURNING version, created_at`
+
+// GetEntry implements storage.Index.
+func (db *DB) GetEntry(ctx context.Context, ns, key string) (*storage.Entry, error) {
+	var r entryRow
+	if err := db.X.GetContext(ctx, &r, db.Rebind(`SELECT `+entryCols+` FROM kv_entries WHERE namespace = ? AND key = ?`), ns, key); err != nil {
+		return nil, db.Err(err)
+	}
+	e := r.entry()
+	return &e, nil
+}
+
+// ListEntries implements storage.Index. A prefix becomes a key range, so the
+// primary key index serves it.
+func (db *DB) ListEntries(ctx context.Context, ns string, q storage.ListQuery) ([]storage.Entry, error) {
+	where := []string{"namespace = ?", "(expires_at IS NULL OR expires_at > ?)"}
+	args := []any{ns, q.Now.UnixMicro()}
+	if q.Prefix != "" {
+		where = append(where, "key >= ?")
+		args = append(args, q.Prefix)
+		if upper, ok := prefixEnd(q.Prefix); ok {
+			where = append(where, "key < ?")
+			args = append(args, upper)
+		}
+	}
+	if q.After != "" {
+		where = append(where, "key > ?")
+		args = append(args, q.After)
+	}
+	args = append(args, q.Limit)
+	query := `SELECT ` + entryCols + ` FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` ORDER BY key LIMIT ?`
+	var rows []entryRow
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(query), args...); err != nil {
+		return nil, db.Err(err)
+	}
+	return entries(rows), nil
+}
+
+// prefixEnd is the smallest string greater than every string starting with p.
+func prefixEnd(p string) (string, bool) {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0x7f { // keys are ASCII; stay in it so PostgreSQL sees valid UTF-8
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
+}
+
+func entries(rows []entryRow) []storage.Entry {
+	out := make([]storage.Entry, len(rows))
+	for i := range rows {
+		out[i] = rows[i].entry()
+	}
+	return out
+}
+
+// DeleteEntry implements storage.Index.
+func (db *DB) DeleteEntry(ctx context.Context, ns, key string) (*storage.Entry, error) {
+	gone, err := db.deleteReturning(ctx, `namespace = ? AND key = ?`, ns, key)
+	if err != nil || len(gone) == 0 {
+		return nil, err
+	}
+	return &gone[0], nil
+}
+
+// PurgeEntries implements storage.Index.
+func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage.Entry, error) {
+	var where []string
+	var args []any
+	if q.Namespaces != nil {
+		var or []string
+		for _, ns := range q.Namespaces {
+			or = append(or, "namespace = ?")
+			args = append(args, ns)
+			if q.IncludeChildren {
+				or = append(or, `namespace LIKE ? ESCAPE '\'`)
+				args = append(args, escapeLike(ns)+".%")
+			}
+		}
+		if len(or) == 0 {
+			return nil, nil
+		}
+		where = append(where, "("+strings.Join(or, " OR ")+")")
+	}
+	if q.KeyLike != "" {
+		where = append(where, `key LIKE ? ESCAPE '\'`)
+		args = append(args, q.KeyLike)
+	}
+	if q.ExpiredOnly {
+		where = append(where, "expires_at <= ?")
+		args = append(args, q.Now.UnixMicro())
+	}
+	if len(where) == 0 {
+		where = append(where, "1 = 1")
+	}
+	args = append(args, q.Limit)
+	cond := `(namespace, key) IN (SELECT namespace, key FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` LIMIT ?)`
+	return db.deleteReturning(ctx, cond, args...)
+}
+
+// deleteReturning deletes the entries matching cond; a trigger queues their objects.
+func (db *DB) deleteReturning(ctx context.Context, cond string, args ...any) ([]storage.Entry, error) {
+	var rows []entryRow
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_entries WHERE `+cond+` RETURNING `+entryCols), args...); err != nil {
+		return nil, db.Err(err)
+	}
+	return entries(rows), nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// Namespaces implements storage.Index.
+func (db *DB) Namespaces(ctx context.Context, now time.Time) ([]storage.NamespaceStat, error) {
+	var rows []struct {
+		Namespace string `db:"namespace"`
+		Keys      int    `db:"keys"`
+	}
+	err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT namespace, COUNT(*) AS keys FROM kv_entries
+		WHERE expires_at IS NULL OR expires_at > ? GROUP BY namespace ORDER BY namespace`), now.UnixMicro())
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	out := make([]storage.NamespaceStat, len(rows))
+	for i, r := range rows {
+		out[i] = storage.NamespaceStat{Namespace: r.Namespace, Keys: r.Keys}
+	}
+	return out, nil
+}
+
+// Garbage implements storage.Index.
+func (db *DB) Garbage(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
+	var names []string
+	err := db.X.SelectContext(ctx, &names, db.Rebind(`SELECT object FROM kv_garbage WHERE queued_at < ? ORDER BY queued_at LIMIT ?`), olderThan.UnixMicro(), limit)
+	return names, db.Err(err)
+}
+
+// DropGarbage implements storage.Index.
+func (db *DB) DropGarbage(ctx context.Context, objects []string) error {
+	if len(objects) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`DELETE FROM kv_garbage WHERE object IN (?)`, objects)
+	if err != nil {
+		return err
+	}
+	_, err = db.X.ExecContext(ctx, db.Rebind(q), args...)
+	return db.Err(err)
+}
+
+// Referenced implements storage.Index.
+func (db *DB) Referenced(ctx context.Context, objects []string) (map[string]bool, error) {
+	ref := map[string]bool{}
+	if len(objects) == 0 {
+		return ref, nil
+	}
+	q, args, err := sqlx.In(`SELECT object FROM kv_entries WHERE object IN (?) UNION SELECT object FROM kv_garbage WHERE object IN (?)`, objects, objects)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	if err := db.X.SelectContext(ctx, &names, db.Rebind(q), args...); err != nil {
+		return nil, db.Err(err)
+	}
+	for _, n := range names {
+		ref[n] = true
+	}
+	return ref, nil
+}

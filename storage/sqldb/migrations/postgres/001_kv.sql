@@ -1,0 +1,37 @@
+-- KV metadata. Times are unix microseconds. Values never live here.
+CREATE TABLE kv_entries (
+	namespace   TEXT COLLATE "C" NOT NULL,
+	key         TEXT COLLATE "C" NOT NULL,
+	type        TEXT NOT NULL,
+	object      TEXT NOT NULL,
+	version     BIGINT NOT NULL,
+	size        BIGINT NOT NULL,
+	hash        TEXT NOT NULL,
+	description TEXT NOT NULL DEFAULT '',
+	created_at  BIGINT NOT NULL,
+	updated_at  BIGINT NOT NULL,
+	expires_at  BIGINT,
+	PRIMARY KEY (namespace, key)
+);
+CREATE UNIQUE INDEX kv_entries_object ON kv_entries (object);
+CREATE INDEX kv_entries_expires ON kv_entries (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Objects no entry points to any more, waiting for garbage collection.
+CREATE TABLE kv_garbage (
+	object    TEXT PRIMARY KEY,
+	queued_at BIGINT NOT NULL
+);
+CREATE INDEX kv_garbage_queued ON kv_garbage (queued_at);
+
+-- A replaced or deleted entry's object is queued in the same transaction.
+CREATE FUNCTION kv_queue_garbage() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO kv_garbage (object, queued_at)
+	VALUES (OLD.object, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
+	ON CONFLICT DO NOTHING;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER kv_entries_replaced AFTER UPDATE OF object ON kv_entries
+	FOR EACH ROW WHEN (OLD.object IS DISTINCT FROM NEW.object) EXECUTE FUNCTION kv_queue_garbage();
+CREATE TRIGGER kv_entries_deleted AFTER DELETE ON kv_entries
+	FOR EACH ROW EXECUTE FUNCTION kv_queue_garbage();

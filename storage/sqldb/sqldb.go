@@ -1,0 +1,201 @@
+// Package sqldb is kvflow's metadata database: PostgreSQL through lib/pq and
+// SQLite through modernc.org/sqlite, behind one set of queries. Where the two
+// dialects differ the code says so.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	_ "modernc.org/sqlite"
+
+	"github.com/kvflow/kvflow"
+)
+
+// Dialect names the database technology.
+type Dialect string
+
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// DB is an open metadata database with its migrations applied.
+type DB struct {
+	X       *sqlx.DB
+	Dialect Dialect
+	addr    string // where it is, for error messages; never holds a password
+}
+
+// Open connects to a postgres:// or postgresql:// URL, or to sqlite:///path
+// (the file is created with its directory), and applies pending migrations.
+func Open(ctx context.Context, rawURL string) (*DB, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
+	}
+	db := &DB{}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		db.Dialect, db.addr = Postgres, u.Host
+		if db.X, err = sqlx.Open("postgres", rawURL); err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
+		}
+		db.X.SetMaxOpenConns(32)
+		db.X.SetMaxIdleConns(32)
+		db.X.SetConnMaxIdleTime(5 * time.Minute)
+	case "sqlite":
+		path := u.Path
+		if u.Host != "" { // sqlite://relative/path
+			path = filepath.Join(u.Host, u.Path)
+		}
+		if path == "" {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL %q has no file path: expected sqlite:///path/to/kvflow.db.", rawURL)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot create the directory for database %s: %v.", path, err)
+		}
+		db.Dialect, db.addr = SQLite, path
+		dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=case_sensitive_like(1)"
+		if db.X, err = sqlx.Open("sqlite", dsn); err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
+		}
+	default:
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL scheme %q is not supported: expected postgres:// or sqlite:///path.", u.Scheme)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.X.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the connection pool.
+func (db *DB) Close() error { return db.X.Close() }
+
+// Ping checks the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	return db.Err(db.X.PingContext(ctx))
+}
+
+// Rebind turns ? placeholders into the dialect's.
+func (db *DB) Rebind(q string) string { return db.X.Rebind(q) }
+
+// migrate applies, in name order, each embedded migration of the dialect not
+// yet recorded in schema_migrations, each in its own transaction.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.X.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return db.Err(err)
+	}
+	dir := "migrations/" + string(db.Dialect)
+	files, err := fs.Glob(migrations, dir+"/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		if err := db.apply(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) apply(ctx context.Context, file string) error {
+	name := filepath.Base(file)
+	tx, err := db.X.BeginTxx(ctx, nil)
+	if err != nil {
+		return db.Err(err)
+	}
+	defer tx.Rollback()
+	if db.Dialect == Postgres { // one migrator at a time across processes
+		if _, err := tx.ExecContext(ctx, `LOCK TABLE schema_migrations IN EXCLUSIVE MODE`); err != nil {
+			return db.Err(err)
+		}
+	}
+	var n int
+	if err := tx.GetContext(ctx, &n, db.Rebind(`SELECT COUNT(*) FROM schema_migrations WHERE name = ?`), name); err != nil {
+		return db.Err(err)
+	} else if n > 0 {
+		return nil
+	}
+	body, err := migrations.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		return fmt.Errorf("migration %s: %w", name, db.Err(err))
+	}
+	if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`), name, time.Now().UnixMicro()); err != nil {
+		return db.Err(err)
+	}
+	return db.Err(tx.Commit())
+}
+
+// Err turns a driver error into a kvflow error: no rows is ENOTFOUND, a
+// unique violation ECONFLICT, a lost or refused connection EUNAVAILABLE, and
+// anything else EINTERNAL. Context errors pass through.
+func (db *DB) Err(err error) error {
+	var pqErr *pq.Error
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, sql.ErrNoRows):
+		return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: "Not found.", Err: err}
+	case errors.As(err, &pqErr):
+		switch {
+		case pqErr.Code == "23505":
+			return &kvflow.Error{Code: kvflow.ECONFLICT, Message: "Already exists.", Err: err}
+		case pqErr.Code.Class() == "08" || pqErr.Code.Class() == "57":
+			return db.unreachable(err)
+		}
+		return &kvflow.Error{Code: kvflow.EINTERNAL, Message: "Database error: " + pqErr.Message, Err: err}
+	case errors.As(err, &netErr), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, sql.ErrConnDone), strings.Contains(err.Error(), "connection refused"):
+		return db.unreachable(err)
+	case db.Dialect == SQLite && (strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked")):
+		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "The database is busy: " + err.Error(), Err: err}
+	case db.Dialect == SQLite && strings.Contains(err.Error(), "UNIQUE constraint failed"):
+		return &kvflow.Error{Code: kvflow.ECONFLICT, Message: "Already exists.", Err: err}
+	}
+	return &kvflow.Error{Code: kvflow.EINTERNAL, Message: "Database error: " + err.Error(), Err: err}
+}
+
+func (db *DB) unreachable(err error) error {
+	return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("The database at %s is unreachable: %v", db.addr, err), Err: err}
+}
+
+// tx runs fn in a transaction, committing when it returns nil.
+func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
+	tx, err := db.X.BeginTxx(ctx, nil)
+	if err != nil {
+		return db.Err(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return db.Err(tx.Commit())
+}

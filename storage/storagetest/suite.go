@@ -1,0 +1,471 @@
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// Opener makes a fresh, empty store on one backend pair.
+type Opener func(tb testing.TB, opts storage.Options) Pair
+
+// Clock is a settable clock for TTL tests.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock starts a clock at a fixed instant.
+func NewClock() *Clock { return &Clock{t: time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Add moves the clock forward.
+func (c *Clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// StoreAcceptance is the conformance suite every backend pair passes.
+func StoreAcceptance(t *testing.T, open Opener) {
+	ctx := context.Background()
+	const ns = "company.team"
+
+	t.Run("RoundTripEveryType", func(t *testing.T) {
+		s := open(t, storage.Options{CacheSize: -1}).Store
+		values := map[string]storage.Value{
+			"string":   storage.String("Hello \"World\" é\n"),
+			"int":      {Type: storage.NUMBER, V: int64(42)},
+			"decimal":  {Type: storage.NUMBER, V: 123.45},
+			"bool":     {Type: storage.BOOLEAN, V: true},
+			"datetime": {Type: storage.DATETIME, V: time.Date(2024, 7, 15, 6, 10, 33, 422e6, time.UTC)},
+			"date":     {Type: storage.DATE, V: storage.Date{Time: time.Date(2024, 7, 15, 0, 0, 0, 0, time.UTC)}},
+			"duration": {Type: storage.DURATION, V: storage.Duration{Text: "P1DT5S", D: 24*time.Hour + 5*time.Second}},
+			"json":     {Type: storage.JSON, V: map[string]any{"name": "John Doe", "age": int64(32), "address": map[string]any{"city": "Paris"}}},
+			"list":     {Type: storage.JSON, V: []any{int64(1), "two", 3.5, nil}},
+			"p1d":      storage.String("P1D"), // stays a STRING: the type is stored, never inferred
+		}
+		for key, v := range values {
+			e, err := s.Set(ctx, ns, key, v, storage.SetOptions{Description: "d-" + key})
+			if err != nil {
+				t.Fatalf("Set %s: %v", key, err)
+			}
+			if e.Version != 1 || e.Type != v.Type || e.Size <= 0 || len(e.Hash) != 64 || !e.Created.Equal(e.Updated) {
+				t.Errorf("Set %s metadata = %+v", key, e)
+			}
+			got, gv, err := s.Get(ctx, ns, key)
+			if err != nil {
+				t.Fatalf("Get %s: %v", key, err)
+			}
+			if !reflect.DeepEqual(gv, v) {
+				t.Errorf("Get %s = %#v, want %#v", key, gv, v)
+			}
+			if got.Description != "d-"+key || got.Version != 1 || got.Hash != e.Hash || got.Size != e.Size || got.Type != v.Type {
+				t.Errorf("Get %s metadata = %+v, set returned %+v", key, got, e)
+			}
+		}
+	})
+
+	t.Run("OverwriteBumpsVersionKeepsCreation", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now}).Store
+		first := mustSet(t, s, ns, "k", storage.String("v1"), storage.SetOptions{})
+		clock.Add(time.Second)
+		second := mustSet(t, s, ns, "k", storage.String("v2"), storage.SetOptions{})
+		if second.Version != 2 || !second.Created.Equal(first.Created) || !second.Updated.After(first.Updated) {
+			t.Errorf("second write = %+v, first %+v", second, first)
+		}
+		if _, v, _ := s.Get(ctx, ns, "k"); v.V != "v2" {
+			t.Errorf("Get after overwrite = %v", v.V)
+		}
+	})
+
+	t.Run("OverwriteFalseOnExistingKey_Conflict", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		mustSet(t, s, ns, "k", storage.String("kept"), storage.SetOptions{})
+		_, err := s.Set(ctx, ns, "k", storage.String("lost"), storage.SetOptions{NoOverwrite: true})
+		if kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "'k'") || !strings.Contains(err.Error(), ns) {
+			t.Fatalf("Set overwrite=false = %v, want ECONFLICT naming key and namespace", err)
+		}
+		if e, v, _ := s.Get(ctx, ns, "k"); v.V != "kept" || e.Version != 1 {
+			t.Errorf("after refused write: %v version %d", v.V, e.Version)
+		}
+	})
+
+	t.Run("TTL_ExpiredBehavesAsMissing", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now}).Store
+		e := mustSet(t, s, ns, "short", storage.String("x"), storage.SetOptions{TTL: 5 * time.Minute})
+		mustSet(t, s, ns, "long", storage.String("y"), storage.SetOptions{})
+		if e.Expires == nil || !e.Expires.Equal(clock.Now().Add(5*time.Minute)) {
+			t.Fatalf("expiry = %v, want now+5m", e.Expires)
+		}
+		clock.Add(5 * time.Minute)
+		if _, _, err := s.Get(ctx, ns, "short"); kvflow.ErrorCode(err) != kvflow.EEXPIRED || !strings.Contains(err.Error(), "expired") {
+			t.Errorf("Get expired = %v, want EEXPIRED", err)
+		}
+		if keys, _ := s.Keys(ctx, ns, ""); !reflect.DeepEqual(keys, []string{"long"}) {
+			t.Errorf("Keys = %v, want expired hidden", keys)
+		}
+		if stats, _ := s.Namespaces(ctx); len(stats) != 1 || stats[0].Keys != 1 {
+			t.Errorf("Namespaces = %+v", stats)
+		}
+		// An expired key may be created again with overwrite=false, as new.
+		e2, err := s.Set(ctx, ns, "short", storage.String("again"), storage.SetOptions{NoOverwrite: true})
+		if err != nil || e2.Version != 1 {
+			t.Errorf("recreate expired: %+v, %v", e2, err)
+		}
+		if _, err := s.Set(ctx, ns, "neg", storage.String("x"), storage.SetOptions{TTL: -time.Second}); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("negative TTL = %v, want EINVALID", err)
+		}
+	})
+
+	t.Run("BadNames_RefusedEverywhere_NothingStored", func(t *testing.T) {
+		p := open(t, storage.Options{})
+		s := p.Store
+		for _, tc := range [][2]string{{ns, "a/b"}, {ns, "../x"}, {ns, "a b"}, {ns, "clé"}, {"Bad.NS", "k"}, {"prod/x", "k"}} {
+			_, err1 := s.Set(ctx, tc[0], tc[1], storage.String("v"), storage.SetOptions{})
+			_, _, err2 := s.Get(ctx, tc[0], tc[1])
+			_, err3 := s.Delete(ctx, tc[0], tc[1])
+			for _, err := range []error{err1, err2, err3} {
+				if kvflow.ErrorCode(err) != kvflow.EINVALID || !(strings.Contains(err.Error(), "Key") || strings.Contains(err.Error(), "Namespace")) {
+					t.Errorf("%q/%q: %v, want EINVALID naming the rule", tc[0], tc[1], err)
+				}
+			}
+		}
+		if n := countObjects(t, p.Bucket); n != 0 {
+			t.Errorf("%d objects stored after refused writes", n)
+		}
+	})
+
+	t.Run("Missing_NotFoundNamesKeyAndNamespace", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		_, _, err := s.Get(ctx, ns, "nope")
+		if kvflow.ErrorCode(err) != kvflow.ENOTFOUND || err.Error() != "No value found for key 'nope' in namespace 'company.team'." {
+			t.Errorf("Get missing = %v", err)
+		}
+	})
+
+	t.Run("List_SortedPrefixPaged", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		keys := []string{"test_b", "test_a", "testXa", "other", "Test_c", "test_a.x", "test-a"}
+		for _, k := range keys {
+			mustSet(t, s, ns, k, storage.String(k), storage.SetOptions{})
+		}
+		mustSet(t, s, "company.team2", "test_z", storage.String("z"), storage.SetOptions{})
+		got, err := s.Keys(ctx, ns, "test_")
+		if want := []string{"test_a", "test_a.x", "test_b"}; err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("Keys(test_) = %v, %v; want %v (a prefix is literal: _ is no wildcard)", got, err, want)
+		}
+		all, _ := s.Keys(ctx, ns, "")
+		sorted := append([]string(nil), keys...)
+		sort.Strings(sorted)
+		if !reflect.DeepEqual(all, sorted) {
+			t.Errorf("Keys = %v, want byte order %v", all, sorted)
+		}
+		var paged []string
+		o := storage.ListOptions{Limit: 3}
+		for i := 0; ; i++ {
+			p, err := s.List(ctx, ns, o)
+			if err != nil || i > 5 {
+				t.Fatalf("List page %d: %v", i, err)
+			}
+			for _, e := range p.Entries {
+				paged = append(paged, e.Key)
+			}
+			if p.Next == "" {
+				break
+			}
+			o.After = p.Next
+		}
+		if !reflect.DeepEqual(paged, sorted) {
+			t.Errorf("paged = %v, want %v", paged, sorted)
+		}
+		if _, err := s.List(ctx, ns, storage.ListOptions{Limit: storage.MaxListLimit + 1}); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("List over the limit = %v, want EINVALID", err)
+		}
+	})
+
+	t.Run("Delete_ReportsExistence", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		mustSet(t, s, ns, "k", storage.String("v"), storage.SetOptions{})
+		if ok, err := s.Delete(ctx, ns, "k"); !ok || err != nil {
+			t.Errorf("Delete existing = %v, %v", ok, err)
+		}
+		if ok, err := s.Delete(ctx, ns, "k"); ok || err != nil {
+			t.Errorf("Delete again = %v, %v", ok, err)
+		}
+		if _, _, err := s.Get(ctx, ns, "k"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("Get deleted = %v", err)
+		}
+	})
+
+	t.Run("Purge_ExpiredInBatches_ByNamespaceAndGlob", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now}).Store
+		for i := 0; i < 10; i++ {
+			mustSet(t, s, "a.b", fmt.Sprintf("exp%d", i), storage.String("x"), storage.SetOptions{TTL: time.Minute})
+		}
+		mustSet(t, s, "a.b.c", "exp_child", storage.String("x"), storage.SetOptions{TTL: time.Minute})
+		mustSet(t, s, "a.bc", "exp_sibling", storage.String("x"), storage.SetOptions{TTL: time.Minute})
+		mustSet(t, s, "a.b", "live", storage.String("x"), storage.SetOptions{})
+		mustSet(t, s, "a.b", "log_1", storage.String("x"), storage.SetOptions{})
+		mustSet(t, s, "a.b", "logX1", storage.String("x"), storage.SetOptions{})
+		clock.Add(time.Minute)
+		got, err := s.Purge(ctx, storage.PurgeOptions{Namespaces: []string{"a.b"}, IncludeChildren: true, BatchSize: 3})
+		if err != nil || !reflect.DeepEqual(got, map[string]int{"a.b": 10, "a.b.c": 1}) {
+			t.Errorf("Purge expired = %v, %v (a.bc is no child of a.b)", got, err)
+		}
+		got, err = s.Purge(ctx, storage.PurgeOptions{Namespaces: []string{"a.b"}, KeyGlob: "log_*", All: true})
+		if err != nil || got["a.b"] != 1 {
+			t.Errorf("Purge glob log_* = %v, %v; want only log_1 (_ is literal)", got, err)
+		}
+		if keys, _ := s.Keys(ctx, "a.b", ""); !reflect.DeepEqual(keys, []string{"live", "logX1"}) {
+			t.Errorf("left = %v", keys)
+		}
+	})
+
+	t.Run("CollectGarbage_RemovesReplacedAndOrphans_KeepsLive", func(t *testing.T) {
+		p := open(t, storage.Options{})
+		s := p.Store
+		mustSet(t, s, ns, "k", storage.String("v1"), storage.SetOptions{})
+		mustSet(t, s, ns, "k", storage.String("v2"), storage.SetOptions{})
+		mustSet(t, s, ns, "gone", storage.String("v"), storage.SetOptions{})
+		s.Delete(ctx, ns, "gone")
+		orphan := storage.ObjectName(ns, "crashed")
+		if err := p.Bucket.Put(ctx, orphan, strings.NewReader(`"x"`), 3); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.CollectGarbage(ctx, time.Hour); err != nil || n != 0 {
+			t.Errorf("GC within grace removed %d, %v", n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 3 {
+			t.Errorf("GC removed %d, %v; want the replaced, the deleted and the orphan object", n, err)
+		}
+		if n := countObjects(t, p.Bucket); n != 1 {
+			t.Errorf("%d objects left, want 1 (the live value)", n)
+		}
+		if _, v, err := s.Get(ctx, ns, "k"); err != nil || v.V != "v2" {
+			t.Errorf("live value after GC: %v, %v", v.V, err)
+		}
+	})
+
+	t.Run("Invariant2_ValueMatchesMetadata_CorruptionDetected", func(t *testing.T) {
+		p := open(t, storage.Options{CacheSize: -1})
+		e := mustSet(t, p.Store, ns, "k", storage.String("original"), storage.SetOptions{})
+		if err := p.Bucket.Put(ctx, e.Object, strings.NewReader(`"tampered"`), 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := p.Store.Get(ctx, ns, "k"); kvflow.ErrorCode(err) != kvflow.EINTERNAL || !strings.Contains(err.Error(), "does not match") {
+			t.Errorf("Get of a tampered object = %v, want a mismatch error", err)
+		}
+	})
+
+	t.Run("Invariant3_CreateRace_ExactlyOneWins", func(t *testing.T) {
+		p := open(t, storage.Options{})
+		const n = 16
+		var wins, conflicts atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				_, err := p.Store.Set(ctx, ns, "race", storage.String(fmt.Sprint(i)), storage.SetOptions{NoOverwrite: true})
+				switch kvflow.ErrorCode(err) {
+				case "":
+					wins.Add(1)
+				case kvflow.ECONFLICT:
+					if strings.Contains(err.Error(), "'race'") {
+						conflicts.Add(1)
+					}
+				default:
+					t.Errorf("writer %d: %v", i, err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		if wins.Load() != 1 || conflicts.Load() != n-1 {
+			t.Errorf("wins=%d conflicts=%d, want 1 and %d", wins.Load(), conflicts.Load(), n-1)
+		}
+		if c := countObjects(t, p.Bucket); c != 1 {
+			t.Errorf("%d objects after the race, want only the winner's", c)
+		}
+	})
+
+	t.Run("Invariant1_ConcurrentWriters_NoTornReads", func(t *testing.T) {
+		p := open(t, storage.Options{CacheSize: -1})
+		mustSet(t, p.Store, ns, "hot", storage.String(payload(0)), storage.SetOptions{})
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		var reads atomic.Int64
+		for w := 1; w <= 4; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < 25 && ctx.Err() == nil; i++ {
+					if _, err := p.Store.Set(ctx, ns, "hot", storage.String(payload(w*1000+i)), storage.SetOptions{}); err != nil && ctx.Err() == nil {
+						t.Errorf("writer %d: %v", w, err)
+					}
+				}
+			}(w)
+		}
+		for r := 0; r < 4; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 50 && ctx.Err() == nil; i++ {
+					_, v, err := p.Store.Get(ctx, ns, "hot")
+					if err != nil {
+						if ctx.Err() == nil {
+							t.Errorf("reader: %v", err)
+						}
+						return
+					}
+					if s := v.V.(string); !wellFormed(s) {
+						t.Errorf("torn read: %.40q...", s)
+					}
+					reads.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if reads.Load() == 0 {
+			t.Error("no reads happened")
+		}
+	})
+
+	t.Run("Stream_SetAndOpen", func(t *testing.T) {
+		p := open(t, storage.Options{})
+		big := strings.Repeat("line \"quoted\" \\ é\n", 300_000) // ~5.7 MB
+		e, err := p.Store.SetStream(ctx, ns, "big", strings.NewReader(big), storage.SetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rc, err := p.Store.Open(ctx, ns, "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(got) != big {
+			t.Fatalf("Open read %d bytes, %v; want %d", len(got), err, len(big))
+		}
+		if _, v, err := p.Store.Get(ctx, ns, "big"); err != nil || v.V != big || e.Type != storage.STRING {
+			t.Errorf("Get of streamed value: %v", err)
+		}
+		_, err = p.Store.SetStream(ctx, ns, "bad", bytes.NewReader([]byte("ok\xff\xfe")), storage.SetOptions{})
+		if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("invalid UTF-8 stream = %v, want EINVALID", err)
+		}
+		if _, _, err := p.Store.Get(ctx, ns, "bad"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("refused stream left an entry: %v", err)
+		}
+	})
+
+	t.Run("Invariant5_NoValueBytesInDatabase", func(t *testing.T) {
+		p := open(t, storage.Options{})
+		marker := "MARKER-7c1e5b-" + p.Name
+		mustSet(t, p.Store, ns, "secret", storage.String(marker), storage.SetOptions{Description: "plain"})
+		mustSet(t, p.Store, ns, "secret", storage.String(marker+"-v2"), storage.SetOptions{})
+		mustSet(t, p.Store, ns, "doc", storage.Value{Type: storage.JSON, V: map[string]any{"m": marker}}, storage.SetOptions{})
+		mustSet(t, p.Store, ns, "gone", storage.String(marker), storage.SetOptions{})
+		p.Store.Delete(ctx, ns, "gone")
+		if dump := DumpDB(t, p); strings.Contains(dump, "MARKER-7c1e5b") {
+			t.Errorf("a value reached the database:\n%s", dump)
+		} else if !strings.Contains(dump, "secret") {
+			t.Errorf("dump does not hold the metadata, so it proves nothing:\n%s", dump)
+		}
+	})
+
+	t.Run("Namespaces_WithCounts", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		mustSet(t, s, "b.ns", "k1", storage.String("v"), storage.SetOptions{})
+		mustSet(t, s, "a.ns", "k1", storage.String("v"), storage.SetOptions{})
+		mustSet(t, s, "a.ns", "k2", storage.String("v"), storage.SetOptions{})
+		got, err := s.Namespaces(ctx)
+		want := []storage.NamespaceStat{{Namespace: "a.ns", Keys: 2}, {Namespace: "b.ns", Keys: 1}}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("Namespaces = %+v, %v", got, err)
+		}
+	})
+}
+
+// payload is a value whose every line repeats its own number, so a torn or
+// mixed read is visible.
+func payload(n int) string {
+	return strings.Repeat(fmt.Sprintf("%06d|", n), 2000)
+}
+
+func wellFormed(s string) bool {
+	return len(s) == 14000 && s == strings.Repeat(s[:7], 2000)
+}
+
+func mustSet(t testing.TB, s *storage.Store, ns, key string, v storage.Value, o storage.SetOptions) *storage.Entry {
+	t.Helper()
+	e, err := s.Set(context.Background(), ns, key, v, o)
+	if err != nil {
+		t.Fatalf("Set %s/%s: %v", ns, key, err)
+	}
+	return e
+}
+
+func countObjects(t testing.TB, b storage.Bucket) int {
+	t.Helper()
+	n := 0
+	if err := b.Iter(context.Background(), "", func(string, time.Time) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// DumpDB returns every row of every table of the pair's database as text.
+func DumpDB(t testing.TB, p Pair) string {
+	t.Helper()
+	ctx := context.Background()
+	var tables []string
+	q := `SELECT name FROM sqlite_master WHERE type = 'table'`
+	if p.DB.Dialect == "postgres" {
+		q = `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`
+	}
+	if err := p.DB.X.SelectContext(ctx, &tables, q); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, table := range tables {
+		rows, err := p.DB.X.QueryxContext(ctx, `SELECT * FROM `+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			row, err := rows.SliceScan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s: ", table)
+			for _, col := range row {
+				if raw, ok := col.([]byte); ok {
+					col = string(raw)
+				}
+				fmt.Fprintf(&b, "%v | ", col)
+			}
+			b.WriteString("\n")
+		}
+		if err := rows.Err(); err != nil && !errors.Is(err, io.EOF) {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+	return b.String()
+}

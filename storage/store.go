@@ -1,0 +1,608 @@
+// Package storage is kvflow's typed, namespaced key-value store: metadata in
+// an Index (PostgreSQL or SQLite), values as ION objects in a Bucket (S3 or a
+// local directory).
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/rs/xid"
+
+	"github.com/kvflow/kvflow"
+)
+
+const (
+	// MaxValueSize bounds a value read or written whole; larger STRING values
+	// go through SetStream and Open.
+	MaxValueSize = 64 << 20
+	// DefaultListLimit and MaxListLimit bound one page of List.
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+	// DefaultGCGrace is how long a replaced or orphan object is kept before
+	// garbage collection, so readers that fetched its metadata can still read it.
+	DefaultGCGrace = 5 * time.Minute
+)
+
+// Store is the KV store. It is safe for concurrent use.
+type Store struct {
+	index  Index
+	bucket Bucket
+	now    func() time.Time
+	cache  *lru.Cache[string, Value] // decoded values by object name; names are unique per write, so never stale
+	log    *slog.Logger
+}
+
+// Options tune a Store; the zero value is fine.
+type Options struct {
+	Now       func() time.Time // clock, for tests
+	CacheSize int              // values kept decoded in memory; 0: 4096, <0: none
+	Logger    *slog.Logger
+}
+
+// New returns a Store over an index and a bucket.
+func New(index Index, bucket Bucket, opts Options) *Store {
+	s := &Store{index: index, bucket: bucket, now: opts.Now, log: opts.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 4096
+	}
+	if opts.CacheSize > 0 {
+		s.cache, _ = lru.New[string, Value](opts.CacheSize)
+	}
+	return s
+}
+
+// Index returns the metadata index the store writes to.
+func (s *Store) Index() Index { return s.index }
+
+// Bucket returns the object store holding the values.
+func (s *Store) Bucket() Bucket { return s.bucket }
+
+// SetOptions are the optional parts of a write.
+type SetOptions struct {
+	NoOverwrite bool          // fail with ECONFLICT if a live entry exists (Kestra's overwrite: false)
+	TTL         time.Duration // 0: never expires; negative is refused
+	Description string
+}
+
+// Set writes v under ns/key and returns the new metadata. The value object is
+// written first under a fresh name, then the metadata in one statement, so a
+// crash leaves at most an orphan object and readers never see a torn value.
+func (s *Store) Set(ctx context.Context, ns, key string, v Value, o SetOptions) (*Entry, error) {
+	if err := s.checkSet(ns, key, o); err != nil {
+		return nil, err
+	}
+	if err := checkValue(v); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := EncodeION(&buf, v); err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Value for key '%s' in namespace '%s' cannot be encoded: %v.", key, ns, err)
+	}
+	if buf.Len() > MaxValueSize {
+		return nil, kvflow.Errorf(kvflow.ETOOLARGE, "Value for key '%s' in namespace '%s' is %d bytes; the limit for a whole value is %d bytes.", key, ns, buf.Len(), MaxValueSize)
+	}
+	return s.put(ctx, ns, key, v.Type, &buf, int64(buf.Len()), o)
+}
+
+// SetStream writes the bytes of r as a STRING value, with memory that does
+// not grow with its size.
+func (s *Store) SetStream(ctx context.Context, ns, key string, r io.Reader, o SetOptions) (*Entry, error) {
+	if err := s.checkSet(ns, key, o); err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		sw := newIONStringWriter(pw)
+		_, err := io.Copy(sw, &utf8Checker{r: r})
+		if err == nil {
+			err = sw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	return s.put(ctx, ns, key, STRING, pr, -1, o)
+}
+
+func (s *Store) checkSet(ns, key string, o SetOptions) error {
+	if err := validateNames(ns, key); err != nil {
+		return err
+	}
+	if o.TTL < 0 {
+		return kvflow.Errorf(kvflow.EINVALID, "TTL for key '%s' in namespace '%s' cannot be negative.", key, ns)
+	}
+	return nil
+}
+
+func checkValue(v Value) error {
+	if _, err := ParseType(string(v.Type)); err != nil {
+		return err
+	}
+	if got, err := FromGo(v.V); err != nil {
+		return err
+	} else if got.Type != v.Type {
+		return kvflow.Errorf(kvflow.EINVALID, "Value of Go type %T does not hold a %s.", v.V, v.Type)
+	}
+	if str, ok := v.V.(string); ok && !utf8.ValidString(str) {
+		return kvflow.Errorf(kvflow.EINVALID, "Value is not valid UTF-8 text.")
+	}
+	return nil
+}
+
+func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, o SetOptions) (*Entry, error) {
+	name := ObjectName(ns, key)
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(body, h)}
+	if err := s.bucket.Put(ctx, name, cr, size); err != nil {
+		if kvflow.ErrorCode(err) == kvflow.EINVALID {
+			return nil, err
+		}
+		return nil, unavailable(err, "Cannot write value for key '%s' in namespace '%s': the object store is unreachable", key, ns)
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	e := &Entry{
+		Namespace: ns, Key: key, Type: t, Object: name,
+		Size: cr.n, Hash: hex.EncodeToString(h.Sum(nil)),
+		Description: o.Description, Updated: now,
+	}
+	if o.TTL > 0 {
+		exp := now.Add(o.TTL)
+		e.Expires = &exp
+	}
+	if err := s.index.PutEntry(ctx, e, !o.NoOverwrite); err != nil {
+		// The object is unreferenced: remove it now; garbage collection would later.
+		if derr := s.bucket.Delete(context.WithoutCancel(ctx), name); derr != nil {
+			s.log.Warn("kv: leaving orphan object", "object", name, "err", derr)
+		}
+		if kvflow.ErrorCode(err) == kvflow.ECONFLICT {
+			return nil, kvflow.Errorf(kvflow.ECONFLICT, "Cannot set value for key '%s' in namespace '%s'. Key already exists and `overwrite` is set to `false`.", key, ns)
+		}
+		return nil, unavailable(err, "Cannot write metadata for key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	return e, nil
+}
+
+// Get returns the metadata and value of ns/key: ENOTFOUND when missing,
+// EEXPIRED when its TTL has passed.
+func (s *Store) Get(ctx context.Context, ns, key string) (*Entry, Value, error) {
+	for attempt := 0; ; attempt++ {
+		e, err := s.live(ctx, ns, key)
+		if err != nil {
+			return nil, Value{}, err
+		}
+		if s.cache != nil {
+			if v, ok := s.cache.Get(e.Object); ok {
+				return e, Value{v.Type, copyJSON(v.V)}, nil
+			}
+		}
+		if e.Size > MaxValueSize {
+			return nil, Value{}, kvflow.Errorf(kvflow.ETOOLARGE, "Value for key '%s' in namespace '%s' is %d bytes; read it as a stream.", key, ns, e.Size)
+		}
+		v, err := s.read(ctx, e)
+		if errors.Is(err, fs.ErrNotExist) && attempt == 0 {
+			continue // replaced and collected since the metadata was read
+		} else if err != nil {
+			return nil, Value{}, err
+		}
+		if s.cache != nil {
+			s.cache.Add(e.Object, Value{v.Type, copyJSON(v.V)})
+		}
+		return e, v, nil
+	}
+}
+
+// Stat returns the metadata of a live entry, without its value.
+func (s *Store) Stat(ctx context.Context, ns, key string) (*Entry, error) {
+	return s.live(ctx, ns, key)
+}
+
+func (s *Store) live(ctx context.Context, ns, key string) (*Entry, error) {
+	if err := validateNames(ns, key); err != nil {
+		return nil, err
+	}
+	e, err := s.index.GetEntry(ctx, ns, key)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return nil, NotFound(ns, key)
+	} else if err != nil {
+		return nil, unavailable(err, "Cannot read metadata for key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	if e.Expired(s.now()) {
+		return nil, kvflow.Errorf(kvflow.EEXPIRED, "The requested value for key '%s' in namespace '%s' has expired.", key, ns)
+	}
+	return e, nil
+}
+
+// NotFound is the error for a missing key.
+func NotFound(ns, key string) error {
+	return kvflow.Errorf(kvflow.ENOTFOUND, "No value found for key '%s' in namespace '%s'.", key, ns)
+}
+
+func (s *Store) read(ctx context.Context, e *Entry) (Value, error) {
+	rc, err := s.bucket.Get(ctx, e.Object)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Value{}, err
+	} else if err != nil {
+		return Value{}, unavailable(err, "Cannot read value for key '%s' in namespace '%s': the object store is unreachable", e.Key, e.Namespace)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, e.Size+1))
+	if err != nil {
+		return Value{}, unavailable(err, "Cannot read value for key '%s' in namespace '%s': the object store is unreachable", e.Key, e.Namespace)
+	}
+	if err := verify(e, int64(len(data)), sha256Hex(data)); err != nil {
+		return Value{}, err
+	}
+	v, err := DecodeION(data, e.Type)
+	if err != nil {
+		return Value{}, kvflow.Errorf(kvflow.EINTERNAL, "Value for key '%s' in namespace '%s' cannot be decoded as %s: %v.", e.Key, e.Namespace, e.Type, err)
+	}
+	return v, nil
+}
+
+func verify(e *Entry, size int64, hash string) error {
+	if size != e.Size || hash != e.Hash {
+		return kvflow.Errorf(kvflow.EINTERNAL, "Value for key '%s' in namespace '%s' does not match its metadata (size %d, want %d).", e.Key, e.Namespace, size, e.Size)
+	}
+	return nil
+}
+
+// Open returns the metadata and a reader of the value's text. A STRING value
+// streams with bounded memory; its size and hash are checked at the end, and a
+// mismatch is returned by the last Read.
+func (s *Store) Open(ctx context.Context, ns, key string) (*Entry, io.ReadCloser, error) {
+	e, err := s.live(ctx, ns, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.Type != STRING {
+		_, v, err := s.Get(ctx, ns, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		return e, io.NopCloser(strings.NewReader(v.Text())), nil
+	}
+	rc, err := s.bucket.Get(ctx, e.Object)
+	if err != nil {
+		return nil, nil, unavailable(err, "Cannot read value for key '%s' in namespace '%s': the object store is unreachable", key, ns)
+	}
+	v := &verifyingReader{r: rc, e: e, h: sha256.New()}
+	return e, struct {
+		io.Reader
+		io.Closer
+	}{NewIONStringReader(v), rc}, nil
+}
+
+// ListOptions select one page of keys.
+type ListOptions struct {
+	Prefix string // only keys starting with Prefix
+	After  string // the page after this key (Page.Next of the previous page)
+	Limit  int    // page size: 0 means DefaultListLimit; at most MaxListLimit
+}
+
+// Page is one page of entries; Next is "" on the last page.
+type Page struct {
+	Entries []Entry
+	Next    string
+}
+
+// List returns live entries of ns sorted by key.
+func (s *Store) List(ctx context.Context, ns string, o ListOptions) (Page, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return Page{}, err
+	}
+	switch {
+	case o.Limit == 0:
+		o.Limit = DefaultListLimit
+	case o.Limit < 0 || o.Limit > MaxListLimit:
+		return Page{}, kvflow.Errorf(kvflow.EINVALID, "Limit %d is out of range: expected 1 to %d.", o.Limit, MaxListLimit)
+	}
+	es, err := s.index.ListEntries(ctx, ns, ListQuery{Prefix: o.Prefix, After: o.After, Limit: o.Limit + 1, Now: s.now()})
+	if err != nil {
+		return Page{}, unavailable(err, "Cannot list keys in namespace '%s': the database is unreachable", ns)
+	}
+	p := Page{Entries: es}
+	if len(es) > o.Limit {
+		p.Entries, p.Next = es[:o.Limit], es[o.Limit-1].Key
+	}
+	return p, nil
+}
+
+// Keys returns every live key of ns that starts with prefix, in order.
+func (s *Store) Keys(ctx context.Context, ns, prefix string) ([]string, error) {
+	keys := []string{}
+	o := ListOptions{Prefix: prefix, Limit: MaxListLimit}
+	for {
+		p, err := s.List(ctx, ns, o)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range p.Entries {
+			keys = append(keys, e.Key)
+		}
+		if p.Next == "" {
+			return keys, nil
+		}
+		o.After = p.Next
+	}
+}
+
+// Delete removes ns/key and reports whether a live entry existed.
+func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
+	if err := validateNames(ns, key); err != nil {
+		return false, err
+	}
+	e, err := s.index.DeleteEntry(ctx, ns, key)
+	if err != nil {
+		return false, unavailable(err, "Cannot delete key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	return e != nil && !e.Expired(s.now()), nil
+}
+
+// Namespaces returns the namespaces holding live entries, with their counts.
+func (s *Store) Namespaces(ctx context.Context) ([]NamespaceStat, error) {
+	stats, err := s.index.Namespaces(ctx, s.now())
+	if err != nil {
+		return nil, unavailable(err, "Cannot list namespaces: the database is unreachable")
+	}
+	return stats, nil
+}
+
+// PurgeOptions select entries to purge.
+type PurgeOptions struct {
+	Namespaces      []string // nil: all
+	IncludeChildren bool     // also the namespaces below each one
+	KeyGlob         string   // * and ? wildcards; "" matches every key
+	All             bool     // also entries that have not expired
+	BatchSize       int      // entries per transaction; 0: 1000
+}
+
+// Purge removes matching entries in batches and returns how many it removed
+// in each namespace. Their objects are collected by CollectGarbage.
+func (s *Store) Purge(ctx context.Context, o PurgeOptions) (map[string]int, error) {
+	for _, ns := range o.Namespaces {
+		if err := ValidateNamespace(ns); err != nil {
+			return nil, err
+		}
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	q := PurgeQuery{Namespaces: o.Namespaces, IncludeChildren: o.IncludeChildren, KeyLike: globToLike(o.KeyGlob), ExpiredOnly: !o.All, Limit: o.BatchSize}
+	purged := map[string]int{}
+	for {
+		q.Now = s.now()
+		es, err := s.index.PurgeEntries(ctx, q)
+		if err != nil {
+			return purged, unavailable(err, "Cannot purge keys: the database is unreachable")
+		}
+		for _, e := range es {
+			purged[e.Namespace]++
+		}
+		if len(es) < q.Limit {
+			return purged, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return purged, err
+		}
+	}
+}
+
+// globToLike turns a key glob into a LIKE pattern with \ as the escape.
+func globToLike(glob string) string {
+	if glob == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range glob {
+		switch c {
+		case '*':
+			b.WriteByte('%')
+		case '?':
+			b.WriteByte('_')
+		case '%', '_', '\\':
+			b.WriteByte('\\')
+			b.WriteRune(c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// CollectGarbage deletes value objects no entry points to any more: first the
+// ones replaced, deleted or purged (queued by the index), then orphans left
+// by a crash between the object write and the metadata write. Only objects
+// queued or written more than grace ago, by the wall clock, are touched.
+func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, error) {
+	cutoff := time.Now().Add(-grace)
+	removed := 0
+	for {
+		names, err := s.index.Garbage(ctx, cutoff, 500)
+		if err != nil {
+			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
+		}
+		for _, name := range names {
+			if err := s.bucket.Delete(ctx, name); err != nil {
+				return removed, unavailable(err, "Cannot collect garbage: the object store is unreachable")
+			}
+		}
+		if err := s.index.DropGarbage(ctx, names); err != nil {
+			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
+		}
+		removed += len(names)
+		if len(names) < 500 {
+			break
+		}
+	}
+	var batch []string
+	sweep := func() error {
+		ref, err := s.index.Referenced(ctx, batch)
+		if err != nil {
+			return unavailable(err, "Cannot collect garbage: the database is unreachable")
+		}
+		for _, name := range batch {
+			if !ref[name] {
+				if err := s.bucket.Delete(ctx, name); err != nil {
+					return unavailable(err, "Cannot collect garbage: the object store is unreachable")
+				}
+				removed++
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err := s.bucket.Iter(ctx, "", func(name string, modified time.Time) error {
+		if !strings.Contains("/"+name, "/_kv/") || !modified.Before(cutoff) {
+			return nil
+		}
+		if batch = append(batch, name); len(batch) == 500 {
+			return sweep()
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		err = sweep()
+	}
+	if err != nil && kvflow.ErrorCode(err) == kvflow.EINTERNAL {
+		err = unavailable(err, "Cannot collect garbage: the object store is unreachable")
+	}
+	return removed, err
+}
+
+// Ping checks both the database and the object store.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.index.Ping(ctx); err != nil {
+		return unavailable(err, "The database is unreachable")
+	}
+	if err := s.bucket.Ping(ctx); err != nil {
+		return unavailable(err, "The object store is unreachable")
+	}
+	return nil
+}
+
+// ObjectName is where a new value of ns/key is written:
+// <namespace with . as />/_kv/<key>.ion.<unique id>.
+func ObjectName(ns, key string) string {
+	return strings.ReplaceAll(ns, ".", "/") + "/_kv/" + key + ".ion." + xid.New().String()
+}
+
+// unavailable explains a backend error: an EUNAVAILABLE one, or one that is not
+// a kvflow error at all, gets the sentence in front; other kvflow errors and
+// context errors pass through.
+func unavailable(err error, format string, args ...any) error {
+	var e *kvflow.Error
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	} else if errors.As(err, &e) && e.Code != kvflow.EUNAVAILABLE {
+		return err
+	}
+	msg := fmt.Sprintf(format, args...)
+	return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: msg + ": " + err.Error(), Err: err}
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// copyJSON deep-copies JSON containers so cached values cannot be changed by callers.
+func copyJSON(x any) any {
+	switch v := x.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[k] = copyJSON(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(v))
+		for i, e := range v {
+			l[i] = copyJSON(e)
+		}
+		return l
+	}
+	return x
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// verifyingReader hashes what it reads and checks it against the entry at EOF.
+type verifyingReader struct {
+	r io.Reader
+	e *Entry
+	h hash.Hash
+	n int64
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	if err == io.EOF {
+		if verr := verify(v.e, v.n, hex.EncodeToString(v.h.Sum(nil))); verr != nil {
+			return n, verr
+		}
+	}
+	return n, err
+}
+
+// utf8Checker passes bytes through and fails on invalid UTF-8, carrying an
+// incomplete rune across reads.
+type utf8Checker struct {
+	r     io.Reader
+	carry []byte
+}
+
+func (u *utf8Checker) Read(p []byte) (int, error) {
+	if len(p) < 8 {
+		return 0, io.ErrShortBuffer
+	}
+	k := copy(p, u.carry)
+	n, err := u.r.Read(p[k:])
+	n += k
+	u.carry = u.carry[:0]
+	end := n
+	if err == nil {
+		// Hold back a trailing incomplete rune until more bytes arrive.
+		for i := n - 1; i >= 0 && i >= n-utf8.UTFMax; i-- {
+			if utf8.RuneStart(p[i]) {
+				if !utf8.FullRune(p[i:n]) {
+					end = i
+				}
+				break
+			}
+		}
+		u.carry = append(u.carry, p[end:n]...)
+	}
+	if !utf8.Valid(p[:end]) {
+		return 0, kvflow.Errorf(kvflow.EINVALID, "Value is not valid UTF-8 text.")
+	}
+	return end, err
+}

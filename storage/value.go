@@ -1,0 +1,431 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvflow/kvflow"
+)
+
+// Type is the declared type of a value. It is stored in metadata, never inferred on read.
+type Type string
+
+const (
+	STRING   Type = "STRING"
+	NUMBER   Type = "NUMBER"
+	BOOLEAN  Type = "BOOLEAN"
+	DATETIME Type = "DATETIME"
+	DATE     Type = "DATE"
+	DURATION Type = "DURATION"
+	JSON     Type = "JSON"
+)
+
+// Types lists every type in the order users see them.
+var Types = []Type{STRING, NUMBER, BOOLEAN, DATETIME, DATE, DURATION, JSON}
+
+// ParseType reads a type name, case-insensitively.
+func ParseType(s string) (Type, error) {
+	t := Type(strings.ToUpper(strings.TrimSpace(s)))
+	for _, known := range Types {
+		if t == known {
+			return t, nil
+		}
+	}
+	return "", kvflow.Errorf(kvflow.EINVALID, "Type %q is unknown; expected one of STRING, NUMBER, BOOLEAN, DATETIME, DATE, DURATION, JSON.", clip(s))
+}
+
+// Value is a typed value. V holds, by type:
+//
+//	STRING   string
+//	NUMBER   int64, or float64 for a number with a fraction or exponent
+//	BOOLEAN  bool
+//	DATETIME time.Time in UTC
+//	DATE     Date
+//	DURATION Duration
+//	JSON     map[string]any or []any, whose numbers are int64 or float64
+type Value struct {
+	Type Type
+	V    any
+}
+
+// Date is a calendar date with no time of day or zone.
+type Date struct{ time.Time }
+
+func (d Date) String() string { return d.Format(time.DateOnly) }
+
+// Duration is an ISO-8601 duration as written (PT5M, P1DT5S) with its length.
+type Duration struct {
+	Text string
+	D    time.Duration
+}
+
+func (d Duration) String() string { return d.Text }
+
+func String(s string) Value { return Value{STRING, s} }
+
+// Text is the canonical text of the value: what a template renders and what
+// ParseAs reads back to the same value.
+func (v Value) Text() string {
+	switch x := v.V.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return formatFloat(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case Date:
+		return x.String()
+	case Duration:
+		return x.Text
+	default:
+		b, _ := json.Marshal(v.V)
+		return string(b)
+	}
+}
+
+// JSONValue is the value as the REST API shows it: NUMBER a JSON number,
+// BOOLEAN a boolean, JSON an object or array, the others ISO strings.
+func (v Value) JSONValue() any {
+	switch v.V.(type) {
+	case int64, float64, bool, map[string]any, []any:
+		return v.V
+	default:
+		return v.Text()
+	}
+}
+
+func formatFloat(f float64) string {
+	b, err := json.Marshal(f)
+	if err != nil { // NaN and ±Inf never get this far; keep a readable fallback.
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return string(b)
+}
+
+// ParseAs reads text as a value of type t (a flow's kvType, a typed API call).
+// Text that does not parse as t is refused with the type and the text.
+func ParseAs(t Type, text string) (Value, error) {
+	refuse := func(expected string) (Value, error) {
+		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value %q is not a valid %s: expected %s.", clip(text), t, expected)
+	}
+	t, err := ParseType(string(t))
+	if err != nil {
+		return Value{}, err
+	}
+	s := strings.TrimSpace(text)
+	switch t {
+	case STRING:
+		return String(text), nil
+	case NUMBER:
+		if n, ok := parseNumber(s); ok {
+			return Value{NUMBER, n}, nil
+		}
+		return refuse("a number such as 42 or 123.45")
+	case BOOLEAN:
+		if b, err := strconv.ParseBool(strings.ToLower(s)); err == nil && (len(s) > 1) {
+			return Value{BOOLEAN, b}, nil
+		}
+		return refuse("true or false")
+	case DATETIME:
+		if tm, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return Value{DATETIME, tm.UTC()}, nil
+		}
+		return refuse("an ISO-8601 instant such as 2024-07-15T06:10:33Z")
+	case DATE:
+		if d, err := time.Parse(time.DateOnly, s); err == nil {
+			return Value{DATE, Date{d}}, nil
+		}
+		return refuse("an ISO-8601 date such as 2024-07-15")
+	case DURATION:
+		if d, err := ParseDuration(s); err == nil {
+			return Value{DURATION, d}, nil
+		}
+		return refuse("an ISO-8601 duration such as PT5M or P1DT5S")
+	case JSON:
+		v, err := decodeJSON([]byte(s))
+		if err != nil {
+			return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value %q is not a valid JSON: %s.", clip(text), jsonErr(err))
+		}
+		switch v.(type) {
+		case map[string]any, []any:
+			return Value{JSON, v}, nil
+		}
+	}
+	return refuse("a JSON object or array")
+}
+
+// Infer reads untyped text the way Kestra's API reads a text/plain body:
+// a number, a boolean, a date, an instant, a duration, a JSON object, array or
+// string, and otherwise the text itself as a STRING.
+func Infer(text string) Value {
+	s := strings.TrimSpace(text)
+	switch {
+	case s == "":
+		return String(text)
+	case s == "true" || s == "false":
+		return Value{BOOLEAN, s == "true"}
+	case strings.HasPrefix(s, "{") || strings.HasPrefix(s, "[") || strings.HasPrefix(s, `"`):
+		if v, err := decodeJSON([]byte(s)); err == nil {
+			if str, ok := v.(string); ok {
+				return String(str)
+			}
+			return Value{JSON, v}
+		}
+	}
+	for _, t := range []Type{NUMBER, DATE, DATETIME, DURATION} {
+		if v, err := ParseAs(t, s); err == nil {
+			return v
+		}
+	}
+	return String(text)
+}
+
+// FromJSON reads a JSON document whose JSON type sets the value's type:
+// a string is a STRING, a number a NUMBER, a boolean a BOOLEAN, an object or
+// array a JSON. null is refused.
+func FromJSON(doc []byte) (Value, error) {
+	v, err := decodeJSON(doc)
+	if err != nil {
+		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Body is not valid JSON: %s.", jsonErr(err))
+	}
+	if v == nil {
+		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value cannot be null.")
+	}
+	return FromGo(v)
+}
+
+// FromGo types a Go value, such as a template's result: string → STRING,
+// integers and floats → NUMBER, bool → BOOLEAN, time.Time → DATETIME,
+// Date → DATE, Duration or time.Duration → DURATION, maps and slices → JSON.
+func FromGo(x any) (Value, error) {
+	switch v := x.(type) {
+	case Value:
+		return v, nil
+	case string:
+		return String(v), nil
+	case bool:
+		return Value{BOOLEAN, v}, nil
+	case int:
+		return Value{NUMBER, int64(v)}, nil
+	case int8, int16, int32, int64, uint, uint8, uint16, uint32:
+		n, _ := strconv.ParseInt(fmt.Sprint(v), 10, 64)
+		return Value{NUMBER, n}, nil
+	case uint64:
+		if v > math.MaxInt64 {
+			return Value{NUMBER, float64(v)}, nil
+		}
+		return Value{NUMBER, int64(v)}, nil
+	case float32:
+		return FromGo(float64(v))
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value %v is not a valid NUMBER: expected a finite number.", v)
+		}
+		return Value{NUMBER, v}, nil
+	case json.Number:
+		if n, ok := parseNumber(v.String()); ok {
+			return Value{NUMBER, n}, nil
+		}
+	case time.Time:
+		return Value{DATETIME, v.UTC()}, nil
+	case Date:
+		return Value{DATE, v}, nil
+	case Duration:
+		return Value{DURATION, v}, nil
+	case time.Duration:
+		return Value{DURATION, Duration{FormatDuration(v), v}}, nil
+	case nil:
+		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value cannot be null.")
+	}
+	// Maps, slices and structs: normalise through JSON so JSON values hold only
+	// map[string]any, []any, string, int64, float64, bool and nil.
+	b, err := json.Marshal(x)
+	if err != nil {
+		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value of Go type %T cannot be stored: %v.", x, err)
+	}
+	v, err := decodeJSON(b)
+	if err != nil {
+		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value of Go type %T cannot be stored: %v.", x, err)
+	}
+	switch v.(type) {
+	case map[string]any, []any:
+		return Value{JSON, v}, nil
+	}
+	return FromGo(v)
+}
+
+// parseNumber reads a JSON number: int64 when it has no fraction or exponent
+// and fits, float64 otherwise.
+func parseNumber(s string) (any, bool) {
+	if !numberRe.MatchString(s) {
+		return nil, false
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) {
+		return nil, false
+	}
+	return f, true
+}
+
+var numberRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
+
+// decodeJSON decodes one JSON document; numbers become int64 or float64.
+func decodeJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("unexpected data after the JSON value")
+	}
+	return normalizeJSON(v)
+}
+
+// normalizeJSON turns json.Number leaves into int64 or float64, in place.
+// A number beyond float64's range is refused.
+func normalizeJSON(v any) (any, error) {
+	var err error
+	switch x := v.(type) {
+	case json.Number:
+		if n, ok := parseNumber(x.String()); ok {
+			return n, nil
+		}
+		return nil, fmt.Errorf("number %s is out of range", clip(x.String()))
+	case map[string]any:
+		for k, e := range x {
+			if x[k], err = normalizeJSON(e); err != nil {
+				return nil, err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if x[i], err = normalizeJSON(e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return v, nil
+}
+
+func jsonErr(err error) string {
+	var se *json.SyntaxError
+	if e, ok := err.(*json.SyntaxError); ok {
+		se = e
+		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
+	}
+	return err.Error()
+}
+
+// sortedKeys returns a map's keys in order, for deterministic encodings.
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// durationRe is java.time.Duration's grammar: days, hours, minutes and
+// seconds with up to nine fraction digits. Years, months and weeks have no
+// fixed length and are refused, as Java refuses them.
+var durationRe = regexp.MustCompile(`^(?i)([-+]?)P(?:([-+]?[0-9]+)D)?(T(?:([-+]?[0-9]+)H)?(?:([-+]?[0-9]+)M)?(?:([-+]?[0-9]+)(?:[.,]([0-9]{0,9}))?S)?)?$`)
+
+// ParseDuration reads an ISO-8601 duration such as PT5M, P30D or P1DT5.5S.
+func ParseDuration(s string) (Duration, error) {
+	m := durationRe.FindStringSubmatch(s)
+	if m == nil || (m[2] == "" && m[3] == "") || strings.EqualFold(m[3], "T") {
+		return Duration{}, kvflow.Errorf(kvflow.EINVALID, "%q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", clip(s))
+	}
+	var total big.Int
+	add := func(num string, unit time.Duration) {
+		if num == "" {
+			return
+		}
+		n, _ := new(big.Int).SetString(strings.TrimPrefix(num, "+"), 10)
+		total.Add(&total, n.Mul(n, big.NewInt(int64(unit))))
+	}
+	add(m[2], 24*time.Hour)
+	add(m[4], time.Hour)
+	add(m[5], time.Minute)
+	add(m[6], time.Second)
+	if m[7] != "" {
+		frac := (m[7] + "000000000")[:9]
+		n, _ := strconv.ParseInt(frac, 10, 64)
+		if strings.HasPrefix(m[6], "-") {
+			n = -n
+		}
+		total.Add(&total, big.NewInt(n))
+	}
+	if m[1] == "-" {
+		total.Neg(&total)
+	}
+	if !total.IsInt64() {
+		return Duration{}, kvflow.Errorf(kvflow.EINVALID, "Duration %q is too long: the limit is about 292 years.", clip(s))
+	}
+	return Duration{Text: s, D: time.Duration(total.Int64())}, nil
+}
+
+// FormatDuration writes d in ISO-8601, as java.time.Duration prints it (PT1H30M).
+func FormatDuration(d time.Duration) string {
+	if d == 0 {
+		return "PT0S"
+	}
+	var b strings.Builder
+	b.WriteString("PT")
+	neg := d < 0
+	u := uint64(d)
+	if neg {
+		u = -u
+	}
+	sign := ""
+	if neg {
+		sign = "-"
+	}
+	h, u := u/uint64(time.Hour), u%uint64(time.Hour)
+	m, u := u/uint64(time.Minute), u%uint64(time.Minute)
+	s, ns := u/uint64(time.Second), u%uint64(time.Second)
+	if h > 0 {
+		fmt.Fprintf(&b, "%s%dH", sign, h)
+	}
+	if m > 0 {
+		fmt.Fprintf(&b, "%s%dM", sign, m)
+	}
+	if s > 0 || ns > 0 {
+		fmt.Fprintf(&b, "%s%d", sign, s)
+		if ns > 0 {
+			b.WriteString(strings.TrimRight(fmt.Sprintf(".%09d", ns), "0"))
+		}
+		b.WriteString("S")
+	}
+	return b.String()
+}
+
+// ParseTTL reads a time-to-live: an ISO-8601 duration that is positive.
+func ParseTTL(s string) (time.Duration, error) {
+	d, err := ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", clip(s))
+	}
+	if d.D <= 0 {
+		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", clip(s))
+	}
+	return d.D, nil
+}

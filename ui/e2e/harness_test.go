@@ -1,0 +1,277 @@
+// Package e2e drives the web UI in headless Chromium (chromedp) against a
+// real kvflow server on a random loopback port, on SQLite + a local directory.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/ui"
+)
+
+// chromium returns the browser to drive. A missing browser skips the test,
+// except with CI=true, where it fails.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{os.Getenv("KVFLOW_CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if name == "" {
+			continue
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "Chromium was not found (looked for $KVFLOW_CHROMIUM, /usr/bin/chromium and chromium on PATH): run `apt-get install -y chromium`"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// env is one test's server and browser tab.
+type env struct {
+	t      *testing.T
+	URL    string // the server's base URL
+	Client *api.Client
+	Store  *storage.Store
+	ctx    context.Context // the browser tab
+
+	mu     sync.Mutex
+	jsErrs []string
+}
+
+type options struct {
+	token string
+	cfg   func(*api.Config, storagetest.Pair)
+}
+
+// start serves a fresh store with the UI and opens a 1280×800 browser tab
+// on it. At the end the test's last state is saved as a PNG under its
+// artifact directory (go test -artifacts keeps it), and any uncaught
+// JavaScript error fails the test.
+func start(t *testing.T, o options) *env {
+	t.Helper()
+	exe := chromium(t)
+	pair := storagetest.LocalPair(t, storage.Options{})
+	cfg := api.Config{Store: pair.Store, DB: pair.DB, UI: ui.Handler(), Token: o.token, SweepInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if o.cfg != nil {
+		o.cfg(&cfg, pair)
+	}
+	srv := api.New(cfg)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, l) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	e := &env{t: t, URL: "http://" + l.Addr().String(), Store: pair.Store}
+	e.Client = api.NewClient(e.URL, o.token)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	e.ctx = ctx
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	err = chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			e.jsError((&chromedp.ExceptionError{ExceptionDetails: ev.ExceptionDetails}).Error())
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				e.jsError("console.error: " + strings.Join(parts, " "))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last-in first-out: this one runs while the tab is still open.
+	t.Cleanup(func() {
+		e.screenshot("last")
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, msg := range e.jsErrs {
+			t.Errorf("JavaScript error in the page: %s", msg)
+		}
+	})
+	return e
+}
+
+func (e *env) jsError(msg string) {
+	e.mu.Lock()
+	e.jsErrs = append(e.jsErrs, msg)
+	e.mu.Unlock()
+}
+
+// do runs browser steps; on failure it saves a screenshot and fails the test.
+func (e *env) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	e.t.Helper()
+	run(e, what, chromedp.Steps(steps...))
+}
+
+// run runs one action and returns its value; on failure it saves a
+// screenshot and fails the test.
+func run[T any](e *env, what string, a chromedp.Action[T]) T {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		e.screenshot("failed")
+		e.t.Fatalf("%s: %v\npage text:\n%s", what, err, e.pageText())
+	}
+	return v
+}
+
+// pageText is the visible text of the page, for failure messages.
+func (e *env) pageText() string {
+	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+	defer cancel()
+	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	return s
+}
+
+// screenshot saves the viewport as name.png in the test's artifact directory.
+func (e *env) screenshot(name string) string {
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		e.t.Logf("screenshot %s: %v", name, err)
+		return ""
+	}
+	p := filepath.Join(e.t.ArtifactDir(), name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		e.t.Logf("screenshot %s: %v", name, err)
+		return ""
+	}
+	e.t.Logf("screenshot: %s", p)
+	return p
+}
+
+// open loads the UI at a hash route, e.g. "#/ns/company.team/kv".
+func (e *env) open(route string) {
+	e.t.Helper()
+	e.do("open "+route, chromedp.Navigate(e.URL+"/ui/"+route), chromedp.WaitReady(chromedp.CSS("#main")))
+}
+
+// eval evaluates a JavaScript expression for its effect.
+func (e *env) eval(js string) {
+	e.t.Helper()
+	run(e, "evaluate "+js, chromedp.Evaluate[any](js))
+}
+
+// evalTo evaluates a JavaScript expression and decodes its value.
+func evalTo[T any](e *env, js string) T {
+	e.t.Helper()
+	return run(e, "evaluate "+js, chromedp.Evaluate[T](js))
+}
+
+// waitJS waits until a JavaScript expression is true.
+func (e *env) waitJS(what, js string) {
+	e.t.Helper()
+	run(e, "wait for "+what, chromedp.Poll[any](js, chromedp.WithPollingTimeout(15*time.Second)))
+}
+
+// text returns the text of the first element matching sel, once visible.
+func (e *env) text(sel string) string {
+	e.t.Helper()
+	e.do("wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+	return strings.TrimSpace(run(e, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+}
+
+// typeInto clears a field and types text into it, key by key.
+func (e *env) typeInto(sel, text string) {
+	e.t.Helper()
+	e.do("type into "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Clear(chromedp.CSS(sel)),
+		chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// choose selects an option of a <select> as a user would, firing change.
+func (e *env) choose(sel, value string) {
+	e.t.Helper()
+	e.eval(fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q;
+		if (s.value !== %q) throw new Error('no option ' + %q);
+		s.dispatchEvent(new Event('change', {bubbles: true})); })()`, sel, value, value, value))
+}
+
+func (e *env) click(sel string) {
+	e.t.Helper()
+	e.do("click "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+}
+
+// value returns the current value of a form control.
+func (e *env) value(sel string) string {
+	e.t.Helper()
+	return run(e, "value of "+sel, chromedp.Value(chromedp.CSS(sel)))
+}
+
+// visible reports whether sel matches an element that is rendered.
+func (e *env) visible(sel string) bool {
+	e.t.Helper()
+	return evalTo[bool](e, fmt.Sprintf(`(() => { const el = document.querySelector(%q); return !!el && el.getClientRects().length > 0; })()`, sel))
+}
+
+// fieldError returns the error text shown under the control with the given id.
+func (e *env) fieldError(id string) string {
+	return e.text("#" + id + "-error")
+}
+
+// rows returns the keys listed in the KV table, in order.
+func (e *env) rows() []string {
+	e.t.Helper()
+	return evalTo[[]string](e, `[...document.querySelectorAll('table.kv tbody tr[data-key]')].map(r => r.dataset.key)`)
+}
+
+// noHorizontalScroll fails the test when the page is wider than the window.
+func (e *env) noHorizontalScroll() {
+	e.t.Helper()
+	if over := evalTo[int](e, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+		e.t.Errorf("the page is %dpx wider than the window", over)
+	}
+}
+
+// chromedpKey presses one key (e.g. "\x1b" for Escape) on the focused element.
+func chromedpKey(k string) chromedp.Action[chromedp.Void] { return chromedp.KeyEvent(k) }
+
+// chromedpViewport resizes the page's viewport.
+func chromedpViewport(w, h int64) chromedp.Action[chromedp.Void] { return chromedp.EmulateViewport(w, h) }

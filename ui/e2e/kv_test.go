@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/storage"
+)
+
+const ns = "company.team"
+
+// kvForm is what a user enters in the New/Edit Key-Value dialog.
+type kvForm struct {
+	key, typ, value, description, ttl, custom string
+}
+
+// openNewKV opens the New Key-Value dialog.
+func (e *env) openNewKV() {
+	e.t.Helper()
+	e.click(".section-head button.primary")
+	e.waitJS("the key-value dialog", `document.activeElement && document.activeElement.id === 'kv-key'`)
+}
+
+// fillKV fills the open dialog; empty fields are left as they are.
+func (e *env) fillKV(f kvForm) {
+	e.t.Helper()
+	if f.key != "" {
+		e.typeInto("#kv-key", f.key)
+	}
+	if f.typ != "" {
+		e.choose("#kv-type", f.typ)
+	}
+	if f.value != "" {
+		e.typeInto("#kv-value", f.value)
+	}
+	if f.description != "" {
+		e.typeInto("#kv-description", f.description)
+	}
+	if f.ttl != "" {
+		e.choose("#kv-ttl", f.ttl)
+	}
+	if f.custom != "" {
+		e.typeInto("#kv-ttl-custom", f.custom)
+	}
+}
+
+// saveKV clicks Save and waits for the dialog to close and the key to be listed.
+func (e *env) saveKV(key string) {
+	e.t.Helper()
+	e.click("dialog[open] button[type=submit]")
+	e.waitJS("the dialog to close and "+key+" to be listed",
+		fmt.Sprintf(`!document.querySelector('dialog[open]') && !!document.querySelector('tr[data-key=%q]')`, key))
+}
+
+func (e *env) detail(key string) *api.EntryDetail {
+	e.t.Helper()
+	d, err := e.Client.Detail(context.Background(), ns, key)
+	if err != nil {
+		e.t.Fatalf("GET %s through the API: %v", key, err)
+	}
+	return d
+}
+
+func (e *env) seed(key, body string, o api.SetOptions) {
+	e.t.Helper()
+	if err := e.Client.Set(context.Background(), ns, key, body, o); err != nil {
+		e.t.Fatalf("seed %s: %v", key, err)
+	}
+}
+
+// jsonEqual compares a value as the API answered it with want, as JSON.
+func jsonEqual(t *testing.T, what string, got any, want string) {
+	t.Helper()
+	raw, ok := got.(json.RawMessage)
+	if !ok {
+		b, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = b
+	}
+	var g, w any
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatalf("%s: %v in %s", what, err, got)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s = %s, want %s", what, got, want)
+	}
+}
+
+func TestKV_NewKeyValueForm_StoresStringWithTTLAndJSONAndNumber(t *testing.T) {
+	e := start(t, options{})
+	e.open("#/ns/" + ns + "/kv")
+	e.waitJS("the empty KV list", `!!document.querySelector('.tab-body .empty')`)
+
+	before := time.Now()
+	e.openNewKV()
+	e.fillKV(kvForm{key: "greeting", typ: "STRING", value: "Hello World", description: "A greeting", ttl: "PT1H"})
+	e.saveKV("greeting")
+	d := e.detail("greeting")
+	if d.Type != "STRING" || d.Description != "A greeting" {
+		t.Errorf("greeting: type %q description %q, want STRING and %q", d.Type, d.Description, "A greeting")
+	}
+	jsonEqual(t, "greeting value", d.Value, `"Hello World"`)
+	if exp := d.ExpirationDate.Time; exp.Before(before.Add(time.Hour-time.Second)) || exp.After(time.Now().Add(time.Hour+time.Second)) {
+		t.Errorf("greeting expires at %v, want about an hour after %v", exp, before)
+	}
+
+	e.openNewKV()
+	e.fillKV(kvForm{key: "my_json_key", typ: "JSON", value: `{"name": "John Doe", "age": 32, "address": {"city": "Paris"}}`})
+	e.saveKV("my_json_key")
+	d = e.detail("my_json_key")
+	if d.Type != "JSON" || !d.ExpirationDate.IsZero() {
+		t.Errorf("my_json_key: type %q expiration %v, want JSON and none", d.Type, d.ExpirationDate)
+	}
+	jsonEqual(t, "my_json_key value", d.Value, `{"name":"John Doe","age":32,"address":{"city":"Paris"}}`)
+
+	e.openNewKV()
+	e.fillKV(kvForm{key: "answer", typ: "NUMBER", value: "42"})
+	e.saveKV("answer")
+	d = e.detail("answer")
+	if d.Type != "NUMBER" {
+		t.Errorf("answer: type %q, want NUMBER", d.Type)
+	}
+	jsonEqual(t, "answer value", d.Value, `42`)
+
+	if got, want := e.rows(), []string{"answer", "greeting", "my_json_key"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("listed keys = %v, want %v", got, want)
+	}
+	if got := e.text(`tr[data-key="greeting"] td[data-label="Expiry"]`); !strings.Contains(got, "in 1 hour") {
+		t.Errorf("greeting's expiry reads %q, want it to say \"in 1 hour\"", got)
+	}
+	if got := e.text(`tr[data-key="my_json_key"] td[data-label="Type"]`); got != "JSON" {
+		t.Errorf("my_json_key's type reads %q, want JSON", got)
+	}
+
+	// Opening a row fetches and shows its value.
+	e.click(`tr[data-key="my_json_key"] button.key`)
+	if got := e.text(`tr.detail:not([hidden]) pre.value`); !strings.Contains(got, `"John Doe"`) {
+		t.Errorf("opened value reads %q, want the JSON document", got)
+	}
+	e.noHorizontalScroll()
+}
+
+func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
+	e := start(t, options{})
+	e.seed("greeting", "Hello", api.SetOptions{Type: storage.STRING, Description: "A greeting"})
+	e.seed("flag", "true", api.SetOptions{Type: storage.BOOLEAN})
+	e.open("#/ns/" + ns + "/kv")
+
+	e.click(`tr[data-key="greeting"] button[aria-label="Edit greeting"]`)
+	e.waitJS("the edit dialog", `!!document.querySelector('dialog[open] #kv-key')`)
+	if !evalTo[bool](e, `document.querySelector('#kv-key').readOnly`) {
+		t.Error("the key can be changed while editing")
+	}
+	if got, want := e.value("#kv-value"), "Hello"; got != want {
+		t.Errorf("value field = %q, want the stored %q", got, want)
+	}
+	if got, want := e.value("#kv-description"), "A greeting"; got != want {
+		t.Errorf("description field = %q, want %q", got, want)
+	}
+	e.typeInto("#kv-value", "Hello again")
+	e.click("dialog[open] button[type=submit]")
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	d := e.detail("greeting")
+	jsonEqual(t, "greeting value", d.Value, `"Hello again"`)
+	if d.Description != "A greeting" || d.Version != 2 {
+		t.Errorf("description %q version %d, want the description kept and version 2", d.Description, d.Version)
+	}
+
+	// A BOOLEAN is a toggle.
+	e.click(`tr[data-key="flag"] button[aria-label="Edit flag"]`)
+	e.waitJS("the toggle", `document.querySelector('#kv-bool') && document.querySelector('#kv-bool').checked === true`)
+	e.click("dialog[open] .switch")
+	e.click("dialog[open] button[type=submit]")
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	jsonEqual(t, "flag value", e.detail("flag").Value, `false`)
+}
+
+func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
+	e := start(t, options{})
+	e.seed("keep_me", "1", api.SetOptions{})
+	e.seed("remove_me", "2", api.SetOptions{})
+	e.open("#/ns/" + ns + "/kv")
+
+	del := `tr[data-key="remove_me"] button[aria-label="Delete remove_me"]`
+	e.click(del)
+	e.waitJS("the confirmation", `!!document.querySelector('dialog[open] .confirm')`)
+	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "remove_me") {
+		t.Errorf("confirmation reads %q, want it to name the key", got)
+	}
+	// Escape cancels, and Cancel has the focus, so Enter cannot delete by mistake.
+	if got := evalTo[string](e, `document.activeElement.textContent`); got != "Cancel" {
+		t.Errorf("focused button is %q, want Cancel", got)
+	}
+	e.do("press Escape", chromedpKey("\x1b"))
+	e.waitJS("the confirmation to close", `!document.querySelector('dialog[open]')`)
+	if _, _, err := e.Client.Get(context.Background(), ns, "remove_me"); err != nil {
+		t.Fatalf("remove_me after cancelling: %v", err)
+	}
+
+	e.click(del)
+	e.click("dialog[open] .confirm button.danger")
+	e.waitJS("the row to go", `!document.querySelector('tr[data-key="remove_me"]')`)
+	if _, _, err := e.Client.Get(context.Background(), ns, "remove_me"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		t.Errorf("remove_me after deleting: err = %v, want not found", err)
+	}
+	if got, want := e.rows(), []string{"keep_me"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("listed keys = %v, want %v", got, want)
+	}
+}
+
+func TestKV_BadKeyAndBadJSON_ErrorsAtTheFieldAndNothingLost(t *testing.T) {
+	e := start(t, options{})
+	e.seed("taken", "x", api.SetOptions{})
+	e.open("#/ns/" + ns + "/kv")
+	e.openNewKV()
+
+	e.fillKV(kvForm{key: "bad key!", typ: "JSON", value: `{"name": "John",`})
+	if got := e.fieldError("kv-key"); !strings.Contains(got, "must start with a letter or a digit") {
+		t.Errorf("key error = %q, want the key rule", got)
+	}
+	if got := e.fieldError("kv-value"); !strings.Contains(got, "Invalid JSON") {
+		t.Errorf("value error = %q, want an invalid JSON message", got)
+	}
+	e.click("dialog[open] button[type=submit]")
+	if got := evalTo[string](e, `document.activeElement.id`); got != "kv-key" {
+		t.Errorf("after Save the focus is on %q, want the first bad field kv-key", got)
+	}
+	if !e.visible("dialog[open]") {
+		t.Fatal("the dialog closed with errors in it")
+	}
+	e.screenshot("errors-typed")
+
+	// An error only the server knows: the key exists already. It shows at the
+	// key and the value typed stays.
+	e.fillKV(kvForm{key: "taken", value: `{"name": "John"}`})
+	if e.visible("#kv-key-error") || e.visible("#kv-value-error") {
+		t.Error("errors still shown after fixing the fields")
+	}
+	e.click("dialog[open] button[type=submit]")
+	e.waitJS("the conflict at the key", `!document.querySelector('#kv-key-error').hidden`)
+	if got := e.fieldError("kv-key"); !strings.Contains(got, "taken") || !strings.Contains(got, "already exists") {
+		t.Errorf("key error = %q, want the server's conflict message", got)
+	}
+	if got, want := e.value("#kv-value"), `{"name": "John"}`; got != want {
+		t.Errorf("value after the error = %q, want %q kept", got, want)
+	}
+	jsonEqual(t, "taken value", e.detail("taken").Value, `"x"`)
+
+	e.typeInto("#kv-key", "person")
+	e.saveKV("person")
+	jsonEqual(t, "person value", e.detail("person").Value, `{"name":"John"}`)
+	if got, err := e.Client.Keys(context.Background(), ns, ""); err != nil || !reflect.DeepEqual(got, []string{"person", "taken"}) {
+		t.Errorf("keys = %v, %v; want only person and taken", got, err)
+	}
+}
+
+func TestKV_CustomDuration_SetsTTLAndBadOneIsRefused(t *testing.T) {
+	e := start(t, options{})
+	e.open("#/ns/" + ns + "/kv")
+	e.openNewKV()
+	e.fillKV(kvForm{key: "session", typ: "STRING", value: "abc", ttl: "custom", custom: "P1Y"})
+	if got := e.fieldError("kv-ttl-custom"); !strings.Contains(got, "ISO-8601") {
+		t.Errorf("custom duration error = %q, want the ISO-8601 hint", got)
+	}
+	e.typeInto("#kv-ttl-custom", "P2DT12H")
+	before := time.Now()
+	e.saveKV("session")
+	exp := e.detail("session").ExpirationDate.Time
+	if want := before.Add(60 * time.Hour); exp.Before(want.Add(-time.Second)) || exp.After(time.Now().Add(60*time.Hour+time.Second)) {
+		t.Errorf("session expires at %v, want about %v", exp, want)
+	}
+}
+
+func TestKV_SearchByPrefixAndPages_FollowTheCursor(t *testing.T) {
+	e := start(t, options{})
+	for i := range 30 {
+		e.seed(fmt.Sprintf("app.%03d", i), "1", api.SetOptions{})
+	}
+	for i := range 60 {
+		e.seed(fmt.Sprintf("db.%03d", i), "1", api.SetOptions{})
+	}
+	e.open("#/ns/" + ns + "/kv")
+	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
+	e.choose("#kv-limit", "25")
+	e.typeInto("#kv-search", "db.")
+	e.waitJS("the filtered page", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.000'`)
+
+	want := func(from, to int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			out = append(out, fmt.Sprintf("db.%03d", i))
+		}
+		return out
+	}
+	if got := e.rows(); !reflect.DeepEqual(got, want(0, 25)) {
+		t.Fatalf("page 1 = %v, want db.000–db.024", got)
+	}
+	e.click(".pager button:last-child")
+	e.waitJS("page 2", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.025'`)
+	if got := e.rows(); !reflect.DeepEqual(got, want(25, 50)) {
+		t.Fatalf("page 2 = %v, want db.025–db.049", got)
+	}
+	e.click(".pager button:last-child")
+	e.waitJS("page 3", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.050'`)
+	if got := e.rows(); !reflect.DeepEqual(got, want(50, 60)) {
+		t.Fatalf("page 3 = %v, want db.050–db.059", got)
+	}
+	if !evalTo[bool](e, `document.querySelector('.pager button:last-child').disabled`) {
+		t.Error("Next is enabled on the last page")
+	}
+	if got := e.text(".pager-status"); !strings.Contains(got, "Page 3") || !strings.Contains(got, "51–60") {
+		t.Errorf("pager reads %q, want page 3, keys 51–60", got)
+	}
+	e.click(".pager button:first-child")
+	e.waitJS("back on page 2", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.025'`)
+
+	e.typeInto("#kv-search", "nothing")
+	e.waitJS("the empty result", `!!document.querySelector('.tab-body .empty')`)
+	if got := e.text(".tab-body .empty"); !strings.Contains(got, "nothing") {
+		t.Errorf("empty result reads %q, want it to name the prefix", got)
+	}
+}
+
+func TestKV_NarrowWindow_StacksRowsWithoutSideScroll(t *testing.T) {
+	e := start(t, options{})
+	e.seed("greeting", "Hello World", api.SetOptions{Type: storage.STRING, TTL: "P7D", Description: "A greeting shown on the home page"})
+	e.seed("answer", "42", api.SetOptions{Type: storage.NUMBER})
+	e.seed("a_rather_long_key_name.with.dots-and-dashes_0123456789", `{"a":1}`, api.SetOptions{Type: storage.JSON})
+	e.do("narrow window", chromedpViewport(390, 844))
+	e.open("#/ns/" + ns + "/kv")
+	e.waitJS("the rows", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 3`)
+	e.noHorizontalScroll()
+	if got := evalTo[string](e, `getComputedStyle(document.querySelector('table.kv thead')).display`); got != "none" {
+		t.Errorf("table header display = %q on a narrow window, want the stacked layout", got)
+	}
+	e.screenshot("narrow-list")
+	e.openNewKV()
+	e.fillKV(kvForm{key: "bad key", typ: "JSON", value: "{"})
+	e.noHorizontalScroll()
+}

@@ -1,0 +1,89 @@
+// The REST API client: fetch with the session's token, and errors as ApiError.
+
+const BASE = '/api/v1';
+const TOKEN = 'kvflow.token';
+
+export class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export function hasToken() { return !!sessionStorage.getItem(TOKEN); }
+export function forgetToken() { sessionStorage.removeItem(TOKEN); }
+
+// One token prompt at a time, however many requests got a 401.
+let asking = null;
+function askToken(refused) {
+  if (asking) return asking;
+  const dlg = document.getElementById('token-dialog');
+  const input = document.getElementById('token-input');
+  document.getElementById('token-why').textContent = refused
+    ? 'The server refused the token. Enter a valid API token.'
+    : 'This server needs an API token. It is kept for this browser session only.';
+  input.value = '';
+  asking = new Promise((resolve) => {
+    const done = () => {
+      dlg.removeEventListener('close', done);
+      asking = null;
+      const ok = dlg.returnValue === 'ok' && input.value.trim() !== '';
+      if (ok) sessionStorage.setItem(TOKEN, input.value.trim());
+      document.dispatchEvent(new Event('kvflow:token'));
+      resolve(ok);
+    };
+    dlg.addEventListener('close', done);
+    document.getElementById('token-cancel').onclick = () => dlg.close('cancel');
+    dlg.returnValue = '';
+    dlg.showModal();
+    input.focus();
+  });
+  return asking;
+}
+
+// request calls the API. query is an object of parameters (empty ones dropped).
+// It returns the Response; a status of 400 or more throws ApiError with the server's message.
+export async function request(method, path, { query, headers, body, json } = {}) {
+  let url = BASE + path;
+  if (query) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v != null && v !== '') q.set(k, v);
+    if ([...q].length) url += '?' + q;
+  }
+  if (json !== undefined) {
+    body = JSON.stringify(json);
+    headers = { 'Content-Type': 'application/json', ...headers };
+  }
+  for (let refused = false; ;) {
+    const hs = new Headers(headers);
+    const token = sessionStorage.getItem(TOKEN);
+    if (token) hs.set('Authorization', `Bearer ${token}`);
+    let res;
+    try {
+      res = await fetch(url, { method, headers: hs, body });
+    } catch (e) {
+      throw new ApiError(0, `Cannot reach the server: ${e.message}.`);
+    }
+    if (res.status === 401) {
+      if (token) forgetToken();
+      if (await askToken(refused || !!token)) { refused = true; continue; }
+    }
+    if (res.status >= 400) {
+      const text = await res.text();
+      let data = null;
+      try { data = JSON.parse(text); } catch { /* not JSON */ }
+      const msg = (data && data.message) || text.trim() || `${res.status} ${res.statusText}`;
+      throw new ApiError(res.status, msg, data);
+    }
+    return res;
+  }
+}
+
+// getJSON returns the decoded body of a GET.
+export async function getJSON(path, query) {
+  const res = await request('GET', path, { query });
+  return res.json();
+}
+
+export const enc = encodeURIComponent;
