@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -122,6 +123,13 @@ type response struct {
 	Status int
 	Header http.Header
 	Body   string
+}
+
+// Message is the message of a JSON error body, or "" when there is none.
+func (r response) Message() string {
+	var body ErrorBody
+	json.Unmarshal([]byte(r.Body), &body)
+	return body.Message
 }
 
 // do sends a raw request with headers given as "Name: value" pairs.

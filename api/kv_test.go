@@ -100,7 +100,7 @@ func TestKV_StatusCodes(t *testing.T) {
 					t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, r.Status, r.Body, tc.status)
 				}
 				for _, s := range tc.msgHas {
-					if !strings.Contains(r.Body, s) {
+					if !strings.Contains(r.Message(), s) {
 						t.Errorf("%s %s: message %s does not contain %s", tc.method, tc.path, r.Body, s)
 					}
 				}
@@ -108,7 +108,7 @@ func TestKV_StatusCodes(t *testing.T) {
 		}
 		t.Run("BadNamespace", func(t *testing.T) {
 			r := do(t, "GET", ts.URL+"/api/v1/namespaces/Company/kv/k", "")
-			if r.Status != 422 || !strings.Contains(r.Body, `"Company"`) {
+			if r.Status != 422 || !strings.Contains(r.Message(), `"Company"`) {
 				t.Fatalf("GET in namespace Company = %d %s, want 422 naming it", r.Status, r.Body)
 			}
 		})
@@ -261,7 +261,7 @@ func TestPut_BodiesAndContentTypes_StoredType(t *testing.T) {
 			t.Run(fmt.Sprintf("Refused_%d_%s", i, tc.msgHas), func(t *testing.T) {
 				path := fmt.Sprintf("%s/api/v1/namespaces/types/kv/bad%d", ts.URL, i)
 				r := do(t, "PUT", path+tc.typ, tc.body, "Content-Type: "+tc.contentType)
-				if r.Status != 422 || !strings.Contains(r.Body, tc.msgHas) || !strings.Contains(r.Body, "'types'") {
+				if r.Status != 422 || !strings.Contains(r.Message(), tc.msgHas) || !strings.Contains(r.Message(), "'types'") {
 					t.Fatalf("PUT %q as %s%s = %d %s, want 422 with %q and the namespace", tc.body, tc.contentType, tc.typ, r.Status, r.Body, tc.msgHas)
 				}
 				if r := do(t, "GET", path, ""); r.Status != 404 {

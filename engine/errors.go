@@ -13,10 +13,10 @@ import (
 // a run: the file and line (when known), the path of the field
 // (tasks[1].ttl) and what is wrong.
 type ValidationError struct {
-	File    string
-	Line    int
-	Field   string
-	Message string
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
 }
 
 // Error reads "flow.yaml:12: tasks[1].ttl: <message>".

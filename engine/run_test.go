@@ -426,13 +426,13 @@ tasks:
         tasks:
           - id: deep
             type: test.Echo
-            value: "{{ parent.taskrun.value }}{{ taskrun.value }}:{{ outputs.inner[parent.taskrun.value].value }}"
+            value: "{% set mine = outputs.inner[parent.taskrun.value] %}{{ parent.taskrun.value }}{{ taskrun.value }}:{{ mine.value }}"
   - id: after
     type: test.Echo
-    value: "{{ outputs.inner['b'].value }} {{ outputs.inner['3'].value }} {{ outputs.deep['a']['y'].value }}"
+    value: "{{ outputs.inner.b.value }} {{ outputs.inner['3'] }} {{ outputs.deep.a.y.value }}"
 `, nil)
 	wantState(t, ex, engine.SUCCESS)
-	if got := runs(ex, "after")[0].Outputs["value"]; got != "v=b v=3 ay:v=a" {
+	if got := runs(ex, "after")[0].Outputs["value"]; got != `v=b {"value":"v=3"} ay:v=a` {
 		t.Errorf("after = %q", got)
 	}
 	inner := runs(ex, "inner")

@@ -19,6 +19,12 @@ import (
 // streaming escaper; the other types through ion-go's text writer.
 func EncodeION(w io.Writer, v Value) error {
 	if s, ok := v.V.(string); ok && v.Type == STRING {
+		if buf, ok := w.(*bytes.Buffer); ok { // whole values: no extra buffering
+			buf.Grow(len(s) + 2)
+			sw := &ionStringWriter{w: buf}
+			io.WriteString(sw, s)
+			return sw.Close()
+		}
 		sw := newIONStringWriter(w)
 		if _, err := io.WriteString(sw, s); err != nil {
 			return err
@@ -98,6 +104,9 @@ func fractionDigits(t time.Time) uint8 {
 // DecodeION reads one ION value that was stored as type t.
 func DecodeION(data []byte, t Type) (Value, error) {
 	if t == STRING {
+		if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' && bytes.IndexAny(data[1:n-1], "\\\"") < 0 {
+			return String(string(data[1 : n-1])), nil // nothing escaped
+		}
 		b, err := io.ReadAll(NewIONStringReader(bytes.NewReader(data)))
 		if err != nil {
 			return Value{}, err
@@ -242,7 +251,11 @@ func deref[T any](p *T, err error) (any, error) {
 // ionStringWriter writes the bytes given to it as the body of one ION text
 // string, escaped as ion-go escapes them, so a value of any size streams.
 type ionStringWriter struct {
-	w       *bufio.Writer
+	w interface {
+		io.Writer
+		io.ByteWriter
+		io.StringWriter
+	}
 	started bool
 	err     error
 }
@@ -300,7 +313,10 @@ func (s *ionStringWriter) Close() error {
 		s.w.WriteByte('"')
 	}
 	s.w.WriteByte('"')
-	return s.w.Flush()
+	if f, ok := s.w.(interface{ Flush() error }); ok {
+		return f.Flush()
+	}
+	return nil
 }
 
 // NewIONStringReader reads one ION text short string ("...") from r and

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/kvflow/kvflow"
@@ -12,10 +11,21 @@ const (
 	MaxKeyLen       = 350
 )
 
-var (
-	namespaceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
-	keyRe       = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
-)
+// matchName checks ^[a-z0-9][a-z0-9._-]*$, with upper case letters too when
+// upper is set: the namespace and key rules, without a regexp on the hot path.
+func matchName(s string, upper bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case upper && c >= 'A' && c <= 'Z':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
 
 // ValidateNamespace returns EINVALID unless ns follows Kestra's namespace rule.
 func ValidateNamespace(ns string) error {
@@ -24,7 +34,7 @@ func ValidateNamespace(ns string) error {
 		return kvflow.Errorf(kvflow.EINVALID, "Namespace cannot be empty.")
 	case len(ns) > MaxNamespaceLen:
 		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is %d characters long; the limit is %d.", clip(ns), len(ns), MaxNamespaceLen)
-	case !namespaceRe.MatchString(ns):
+	case !matchName(ns, false):
 		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: it must start with a lowercase letter or a digit and contain only lowercase letters, digits, dots (.), underscores (_) and hyphens (-).", clip(ns))
 	}
 	return nil
@@ -37,7 +47,7 @@ func ValidateKey(key string) error {
 		return kvflow.Errorf(kvflow.EINVALID, "Key cannot be null or empty.")
 	case len(key) > MaxKeyLen:
 		return kvflow.Errorf(kvflow.EINVALID, "Key %q is %d characters long; the limit is %d.", clip(key), len(key), MaxKeyLen)
-	case !keyRe.MatchString(key):
+	case !matchName(key, true):
 		return kvflow.Errorf(kvflow.EINVALID, "Key %q is invalid: a key must start with an alphanumeric character (uppercase or lowercase) and can contain alphanumeric characters (uppercase or lowercase), dots (.), underscores (_), and hyphens (-) only.", clip(key))
 	}
 	return nil

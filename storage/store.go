@@ -100,7 +100,7 @@ func (s *Store) Set(ctx context.Context, ns, key string, v Value, o SetOptions) 
 	if buf.Len() > MaxValueSize {
 		return nil, kvflow.Errorf(kvflow.ETOOLARGE, "Value for key '%s' in namespace '%s' is %d bytes; the limit for a whole value is %d bytes.", key, ns, buf.Len(), MaxValueSize)
 	}
-	return s.put(ctx, ns, key, v.Type, &buf, int64(buf.Len()), o)
+	return s.put(ctx, ns, key, v.Type, bytes.NewReader(buf.Bytes()), int64(buf.Len()), sha256Hex(buf.Bytes()), o)
 }
 
 // SetStream writes the bytes of r as a STRING value, with memory that does
@@ -119,7 +119,7 @@ func (s *Store) SetStream(ctx context.Context, ns, key string, r io.Reader, o Se
 		pw.CloseWithError(err)
 	}()
 	defer pr.Close()
-	return s.put(ctx, ns, key, STRING, pr, -1, o)
+	return s.put(ctx, ns, key, STRING, pr, -1, "", o)
 }
 
 func (s *Store) checkSet(ns, key string, o SetOptions) error {
@@ -147,20 +147,29 @@ func checkValue(v Value) error {
 	return nil
 }
 
-func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, o SetOptions) (*Entry, error) {
+// put writes body, whose size and hash are given or, for a stream (size -1),
+// measured on the way.
+func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions) (*Entry, error) {
 	name := ObjectName(ns, key)
-	h := sha256.New()
-	cr := &countingReader{r: io.TeeReader(body, h)}
-	if err := s.bucket.Put(ctx, name, cr, size); err != nil {
+	var h hash.Hash
+	var cr *countingReader
+	if size < 0 {
+		h = sha256.New()
+		cr = &countingReader{r: io.TeeReader(body, h)}
+		body = cr
+	}
+	if err := s.bucket.Put(ctx, name, body, size); err != nil {
 		if kvflow.ErrorCode(err) == kvflow.EINVALID {
 			return nil, err
 		}
 		return nil, unavailable(err, "Cannot write value for key '%s' in namespace '%s': the object store is unreachable", key, ns)
 	}
+	if cr != nil {
+		size, sum = cr.n, hex.EncodeToString(h.Sum(nil))
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	e := &Entry{
-		Namespace: ns, Key: key, Type: t, Object: name,
-		Size: cr.n, Hash: hex.EncodeToString(h.Sum(nil)),
+		Namespace: ns, Key: key, Type: t, Object: name, Size: size, Hash: sum,
 		Description: o.Description, Updated: now,
 	}
 	if o.TTL > 0 {

@@ -86,10 +86,12 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 WHERE ? OR e.expires_at <= excluded.updated_at
 RETURNING version, created_at`
 
+const getEntry = `SELECT ` + entryCols + ` FROM kv_entries WHERE namespace = ? AND key = ?`
+
 // GetEntry implements storage.Index.
 func (db *DB) GetEntry(ctx context.Context, ns, key string) (*storage.Entry, error) {
 	var r entryRow
-	if err := db.X.GetContext(ctx, &r, db.Rebind(`SELECT `+entryCols+` FROM kv_entries WHERE namespace = ? AND key = ?`), ns, key); err != nil {
+	if err := db.X.GetContext(ctx, &r, db.Rebind(getEntry), ns, key); err != nil {
 		return nil, db.Err(err)
 	}
 	e := r.entry()

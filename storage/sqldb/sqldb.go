@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -43,6 +44,7 @@ type DB struct {
 	X       *sqlx.DB
 	Dialect Dialect
 	addr    string // where it is, for error messages; never holds a password
+	rebound sync.Map
 }
 
 // Open connects to a postgres:// or postgresql:// URL, or to sqlite:///path
@@ -97,8 +99,18 @@ func (db *DB) Ping(ctx context.Context) error {
 	return db.Err(db.X.PingContext(ctx))
 }
 
-// Rebind turns ? placeholders into the dialect's.
-func (db *DB) Rebind(q string) string { return db.X.Rebind(q) }
+// Rebind turns ? placeholders into the dialect's, once per query text.
+func (db *DB) Rebind(q string) string {
+	if db.Dialect == SQLite {
+		return q
+	}
+	if r, ok := db.rebound.Load(q); ok {
+		return r.(string)
+	}
+	r := db.X.Rebind(q)
+	db.rebound.Store(q, r)
+	return r
+}
 
 // migrate applies, in name order, each embedded migration of the dialect not
 // yet recorded in schema_migrations, each in its own transaction.

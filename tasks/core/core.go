@@ -11,6 +11,7 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/template"
 )
 
 // Type names, as Kestra spells them.
@@ -38,9 +39,13 @@ func invalid(prop, format string, args ...any) error {
 	return kvflow.Errorf(kvflow.EINVALID, "%s: %s", prop, fmt.Sprintf(format, args...))
 }
 
-// propErr names the property in err's message and keeps its code.
-func propErr(prop string, err error) error {
-	return &kvflow.Error{Code: kvflow.ErrorCode(err), Message: prop + ": " + kvflow.ErrorMessage(err), Err: err}
+// propErr names the task and the property in a run-time error, keeping its
+// code, as plugin.Property.Get does.
+func propErr(rc *plugin.RunContext, prop string, err error) error {
+	if rc.TaskID == "" {
+		return &kvflow.Error{Code: kvflow.ErrorCode(err), Message: fmt.Sprintf("Property '%s': %s", prop, kvflow.ErrorMessage(err)), Err: err}
+	}
+	return template.Wrap(err, rc.TaskID, prop)
 }
 
 // renderText renders a raw property value as text, the way Kestra renders a
@@ -56,13 +61,13 @@ func renderText(ctx context.Context, rc *plugin.RunContext, prop string, raw any
 		}
 		s, err := rc.Render(ctx, x)
 		if err != nil {
-			return "", propErr(prop, err)
+			return "", propErr(rc, prop, err)
 		}
 		return s, nil
 	}
 	v, err := storage.FromGo(raw)
 	if err != nil {
-		return "", invalid(prop, "%s", kvflow.ErrorMessage(err))
+		return "", propErr(rc, prop, err)
 	}
 	return v.Text(), nil
 }

@@ -48,17 +48,17 @@ func (t *Download) Validate() error {
 		errs = append(errs, invalid("uri", "the property is required."))
 	} else if s, ok := t.URI.Raw().(string); ok && !t.URI.IsTemplate() {
 		if _, err := parseURI(s); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, invalid("uri", "%s", kvflow.ErrorMessage(err)))
 		}
 	}
 	if m, ok := t.Method.Raw().(string); ok && !t.Method.IsTemplate() {
 		if _, err := parseMethod(m); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, invalid("method", "%s", kvflow.ErrorMessage(err)))
 		}
 	}
 	if h, ok := t.Headers.Raw().(map[string]any); ok && !t.Headers.IsTemplate() {
 		if _, err := headerValues(h); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, invalid("headers", "%s", kvflow.ErrorMessage(err)))
 		}
 	}
 	errs = append(errs, t.URI.Check("uri"), t.Headers.Check("headers"), t.Body.Check("body"), t.FailOnEmptyResponse.Check("failOnEmptyResponse"))
@@ -73,7 +73,7 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 	}
 	u, err := parseURI(raw)
 	if err != nil {
-		return nil, err
+		return nil, propErr(rc, "uri", err)
 	}
 	where := u.Redacted()
 	methodText, err := t.Method.Get(ctx, rc, "method", "GET")
@@ -82,7 +82,7 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 	}
 	method, err := parseMethod(methodText)
 	if err != nil {
-		return nil, err
+		return nil, propErr(rc, "method", err)
 	}
 	hm, err := t.Headers.Get(ctx, rc, "headers", nil)
 	if err != nil {
@@ -90,7 +90,7 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 	}
 	headers, err := headerValues(hm)
 	if err != nil {
-		return nil, err
+		return nil, propErr(rc, "headers", err)
 	}
 	body, err := t.Body.Get(ctx, rc, "body", "")
 	if err != nil {
@@ -107,7 +107,7 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "uri: cannot build a request for %s: %v.", where, err)
+		return nil, propErr(rc, "uri", kvflow.Errorf(kvflow.EINVALID, "Cannot build a request for %s: %v.", where, err))
 	}
 	for k, vs := range headers {
 		for _, v := range vs {
@@ -166,7 +166,7 @@ func parseURI(s string) (*url.URL, error) {
 		if err == nil {
 			shown = u.Redacted()
 		}
-		return nil, invalid("uri", "%q is not an http or https URL such as https://example.com/data.csv.", clip(shown))
+		return nil, kvflow.Errorf(kvflow.EINVALID, "%q is not an http or https URL such as https://example.com/data.csv.", clip(shown))
 	}
 	return u, nil
 }
@@ -179,7 +179,7 @@ func parseMethod(s string) (string, error) {
 	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions:
 		return m, nil
 	}
-	return "", invalid("method", "%q is not an HTTP method; expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.", clip(s))
+	return "", kvflow.Errorf(kvflow.EINVALID, "%q is not an HTTP method; expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.", clip(s))
 }
 
 // headerValues reads the headers property: each value a scalar or a list.
@@ -197,7 +197,7 @@ func headerValues(m map[string]any) (map[string][]string, error) {
 			case int, int64, float64, bool:
 				out[k] = append(out[k], fmt.Sprint(x))
 			default:
-				return nil, invalid("headers", "header %q: expected a string or a list of strings, got %s.", k, kind(e))
+				return nil, kvflow.Errorf(kvflow.EINVALID, "Header %q: expected a string or a list of strings, got %s.", k, kind(e))
 			}
 		}
 	}

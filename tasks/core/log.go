@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
 )
 
@@ -39,7 +40,7 @@ func (t *Log) Validate() error {
 	}
 	if lv, ok := t.Level.Raw().(string); ok && !t.Level.IsTemplate() {
 		if _, err := parseLevel(lv); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, invalid("level", "%s", kvflow.ErrorMessage(err)))
 		}
 	} else if err := t.Level.Check("level"); err != nil {
 		errs = append(errs, err)
@@ -55,7 +56,7 @@ func (t *Log) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 	}
 	level, err := parseLevel(lvText)
 	if err != nil {
-		return nil, err
+		return nil, propErr(rc, "level", err)
 	}
 	raws, ok := t.Message.Raw().([]any)
 	if !ok {
@@ -92,7 +93,7 @@ func parseLevel(s string) (slog.Level, error) {
 	case "ERROR":
 		return slog.LevelError, nil
 	}
-	return 0, invalid("level", "%q is not a log level; expected TRACE, DEBUG, INFO, WARN or ERROR.", s)
+	return 0, kvflow.Errorf(kvflow.EINVALID, "%q is not a log level; expected TRACE, DEBUG, INFO, WARN or ERROR.", s)
 }
 
 func kind(v any) string {

@@ -11,6 +11,7 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/template"
 )
 
 // Type names, as Kestra spells them.
@@ -88,7 +89,7 @@ func target(ctx context.Context, rc *plugin.RunContext, keyP, nsP plugin.Propert
 		return "", "", err
 	}
 	if err := storage.ValidateKey(key); err != nil {
-		return "", "", invalid("key", "%s", kvflow.ErrorMessage(err))
+		return "", "", propErr(rc, "key", err)
 	}
 	ns, err = targetNamespace(ctx, rc, nsP)
 	if kvflow.ErrorCode(err) == kvflow.EFORBIDDEN {
@@ -106,9 +107,18 @@ func targetNamespace(ctx context.Context, rc *plugin.RunContext, nsP plugin.Prop
 	}
 	ns, err = rc.TargetNamespace(strings.TrimSpace(ns))
 	if kvflow.ErrorCode(err) == kvflow.EINVALID {
-		return "", invalid("namespace", "%s", kvflow.ErrorMessage(err))
+		return "", propErr(rc, "namespace", err)
 	}
 	return ns, err
+}
+
+// propErr names the task and the property in a run-time error, keeping its
+// code, as plugin.Property.Get does.
+func propErr(rc *plugin.RunContext, prop string, err error) error {
+	if rc.TaskID == "" {
+		return &kvflow.Error{Code: kvflow.ErrorCode(err), Message: fmt.Sprintf("Property '%s': %s", prop, kvflow.ErrorMessage(err)), Err: err}
+	}
+	return template.Wrap(err, rc.TaskID, prop)
 }
 
 // missing is Kestra's error for a missing key when errorOnMissing is true;

@@ -52,11 +52,26 @@ type env struct {
 
 type pairFunc func(testing.TB, storage.Options) storagetest.Pair
 
+var startTime = time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)
+
 func newEnv(t *testing.T, pair pairFunc) *env {
 	t.Helper()
-	c := &clock{t: time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)}
+	c := &clock{t: startTime}
 	p := pair(t, storage.Options{Now: c.Now})
 	return &env{t: t, store: p.Store, clock: c, logs: &logSink{}}
+}
+
+// reset empties the store and rewinds the clock, so one store (a database
+// and a bucket are slow to make) serves many cases.
+func (e *env) reset(t *testing.T) {
+	t.Helper()
+	if _, err := e.store.Purge(context.Background(), storage.PurgeOptions{All: true}); err != nil {
+		t.Fatalf("emptying the store: %v", err)
+	}
+	e.t, e.allowed, e.logs = t, nil, &logSink{}
+	e.clock.mu.Lock()
+	e.clock.t = startTime
+	e.clock.mu.Unlock()
 }
 
 // inputs are the flow inputs every case sees.

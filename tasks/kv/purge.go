@@ -151,7 +151,7 @@ func (t *PurgeKV) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 	}
 	pattern = strings.TrimSpace(pattern)
 	if len(listed) > 0 && pattern != "" {
-		return nil, invalid("namespaces", "%s", bothNamespaceProps)
+		return nil, propErr(rc, "namespaces", kvflow.Errorf(kvflow.EINVALID, "%s", bothNamespaceProps))
 	}
 	children, err := t.IncludeChildNamespaces.Get(ctx, rc, "includeChildNamespaces", true)
 	if err != nil {
@@ -167,7 +167,7 @@ func (t *PurgeKV) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 	}
 	b, err := parseBehavior(bm)
 	if err != nil {
-		return nil, err
+		return nil, propErr(rc, "behavior", err)
 	}
 	if t.ExpiredOnly.IsSet() {
 		eo, err := t.ExpiredOnly.Get(ctx, rc, "expiredOnly", true)
@@ -211,7 +211,7 @@ func (t *PurgeKV) namespaces(ctx context.Context, rc *plugin.RunContext, listed 
 	for i, ns := range listed {
 		listed[i] = strings.TrimSpace(ns)
 		if err := storage.ValidateNamespace(listed[i]); err != nil {
-			return nil, invalid(fmt.Sprintf("namespaces[%d]", i), "%s", kvflow.ErrorMessage(err))
+			return nil, propErr(rc, fmt.Sprintf("namespaces[%d]", i), err)
 		}
 	}
 	// At the zero time every entry is live, so this lists every namespace

@@ -73,9 +73,13 @@ func (t *Set) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 	if err != nil {
 		return nil, err
 	}
-	raw, err := t.Value.Get(ctx, rc, "value", nil)
-	if err != nil {
-		return nil, err
+	// Rendered here rather than with Value.Get, which refuses a null result
+	// before this task can say which key it was for.
+	raw := t.Value.Raw()
+	if t.Value.IsTemplate() {
+		if raw, err = rc.Templates.RenderValue(ctx, raw, rc.Data); err != nil {
+			return nil, propErr(rc, "value", err)
+		}
 	}
 	if raw == nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot set value for key '%s' in namespace '%s': the value is null.", key, ns)

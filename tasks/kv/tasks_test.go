@@ -27,13 +27,14 @@ type kvCase struct {
 
 const flowNS = "company.team"
 
-func TestKVTasks_SQLiteDir(t *testing.T)      { runKVCases(t, storagetest.LocalPair) }
+func TestKVTasks_SQLiteDir(t *testing.T)     { runKVCases(t, storagetest.LocalPair) }
 func TestKVTasks_PostgresMinIO(t *testing.T) { runKVCases(t, storagetest.ServicePair) }
 
 func runKVCases(t *testing.T, pair pairFunc) {
+	e := newEnv(t, pair)
 	for _, c := range kvCases() {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t, pair)
+			e.reset(t)
 			if c.allow {
 				e.allowed = func(from, ns string) bool { return true }
 			}
@@ -270,7 +271,7 @@ func kvCases() []kvCase {
 			check: stored(flowNS, "from_input", str("v"))},
 		{name: "Set_InvalidKeyFromTemplate_Invalid", typ: kv.SetType,
 			src:   "key: \"{{ inputs.badkey }}\"\nvalue: v",
-			check: failsWith(kvflow.EINVALID, "key:", `"a/b"`)},
+			check: failsWith(kvflow.EINVALID, "property 'key'", `"a/b"`)},
 		{name: "Set_NullValueFromTemplate_ErrorNamesKey", typ: kv.SetType,
 			src:   "key: k\nvalue: \"{{ kv('nope', 'company.team', false) }}\"",
 			check: failsWith(kvflow.EINVALID, "key 'k'", "namespace 'company.team'", "null")},
@@ -343,7 +344,7 @@ func kvCases() []kvCase {
 			check: output("value", "shared")},
 		{name: "Get_InvalidNamespace_Invalid", typ: kv.GetType,
 			src:   "key: k\nnamespace: \"{{ 'Bad NS' }}\"",
-			check: failsWith(kvflow.EINVALID, "namespace:", "Bad NS")},
+			check: failsWith(kvflow.EINVALID, "property 'namespace'", "Bad NS")},
 
 		// GetKeys.
 		{name: "GetKeys_NoPrefix_AllKeysSorted", typ: kv.GetKeysType,

@@ -27,7 +27,7 @@ import (
 
 // chromium returns the browser to drive. A missing browser skips the test,
 // except with CI=true, where it fails.
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{os.Getenv("KVFLOW_CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser"} {
 		if name == "" {
@@ -47,7 +47,7 @@ func chromium(t *testing.T) string {
 
 // env is one test's server and browser tab.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	URL    string // the server's base URL
 	Client *api.Client
 	Store  *storage.Store
@@ -66,7 +66,7 @@ type options struct {
 // on it. At the end the test's last state is saved as a PNG under its
 // artifact directory (go test -artifacts keeps it), and any uncaught
 // JavaScript error fails the test.
-func start(t *testing.T, o options) *env {
+func start(t testing.TB, o options) *env {
 	t.Helper()
 	exe := chromium(t)
 	pair := storagetest.LocalPair(t, storage.Options{})
@@ -222,8 +222,9 @@ func (e *env) text(sel string) string {
 // typeInto clears a field and types text into it, key by key.
 func (e *env) typeInto(sel, text string) {
 	e.t.Helper()
-	e.do("type into "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Clear(chromedp.CSS(sel)),
-		chromedp.SendKeys(chromedp.CSS(sel), text))
+	e.do("wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+	e.eval(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.value = ''; el.dispatchEvent(new Event('input', {bubbles: true})); })()`, sel))
+	e.do("type into "+sel, chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 
 // choose selects an option of a <select> as a user would, firing change.

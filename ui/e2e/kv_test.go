@@ -76,7 +76,7 @@ func (e *env) seed(key, body string, o api.SetOptions) {
 }
 
 // jsonEqual compares a value as the API answered it with want, as JSON.
-func jsonEqual(t *testing.T, what string, got any, want string) {
+func jsonEqual(t testing.TB, what string, got any, want string) {
 	t.Helper()
 	raw, ok := got.(json.RawMessage)
 	if !ok {

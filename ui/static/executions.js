@@ -44,7 +44,13 @@ async function executionsList(body, query, flows, view) {
   let timer;
   const load = async () => {
     clearTimeout(timer);
-    const execs = await listExecutions({ ...query, flowId: flowSel ? flowSel.value : '' });
+    let execs;
+    try {
+      execs = await listExecutions({ ...query, flowId: flowSel ? flowSel.value : '' });
+    } catch (e) {
+      if (view.alive) replace(list, h('p', { class: 'error' }, e.message));
+      return;
+    }
     if (!view.alive) return;
     replace(list, executionsTable(execs, { showNamespace: !query.namespace }));
     if (execs.some((x) => !DONE.has(stateOf(x)))) timer = setTimeout(load, 2000);

@@ -15,7 +15,13 @@ async function getFlow(ns, id) {
 
 export async function flowsTab(body, ns, view) {
   replace(body, h('p', { class: 'muted' }, 'Loading flows…'));
-  const flows = await listFlows(ns);
+  let flows;
+  try {
+    flows = await listFlows(ns);
+  } catch (e) {
+    if (view.alive) replace(body, h('h2', null, 'Flows'), h('p', { class: 'error' }, e.message));
+    return;
+  }
   if (!view.alive) return;
   const row = (f) => h('tr', null,
     h('th', { scope: 'row', 'data-label': 'Flow' }, h('a', { href: flowHref(ns, f.id) }, f.id)),
@@ -101,12 +107,17 @@ export async function newFlowPage(main, ns, view) {
     }, view);
 }
 
-// validationErrors reads the API's list of problems from a 422 answer:
-// [{line, message}], line 0 when the problem has no line.
-function validationErrors(e) {
-  const list = (e.body && (e.body.errors || e.body.details)) || [];
+// validationErrors reads the API's list of problems from a 422 answer as
+// [{line, message}], line 0 when unknown. An item is {line, field, message}
+// or a string such as "flow.yaml:12: tasks[1].ttl: message".
+export function validationErrors(e) {
+  const list = (e.body && e.body.errors) || [];
   if (!list.length) return [{ line: 0, message: e.message }];
-  return list.map((x) => (typeof x === 'string' ? { line: 0, message: x } : { line: x.line || 0, message: x.message || x.error || JSON.stringify(x), field: x.field || x.path }));
+  return list.map((x) => {
+    if (typeof x !== 'string') return { line: x.line || 0, message: x.field ? `${x.field}: ${x.message}` : x.message };
+    const m = /^(?:[^\s:]*:)?(\d+): (.*)$/s.exec(x);
+    return m ? { line: Number(m[1]), message: m[2] } : { line: 0, message: x };
+  });
 }
 
 // editor is a YAML textarea with line numbers; problems are shown at their line.

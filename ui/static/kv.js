@@ -61,6 +61,7 @@ export async function kvTab(body, ns, view) {
   const prev = h('button', { type: 'button', disabled: true, onclick: () => go(state.page - 1) }, '← Previous');
   const next = h('button', { type: 'button', disabled: true, onclick: () => go(state.page + 1) }, 'Next →');
   const error = h('p', { class: 'error', role: 'alert', hidden: true });
+  const pager = h('div', { class: 'pager', hidden: true }, prev, status, next);
   const newBtn = h('button', { type: 'button', class: 'primary', onclick: async () => { if (await openKvForm(ns)) load(); } }, 'New Key-Value');
   let seq = 0;
 
@@ -87,6 +88,7 @@ export async function kvTab(body, ns, view) {
       : '';
     prev.disabled = state.page === 0;
     next.disabled = !state.next;
+    pager.hidden = prev.disabled && next.disabled;
   }
 
   function go(p) {
@@ -169,8 +171,7 @@ export async function kvTab(body, ns, view) {
     h('div', { class: 'toolbar' },
       field('Search by key prefix', search),
       h('div', { class: 'field compact' }, h('label', { for: 'kv-limit' }, 'Per page'), limit)),
-    error, table,
-    h('div', { class: 'pager' }, prev, status, next));
+    error, table, pager);
   await load();
 }
 

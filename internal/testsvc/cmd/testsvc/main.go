@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -89,6 +90,12 @@ func run(cmd []string, stderr io.Writer) int {
 
 	c := exec.Command(cmd[0], cmd[1:]...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, stderr
+	// If we are killed outright the child gets SIGTERM rather than running
+	// on against dead services. Pdeathsig follows the forking thread, so
+	// hold this one until the child is done.
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := c.Start(); err != nil {
 		fmt.Fprintf(stderr, "testsvc: %v\n", err)
 		return 127

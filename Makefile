@@ -1,0 +1,51 @@
+# kvflow. `make run` runs an example flow on the embedded default (SQLite +
+# a local directory); `make test` runs the whole suite against a real
+# PostgreSQL and MinIO that it installs when missing, starts and stops.
+SHELL   := /bin/bash
+GO      ?= go
+BIN     := bin/kvflow
+TESTSVC := $(GO) run ./internal/testsvc/cmd/testsvc
+FUZZTIME ?= 10s
+
+.PHONY: build run test test-deps services lint fuzz bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/kvflow
+
+run: build
+	$(BIN) run examples/counter.yaml
+
+# The whole suite: lint, every package's tests with -race against real
+# services, then a short run of every fuzz target.
+test: test-deps lint
+	$(TESTSVC) run -- $(GO) test -race -count=1 -timeout 60m ./...
+	$(MAKE) fuzz
+
+# PostgreSQL 15 and MinIO (testsvc install), Chromium for the UI tests, and
+# a terraform CLI check for the provider's acceptance tests.
+test-deps:
+	$(TESTSVC) install
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { echo "chromium is missing and could not be installed" >&2; exit 1; }
+
+# Start PostgreSQL and MinIO for a shell: prints their URLs, stops on Ctrl-C.
+services:
+	$(TESTSVC) run -- bash -c 'env | grep ^KVFLOW_TEST_; echo "Ctrl-C to stop"; sleep infinity'
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+fuzz:
+	$(GO) test ./storage -run '^$$' -fuzz '^FuzzValidateNames$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./storage -run '^$$' -fuzz '^FuzzParseAs$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./storage -run '^$$' -fuzz '^FuzzIONRoundTrip$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./template -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
+
+# Benchmarks recorded in BENCHMARKS.md.
+bench:
+	$(TESTSVC) run -- $(GO) test -run '^$$' -bench . -benchtime 2000x ./storage ./template ./engine
+	$(TESTSVC) run -- $(GO) test -run '^$$' -bench . ./api
+
+clean:
+	rm -rf bin

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/plugin"
+	_ "github.com/kvflow/kvflow/tasks/all" // the built-in task types
+)
+
+func init() { subcommands = append(subcommands, newTaskCmd) }
+
+func newTaskCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Run one task outside any flow, or list the task types",
+	}
+	cmd.AddCommand(newTaskRunCmd(), newTaskListCmd())
+	return cmd
+}
+
+func newTaskRunCmd() *cobra.Command {
+	var ns, propsJSON string
+	var props []string
+	cmd := &cobra.Command{
+		Use:   "run TYPE",
+		Short: "Run one task and print its outputs as JSON",
+		Long: `Run one task of TYPE outside any flow, as a shell step of another
+orchestrator can: its properties come from --props-json and --prop (which
+win), it runs in --namespace, its logs go to stderr and its outputs are
+printed to stdout as one JSON object. --prop key=value gives text (templates
+allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
+		Example: `  kvflow task run io.kestra.plugin.core.kv.Set --namespace company.team --prop key=my_key --prop value=hello
+  kvflow task run io.kestra.plugin.core.kv.Get --namespace company.team --prop key=my_key
+  kvflow task run io.kestra.plugin.core.kv.Set --namespace company.team --props-json '{"key":"n","value":42}'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ns == "" {
+				return kvflow.Errorf(kvflow.EINVALID, "--namespace is required.")
+			}
+			given, err := parseProps(propsJSON, props)
+			if err != nil {
+				return err
+			}
+			a, err := openApp(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			rc := &plugin.RunContext{
+				Namespace: ns, Store: a.Store, Bucket: a.Bucket, Allowed: a.Config.Allowed,
+				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+			}
+			out, err := plugin.RunTask(cmd.Context(), plugin.Default, args[0], given, rc)
+			if err != nil {
+				return err
+			}
+			if out == nil {
+				out = plugin.Outputs{}
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetEscapeHTML(false)
+			return enc.Encode(out)
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace the task runs in (required)")
+	cmd.Flags().StringArrayVarP(&props, "prop", "p", nil, "a property as `key=value` (text) or key:=JSON (typed); repeat for more")
+	cmd.Flags().StringVar(&propsJSON, "props-json", "", "all properties as one JSON object")
+	return cmd
+}
+
+// parseProps merges --props-json and --prop flags.
+func parseProps(propsJSON string, flags []string) (map[string]any, error) {
+	out := map[string]any{}
+	if propsJSON != "" {
+		dec := json.NewDecoder(strings.NewReader(propsJSON))
+		dec.UseNumber()
+		if err := dec.Decode(&out); err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "--props-json is not a JSON object: %v.", err)
+		}
+	}
+	for _, f := range flags {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k == "" || k == ":" {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "--prop %q: expected key=value or key:=JSON.", f)
+		}
+		if name, typed := strings.CutSuffix(k, ":"); typed {
+			var x any
+			dec := json.NewDecoder(bytes.NewReader([]byte(v)))
+			dec.UseNumber()
+			if err := dec.Decode(&x); err != nil {
+				return nil, kvflow.Errorf(kvflow.EINVALID, "--prop %s:=%s: the value is not JSON: %v.", name, v, err)
+			}
+			out[name] = x
+			continue
+		}
+		out[k] = v
+	}
+	return numbers(out).(map[string]any), nil
+}
+
+// numbers turns json.Number into int or float64, as YAML would give them.
+func numbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return int(n)
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+	}
+	return v
+}
+
+func newTaskListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the task types this build knows",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, t := range plugin.Default.Types() {
+				d, _ := plugin.Default.Lookup(t)
+				fmt.Fprintf(cmd.OutOrStdout(), "%-45s %s\n", t, d.Description)
+			}
+			return nil
+		},
+	}
+}

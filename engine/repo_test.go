@@ -1,0 +1,168 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+// The records of an execution: states, dates, attempts and logs in the
+// database; inputs and outputs only in the Bucket.
+func TestRepository_KeepsStatesInTheDatabaseAndValuesInTheBucket(t *testing.T) {
+	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			e := engineOn(t, p)
+			const secret = "s3cr3t-value-7f1e"
+			ex := run(t, e, `
+id: secrets
+namespace: company.team
+labels: {team: data}
+inputs:
+  - {id: secret, type: STRING}
+tasks:
+  - {id: set, type: test.kv.Set, key: k, value: "{{ inputs.secret }}"}
+  - {id: get, type: test.kv.Get, key: k}
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    values: ["{{ outputs.get.value }}"]
+    tasks:
+      - {id: flaky, type: test.Flaky, failures: 1, retry: {type: constant, interval: PT0.001S, maxAttempts: 2}}
+outputs:
+  - {id: got, value: "{{ outputs.get.value }}"}
+`, map[string]any{"secret": secret})
+			wantState(t, ex, engine.SUCCESS)
+
+			// Nothing in the database holds the value.
+			for _, table := range []string{"executions", "task_runs", "execution_logs"} {
+				var rows []map[string]any
+				r, err := p.DB.X.QueryxContext(ctx, "SELECT * FROM "+table)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for r.Next() {
+					m := map[string]any{}
+					if err := r.MapScan(m); err != nil {
+						t.Fatal(err)
+					}
+					rows = append(rows, m)
+				}
+				r.Close()
+				if len(rows) == 0 {
+					t.Errorf("table %s is empty", table)
+				}
+				for _, row := range rows {
+					for col, v := range row {
+						if b, ok := v.([]byte); ok {
+							v = string(b)
+						}
+						if s, ok := v.(string); ok && strings.Contains(s, secret) {
+							t.Errorf("%s.%s holds the value: %q", table, col, s)
+						}
+					}
+				}
+			}
+
+			// The Bucket holds it, in one object per execution.
+			rc, err := p.Bucket.Get(ctx, engine.ObjectName(ex))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readAll(t, rc)
+			rc.Close()
+			if !strings.Contains(body, secret) || !strings.HasPrefix(engine.ObjectName(ex), "_executions/company/team/secrets/"+ex.ID+"/") {
+				t.Errorf("object %s = %s", engine.ObjectName(ex), body)
+			}
+
+			// A fresh engine joins both.
+			got, err := engineOn(t, p).Execution(ctx, ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != engine.SUCCESS || got.Inputs["secret"] != secret || got.Outputs["got"] != secret ||
+				got.Labels["team"] != "data" || got.FlowID != "secrets" || got.Namespace != "company.team" || got.End == nil {
+				t.Errorf("execution = %+v", got)
+			}
+			if len(got.TaskRuns) != len(ex.TaskRuns) {
+				t.Fatalf("%d task runs, want %d", len(got.TaskRuns), len(ex.TaskRuns))
+			}
+			for i, tr := range got.TaskRuns {
+				want := ex.TaskRuns[i]
+				wj, _ := json.Marshal(want)
+				gj, _ := json.Marshal(tr)
+				if string(wj) != string(gj) {
+					t.Errorf("task run %d:\n got  %s\n want %s", i, gj, wj)
+				}
+			}
+			flaky := runs(got, "flaky")[0]
+			if flaky.Value != secret || len(flaky.Attempts) != 2 || flaky.Attempts[0].State != engine.FAILED || flaky.Attempts[0].End == nil {
+				t.Errorf("flaky run = %+v", flaky)
+			}
+
+			logs, err := e.Logs(ctx, ex.ID)
+			if err != nil || len(logs) == 0 || logs[0].TaskID != "flaky" || logs[0].Level != "WARN" {
+				t.Errorf("logs = %+v, %v", logs, err)
+			}
+
+			list, err := p.DB.ListExecutions(ctx, engine.ExecutionQuery{Namespace: "company.team", FlowID: "secrets"})
+			if err != nil || len(list) != 1 || list[0].ID != ex.ID || list[0].State != engine.SUCCESS {
+				t.Errorf("list = %+v, %v", list, err)
+			}
+			if _, err := p.DB.GetExecution(ctx, "nope"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+				t.Errorf("missing execution: %v", err)
+			}
+		})
+	}
+}
+
+func TestRepository_Flows_RevisionGrowsOnEachSave(t *testing.T) {
+	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			at := time.Date(2024, 7, 15, 6, 10, 33, 123456000, time.UTC)
+			r1, err := p.DB.SaveFlow(ctx, engine.FlowRecord{Namespace: "company.team", ID: "f", Source: "v1", Updated: at})
+			if err != nil || r1.Revision != 1 {
+				t.Fatalf("first save = %+v, %v", r1, err)
+			}
+			r2, err := p.DB.SaveFlow(ctx, engine.FlowRecord{Namespace: "company.team", ID: "f", Source: "v2"})
+			if err != nil || r2.Revision != 2 {
+				t.Fatalf("second save = %+v, %v", r2, err)
+			}
+			if _, err := p.DB.SaveFlow(ctx, engine.FlowRecord{Namespace: "company", ID: "g", Source: "g"}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.DB.GetFlow(ctx, "company.team", "f")
+			if err != nil || got.Source != "v2" || got.Revision != 2 {
+				t.Errorf("get = %+v, %v", got, err)
+			}
+			all, err := p.DB.ListFlows(ctx, "")
+			if err != nil || len(all) != 2 || all[0].Namespace != "company" {
+				t.Errorf("list all = %+v, %v", all, err)
+			}
+			some, err := p.DB.ListFlows(ctx, "company.team")
+			if err != nil || len(some) != 1 || some[0].ID != "f" {
+				t.Errorf("list ns = %+v, %v", some, err)
+			}
+			if ok, err := p.DB.DeleteFlow(ctx, "company.team", "f"); !ok || err != nil {
+				t.Errorf("delete = %v, %v", ok, err)
+			}
+			if ok, err := p.DB.DeleteFlow(ctx, "company.team", "f"); ok || err != nil {
+				t.Errorf("second delete = %v, %v", ok, err)
+			}
+			if _, err := p.DB.GetFlow(ctx, "company.team", "f"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+				t.Errorf("get deleted: %v", err)
+			}
+			r, err := p.DB.SaveFlow(ctx, engine.FlowRecord{Namespace: "company.team", ID: "f", Source: "v3"})
+			if err != nil || r.Revision != 1 {
+				t.Errorf("save after delete = %+v, %v", r, err)
+			}
+		})
+	}
+}

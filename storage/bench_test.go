@@ -1,0 +1,316 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/kvflow/kvflow/internal/testsvc"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/s3"
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+// Benchmarks of the store beside a floor: the same database and object store
+// calls made directly, in the same run. Values are 1 KiB.
+//
+//	go run ./internal/testsvc/cmd/testsvc run -- go test ./storage -run '^$' -bench . -benchtime 2000x
+
+var value1K = strings.Repeat("abcdefghijklmnop", 64)
+
+type benchPair struct {
+	storagetest.Pair
+	floor floor
+}
+
+// floor makes a pair's raw calls: a value write and an upsert; a select and a value read.
+type floor interface {
+	put(ctx context.Context, name string, data []byte) error
+	get(ctx context.Context, name string) ([]byte, error)
+}
+
+func benchPairs(b *testing.B) []benchPair {
+	local := storagetest.LocalPair(b, storage.Options{CacheSize: -1})
+	dir := filepath.Join(b.TempDir(), "floor")
+	os.MkdirAll(dir, 0o755)
+	url := testsvc.S3URL(b)
+	cfg, err := s3.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := minio.New(cfg.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""), Secure: cfg.Secure})
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := storagetest.OpenDB(b, testsvc.PostgresURL(b))
+	svc := storagetest.Pair{Name: "postgres+minio", DB: db, Bucket: storagetest.OpenS3(b, url)}
+	svc.Store = storage.New(db, svc.Bucket, storage.Options{CacheSize: -1})
+	return []benchPair{
+		{local, &fileFloor{dir: dir}},
+		{svc, &minioFloor{client: client, bucket: cfg.Bucket}},
+	}
+}
+
+type fileFloor struct{ dir string }
+
+// put writes the file as durably as the fs bucket does: temp, fsync, rename, fsync dir.
+func (f *fileFloor) put(_ context.Context, name string, data []byte) error {
+	tmp, err := os.CreateTemp(f.dir, ".tmp-")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	tmp.Close()
+	if err := os.Rename(tmp.Name(), filepath.Join(f.dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(f.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (f *fileFloor) get(_ context.Context, name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(f.dir, name))
+}
+
+type minioFloor struct {
+	client *minio.Client
+	bucket string
+}
+
+func (m *minioFloor) put(ctx context.Context, name string, data []byte) error {
+	_, err := m.client.PutObject(ctx, m.bucket, "floor/"+name, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+	return err
+}
+
+func (m *minioFloor) get(ctx context.Context, name string) ([]byte, error) {
+	obj, err := m.client.GetObject(ctx, m.bucket, "floor/"+name, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	return io.ReadAll(obj)
+}
+
+const floorUpsert = `INSERT INTO kv_entries (namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at)
+VALUES (?, ?, 'STRING', ?, 1, ?, 'h', '', ?, ?, NULL)
+ON CONFLICT (namespace, key) DO UPDATE SET object = excluded.object, version = kv_entries.version + 1, updated_at = excluded.updated_at`
+
+func BenchmarkSet(b *testing.B) {
+	ctx := context.Background()
+	for _, p := range benchPairs(b) {
+		b.Run(p.Name+"/store", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := p.Store.Set(ctx, "bench.set", "k"+strconv.Itoa(i%100), storage.String(value1K), storage.SetOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(p.Name+"/floor", func(b *testing.B) {
+			upsert := p.DB.Rebind(floorUpsert)
+			for i := 0; i < b.N; i++ {
+				name := fmt.Sprintf("f%d-%d", i%100, i)
+				if err := p.floor.put(ctx, name, []byte(value1K)); err != nil {
+					b.Fatal(err)
+				}
+				now := time.Now().UnixMicro()
+				if _, err := p.DB.X.ExecContext(ctx, upsert, "bench.floor", "k"+strconv.Itoa(i%100), name, len(value1K), now, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	ctx := context.Background()
+	for _, p := range benchPairs(b) {
+		cached := storage.New(p.DB, p.Bucket, storage.Options{})
+		for i := 0; i < 100; i++ {
+			key := "k" + strconv.Itoa(i)
+			if _, err := p.Store.Set(ctx, "bench.get", key, storage.String(value1K), storage.SetOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			if err := p.floor.put(ctx, key, []byte(value1K)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(p.Name+"/store", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, _, err := p.Store.Get(ctx, "bench.get", "k"+strconv.Itoa(i%100)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(p.Name+"/store-cached", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, _, err := cached.Get(ctx, "bench.get", "k"+strconv.Itoa(i%100)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(p.Name+"/floor", func(b *testing.B) {
+			q := p.DB.Rebind(`SELECT object, size, hash, type, version FROM kv_entries WHERE namespace = ? AND key = ?`)
+			for i := 0; i < b.N; i++ {
+				key := "k" + strconv.Itoa(i%100)
+				var row struct {
+					Object  string `db:"object"`
+					Size    int64  `db:"size"`
+					Hash    string `db:"hash"`
+					Type    string `db:"type"`
+					Version int64  `db:"version"`
+				}
+				if err := p.DB.X.GetContext(ctx, &row, q, "bench.get", key); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := p.floor.get(ctx, key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkList lists 100 keys by prefix among 1,000 in a namespace.
+func BenchmarkList(b *testing.B) {
+	ctx := context.Background()
+	for _, p := range benchPairs(b) {
+		fillMetadata(b, p.Pair, "bench.list", 1000)
+		b.Run(p.Name+"/store", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				page, err := p.Store.List(ctx, "bench.list", storage.ListOptions{Prefix: prefixFor(i), Limit: 100})
+				if err != nil || len(page.Entries) != 100 {
+					b.Fatalf("List: %d entries, %v", len(page.Entries), err)
+				}
+			}
+		})
+		b.Run(p.Name+"/floor", func(b *testing.B) {
+			q := p.DB.Rebind(`SELECT namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at
+				FROM kv_entries WHERE namespace = ? AND key >= ? AND key < ? ORDER BY key LIMIT 101`)
+			for i := 0; i < b.N; i++ {
+				rows, err := p.DB.X.QueryxContext(ctx, q, "bench.list", prefixFor(i), prefixFor(i)+"~")
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for rows.Next() {
+					m := map[string]any{}
+					rows.MapScan(m)
+					n++
+				}
+				rows.Close()
+				if n != 100 {
+					b.Fatalf("floor listed %d", n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkList_1MKeys_Postgres lists 100 keys by prefix among 1,000,000 in
+// one namespace and reports the median.
+func BenchmarkList_1MKeys_Postgres(b *testing.B) {
+	ctx := context.Background()
+	p := storagetest.ServicePair(b, storage.Options{})
+	if _, err := p.DB.X.ExecContext(ctx, `INSERT INTO kv_entries (namespace, key, type, object, version, size, hash, description, created_at, updated_at)
+		SELECT 'big.ns', 'key-' || lpad(i::text, 7, '0'), 'STRING', 'obj-' || i, 1, 3, 'h', '', 0, 0 FROM generate_series(0, 999999) AS i`); err != nil {
+		b.Fatal(err)
+	}
+	p.DB.X.ExecContext(ctx, `ANALYZE kv_entries`)
+	var times []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		prefix := fmt.Sprintf("key-%05d", (i*7919)%10000) // 100 keys each
+		start := time.Now()
+		page, err := p.Store.List(ctx, "big.ns", storage.ListOptions{Prefix: prefix, Limit: 100})
+		times = append(times, time.Since(start))
+		if err != nil || len(page.Entries) != 100 {
+			b.Fatalf("List %s: %d, %v", prefix, len(page.Entries), err)
+		}
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50-ms")
+}
+
+// BenchmarkStream_1GiB writes and reads a 1 GiB STRING value and reports the
+// process's peak resident memory, which must not grow with the value.
+func BenchmarkStream_1GiB(b *testing.B) {
+	ctx := context.Background()
+	for _, p := range benchPairs(b) {
+		b.Run(p.Name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				resetPeakRSS()
+				if _, err := p.Store.SetStream(ctx, "bench.stream", "big", io.LimitReader(textSource{}, 1<<30), storage.SetOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				_, rc, err := p.Store.Open(ctx, "bench.stream", "big")
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, rc)
+				rc.Close()
+				if err != nil || n != 1<<30 {
+					b.Fatalf("read %d bytes, %v", n, err)
+				}
+			}
+			b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
+			b.SetBytes(2 << 30)
+		})
+	}
+}
+
+// textSource yields printable ASCII, so the ION encoding is as large as the value.
+type textSource struct{}
+
+func (textSource) Read(p []byte) (int, error) {
+	rand.Read(p)
+	for i := range p {
+		p[i] = 'a' + p[i]%26
+	}
+	return len(p), nil
+}
+
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+func peakRSS() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func prefixFor(i int) string { return fmt.Sprintf("key-%d", i%10) }
+
+// fillMetadata writes n small entries key-0000 … through the store.
+func fillMetadata(b *testing.B, p storagetest.Pair, ns string, n int) {
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		if _, err := p.Store.Set(ctx, ns, fmt.Sprintf("key-%04d", i), storage.String("v"), storage.SetOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+// seedMany adds n listed keys key.000000… to ns straight into the SQLite
+// metadata table, in one statement: the list and the UI read only metadata,
+// and Store.Set takes about 12 ms a key here, so 100,000 keys would take
+// twenty minutes. Their values do not exist; the benchmark never reads one.
+func seedMany(tb testing.TB, pair storagetest.Pair, n int) {
+	tb.Helper()
+	_, err := pair.DB.X.ExecContext(context.Background(), `
+		WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?)
+		INSERT INTO kv_entries (namespace, key, type, object, version, size, hash, description, created_at, updated_at)
+		SELECT ?, printf('key.%06d', i), 'STRING', printf('bench/%06d', i), 1, 1, '', 'seeded', 0, 0 FROM seq`, n, ns)
+	if err != nil {
+		tb.Fatalf("seeding %d keys: %v", n, err)
+	}
+}
+
+// BenchmarkKVTab_NextPage_100kKeys measures one click on Next in the KV
+// Store tab of a namespace with 100,000 keys, 100 per page: the request
+// with the cursor, the answer and the table drawn.
+func BenchmarkKVTab_NextPage_100kKeys(b *testing.B) {
+	e := start(b, options{cfg: func(_ *api.Config, p storagetest.Pair) { seedMany(b, p, 100_000) }})
+	e.open("#/ns/" + ns + "/kv")
+	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
+	e.choose("#kv-limit", "100")
+	e.waitJS("100 rows", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 100`)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		page := i % 999 // 1,000 pages: Next works 999 times, then start again
+		if page == 0 && i > 0 {
+			b.StopTimer()
+			e.choose("#kv-limit", "100")
+			e.waitJS("page 1", `(document.querySelector('table.kv tbody tr[data-key]') || {}).dataset?.key === 'key.000000'`)
+			b.StartTimer()
+		}
+		first := fmt.Sprintf("key.%06d", (page+1)*100)
+		e.click(".pager button:last-child")
+		e.waitJS("the page from "+first, fmt.Sprintf(`(document.querySelector('table.kv tbody tr[data-key]') || {}).dataset?.key === %q`, first))
+	}
+}
+
+// BenchmarkKVTab_PrefixSearch_100kKeys measures a prefix typed in the
+// search box of a namespace with 100,000 keys until the matching page shows.
+func BenchmarkKVTab_PrefixSearch_100kKeys(b *testing.B) {
+	e := start(b, options{cfg: func(_ *api.Config, p storagetest.Pair) { seedMany(b, p, 100_000) }})
+	e.open("#/ns/" + ns + "/kv")
+	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		prefix := fmt.Sprintf("key.%03d", (i*37+50)%100) // key.0NN: 1,000 keys each
+		e.typeInto("#kv-search", prefix)
+		e.waitJS("keys starting with "+prefix, fmt.Sprintf(`(document.querySelector('table.kv tbody tr[data-key]') || {}).dataset?.key === %q`, prefix+"000"))
+	}
+}

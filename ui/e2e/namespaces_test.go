@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kvflow/kvflow/api"
+)
+
+func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
+	e := start(t, options{})
+	e.seed("greeting", "Hello", api.SetOptions{}) // company.team holds one key
+	e.open("#/namespaces")
+	e.waitJS("the list", `!!document.querySelector('table.table tbody tr')`)
+	if got := e.text(`table.table tbody tr td[data-label="Keys"]`); got != "1" {
+		t.Errorf("company.team key count reads %q, want 1", got)
+	}
+
+	e.typeInto("#ns-name", "Company Team")
+	if got := e.fieldError("ns-name"); !strings.Contains(got, "lowercase") {
+		t.Errorf("error while typing = %q, want the namespace rule", got)
+	}
+	e.typeInto("#ns-name", strings.Repeat("a", 151))
+	if got := e.fieldError("ns-name"); !strings.Contains(got, "150") {
+		t.Errorf("error for 151 characters = %q, want the 150 limit", got)
+	}
+	e.typeInto("#ns-name", "company.team")
+	if e.visible("#ns-name-error") {
+		t.Errorf("a valid name still shows an error: %q", e.fieldError("ns-name"))
+	}
+	// The server knows company.team exists only from its key, so creating it is
+	// allowed; creating it twice is a conflict shown at the field.
+	e.click("form.inline-form button[type=submit]")
+	e.waitJS("the namespace page", `location.hash === '#/ns/company.team/kv'`)
+	e.open("#/namespaces")
+	e.typeInto("#ns-name", "company.team")
+	e.click("form.inline-form button[type=submit]")
+	e.waitJS("the conflict at the field", `!document.querySelector('#ns-name-error').hidden`)
+	if got := e.value("#ns-name"); got != "company.team" {
+		t.Errorf("name after the error = %q, want it kept", got)
+	}
+
+	e.typeInto("#ns-name", "data.eu-west_1")
+	e.click("form.inline-form button[type=submit]")
+	e.waitJS("the new namespace's KV tab", `location.hash === '#/ns/data.eu-west_1/kv' && !!document.querySelector('.tab-body .empty')`)
+	nss, err := e.Client.Namespaces(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, n := range nss {
+		ids = append(ids, n.ID)
+	}
+	if !slices.Contains(ids, "data.eu-west_1") {
+		t.Errorf("namespaces through the API = %v, want data.eu-west_1 among them", ids)
+	}
+	e.open("#/namespaces")
+	e.waitJS("both namespaces listed", `document.querySelectorAll('table.table tbody tr').length === 2`)
+	e.noHorizontalScroll()
+}
+
+func TestAuth_TokenAskedOnceAndKeptForTheSession(t *testing.T) {
+	e := start(t, options{token: "s3cret-token"})
+	e.seed("greeting", "Hello", api.SetOptions{})
+	e.open("#/ns/" + ns + "/kv")
+	e.waitJS("the token prompt", `document.querySelector('#token-dialog').open`)
+
+	e.typeInto("#token-input", "wrong")
+	e.click("#token-dialog button[type=submit]")
+	e.waitJS("the prompt again", `document.querySelector('#token-dialog').open && document.querySelector('#token-why').textContent.includes('refused')`)
+
+	e.typeInto("#token-input", "s3cret-token")
+	e.click("#token-dialog button[type=submit]")
+	e.waitJS("the keys", `!!document.querySelector('tr[data-key="greeting"]')`)
+	if got := evalTo[string](e, `sessionStorage.getItem('kvflow.token')`); got != "s3cret-token" {
+		t.Errorf("token kept = %q, want it in sessionStorage", got)
+	}
+
+	// A reload and another page use the kept token without asking.
+	e.open("#/namespaces")
+	e.waitJS("the namespaces", `!!document.querySelector('table.table tbody tr')`)
+	if evalTo[bool](e, `document.querySelector('#token-dialog').open`) {
+		t.Error("the token was asked for again")
+	}
+	if !e.visible("#forget-token") {
+		t.Error("no way to forget the token")
+	}
+}
