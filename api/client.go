@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -213,6 +214,92 @@ func (c *Client) CreateNamespace(ctx context.Context, id string) (Namespace, err
 	return out, err
 }
 
+// CreateFlow stores a new flow from its YAML. An invalid flow comes back as
+// engine.ValidationErrors (EINVALID), every problem with its line.
+func (c *Client) CreateFlow(ctx context.Context, source string) (Flow, error) {
+	var out Flow
+	err := c.do(ctx, "POST", "/api/v1/flows", nil, yamlHeader(), strings.NewReader(source), &out)
+	return out, err
+}
+
+// UpdateFlow replaces the YAML of an existing flow.
+func (c *Client) UpdateFlow(ctx context.Context, ns, id, source string) (Flow, error) {
+	var out Flow
+	err := c.do(ctx, "PUT", flowPath(ns, id), nil, yamlHeader(), strings.NewReader(source), &out)
+	return out, err
+}
+
+// Flow returns a stored flow.
+func (c *Client) Flow(ctx context.Context, ns, id string) (Flow, error) {
+	var out Flow
+	err := c.do(ctx, "GET", flowPath(ns, id), nil, nil, nil, &out)
+	return out, err
+}
+
+// Flows lists the flows of ns ("" for every namespace).
+func (c *Client) Flows(ctx context.Context, ns string) ([]Flow, error) {
+	q := url.Values{}
+	if ns != "" {
+		q.Set("namespace", ns)
+	}
+	var out []Flow
+	err := c.do(ctx, "GET", "/api/v1/flows", q, nil, nil, &out)
+	return out, err
+}
+
+// DeleteFlow deletes a flow; ENOTFOUND when there was none.
+func (c *Client) DeleteFlow(ctx context.Context, ns, id string) error {
+	return c.do(ctx, "DELETE", flowPath(ns, id), nil, nil, nil, nil)
+}
+
+// Execute starts an execution of a stored flow; with wait it returns once
+// the execution has ended.
+func (c *Client) Execute(ctx context.Context, ns, flowID string, inputs map[string]any, wait bool) (*engine.Execution, error) {
+	if inputs == nil {
+		inputs = map[string]any{}
+	}
+	body, err := json.Marshal(inputs)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Inputs cannot be sent as JSON: %v.", err)
+	}
+	q := url.Values{}
+	if wait {
+		q.Set("wait", "true")
+	}
+	var out engine.Execution
+	err = c.do(ctx, "POST", "/api/v1/executions/"+url.PathEscape(ns)+"/"+url.PathEscape(flowID), q, jsonHeader(), bytes.NewReader(body), &out)
+	return &out, err
+}
+
+// Execution returns an execution with its task runs and outputs.
+func (c *Client) Execution(ctx context.Context, id string) (*engine.Execution, error) {
+	var out engine.Execution
+	err := c.do(ctx, "GET", "/api/v1/executions/"+url.PathEscape(id), nil, nil, nil, &out)
+	return &out, err
+}
+
+// ExecutionLogs returns an execution's log lines, oldest first.
+func (c *Client) ExecutionLogs(ctx context.Context, id string) ([]LogLine, error) {
+	var out []LogLine
+	err := c.do(ctx, "GET", "/api/v1/executions/"+url.PathEscape(id)+"/logs", nil, nil, nil, &out)
+	return out, err
+}
+
+// Executions lists executions, newest first, of ns ("" for all) and flowID
+// ("" for all; needs ns).
+func (c *Client) Executions(ctx context.Context, ns, flowID string) ([]*engine.Execution, error) {
+	q := url.Values{}
+	if ns != "" {
+		q.Set("namespace", ns)
+	}
+	if flowID != "" {
+		q.Set("flowId", flowID)
+	}
+	var out []*engine.Execution
+	err := c.do(ctx, "GET", "/api/v1/executions", q, nil, nil, &out)
+	return out, err
+}
+
 // Ready checks the server's database and object store.
 func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, "GET", "/readyz", nil, nil, nil, nil)
@@ -220,6 +307,14 @@ func (c *Client) Ready(ctx context.Context) error {
 
 func kvPath(ns, key string) string {
 	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/kv/" + url.PathEscape(key)
+}
+
+func flowPath(ns, id string) string {
+	return "/api/v1/flows/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
+}
+
+func yamlHeader() http.Header {
+	return http.Header{"Content-Type": {"application/x-yaml"}}
 }
 
 func jsonHeader() http.Header {
@@ -292,6 +387,13 @@ func responseError(resp *http.Response) error {
 	msg := ""
 	if json.Unmarshal(b, &body) == nil && body.Message != "" {
 		msg = body.Message
+		if len(body.Errors) > 0 && resp.StatusCode == http.StatusUnprocessableEntity {
+			ve := make(engine.ValidationErrors, len(body.Errors))
+			for i, e := range body.Errors {
+				ve[i] = engine.ValidationError{File: e.File, Line: e.Line, Field: e.Field, Message: e.Message}
+			}
+			return ve
+		}
 	} else {
 		msg = fmt.Sprintf("The server answered %s.", resp.Status)
 		if text := strings.TrimSpace(string(b)); text != "" && len(text) < 200 {

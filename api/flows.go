@@ -2,32 +2,51 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"mime"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
 )
 
-// Flows is the engine side of the API.
-type Flows interface {
-	FlowCounts(ctx context.Context) (map[string]int, error)
-	Shutdown(ctx context.Context) error
+// Flow is a stored flow as the API shows it.
+type Flow struct {
+	ID          string            `json:"id"`
+	Namespace   string            `json:"namespace"`
+	Revision    int64             `json:"revision"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Inputs      []FlowInput       `json:"inputs,omitempty"`
+	Tasks       []FlowTask        `json:"tasks,omitempty"`
+	Updated     Time              `json:"updated,omitzero"`
+	Source      string            `json:"source"`
+	// Error says why the stored source no longer loads (a task type gone).
+	Error string `json:"error,omitempty"`
 }
 
-func (s *Server) noEngine(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, kvflow.Errorf(kvflow.EUNAVAILABLE, "This server runs no flow engine."))
+// FlowInput is a declared input of a flow.
+type FlowInput struct {
+	ID          string `json:"id"`
+	Type        string `json:"type"`
+	Required    bool   `json:"required"`
+	Defaults    any    `json:"defaults,omitempty"`
+	Description string `json:"description,omitempty"`
 }
 
-func (s *Server) createFlow(w http.ResponseWriter, r *http.Request)     { s.noEngine(w, r) }
-func (s *Server) listFlows(w http.ResponseWriter, r *http.Request)      { s.noEngine(w, r) }
-func (s *Server) getFlow(w http.ResponseWriter, r *http.Request)        { s.noEngine(w, r) }
-func (s *Server) updateFlow(w http.ResponseWriter, r *http.Request)     { s.noEngine(w, r) }
-func (s *Server) deleteFlow(w http.ResponseWriter, r *http.Request)     { s.noEngine(w, r) }
-func (s *Server) execute(w http.ResponseWriter, r *http.Request)        { s.noEngine(w, r) }
-func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) { s.noEngine(w, r) }
-func (s *Server) getExecution(w http.ResponseWriter, r *http.Request)   { s.noEngine(w, r) }
-func (s *Server) executionLogs(w http.ResponseWriter, r *http.Request)  { s.noEngine(w, r) }
+// FlowTask is a top-level task of a flow.
+type FlowTask struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+}
 
-// FieldError is one problem of an invalid flow.
+// FieldError is one problem of an invalid flow, placed by line and field.
 type FieldError struct {
 	File    string `json:"file,omitempty"`
 	Line    int    `json:"line,omitempty"`
@@ -35,4 +54,413 @@ type FieldError struct {
 	Message string `json:"message"`
 }
 
-func fieldErrors(err error) []FieldError { return nil }
+// fieldErrors lists the problems of an invalid flow, or nil.
+func fieldErrors(err error) []FieldError {
+	var ve engine.ValidationErrors
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	out := make([]FieldError, len(ve))
+	for i, e := range ve {
+		out[i] = FieldError{File: e.File, Line: e.Line, Field: e.Field, Message: e.Message}
+	}
+	return out
+}
+
+// flowOf describes a stored flow, parsing its source.
+func (s *Server) flowOf(rec engine.FlowRecord) Flow {
+	out := Flow{ID: rec.ID, Namespace: rec.Namespace, Revision: rec.Revision, Source: rec.Source, Updated: Time{rec.Updated}}
+	f, err := engine.Parse(flowFile(rec.Namespace, rec.ID), []byte(rec.Source), s.registry())
+	if err != nil {
+		out.Error = kvflow.ErrorMessage(err)
+		return out
+	}
+	out.Description, out.Labels = f.Description, f.Labels
+	for _, in := range f.Inputs {
+		out.Inputs = append(out.Inputs, FlowInput{ID: in.ID, Type: string(in.Type), Required: in.Required, Defaults: in.Defaults, Description: in.Description})
+	}
+	for _, t := range f.Tasks {
+		out.Tasks = append(out.Tasks, FlowTask{ID: t.ID, Type: t.Type})
+	}
+	return out
+}
+
+// flowFile names a stored flow in validation messages.
+func flowFile(ns, id string) string { return ns + "/" + id + ".yaml" }
+
+func (s *Server) registry() *plugin.Registry {
+	if s.cfg.Engine != nil {
+		return s.cfg.Engine.Registry()
+	}
+	return nil
+}
+
+// flowsReady answers 503 when the server has no flow repository or, for
+// executions, no engine.
+func (s *Server) flowsReady(w http.ResponseWriter, r *http.Request, needEngine bool) bool {
+	if s.cfg.Repo == nil || (needEngine && s.cfg.Engine == nil) {
+		writeError(w, r, kvflow.Errorf(kvflow.EUNAVAILABLE, "This server runs no flow engine."))
+		return false
+	}
+	return true
+}
+
+// parseFlowBody reads and validates a flow's YAML.
+func (s *Server) parseFlowBody(w http.ResponseWriter, r *http.Request, file string) (*engine.Flow, error) {
+	body, err := s.readBody(w, r, "the flow")
+	if err != nil {
+		return nil, err
+	}
+	return engine.Parse(file, body, s.registry())
+}
+
+// createFlow stores a new flow from its YAML body: 201, or 422 with every
+// validation error, or 409 when the flow exists.
+func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, false) {
+		return
+	}
+	f, err := s.parseFlowBody(w, r, "flow.yaml")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.checkNamespace(f.Namespace); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if _, err := s.cfg.Repo.GetFlow(r.Context(), f.Namespace, f.ID); err == nil {
+		writeError(w, r, kvflow.Errorf(kvflow.ECONFLICT, "Flow '%s' already exists in namespace '%s': update it with PUT /api/v1/flows/%s/%s.", f.ID, f.Namespace, f.Namespace, f.ID))
+		return
+	} else if kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		writeError(w, r, err)
+		return
+	}
+	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/flows/"+rec.Namespace+"/"+rec.ID)
+	writeJSON(w, http.StatusCreated, s.flowOf(rec))
+}
+
+// updateFlow replaces a flow's YAML; its id and namespace must match the path.
+func (s *Server) updateFlow(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, false) {
+		return
+	}
+	ns, id := r.PathValue("namespace"), r.PathValue("id")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	f, err := s.parseFlowBody(w, r, flowFile(ns, id))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if f.Namespace != ns || f.ID != id {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The flow's id and namespace (%s/%s) do not match the path (%s/%s): a flow cannot be renamed or moved by an update.", f.Namespace, f.ID, ns, id))
+		return
+	}
+	if _, err := s.cfg.Repo.GetFlow(r.Context(), ns, id); err != nil {
+		writeError(w, r, flowNotFound(err, ns, id))
+		return
+	}
+	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: ns, ID: id, Source: f.Source})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.flowOf(rec))
+}
+
+func flowNotFound(err error, ns, id string) error {
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return kvflow.Errorf(kvflow.ENOTFOUND, "Flow '%s' does not exist in namespace '%s'.", id, ns)
+	}
+	return err
+}
+
+func (s *Server) getFlow(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, false) {
+		return
+	}
+	ns, id := r.PathValue("namespace"), r.PathValue("id")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rec, err := s.cfg.Repo.GetFlow(r.Context(), ns, id)
+	if err != nil {
+		writeError(w, r, flowNotFound(err, ns, id))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.flowOf(rec))
+}
+
+// deleteFlow answers 204, or 404 when there was no such flow.
+func (s *Server) deleteFlow(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, false) {
+		return
+	}
+	ns, id := r.PathValue("namespace"), r.PathValue("id")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ok, err := s.cfg.Repo.DeleteFlow(r.Context(), ns, id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	} else if !ok {
+		writeError(w, r, flowNotFound(kvflow.Errorf(kvflow.ENOTFOUND, ""), ns, id))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// listFlows answers the flows of ?namespace= (or all the API may reach).
+func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, false) {
+		return
+	}
+	ns := r.URL.Query().Get("namespace")
+	if ns != "" {
+		if err := s.checkNamespace(ns); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	recs, err := s.cfg.Repo.ListFlows(r.Context(), ns)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := []Flow{}
+	for _, rec := range recs {
+		if s.namespaceAllowed(rec.Namespace) {
+			out = append(out, s.flowOf(rec))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// flowCounts returns the number of flows per namespace.
+func (s *Server) flowCounts(ctx context.Context) (map[string]int, error) {
+	counts := map[string]int{}
+	if s.cfg.Repo == nil {
+		return counts, nil
+	}
+	recs, err := s.cfg.Repo.ListFlows(ctx, "")
+	for _, rec := range recs {
+		counts[rec.Namespace]++
+	}
+	return counts, err
+}
+
+// execute starts an execution of a stored flow with inputs from a JSON
+// object or form fields. With ?wait=true it answers when the execution ends.
+func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, true) {
+		return
+	}
+	ns, id := r.PathValue("namespace"), r.PathValue("flowId")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	wait := false
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if wait, err = strconv.ParseBool(v); err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "wait=%q is not a boolean: expected true or false.", clipS(v)))
+			return
+		}
+	}
+	inputs, err := s.readInputs(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rec, err := s.cfg.Repo.GetFlow(r.Context(), ns, id)
+	if err != nil {
+		writeError(w, r, flowNotFound(err, ns, id))
+		return
+	}
+	f, err := engine.Parse(flowFile(ns, id), []byte(rec.Source), s.registry())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	f.Revision = rec.Revision
+	ex, err := s.cfg.Engine.Start(r.Context(), f, inputs)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.executionsStarted.WithLabelValues(ns).Inc()
+	done := make(chan *engine.Execution, 1)
+	go func() {
+		// Count the end; the engine ends every execution, killing it at shutdown.
+		end, err := s.cfg.Engine.Wait(context.Background(), ex.ID)
+		if err == nil {
+			s.metrics.executionsFinished.WithLabelValues(ns, string(end.State)).Inc()
+		}
+		done <- end
+	}()
+	if wait {
+		select {
+		case end := <-done:
+			if end != nil {
+				ex = end
+			}
+		case <-r.Context().Done():
+			return // the caller left
+		}
+	}
+	writeJSON(w, http.StatusOK, ex)
+}
+
+// readInputs reads execution inputs: a JSON object, or form fields
+// (urlencoded or multipart). An empty body means no inputs.
+func (s *Server) readInputs(w http.ResponseWriter, r *http.Request) (map[string]any, error) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		if err := r.ParseMultipartForm(s.cfg.MaxBodyBytes); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, kvflow.Errorf(kvflow.ETOOLARGE, "The inputs are larger than the limit of %d bytes.", s.cfg.MaxBodyBytes)
+			}
+			return nil, kvflow.Errorf(kvflow.EINVALID, "The inputs form is invalid: %v.", err)
+		}
+		return formInputs(r.MultipartForm.Value), nil
+	}
+	body, err := s.readBody(w, r, "the inputs")
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(string(body)) == "" {
+		return map[string]any{}, nil
+	}
+	if mt == "application/x-www-form-urlencoded" {
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "The inputs form is invalid: %v.", err)
+		}
+		return formInputs(vals), nil
+	}
+	var in map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&in); err != nil || in == nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "The inputs must be a JSON object such as {\"name\": \"value\"} or form fields.")
+	}
+	for k, v := range in {
+		if n, ok := v.(json.Number); ok {
+			if v, err := storage.FromJSON([]byte(n)); err == nil {
+				in[k] = v.V
+			}
+		}
+	}
+	return in, nil
+}
+
+func formInputs(vals map[string][]string) map[string]any {
+	in := map[string]any{}
+	for k, vs := range vals {
+		if len(vs) > 0 {
+			in[k] = vs[len(vs)-1]
+		}
+	}
+	return in
+}
+
+// getExecution answers an execution with its task runs and outputs.
+func (s *Server) getExecution(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, true) {
+		return
+	}
+	ex, err := s.execution(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ex)
+}
+
+// execution reads an execution the API may reach.
+func (s *Server) execution(ctx context.Context, id string) (*engine.Execution, error) {
+	ex, err := s.cfg.Engine.Execution(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !s.namespaceAllowed(ex.Namespace) {
+		return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' of execution '%s' is not allowed through the API.", ex.Namespace, id)
+	}
+	return ex, nil
+}
+
+// LogLine is one line of an execution's logs.
+type LogLine = engine.LogLine
+
+// executionLogs answers an execution's log lines, oldest first.
+func (s *Server) executionLogs(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, true) {
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := s.execution(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	lines, err := s.cfg.Engine.Logs(r.Context(), id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if lines == nil {
+		lines = []engine.LogLine{}
+	}
+	writeJSON(w, http.StatusOK, lines)
+}
+
+// listExecutions answers executions, newest first, by ?namespace=, ?flowId= and ?limit=.
+func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, false) {
+		return
+	}
+	q := r.URL.Query()
+	eq := engine.ExecutionQuery{Namespace: q.Get("namespace"), FlowID: q.Get("flowId")}
+	if eq.Namespace != "" {
+		if err := s.checkNamespace(eq.Namespace); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	} else if eq.FlowID != "" {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "flowId=%q needs a namespace: add ?namespace=.", clipS(eq.FlowID)))
+		return
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to 1000.", clipS(v)))
+			return
+		}
+		eq.Limit = n
+	}
+	list, err := s.cfg.Repo.ListExecutions(r.Context(), eq)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := []*engine.Execution{}
+	for _, ex := range list {
+		if s.namespaceAllowed(ex.Namespace) {
+			out = append(out, ex)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/config"
+	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/sqldb"
 )
@@ -32,7 +33,11 @@ type Config struct {
 	Store *storage.Store // required
 	DB    *sqldb.DB      // required: namespaces created through the API
 
-	Flows Flows // flows and executions; nil: those routes answer 503
+	// Engine runs flows; nil: the flow and execution routes answer 503.
+	// Its Allowed (config.Config.Allowed) governs what flows may reach.
+	Engine *engine.Engine
+	// Repo stores flows and executions; nil: DB.
+	Repo engine.Repository
 
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every route except /healthz, /readyz and /ui/.
@@ -88,6 +93,9 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Repo == nil && cfg.DB != nil {
+		cfg.Repo = cfg.DB
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics()}
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
@@ -102,8 +110,25 @@ func New(cfg Config) *Server {
 		mux.Handle("/ui/", cfg.UI)
 		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	}
-	// Unknown /api paths answer in JSON like the rest of the API.
+	// Other /api requests answer in JSON like the rest of the API: 405 with
+	// the allowed methods when the path is a route's, else 404.
+	allowed := map[string][]string{}
+	paths := http.NewServeMux()
+	for _, r := range s.routes {
+		if allowed[r.Pattern] == nil {
+			pattern := r.Pattern
+			paths.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Allow", strings.Join(allowed[pattern], ", "))
+				writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Message: fmt.Sprintf("Method %s is not allowed on %s: use %s.", r.Method, r.URL.Path, strings.Join(allowed[pattern], ", "))})
+			})
+		}
+		allowed[r.Pattern] = append(allowed[r.Pattern], r.Method)
+	}
 	mux.Handle("/api/", s.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := paths.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, r, kvflow.Errorf(kvflow.ENOTFOUND, "No API route %s %s.", r.Method, r.URL.Path))
 	})))
 	s.handler = s.logRequests(mux)
@@ -200,14 +225,17 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.log.Info("kvflow server shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
-	// The engine shuts down beside the HTTP server: requests waiting for an
-	// execution then see it marked and can finish.
+	// The engine shuts down beside the HTTP server, killing (and marking)
+	// executions still running after half the timeout, so requests waiting
+	// for one can still answer.
 	var engErr error
-	if s.cfg.Flows != nil {
+	if s.cfg.Engine != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			engErr = s.cfg.Flows.Shutdown(sctx)
+			ectx, cancel := context.WithTimeout(sctx, s.cfg.ShutdownTimeout/2)
+			defer cancel()
+			engErr = s.cfg.Engine.Shutdown(ectx)
 		}()
 	}
 	err = srv.Shutdown(sctx)

@@ -54,7 +54,8 @@ type Entry struct {
 	ExpirationDate Time   `json:"expirationDate,omitzero"`
 }
 
-func entryOf(e *storage.Entry, withNS bool) Entry {
+// EntryOf is e as the list routes show it; withNS keeps its namespace.
+func EntryOf(e *storage.Entry, withNS bool) Entry {
 	out := Entry{Key: e.Key, Type: string(e.Type), Description: e.Description, Version: e.Version,
 		CreationDate: Time{e.Created}, UpdateDate: Time{e.Updated}}
 	if withNS {
@@ -274,23 +275,28 @@ type jsonStringWriter struct{ w io.Writer }
 
 func (j *jsonStringWriter) Write(p []byte) (int, error) {
 	const hex = "0123456789abcdef"
-	buf := make([]byte, 0, len(p)+16)
-	for _, c := range p {
-		switch {
-		case c == '"' || c == '\\':
-			buf = append(buf, '\\', c)
-		case c == '\n':
-			buf = append(buf, '\\', 'n')
-		case c == '\r':
-			buf = append(buf, '\\', 'r')
-		case c == '\t':
-			buf = append(buf, '\\', 't')
-		case c < 0x20:
-			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			buf = append(buf, c)
+	buf := make([]byte, 0, len(p)+64)
+	start := 0
+	for i, c := range p {
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
+		buf = append(buf, p[start:i]...)
+		switch c {
+		case '"', '\\':
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		case '\r':
+			buf = append(buf, '\\', 'r')
+		case '\t':
+			buf = append(buf, '\\', 't')
+		default:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
 	}
+	buf = append(buf, p[start:]...)
 	if _, err := j.w.Write(buf); err != nil {
 		return 0, err
 	}
@@ -312,7 +318,7 @@ func (s *Server) detailKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.retrieved.WithLabelValues(ns).Inc()
-	writeJSON(w, http.StatusOK, EntryDetail{Entry: entryOf(e, true), Value: v.JSONValue()})
+	writeJSON(w, http.StatusOK, EntryDetail{Entry: EntryOf(e, true), Value: v.JSONValue()})
 }
 
 // deleteKV answers true when a live entry was deleted, false when there was none.
@@ -430,7 +436,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		}
 		out := make([]Entry, len(page.Entries))
 		for i := range page.Entries {
-			out[i] = entryOf(&page.Entries[i], false)
+			out[i] = EntryOf(&page.Entries[i], false)
 		}
 		writeJSON(w, http.StatusOK, out)
 		return
@@ -441,7 +447,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	first := true
 	for {
 		for i := range page.Entries {
-			b, _ := marshal(entryOf(&page.Entries[i], false))
+			b, _ := marshal(EntryOf(&page.Entries[i], false))
 			if first {
 				w.Write([]byte{'['})
 				first = false
@@ -452,6 +458,9 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		}
 		if page.Next == "" {
 			break
+		}
+		if r.Context().Err() != nil {
+			return // the caller left
 		}
 		o.After = page.Next
 		if page, err = s.cfg.Store.List(r.Context(), ns, o); err != nil {
@@ -490,7 +499,7 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 			for i := range page.Entries {
 				if e := &page.Entries[i]; !seen[e.Key] {
 					seen[e.Key] = true
-					out = append(out, entryOf(e, true))
+					out = append(out, EntryOf(e, true))
 				}
 			}
 			if page.Next == "" {

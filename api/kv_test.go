@@ -2,14 +2,17 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
@@ -438,14 +441,28 @@ func TestList_PrefixLimitCursor(t *testing.T) {
 
 // A namespace with more keys than one storage page lists them all.
 func TestList_ManyKeys_AllStreamed(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := storagetest.ServicePair(t, noOpts) // PostgreSQL takes parallel writes
 	ts := startServer(t, pair, Config{})
 	ctx := context.Background()
-	const n = 2345
-	for i := range n {
-		if _, err := pair.Store.Set(ctx, "many", fmt.Sprintf("k%05d", i), str("v"), setOpts); err != nil {
-			t.Fatal(err)
-		}
+	const n = 1003 // more than one storage page of 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				if _, err := pair.Store.Set(ctx, "many", fmt.Sprintf("k%05d", i), str("v"), setOpts); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	entries, next, err := ts.Client.List(ctx, "many", ListOptions{})
 	if err != nil || next != "" {
@@ -523,7 +540,9 @@ func TestBadInput_NothingStored(t *testing.T) {
 				}
 				return r, err
 			}, 422, true},
-			{"BadOverwrite", func() (*http.Request, error) { return http.NewRequest("PUT", base+"/k?overwrite=maybe", strings.NewReader("1")) }, 422, true},
+			{"BadOverwrite", func() (*http.Request, error) {
+				return http.NewRequest("PUT", base+"/k?overwrite=maybe", strings.NewReader("1"))
+			}, 422, true},
 			{"BulkOversized", func() (*http.Request, error) {
 				return http.NewRequest("DELETE", base, strings.NewReader(`{"keys":["`+big+`"]}`))
 			}, 413, false},
@@ -559,4 +578,53 @@ func TestBadInput_NothingStored(t *testing.T) {
 			t.Fatalf("objects written by refused requests: %v", objects)
 		}
 	})
+}
+
+// The streaming escaper writes JSON string contents that decode back to the text.
+func TestJSONStringWriter_DecodesBack(t *testing.T) {
+	for _, text := range []string{"", "plain", `quote " and \ backslash`, "tab\tnew\nline\rcr", "\x00\x01\x1f\x7f", "é ü 日本 😀", "</script>&", "\u2028\u2029"} {
+		var b strings.Builder
+		(&jsonStringWriter{w: &b}).Write([]byte(text))
+		var got string
+		if err := json.Unmarshal([]byte(`"`+b.String()+`"`), &got); err != nil || got != text {
+			t.Errorf("escape(%q) = %q, decodes to %q, %v", text, b.String(), got, err)
+		}
+	}
+}
+
+// A STRING too large to hold whole is streamed as the same JSON.
+func TestGet_HugeString_Streamed(t *testing.T) {
+	pair := storagetest.LocalPair(t, noOpts)
+	ts := startServer(t, pair, Config{})
+	ctx := context.Background()
+	line := strings.Repeat("x", 1023) + "\n"
+	n := storage.MaxValueSize/len(line) + 2
+	if _, err := pair.Store.SetStream(ctx, "big", "huge", strings.NewReader(strings.Repeat(line, n)), setOpts); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(ts.URL + "/api/v1/namespaces/big/kv/huge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET huge = %d, %v", resp.StatusCode, err)
+	}
+	want := `{"type":"STRING","value":"` + strings.Repeat(strings.TrimSuffix(line, "\n")+`\n`, n) + `"}`
+	if len(got) != len(want) || string(got) != want {
+		t.Fatalf("GET huge answered %d bytes starting %.60q, want %d bytes", len(got), got, len(want))
+	}
+}
+
+// A known path with another method answers 405 in JSON with Allow.
+func TestWrongMethod_405WithAllow(t *testing.T) {
+	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
+	r := do(t, "POST", ts.URL+"/api/v1/namespaces/ns/kv/k", "1")
+	if r.Status != 405 || r.Header.Get("Allow") != "GET, PUT, DELETE" || !strings.Contains(r.Message(), "POST") {
+		t.Fatalf("POST on a key = %d %v %s, want 405 with Allow: GET, PUT, DELETE", r.Status, r.Header.Get("Allow"), r.Body)
+	}
+	if r := do(t, "GET", ts.URL+"/api/v1/namespaces/ns/kv/k/nothing", ""); r.Status != 404 {
+		t.Fatalf("GET an unknown path = %d %s, want 404", r.Status, r.Body)
+	}
 }

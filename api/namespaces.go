@@ -46,15 +46,13 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
 	for _, id := range created {
 		get(id)
 	}
-	if s.cfg.Flows != nil {
-		counts, err := s.cfg.Flows.FlowCounts(ctx)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		for id, n := range counts {
-			get(id).Flows = n
-		}
+	counts, err := s.flowCounts(ctx)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	for id, n := range counts {
+		get(id).Flows = n
 	}
 	out := []Namespace{}
 	for id, ns := range all {

@@ -3,6 +3,21 @@
 // task runs, attempts, retries, timeouts and the flowable tasks Sequential,
 // Parallel, If and ForEach; and their records in a Repository (states,
 // dates and logs) and in object storage (inputs and outputs).
+//
+// Every string in a task's properties is a template that sees:
+//
+//	flow.id, flow.namespace, flow.revision
+//	execution.id, execution.startDate
+//	execution.state, execution.error    in the errors branch only
+//	inputs.<id>                         converted to the input's type
+//	vars.<name>                         the flow's variables, rendered at the start
+//	labels.<key>
+//	outputs.<taskId>.<name>             tasks that returned outputs
+//	outputs.<taskId>[value].<name>      a task inside a ForEach, per value
+//	taskrun.id, taskrun.taskId, taskrun.startDate, taskrun.attemptsCount,
+//	taskrun.parentId, taskrun.value     the ForEach value, as text
+//	parent.taskrun.value, parents[i]    the values of enclosing ForEach loops
+//	task.id, task.type
 package engine
 
 import (

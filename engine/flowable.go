@@ -34,7 +34,8 @@ type Parallel struct {
 
 // If runs Then when Condition is true, Else otherwise. A condition is false
 // when it renders to false, 0, nothing, an empty text or list, or the text
-// "false", "0", "no", "off" or "null"; true otherwise.
+// "false", "0", "no", "off" or "null"; true otherwise. Output: condition,
+// the boolean it evaluated to.
 type If struct {
 	Condition plugin.Property[any] `yaml:"condition" required:"true"`
 	Then      []*Task              `yaml:"-"`

@@ -139,6 +139,10 @@ func (r *run) writeObject(ctx context.Context) error {
 		obj.TaskRuns[tr.ID] = taskRunValue{Value: tr.Value, Outputs: tr.Outputs}
 	}
 	name := ObjectName(r.exec)
+	if len(obj.Inputs) == 0 && len(obj.Outputs) == 0 && len(obj.TaskRuns) == 0 {
+		r.mu.Unlock()
+		return nil // nothing the database must not hold
+	}
 	body, err := json.Marshal(obj)
 	r.mu.Unlock()
 	if err != nil {

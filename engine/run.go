@@ -107,6 +107,9 @@ func (r *run) execute(ctx context.Context) error {
 	end := time.Now().UTC().Truncate(time.Microsecond)
 	r.mu.Lock()
 	r.exec.State, r.exec.End, r.dirty = state, &end, true
+	if !state.Failed() {
+		r.exec.Error = "" // a failure inside an allowFailure task
+	}
 	r.mu.Unlock()
 
 	stopFlusher()
@@ -519,9 +522,12 @@ func (r *run) setOutputs(t *Task, tr *TaskRun, sc scope, out plugin.Outputs) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tr.Outputs = m
+	r.dirty = true
+	if len(m) == 0 {
+		return // a task without outputs has no outputs.<taskId>
+	}
 	r.outputs[t.ID] = withValue(r.outputs[t.ID], sc.values, m)
 	r.outSnap = nil
-	r.dirty = true
 }
 
 func withValue(cur any, path []string, leaf map[string]any) any {

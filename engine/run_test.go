@@ -744,3 +744,33 @@ func readAll(t testing.TB, r io.Reader) string {
 	}
 	return string(b)
 }
+
+func TestRun_AllowFailureOnAGroup_KeepsTheFlowGoing(t *testing.T) {
+	e, _ := newEngine(t)
+	ex := run(t, e, `
+id: group
+namespace: company.team
+tasks:
+  - id: optional
+    type: io.kestra.plugin.core.flow.Sequential
+    allowFailure: true
+    timeout: PT0.05S
+    tasks:
+      - {id: slow, type: test.Sleep, duration: PT5S}
+  - {id: after, type: test.Echo, value: ok}
+`, nil)
+	wantState(t, ex, engine.WARNING)
+	if ex.Error != "" {
+		t.Errorf("error = %q, want none for a WARNING", ex.Error)
+	}
+	g := runs(ex, "optional")[0]
+	if g.State != engine.WARNING || g.Error != "Task 'optional' timed out after PT0.05S." {
+		t.Errorf("group run = %+v", g)
+	}
+	if st := runs(ex, "slow")[0].State; st != engine.KILLED {
+		t.Errorf("inner task state = %s, want KILLED", st)
+	}
+	if len(runs(ex, "after")) != 1 {
+		t.Error("the task after the group did not run")
+	}
+}

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"strings"
 	"time"
 
 	"github.com/kvflow/kvflow"
@@ -102,7 +102,7 @@ func (t *gauge) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs,
 			break
 		}
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(40 * time.Millisecond)
 	g.now.Add(-1)
 	return plugin.Outputs{}, nil
 }

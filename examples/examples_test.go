@@ -33,8 +33,8 @@ const ordersCSV = "order_id,customer_name,total\n1,Kelly Olsen,212.5\n2,Derek Wa
 // outputs, logs and the values left in the KV store.
 func TestExamples(t *testing.T) {
 	files, _ := filepath.Glob("*.yaml")
-	if len(files) != 11 {
-		t.Errorf("%d example flows, want 11: %v (add a check for a new one)", len(files), files)
+	if len(files) != 12 {
+		t.Errorf("%d example flows, want 12: %v (add a check for a new one)", len(files), files)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/datasets/kestra/datasets/raw/main/csv/orders.csv" {
@@ -54,6 +54,7 @@ func TestExamples(t *testing.T) {
 			defer x.eng.Shutdown(context.Background())
 			x.seedFlows()
 			x.counter()
+			x.atomicCounter()
 			x.ttl()
 			x.crossNamespace()
 			x.errorsHandler()
@@ -252,6 +253,22 @@ func (x *examples) counter() {
 	x.want(ex, engine.SUCCESS)
 	if got := ex.Outputs["count"]; got != int64(1) {
 		x.t.Errorf("counter with key input: count = %#v", got)
+	}
+}
+
+// atomicCounter runs the Increment example from several executions at
+// once: no count is lost.
+func (x *examples) atomicCounter() {
+	const runs = 8
+	done := make(chan *engine.Execution, runs)
+	for i := 0; i < runs; i++ {
+		go func() { done <- x.run("atomic_counter", nil) }()
+	}
+	for i := 0; i < runs; i++ {
+		x.want(<-done, engine.SUCCESS)
+	}
+	if e, v, err := x.get("company.team", "page_hits"); err != nil || v != int64(runs) || e.Version != runs {
+		x.t.Errorf("atomic_counter: page_hits = %#v (%+v), %v; want %d", v, e, err, runs)
 	}
 }
 

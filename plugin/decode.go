@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -56,11 +57,15 @@ func DecodeStrict(n *yaml.Node, out any, path string) []FieldError {
 // failed. Reserved keys in props are skipped. path prefixes every field
 // (tasks[2]).
 func DecodeTask(def Definition, props *yaml.Node, path string) (Task, []FieldError) {
+	return decodeTask(def, props, path, Reserved)
+}
+
+func decodeTask(def Definition, props *yaml.Node, path string, skip []string) (Task, []FieldError) {
 	task := def.New()
 	if task == nil {
 		return nil, []FieldError{{Line: line(props), Field: path, Message: fmt.Sprintf("task type %s returned no task", def.Type)}}
 	}
-	d := &decoder{skip: Reserved}
+	d := &decoder{skip: skip}
 	v := reflect.ValueOf(task)
 	if v.Kind() != reflect.Pointer || v.IsNil() {
 		return nil, []FieldError{{Line: line(props), Field: path, Message: fmt.Sprintf("task type %s must return a pointer, not %T", def.Type, task)}}
@@ -349,9 +354,14 @@ type fieldSet struct {
 	names  []string // sorted
 }
 
+var fieldCache sync.Map // reflect.Type → fieldSet
+
 // structFields maps the YAML names of t's fields (inline structs
 // flattened) to their index.
 func structFields(t reflect.Type) fieldSet {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.(fieldSet)
+	}
 	fs := fieldSet{byName: map[string]field{}}
 	var walk func(t reflect.Type, prefix []int)
 	walk = func(t reflect.Type, prefix []int) {
@@ -379,6 +389,7 @@ func structFields(t reflect.Type) fieldSet {
 	}
 	walk(t, nil)
 	sort.Strings(fs.names)
+	fieldCache.Store(t, fs)
 	return fs
 }
 

@@ -153,6 +153,8 @@ func convert[T any](name string, v any) (T, error) {
 	}
 	if t, ok := out.(T); ok {
 		return t, nil
+	} else if out == nil {
+		return zero, nil // a template that renders to nothing, for Property[any]
 	}
 	return zero, errorf(name, "expected %T, got %s", zero, describe(v))
 }

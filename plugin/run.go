@@ -45,7 +45,7 @@ func RunTask(ctx context.Context, reg *Registry, typ string, props map[string]an
 	if err := n.Encode(props); err != nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Properties cannot be encoded: %v.", err)
 	}
-	task, errs := DecodeTask(def, &n, "")
+	task, errs := decodeTask(def, &n, "", nil) // reserved keys were refused above
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {

@@ -32,11 +32,12 @@ func (e *Entry) Expired(now time.Time) bool {
 type Index interface {
 	// PutEntry makes e the entry of (e.Namespace, e.Key). It sets e.Version (1
 	// for a new or expired entry, the previous version + 1 otherwise) and
-	// e.Created (kept from a live previous entry). With overwrite false and a
-	// live entry present it returns ECONFLICT and changes nothing. A replaced
-	// entry's object is queued as garbage, stamped with the wall clock, in the
-	// same transaction.
-	PutEntry(ctx context.Context, e *Entry, overwrite bool) error
+	// e.Created (kept from a live previous entry). It returns ECONFLICT and
+	// changes nothing when c.NoOverwrite is set and a live entry exists, or
+	// when c.IfVersion is set and the live entry has another version (or none).
+	// A replaced entry's object is queued as garbage, stamped with the wall
+	// clock, in the same transaction.
+	PutEntry(ctx context.Context, e *Entry, c PutCondition) error
 
 	// GetEntry returns the entry, expired or not, or ENOTFOUND.
 	GetEntry(ctx context.Context, ns, key string) (*Entry, error)
@@ -64,6 +65,12 @@ type Index interface {
 
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
+}
+
+// PutCondition guards a write.
+type PutCondition struct {
+	NoOverwrite bool  // only if no live entry exists
+	IfVersion   int64 // only if the live entry has this version; 0: any
 }
 
 // ListQuery selects live entries of one namespace.

@@ -79,6 +79,7 @@ func (s *Store) Bucket() Bucket { return s.bucket }
 // SetOptions are the optional parts of a write.
 type SetOptions struct {
 	NoOverwrite bool          // fail with ECONFLICT if a live entry exists (Kestra's overwrite: false)
+	IfVersion   int64         // fail with ECONFLICT unless the live entry has this version (compare-and-set)
 	TTL         time.Duration // 0: never expires; negative is refused
 	Description string
 }
@@ -176,17 +177,72 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 		exp := now.Add(o.TTL)
 		e.Expires = &exp
 	}
-	if err := s.index.PutEntry(ctx, e, !o.NoOverwrite); err != nil {
+	if err := s.index.PutEntry(ctx, e, PutCondition{NoOverwrite: o.NoOverwrite, IfVersion: o.IfVersion}); err != nil {
 		// The object is unreferenced: remove it now; garbage collection would later.
 		if derr := s.bucket.Delete(context.WithoutCancel(ctx), name); derr != nil {
 			s.log.Warn("kv: leaving orphan object", "object", name, "err", derr)
 		}
-		if kvflow.ErrorCode(err) == kvflow.ECONFLICT {
+		if kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.IfVersion > 0 {
+			return nil, kvflow.Errorf(kvflow.ECONFLICT, "Cannot set value for key '%s' in namespace '%s': it is no longer at version %d.", key, ns, o.IfVersion)
+		} else if kvflow.ErrorCode(err) == kvflow.ECONFLICT {
 			return nil, kvflow.Errorf(kvflow.ECONFLICT, "Cannot set value for key '%s' in namespace '%s'. Key already exists and `overwrite` is set to `false`.", key, ns)
 		}
 		return nil, unavailable(err, "Cannot write metadata for key '%s' in namespace '%s': the database is unreachable", key, ns)
 	}
 	return e, nil
+}
+
+// Increment atomically adds delta to the NUMBER at ns/key, creating it at
+// delta when missing or expired, and returns the new value. Concurrent
+// increments never lose an update: each write is a compare-and-set on the
+// version. TTL and description apply when the entry is created.
+func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o SetOptions) (Value, *Entry, error) {
+	if delta.Type != NUMBER {
+		return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Increment for key '%s' in namespace '%s' must be a NUMBER, not %s.", key, ns, delta.Type)
+	}
+	for {
+		cur, v, err := s.Get(ctx, ns, key)
+		next := delta
+		write := SetOptions{NoOverwrite: true, TTL: o.TTL, Description: o.Description}
+		switch code := kvflow.ErrorCode(err); {
+		case code == kvflow.ENOTFOUND || code == kvflow.EEXPIRED:
+		case err != nil:
+			return Value{}, nil, err
+		case cur.Type != NUMBER:
+			return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Cannot increment key '%s' in namespace '%s': it holds a %s, not a NUMBER.", key, ns, cur.Type)
+		default:
+			next = addNumbers(v, delta)
+			write = SetOptions{IfVersion: cur.Version, Description: cur.Description}
+			if cur.Expires != nil {
+				write.TTL = cur.Expires.Sub(s.now())
+			}
+		}
+		e, err := s.Set(ctx, ns, key, next, write)
+		if kvflow.ErrorCode(err) == kvflow.ECONFLICT {
+			continue // another writer got there first: read again
+		}
+		return next, e, err
+	}
+}
+
+// addNumbers adds two NUMBERs, staying an integer when both are.
+func addNumbers(a, b Value) Value {
+	x, xi := a.V.(int64)
+	y, yi := b.V.(int64)
+	if xi && yi {
+		if sum := x + y; (sum > x) == (y > 0) {
+			return Value{NUMBER, sum}
+		}
+	}
+	return Value{NUMBER, toFloat(a.V) + toFloat(b.V)}
+}
+
+func toFloat(x any) float64 {
+	if n, ok := x.(int64); ok {
+		return float64(n)
+	}
+	f, _ := x.(float64)
+	return f
 }
 
 // Get returns the metadata and value of ns/key: ENOTFOUND when missing,
@@ -479,7 +535,7 @@ func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, e
 		return nil
 	}
 	err := s.bucket.Iter(ctx, "", func(name string, modified time.Time) error {
-		if !strings.Contains("/"+name, "/_kv/") || !modified.Before(cutoff) {
+		if !IsValueObject(name) || !modified.Before(cutoff) {
 			return nil
 		}
 		if batch = append(batch, name); len(batch) == 500 {
@@ -505,6 +561,18 @@ func (s *Store) Ping(ctx context.Context) error {
 		return unavailable(err, "The object store is unreachable")
 	}
 	return nil
+}
+
+// IsValueObject reports whether an object name is one ObjectName makes:
+// <namespace path>/_kv/<key>.ion.<id>. Other objects, such as execution files
+// under _executions/, are not KV values (namespaces never start with _).
+func IsValueObject(name string) bool {
+	i := strings.LastIndex(name, "/_kv/")
+	if i <= 0 || strings.HasPrefix(name, "_") {
+		return false
+	}
+	file := name[i+len("/_kv/"):]
+	return !strings.Contains(file, "/") && strings.Contains(file, ".ion.")
 }
 
 // ObjectName is where a new value of ns/key is written:

@@ -236,3 +236,14 @@ func TestIONStringReader_ReadsEscapesAndLargeValues(t *testing.T) {
 		t.Error("reading a non-string as a string: want an error")
 	}
 }
+
+func TestIsValueObject(t *testing.T) {
+	if name := storage.ObjectName("a._kv", "k"); !storage.IsValueObject(name) {
+		t.Errorf("IsValueObject(%q) = false", name)
+	}
+	for _, name := range []string{"_executions/a/_kv/f/x.json", "a/_kv/k.json", "a/_kv/sub/k.ion.x", "_kv/k.ion.x"} {
+		if storage.IsValueObject(name) {
+			t.Errorf("IsValueObject(%q) = true, want false", name)
+		}
+	}
+}

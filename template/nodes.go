@@ -18,9 +18,9 @@ import (
 )
 
 const (
-	// stateKey holds the *renderState in pongo2's public context. It is a valid
-	// identifier (pongo2 requires that) but templates cannot read it.
-	stateKey = "kvflow__render_state"
+	// stateKey holds the *renderState in pongo2's private context, which
+	// child contexts copy. It is not an identifier: no template can name it.
+	stateKey = "\x00state"
 	// tmpKey and subKey are private-context slots used by strictVar; they are
 	// not identifiers, so no template can name them.
 	tmpKey = "\x00value"
@@ -37,12 +37,11 @@ type renderState struct {
 	funcErr   error         // first error a function returned, with its code
 	pos       *pongo2.Token // last node started, to place a panic
 	steps     int           // block bodies run, against MaxSteps
-	written   int
 	overflow  bool
 }
 
 func stateOf(ec *pongo2.ExecutionContext) *renderState {
-	st, _ := ec.Public[stateKey].(*renderState)
+	st, _ := ec.Private[stateKey].(*renderState)
 	return st
 }
 
@@ -80,13 +79,12 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
-// autoescapeOff is the first node of every template: it turns HTML escaping
-// off for this render only (pongo2's SetAutoescape is global).
-type autoescapeOff struct{}
-
-func (autoescapeOff) Execute(ec *pongo2.ExecutionContext, _ pongo2.TemplateWriter) *pongo2.Error {
-	ec.Autoescape = false
-	return nil
+func (w *limitWriter) WriteString(s string) (int, error) {
+	if w.st.overflow || w.buf.Len()+len(s) > MaxOutput {
+		w.st.overflow = true
+		return 0, nil
+	}
+	return w.buf.WriteString(s)
 }
 
 // outputNode replaces pongo2's {{ expression }} node: it prints values as
@@ -301,26 +299,39 @@ func (s *strictVar) Evaluate(ec *pongo2.ExecutionContext) (*pongo2.Value, *pongo
 		}
 	}
 	first := s.parts[0].name
-	if first == stateKey {
-		return nil, s.fail(ec, "Variable '%s' is not defined.", first)
-	}
 	if s.lenient {
 		return s.orig.Evaluate(ec)
 	}
-	if _, ok := ec.Private[first]; !ok {
-		if _, ok := ec.Public[first]; !ok {
+	x, ok := ec.Private[first]
+	if !ok {
+		if x, ok = ec.Public[first]; !ok {
 			return nil, s.fail(ec, "Variable '%s' is not defined.", first)
 		}
 	}
-	v, err := s.steps[0].Evaluate(ec)
-	if err != nil {
-		return nil, err
+	var v *pongo2.Value
+	var err *pongo2.Error
+	if s.parts[0].call || !plain(x) {
+		if v, err = s.steps[0].Evaluate(ec); err != nil {
+			return nil, err
+		}
+	} else {
+		v = pongo2.AsValue(x) // what pongo2 would find, without reflection
 	}
-	defer delete(ec.Private, tmpKey)
 	for k := 1; k < len(s.parts); k++ {
 		p := s.parts[k]
 		if v.IsNil() {
 			return nil, s.fail(ec, "'%s' is null, so '%s' cannot be read.", s.path(k), s.path(k+1))
+		}
+		if m, ok := v.Interface().(map[string]any); ok && p.kind == partIdent && !p.call {
+			// The common case, a key of a JSON-like map, read directly.
+			x, found := m[p.name]
+			if !found {
+				return nil, s.missing(ec, k, fmt.Sprintf("key '%s'", p.name))
+			}
+			if plain(x) {
+				v = pongo2.AsValue(x)
+				continue
+			}
 		}
 		switch p.kind {
 		case partIdent:
@@ -364,8 +375,19 @@ func (s *strictVar) Evaluate(ec *pongo2.ExecutionContext) (*pongo2.Value, *pongo
 			return nil, err
 		}
 	}
-	delete(ec.Private, subKey)
 	return v, nil
+}
+
+// plain reports whether pongo2 would use x as it is: not a function (which
+// pongo2 calls) nor a *pongo2.Value (which it unpacks).
+func plain(x any) bool {
+	switch x.(type) {
+	case nil, string, bool, int, int64, float64, map[string]any, []any:
+		return true
+	case *pongo2.Value:
+		return false
+	}
+	return reflect.TypeOf(x).Kind() != reflect.Func
 }
 
 // missing reports that path part k does not exist, naming the task for outputs.

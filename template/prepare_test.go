@@ -13,7 +13,7 @@ func TestPrepare_RewritesKeepingPositions(t *testing.T) {
 		{"{{ x | default(f(1, 2)) }}", "{{ x | default:f(1, 2)  }}"},
 		{"{{ x | upper() }}", "{{ x | upper   }}"},
 		{"{{ x | upper ( ) }}", "{{ x | upper     }}"},
-		{"{{ x | default(1 + 2) }}", "{{ x | default(1 + 2) }}"},      // not one operand: left for pongo2
+		{"{{ x | default(1 + 2) }}", "{{ x | default(1 + 2) }}"},       // not one operand: left for pongo2
 		{"{{ x | default('a', 'b') }}", "{{ x | default('a', 'b') }}"}, // two arguments: same
 		{"{{ a || b(1) }}", "{{ a || b(1) }}"},                         // || is not a filter
 		{"{{ '| default(1)' }}", "{{ '| default(1)' }}"},               // inside a string
@@ -25,7 +25,7 @@ func TestPrepare_RewritesKeepingPositions(t *testing.T) {
 		{"{{ kv('k', namespace='a.b', errorOnMissing=false) }}", "{{ kv('k', __ns('a.b')    , __eom(false)        ) }}"},
 		{"{{ kv('k', namespace = f(1, 2)) }}", "{{ kv('k', __ns( f(1, 2))     ) }}"},
 		{"{{ kv('k', errorOnMissing=1==1) }}", "{{ kv('k', __eom(1==1)        ) }}"},
-		{"{{ f(namespace='x') }}", "{{ f(namespace='x') }}"},      // only kv's arguments
+		{"{{ f(namespace='x') }}", "{{ f(namespace='x') }}"},         // only kv's arguments
 		{"{{ kv(g(namespace='x')) }}", "{{ kv(g(namespace='x')) }}"}, // not at kv's top level
 		{"{{ kv('k', namespace=='x') }}", "{{ kv('k', namespace=='x') }}"},
 		{"{{ mykv('k', namespace='x') }}", "{{ mykv('k', namespace='x') }}"},

@@ -24,50 +24,49 @@ const pongoPkg = "github.com/flosch/pongo2/v6"
 
 // rewriter walks one compiled template.
 type rewriter struct {
-	seen  map[uintptr]bool
-	nodes int // outputNodes made, for the typed-mode check
+	seen map[visit]bool
 }
 
-// rewrite converts tpl's tree and reports whether the document is exactly one
-// {{ expression }} with only whitespace around it; then it returns that node.
-func rewrite(tpl *pongo2.Template) (typed *outputNode, err error) {
-	w := &rewriter{seen: map[uintptr]bool{}}
+// visit is a pointer already walked, with its type: a struct and its first
+// field share an address.
+type visit struct {
+	t reflect.Type
+	p uintptr
+}
+
+// rewrite converts tpl's tree and returns its document. When the document is
+// exactly one {{ expression }} with only whitespace around, typed is that node.
+func rewrite(tpl *pongo2.Template) (doc pongo2.INode, typed *outputNode, err error) {
+	w := &rewriter{seen: map[visit]bool{}}
 	root := field(reflect.ValueOf(tpl).Elem(), "root")
 	if !root.IsValid() || root.IsNil() {
-		return nil, fmt.Errorf("pongo2 template has no root")
+		return nil, nil, fmt.Errorf("pongo2 template has no root")
 	}
 	nodes := field(root.Elem(), "Nodes")
-	if !nodes.IsValid() {
-		return nil, fmt.Errorf("pongo2 document has no Nodes")
+	doc, ok := root.Interface().(pongo2.INode)
+	if !nodes.IsValid() || !ok || ecTemplate.Type != reflect.TypeOf(tpl) {
+		return nil, nil, fmt.Errorf("pongo2's internals are not those of v6.0.0")
 	}
 	w.walk(root)
-
-	// Typed mode: whitespace HTML, one output node, whitespace HTML.
-	for i := 0; i < nodes.Len(); i++ {
-		n := nodes.Index(i).Elem()
-		switch x := n.Interface().(type) {
-		case *outputNode:
-			if typed != nil {
-				typed = nil
-				goto done
-			}
-			typed = x
-		default:
-			if !isBlankHTML(n) {
-				typed = nil
-				goto done
-			}
-		}
-	}
-done:
-	if typed != nil {
+	if typed = soleOutput(nodes); typed != nil {
 		typed.typed = true
 	}
-	// Autoescaping off for this template only: a first node clears the flag,
-	// and child contexts (for loops, with) copy it.
-	withOff := reflect.Append(reflect.MakeSlice(nodes.Type(), 0, nodes.Len()+1), reflect.ValueOf(autoescapeOff{}))
-	nodes.Set(reflect.AppendSlice(withOff, nodes))
-	return typed, nil
+	return doc, typed, nil
+}
+
+// soleOutput returns the document's only outputNode when everything else in
+// it is whitespace, and nil otherwise.
+func soleOutput(nodes reflect.Value) *outputNode {
+	var sole *outputNode
+	for i := 0; i < nodes.Len(); i++ {
+		n := nodes.Index(i).Elem()
+		if out, ok := n.Interface().(*outputNode); ok && sole == nil {
+			sole = out
+		} else if !isBlankHTML(n) {
+			return nil
+		}
+	}
+	return sole
 }
 
 // isBlankHTML reports whether n is an HTML text node holding only whitespace.
@@ -86,10 +85,11 @@ func (w *rewriter) walk(v reflect.Value) {
 		if v.IsNil() || !walkable(v.Type().Elem()) {
 			return
 		}
-		if w.seen[v.Pointer()] {
+		key := visit{v.Type(), v.Pointer()}
+		if w.seen[key] {
 			return
 		}
-		w.seen[v.Pointer()] = true
+		w.seen[key] = true
 		w.walk(v.Elem())
 	case reflect.Interface:
 		w.slot(v, false)
@@ -172,7 +172,6 @@ func (w *rewriter) slot(s reflect.Value, lenient bool) {
 		n := &outputNode{expr: expr, tok: tok}
 		if reflect.TypeOf(n).AssignableTo(s.Type()) {
 			s.Set(reflect.ValueOf(n))
-			w.nodes++
 		}
 	case isPongo(e.Type(), "simpleExpression"):
 		// + concatenates strings: cap what a loop of {% set s = s + s %} grows.

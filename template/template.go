@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"runtime"
 	"sort"
 	"strings"
@@ -48,7 +49,8 @@ type Options struct {
 
 // Context is the data a template sees: flow {id, namespace}, execution
 // {id, startDate}, inputs, vars, outputs (task id → outputs), taskrun, and
-// anything else whose name is an identifier.
+// anything else. Templates only read it. kv() takes the flow's namespace from
+// flow.namespace.
 type Context map[string]any
 
 // Engine compiles and renders templates. It is safe for concurrent use and
@@ -57,6 +59,7 @@ type Engine struct {
 	store  KV
 	access Access
 	set    *pongo2.TemplateSet
+	funcs  pongo2.Context // functions and constants every template sees
 
 	compileMu sync.Mutex // pongo2 v6 compiles racily on one set
 
@@ -69,15 +72,17 @@ type Engine struct {
 type compiled struct {
 	src   string
 	tpl   *pongo2.Template
-	typed bool // exactly one {{ expression }} with whitespace around
+	root  pongo2.INode // tpl's document
+	typed bool         // exactly one {{ expression }} with whitespace around
 	err   error
 }
 
 // bannedTags read files (include, ssi, import, extends), recurse without
-// bound (macro), produce text for nothing (lorem), or render into buffers of
+// bound (macro), produce text for nothing (lorem), render into buffers of
 // their own that the output limit cannot see (filter, spaceless, ifchanged,
-// block, which is of no use without extends).
-var bannedTags = []string{"include", "ssi", "import", "extends", "macro", "lorem", "filter", "spaceless", "ifchanged", "block"}
+// block, which is of no use without extends), or keep state in the compiled
+// template, shared by concurrent renders (cycle, ifchanged).
+var bannedTags = []string{"include", "ssi", "import", "extends", "macro", "lorem", "filter", "spaceless", "ifchanged", "block", "cycle"}
 
 // New returns an Engine reading keys through opts.KV.
 func New(opts Options) *Engine {
@@ -93,13 +98,15 @@ func New(opts Options) *Engine {
 			panic(fmt.Sprintf("template: cannot ban pongo2 tag %q: %v", tag, err))
 		}
 	}
-	e.set.Globals["kv"] = wrap(e.kv)
-	e.set.Globals["json"] = wrap(fromJSON("json"))
-	e.set.Globals["fromJson"] = wrap(fromJSON("fromJson"))
-	e.set.Globals["toJson"] = wrap(toJSONFunc)
-	e.set.Globals["null"] = nil // Pebble's null literal, for kv('k', null, false)
+	e.funcs = pongo2.Context{
+		"kv":       wrap(e.kv),
+		"json":     wrap(fromJSON("json")),
+		"fromJson": wrap(fromJSON("fromJson")),
+		"toJson":   wrap(toJSONFunc),
+		"null":     nil, // Pebble's null literal, for kv('k', null, false)
+	}
 	for name, marker := range namedArgMarkers {
-		e.set.Globals[marker] = namedArgFunc(name)
+		e.funcs[marker] = namedArgFunc(name)
 	}
 	return e
 }
@@ -115,11 +122,13 @@ func (refuseLoader) Get(path string) (io.Reader, error) {
 // Render renders src with data. When src is exactly one {{ expression }}
 // (whitespace around allowed) the result keeps the expression's type: map,
 // []any, int64, float64, bool, string, time.Time, nil...; otherwise it is the
-// rendered text. Text without {{ or {% is returned as is.
+// rendered text. Text without {{ or {% is returned as is. A typed map or list
+// may be the one in data, not a copy: do not modify it.
 //
-// Errors are *kvflow.Error: EINVALID for template errors, ENOTFOUND, EEXPIRED
-// and EFORBIDDEN from kv(), ETOOLARGE for output over MaxOutput. Those that
-// come from a place in the template carry a *Location (errors.As).
+// Errors are *kvflow.Error: EINVALID for template errors (undefined names,
+// syntax, refused tags), ENOTFOUND, EEXPIRED and EFORBIDDEN from kv(),
+// ETOOLARGE past a limit above, EUNAVAILABLE when ctx is done or the store
+// fails. Those that come from a place in the template carry a *Location.
 func (e *Engine) Render(ctx context.Context, src string, data Context) (any, error) {
 	return e.render(ctx, src, data, true)
 }
@@ -229,15 +238,17 @@ func (e *Engine) render(ctx context.Context, src string, data Context, wantValue
 		return nil, c.err
 	}
 	st := &renderState{ctx: ctx, ns: flowNamespace(data), wantValue: wantValue && c.typed}
-	pc := make(pongo2.Context, len(data)+1)
-	for k, v := range data {
-		if isIdentifier(k) {
-			pc[k] = v
-		}
+	// The functions and the state go in the private context, which pongo2
+	// looks in first; data is the public context, read but never written.
+	priv := make(pongo2.Context, len(e.funcs)+4)
+	for k, v := range e.funcs {
+		priv[k] = v
 	}
-	pc[stateKey] = st
+	priv[stateKey] = st
+	// Autoescape false: no HTML escaping, for this render only.
+	ec := &pongo2.ExecutionContext{Public: pongo2.Context(data), Private: priv, Autoescape: false}
 	w := &limitWriter{st: st}
-	if err := execute(c.tpl, pc, w, st); err != nil {
+	if err := execute(c, ec, w, st); err != nil {
 		return nil, err
 	}
 	if err := st.interrupted(); err != nil {
@@ -253,18 +264,25 @@ func (e *Engine) render(ctx context.Context, src string, data Context, wantValue
 }
 
 // execute runs a compiled template, turning pongo2's errors and panics into
-// kvflow errors.
-func execute(tpl *pongo2.Template, pc pongo2.Context, w io.Writer, st *renderState) (err error) {
+// kvflow errors. It builds the execution context itself rather than calling
+// Template.Execute, which copies the data and checks every name with a regexp
+// on each render.
+func execute(c *compiled, ec *pongo2.ExecutionContext, w pongo2.TemplateWriter, st *renderState) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError(r, st.pos)
 		}
 	}()
-	if perr := tpl.ExecuteWriterUnbuffered(pc, w); perr != nil {
+	settable(reflect.ValueOf(ec).Elem().FieldByIndex(ecTemplate.Index)).Set(reflect.ValueOf(c.tpl))
+	if perr := c.root.Execute(ec, w); perr != nil {
 		return convert(perr, st)
 	}
 	return nil
 }
+
+// ecTemplate is ExecutionContext's unexported template field, which pongo2
+// needs to report errors.
+var ecTemplate, _ = reflect.TypeOf(pongo2.ExecutionContext{}).FieldByName("template")
 
 // flowNamespace reads data["flow"]["namespace"].
 func flowNamespace(data Context) string {
@@ -279,21 +297,6 @@ func flowNamespace(data Context) string {
 		return f["namespace"]
 	}
 	return ""
-}
-
-// isIdentifier is pongo2's rule for context names: [a-zA-Z0-9_]+. Other
-// names could not be referenced anyway and would make pongo2 refuse the data.
-func isIdentifier(s string) bool {
-	if s == "" || s == stateKey {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // compile returns the cached compile of src, compiling on a miss.
@@ -348,12 +351,12 @@ func (e *Engine) build(src string) (c *compiled) {
 		c.err = convert(err, nil)
 		return c
 	}
-	typed, err := rewrite(tpl)
+	root, typed, err := rewrite(tpl)
 	if err != nil {
 		c.err = kvflow.Errorf(kvflow.EINTERNAL, "Template could not be prepared: %v.", err)
 		return c
 	}
-	c.tpl, c.typed = tpl, typed != nil
+	c.tpl, c.root, c.typed = tpl, root, typed != nil
 	return c
 }
 

@@ -22,7 +22,7 @@ var static embed.FS
 const Prefix = "/ui/"
 
 // csp keeps every script, style and request on this origin.
-const csp = "default-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+const csp = "default-src 'self'; connect-src 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 
 type file struct {

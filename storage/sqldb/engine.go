@@ -117,9 +117,7 @@ func (db *DB) SaveExecution(ctx context.Context, e *engine.Execution) error {
 		if err != nil {
 			return db.Err(err)
 		}
-		for from := 0; from < len(e.TaskRuns); from += taskRunBatch {
-			to := min(from+taskRunBatch, len(e.TaskRuns))
-			values := make([]string, 0, to-from)
+		rows := func(from, to int) []any {
 			args := make([]any, 0, 10*(to-from))
 			for i := from; i < to; i++ {
 				tr := e.TaskRuns[i]
@@ -128,21 +126,43 @@ func (db *DB) SaveExecution(ctx context.Context, e *engine.Execution) error {
 					atts[j] = attemptRow{State: string(a.State), Start: a.Start.UnixMicro(), End: micros(a.End)}
 				}
 				ab, _ := json.Marshal(atts)
-				values = append(values, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 				args = append(args, tr.ID, e.ID, i, tr.TaskID, tr.ParentID, string(tr.State), string(ab), tr.Error, tr.Start.UnixMicro(), micros(tr.End))
 			}
-			_, err := tx.ExecContext(ctx, db.Rebind(`
-				INSERT INTO task_runs (id, execution_id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at)
-				VALUES `+strings.Join(values, ", ")+`
-				ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, error = excluded.error,
-					ended_at = excluded.ended_at, seq = excluded.seq`), args...)
+			return args
+		}
+		if db.Dialect == SQLite {
+			// In-process: one prepared statement run per row beats parsing a
+			// long multi-row statement.
+			stmt, err := tx.PreparexContext(ctx, upsertTaskRuns+taskRunValues+taskRunConflict)
 			if err != nil {
+				return db.Err(err)
+			}
+			defer stmt.Close()
+			for i := range e.TaskRuns {
+				if _, err := stmt.ExecContext(ctx, rows(i, i+1)...); err != nil {
+					return db.Err(err)
+				}
+			}
+			return nil
+		}
+		// Over the network: many rows per statement.
+		for from := 0; from < len(e.TaskRuns); from += taskRunBatch {
+			to := min(from+taskRunBatch, len(e.TaskRuns))
+			values := strings.TrimSuffix(strings.Repeat(taskRunValues+", ", to-from), ", ")
+			if _, err := tx.ExecContext(ctx, db.Rebind(upsertTaskRuns+values+taskRunConflict), rows(from, to)...); err != nil {
 				return db.Err(err)
 			}
 		}
 		return nil
 	})
 }
+
+const (
+	upsertTaskRuns  = `INSERT INTO task_runs (id, execution_id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at) VALUES `
+	taskRunValues   = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	taskRunConflict = ` ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, error = excluded.error,
+		ended_at = excluded.ended_at, seq = excluded.seq`
+)
 
 type executionRow struct {
 	ID           string `db:"id"`
@@ -261,6 +281,19 @@ func (db *DB) AppendLogs(ctx context.Context, lines []engine.LogLine) error {
 		return nil
 	}
 	return db.tx(ctx, func(tx *sqlx.Tx) error {
+		if db.Dialect == SQLite {
+			stmt, err := tx.PreparexContext(ctx, `INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message) VALUES (?, ?, ?, ?, ?, ?)`)
+			if err != nil {
+				return db.Err(err)
+			}
+			defer stmt.Close()
+			for _, l := range lines {
+				if _, err := stmt.ExecContext(ctx, l.ExecutionID, l.TaskID, l.TaskRunID, l.Time.UnixMicro(), l.Level, l.Message); err != nil {
+					return db.Err(err)
+				}
+			}
+			return nil
+		}
 		for from := 0; from < len(lines); from += logBatch {
 			to := min(from+logBatch, len(lines))
 			values := make([]string, 0, to-from)

@@ -53,24 +53,38 @@ func micros(t *time.Time) *int64 {
 	return &us
 }
 
-// PutEntry implements storage.Index in one upsert statement, in both
-// dialects. A trigger queues the replaced object as garbage.
-func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, overwrite bool) error {
+// PutEntry implements storage.Index in one statement, in both dialects: an
+// upsert, or with IfVersion an update of that version. A trigger queues the
+// replaced object as garbage.
+func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondition) error {
 	now := e.Updated.UnixMicro()
 	var got struct {
 		Version int64 `db:"version"`
 		Created int64 `db:"created_at"`
 	}
-	err := db.X.GetContext(ctx, &got, db.Rebind(putEntry), e.Namespace, e.Key, string(e.Type), e.Object,
-		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), overwrite)
+	var err error
+	if c.IfVersion > 0 {
+		err = db.X.GetContext(ctx, &got, db.Rebind(updateVersion), string(e.Type), e.Object, e.Size, e.Hash,
+			e.Description, now, micros(e.Expires), e.Namespace, e.Key, c.IfVersion, now)
+	} else {
+		err = db.X.GetContext(ctx, &got, db.Rebind(putEntry), e.Namespace, e.Key, string(e.Type), e.Object,
+			e.Size, e.Hash, e.Description, now, now, micros(e.Expires), !c.NoOverwrite)
+	}
 	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
-		return kvflow.Errorf(kvflow.ECONFLICT, "Key '%s' already exists in namespace '%s'.", e.Key, e.Namespace)
+		return kvflow.Errorf(kvflow.ECONFLICT, "Key '%s' in namespace '%s' exists or changed.", e.Key, e.Namespace)
 	} else if err != nil {
 		return err
 	}
 	e.Version, e.Created = got.Version, fromMicros(got.Created)
 	return nil
 }
+
+// updateVersion replaces a live entry only if it is still at the given version.
+const updateVersion = `
+UPDATE kv_entries SET type = ?, object = ?, size = ?, hash = ?, description = ?, updated_at = ?, expires_at = ?,
+	version = version + 1
+WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)
+RETURNING version, created_at`
 
 // putEntry upserts an entry. An expired entry is replaced as if new
 // (version 1, new creation date); a live one only when overwrite is true,

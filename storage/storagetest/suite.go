@@ -389,6 +389,54 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("IfVersion_CompareAndSet", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		e := mustSet(t, s, ns, "cas", storage.String("v1"), storage.SetOptions{})
+		if _, err := s.Set(ctx, ns, "cas", storage.String("v2"), storage.SetOptions{IfVersion: e.Version}); err != nil {
+			t.Fatalf("CAS at the current version: %v", err)
+		}
+		_, err := s.Set(ctx, ns, "cas", storage.String("stale"), storage.SetOptions{IfVersion: e.Version})
+		if kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "version 1") {
+			t.Errorf("CAS at a stale version = %v, want ECONFLICT", err)
+		}
+		if _, err := s.Set(ctx, ns, "nokey", storage.String("x"), storage.SetOptions{IfVersion: 1}); kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+			t.Errorf("CAS on a missing key = %v, want ECONFLICT", err)
+		}
+		if _, v, _ := s.Get(ctx, ns, "cas"); v.V != "v2" {
+			t.Errorf("value = %v, want v2", v.V)
+		}
+	})
+
+	t.Run("Increment_ConcurrentNeverLosesAnUpdate", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		one := storage.Value{Type: storage.NUMBER, V: int64(1)}
+		var wg sync.WaitGroup
+		for w := 0; w < 6; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 10; i++ {
+					if _, _, err := s.Increment(ctx, ns, "counter", one, storage.SetOptions{}); err != nil {
+						t.Errorf("Increment: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if e, v, err := s.Get(ctx, ns, "counter"); err != nil || v.V != int64(60) || e.Version != 60 {
+			t.Errorf("counter = %v (version %d), %v; want 60", v.V, e.Version, err)
+		}
+		half := storage.Value{Type: storage.NUMBER, V: 0.5}
+		if v, _, err := s.Increment(ctx, ns, "counter", half, storage.SetOptions{}); err != nil || v.V != 60.5 {
+			t.Errorf("Increment by 0.5 = %v, %v", v.V, err)
+		}
+		mustSet(t, s, ns, "text", storage.String("x"), storage.SetOptions{})
+		if _, _, err := s.Increment(ctx, ns, "text", one, storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("Increment of a STRING = %v, want EINVALID", err)
+		}
+	})
+
 	t.Run("Namespaces_WithCounts", func(t *testing.T) {
 		s := open(t, storage.Options{}).Store
 		mustSet(t, s, "b.ns", "k1", storage.String("v"), storage.SetOptions{})

@@ -20,8 +20,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
+	_ "github.com/kvflow/kvflow/tasks/all"
 	"github.com/kvflow/kvflow/ui"
 )
 
@@ -58,8 +60,9 @@ type env struct {
 }
 
 type options struct {
-	token string
-	cfg   func(*api.Config, storagetest.Pair)
+	token  string
+	engine bool // run flows
+	cfg    func(*api.Config, storagetest.Pair)
 }
 
 // start serves a fresh store with the UI and opens a 1280×800 browser tab
@@ -72,6 +75,9 @@ func start(t testing.TB, o options) *env {
 	pair := storagetest.LocalPair(t, storage.Options{})
 	cfg := api.Config{Store: pair.Store, DB: pair.DB, UI: ui.Handler(), Token: o.token, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if o.engine {
+		cfg.Engine = engine.New(engine.Options{Store: pair.Store, Repo: pair.DB, FlushInterval: 50 * time.Millisecond})
+	}
 	if o.cfg != nil {
 		o.cfg(&cfg, pair)
 	}
@@ -271,8 +277,15 @@ func (e *env) noHorizontalScroll() {
 	}
 }
 
-// chromedpKey presses one key (e.g. "\x1b" for Escape) on the focused element.
-func chromedpKey(k string) chromedp.Action[chromedp.Void] { return chromedp.KeyEvent(k) }
-
-// chromedpViewport resizes the page's viewport.
-func chromedpViewport(w, h int64) chromedp.Action[chromedp.Void] { return chromedp.EmulateViewport(w, h) }
+// everyControlLabelled fails the test for a visible form control without a
+// label (a <label>, aria-label or aria-labelledby).
+func (e *env) everyControlLabelled() {
+	e.t.Helper()
+	bare := evalTo[[]string](e, `[...document.querySelectorAll('input, select, textarea')]
+		.filter(el => el.getClientRects().length > 0 && el.type !== 'hidden')
+		.filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+		.map(el => el.outerHTML)`)
+	for _, html := range bare {
+		e.t.Errorf("form control without a label: %s", html)
+	}
+}

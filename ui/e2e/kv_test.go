@@ -9,6 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/storage"
@@ -134,7 +139,15 @@ func TestKV_NewKeyValueForm_StoresStringWithTTLAndJSONAndNumber(t *testing.T) {
 	}
 	jsonEqual(t, "answer value", d.Value, `42`)
 
-	if got, want := e.rows(), []string{"answer", "greeting", "my_json_key"}; !reflect.DeepEqual(got, want) {
+	// The chosen type wins over what the text looks like.
+	e.openNewKV()
+	e.fillKV(kvForm{key: "literal", typ: "STRING", value: "true"})
+	e.saveKV("literal")
+	if d := e.detail("literal"); d.Type != "STRING" {
+		t.Errorf("literal: type %q, want the chosen STRING", d.Type)
+	}
+
+	if got, want := e.rows(), []string{"answer", "greeting", "literal", "my_json_key"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("listed keys = %v, want %v", got, want)
 	}
 	if got := e.text(`tr[data-key="greeting"] td[data-label="Expiry"]`); !strings.Contains(got, "in 1 hour") {
@@ -181,6 +194,7 @@ func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 	// A BOOLEAN is a toggle.
 	e.click(`tr[data-key="flag"] button[aria-label="Edit flag"]`)
 	e.waitJS("the toggle", `document.querySelector('#kv-bool') && document.querySelector('#kv-bool').checked === true`)
+	e.everyControlLabelled()
 	e.click("dialog[open] .switch")
 	e.click("dialog[open] button[type=submit]")
 	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
@@ -203,7 +217,7 @@ func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
 	if got := evalTo[string](e, `document.activeElement.textContent`); got != "Cancel" {
 		t.Errorf("focused button is %q, want Cancel", got)
 	}
-	e.do("press Escape", chromedpKey("\x1b"))
+	e.do("press Escape", chromedp.KeyEvent(kb.Escape))
 	e.waitJS("the confirmation to close", `!document.querySelector('dialog[open]')`)
 	if _, _, err := e.Client.Get(context.Background(), ns, "remove_me"); err != nil {
 		t.Fatalf("remove_me after cancelling: %v", err)
@@ -226,6 +240,7 @@ func TestKV_BadKeyAndBadJSON_ErrorsAtTheFieldAndNothingLost(t *testing.T) {
 	e.open("#/ns/" + ns + "/kv")
 	e.openNewKV()
 
+	e.everyControlLabelled()
 	e.fillKV(kvForm{key: "bad key!", typ: "JSON", value: `{"name": "John",`})
 	if got := e.fieldError("kv-key"); !strings.Contains(got, "must start with a letter or a digit") {
 		t.Errorf("key error = %q, want the key rule", got)
@@ -293,6 +308,7 @@ func TestKV_SearchByPrefixAndPages_FollowTheCursor(t *testing.T) {
 	}
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
+	e.everyControlLabelled()
 	e.choose("#kv-limit", "25")
 	e.typeInto("#kv-search", "db.")
 	e.waitJS("the filtered page", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.000'`)
@@ -338,7 +354,7 @@ func TestKV_NarrowWindow_StacksRowsWithoutSideScroll(t *testing.T) {
 	e.seed("greeting", "Hello World", api.SetOptions{Type: storage.STRING, TTL: "P7D", Description: "A greeting shown on the home page"})
 	e.seed("answer", "42", api.SetOptions{Type: storage.NUMBER})
 	e.seed("a_rather_long_key_name.with.dots-and-dashes_0123456789", `{"a":1}`, api.SetOptions{Type: storage.JSON})
-	e.do("narrow window", chromedpViewport(390, 844))
+	e.do("narrow window", chromedp.EmulateViewport(390, 844))
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the rows", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 3`)
 	e.noHorizontalScroll()
@@ -349,4 +365,54 @@ func TestKV_NarrowWindow_StacksRowsWithoutSideScroll(t *testing.T) {
 	e.openNewKV()
 	e.fillKV(kvForm{key: "bad key", typ: "JSON", value: "{"})
 	e.noHorizontalScroll()
+}
+
+func TestKV_DateAndDateTimePickers_StoreISOValuesInUTC(t *testing.T) {
+	e := start(t, options{})
+	// In Paris (UTC+2 in July) a local 08:10:33 is 06:10:33 UTC.
+	e.do("Paris time", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Europe/Paris"})
+		return err
+	}))
+	e.open("#/ns/" + ns + "/kv")
+	setPicker := func(sel, v string) {
+		e.eval(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.value = %q; el.dispatchEvent(new Event('input', {bubbles: true})); })()`, sel, v))
+	}
+
+	e.openNewKV()
+	e.fillKV(kvForm{key: "release_day", typ: "DATE"})
+	e.everyControlLabelled()
+	if !e.visible("#kv-date") || e.visible("#kv-value") {
+		t.Fatal("DATE does not show a date picker in place of the text box")
+	}
+	setPicker("#kv-date", "2024-07-15")
+	e.saveKV("release_day")
+	if d := e.detail("release_day"); d.Type != "DATE" {
+		t.Errorf("release_day type = %q, want DATE", d.Type)
+	} else {
+		jsonEqual(t, "release_day value", d.Value, `"2024-07-15"`)
+	}
+
+	e.openNewKV()
+	e.fillKV(kvForm{key: "released_at", typ: "DATETIME"})
+	setPicker("#kv-datetime", "2024-07-15T08:10:33")
+	e.saveKV("released_at")
+	if d := e.detail("released_at"); d.Type != "DATETIME" {
+		t.Errorf("released_at type = %q, want DATETIME", d.Type)
+	} else {
+		jsonEqual(t, "released_at value", d.Value, `"2024-07-15T06:10:33Z"`)
+	}
+	// Editing shows it back in local time.
+	e.click(`tr[data-key="released_at"] button[aria-label="Edit released_at"]`)
+	e.waitJS("the edit dialog", `!!document.querySelector('dialog[open] #kv-datetime')`)
+	if got := e.value("#kv-datetime"); got != "2024-07-15T08:10:33" {
+		t.Errorf("datetime picker when editing = %q, want the local 2024-07-15T08:10:33", got)
+	}
+	e.do("press Escape", chromedp.KeyEvent(kb.Escape))
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+
+	e.openNewKV()
+	e.fillKV(kvForm{key: "timeout", typ: "DURATION", value: "PT1H30M"})
+	e.saveKV("timeout")
+	jsonEqual(t, "timeout value", e.detail("timeout").Value, `"PT1H30M"`)
 }

@@ -18,6 +18,7 @@ func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 		t.Errorf("company.team key count reads %q, want 1", got)
 	}
 
+	e.everyControlLabelled()
 	e.typeInto("#ns-name", "Company Team")
 	if got := e.fieldError("ns-name"); !strings.Contains(got, "lowercase") {
 		t.Errorf("error while typing = %q, want the namespace rule", got)
@@ -67,9 +68,11 @@ func TestAuth_TokenAskedOnceAndKeptForTheSession(t *testing.T) {
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the token prompt", `document.querySelector('#token-dialog').open`)
 
+	e.everyControlLabelled()
 	e.typeInto("#token-input", "wrong")
 	e.click("#token-dialog button[type=submit]")
 	e.waitJS("the prompt again", `document.querySelector('#token-dialog').open && document.querySelector('#token-why').textContent.includes('refused')`)
+	e.screenshot("token-refused")
 
 	e.typeInto("#token-input", "s3cret-token")
 	e.click("#token-dialog button[type=submit]")

@@ -12,7 +12,10 @@ export class ApiError extends Error {
 }
 
 export function hasToken() { return !!sessionStorage.getItem(TOKEN); }
-export function forgetToken() { sessionStorage.removeItem(TOKEN); }
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN);
+  document.dispatchEvent(new Event('kvflow:token'));
+}
 
 // One token prompt at a time, however many requests got a 401.
 let asking = null;

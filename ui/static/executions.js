@@ -35,7 +35,7 @@ export function executionsTable(execs, { showNamespace = true, showFlow = true }
     }))));
 }
 
-const shortId = (id) => (String(id).length > 12 ? String(id).slice(0, 12) + '…' : String(id));
+const shortId = (id) => (String(id).length > 24 ? String(id).slice(0, 24) + '…' : String(id));
 
 // executionsList renders executions with a flow filter and refreshes while any runs.
 async function executionsList(body, query, flows, view) {
@@ -76,9 +76,14 @@ export async function executionsPage(main, _q, view) {
   return executionsList(body, {}, null, view);
 }
 
+// jsonBlock shows a value as JSON: inline when short, else folded under its keys.
 function jsonBlock(v, label) {
   if (v == null || (typeof v === 'object' && !Object.keys(v).length)) return h('span', { class: 'muted' }, '—');
-  return h('pre', { class: 'value', tabindex: 0, 'aria-label': label }, typeof v === 'string' ? v : JSON.stringify(v, null, 2));
+  const short = typeof v === 'string' ? v : JSON.stringify(v);
+  if (short.length <= 80) return h('code', { class: 'inline-value', 'aria-label': label }, short);
+  const summary = typeof v === 'object' && !Array.isArray(v) ? Object.keys(v).join(', ') : `${short.slice(0, 60)}…`;
+  return h('details', { class: 'json' }, h('summary', null, summary),
+    h('pre', { class: 'value', tabindex: 0, 'aria-label': label }, typeof v === 'string' ? v : JSON.stringify(v, null, 2)));
 }
 
 export async function executionPage(main, id, view) {
@@ -111,7 +116,8 @@ export async function executionPage(main, id, view) {
         h('dt', null, 'Started'), h('dd', null, when(start)),
         h('dt', null, 'Ended'), h('dd', null, running ? h('span', { class: 'muted' }, 'still running…') : when(end)),
         h('dt', null, 'Duration'), h('dd', null, start ? duration(new Date(end || Date.now()) - new Date(start)) : '—'),
-        x.inputs && Object.keys(x.inputs).length ? [h('dt', null, 'Inputs'), h('dd', null, jsonBlock(x.inputs, 'Inputs'))] : null),
+        x.inputs && Object.keys(x.inputs).length ? [h('dt', null, 'Inputs'), h('dd', null, jsonBlock(x.inputs, 'Inputs'))] : null,
+        x.outputs && Object.keys(x.outputs).length ? [h('dt', null, 'Outputs'), h('dd', null, jsonBlock(x.outputs, 'Flow outputs'))] : null),
       x.error ? h('p', { class: 'error', role: 'alert' }, x.error.message || String(x.error)) : null);
 
     const taskRuns = x.taskRunList || x.taskRuns || [];
@@ -123,8 +129,8 @@ export async function executionPage(main, id, view) {
           const ts = startOf(t);
           const te = endOf(t);
           return h('tr', null,
-            h('th', { scope: 'row', 'data-label': 'Task' }, h('span', { class: 'mono' }, t.taskId), t.type ? h('div', { class: 'muted small' }, t.type) : null),
-            h('td', { 'data-label': 'State' }, stateBadge(stateOf(t))),
+            h('th', { scope: 'row', 'data-label': 'Task' }, h('span', { class: 'mono' }, t.taskId), t.value ? h('span', { class: 'muted small' }, ` (${t.value})`) : null),
+            h('td', { 'data-label': 'State' }, stateBadge(stateOf(t)), t.error ? h('p', { class: 'error small' }, t.error) : null),
             h('td', { 'data-label': 'Started' }, when(ts)),
             h('td', { 'data-label': 'Duration' }, ts ? duration(new Date(te || Date.now()) - new Date(ts)) : '—'),
             h('td', { 'data-label': 'Outputs' }, jsonBlock(t.outputs, `Outputs of ${t.taskId}`)));

@@ -25,7 +25,7 @@ export async function flowsTab(body, ns, view) {
   if (!view.alive) return;
   const row = (f) => h('tr', null,
     h('th', { scope: 'row', 'data-label': 'Flow' }, h('a', { href: flowHref(ns, f.id) }, f.id)),
-    h('td', { 'data-label': 'Description', class: 'desc' }, f.description || ''),
+    h('td', { 'data-label': 'Description', class: 'desc' }, f.error ? h('span', { class: 'error small' }, f.error) : f.description || ''),
     h('td', { 'data-label': 'Tasks', class: 'num' }, String((f.tasks || []).length)),
     h('td', { class: 'actions-cell' },
       h('a', { class: 'button', href: flowHref(ns, f.id, 'run'), 'aria-label': `Run ${f.id}` }, 'Run'),
@@ -69,6 +69,7 @@ export async function flowPage(main, ns, id, mode, view) {
   const execs = await listExecutions({ namespace: ns, flowId: id, limit: 10 }).catch((e) => e);
   if (!view.alive) return;
   replace(body,
+    flow.error && h('p', { class: 'error', role: 'alert' }, flow.error),
     flow.description && h('p', { class: 'lead' }, flow.description),
     h('section', { 'aria-labelledby': 'src-title' }, h('h2', { id: 'src-title' }, 'Source'),
       h('pre', { class: 'code', tabindex: 0, 'aria-label': `YAML source of ${id}` }, flow.source)),

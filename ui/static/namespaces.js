@@ -111,8 +111,8 @@ async function overviewTab(body, ns, view) {
   const me = all.find((n) => n.id === ns) || { flows: 0, keys: 0 };
   replace(body,
     h('div', { class: 'cards' },
-      h('a', { class: 'card', href: `#/ns/${enc(ns)}/flows` }, h('span', { class: 'big' }, String(me.flows)), ' flows'),
-      h('a', { class: 'card', href: `#/ns/${enc(ns)}/kv` }, h('span', { class: 'big' }, String(me.keys)), ' keys')),
+      h('a', { class: 'card', href: `#/ns/${enc(ns)}/flows` }, h('span', { class: 'big' }, String(me.flows)), me.flows === 1 ? ' flow' : ' flows'),
+      h('a', { class: 'card', href: `#/ns/${enc(ns)}/kv` }, h('span', { class: 'big' }, String(me.keys)), me.keys === 1 ? ' key' : ' keys')),
     h('section', { 'aria-labelledby': 'recent-title' },
       h('h2', { id: 'recent-title' }, 'Recent executions'),
       execs instanceof ApiError ? h('p', { class: 'error' }, execs.message) : executionsTable(execs.slice(0, 10), { showNamespace: false })));

@@ -1,0 +1,170 @@
+package plugin_test
+
+import (
+	"context"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+type inner struct {
+	Port int                     `yaml:"port" required:"true"`
+	Path plugin.Property[string] `yaml:"path"`
+}
+
+type sample struct {
+	Key     plugin.Property[string]        `yaml:"key" required:"true"`
+	TTL     plugin.Property[time.Duration] `yaml:"ttl"`
+	Enabled plugin.Property[bool]          `yaml:"enabled"`
+	Count   int                            `yaml:"count"`
+	Server  *inner                         `yaml:"server"`
+	Servers []inner                        `yaml:"servers"`
+}
+
+func (s *sample) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
+	key, err := s.Key.Get(ctx, rc, "key", "")
+	if err != nil {
+		return nil, err
+	}
+	ttl, err := s.TTL.Get(ctx, rc, "ttl", time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	return plugin.Outputs{"key": key, "ttl": ttl.String(), "ns": rc.Namespace}, nil
+}
+
+func node(t *testing.T, src string) *yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &n); err != nil {
+		t.Fatal(err)
+	}
+	return &n
+}
+
+func TestDecodeStrict_ReportsEveryProblemWithLineAndPath(t *testing.T) {
+	var s sample
+	errs := plugin.DecodeStrict(node(t, `
+ttl: 30 days
+enabled: maybe
+count: many
+server: {path: /x}
+servers:
+  - port: 80
+  - port: eighty
+    extra: 1
+bogus: true
+`), &s, "tasks[3]")
+	var got []string
+	for _, e := range errs {
+		got = append(got, strconv.Itoa(e.Line)+" "+e.Error())
+	}
+	want := []string{
+		`2 tasks[3].ttl: TTL "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S`,
+		`3 tasks[3].enabled: expected true or false, got "maybe"`,
+		`4 tasks[3].count: expected a whole number, got "many"`,
+		`5 tasks[3].server.port: missing required property "port"`,
+		`8 tasks[3].servers[1].port: expected a whole number, got "eighty"`,
+		`9 tasks[3].servers[1].extra: unknown property "extra"; expected one of: path, port`,
+		`10 tasks[3].bogus: unknown property "bogus"; expected one of: count, enabled, key, server, servers, ttl`,
+		`2 tasks[3].key: missing required property "key"`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func testRegistry(t *testing.T) *plugin.Registry {
+	reg := plugin.NewRegistry()
+	reg.MustRegister(plugin.Definition{Type: "test.Sample", New: func() plugin.Task { return &sample{} }})
+	return reg
+}
+
+func TestRunTask_RunsOneTaskOutsideAFlow(t *testing.T) {
+	store := storagetest.LocalStore(t)
+	out, err := plugin.RunTask(context.Background(), testRegistry(t), "test.Sample",
+		map[string]any{"key": "{{ flow.namespace }}-k", "ttl": "PT5M"}, &plugin.RunContext{Namespace: "company.team", Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (plugin.Outputs{"key": "company.team-k", "ttl": "5m0s", "ns": "company.team"}); !reflect.DeepEqual(out, want) {
+		t.Errorf("outputs = %v", out)
+	}
+}
+
+func TestRunTask_RefusesBadPropertiesAndTypes(t *testing.T) {
+	reg := testRegistry(t)
+	ctx := context.Background()
+	rc := func() *plugin.RunContext { return &plugin.RunContext{Namespace: "company.team"} }
+	for _, tc := range []struct {
+		name  string
+		typ   string
+		props map[string]any
+		rc    *plugin.RunContext
+		want  string
+	}{
+		{"unknown type", "test.Nope", nil, rc(), `Task type "test.Nope" is unknown; known types: test.Sample.`},
+		{"bad props", "test.Sample", map[string]any{"ttl": "soon", "x": 1}, rc(),
+			`Properties of test.Sample are invalid: ttl: TTL "soon" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S; x: unknown property "x"; expected one of: count, enabled, key, server, servers, ttl; key: missing required property "key".`},
+		{"reserved", "test.Sample", map[string]any{"key": "k", "timeout": "PT1S"}, rc(), `Property 'timeout' applies to tasks inside a flow only.`},
+		{"no namespace", "test.Sample", map[string]any{"key": "k"}, &plugin.RunContext{}, `A task needs a namespace to run in.`},
+		{"runtime conversion", "test.Sample", map[string]any{"key": "k", "ttl": "{{ 'soon' }}"}, rc(),
+			`Task 'task', property 'ttl': TTL "soon" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := plugin.RunTask(ctx, reg, tc.typ, tc.props, tc.rc)
+			if kvflow.ErrorCode(err) != kvflow.EINVALID || kvflow.ErrorMessage(err) != tc.want {
+				t.Errorf("err = %v (%s)\nwant %s", err, kvflow.ErrorCode(err), tc.want)
+			}
+		})
+	}
+}
+
+func TestPutFile_StoresUnderTheExecutionAndOpensByURI(t *testing.T) {
+	p := storagetest.LocalPair(t, storage.Options{})
+	rc := &plugin.RunContext{Namespace: "company.team", FlowID: "f", ExecutionID: "e1", TaskRunID: "tr1", TaskID: "dl", Bucket: p.Bucket}
+	ctx := context.Background()
+	for name, want := range map[string]string{
+		"orders.csv":        "orders.csv",
+		"../../etc/passwd":  "passwd",
+		"my file (1).txt":   "my_file__1_.txt",
+		"..":                "file",
+		".hidden":           "hidden",
+		"C:\\dir\\data.bin": "data.bin",
+	} {
+		uri, err := rc.PutFile(ctx, name, strings.NewReader("data of "+name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uri != "kestra:///_executions/company/team/f/e1/files/tr1/"+want {
+			t.Errorf("%q stored as %s", name, uri)
+		}
+		f, err := rc.OpenFile(ctx, uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		if string(b) != "data of "+name {
+			t.Errorf("%s holds %q", uri, b)
+		}
+	}
+	for _, uri := range []string{"kestra:///company/team/_kv/k.ion", "kestra:///_executions/../x", "file:///etc/passwd"} {
+		if _, err := rc.OpenFile(ctx, uri); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("OpenFile(%s) = %v, want EINVALID", uri, err)
+		}
+	}
+	if _, err := rc.OpenFile(ctx, "kestra:///_executions/company/team/f/e1/files/tr1/missing"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		t.Errorf("missing file: %v", err)
+	}
+}

@@ -1,0 +1,78 @@
+package provider
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+
+	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// TestAddError_ServerErrorsNameTheirAttribute sends bad requests to a real
+// server, past the provider's own checks, and checks the diagnostic's path.
+func TestAddError_ServerErrorsNameTheirAttribute(t *testing.T) {
+	ts := startServer(t, "secret", "tf", "tf.*")
+	ctx := context.Background()
+	set := func(ns, key, value string, o api.SetOptions) func() error {
+		return func() error { return ts.Client.Set(ctx, ns, key, value, o) }
+	}
+	for _, c := range []struct {
+		name string
+		call func() error
+		want string // attribute; "" for none
+		text string // in the detail
+	}{
+		{"invalid key", set("tf", "-bad", "x", api.SetOptions{}), "key", "Key \"-bad\" is invalid"},
+		{"invalid namespace", set("TF", "k", "x", api.SetOptions{}), "namespace", "Namespace \"TF\" is invalid"},
+		{"denied namespace", set("other", "k", "x", api.SetOptions{}), "namespace", "Access to namespace 'other' is not allowed"},
+		{"value not of its type", set("tf", "k", "abc", api.SetOptions{Type: storage.NUMBER}), "value", "is not a valid NUMBER"},
+		{"ttl not positive", set("tf", "k", "x", api.SetOptions{TTL: "PT0S"}), "ttl", "must be positive"},
+		{"missing key", func() error { _, err := ts.Client.Detail(ctx, "tf", "missing"); return err }, "key", "No value found for key 'missing'"},
+		{"wrong token", func() error {
+			return api.NewClient(ts.URL, "wrong").Set(ctx, "tf", "k", "x", api.SetOptions{})
+		}, "", "Check the provider's token"},
+		{"unreachable", func() error {
+			return api.NewClient(closedURL(t), "").Set(ctx, "tf", "k", "x", api.SetOptions{})
+		}, "", "Check the provider's endpoint"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			if err == nil {
+				t.Fatal("the call succeeded, want an error")
+			}
+			var diags diag.Diagnostics
+			addError(&diags, "Cannot write", err, kvAttrs...)
+			if len(diags) != 1 {
+				t.Fatalf("got %d diagnostics, want 1: %v", len(diags), diags)
+			}
+			d := diags[0]
+			if !strings.Contains(d.Detail(), c.text) {
+				t.Errorf("detail %q does not contain %q", d.Detail(), c.text)
+			}
+			wp, ok := d.(diag.DiagnosticWithPath)
+			switch {
+			case c.want == "" && ok:
+				t.Errorf("diagnostic names attribute %s, want none", wp.Path())
+			case c.want != "" && !ok:
+				t.Errorf("diagnostic names no attribute, want %s (detail %q)", c.want, d.Detail())
+			case c.want != "" && !wp.Path().Equal(path.Root(c.want)):
+				t.Errorf("diagnostic names attribute %s, want %s", wp.Path(), c.want)
+			}
+		})
+	}
+}
+
+func TestAttributeOf_OnlyAttributesTheSchemaHas(t *testing.T) {
+	ts := startServer(t, "")
+	_, err := ts.Client.Detail(context.Background(), "tf", "missing")
+	if got := attributeOf(err, "namespace", "prefix"); got != "" {
+		t.Errorf("attributeOf(not found, namespace, prefix) = %q, want none", got)
+	}
+	if got := attributeOf(err, "namespace", "key"); got != "key" {
+		t.Errorf("attributeOf(not found, namespace, key) = %q, want key", got)
+	}
+}
