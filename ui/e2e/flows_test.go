@@ -104,7 +104,7 @@ func TestFlows_RunFromUI_WatchesExecutionToSuccessWithLogs(t *testing.T) {
 	e.waitJS("RUNNING", `document.querySelector('#exec-state').textContent === 'RUNNING'`)
 	e.screenshot("running")
 	e.waitJS("SUCCESS", `document.querySelector('#exec-state').textContent === 'SUCCESS'`)
-	e.waitJS("the logs", `document.querySelector('.logs').textContent.includes('Hello kvflow, 3 times')`)
+	e.waitJS("the logs", `(document.querySelector('.logs') || {}).textContent?.includes('Hello kvflow, 3 times')`)
 	e.screenshot("success")
 	tasks := evalTo[[]string](e, `[...document.querySelectorAll('section table tbody tr')].map(r => r.querySelector('th').textContent + ' ' + r.querySelector('.state').textContent)`)
 	if got, want := strings.Join(tasks, ", "), "fetch SUCCESS, remember SUCCESS, say SUCCESS"; got != want {
@@ -210,7 +210,7 @@ func TestLayout_NarrowWindow_FlowAndExecutionPagesFit(t *testing.T) {
 		e.everyControlLabelled()
 		e.screenshot(strings.NewReplacer("#/", "", "/", "-").Replace(route))
 	}
-	e.waitJS("the logs", `document.querySelector('.logs').textContent.includes('Hello world')`)
+	e.waitJS("the logs", `(document.querySelector('.logs') || {}).textContent?.includes('Hello world')`)
 }
 
 func TestFlows_NewFlowFromUI_SavesTheTemplateAndRefusesADuplicate(t *testing.T) {
