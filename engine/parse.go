@@ -102,7 +102,7 @@ func (p *parser) flow(src []byte) *Flow {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		p.errs.add(root.Line, "", "a flow is a map with id, namespace and tasks, not %s", describe(root))
+		p.errs.add(root.Line, "", "a flow is a map with id, namespace and tasks, not %s", plugin.DescribeNode(root))
 		return nil
 	}
 	var spec flowSpec
@@ -218,7 +218,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 		n = n.Alias
 	}
 	if n.Kind != yaml.MappingNode {
-		p.errs.add(n.Line, path, "a task is a map with id and type, not %s", describe(n))
+		p.errs.add(n.Line, path, "a task is a map with id and type, not %s", plugin.DescribeNode(n))
 		return nil
 	}
 	common := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
@@ -291,7 +291,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 				v = v.Alias
 			}
 			if v.Kind != yaml.SequenceNode {
-				p.errs.add(v.Line, bp, "expected a list of tasks, got %s", describe(v))
+				p.errs.add(v.Line, bp, "expected a list of tasks, got %s", plugin.DescribeNode(v))
 				continue
 			}
 			list := make([]yaml.Node, len(v.Content))
@@ -452,21 +452,6 @@ func line(n *yaml.Node) int {
 		return 0
 	}
 	return n.Line
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a map"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing"
-		}
-		return fmt.Sprintf("%q", clip(n.Value))
-	}
-	return "something else"
 }
 
 func clip(s string) string {

@@ -180,7 +180,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Kind != yaml.SequenceNode {
-			d.add(n, path, "expected a list, got %s", describeNode(n))
+			d.add(n, path, "expected a list, got %s", DescribeNode(n))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -193,7 +193,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Kind != yaml.MappingNode {
-			d.add(n, path, "expected a map, got %s", describeNode(n))
+			d.add(n, path, "expected a map, got %s", DescribeNode(n))
 			return
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
@@ -217,7 +217,7 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 			n = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line}
 		} else {
-			d.add(n, path, "expected a map of properties, got %s", describeNode(n))
+			d.add(n, path, "expected a map of properties, got %s", DescribeNode(n))
 			return
 		}
 	}
@@ -228,7 +228,7 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		name := k.Value
 		fp := join(path, name)
 		if k.Kind != yaml.ScalarNode {
-			d.add(k, path, "a property name must be text, not %s", describeNode(k))
+			d.add(k, path, "a property name must be text, not %s", DescribeNode(k))
 			continue
 		}
 		if seen[name] {
@@ -292,7 +292,7 @@ func (d *decoder) leaf(n *yaml.Node, v reflect.Value, path string) {
 	}
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
-		d.add(n, path, "expected %s, got %s", kindName(v.Type()), describeNode(n))
+		d.add(n, path, "expected %s, got %s", kindName(v.Type()), DescribeNode(n))
 		return
 	}
 	msg := err.Error()
@@ -324,8 +324,8 @@ func kindName(t reflect.Type) string {
 	return t.String()
 }
 
-// describeNode says what a node holds, for error messages.
-func describeNode(n *yaml.Node) string {
+// DescribeNode says what a YAML node holds, for error messages.
+func DescribeNode(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a map"

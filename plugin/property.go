@@ -112,6 +112,10 @@ func (rc *RunContext) propertyError(name string, err error) error {
 	return template.Wrap(err, rc.TaskID, name)
 }
 
+// Convert turns a plain value into T as a property of that type would, naming
+// name and the expected kind when it cannot.
+func Convert[T any](name string, v any) (T, error) { return convert[T](name, v) }
+
 // convert turns a rendered or literal value into T, naming the property and
 // the expected kind when it cannot.
 func convert[T any](name string, v any) (T, error) {
@@ -142,7 +146,7 @@ func convert[T any](name string, v any) (T, error) {
 	case map[string]any:
 		m, ok := v.(map[string]any)
 		if !ok {
-			err = fmt.Errorf("expected a map, got %s", describe(v))
+			err = fmt.Errorf("expected a map, got %s", Describe(v))
 		}
 		out = m
 	default:
@@ -156,7 +160,7 @@ func convert[T any](name string, v any) (T, error) {
 	} else if out == nil {
 		return zero, nil // a template that renders to nothing, for Property[any]
 	}
-	return zero, errorf(name, "expected %T, got %s", zero, describe(v))
+	return zero, errorf(name, "expected %T, got %s", zero, Describe(v))
 }
 
 func toString(v any) (string, error) {
@@ -169,7 +173,7 @@ func toString(v any) (string, error) {
 		val, _ := storage.FromGo(x)
 		return val.Text(), nil
 	}
-	return "", fmt.Errorf("expected a string, got %s", describe(v))
+	return "", fmt.Errorf("expected a string, got %s", Describe(v))
 }
 
 func toBool(v any) (bool, error) {
@@ -184,7 +188,7 @@ func toBool(v any) (bool, error) {
 			return false, nil
 		}
 	}
-	return false, fmt.Errorf("expected true or false, got %s", describe(v))
+	return false, fmt.Errorf("expected true or false, got %s", Describe(v))
 }
 
 func toInt(v any) (int, error) {
@@ -202,7 +206,7 @@ func toInt(v any) (int, error) {
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("expected a whole number, got %s", describe(v))
+	return 0, fmt.Errorf("expected a whole number, got %s", Describe(v))
 }
 
 func toFloat(v any) (float64, error) {
@@ -218,7 +222,7 @@ func toFloat(v any) (float64, error) {
 			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("expected a number, got %s", describe(v))
+	return 0, fmt.Errorf("expected a number, got %s", Describe(v))
 }
 
 func toStrings(v any) ([]string, error) {
@@ -238,10 +242,12 @@ func toStrings(v any) ([]string, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("expected a list of strings, got %s", describe(v))
+	return nil, fmt.Errorf("expected a list of strings, got %s", Describe(v))
 }
 
-func describe(v any) string {
+// Describe says what a value holds, for error messages: a quoted string
+// (shortened), "a map", "a list", "nothing" or the value.
+func Describe(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return "nothing"

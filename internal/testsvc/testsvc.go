@@ -36,6 +36,9 @@ const (
 // and MinIO the environment does not already name, and stopping them after.
 // Use it as: func TestMain(m *testing.M) { os.Exit(testsvc.Main(m)) }
 func Main(m *testing.M) int {
+	if fuzzing() {
+		return m.Run() // fuzz targets need no services, and each fuzz worker runs TestMain
+	}
 	svcs, err := StartMissing()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testsvc: %v\n", err)
@@ -49,6 +52,16 @@ func Main(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// fuzzing reports whether this process is a `go test -fuzz` run or worker.
+func fuzzing() bool {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.fuzz") {
+			return true
+		}
+	}
+	return false
 }
 
 // Services are the servers StartMissing started.

@@ -36,6 +36,9 @@ func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 // Add moves the clock forward.
 func (c *Clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
+// Set puts the clock at t.
+func (c *Clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
 // StoreAcceptance is the conformance suite every backend pair passes.
 func StoreAcceptance(t *testing.T, open Opener) {
 	ctx := context.Background()

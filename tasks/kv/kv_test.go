@@ -23,29 +23,11 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testsvc.Main(m)) }
 
-// clock is the store's clock, moved by tests to expire entries.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is one fresh store and the run contexts built on it.
 type env struct {
 	t       *testing.T
 	store   *storage.Store
-	clock   *clock
+	clock   *storagetest.Clock
 	allowed func(from, ns string) bool // nil: own namespace and ancestors only
 	logs    *logSink
 }
@@ -56,7 +38,8 @@ var startTime = time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)
 
 func newEnv(t *testing.T, pair pairFunc) *env {
 	t.Helper()
-	c := &clock{t: startTime}
+	c := storagetest.NewClock()
+	c.Set(startTime)
 	p := pair(t, storage.Options{Now: c.Now})
 	return &env{t: t, store: p.Store, clock: c, logs: &logSink{}}
 }
@@ -69,9 +52,7 @@ func (e *env) reset(t *testing.T) {
 		t.Fatalf("emptying the store: %v", err)
 	}
 	e.t, e.allowed, e.logs = t, nil, &logSink{}
-	e.clock.mu.Lock()
-	e.clock.t = startTime
-	e.clock.mu.Unlock()
+	e.clock.Set(startTime)
 }
 
 // inputs are the flow inputs every case sees.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -93,16 +92,16 @@ func parseBehavior(m map[string]any) (purgeBehavior, error) {
 		case "key", "version":
 			b.typ = s
 		default:
-			return b, invalid("behavior.type", "%s is unknown; expected key or version.", describe(v))
+			return b, invalid("behavior.type", "%s is unknown; expected key or version.", plugin.Describe(v))
 		}
 	}
 	for k, v := range m {
 		switch {
 		case k == "type":
 		case k == "expiredOnly" && b.typ == "key":
-			x, err := asBool(v)
+			x, err := plugin.Convert[bool]("behavior.expiredOnly", v)
 			if err != nil {
-				return b, invalid("behavior.expiredOnly", "expected true or false, got %s.", describe(v))
+				return b, invalid("behavior.expiredOnly", "expected true or false, got %s.", plugin.Describe(v))
 			}
 			b.expiredOnly = x
 		case k == "before" && b.typ == "version":
@@ -117,13 +116,13 @@ func parseBehavior(m map[string]any) (purgeBehavior, error) {
 				err = fmt.Errorf("not text")
 			}
 			if err != nil {
-				return b, invalid("behavior.before", "expected an ISO-8601 instant such as 2024-07-15T06:10:33Z, got %s.", describe(v))
+				return b, invalid("behavior.before", "expected an ISO-8601 instant such as 2024-07-15T06:10:33Z, got %s.", plugin.Describe(v))
 			}
 			b.before = &tm
 		case k == "keepAmount" && b.typ == "version":
-			n, err := asInt(v)
+			n, err := plugin.Convert[int]("behavior.keepAmount", v)
 			if err != nil || n < 0 {
-				return b, invalid("behavior.keepAmount", "expected a whole number of 0 or more, got %s.", describe(v))
+				return b, invalid("behavior.keepAmount", "expected a whole number of 0 or more, got %s.", plugin.Describe(v))
 			}
 			b.keepAmount = &n
 		default:
@@ -280,44 +279,4 @@ func globMatch(pattern, s string) bool {
 		pi++
 	}
 	return pi == len(p)
-}
-
-func asBool(v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		return strconv.ParseBool(strings.ToLower(strings.TrimSpace(x)))
-	}
-	return false, fmt.Errorf("not a boolean")
-}
-
-func asInt(v any) (int, error) {
-	switch x := v.(type) {
-	case int:
-		return x, nil
-	case int64:
-		return int(x), nil
-	case float64:
-		if x == float64(int(x)) {
-			return int(x), nil
-		}
-	case string:
-		return strconv.Atoi(strings.TrimSpace(x))
-	}
-	return 0, fmt.Errorf("not a whole number")
-}
-
-func describe(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "nothing"
-	case string:
-		return strconv.Quote(clipText(x))
-	case map[string]any:
-		return "a map"
-	case []any:
-		return "a list"
-	}
-	return fmt.Sprint(v)
 }

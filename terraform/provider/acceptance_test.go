@@ -419,7 +419,7 @@ func TestAcceptance_KVLifecycle(t *testing.T) {
 	})
 
 	t.Run("ChangeValueAndTTL_UpdatesInPlace", func(t *testing.T) {
-		ts.Clock.Advance(10 * time.Minute)
+		ts.Clock.Add(10 * time.Minute)
 		tf.write(config("code", "43", "PT2H", configCompact))
 		wantActions(t, tf.planActions(), map[string][]string{
 			"kvflow_kv.answer": {"update"}, "kvflow_kv.code": {"no-op"}, "kvflow_kv.config": {"no-op"},
@@ -475,7 +475,7 @@ func TestAcceptance_KVLifecycle(t *testing.T) {
 		if _, err := c.Delete(ctx, "tf.acc", "code"); err != nil {
 			t.Fatal(err)
 		}
-		ts.Clock.Advance(3 * time.Hour) // past answer's PT2H: GET answers 410
+		ts.Clock.Add(3 * time.Hour) // past answer's PT2H: GET answers 410
 		if _, err := c.Detail(ctx, "tf.acc", "answer"); kvflow.ErrorCode(err) != kvflow.EEXPIRED {
 			t.Fatalf("Detail(tf.acc/answer) after its TTL: %v, want code %s", err, kvflow.EEXPIRED)
 		}

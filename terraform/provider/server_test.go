@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,37 +13,19 @@ import (
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
-// clock is a settable clock for the store, so TTLs expire on demand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // testServer is a kvflow API server on a random loopback port, on SQLite
 // and a local directory, with a fake clock.
 type testServer struct {
 	URL    string
 	Client *api.Client // with the server's token
-	Clock  *clock
+	Clock  *storagetest.Clock
 }
 
 // startServer serves the API until the test ends. token, when set, is
 // required; namespaces, when given, limit what the API may reach.
 func startServer(t *testing.T, token string, namespaces ...string) *testServer {
 	t.Helper()
-	c := &clock{now: time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)}
+	c := storagetest.NewClock()
 	pair := storagetest.LocalPair(t, storage.Options{Now: c.Now})
 	srv := api.New(api.Config{
 		Store: pair.Store, DB: pair.DB, Token: token, Namespaces: namespaces,
