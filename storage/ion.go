@@ -104,8 +104,10 @@ func fractionDigits(t time.Time) uint8 {
 // DecodeION reads one ION value that was stored as type t.
 func DecodeION(data []byte, t Type) (Value, error) {
 	if t == STRING {
-		if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' && bytes.IndexAny(data[1:n-1], "\\\"") < 0 {
-			return String(string(data[1 : n-1])), nil // nothing escaped
+		if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' {
+			if body := data[1 : n-1]; bytes.IndexByte(body, '\\') < 0 && bytes.IndexByte(body, '"') < 0 {
+				return String(string(body)), nil // nothing escaped
+			}
 		}
 		b, err := io.ReadAll(NewIONStringReader(bytes.NewReader(data)))
 		if err != nil {

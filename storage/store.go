@@ -308,7 +308,12 @@ func (s *Store) read(ctx context.Context, e *Entry) (Value, error) {
 		return Value{}, unavailable(err, "Cannot read value for key '%s' in namespace '%s': the object store is unreachable", e.Key, e.Namespace)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, e.Size+1))
+	data := make([]byte, e.Size+1) // one byte more, to notice a longer object
+	n, err := io.ReadFull(rc, data)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	data = data[:n]
 	if err != nil {
 		return Value{}, unavailable(err, "Cannot read value for key '%s' in namespace '%s': the object store is unreachable", e.Key, e.Namespace)
 	}

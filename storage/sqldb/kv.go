@@ -62,13 +62,15 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 		Version int64 `db:"version"`
 		Created int64 `db:"created_at"`
 	}
-	var err error
+	query, args := putEntry, []any{e.Namespace, e.Key, string(e.Type), e.Object,
+		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), !c.NoOverwrite}
 	if c.IfVersion > 0 {
-		err = db.X.GetContext(ctx, &got, db.Rebind(updateVersion), string(e.Type), e.Object, e.Size, e.Hash,
-			e.Description, now, micros(e.Expires), e.Namespace, e.Key, c.IfVersion, now)
-	} else {
-		err = db.X.GetContext(ctx, &got, db.Rebind(putEntry), e.Namespace, e.Key, string(e.Type), e.Object,
-			e.Size, e.Hash, e.Description, now, now, micros(e.Expires), !c.NoOverwrite)
+		query, args = updateVersion, []any{string(e.Type), e.Object, e.Size, e.Hash,
+			e.Description, now, micros(e.Expires), e.Namespace, e.Key, c.IfVersion, now}
+	}
+	st, err := db.stmt(ctx, query)
+	if err == nil {
+		err = st.GetContext(ctx, &got, args...)
 	}
 	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return kvflow.Errorf(kvflow.ECONFLICT, "Key '%s' in namespace '%s' exists or changed.", e.Key, e.Namespace)
@@ -105,7 +107,11 @@ const getEntry = `SELECT ` + entryCols + ` FROM kv_entries WHERE namespace = ? A
 // GetEntry implements storage.Index.
 func (db *DB) GetEntry(ctx context.Context, ns, key string) (*storage.Entry, error) {
 	var r entryRow
-	if err := db.X.GetContext(ctx, &r, db.Rebind(getEntry), ns, key); err != nil {
+	st, err := db.stmt(ctx, getEntry)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.GetContext(ctx, &r, ns, key); err != nil {
 		return nil, db.Err(err)
 	}
 	e := r.entry()
@@ -132,7 +138,11 @@ func (db *DB) ListEntries(ctx context.Context, ns string, q storage.ListQuery) (
 	args = append(args, q.Limit)
 	query := `SELECT ` + entryCols + ` FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` ORDER BY key LIMIT ?`
 	var rows []entryRow
-	if err := db.X.SelectContext(ctx, &rows, db.Rebind(query), args...); err != nil {
+	st, err := db.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.SelectContext(ctx, &rows, args...); err != nil {
 		return nil, db.Err(err)
 	}
 	return entries(rows), nil

@@ -43,8 +43,9 @@ var migrations embed.FS
 type DB struct {
 	X       *sqlx.DB
 	Dialect Dialect
-	addr    string // where it is, for error messages; never holds a password
-	rebound sync.Map
+	addr    string   // where it is, for error messages; never holds a password
+	rebound sync.Map // query text → rebound text
+	stmts   sync.Map // query text → *sqlx.Stmt
 }
 
 // Open connects to a postgres:// or postgresql:// URL, or to sqlite:///path
@@ -91,8 +92,11 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the connection pool.
-func (db *DB) Close() error { return db.X.Close() }
+// Close closes the prepared statements and the connection pool.
+func (db *DB) Close() error {
+	db.stmts.Range(func(_, s any) bool { s.(*sqlx.Stmt).Close(); return true })
+	return db.X.Close()
+}
 
 // Ping checks the database answers.
 func (db *DB) Ping(ctx context.Context) error {
@@ -110,6 +114,23 @@ func (db *DB) Rebind(q string) string {
 	r := db.X.Rebind(q)
 	db.rebound.Store(q, r)
 	return r
+}
+
+// stmt returns a prepared statement for a query on the hot path, prepared
+// once: SQLite then parses it once, PostgreSQL plans it once per connection.
+func (db *DB) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	if s, ok := db.stmts.Load(query); ok {
+		return s.(*sqlx.Stmt), nil
+	}
+	s, err := db.X.PreparexContext(ctx, db.Rebind(query))
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	if prev, loaded := db.stmts.LoadOrStore(query, s); loaded {
+		s.Close()
+		return prev.(*sqlx.Stmt), nil
+	}
+	return s, nil
 }
 
 // migrate applies, in name order, each embedded migration of the dialect not

@@ -24,13 +24,17 @@ CREATE TABLE kv_garbage (
 CREATE INDEX kv_garbage_queued ON kv_garbage (queued_at);
 
 -- A replaced or deleted entry's object is queued in the same transaction.
+-- (NOT EXISTS rather than OR IGNORE: the outer statement's conflict policy
+-- would override a trigger's.)
 CREATE TRIGGER kv_entries_replaced AFTER UPDATE OF object ON kv_entries WHEN OLD.object <> NEW.object
 BEGIN
-	INSERT OR IGNORE INTO kv_garbage (object, queued_at)
-	VALUES (OLD.object, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER));
+	INSERT INTO kv_garbage (object, queued_at)
+	SELECT OLD.object, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)
+	WHERE NOT EXISTS (SELECT 1 FROM kv_garbage WHERE object = OLD.object);
 END;
 CREATE TRIGGER kv_entries_deleted AFTER DELETE ON kv_entries
 BEGIN
-	INSERT OR IGNORE INTO kv_garbage (object, queued_at)
-	VALUES (OLD.object, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER));
+	INSERT INTO kv_garbage (object, queued_at)
+	SELECT OLD.object, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)
+	WHERE NOT EXISTS (SELECT 1 FROM kv_garbage WHERE object = OLD.object);
 END;
