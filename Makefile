@@ -43,10 +43,15 @@ fuzz:
 	$(GO) test ./storage -run '^$$' -fuzz '^FuzzIONRoundTrip$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./template -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
 
-# Benchmarks recorded in BENCHMARKS.md.
+# Benchmarks recorded in BENCHMARKS.md, each beside its floor in the same run.
 bench:
-	$(TESTSVC) run -- $(GO) test -run '^$$' -bench . -benchtime 2000x ./storage ./template ./engine
-	$(TESTSVC) run -- $(GO) test -run '^$$' -bench . ./api
+	$(TESTSVC) run -- $(GO) test ./storage -run '^$$' -bench 'Set|Get|List$$' -benchtime 2000x -count 5
+	$(TESTSVC) run -- $(GO) test ./storage -run '^$$' -bench 'List_1MKeys' -benchtime 500x -count 3 -timeout 30m
+	$(TESTSVC) run -- $(GO) test ./storage -run '^$$' -bench 'Stream' -benchtime 1x -timeout 40m
+	$(TESTSVC) run -- $(GO) test ./api -run '^$$' -bench . -benchtime 3000x -count 3
+	$(TESTSVC) run -- $(GO) test ./engine -run '^$$' -bench . -count 3
+	$(GO) test ./template -run '^$$' -bench . -benchtime 20000x -count 3
+	$(GO) test ./cmd/kvflow -run '^$$' -bench RunProcess -benchtime 50x -count 3
 
 clean:
 	rm -rf bin

@@ -96,7 +96,29 @@ func BenchmarkKV(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/c%d/http", op.name, conc), func(b *testing.B) { load(b, conc, op.http) })
 			b.Run(fmt.Sprintf("%s/c%d/store", op.name, conc), func(b *testing.B) { load(b, conc, op.floor) })
 		}
+		b.Run(op.name+"/c1/paired", func(b *testing.B) { paired(b, op.http, op.floor) })
 	}
+}
+
+// paired alternates an HTTP call and the same store call in one loop, so
+// drift in the machine's speed hits both alike, and reports their means and
+// the HTTP layer's share: http/store.
+func paired(b *testing.B, httpOp, storeOp func(worker, i int) error) {
+	var th, ts time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := httpOp(0, i); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := storeOp(0, i); err != nil {
+			b.Fatal(err)
+		}
+		th, ts = th+t1.Sub(t0), ts+time.Since(t1)
+	}
+	b.ReportMetric(float64(th.Nanoseconds())/float64(b.N), "http-ns/op")
+	b.ReportMetric(float64(ts.Nanoseconds())/float64(b.N), "store-ns/op")
+	b.ReportMetric(float64(th)/float64(ts), "http/store")
 }
 
 // load runs b.N calls of fn from conc goroutines and reports throughput and
