@@ -161,10 +161,9 @@ func TestLoad_ConcurrentClients_LastAcknowledgedWriteWins(t *testing.T) {
 			}
 			for key, want := range last {
 				final := do(t, "GET", base+key, "")
-				if f := fmt.Sprint(final.Status); final.Status == 200 {
-					f = final.Body
-					if f != want {
-						t.Errorf("final %s = %s, want the last acknowledged write %s", key, f, want)
+				if final.Status == 200 {
+					if final.Body != want {
+						t.Errorf("final %s = %s, want the last acknowledged write %s", key, final.Body, want)
 					}
 				} else if want != "404" {
 					t.Errorf("final %s = %d, want %s", key, final.Status, want)

@@ -200,7 +200,7 @@ func TestTaskRunCommand_RunsOneTaskAndPrintsOutputsAsJSON(t *testing.T) {
 	if code != 0 || out != `{"value":42}`+"\n" {
 		t.Errorf("get: exit %d, %q", code, out)
 	}
-	out, _, code = kvflowCmd(t, data, "task", "run", "io.kestra.plugin.core.kv.Set", "-n", "company.team", "--props-json", `{"key": "greeting", "value": "x"}`, "--prop", "value=hello {{ flow.namespace }}")
+	_, _, code = kvflowCmd(t, data, "task", "run", "io.kestra.plugin.core.kv.Set", "-n", "company.team", "--props-json", `{"key": "greeting", "value": "x"}`, "--prop", "value=hello {{ flow.namespace }}")
 	if code != 0 {
 		t.Fatalf("set with template: exit %d", code)
 	}

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -60,7 +59,8 @@ func buildProvider(t *testing.T) string {
 	buildOnce.Do(func() {
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			buildErr = fmt.Errorf("the go command is needed to build the provider: %w", err)
+			return
 		}
 		if providerDir, buildErr = os.MkdirTemp("", "kvflow-tf-provider-"); buildErr != nil {
 			return
