@@ -514,9 +514,6 @@ func TestRender_ConcurrentRendersOfOneTemplate(t *testing.T) {
 }
 
 func TestEngine_CacheIsBounded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles more templates than the cache holds")
-	}
 	e := New(Options{})
 	for i := 0; i < cacheSize+100; i++ {
 		if _, err := e.Render(context.Background(), fmt.Sprintf("{{ %d }}", i), nil); err != nil {
