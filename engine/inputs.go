@@ -171,17 +171,11 @@ func convertInput(t InputType, v any) (any, error) {
 		return nil, refuse(" (expected ISO-8601 such as PT5M or P1D)")
 	case JSON:
 		if s, ok := v.(string); ok {
-			dec := json.NewDecoder(strings.NewReader(s))
-			dec.UseNumber()
-			var x any
-			err := dec.Decode(&x)
-			if err == nil && dec.More() {
-				err = fmt.Errorf("unexpected data after the JSON value")
-			}
+			x, err := storage.DecodeJSON([]byte(s))
 			if err != nil {
 				return nil, kvflow.Errorf(kvflow.EINVALID, "%s is not valid JSON: %v", show(v), err)
 			}
-			return jsonNumbers(x), nil
+			return x, nil
 		}
 		return jsonNumbers(v), nil
 	}

@@ -48,6 +48,8 @@ func writeION(w ion.Writer, x any) error {
 		return w.WriteBool(v)
 	case int64:
 		return w.WriteInt(v)
+	case int:
+		return w.WriteInt(int64(v))
 	case float64:
 		// A decimal keeps 123.45 readable where an ION float would print 1.2345e+2.
 		d, err := ion.ParseDecimal(strings.Replace(strconv.FormatFloat(v, 'g', -1, 64), "e", "d", 1))

@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -133,17 +134,36 @@ func (s *Store) checkSet(ns, key string, o SetOptions) error {
 	return nil
 }
 
+// checkValue checks that v's Go value is what its type holds. JSON
+// containers are checked leaf by leaf when they are encoded.
 func checkValue(v Value) error {
-	if _, err := ParseType(string(v.Type)); err != nil {
-		return err
+	ok := false
+	switch x := v.V.(type) {
+	case string:
+		if !utf8.ValidString(x) {
+			return kvflow.Errorf(kvflow.EINVALID, "Value is not valid UTF-8 text.")
+		}
+		ok = v.Type == STRING
+	case int64:
+		ok = v.Type == NUMBER
+	case float64:
+		ok = v.Type == NUMBER && !math.IsNaN(x) && !math.IsInf(x, 0)
+	case bool:
+		ok = v.Type == BOOLEAN
+	case time.Time:
+		ok = v.Type == DATETIME
+	case Date:
+		ok = v.Type == DATE
+	case Duration:
+		ok = v.Type == DURATION
+	case map[string]any, []any:
+		ok = v.Type == JSON
 	}
-	if got, err := FromGo(v.V); err != nil {
-		return err
-	} else if got.Type != v.Type {
+	if !ok {
+		if _, err := ParseType(string(v.Type)); err != nil {
+			return err
+		}
 		return kvflow.Errorf(kvflow.EINVALID, "Value of Go type %T does not hold a %s.", v.V, v.Type)
-	}
-	if str, ok := v.V.(string); ok && !utf8.ValidString(str) {
-		return kvflow.Errorf(kvflow.EINVALID, "Value is not valid UTF-8 text.")
 	}
 	return nil
 }
@@ -343,7 +363,7 @@ func (s *Store) Open(ctx context.Context, ns, key string) (*Entry, io.ReadCloser
 		return nil, nil, err
 	}
 	if e.Type != STRING {
-		_, v, err := s.Get(ctx, ns, key)
+		v, err := s.read(ctx, e)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -154,7 +154,7 @@ func ParseAs(t Type, text string) (Value, error) {
 		}
 		return refuse("an ISO-8601 duration such as PT5M or P1DT5S")
 	case JSON:
-		v, err := decodeJSON([]byte(s))
+		v, err := DecodeJSON([]byte(s))
 		if err != nil {
 			return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value %q is not a valid JSON: %s.", clip(text), jsonErr(err))
 		}
@@ -177,7 +177,7 @@ func Infer(text string) Value {
 	case s == "true" || s == "false":
 		return Value{BOOLEAN, s == "true"}
 	case strings.HasPrefix(s, "{") || strings.HasPrefix(s, "[") || strings.HasPrefix(s, `"`):
-		if v, err := decodeJSON([]byte(s)); err == nil {
+		if v, err := DecodeJSON([]byte(s)); err == nil {
 			if str, ok := v.(string); ok {
 				return String(str)
 			}
@@ -196,7 +196,7 @@ func Infer(text string) Value {
 // a string is a STRING, a number a NUMBER, a boolean a BOOLEAN, an object or
 // array a JSON. null is refused.
 func FromJSON(doc []byte) (Value, error) {
-	v, err := decodeJSON(doc)
+	v, err := DecodeJSON(doc)
 	if err != nil {
 		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Body is not valid JSON: %s.", jsonErr(err))
 	}
@@ -255,7 +255,7 @@ func FromGo(x any) (Value, error) {
 	if err != nil {
 		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value of Go type %T cannot be stored: %v.", x, err)
 	}
-	v, err := decodeJSON(b)
+	v, err := DecodeJSON(b)
 	if err != nil {
 		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value of Go type %T cannot be stored: %v.", x, err)
 	}
@@ -284,8 +284,10 @@ func parseNumber(s string) (any, bool) {
 
 var numberRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
 
-// decodeJSON decodes one JSON document; numbers become int64 or float64.
-func decodeJSON(b []byte) (any, error) {
+// DecodeJSON decodes one JSON document. Numbers become int64, or float64
+// when they have a fraction or an exponent or do not fit; a number beyond
+// float64's range is refused.
+func DecodeJSON(b []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any

@@ -1,11 +1,7 @@
 package template
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"strconv"
-	"strings"
 
 	"github.com/flosch/pongo2/v6"
 	"github.com/kvflow/kvflow"
@@ -222,37 +218,6 @@ func typeName(v *pongo2.Value) string {
 	return fmt.Sprintf("a %T", v.Interface())
 }
 
-// decodeJSON reads one JSON document; numbers become int64, or float64 when
-// they have a fraction, an exponent or do not fit.
-func decodeJSON(s string) (any, error) {
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("unexpected data after the JSON value")
-	}
-	return numbers(v), nil
-}
-
-func numbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := strconv.ParseInt(x.String(), 10, 64); err == nil {
-			return n
-		}
-		f, _ := strconv.ParseFloat(x.String(), 64) // ±Inf when out of range
-		return f
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
-	}
-	return v
-}
+// decodeJSON reads one JSON document as storage does: numbers become int64,
+// or float64 when they have a fraction or an exponent.
+func decodeJSON(s string) (any, error) { return storage.DecodeJSON([]byte(s)) }

@@ -35,23 +35,11 @@ func wantError(t *testing.T, err error, code, want string) *Location {
 	return loc
 }
 
-// clock is a settable time for the store, to expire keys without waiting.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // kvStore is a real store (SQLite + a temp directory) with its clock.
-func kvStore(t *testing.T) (*storage.Store, *clock) {
+func kvStore(t *testing.T) (*storage.Store, *storagetest.Clock) {
 	t.Helper()
-	c := &clock{now: time.Now()}
+	c := storagetest.NewClock()
+	c.Set(time.Now())
 	return storagetest.LocalPair(t, storage.Options{Now: c.Now}).Store, c
 }
 

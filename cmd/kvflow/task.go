@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
 	_ "github.com/kvflow/kvflow/tasks/all" // the built-in task types
 )
 
@@ -79,11 +79,12 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 func parseProps(propsJSON string, flags []string) (map[string]any, error) {
 	out := map[string]any{}
 	if propsJSON != "" {
-		dec := json.NewDecoder(strings.NewReader(propsJSON))
-		dec.UseNumber()
-		if err := dec.Decode(&out); err != nil {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "--props-json is not a JSON object: %v.", err)
+		v, err := storage.DecodeJSON([]byte(propsJSON))
+		m, ok := v.(map[string]any)
+		if err != nil || !ok {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "--props-json is not a JSON object: %v.", errOr(err, "got %s", plugin.Describe(v)))
 		}
+		out = m
 	}
 	for _, f := range flags {
 		k, v, ok := strings.Cut(f, "=")
@@ -91,10 +92,8 @@ func parseProps(propsJSON string, flags []string) (map[string]any, error) {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "--prop %q: expected key=value or key:=JSON.", f)
 		}
 		if name, typed := strings.CutSuffix(k, ":"); typed {
-			var x any
-			dec := json.NewDecoder(bytes.NewReader([]byte(v)))
-			dec.UseNumber()
-			if err := dec.Decode(&x); err != nil {
+			x, err := storage.DecodeJSON([]byte(v))
+			if err != nil {
 				return nil, kvflow.Errorf(kvflow.EINVALID, "--prop %s:=%s: the value is not JSON: %v.", name, v, err)
 			}
 			out[name] = x
@@ -102,28 +101,15 @@ func parseProps(propsJSON string, flags []string) (map[string]any, error) {
 		}
 		out[k] = v
 	}
-	return numbers(out).(map[string]any), nil
+	return out, nil
 }
 
-// numbers turns json.Number into int or float64, as YAML would give them.
-func numbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := x.Int64(); err == nil {
-			return int(n)
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
+// errOr is err, or a new error from the format when err is nil.
+func errOr(err error, format string, args ...any) error {
+	if err != nil {
+		return err
 	}
-	return v
+	return fmt.Errorf(format, args...)
 }
 
 func newTaskListCmd() *cobra.Command {

@@ -151,6 +151,23 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("ValueNotOfItsType_Refused_NothingStored", func(t *testing.T) {
+		p := open(t, storage.Options{})
+		for _, v := range []storage.Value{
+			{Type: storage.NUMBER, V: "42"},
+			{Type: storage.STRING, V: "bad \xff utf-8"},
+			{Type: storage.JSON, V: map[string]any{"f": func() {}}},
+			{Type: "COLOR", V: "red"},
+		} {
+			if _, err := p.Store.Set(ctx, ns, "k", v, storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID {
+				t.Errorf("Set %s %#v = %v, want EINVALID", v.Type, v.V, err)
+			}
+		}
+		if n := countObjects(t, p.Bucket); n != 0 {
+			t.Errorf("%d objects stored after refused writes", n)
+		}
+	})
+
 	t.Run("Missing_NotFoundNamesKeyAndNamespace", func(t *testing.T) {
 		s := open(t, storage.Options{}).Store
 		_, _, err := s.Get(ctx, ns, "nope")

@@ -13,8 +13,9 @@ import (
 	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/kvflow/kvflow/internal/logtest"
 
 	"go.yaml.in/yaml/v3"
 
@@ -78,25 +79,10 @@ func (e *env) run(typ, src string) (plugin.Outputs, error) {
 	return plugin.Call(context.Background(), task, e.rc())
 }
 
-type logSink struct {
-	mu    sync.Mutex
-	lines []logLine
-}
-
-type logLine struct {
-	Level slog.Level
-	Msg   string
-}
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, logLine{r.Level, r.Message})
-	return nil
-}
-func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s *logSink) WithGroup(string) slog.Handler      { return s }
+type (
+	logSink = logtest.Sink
+	logLine = logtest.Line
+)
 
 func wantErr(t testing.TB, err error, code string, parts ...string) {
 	t.Helper()
@@ -133,20 +119,20 @@ func TestLog(t *testing.T) {
 		errParts  []string
 	}{
 		{"String_OneLineAtInfo", `message: "hello {{ inputs.name }}"`,
-			[]logLine{{slog.LevelInfo, "hello world"}}, "", nil},
+			[]logLine{{Level: slog.LevelInfo, Msg: "hello world"}}, "", nil},
 		{"List_EachItemLogged", "message:\n  - first\n  - \"n={{ inputs.n }}\"\n  - 7",
-			[]logLine{{slog.LevelInfo, "first"}, {slog.LevelInfo, "n=3"}, {slog.LevelInfo, "7"}}, "", nil},
+			[]logLine{{Level: slog.LevelInfo, Msg: "first"}, {Level: slog.LevelInfo, Msg: "n=3"}, {Level: slog.LevelInfo, Msg: "7"}}, "", nil},
 		{"LevelWarn_LoggedAtWarn", "message: careful\nlevel: WARN",
-			[]logLine{{slog.LevelWarn, "careful"}}, "", nil},
+			[]logLine{{Level: slog.LevelWarn, Msg: "careful"}}, "", nil},
 		{"LevelTrace_BelowDebug", "message: detail\nlevel: trace",
-			[]logLine{{core.LevelTrace, "detail"}}, "", nil},
+			[]logLine{{Level: core.LevelTrace, Msg: "detail"}}, "", nil},
 		{"LevelError_LoggedAtError", "message: bad\nlevel: ERROR",
-			[]logLine{{slog.LevelError, "bad"}}, "", nil},
+			[]logLine{{Level: slog.LevelError, Msg: "bad"}}, "", nil},
 		{"SingleExpressionList_PrintedAsJSON", `message: "{{ inputs.list }}"`,
-			[]logLine{{slog.LevelInfo, `["a","b"]`}}, "", nil},
+			[]logLine{{Level: slog.LevelInfo, Msg: `["a","b"]`}}, "", nil},
 		{"SeedJSONFlow_FieldsOfKVJSON",
 			"message:\n  - \"Name: {{ json(kv('my_json_key')).name }}\"\n  - \"Age: {{ json(kv('my_json_key')).age }}\"\n  - \"City: {{ json(kv('my_json_key')).address.city }}\"",
-			[]logLine{{slog.LevelInfo, "Name: John Doe"}, {slog.LevelInfo, "Age: 32"}, {slog.LevelInfo, "City: Paris"}}, "", nil},
+			[]logLine{{Level: slog.LevelInfo, Msg: "Name: John Doe"}, {Level: slog.LevelInfo, Msg: "Age: 32"}, {Level: slog.LevelInfo, Msg: "City: Paris"}}, "", nil},
 		{"TemplateErrorInList_NothingLoggedAndItemNamed", "message:\n  - fine\n  - \"{{ inputs.missing }}\"",
 			nil, kvflow.EINVALID, []string{"message[1]", "missing"}},
 		{"MissingKV_NotFound", `message: "{{ kv('nope') }}"`,
@@ -166,8 +152,8 @@ func TestLog(t *testing.T) {
 					t.Errorf("outputs = %v, want none", out)
 				}
 			}
-			if !reflect.DeepEqual(e.logs.lines, c.want) {
-				t.Fatalf("logged %v, want %v", e.logs.lines, c.want)
+			if !reflect.DeepEqual(e.logs.Lines(), c.want) {
+				t.Fatalf("logged %v, want %v", e.logs.Lines(), c.want)
 			}
 		})
 	}

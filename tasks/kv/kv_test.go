@@ -5,9 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvflow/kvflow/internal/logtest"
 
 	"go.yaml.in/yaml/v3"
 
@@ -137,26 +138,10 @@ func (e *env) keys(ns string) []string {
 	return ks
 }
 
-// logSink is a slog.Handler keeping each record's level and message.
-type logSink struct {
-	mu    sync.Mutex
-	lines []logLine
-}
-
-type logLine struct {
-	Level slog.Level
-	Msg   string
-}
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, logLine{r.Level, r.Message})
-	return nil
-}
-func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s *logSink) WithGroup(string) slog.Handler      { return s }
+type (
+	logSink = logtest.Sink
+	logLine = logtest.Line
+)
 
 // wantErr checks an error's code and that its message holds every part.
 func wantErr(t *testing.T, err error, code string, parts ...string) {

@@ -509,7 +509,7 @@ func TestPurgeKV_Logs_NamespacesAndCount(t *testing.T) {
 	_, err := e.run(flowNS, kv.PurgeKVType, "namespaces: [company.team]")
 	mustOK(t, err)
 	var msgs []string
-	for _, l := range e.logs.lines {
+	for _, l := range e.logs.Lines() {
 		msgs = append(msgs, l.Msg)
 	}
 	if got, want := strings.Join(msgs, "\n"), "purging 1 namespaces: company.team\npurged 2 keys"; got != want {
