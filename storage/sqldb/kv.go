@@ -207,9 +207,13 @@ func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage
 	if len(where) == 0 {
 		where = append(where, "1 = 1")
 	}
-	args = append(args, q.Limit)
-	cond := `(namespace, key) IN (SELECT namespace, key FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` LIMIT ?)`
-	return db.deleteReturning(ctx, cond, args...)
+	// The conditions are repeated outside the subquery and the object is
+	// matched too: under PostgreSQL's READ COMMITTED a row rewritten after the
+	// subquery ran is re-checked against the outer conditions only, so without
+	// them a purge would delete the live entry that replaced an expired one.
+	cond := strings.Join(where, " AND ")
+	all := append(append(append([]any{}, args...), q.Limit), args...)
+	return db.deleteReturning(ctx, `(namespace, key, object) IN (SELECT namespace, key, object FROM kv_entries WHERE `+cond+` LIMIT ?) AND `+cond, all...)
 }
 
 // deleteReturning deletes the entries matching cond; a trigger queues their objects.

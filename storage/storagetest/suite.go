@@ -255,6 +255,10 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("Purge_RacingOverwrites_NoAcknowledgedWriteLost", func(t *testing.T) {
+		purgeRace(t, open, 5, 600)
+	})
+
 	t.Run("CollectGarbage_RemovesReplacedAndOrphans_KeepsLive", func(t *testing.T) {
 		p := open(t, storage.Options{})
 		s := p.Store
