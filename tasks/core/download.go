@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/plugin"
 )
 
@@ -27,7 +28,9 @@ import (
 //
 // Outputs: uri, the kestra:///_executions/... URI of the stored file; code,
 // the HTTP status; length, the bytes stored; headers, the response headers
-// (name → list of values). A status outside 2xx, a network failure or an
+// (name → list of values). Loopback, link-local, private and other internal
+// addresses are refused unless the configuration allows them (download.allow),
+// redirects included. A status outside 2xx, a network failure or an
 // empty body (unless failOnEmptyResponse is false) fails the task with a
 // message naming the URI.
 type Download struct {
@@ -38,8 +41,10 @@ type Download struct {
 	FailOnEmptyResponse plugin.Property[bool]           `yaml:"failOnEmptyResponse"`
 }
 
-// client follows redirects as net/http does; the task's context bounds it.
-var client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+// defaultClient is used when the run context has no HTTPClient: it follows
+// redirects and refuses loopback, link-local, private and other internal
+// addresses, checked on the address dialed (see netguard).
+var defaultClient = netguard.Client(netguard.Allow{})
 
 // Validate checks the literal properties when the flow loads.
 func (t *Download) Validate() error {
@@ -114,10 +119,17 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 			req.Header.Add(k, v)
 		}
 	}
+	client := rc.HTTPClient
+	if client == nil {
+		client = defaultClient
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "Download of %s stopped: %w.", where, ctx.Err())
+		}
+		if kvflow.ErrorCode(err) == kvflow.EFORBIDDEN { // netguard refused the address
+			return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Cannot download %s: %s.", where, kvflow.ErrorMessage(err))
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
