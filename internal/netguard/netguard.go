@@ -127,9 +127,13 @@ func (a Allow) check(host string, ip netip.Addr) error {
 			return nil
 		}
 	}
-	what := fmt.Sprintf("host '%s' resolves to %s, a %s address", host, ip.Unmap(), kind)
+	article := "a"
+	if strings.ContainsRune("aeiou", rune(kind[0])) {
+		article = "an"
+	}
+	what := fmt.Sprintf("host '%s' resolves to %s, %s %s address", host, ip.Unmap(), article, kind)
 	if h, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && h.Unmap() == ip.Unmap() {
-		what = fmt.Sprintf("address %s is a %s address", ip.Unmap(), kind)
+		what = fmt.Sprintf("address %s is %s %s address", ip.Unmap(), article, kind)
 	}
 	return kvflow.Errorf(kvflow.EFORBIDDEN, "%s, which tasks may not reach unless the configuration allows it (download.allow or KVFLOW_DOWNLOAD_ALLOW: a CIDR range, an address or a host name)", what)
 }
