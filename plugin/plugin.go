@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/template"
 )
@@ -113,8 +114,8 @@ type RunContext struct {
 	// configured grants (Policy), and the scope of whoever deployed or
 	// started the execution (Scope). Tasks check it through TargetNamespace.
 	Access storage.Access
-	// HTTPClient is for tasks that fetch URLs; nil: Download's default,
-	// which refuses private, loopback and link-local addresses.
+	// HTTPClient is what tasks fetch URLs with (see HTTP); nil: one that
+	// refuses loopback, link-local, private and other internal addresses.
 	HTTPClient *http.Client
 
 	Logger *slog.Logger // the task's log lines go into the execution's logs
@@ -139,6 +140,19 @@ func (rc *RunContext) TargetNamespace(ns string) (string, error) {
 		return "", err
 	}
 	return ns, nil
+}
+
+// guardedClient refuses every internal address (netguard).
+var guardedClient = netguard.Client(netguard.Allow{})
+
+// HTTP returns the client a task fetches URLs with: HTTPClient, or one that
+// refuses loopback, link-local, private and other internal addresses, on
+// the address dialed, redirects included.
+func (rc *RunContext) HTTP() *http.Client {
+	if rc.HTTPClient != nil {
+		return rc.HTTPClient
+	}
+	return guardedClient
 }
 
 // Log writes one line to the task's logs.

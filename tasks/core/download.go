@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/plugin"
 )
 
@@ -40,11 +39,6 @@ type Download struct {
 	Body                plugin.Property[string]         `yaml:"body"`
 	FailOnEmptyResponse plugin.Property[bool]           `yaml:"failOnEmptyResponse"`
 }
-
-// defaultClient is used when the run context has no HTTPClient: it follows
-// redirects and refuses loopback, link-local, private and other internal
-// addresses, checked on the address dialed (see netguard).
-var defaultClient = netguard.Client(netguard.Allow{})
 
 // Validate checks the literal properties when the flow loads.
 func (t *Download) Validate() error {
@@ -119,11 +113,7 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 			req.Header.Add(k, v)
 		}
 	}
-	client := rc.HTTPClient
-	if client == nil {
-		client = defaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := rc.HTTP().Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "Download of %s stopped: %w.", where, ctx.Err())
