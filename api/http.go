@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/sqldb"
@@ -34,7 +33,8 @@ type Config struct {
 	DB    *sqldb.DB      // required: namespaces created through the API
 
 	// Engine runs flows; nil: the flow and execution routes answer 503.
-	// Its Allowed (config.Config.Allowed) governs what flows may reach.
+	// Its Policy (config.Config.Policy) governs what flows may reach,
+	// within the Namespaces of whoever deployed or started them.
 	Engine *engine.Engine
 	// Repo stores flows and executions; nil: DB.
 	Repo engine.Repository
@@ -46,6 +46,8 @@ type Config struct {
 	Insecure bool
 	// Namespaces limits the namespaces API callers may reach, as patterns
 	// "a.b", "a.b.*" (a.b and below) or "*"; empty means all. Others get 403.
+	// Flows deployed and executions started through the API keep this
+	// scope: their tasks and kv() cannot reach further (storage.Scope).
 	Namespaces []string
 
 	MaxBodyBytes    int64         // request body limit; 0: DefaultMaxBodyBytes
@@ -60,6 +62,7 @@ type Config struct {
 // Server serves the API. Create it with New.
 type Server struct {
 	cfg     Config
+	scope   storage.Scope // what callers, and the flows they deploy or start, may reach
 	log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
@@ -96,7 +99,7 @@ func New(cfg Config) *Server {
 	if cfg.Repo == nil && cfg.DB != nil {
 		cfg.Repo = cfg.DB
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics()}
+	s := &Server{cfg: cfg, scope: storage.NewScope(cfg.Namespaces...), log: cfg.Logger, metrics: newMetrics()}
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
 	for _, r := range s.routes {
@@ -314,38 +317,10 @@ func (s *Server) checkNamespace(ns string) error {
 	if err := storage.ValidateNamespace(ns); err != nil {
 		return err
 	}
-	if !s.namespaceAllowed(ns) {
-		return kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' is not allowed through the API: the server allows only %s.", ns, strings.Join(s.cfg.Namespaces, ", "))
+	if !s.scope.Contains(ns) {
+		return kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' is not allowed through the API: the server allows only %s.", ns, s.scope)
 	}
 	return nil
-}
-
-func (s *Server) namespaceAllowed(ns string) bool {
-	if len(s.cfg.Namespaces) == 0 {
-		return true
-	}
-	for _, p := range s.cfg.Namespaces {
-		if config.MatchNamespace(p, ns) {
-			return true
-		}
-	}
-	return false
-}
-
-// subtreeAllowed reports whether ns and every namespace below it are allowed.
-func (s *Server) subtreeAllowed(ns string) bool {
-	if len(s.cfg.Namespaces) == 0 {
-		return true
-	}
-	for _, p := range s.cfg.Namespaces {
-		if p == "*" {
-			return true
-		}
-		if base, ok := strings.CutSuffix(p, ".*"); ok && (ns == base || strings.HasPrefix(ns, base+".")) {
-			return true
-		}
-	}
-	return false
 }
 
 // statusOf is the only map from error codes to HTTP statuses.

@@ -486,7 +486,7 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	out := []Entry{}
 	seen := map[string]bool{}
 	for _, anc := range storage.Ancestors(ns)[1:] {
-		if !s.namespaceAllowed(anc) {
+		if !s.scope.Contains(anc) {
 			continue
 		}
 		o := storage.ListOptions{Limit: storage.MaxListLimit}
@@ -541,7 +541,7 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(s.cfg.Namespaces) > 0 && len(req.Namespaces) == 0 {
+	if !s.scope.Unrestricted() && len(req.Namespaces) == 0 {
 		writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "This server limits the namespaces the API may reach: name the namespaces to purge."))
 		return
 	}
@@ -550,8 +550,8 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, err)
 			return
 		}
-		if req.IncludeChildren && !s.subtreeAllowed(ns) {
-			writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to the namespaces below '%s' is not allowed through the API: the server allows only %s.", ns, strings.Join(s.cfg.Namespaces, ", ")))
+		if req.IncludeChildren && !s.scope.ContainsTree(ns) {
+			writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to the namespaces below '%s' is not allowed through the API: the server allows only %s.", ns, s.scope))
 			return
 		}
 	}

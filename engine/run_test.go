@@ -686,7 +686,7 @@ tasks:
 		t.Errorf("error = %q", ex.Error)
 	}
 	allowed, p := newEngine(t, func(o *engine.Options) {
-		o.Allowed = func(from, ns string) bool { return from == "company.team" && ns == "other.team" }
+		o.Policy = storage.NewPolicy(map[string][]string{"company.team": {"other.team"}})
 	})
 	wantState(t, run(t, allowed, src, nil), engine.SUCCESS)
 	if _, v, err := p.Store.Get(context.Background(), "other.team", "k"); err != nil || v.V != int64(1) {

@@ -1,10 +1,6 @@
 package storage
 
-import (
-	"strings"
-
-	"github.com/kvflow/kvflow"
-)
+import "github.com/kvflow/kvflow"
 
 const (
 	MaxNamespaceLen = 150
@@ -70,12 +66,6 @@ func Ancestors(ns string) []string {
 		}
 	}
 	return out
-}
-
-// IsSelfOrAncestor reports whether ns is from or one of its parents, by whole
-// dotted segments: "prod" is an ancestor of "prod.eu" but not of "prod2".
-func IsSelfOrAncestor(ns, from string) bool {
-	return ns == from || strings.HasPrefix(from, ns+".")
 }
 
 // clip shortens a name for an error message so hostile input cannot flood it.

@@ -171,8 +171,8 @@ func TestAncestry_ByWholeSegments(t *testing.T) {
 		ns, from string
 		want     bool
 	}{{"prod", "prod", true}, {"prod", "prod.eu", true}, {"prod", "prod2", false}, {"prod.eu", "prod", false}} {
-		if got := storage.IsSelfOrAncestor(tc.ns, tc.from); got != tc.want {
-			t.Errorf("IsSelfOrAncestor(%q, %q) = %v", tc.ns, tc.from, got)
+		if got := (storage.Access{}).Allows(tc.from, tc.ns); got != tc.want {
+			t.Errorf("Access{}.Allows(%q, %q) = %v", tc.from, tc.ns, got)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
@@ -54,6 +55,8 @@ func (e *env) rc() *plugin.RunContext {
 			"outputs": map[string]any{},
 		},
 		Logger: slog.New(e.logs),
+		// The Download tests' server listens on 127.0.0.1.
+		HTTPClient: netguard.Client(netguard.MustParse("127.0.0.1")),
 	}
 }
 

@@ -36,7 +36,7 @@ func runKVCases(t *testing.T, pair pairFunc) {
 		t.Run(c.name, func(t *testing.T) {
 			e.reset(t)
 			if c.allow {
-				e.allowed = func(from, ns string) bool { return true }
+				e.access.Policy = storage.NewPolicy(map[string][]string{"*": {"*"}})
 			}
 			if c.setup != nil {
 				c.setup(e)
