@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
@@ -134,8 +135,62 @@ func New(cfg Config) *Server {
 		}
 		writeError(w, r, kvflow.Errorf(kvflow.ENOTFOUND, "No API route %s %s.", r.Method, r.URL.Path))
 	})))
-	s.handler = s.logRequests(mux)
+	s.handler = s.logRequests(s.checkPath(paths, mux))
 	return s
+}
+
+// checkPath answers 422 JSON, before the ServeMux sees them, for API paths
+// and query parameters no route can take: text that is not UTF-8 or holds a
+// NUL byte (the databases refuse both), and "." or ".." segments, which
+// ServeMux would otherwise redirect to a cleaned path with a non-JSON 307.
+// The error names the path parameter (key, namespace, id) or query parameter.
+func (s *Server) checkPath(paths *http.ServeMux, next http.Handler) http.Handler {
+	bad := func(t string) bool { return !utf8.ValidString(t) || strings.IndexByte(t, 0) >= 0 }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/api/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		segs := strings.Split(r.URL.Path, "/")
+		for i, seg := range segs {
+			dots := seg == "." || seg == ".."
+			if !dots && !bad(seg) {
+				continue
+			}
+			field := pathField(paths, r, segs, i)
+			if dots {
+				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Path parameter '%s' cannot be %q: keys, namespaces and ids start with a letter or a digit.", field, seg))
+			} else {
+				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Path parameter '%s' is not valid UTF-8 text or contains a NUL byte.", field))
+			}
+			return
+		}
+		for name, vals := range r.URL.Query() {
+			for _, v := range vals {
+				if bad(name) || bad(v) {
+					writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is not valid UTF-8 text or contains a NUL byte.", strings.ToValidUTF8(strings.ReplaceAll(name, "\x00", ""), "?")))
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pathField names the route parameter at segment i of a path, such as "key"
+// for /api/v1/namespaces/ns/kv/.., by matching the path with a placeholder
+// there; "path" when no route matches.
+func pathField(paths *http.ServeMux, r *http.Request, segs []string, i int) string {
+	probe := append([]string(nil), segs...)
+	probe[i] = "x"
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath = strings.Join(probe, "/"), ""
+	if _, pattern := paths.Handler(r2); pattern != "" {
+		if ps := strings.Split(pattern, "/"); i < len(ps) && strings.HasPrefix(ps[i], "{") {
+			return strings.Trim(ps[i], "{}.$")
+		}
+	}
+	return "path"
 }
 
 // routeTable lists every route; the OpenAPI test checks the document against it.

@@ -188,7 +188,7 @@ func fromJSON(name string) func(st *renderState, args []*pongo2.Value) (any, err
 		}
 		v, err := decodeJSON(s)
 		if err != nil {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "The '%s' function cannot parse %q: %v.", name, clip(s), err)
+			return nil, kvflow.Errorf(kvflow.EINVALID, "The '%s' function cannot parse its argument (%s): %s.", name, storage.Describe(s), storage.JSONErrorText(err))
 		}
 		return v, nil
 	}

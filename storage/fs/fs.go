@@ -293,10 +293,10 @@ func (b *Bucket) Iter(ctx context.Context, prefix string, fn func(name string, m
 func (b *Bucket) Ping(ctx context.Context) error {
 	fi, err := os.Stat(b.root)
 	if err != nil {
-		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Storage directory %s is unavailable: %v.", b.root, unwrapPath(err)), Err: err}
+		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Storage directory is unavailable: %v.", unwrapPath(err)), Err: err}
 	}
 	if !fi.IsDir() {
-		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Storage directory %s is not a directory.", b.root)
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Storage directory is not a directory.")
 	}
 	return nil
 }
@@ -384,11 +384,12 @@ func syncDir(dir string) error {
 	return err
 }
 
-// fail wraps an operating system error as EUNAVAILABLE.
+// fail wraps an operating system error as EUNAVAILABLE. The message names
+// the object, never the server's directory.
 func (b *Bucket) fail(op, name string, err error) error {
 	return &kvflow.Error{
 		Code:    kvflow.EUNAVAILABLE,
-		Message: fmt.Sprintf("Storage directory %s cannot %s object %q: %v.", b.root, op, clip(name), unwrapPath(err)),
+		Message: fmt.Sprintf("Storage directory cannot %s object %q: %v.", op, clip(name), unwrapPath(err)),
 		Err:     err,
 	}
 }
@@ -398,11 +399,15 @@ func notFound(name string) error {
 	return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: fmt.Sprintf("Object %q does not exist.", clip(name)), Err: iofs.ErrNotExist}
 }
 
-// unwrapPath drops the path from a *PathError, which already sits in the message.
+// unwrapPath drops the paths from a *PathError or an *os.LinkError: messages
+// name objects, never the server's files.
 func unwrapPath(err error) error {
 	var pe *iofs.PathError
+	var le *os.LinkError
 	if errors.As(err, &pe) {
 		return pe.Err
+	} else if errors.As(err, &le) {
+		return le.Err
 	}
 	return err
 }
