@@ -245,12 +245,13 @@ func TestRender_SyntaxErrorNamesLineAndColumn(t *testing.T) {
 		line, col int
 	}{
 		{"line one\nline two\n  {{ inputs.name | }}", "A filter name is expected after '|'.", 3, 20},
-		{"{{ a }", "'}}' expected: the tag opened at line 1, column 1 is not closed.", 1, 7},
+		{"{{ a }", "'}}' expected: this '{{' is not closed.", 1, 1},
+		{"ok\n  {{ f( }}", "The expression ends too early.", 2, 9},
 		{"{% if true %}never closed", "This 'if' tag is not closed: 'endif' expected.", 1, 4},
 		{"{% for x in [1] %}{% endif %}", "'endfor' expected, not 'endif'.", 1, 22},
 		{"{{ x | nofilter }}", "Filter 'nofilter' does not exist.", 1, 8},
 		{"{{ 1 +\n  }}", "The expression ends too early.", 2, 3},
-		{"{{ {'a': 1 }}", "'}}' expected", 1, 14},
+		{"{{ {'a': 1 }}", "'}}' expected", 1, 1},
 		{"{{ x | nofilter }}", "Filter 'nofilter' does not exist.", 1, 8},
 		{"{% unknowntag %}", "Tag 'unknowntag' does not exist", 1, 4},
 		{"{{ " + strings.Repeat("(", MaxNesting+1) + "1" + strings.Repeat(")", MaxNesting+1) + " }}", "nested more than", 1, 4 + MaxNesting},
@@ -437,13 +438,14 @@ func TestRender_HostileTemplatesDoNotPanic(t *testing.T) {
 		{"{{ inputs.big|split:''|join:inputs.big }}", "over the limit of 16777216 bytes"},
 		{"{{ inputs.huge|make_list|length }}", "The 'make_list' filter takes strings of at most"},
 		{"{% for a in inputs.many %}{{ inputs.big }}{% endfor %}", "Template output is over the limit of 16777216 bytes."},
-		{"{% for a in inputs.big %}{% for b in inputs.big %}{% endfor %}{% endfor %}", "more than 1000000 loop iterations"},
+		{"{% for a in inputs.thousand %}{% for b in inputs.thousand %}{% endfor %}{% endfor %}", "more than 1000000 loop iterations"},
 	}
 	data := testData()
 	in := data["inputs"].(map[string]any)
 	in["big"] = strings.Repeat("x", 1<<20)
 	in["huge"] = strings.Repeat("x", MaxListInput+1)
 	in["many"] = make([]any, 100)
+	in["thousand"] = make([]any, 1001)
 	for _, tt := range tests {
 		t.Run(tt.src[:min(len(tt.src), 60)], func(t *testing.T) {
 			_, err := e.Render(context.Background(), tt.src, data)

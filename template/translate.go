@@ -112,7 +112,8 @@ func (tr *translator) addExpr(e *expr) int {
 // closing pair and where the content ends (before a '-').
 func (tr *translator) tagEnd(i int, closer byte) (contentEnd, end int, err error) {
 	src := tr.src
-	depth, size := 0, 0
+	var stack []byte // open brackets
+	size := 0
 	var quote byte
 	for j := i + 2; j < len(src); j++ {
 		ch := src[j]
@@ -131,16 +132,16 @@ func (tr *translator) tagEnd(i int, closer byte) (contentEnd, end int, err error
 		case '\'', '"':
 			quote = ch
 		case '(', '[', '{':
-			if depth++; depth > MaxNesting {
+			if stack = append(stack, ch); len(stack) > MaxNesting {
 				return 0, 0, errAt(src, j, kvflow.EINVALID, fmt.Sprintf("Brackets are nested more than %d deep.", MaxNesting))
 			}
 		case ')', ']':
-			if depth > 0 {
-				depth--
+			if n := len(stack); n > 0 && stack[n-1] != '{' {
+				stack = stack[:n-1]
 			}
 		case '}', '%':
-			if ch == '}' && depth > 0 {
-				depth-- // a map literal closes
+			if n := len(stack); ch == '}' && n > 0 && stack[n-1] == '{' {
+				stack = stack[:n-1] // a map literal closes
 				continue
 			}
 			if ch == closer && j+1 < len(src) && src[j+1] == '}' {
@@ -152,11 +153,10 @@ func (tr *translator) tagEnd(i int, closer byte) (contentEnd, end int, err error
 			}
 		}
 	}
-	what := "'}}'"
 	if closer == '%' {
-		what = "'%}'"
+		return 0, 0, errAt(src, i, kvflow.EINVALID, "'%}' expected: this '{%' is not closed.")
 	}
-	return 0, 0, errAt(src, len(src), kvflow.EINVALID, fmt.Sprintf("%s expected: the tag opened at line %d, column %d is not closed.", what, line(src, i), col(src, i)))
+	return 0, 0, errAt(src, i, kvflow.EINVALID, "'}}' expected: this '{{' is not closed.")
 }
 
 func line(src string, pos int) int { l, _ := lineCol(src, pos); return l }
