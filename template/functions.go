@@ -768,7 +768,10 @@ func dateFilter(c *call) (any, error) {
 			return nil, err
 		}
 	}
-	s, err := formatJava(t.In(loc), format)
+	if c.has(2) {
+		t = t.In(loc) // otherwise the date keeps its own offset
+	}
+	s, err := formatJava(t, format)
 	if err != nil {
 		return nil, c.errorf("filter: %v.", err)
 	}

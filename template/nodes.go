@@ -91,6 +91,43 @@ func evalFunc(ec *pongo2.ExecutionContext, n *pongo2.Value) (*pongo2.Value, erro
 	return pongo2.AsSafeValue(v), nil
 }
 
+// eachFunc gives a one-variable loop its items; a map's are its entries
+// {key, value} in key order, as in Pebble.
+func eachFunc(ec *pongo2.ExecutionContext, n *pongo2.Value) (*pongo2.Value, error) {
+	v, _, err := evalIn(ec, n)
+	if err != nil {
+		return nil, err
+	}
+	if _, isList := toList(v); !isList {
+		if m, ok := toMap(v); ok {
+			keys := sortedMapKeys(m)
+			entries := make([]any, len(keys))
+			for i, k := range keys {
+				entries[i] = map[string]any{"key": k, "value": m[k.(string)]}
+			}
+			v = entries
+		}
+	}
+	return pongo2.AsSafeValue(v), nil
+}
+
+// pairsFunc gives a two-variable loop (pongo2's for k, v in ... sorted) a map:
+// a list becomes index → item, so sorting keeps its order.
+func pairsFunc(ec *pongo2.ExecutionContext, n *pongo2.Value) (*pongo2.Value, error) {
+	v, _, err := evalIn(ec, n)
+	if err != nil {
+		return nil, err
+	}
+	if l, ok := toList(v); ok {
+		m := make(map[int]any, len(l))
+		for i, x := range l {
+			m[i] = x
+		}
+		v = m
+	}
+	return pongo2.AsSafeValue(v), nil
+}
+
 func boolFunc(ec *pongo2.ExecutionContext, n *pongo2.Value) (*pongo2.Value, error) {
 	v, _, err := evalIn(ec, n)
 	if err != nil {

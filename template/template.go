@@ -292,7 +292,7 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 			v, err = nil, panicError(r)
 		}
 	}()
-	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnPrint: printFunc, fnEval: evalFunc, fnBool: boolFunc, fnStep: stepFunc}, w)
+	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnPrint: printFunc, fnEval: evalFunc, fnBool: boolFunc, fnStep: stepFunc, fnEach: eachFunc, fnPairs: pairsFunc}, w)
 	if st.err != nil {
 		return nil, c.place(st.err)
 	}

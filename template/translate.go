@@ -25,6 +25,8 @@ const (
 	fnEval  = "__kvflow_e"
 	fnBool  = "__kvflow_b"
 	fnStep  = "__kvflow_s"
+	fnEach  = "__kvflow_i"  // a loop's items: a map gives Pebble's entries {key, value}, by key
+	fnPairs = "__kvflow_kv" // a two-variable loop's pairs: index → item for a list, key → value for a map
 	ctxKey  = "__kvflow"
 )
 
@@ -363,7 +365,11 @@ func (tr *translator) tag(i, last int) (int, error) {
 			return 0, err
 		}
 		tr.stack, tr.opened = append(tr.stack, "for"), append(tr.opened, p)
-		emit(fmt.Sprintf("for %s in %s(%d)", strings.Join(names, ", "), fnEval, tr.addExpr(e)))
+		if len(names) == 1 {
+			emit(fmt.Sprintf("for %s in %s(%d)", names[0], fnEach, tr.addExpr(e)))
+		} else {
+			emit(fmt.Sprintf("for %s in %s(%d) sorted", strings.Join(names, ", "), fnPairs, tr.addExpr(e)))
+		}
 		// Every iteration starts with the step guard.
 		if close == " -%}" {
 			tr.emit(end, "{{- "+fnStep+"() -}}")
