@@ -293,3 +293,31 @@ func TestKestra_Errors(t *testing.T) {
 		t.Errorf("message repeats itself: %v", err)
 	}
 }
+
+// Issue 9: the render time is bounded by a deadline checked in the step
+// guard and in expensive filters; a sooner context deadline wins.
+func TestRender_CPUBound_StopsAtTheDeadline(t *testing.T) {
+	src := `{% for a in 1..1000 %}{% for b in 1..1000 %}{% for c in 1..1000 %}{{ "a"|ljust:16000000|length }}{% endfor %}{% endfor %}{% endfor %}`
+	e := New(Options{MaxRenderTime: 200 * time.Millisecond})
+	start := time.Now()
+	_, err := e.Render(context.Background(), src, nil)
+	wantError(t, err, kvflow.ETOOLARGE, "Template rendering took longer than 200ms and was stopped")
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("took %v", took)
+	}
+	// One expensive expression, no loop: the filter's own check stops it.
+	_, err = e.Render(context.Background(), `{{ range(1, 1000000) | join('') | length }}{{ "a"|ljust:16000000|ljust:16000001 }}`, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if DefaultMaxRenderTime != 10*time.Second || New(Options{}).maxRender != DefaultMaxRenderTime {
+		t.Errorf("default render time is %v", New(Options{}).maxRender)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_, err = New(Options{}).Render(ctx, src, nil)
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("context deadline ignored: %v after %v", err, time.Since(start))
+	}
+}
