@@ -287,6 +287,24 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 		return c.t.before + Text(v) + c.t.after, nil
 	}
 	w := &limitWriter{st: st}
+	if c.t.direct != nil {
+		ev := &evaluator{st: st, data: st.data}
+		for _, p := range c.t.direct {
+			if p.expr < 0 {
+				w.Write([]byte(p.text))
+				continue
+			}
+			v, err := ev.eval(c.t.exprs[p.expr])
+			if err != nil {
+				return nil, c.place(err)
+			}
+			w.Write([]byte(Text(v)))
+		}
+		if err := st.interrupted(); err != nil {
+			return nil, err
+		}
+		return w.buf.String(), nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			v, err = nil, panicError(r)
@@ -398,7 +416,7 @@ func (e *Engine) build(src string) (c *compiled) {
 	}
 	c.t = t
 	c.refs = outputRefs(src, t.exprs)
-	if t.lone != nil {
+	if t.lone != nil || t.direct != nil {
 		return c
 	}
 	e.compileMu.Lock()

@@ -56,14 +56,25 @@ type translation struct {
 	// whitespace (before, after) that RenderString keeps.
 	lone          *expr
 	before, after string
+	// direct is set for text with {{ }} but no tags or comments: rendered
+	// piece by piece without pongo2.
+	direct []piece
+}
+
+// piece is literal text, or expression expr when text is empty and expr >= 0.
+type piece struct {
+	text string
+	expr int
 }
 
 type translator struct {
-	src    string
-	out    strings.Builder
-	t      *translation
-	stack  []string // open block tags: for, if, with
-	opened []int    // where each was opened
+	src      string
+	out      strings.Builder
+	t        *translation
+	stack    []string // open block tags: for, if, with
+	opened   []int    // where each was opened
+	pieces   []piece  // for translation.direct
+	trimNext bool     // the last {{ }} ended with -}}
 }
 
 // translate parses every expression of src and builds pongo2's template.
@@ -213,6 +224,18 @@ func (tr *translator) run() error {
 			}
 			tr.emitVerbatim(last, i)
 			n := tr.addExpr(e)
+			text := src[last:i]
+			if dashL {
+				text = strings.TrimRight(text, " \t\r\n")
+			}
+			if tr.trimNext {
+				text = strings.TrimLeft(text, " \t\r\n")
+			}
+			if text != "" {
+				tr.pieces = append(tr.pieces, piece{text: text, expr: -1})
+			}
+			tr.pieces = append(tr.pieces, piece{expr: n})
+			tr.trimNext = ce < end-2
 			open, close := "{{ ", " }}"
 			if dashL {
 				open = "{{- "
@@ -234,6 +257,15 @@ func (tr *translator) run() error {
 		}
 	}
 	tr.emitVerbatim(last, len(src))
+	if text := src[last:]; tr.trimNext {
+		text = strings.TrimLeft(text, " \t\r\n")
+		tr.pieces = append(tr.pieces, piece{text: text, expr: -1})
+	} else if text != "" {
+		tr.pieces = append(tr.pieces, piece{text: text, expr: -1})
+	}
+	if otherTags == 0 {
+		tr.t.direct = tr.pieces
+	}
 	if exprTags == 1 && otherTags == 0 {
 		before, after := src[:loneStart], src[loneEnd:]
 		if strings.TrimSpace(before) == "" && strings.TrimSpace(after) == "" {
