@@ -346,13 +346,22 @@ func (r *run) runLeaf(ctx context.Context, t *Task, tr *TaskRun, sc scope) (Stat
 	}
 }
 
-// attempt runs a task once, within its timeout. A task that ignores its
-// context is left behind when the timeout passes.
-func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int) (plugin.Outputs, error) {
-	if t.Timeout <= 0 {
-		return plugin.Call(ctx, t.Impl, r.runContext(t, tr, sc, n))
+// DefaultTaskTimeout bounds a task that sets no timeout of its own.
+var DefaultTaskTimeout = time.Hour
+
+// taskTimeout is t's timeout, or DefaultTaskTimeout.
+func taskTimeout(t *Task) time.Duration {
+	if t.Timeout > 0 {
+		return t.Timeout
 	}
-	actx, cancel := context.WithTimeout(ctx, t.Timeout)
+	return DefaultTaskTimeout
+}
+
+// attempt runs a task once, within its timeout (DefaultTaskTimeout when it
+// sets none). A task that ignores its context is left behind when the
+// timeout passes.
+func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int) (plugin.Outputs, error) {
+	actx, cancel := context.WithTimeout(ctx, taskTimeout(t))
 	defer cancel()
 	rc := r.runContext(t, tr, sc, n)
 	type result struct {
@@ -379,7 +388,7 @@ func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int
 }
 
 func timeoutError(t *Task) error {
-	return kvflow.Errorf(kvflow.EUNAVAILABLE, "Task '%s' timed out after %s.", t.ID, storage.FormatDuration(t.Timeout))
+	return kvflow.Errorf(kvflow.EUNAVAILABLE, "Task '%s' timed out after %s.", t.ID, storage.FormatDuration(taskTimeout(t)))
 }
 
 // taskMessage is a failure's message, naming the task.

@@ -535,7 +535,7 @@ namespace: company.team
 tasks:
   - id: show
     type: test.Echo
-    value: "x {{ outputs.nope.value }}"
+    value: "x {{ vars.nope }}"
 `, nil)
 	wantState(t, ex, engine.FAILED)
 	if !strings.HasPrefix(ex.Error, "Task 'show', property 'value', line 1, column ") {

@@ -199,7 +199,7 @@ func TestKV_MissingExpiredInheritedDenied(t *testing.T) {
 		{"named errorOnMissing true", "company.team", nil, "{{ kv('nope', errorOnMissing=true) }}", nil, kvflow.ENOTFOUND,
 			"The key 'nope' does not exist in the namespace 'company.team'."},
 		{"positional after named", "company.team", nil, "{{ kv('k', errorOnMissing=false, 'company') }}", nil, kvflow.EINVALID,
-			"positional arguments before the named ones"},
+			"The 'kv' function takes its positional arguments before the named ones."},
 		{"argument given twice", "company.team", nil, "{{ kv('k', 'company', namespace='company') }}", nil, kvflow.EINVALID,
 			"got the argument 'namespace' twice"},
 		{"null literal", "company.team", nil, "{{ kv('nope', null, false) }}", nil, "", ""},
