@@ -14,6 +14,7 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -50,9 +51,9 @@ server unreachable, 1 anything else (conflict, denied, unauthorized).`,
 type kvTarget interface {
 	set(ctx context.Context, ns, key, text string, t storage.Type, ttl, description string, noOverwrite bool) error
 	get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error
-	list(ctx context.Context, ns, prefix string) ([]api.Entry, error)
+	list(ctx context.Context, ns, prefix string) ([]client.Entry, error)
 	delete(ctx context.Context, ns, key string) (bool, error)
-	purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResult, error)
+	purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error)
 	close()
 }
 
@@ -63,7 +64,7 @@ func (f *kvFlags) open(cmd *cobra.Command) (kvTarget, error) {
 		if token == "" {
 			token = os.Getenv("KVFLOW_API_TOKEN")
 		}
-		return remoteKV{api.NewClient(f.server, token)}, nil
+		return remoteKV{client.NewClient(f.server, token)}, nil
 	}
 	a, err := openApp(cmd)
 	if err != nil {
@@ -199,7 +200,7 @@ func newKVDeleteCmd(f *kvFlags) *cobra.Command {
 }
 
 func newKVPurgeCmd(f *kvFlags) *cobra.Command {
-	var req api.PurgeRequest
+	var req client.PurgeRequest
 	cmd := &cobra.Command{
 		Use:   "purge",
 		Short: "Remove expired entries (with --all, every matching entry of the namespaces named)",
@@ -301,14 +302,14 @@ func (l localKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bo
 // printValue prints a value's text, or with asJSON the API's {"type","value"}.
 func printValue(w io.Writer, v storage.Value, asJSON bool) error {
 	if asJSON {
-		return printJSON(w, api.TypedValue{Type: string(v.Type), Value: v.JSONValue()})
+		return printJSON(w, client.TypedValue{Type: string(v.Type), Value: v.JSONValue()})
 	}
 	_, err := fmt.Fprintln(w, v.Text())
 	return err
 }
 
-func (l localKV) list(ctx context.Context, ns, prefix string) ([]api.Entry, error) {
-	out := []api.Entry{}
+func (l localKV) list(ctx context.Context, ns, prefix string) ([]client.Entry, error) {
+	out := []client.Entry{}
 	o := storage.ListOptions{Prefix: prefix, Limit: storage.MaxListLimit}
 	for {
 		page, err := l.a.Store.List(ctx, ns, o)
@@ -329,11 +330,11 @@ func (l localKV) delete(ctx context.Context, ns, key string) (bool, error) {
 	return l.a.Store.Delete(ctx, ns, key)
 }
 
-func (l localKV) purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResult, error) {
+func (l localKV) purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error) {
 	purged, err := l.a.Store.Purge(ctx, storage.PurgeOptions{
 		Namespaces: req.Namespaces, IncludeChildren: req.IncludeChildren, KeyGlob: req.KeyGlob, All: req.All,
 	})
-	res := api.PurgeResult{Purged: map[string]int{}}
+	res := client.PurgeResult{Purged: map[string]int{}}
 	for ns, n := range purged {
 		res.Purged[ns] = n
 		res.Total += n
@@ -347,12 +348,12 @@ func (l localKV) purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResu
 }
 
 // remoteKV goes through a server's API.
-type remoteKV struct{ c *api.Client }
+type remoteKV struct{ c *client.Client }
 
 func (r remoteKV) close() {}
 
 func (r remoteKV) set(ctx context.Context, ns, key, text string, t storage.Type, ttl, description string, noOverwrite bool) error {
-	return r.c.Set(ctx, ns, key, text, api.SetOptions{Type: t, TTL: ttl, Description: description, NoOverwrite: noOverwrite})
+	return r.c.Set(ctx, ns, key, text, client.SetOptions{Type: t, TTL: ttl, Description: description, NoOverwrite: noOverwrite})
 }
 
 func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error {
@@ -363,10 +364,10 @@ func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON b
 	return printValue(w, v, asJSON)
 }
 
-func (r remoteKV) list(ctx context.Context, ns, prefix string) ([]api.Entry, error) {
-	entries, _, err := r.c.List(ctx, ns, api.ListOptions{Prefix: prefix})
+func (r remoteKV) list(ctx context.Context, ns, prefix string) ([]client.Entry, error) {
+	entries, _, err := r.c.List(ctx, ns, client.ListOptions{Prefix: prefix})
 	if entries == nil {
-		entries = []api.Entry{}
+		entries = []client.Entry{}
 	}
 	return entries, err
 }
@@ -375,6 +376,6 @@ func (r remoteKV) delete(ctx context.Context, ns, key string) (bool, error) {
 	return r.c.Delete(ctx, ns, key)
 }
 
-func (r remoteKV) purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResult, error) {
+func (r remoteKV) purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error) {
 	return r.c.Purge(ctx, req)
 }

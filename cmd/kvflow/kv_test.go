@@ -16,6 +16,7 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
@@ -239,7 +240,7 @@ func TestServerCommand_ServesFlowsAndStops(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c := api.NewClient(base, "")
+	c := client.NewClient(base, "")
 	f, err := c.Flow(ctx, "company.team", "counter")
 	if err != nil || f.Revision != 1 {
 		t.Fatalf("flow loaded from --flows = %+v, %v", f, err)
