@@ -6,11 +6,28 @@ GO      ?= go
 BIN     := bin/kvflow
 TESTSVC := $(GO) run ./internal/testsvc/cmd/testsvc
 FUZZTIME ?= 10s
+# Stamped into the binaries: kvflow --version prints them.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# Where `make terraform-provider` puts the provider for a dev_overrides block.
+TF_PLUGIN_DIR ?= $(HOME)/.terraform.d/plugins-dev
 
-.PHONY: build run test test-deps services lint fuzz bench clean
+.PHONY: build install terraform-provider run test test-deps services lint fuzz bench clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/kvflow
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kvflow
+
+# kvflow into $(go env GOPATH)/bin (or $GOBIN): put that folder on PATH.
+install:
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/kvflow
+	@d=$$($(GO) env GOBIN); echo "installed $${d:-$$($(GO) env GOPATH)/bin}/kvflow"
+
+# The Terraform provider, where the README's dev_overrides block points.
+terraform-provider:
+	mkdir -p $(TF_PLUGIN_DIR)
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(TF_PLUGIN_DIR)/terraform-provider-kvflow ./cmd/terraform-provider-kvflow
+	@echo "built $(TF_PLUGIN_DIR)/terraform-provider-kvflow"
 
 run: build
 	$(BIN) run examples/counter.yaml

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -22,8 +21,7 @@ func init() { subcommands = append(subcommands, newKVCmd) }
 
 // kvFlags are the flags every kv subcommand shares.
 type kvFlags struct {
-	server string
-	token  string
+	serverFlags
 	asJSON bool
 }
 
@@ -35,14 +33,12 @@ func newKVCmd() *cobra.Command {
 		Long: `Manage KV entries. By default the commands work on the configured store
 (the embedded SQLite + local directory unless configured otherwise); with
 --server URL (or KVFLOW_SERVER) they go through that server's REST API.
+A value that starts with '-' goes after "--": kvflow kv set ns n -- -5.
 
-Exit codes: 0 done, 2 bad input, 3 missing or expired key, 4 store or
-server unreachable, 1 anything else (conflict, denied, unauthorized).`,
+` + exitCodesHelp(),
 	}
-	p := cmd.PersistentFlags()
-	p.StringVar(&f.server, "server", os.Getenv("KVFLOW_SERVER"), "URL of a kvflow server, e.g. http://127.0.0.1:8080 (env KVFLOW_SERVER); default: the local store")
-	p.StringVar(&f.token, "token", "", "API token for --server (env KVFLOW_API_TOKEN)")
-	p.BoolVar(&f.asJSON, "json", false, "print JSON")
+	f.add(cmd, "kvflow server, as http://host:port or host:port (env KVFLOW_SERVER); default: the local store")
+	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newKVSetCmd(f), newKVGetCmd(f), newKVKeysCmd(f), newKVDeleteCmd(f), newKVPurgeCmd(f))
 	return cmd
 }
@@ -59,12 +55,11 @@ type kvTarget interface {
 
 // open returns the server client when --server is set, else the local store.
 func (f *kvFlags) open(cmd *cobra.Command) (kvTarget, error) {
-	if f.server != "" {
-		token := f.token
-		if token == "" {
-			token = os.Getenv("KVFLOW_API_TOKEN")
-		}
-		return remoteKV{client.NewClient(f.server, token)}, nil
+	c, err := f.client("")
+	if err != nil {
+		return nil, err
+	} else if c != nil {
+		return remoteKV{c}, nil
 	}
 	a, err := openApp(cmd)
 	if err != nil {
@@ -87,7 +82,8 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
   kvflow kv set company.team count 42 --ttl P30D --description "a counter"
   kvflow kv set company.team code 007 --type STRING --no-overwrite
   cat doc.json | kvflow kv set company.team doc - --type JSON`,
-		Args: cobra.ExactArgs(3),
+		Args:              cobra.ExactArgs(3),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var t storage.Type
 			if typ != "" {
@@ -128,9 +124,10 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
 
 func newKVGetCmd(f *kvFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAMESPACE KEY",
-		Short: "Print a value (with --json: {\"type\":…,\"value\":…} as the API answers)",
-		Args:  cobra.ExactArgs(2),
+		Use:               "get NAMESPACE KEY",
+		Short:             "Print a value (with --json: {\"type\":…,\"value\":…} as the API answers)",
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := f.open(cmd)
 			if err != nil {
@@ -145,9 +142,10 @@ func newKVGetCmd(f *kvFlags) *cobra.Command {
 func newKVKeysCmd(f *kvFlags) *cobra.Command {
 	var prefix string
 	cmd := &cobra.Command{
-		Use:   "keys NAMESPACE",
-		Short: "List live keys, sorted (with --json: the entries with their metadata)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "keys NAMESPACE",
+		Short:             "List live keys, sorted (with --json: the entries with their metadata)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := f.open(cmd)
 			if err != nil {
@@ -173,9 +171,10 @@ func newKVKeysCmd(f *kvFlags) *cobra.Command {
 
 func newKVDeleteCmd(f *kvFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete NAMESPACE KEY",
-		Short: "Delete a key (a key that did not exist is not an error)",
-		Args:  cobra.ExactArgs(2),
+		Use:               "delete NAMESPACE KEY",
+		Short:             "Delete a key (a key that did not exist is not an error)",
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := f.open(cmd)
 			if err != nil {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -53,9 +55,13 @@ that do not validate.`,
 			eng := newEngine(a)
 			defer eng.Shutdown(cmd.Context())
 
+			logger, err := newLogger(cmd, out)
+			if err != nil {
+				return err
+			}
 			opts := engine.RunOptions{}
 			if !asJSON {
-				opts.OnLog = func(l engine.LogLine) { printLog(out, l) }
+				opts.OnLog = func(l engine.LogLine) { logLine(cmd.Context(), logger, l.Time, l.Level, l.TaskID, l.Message) }
 			}
 			ex, err := eng.Run(cmd.Context(), flow, given, opts)
 			if ex == nil {
@@ -131,12 +137,29 @@ func reportInvalid(out, errOut io.Writer, asJSON bool, err error) error {
 	return exitError{2}
 }
 
-func printLog(w io.Writer, l engine.LogLine) {
-	task := ""
-	if l.TaskID != "" {
-		task = "[" + l.TaskID + "] "
+// logLine writes an execution's log line through the command's logger, at
+// the time it happened.
+func logLine(ctx context.Context, logger *slog.Logger, at time.Time, level, taskID, msg string) {
+	lvl := slog.LevelInfo
+	switch level {
+	case "TRACE":
+		lvl = slog.LevelDebug - 4
+	case "DEBUG":
+		lvl = slog.LevelDebug
+	case "WARN":
+		lvl = slog.LevelWarn
+	case "ERROR":
+		lvl = slog.LevelError
 	}
-	fmt.Fprintf(w, "%s %-5s %s%s\n", l.Time.Local().Format("15:04:05.000"), l.Level, task, l.Message)
+	h := logger.Handler()
+	if !h.Enabled(ctx, lvl) {
+		return
+	}
+	r := slog.NewRecord(at, lvl, msg, 0)
+	if taskID != "" {
+		r.AddAttrs(slog.String("task", taskID))
+	}
+	h.Handle(ctx, r)
 }
 
 // printSummary prints the final state, the task outputs and the flow outputs.
