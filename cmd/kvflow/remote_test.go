@@ -29,7 +29,9 @@ func startCLIServer(t *testing.T, dataDir string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	var errOut lockedBuffer
 	done := make(chan int, 1)
-	go func() { done <- Main(ctx, []string{"server", "--addr", addr}, strings.NewReader(""), &bytes.Buffer{}, &errOut) }()
+	go func() {
+		done <- Main(ctx, []string{"server", "--addr", addr}, strings.NewReader(""), &bytes.Buffer{}, &errOut)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
