@@ -16,21 +16,19 @@ TF_PLUGIN_DIR ?= $(HOME)/.terraform.d/plugins-dev
 .PHONY: build install terraform-provider run test test-deps services lint fuzz bench clean
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kvflow
+	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kvflow
 
-# kvflow into $(go env GOPATH)/bin (or $GOBIN): put that folder on PATH.
+# kvflow into $(go env GOPATH)/bin (or $GOBIN): have that folder on PATH.
 install:
-	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/kvflow
-	@d=$$($(GO) env GOBIN); echo "installed $${d:-$$($(GO) env GOPATH)/bin}/kvflow"
+	@$(GO) install -ldflags "$(LDFLAGS)" ./cmd/kvflow
 
 # The Terraform provider, where the README's dev_overrides block points.
 terraform-provider:
-	mkdir -p $(TF_PLUGIN_DIR)
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(TF_PLUGIN_DIR)/terraform-provider-kvflow ./cmd/terraform-provider-kvflow
-	@echo "built $(TF_PLUGIN_DIR)/terraform-provider-kvflow"
+	@mkdir -p $(TF_PLUGIN_DIR)
+	@$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(TF_PLUGIN_DIR)/terraform-provider-kvflow ./cmd/terraform-provider-kvflow
 
 run: build
-	$(BIN) run examples/counter.yaml
+	@$(BIN) run examples/counter.yaml
 
 # The whole suite: lint, every package's tests with -race against real
 # services, then a short run of every fuzz target.

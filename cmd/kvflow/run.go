@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/template"
@@ -47,18 +48,21 @@ that do not validate.`,
 			if err != nil {
 				return reportInvalid(out, errOut, asJSON, err)
 			}
+			logger, err := newLogger(cmd, out)
+			if err != nil {
+				return err
+			}
 			a, err := openApp(cmd)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			if !asJSON {
+				logger.Info("store", "database", config.RedactURL(a.Config.DatabaseURL), "storage", config.RedactURL(a.Config.StorageURL))
+			}
 			eng := newEngine(a)
 			defer eng.Shutdown(cmd.Context())
 
-			logger, err := newLogger(cmd, out)
-			if err != nil {
-				return err
-			}
 			opts := engine.RunOptions{}
 			if !asJSON {
 				opts.OnLog = func(l engine.LogLine) { logLine(cmd.Context(), logger, l.Time, l.Level, l.TaskID, l.Message) }
