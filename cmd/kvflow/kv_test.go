@@ -135,7 +135,8 @@ func TestKVCommands_Server(t *testing.T) {
 		t.Fatalf("stored when = %v, %v", v, err)
 	}
 	runKVCases(t, t.TempDir(), []string{"--server", url}, []kvCase{
-		{args: "kv get company.team doc", wantCode: 5, errHas: "API token"},
+		{args: "kv get company.team doc", wantCode: 5, errHas: "requires an API token.\nGive the server's token with --token or $KVFLOW_API_TOKEN."},
+		{args: "kv get company.team doc --token wrong", wantCode: 5, errHas: "The API token is wrong for the kvflow server at " + url},
 	})
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := "http://" + l.Addr().String()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,5 +82,77 @@ func TestExitCodes_HelpAndREADME(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("README's exit status table:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// One log format for every command: run's task logs and task run's logs
+// come out as JSON objects with --log-format json, and --log-level drops
+// what is below it.
+func TestLogFormat_JSONAndLevel(t *testing.T) {
+	data := t.TempDir()
+	flow := writeFlow(t, t.TempDir(), "counter.yaml", counterFlow)
+	out, errOut, code := kvflowCmd(t, data, "--log-format", "json", "run", flow)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var sawTask bool
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["task"] == "say" && rec["msg"] == "hits = 1" && rec["level"] == "INFO" && rec["time"] != nil {
+			sawTask = true
+		}
+	}
+	if !sawTask {
+		t.Errorf("no JSON log line of task say:\n%s", out)
+	}
+	out, _, code = kvflowCmd(t, data, "run", flow, "--log-level", "error")
+	if code != 0 || strings.Contains(out, " INFO ") || !strings.Contains(out, ": SUCCESS in ") {
+		t.Errorf("--log-level error still prints INFO lines (exit %d):\n%s", code, out)
+	}
+	t.Setenv("KVFLOW_LOG_FORMAT", "json")
+	_, errOut, code = kvflowCmd(t, data, "task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi")
+	if code != 0 || !strings.Contains(errOut, `"msg":"hi"`) {
+		t.Errorf("task run with KVFLOW_LOG_FORMAT=json: exit %d, stderr %s", code, errOut)
+	}
+}
+
+// Completion offers namespaces and keys from the local store, and task types.
+func TestCompletion_NamespacesKeysTaskTypes(t *testing.T) {
+	data := t.TempDir()
+	for _, args := range [][]string{{"kv", "set", "company.team", "alpha", "1"}, {"kv", "set", "company.team", "beta", "2"}, {"kv", "set", "other", "x", "3"}} {
+		if _, errOut, code := kvflowCmd(t, data, args...); code != 0 {
+			t.Fatalf("%v: %s", args, errOut)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", "kv", "get", "comp"}, []string{"company.team"}},
+		{[]string{"__complete", "kv", "get", ""}, []string{"company.team", "other"}},
+		{[]string{"__complete", "kv", "get", "company.team", "al"}, []string{"alpha"}},
+		{[]string{"__complete", "kv", "delete", "company.team", ""}, []string{"alpha", "beta"}},
+		{[]string{"__complete", "task", "run", "io.kestra.plugin.core.kv.G"}, []string{"io.kestra.plugin.core.kv.Get", "io.kestra.plugin.core.kv.GetKeys"}},
+		{[]string{"__complete", "task", "run", "x", "--namespace", "oth"}, []string{"other"}},
+	} {
+		out, errOut, code := kvflowCmd(t, data, tc.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s", tc.args, code, errOut)
+		}
+		var got []string
+		for _, line := range strings.Split(out, "\n") {
+			if line != "" && !strings.HasPrefix(line, ":") {
+				got = append(got, line)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%v completes %q, want %q", tc.args[1:], got, tc.want)
+		}
 	}
 }
