@@ -66,6 +66,10 @@ func kvflowCmdIn(t *testing.T, dataDir, stdin string, args ...string) (string, s
 	t.Setenv("KVFLOW_STORAGE_URL", "")
 	t.Setenv("KVFLOW_API_TOKEN", "")
 	t.Setenv("KVFLOW_SERVER", "")
+	t.Setenv("KVFLOW_ENDPOINT", "")
+	t.Setenv("KVFLOW_LOG_FORMAT", "")
+	t.Setenv("KVFLOW_LOG_LEVEL", "")
+	t.Setenv("XDG_CONFIG_HOME", dataDir+"-xdg") // no configuration file
 	var out, errOut bytes.Buffer
 	code := Main(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), code

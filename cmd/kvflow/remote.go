@@ -22,12 +22,16 @@ func (f *serverFlags) add(cmd *cobra.Command, usage string) {
 	p.StringVar(&f.token, "token", "", "API token for the server (env KVFLOW_API_TOKEN)")
 }
 
-// url is the server's base URL: the flag, else $KVFLOW_SERVER, else def
+// url is the server's base URL: the flag, else $KVFLOW_SERVER (or
+// $KVFLOW_ENDPOINT), else def
 // ("" when the local store is the default).
 func (f *serverFlags) url(def string) (string, error) {
 	raw := f.server
 	if raw == "" {
 		raw = os.Getenv("KVFLOW_SERVER")
+	}
+	if raw == "" {
+		raw = os.Getenv("KVFLOW_ENDPOINT") // the Terraform provider's former name
 	}
 	if raw == "" {
 		raw = def

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/plugin"
@@ -166,42 +166,19 @@ func logLine(ctx context.Context, logger *slog.Logger, at time.Time, level, task
 	h.Handle(ctx, r)
 }
 
-// printSummary prints the final state, the task outputs and the flow outputs.
+// printSummary prints the final state, the task outputs and the flow
+// outputs, as execution run --wait does for a server's execution.
 func printSummary(w io.Writer, ex *engine.Execution) {
-	took := ""
-	if ex.End != nil {
-		took = " in " + ex.End.Sub(ex.Start).Round(time.Millisecond).String()
+	var wire client.Execution
+	b, err := json.Marshal(ex)
+	if err == nil {
+		err = json.Unmarshal(b, &wire)
 	}
-	fmt.Fprintf(w, "\nExecution %s of %s.%s: %s%s\n", ex.ID, ex.Namespace, ex.FlowID, ex.State, took)
-	if ex.Error != "" {
-		fmt.Fprintf(w, "Error: %s\n", ex.Error)
+	if err != nil {
+		fmt.Fprintf(w, "\nExecution %s of %s.%s: %s\n", ex.ID, ex.Namespace, ex.FlowID, ex.State)
+		return
 	}
-	var lines []string
-	for _, tr := range ex.TaskRuns {
-		if len(tr.Outputs) == 0 {
-			continue
-		}
-		name := tr.TaskID
-		if tr.Value != "" {
-			name += "[" + tr.Value + "]"
-		}
-		lines = append(lines, fmt.Sprintf("  %s: %s", name, text(tr.Outputs)))
-	}
-	if len(lines) > 0 {
-		fmt.Fprintln(w, "Task outputs:")
-		fmt.Fprintln(w, strings.Join(lines, "\n"))
-	}
-	if len(ex.Outputs) > 0 {
-		fmt.Fprintln(w, "Flow outputs:")
-		keys := make([]string, 0, len(ex.Outputs))
-		for k := range ex.Outputs {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(w, "  %s: %s\n", k, text(ex.Outputs[k]))
-		}
-	}
+	printRemoteSummary(w, &wire)
 }
 
 // text prints a value as templates do: text as is, the rest as JSON.

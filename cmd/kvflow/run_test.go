@@ -21,6 +21,11 @@ func kvflowCmd(t *testing.T, dataDir string, args ...string) (string, string, in
 	t.Setenv("KVFLOW_DATABASE_URL", "")
 	t.Setenv("KVFLOW_STORAGE_URL", "")
 	t.Setenv("KVFLOW_ALLOWED_NAMESPACES", "")
+	t.Setenv("KVFLOW_SERVER", "")
+	t.Setenv("KVFLOW_ENDPOINT", "")
+	t.Setenv("KVFLOW_LOG_FORMAT", "")
+	t.Setenv("KVFLOW_LOG_LEVEL", "")
+	t.Setenv("XDG_CONFIG_HOME", dataDir+"-xdg") // no configuration file unless a test writes one
 	var out, errOut bytes.Buffer
 	code := Main(context.Background(), args, strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String(), code

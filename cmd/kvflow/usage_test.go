@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -115,10 +117,11 @@ func TestLogFormat_JSONAndLevel(t *testing.T) {
 	if code != 0 || strings.Contains(out, " INFO ") || !strings.Contains(out, ": SUCCESS in ") {
 		t.Errorf("--log-level error still prints INFO lines (exit %d):\n%s", code, out)
 	}
-	t.Setenv("KVFLOW_LOG_FORMAT", "json")
-	_, errOut, code = kvflowCmd(t, data, "task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi")
-	if code != 0 || !strings.Contains(errOut, `"msg":"hi"`) {
-		t.Errorf("task run with KVFLOW_LOG_FORMAT=json: exit %d, stderr %s", code, errOut)
+	t.Setenv("KVFLOW_LOG_FORMAT", "json") // kvflowCmd clears it: call Main
+	var stdout, stderr bytes.Buffer
+	code = Main(context.Background(), []string{"task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi"}, strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stderr.String(), `"msg":"hi"`) {
+		t.Errorf("task run with KVFLOW_LOG_FORMAT=json: exit %d, stderr %s", code, stderr.String())
 	}
 }
 
@@ -154,5 +157,19 @@ func TestCompletion_NamespacesKeysTaskTypes(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
 			t.Errorf("%v completes %q, want %q", tc.args[1:], got, tc.want)
 		}
+	}
+}
+
+// --version prints what the build stamped, else what Go recorded.
+func TestVersion_StampedOrBuildInfo(t *testing.T) {
+	oldV, oldC := version, commit
+	defer func() { version, commit = oldV, oldC }()
+	version, commit = "v1.2.3", "0123456789abcdef"
+	if out, _, code := kvflowCmd(t, t.TempDir(), "--version"); code != 0 || out != "kvflow v1.2.3 (commit 0123456789ab)\n" {
+		t.Errorf("stamped --version = %q (exit %d)", out, code)
+	}
+	version, commit = "", ""
+	if got := versionString(); got == "" || strings.Contains(got, "v1.2.3") {
+		t.Errorf("unstamped version = %q", got)
 	}
 }
