@@ -43,6 +43,7 @@ test-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@command -v chromium >/dev/null || { echo "chromium is missing and could not be installed" >&2; exit 1; }
 	@command -v terraform >/dev/null || { echo "terraform CLI is missing: the provider's acceptance tests need it (it is not in Debian's packages)" >&2; exit 1; }
+	@command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 
 # Start PostgreSQL and MinIO for a shell: prints their URLs, stops on Ctrl-C.
 services:

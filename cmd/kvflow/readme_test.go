@@ -56,7 +56,7 @@ func newReadmeEnv(t *testing.T) *readmeEnv {
 	e.env = []string{
 		"HOME=" + home,
 		"PATH=" + filepath.Join(home, "go", "bin") + ":" + filepath.Join(goEnv["GOROOT"], "bin") + ":/usr/local/bin:/usr/bin:/bin",
-		"GOCACHE=" + goEnv["GOCACHE"], "GOMODCACHE=" + goEnv["GOMODCACHE"], "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local",
+		"GOCACHE=" + goEnv["GOCACHE"], "GOMODCACHE=" + goEnv["GOMODCACHE"], "GOFLAGS=" + os.Getenv("GOFLAGS"), "GOTOOLCHAIN=local",
 		"KVFLOW_ADDR=" + addr, "CHECKPOINT_DISABLE=1", "LANG=C.UTF-8",
 	}
 	if p := os.Getenv("GOPROXY"); p != "" {

@@ -136,6 +136,12 @@ outputs:
 	if code != 3 && !(code == 2 && strings.Contains(errOut, "DELETE is not allowed on /api/v1/executions/nosuchexecution/kill")) {
 		t.Fatalf("execution kill of a missing execution: exit %d, %s", code, errOut)
 	}
+	// Completion of flow ids comes from the server.
+	var compOut bytes.Buffer
+	code = Main(context.Background(), []string{"__complete", "flow", "get", "--server", srv[1], "company.team", ""}, strings.NewReader(""), &compOut, &bytes.Buffer{})
+	if code != 0 || !strings.HasPrefix(compOut.String(), "fail\nhello\n:") {
+		t.Fatalf("completion of flow ids: exit %d, %q", code, compOut.String())
+	}
 	if _, _, code := cli("flow", "delete", "company.team", "fail"); code != 0 {
 		t.Fatalf("flow delete: exit %d", code)
 	}
