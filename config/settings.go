@@ -2,7 +2,9 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"reflect"
 	"sort"
@@ -55,7 +57,7 @@ func envOf(key string) string {
 func decodeFile(file string, b []byte, c *Config) ([]string, error) {
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
-		if err.Error() == "EOF" {
+		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is not YAML: %v.", file, strings.TrimPrefix(err.Error(), "yaml: "))

@@ -113,6 +113,7 @@ and executions from the shell, on the local store or on a server (--server).
 	})
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	strictHelp(root)
 	strictArgs(root)
 	return root
 }
@@ -141,6 +142,29 @@ func strictArgs(cmd *cobra.Command) {
 			return &usageError{cmd: cmd, err: err, showUsage: true}
 		}
 		return nil
+	}
+}
+
+// strictHelp makes `kvflow help TOPIC` fail as the command would when
+// TOPIC is not a command.
+func strictHelp(root *cobra.Command) {
+	for _, h := range root.Commands() {
+		if h.Name() != "help" {
+			continue
+		}
+		h.Run = nil
+		h.RunE = func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				parent := cmd
+				if parent == nil {
+					parent = c.Root()
+				}
+				return unknownSubcommand(parent, rest)
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		}
 	}
 }
 
