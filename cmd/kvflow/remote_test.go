@@ -53,6 +53,9 @@ func startCLIServer(t *testing.T, dataDir string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(errOut.String(), "web UI at") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	logs := errOut.String()
 	for _, want := range []string{" INFO  kvflow ", "data_dir=" + dataDir, "database=sqlite://", "storage=file://",
 		" INFO  web UI at http://" + addr + "/ui/", "api=http://" + addr + "/api/v1", `auth="off (loopback only)"`} {

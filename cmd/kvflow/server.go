@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -117,14 +118,30 @@ listens on a loopback address, unless --insecure is given.`,
 					auth = "off (--insecure: anyone who can connect)"
 				}
 			}
-			logger.Info("web UI at "+base+"/ui/", "api", base+"/api/v1", "auth", auth)
 			stopping := make(chan struct{})
 			defer close(stopping)
 			go func() {
+				// Said once the server answers, so a refused start says nothing.
+				for {
+					if resp, err := http.Get(base + "/healthz"); err == nil {
+						resp.Body.Close()
+						logger.Info("web UI at "+base+"/ui/", "api", base+"/api/v1", "auth", auth)
+						break
+					}
+					select {
+					case <-stopping:
+						return
+					case <-ctx.Done():
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}()
+			go func() {
 				select {
 				case <-ctx.Done():
-					logger.Info("shutting down: waiting for requests in flight and running executions; Ctrl-C again stops at once",
-						"executions", eng.Running(), "timeout", cfg.Server.ShutdownTimeout.String())
+					logger.Info("shutting down; Ctrl-C again stops at once", "executions", eng.Running(),
+						"executions_wait", (cfg.Server.ShutdownTimeout / 2).String(), "requests_wait", cfg.Server.ShutdownTimeout.String())
 				case <-stopping:
 				}
 			}()
