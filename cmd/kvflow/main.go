@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"unicode"
 
@@ -29,11 +30,26 @@ var version, commit string
 // subcommands are added by the files that define them (run.go, kv.go, …).
 var subcommands []func() *cobra.Command
 
+// serverHandlesSecondSignal is set by `kvflow server`, which logs its own
+// line before stopping at a second signal.
+var serverHandlesSecondSignal atomic.Bool
+
+// main cancels the command's context at the first SIGINT or SIGTERM; a
+// second one ends the process at once.
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		cancel()
+		<-sig
+		if !serverHandlesSecondSignal.Load() {
+			fmt.Fprintln(os.Stderr, "Interrupted twice: stopping now.")
+			os.Exit(130)
+		}
+	}()
+	os.Exit(Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // Main runs the command line args and returns the exit status; main and the

@@ -145,6 +145,7 @@ listens on a loopback address, unless --insecure is given.`,
 				case <-stopping:
 				}
 			}()
+			serverHandlesSecondSignal.Store(true)
 			stopOnSecondSignal(logger, stopping)
 			return srv.Serve(ctx, l)
 		},
