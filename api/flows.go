@@ -98,7 +98,7 @@ func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source})
+	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source, Scope: s.scope})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -130,7 +130,7 @@ func (s *Server) updateFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, flowNotFound(err, ns, id))
 		return
 	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: ns, ID: id, Source: f.Source})
+	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: ns, ID: id, Source: f.Source, Scope: s.scope})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -202,7 +202,7 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []Flow{}
 	for _, rec := range recs {
-		if s.namespaceAllowed(rec.Namespace) {
+		if s.scope.Contains(rec.Namespace) {
 			out = append(out, s.flowOf(rec))
 		}
 	}
@@ -257,6 +257,8 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Revision = rec.Revision
+	// The execution may reach what both its deployer and this caller may.
+	f.Scope = rec.Scope.Intersect(s.scope)
 	ex, err := s.cfg.Engine.Start(r.Context(), f, inputs)
 	if err != nil {
 		writeError(w, r, err)
@@ -359,7 +361,7 @@ func (s *Server) execution(ctx context.Context, id string) (*engine.Execution, e
 	if err != nil {
 		return nil, err
 	}
-	if !s.namespaceAllowed(ex.Namespace) {
+	if !s.scope.Contains(ex.Namespace) {
 		return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' of execution '%s' is not allowed through the API.", ex.Namespace, id)
 	}
 	return ex, nil
@@ -417,7 +419,7 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []*engine.Execution{}
 	for _, ex := range list {
-		if s.namespaceAllowed(ex.Namespace) {
+		if s.scope.Contains(ex.Namespace) {
 			out = append(out, ex)
 		}
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,6 +94,10 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		o.TTL = d
 	}
 	o.Description = param(r, "description", "description")
+	if err := storage.ValidateDescription(o.Description); err != nil {
+		writeError(w, r, inKey(err, ns, key))
+		return
+	}
 	if ow := param(r, "overwrite", "overwrite"); ow != "" {
 		b, err := strconv.ParseBool(ow)
 		if err != nil {
@@ -101,7 +106,29 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		}
 		o.NoOverwrite = !b
 	}
-	body, err := s.readBody(w, r, fmt.Sprintf("key '%s' in namespace '%s'", key, ns))
+	what := fmt.Sprintf("key '%s' in namespace '%s'", key, ns)
+	start := time.Now()
+	if typ == storage.STRING && isText(r.Header.Get("Content-Type")) {
+		// A STRING streams to the object store: memory stays flat, and the
+		// body limit is the only one.
+		body := &limitedBody{r: r.Body, left: s.cfg.MaxBodyBytes, max: s.cfg.MaxBodyBytes, what: what}
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			writeError(w, r, body.tooLarge())
+			return
+		}
+		_, err := s.cfg.Store.SetStream(r.Context(), ns, key, body, o)
+		s.metrics.observe("kv_set", start)
+		if err != nil {
+			writeError(w, r, inKey(err, ns, key))
+			return
+		}
+		s.metrics.updated.WithLabelValues(ns).Inc()
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	// Any other value is read whole: it may not pass the whole-value limit,
+	// checked before reading (Content-Length) and while reading (chunked).
+	body, err := s.readLimited(r, min(s.cfg.MaxBodyBytes, storage.MaxValueSize), what)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -111,7 +138,6 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, inKey(err, ns, key))
 		return
 	}
-	start := time.Now()
 	_, err = s.cfg.Store.Set(r.Context(), ns, key, v, o)
 	s.metrics.observe("kv_set", start)
 	if err != nil {
@@ -162,21 +188,67 @@ func parseValue(contentType string, typ storage.Type, body []byte) (storage.Valu
 
 // readBody reads the whole body up to MaxBodyBytes; what names the target in errors.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, what string) ([]byte, error) {
-	max := s.cfg.MaxBodyBytes
-	tooLarge := func() error {
-		return kvflow.Errorf(kvflow.ETOOLARGE, "The request body for %s is larger than the limit of %d bytes.", what, max)
-	}
+	return s.readLimited(r, s.cfg.MaxBodyBytes, what)
+}
+
+// readLimited reads the whole body, refusing one over max bytes before
+// reading it when its Content-Length says so, else as soon as it passes max.
+func (s *Server) readLimited(r *http.Request, max int64, what string) ([]byte, error) {
+	lb := &limitedBody{r: r.Body, left: max, max: max, what: what}
 	if r.ContentLength > max {
-		return nil, tooLarge()
+		return nil, lb.tooLarge()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, tooLarge()
-	} else if err != nil {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot read the request body for %s: %v.", what, err)
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
 	}
-	return body, nil
+	if _, err := buf.ReadFrom(lb); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// limitedBody reads a request body, failing with ETOOLARGE once it passes
+// max bytes and with EINVALID when the body cannot be read.
+type limitedBody struct {
+	r         io.Reader
+	left, max int64
+	what      string
+}
+
+func (l *limitedBody) tooLarge() error {
+	if l.max == storage.MaxValueSize {
+		return kvflow.Errorf(kvflow.ETOOLARGE, "The request body for %s is larger than the limit of %d bytes for a whole value; send a large STRING with ?type=STRING to stream it.", l.what, l.max)
+	}
+	return kvflow.Errorf(kvflow.ETOOLARGE, "The request body for %s is larger than the limit of %d bytes.", l.what, l.max)
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, l.tooLarge()
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1] // one byte more than allowed shows the body is too large
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return 0, l.tooLarge()
+	}
+	if err != nil && err != io.EOF {
+		err = kvflow.Errorf(kvflow.EINVALID, "Cannot read the request body for %s: %v.", l.what, err)
+	}
+	return n, err
+}
+
+// isText reports whether a PUT body of this content type is read as text
+// (not JSON), so a STRING can be streamed as it comes.
+func isText(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (strings.HasPrefix(mt, "text/") || mt == "application/octet-stream")
 }
 
 // getKV answers {"type":…,"value":…}.
@@ -426,7 +498,7 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	out := []Entry{}
 	seen := map[string]bool{}
 	for _, anc := range storage.Ancestors(ns)[1:] {
-		if !s.namespaceAllowed(anc) {
+		if !s.scope.Contains(anc) {
 			continue
 		}
 		o := storage.ListOptions{Limit: storage.MaxListLimit}
@@ -467,7 +539,7 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(s.cfg.Namespaces) > 0 && len(req.Namespaces) == 0 {
+	if !s.scope.Unrestricted() && len(req.Namespaces) == 0 {
 		writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "This server limits the namespaces the API may reach: name the namespaces to purge."))
 		return
 	}
@@ -476,8 +548,8 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, err)
 			return
 		}
-		if req.IncludeChildren && !s.subtreeAllowed(ns) {
-			writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to the namespaces below '%s' is not allowed through the API: the server allows only %s.", ns, strings.Join(s.cfg.Namespaces, ", ")))
+		if req.IncludeChildren && !s.scope.ContainsTree(ns) {
+			writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to the namespaces below '%s' is not allowed through the API: the server allows only %s.", ns, s.scope))
 			return
 		}
 	}

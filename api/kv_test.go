@@ -252,7 +252,7 @@ func TestPut_BodiesAndContentTypes_StoredType(t *testing.T) {
 		for i, tc := range []struct {
 			contentType, typ, body, msgHas string
 		}{
-			{text, "?type=NUMBER", "abc", `"abc" is not a valid NUMBER`},
+			{text, "?type=NUMBER", "abc", "Value (STRING, 3 bytes, sha256:ba7816bf) is not a valid NUMBER"},
 			{text, "?type=BOGUS", "1", `"BOGUS" is unknown`},
 			{js, "", "{bad", "not valid JSON"},
 			{js, "", "null", "null"},

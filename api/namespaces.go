@@ -49,7 +49,7 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []Namespace{}
 	for id, ns := range all {
-		if s.namespaceAllowed(id) {
+		if s.scope.Contains(id) {
 			out = append(out, *ns)
 		}
 	}

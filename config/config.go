@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -25,12 +27,21 @@ type Config struct {
 	DatabaseURL string `yaml:"databaseURL"`
 	// StorageURL is s3://bucket/prefix?endpoint=… or file:///dir.
 	StorageURL string `yaml:"storageURL"`
-	// AllowedNamespaces lets flows (and API callers) of a namespace reach
-	// others besides their own and its ancestors: source → targets. A source
+	// AllowedNamespaces lets flows of a namespace reach others besides their
+	// own and its ancestors, whoever deployed them: source → targets. A source
 	// or target ending in ".*" covers a namespace and all below it; "*" any.
 	AllowedNamespaces map[string][]string `yaml:"allowedNamespaces"`
 
-	Server Server `yaml:"server"`
+	Download Download `yaml:"download"`
+	Server   Server   `yaml:"server"`
+}
+
+// Download holds what tasks that fetch URLs may reach.
+type Download struct {
+	// Allow lists internal addresses tasks may reach although they are
+	// loopback, link-local, private or otherwise internal: CIDR ranges,
+	// addresses, host names, or "*" for all. Empty: only public addresses.
+	Allow []string `yaml:"allow"`
 }
 
 // Server holds `kvflow server` settings.
@@ -164,6 +175,10 @@ func (c *Config) FromEnv(getenv func(string) string) ([]string, error) {
 		}
 		set = append(set, "server.namespaces")
 	}
+	if v := getenv("KVFLOW_DOWNLOAD_ALLOW"); v != "" {
+		c.Download.Allow = strings.Split(v, ",")
+		set = append(set, "download.allow")
+	}
 	if v := getenv("KVFLOW_ALLOWED_NAMESPACES"); v != "" {
 		c.AllowedNamespaces = ParseAllowed(v)
 		set = append(set, "allowedNamespaces")
@@ -245,21 +260,18 @@ func (c *Config) Validate() error {
 	abs("dataDir", c.DataDir)
 	for from, tos := range c.AllowedNamespaces {
 		for _, ns := range append([]string{from}, tos...) {
-			if ns == "*" {
-				continue
-			}
-			if err := storage.ValidateNamespace(strings.TrimSuffix(ns, ".*")); err != nil {
+			if err := storage.ValidatePattern(ns); err != nil {
 				errs = append(errs, fmt.Sprintf("allowedNamespaces[%s]: %v", from, kvflow.ErrorMessage(err)))
 			}
 		}
 	}
 	for i, ns := range c.Server.Namespaces {
-		if ns == "*" {
-			continue
-		}
-		if err := storage.ValidateNamespace(strings.TrimSuffix(ns, ".*")); err != nil {
+		if err := storage.ValidatePattern(ns); err != nil {
 			errs = append(errs, fmt.Sprintf("server.namespaces[%d]: %v", i, kvflow.ErrorMessage(err)))
 		}
+	}
+	if _, err := netguard.Parse(c.Download.Allow); err != nil {
+		errs = append(errs, "download.allow: "+strings.TrimPrefix(kvflow.ErrorMessage(err), "Download allow-list: "))
 	}
 	if c.Server.SweepInterval < 0 {
 		errs = append(errs, "server.sweepInterval: must be positive")
@@ -276,36 +288,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Allowed reports whether namespace from may reach ns: always its own
-// namespace and its ancestors (by whole dotted segments), otherwise only
-// where AllowedNamespaces says so.
-func (c *Config) Allowed(from, ns string) bool {
-	if storage.IsSelfOrAncestor(ns, from) {
-		return true
-	}
-	for src, tos := range c.AllowedNamespaces {
-		if !matchNS(src, from) {
-			continue
-		}
-		for _, to := range tos {
-			if matchNS(to, ns) {
-				return true
-			}
-		}
-	}
-	return false
+// Policy is the engine's namespace rule with AllowedNamespaces' grants.
+func (c *Config) Policy() storage.Policy { return storage.NewPolicy(c.AllowedNamespaces) }
+
+// HTTPClient is the client tasks fetch URLs with: internal addresses are
+// refused unless Download.Allow lists them. Call it after Validate.
+func (c *Config) HTTPClient() *http.Client {
+	allow, _ := netguard.Parse(c.Download.Allow)
+	return netguard.Client(allow)
 }
 
-// MatchNamespace matches a namespace against "*", "a.b" or "a.b.*" (a.b and below).
-func MatchNamespace(pattern, ns string) bool { return matchNS(pattern, ns) }
-
-// matchNS matches a namespace against "*", "a.b" or "a.b.*" (a.b and below).
-func matchNS(pattern, ns string) bool {
-	if pattern == "*" || pattern == ns {
-		return true
-	}
-	if base, ok := strings.CutSuffix(pattern, ".*"); ok {
-		return ns == base || strings.HasPrefix(ns, base+".")
-	}
-	return false
-}
+// APIScope is what API callers may reach, and so what the flows they deploy
+// and the executions they start may reach (server.namespaces).
+func (c *Config) APIScope() storage.Scope { return storage.NewScope(c.Server.Namespaces...) }

@@ -30,6 +30,7 @@ var Settings = []Setting{
 	{Key: "databaseURL", Env: "KVFLOW_DATABASE_URL", Secret: true},
 	{Key: "storageURL", Env: "KVFLOW_STORAGE_URL", Secret: true},
 	{Key: "allowedNamespaces", Env: "KVFLOW_ALLOWED_NAMESPACES"},
+	{Key: "download.allow", Env: "KVFLOW_DOWNLOAD_ALLOW"},
 	{Key: "server.addr", Env: "KVFLOW_ADDR"},
 	{Key: "server.token", Env: "KVFLOW_API_TOKEN", Secret: true},
 	{Key: "server.tokenFile", Env: "KVFLOW_API_TOKEN_FILE"},

@@ -24,13 +24,18 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // Flow is a loaded, valid flow.
 type Flow struct {
-	ID          string
-	Namespace   string
-	Revision    int64 // set by whoever stores flows; 0 for a file
+	ID        string
+	Namespace string
+	Revision  int64 // set by whoever stores flows; 0 for a file
+	// Scope bounds what its executions may reach: the scope of whoever
+	// deployed it (FlowRecord.Scope), narrowed by whoever starts it. The
+	// zero Scope is unrestricted (a local file run by the CLI).
+	Scope       storage.Scope
 	Description string
 	Labels      map[string]string
 	Inputs      []Input

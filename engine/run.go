@@ -70,6 +70,8 @@ func (s scope) iteration(parentID, value string) scope {
 
 // execute runs the flow to its end and saves the final records.
 func (r *run) execute(ctx context.Context) error {
+	// Every template of the run, tasks' or not, obeys the execution's scope.
+	ctx = storage.WithScope(ctx, r.exec.Scope)
 	defer r.e.forget(r)
 	defer close(r.done)
 
@@ -471,8 +473,10 @@ func (r *run) runContext(t *Task, tr *TaskRun, sc scope, attempt int) *plugin.Ru
 	data["task"] = map[string]any{"id": t.ID, "type": t.Type}
 	return &plugin.RunContext{
 		Namespace: r.flow.Namespace, FlowID: r.flow.ID, ExecutionID: r.exec.ID, TaskID: t.ID, TaskRunID: tr.ID,
-		Store: r.e.opts.Store, Bucket: r.e.bucket, Templates: r.e.tpl, Data: data, Allowed: r.e.opts.Allowed,
-		Logger: slog.New(&taskHandler{r: r, taskID: t.ID, taskRunID: tr.ID}),
+		Store: r.e.opts.Store, Bucket: r.e.bucket, Templates: r.e.tpl, Data: data,
+		Access:     storage.Access{Policy: r.e.opts.Policy, Scope: r.exec.Scope},
+		HTTPClient: r.e.opts.HTTPClient,
+		Logger:     slog.New(&taskHandler{r: r, taskID: t.ID, taskRunID: tr.ID}),
 	}
 }
 

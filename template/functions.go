@@ -116,24 +116,26 @@ func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 	}
 
 	from := st.ns
+	access := storage.Access{Policy: e.policy, Scope: storage.ScopeFrom(st.ctx)}
 	var candidates []string
 	if ns != "" {
 		if err := storage.ValidateNamespace(ns); err != nil {
 			return nil, err
 		}
-		allowed := from != "" && storage.IsSelfOrAncestor(ns, from)
-		if !allowed && e.access != nil {
-			allowed = e.access(from, ns)
-		}
-		if !allowed {
-			return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Cannot access the KV store. Access to '%s' namespace is not allowed from '%s'.", ns, from)
+		if err := access.Check(from, ns); err != nil {
+			return nil, err
 		}
 		candidates = []string{ns}
 	} else {
 		if from == "" {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function needs a namespace: give one as its second argument, or render with flow.namespace set.")
 		}
-		candidates = storage.Ancestors(from) // nearest first; the first hit wins
+		// Nearest first; the first hit wins. Namespaces outside the scope
+		// are left out, so inheritance stops at the caller's scope.
+		candidates = access.Inherited(from)
+		if len(candidates) == 0 {
+			return nil, access.Check(from, from)
+		}
 	}
 
 	expiredIn := ""
@@ -186,7 +188,7 @@ func fromJSON(name string) func(st *renderState, args []*pongo2.Value) (any, err
 		}
 		v, err := decodeJSON(s)
 		if err != nil {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "The '%s' function cannot parse %q: %v.", name, clip(s), err)
+			return nil, kvflow.Errorf(kvflow.EINVALID, "The '%s' function cannot parse its argument (%s): %s.", name, storage.Describe(s), storage.JSONErrorText(err))
 		}
 		return v, nil
 	}

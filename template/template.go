@@ -37,14 +37,11 @@ type KV interface {
 	Get(ctx context.Context, ns, key string) (*storage.Entry, storage.Value, error)
 }
 
-// Access decides whether a flow in namespace from may read namespace ns. A
-// flow may always read its own namespace and its ancestors; nil allows nothing else.
-type Access func(from, ns string) bool
-
-// Options configure an Engine.
+// Options configure an Engine. kv() reads what storage.Access allows with
+// Policy and the scope the render's context carries (storage.WithScope).
 type Options struct {
 	KV     KV
-	Access Access
+	Policy storage.Policy
 }
 
 // Context is the data a template sees: flow {id, namespace}, execution
@@ -57,7 +54,7 @@ type Context map[string]any
 // keeps the most recently used compiled templates.
 type Engine struct {
 	store  KV
-	access Access
+	policy storage.Policy
 	set    *pongo2.TemplateSet
 	funcs  pongo2.Context // functions and constants every template sees
 
@@ -88,7 +85,7 @@ var bannedTags = []string{"include", "ssi", "import", "extends", "macro", "lorem
 func New(opts Options) *Engine {
 	e := &Engine{
 		store:  opts.KV,
-		access: opts.Access,
+		policy: opts.Policy,
 		set:    pongo2.NewSet("kvflow", refuseLoader{}),
 		cache:  map[string]*list.Element{},
 		lru:    list.New(),

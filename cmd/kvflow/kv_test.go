@@ -94,7 +94,7 @@ func kvSession() []kvCase {
 		{args: "kv get company.team missing", wantCode: 3, errHas: "No value found for key 'missing' in namespace 'company.team'"},
 		{args: "kv set company.team bad$key 1", wantCode: 2, errHas: `"bad$key"`},
 		{args: "kv set Company k 1", wantCode: 2, errHas: `Namespace "Company" is invalid`},
-		{args: "kv set company.team x abc --type NUMBER", wantCode: 2, errHas: `"abc" is not a valid NUMBER`},
+		{args: "kv set company.team x abc --type NUMBER", wantCode: 2, errHas: "Value (STRING, 3 bytes, sha256:ba7816bf) is not a valid NUMBER"},
 		{args: "kv set company.team x 1 --type FLOAT", wantCode: 2, errHas: `"FLOAT" is unknown`},
 		{args: "kv set company.team x 1 --ttl 30|days", wantCode: 2, errHas: "TTL"},
 		{args: "kv get company.team x", wantCode: 3},

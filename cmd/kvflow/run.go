@@ -98,7 +98,7 @@ that do not validate.`,
 func newEngine(a *app.App) *engine.Engine {
 	return engine.New(engine.Options{
 		Store: a.Store, Bucket: a.Bucket, Repo: a.DB,
-		Allowed: a.Config.Allowed,
+		Policy: a.Config.Policy(), HTTPClient: a.Config.HTTPClient(),
 	})
 }
 

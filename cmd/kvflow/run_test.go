@@ -117,7 +117,7 @@ func TestRunCommand_BadInputsAndBadFlows_ExitWithTwo(t *testing.T) {
 	dir := t.TempDir()
 	flow := writeFlow(t, dir, "counter.yaml", counterFlow)
 	_, errOut, code := kvflowCmd(t, filepath.Join(dir, "data"), "run", flow, "--input", "by=abc", "--input", "nope=1")
-	if code != 2 || !strings.Contains(errOut, `inputs.by: "abc" is not an INT`) || !strings.Contains(errOut, "inputs.nope: unknown input") {
+	if code != 2 || !strings.Contains(errOut, "inputs.by: value (STRING, 3 bytes, sha256:ba7816bf) is not an INT") || !strings.Contains(errOut, "inputs.nope: unknown input") {
 		t.Errorf("exit %d, stderr:\n%s", code, errOut)
 	}
 	bad := writeFlow(t, dir, "bad.yaml", "id: bad\nnamespace: company.team\ntasks:\n  - id: x\n    type: io.kestra.plugin.core.kv.Set\n    key: k\n")

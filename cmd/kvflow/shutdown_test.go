@@ -50,7 +50,7 @@ func TestServerProcess_SecondInterruptStopsAtOnce(t *testing.T) {
 	defer logs.Close()
 	cmd := exec.Command(bin, "server", "--addr", addr, "--flows", flows, "--shutdown-timeout", "40s")
 	cmd.Env = append(os.Environ(), "KVFLOW_DATA_DIR="+t.TempDir(), "KVFLOW_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir(),
-		"KVFLOW_DATABASE_URL=", "KVFLOW_STORAGE_URL=", "KVFLOW_API_TOKEN=")
+		"KVFLOW_DATABASE_URL=", "KVFLOW_STORAGE_URL=", "KVFLOW_API_TOKEN=", "KVFLOW_DOWNLOAD_ALLOW=127.0.0.1")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

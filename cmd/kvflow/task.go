@@ -58,7 +58,8 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 			}
 			defer a.Close()
 			rc := &plugin.RunContext{
-				Namespace: ns, Store: a.Store, Bucket: a.Bucket, Allowed: a.Config.Allowed,
+				Namespace: ns, Store: a.Store, Bucket: a.Bucket,
+				Access: storage.Access{Policy: a.Config.Policy()}, HTTPClient: a.Config.HTTPClient(),
 				Logger: logger,
 			}
 			out, err := plugin.RunTask(cmd.Context(), plugin.Default, args[0], given, rc)

@@ -69,7 +69,11 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 			e.Description, now, micros(e.Expires), e.Namespace, e.Key, c.IfVersion, now}
 	}
 	st, err := db.stmt(ctx, query)
-	if err == nil {
+	if err == nil && db.batch != nil {
+		err = db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+			return tx.StmtxContext(ctx, st).GetContext(ctx, &got, args...)
+		})
+	} else if err == nil {
 		err = st.GetContext(ctx, &got, args...)
 	}
 	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
@@ -207,15 +211,29 @@ func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage
 	if len(where) == 0 {
 		where = append(where, "1 = 1")
 	}
-	args = append(args, q.Limit)
-	cond := `(namespace, key) IN (SELECT namespace, key FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` LIMIT ?)`
-	return db.deleteReturning(ctx, cond, args...)
+	// The conditions are repeated outside the subquery and the object is
+	// matched too: under PostgreSQL's READ COMMITTED a row rewritten after the
+	// subquery ran is re-checked against the outer conditions only, so without
+	// them a purge would delete the live entry that replaced an expired one.
+	cond := strings.Join(where, " AND ")
+	all := append(append(append([]any{}, args...), q.Limit), args...)
+	return db.deleteReturning(ctx, `(namespace, key, object) IN (SELECT namespace, key, object FROM kv_entries WHERE `+cond+` LIMIT ?) AND `+cond, all...)
 }
 
 // deleteReturning deletes the entries matching cond; a trigger queues their objects.
 func (db *DB) deleteReturning(ctx context.Context, cond string, args ...any) ([]storage.Entry, error) {
 	var rows []entryRow
-	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_entries WHERE `+cond+` RETURNING `+entryCols), args...); err != nil {
+	query := db.Rebind(`DELETE FROM kv_entries WHERE ` + cond + ` RETURNING ` + entryCols)
+	var err error
+	if db.batch != nil {
+		err = db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+			rows = rows[:0]
+			return tx.SelectContext(ctx, &rows, query, args...)
+		})
+	} else {
+		err = db.X.SelectContext(ctx, &rows, query, args...)
+	}
+	if err != nil {
 		return nil, db.Err(err)
 	}
 	return entries(rows), nil
