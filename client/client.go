@@ -303,10 +303,13 @@ func (c *Client) Executions(ctx context.Context, ns, flowID string) ([]*Executio
 	return out, err
 }
 
-// Kill stops a running execution (DELETE /api/v1/executions/{id}/kill); the
-// execution ends KILLED. ENOTFOUND when there is no such execution.
-func (c *Client) Kill(ctx context.Context, id string) error {
-	return c.do(ctx, "DELETE", "/api/v1/executions/"+url.PathEscape(id)+"/kill", nil, nil, nil, nil)
+// Kill stops a running execution (DELETE /api/v1/executions/{id}/kill) and
+// returns it as it is once the kill is requested; it ends KILLED. ENOTFOUND
+// when there is no such execution.
+func (c *Client) Kill(ctx context.Context, id string) (*Execution, error) {
+	var out Execution
+	err := c.do(ctx, "DELETE", "/api/v1/executions/"+url.PathEscape(id)+"/kill", nil, nil, nil, &out)
+	return &out, err
 }
 
 // Ready checks the server's database and object store.

@@ -316,10 +316,14 @@ func newExecutionKillCmd(f *remoteFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Kill(cmd.Context(), args[0]); err != nil {
+			ex, err := c.Kill(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Kill requested for execution %s.\n", args[0])
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), ex)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Kill requested for execution %s of %s.%s (now %s).\n", ex.ID, ex.Namespace, ex.FlowID, ex.State)
 			return nil
 		},
 	}
