@@ -204,15 +204,28 @@ func BenchmarkSetConcurrent16(b *testing.B) {
 			_, err := upsert.ExecContext(ctx, "bench.floor16", key, name, len(value1K), now, now)
 			return err
 		}
+		// Each half of the floor alone, to see which bounds the writers.
+		objects := func(w, i int) error {
+			return p.floor.put(ctx, storage.ObjectName("bench.objects16", fmt.Sprintf("w%02d-%02d", w, i%50)), []byte(value1K))
+		}
+		metadata := func(w, i int) error {
+			now := time.Now().UnixMicro()
+			_, err := upsert.ExecContext(ctx, "bench.meta16", fmt.Sprintf("w%02d-%02d", w, i%50), fmt.Sprintf("m-%d-%d-%d", w, i, now), len(value1K), now, now)
+			return err
+		}
 		b.Run(p.Name, func(b *testing.B) {
-			var ts, tf time.Duration
+			var ts, tf, to, tm time.Duration
 			for done := 0; done < b.N; done += round {
 				ts += concurrently(b, writers, round/writers, store)
 				tf += concurrently(b, writers, round/writers, floor)
+				to += concurrently(b, writers, round/writers, objects)
+				tm += concurrently(b, writers, round/writers, metadata)
 			}
 			n := float64((b.N + round - 1) / round * round)
 			b.ReportMetric(n/ts.Seconds(), "store-w/s")
 			b.ReportMetric(n/tf.Seconds(), "floor-w/s")
+			b.ReportMetric(n/to.Seconds(), "objects-only-w/s")
+			b.ReportMetric(n/tm.Seconds(), "metadata-only-w/s")
 			b.ReportMetric(tf.Seconds()/ts.Seconds(), "store/floor-rate")
 		})
 	}
