@@ -107,8 +107,9 @@ func LoadSources(path string) (Config, Sources, error) {
 	return c, src, c.Validate()
 }
 
-// Sources says where the settings came from: "default", "file PATH",
-// "env NAME" (or "flag --name", set by the command that reads a flag).
+// Sources says where the settings came from: "default", "file PATH" or
+// "env NAME". Command-line flags (kvflow server --addr …) are applied later,
+// by the commands, and are not recorded here.
 type Sources struct {
 	File string            // the configuration file read, "" for none
 	From map[string]string // by setting key (server.addr)
