@@ -16,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/app"
@@ -218,6 +219,9 @@ func (e *usageError) print(w io.Writer, args []string) {
 		}
 		fmt.Fprintln(w)
 	}
+	if near := nearFlag(e.cmd, e.err); near != "" {
+		fmt.Fprintf(w, "\nDid you mean this?\n\t--%s\n\n", near)
+	}
 	if bad := flagLike(e.err); bad != "" {
 		fmt.Fprintf(w, "If %q is a value and not a flag, put it after \"--\", which ends the flags:\n  %s\n", bad, dashDash(e.cmd, args, bad))
 	}
@@ -239,6 +243,42 @@ func flagLike(err error) string {
 		return arg
 	}
 	return ""
+}
+
+// nearFlag is the flag of cmd closest to the unknown long flag err is about
+// (at most two edits away), or "".
+func nearFlag(cmd *cobra.Command, err error) string {
+	typed, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
+	if !ok {
+		return ""
+	}
+	typed, _, _ = strings.Cut(typed, "=")
+	best, bestD := "", 3
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if d := editDistance(typed, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // dashDash is the command line with "--" put before the argument bad.

@@ -42,6 +42,7 @@ func TestUsage_ExitCodeAndFirstLine(t *testing.T) {
 		{[]string{"kv", "get", "company.team", "k", "--server", "127.0.0.1:1"}, 4, "Error: Cannot reach the kvflow server at http://127.0.0.1:1", ""},
 		{[]string{"kv", "get", "company.team", "k", "--server", "ftp://x"}, 2, `Error: Server URL "ftp://x" is invalid`, ""},
 		{[]string{"kv", "set", "company.team", "neg", "--", "-5"}, 0, "", ""},
+		{[]string{"kv", "keys", "company.team", "--prefx", "a"}, 2, "Error: unknown flag: --prefx", "Did you mean this?\n\t--prefix\n"},
 		{[]string{"help", "nosuch"}, 2, `Error: unknown command "nosuch" for "kvflow"`, ""},
 		{[]string{"help", "kv", "gett"}, 2, `Error: unknown command "gett" for "kvflow kv"`, "\tget\n"},
 		{[]string{"completion", "bashh"}, 2, `Error: unknown command "bashh" for "kvflow completion"`, "\tbash\n"},
