@@ -51,22 +51,23 @@ func worst(a, b State) State {
 // attempts and errors; the Bucket holds its inputs and outputs (see
 // Engine.Execution, which joins both).
 type Execution struct {
-	ID           string `json:"id"`
-	Namespace    string `json:"namespace"`
-	FlowID       string `json:"flowId"`
-	FlowRevision int64  `json:"flowRevision,omitempty"`
+	ID           string            `json:"id"`
+	Namespace    string            `json:"namespace"`
+	FlowID       string            `json:"flowId"`
+	FlowRevision int64             `json:"flowRevision,omitempty"`
+	State        State             `json:"state"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Inputs       map[string]any    `json:"inputs,omitempty"`
+	TaskRuns     []*TaskRun        `json:"taskRuns"`
+	Outputs      map[string]any    `json:"outputs,omitempty"` // the flow's outputs
+	Error        string            `json:"error,omitempty"`   // why it failed, when it did
+	Start        time.Time         `json:"startDate"`
+	End          *time.Time        `json:"endDate,omitempty"`
+	Logs         []LogLine         `json:"logs,omitempty"` // filled by Run and Wait
+
 	// Scope is what the execution may reach (Flow.Scope when it started);
 	// the Repository keeps it so a worker resuming the execution obeys it.
-	Scope    storage.Scope     `json:"-"`
-	State    State             `json:"state"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Inputs   map[string]any    `json:"inputs,omitempty"`
-	TaskRuns []*TaskRun        `json:"taskRuns"`
-	Outputs  map[string]any    `json:"outputs,omitempty"` // the flow's outputs
-	Error    string            `json:"error,omitempty"`   // why it failed, when it did
-	Start    time.Time         `json:"startDate"`
-	End      *time.Time        `json:"endDate,omitempty"`
-	Logs     []LogLine         `json:"logs,omitempty"` // filled by Run and Wait
+	Scope storage.Scope `json:"-"`
 }
 
 // TaskRun is one run of a task: once per execution, or once per value for
@@ -101,15 +102,17 @@ type LogLine struct {
 	Message     string    `json:"message"`
 }
 
-// FlowRecord is a stored flow: its YAML source, revision, and the scope of
-// whoever deployed it, which executions started by triggers keep.
+// FlowRecord is a stored flow: its YAML source and revision.
 type FlowRecord struct {
-	Namespace string        `json:"namespace"`
-	ID        string        `json:"id"`
-	Revision  int64         `json:"revision"`
-	Scope     storage.Scope `json:"-"`
-	Source    string        `json:"source"`
-	Updated   time.Time     `json:"updated"`
+	Namespace string    `json:"namespace"`
+	ID        string    `json:"id"`
+	Revision  int64     `json:"revision"`
+	Source    string    `json:"source"`
+	Updated   time.Time `json:"updated"`
+
+	// Scope is the scope of whoever deployed the flow; executions that
+	// triggers start keep it (Flow.Scope).
+	Scope storage.Scope `json:"-"`
 }
 
 // ExecutionQuery selects executions, newest first.

@@ -29,13 +29,9 @@ import (
 
 // Flow is a loaded, valid flow.
 type Flow struct {
-	ID        string
-	Namespace string
-	Revision  int64 // set by whoever stores flows; 0 for a file
-	// Scope bounds what its executions may reach: the scope of whoever
-	// deployed it (FlowRecord.Scope), narrowed by whoever starts it. The
-	// zero Scope is unrestricted (a local file run by the CLI).
-	Scope       storage.Scope
+	ID          string
+	Namespace   string
+	Revision    int64 // set by whoever stores flows; 0 for a file
 	Description string
 	Labels      map[string]string
 	Inputs      []Input
@@ -46,6 +42,11 @@ type Flow struct {
 
 	File   string // where it was read from, for messages
 	Source string // the YAML as given
+
+	// Scope bounds what its executions may reach: the scope of whoever
+	// deployed it (FlowRecord.Scope), narrowed by whoever starts it. The
+	// zero Scope is unrestricted (a local file run by the CLI).
+	Scope storage.Scope
 }
 
 // InputType is the declared type of an input or an output.

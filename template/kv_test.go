@@ -139,73 +139,78 @@ func TestKV_MissingExpiredInheritedDenied(t *testing.T) {
 	set(t, s, "prod", "p", storage.String("prod's"), 0)
 	clk.Add(2 * time.Minute) // "short" and the child "shadowed" expire
 
-	allowOther := storage.NewPolicy(map[string][]string{"company.team": {"other"}})
+	grants := storage.NewPolicy(map[string][]string{"company.team": {"other"}})
+	allowOther := &grants
 	tests := []struct {
 		name   string
-		ns     string // the flow's namespace
-		access storage.Policy
+		ns     string          // the flow's namespace
+		access *storage.Policy // nil: no grants
 		src    string
 		want   any
 		code   string // error code, "" for success
 		msg    string
 	}{
-		{"missing key errors by default", "company.team", storage.Policy{}, "{{ kv('nope') }}", nil, kvflow.ENOTFOUND,
+		{"missing key errors by default", "company.team", nil, "{{ kv('nope') }}", nil, kvflow.ENOTFOUND,
 			"The key 'nope' does not exist in the namespace 'company.team'."},
-		{"missing key with errorOnMissing false is null", "company.team", storage.Policy{}, "{{ kv('nope', null, false) }}", nil, "", ""},
-		{"missing key with errorOnMissing false prints nothing", "company.team", storage.Policy{}, "[{{ kv('nope', flow.namespace, false) }}]", "[]", "", ""},
-		{"missing key with errorOnMissing true", "company.team", storage.Policy{}, "{{ kv('nope', 'company.team', true) }}", nil, kvflow.ENOTFOUND,
+		{"missing key with errorOnMissing false is null", "company.team", nil, "{{ kv('nope', null, false) }}", nil, "", ""},
+		{"missing key with errorOnMissing false prints nothing", "company.team", nil, "[{{ kv('nope', flow.namespace, false) }}]", "[]", "", ""},
+		{"missing key with errorOnMissing true", "company.team", nil, "{{ kv('nope', 'company.team', true) }}", nil, kvflow.ENOTFOUND,
 			"The key 'nope' does not exist in the namespace 'company.team'."},
-		{"expired key errors", "company.team", storage.Policy{}, "{{ kv('short') }}", nil, kvflow.EEXPIRED,
+		{"expired key errors", "company.team", nil, "{{ kv('short') }}", nil, kvflow.EEXPIRED,
 			"The key 'short' in the namespace 'company.team' has expired."},
-		{"expired key with errorOnMissing false is null", "company.team", storage.Policy{}, "{{ kv('short', null, false) }}", nil, "", ""},
-		{"expired key can be defaulted", "company.team", storage.Policy{}, "{{ kv('short', null, false) | default('gone') }}", "gone", "", ""},
-		{"expired child falls back to a live parent", "company.team", storage.Policy{}, "{{ kv('shadowed') }}", "parent live", "", ""},
-		{"inherits from a parent", "company.team.sub", storage.Policy{}, "{{ kv('root_only') }}", "from company", "", ""},
-		{"nearest namespace wins", "company.team.sub", storage.Policy{}, "{{ kv('both') }}", "from company.team", "", ""},
-		{"missing everywhere names the flow namespace", "company.team.sub", storage.Policy{}, "{{ kv('nope') }}", nil, kvflow.ENOTFOUND,
+		{"expired key with errorOnMissing false is null", "company.team", nil, "{{ kv('short', null, false) }}", nil, "", ""},
+		{"expired key can be defaulted", "company.team", nil, "{{ kv('short', null, false) | default('gone') }}", "gone", "", ""},
+		{"expired child falls back to a live parent", "company.team", nil, "{{ kv('shadowed') }}", "parent live", "", ""},
+		{"inherits from a parent", "company.team.sub", nil, "{{ kv('root_only') }}", "from company", "", ""},
+		{"nearest namespace wins", "company.team.sub", nil, "{{ kv('both') }}", "from company.team", "", ""},
+		{"missing everywhere names the flow namespace", "company.team.sub", nil, "{{ kv('nope') }}", nil, kvflow.ENOTFOUND,
 			"The key 'nope' does not exist in the namespace 'company.team.sub'."},
-		{"explicit namespace does not inherit", "company.team", storage.Policy{}, "{{ kv('root_only', 'company.team') }}", nil, kvflow.ENOTFOUND,
+		{"explicit namespace does not inherit", "company.team", nil, "{{ kv('root_only', 'company.team') }}", nil, kvflow.ENOTFOUND,
 			"The key 'root_only' does not exist in the namespace 'company.team'."},
-		{"explicit own namespace", "company.team", storage.Policy{}, "{{ kv('both', 'company.team') }}", "from company.team", "", ""},
-		{"explicit ancestor namespace", "company.team", storage.Policy{}, "{{ kv('both', 'company') }}", "from company", "", ""},
-		{"other namespace denied", "company.team", storage.Policy{}, "{{ kv('secret', 'other') }}", nil, kvflow.EFORBIDDEN,
+		{"explicit own namespace", "company.team", nil, "{{ kv('both', 'company.team') }}", "from company.team", "", ""},
+		{"explicit ancestor namespace", "company.team", nil, "{{ kv('both', 'company') }}", "from company", "", ""},
+		{"other namespace denied", "company.team", nil, "{{ kv('secret', 'other') }}", nil, kvflow.EFORBIDDEN,
 			"Cannot access the KV store. Access to 'other' namespace is not allowed from 'company.team'."},
-		{"child namespace denied", "company", storage.Policy{}, "{{ kv('both', 'company.team') }}", nil, kvflow.EFORBIDDEN,
+		{"child namespace denied", "company", nil, "{{ kv('both', 'company.team') }}", nil, kvflow.EFORBIDDEN,
 			"Access to 'company.team' namespace is not allowed from 'company'."},
-		{"prefix is not an ancestor", "prod2", storage.Policy{}, "{{ kv('p', 'prod') }}", nil, kvflow.EFORBIDDEN,
+		{"prefix is not an ancestor", "prod2", nil, "{{ kv('p', 'prod') }}", nil, kvflow.EFORBIDDEN,
 			"Access to 'prod' namespace is not allowed from 'prod2'."},
-		{"dotted child of prod may read prod", "prod.eu", storage.Policy{}, "{{ kv('p', 'prod') }}", "prod's", "", ""},
-		{"denied even with errorOnMissing false", "company.team", storage.Policy{}, "{{ kv('secret', 'other', false) }}", nil, kvflow.EFORBIDDEN,
+		{"dotted child of prod may read prod", "prod.eu", nil, "{{ kv('p', 'prod') }}", "prod's", "", ""},
+		{"denied even with errorOnMissing false", "company.team", nil, "{{ kv('secret', 'other', false) }}", nil, kvflow.EFORBIDDEN,
 			"not allowed from 'company.team'"},
 		{"access allows another namespace", "company.team", allowOther, "{{ kv('secret', 'other') }}", "other's", "", ""},
 		{"access is asked with from and ns", "company", allowOther, "{{ kv('secret', 'other') }}", nil, kvflow.EFORBIDDEN,
 			"Access to 'other' namespace is not allowed from 'company'."},
-		{"no key", "company.team", storage.Policy{}, "{{ kv() }}", nil, kvflow.EINVALID, "The 'kv' function expects an argument 'key'."},
-		{"key not a string", "company.team", storage.Policy{}, "{{ kv(5) }}", nil, kvflow.EINVALID, "expects the key to be a string, not a number."},
-		{"invalid key", "company.team", storage.Policy{}, "{{ kv('bad key') }}", nil, kvflow.EINVALID, "Key \"bad key\" is invalid"},
-		{"namespace not a string", "company.team", storage.Policy{}, "{{ kv('k', 5) }}", nil, kvflow.EINVALID, "expects the namespace to be a string"},
-		{"invalid namespace", "company.team", storage.Policy{}, "{{ kv('k', 'Bad NS') }}", nil, kvflow.EINVALID, "Namespace \"Bad NS\" is invalid"},
-		{"errorOnMissing not a boolean", "company.team", storage.Policy{}, "{{ kv('k', null, 'no') }}", nil, kvflow.EINVALID, "expects errorOnMissing to be true or false, not a string."},
-		{"too many arguments", "company.team", storage.Policy{}, "{{ kv('k', null, true, 1) }}", nil, kvflow.EINVALID, "at most 3 arguments"},
-		{"no flow namespace", "", storage.Policy{}, "{{ kv('k') }}", nil, kvflow.EINVALID, "The 'kv' function needs a namespace"},
+		{"no key", "company.team", nil, "{{ kv() }}", nil, kvflow.EINVALID, "The 'kv' function expects an argument 'key'."},
+		{"key not a string", "company.team", nil, "{{ kv(5) }}", nil, kvflow.EINVALID, "expects the key to be a string, not a number."},
+		{"invalid key", "company.team", nil, "{{ kv('bad key') }}", nil, kvflow.EINVALID, "Key \"bad key\" is invalid"},
+		{"namespace not a string", "company.team", nil, "{{ kv('k', 5) }}", nil, kvflow.EINVALID, "expects the namespace to be a string"},
+		{"invalid namespace", "company.team", nil, "{{ kv('k', 'Bad NS') }}", nil, kvflow.EINVALID, "Namespace \"Bad NS\" is invalid"},
+		{"errorOnMissing not a boolean", "company.team", nil, "{{ kv('k', null, 'no') }}", nil, kvflow.EINVALID, "expects errorOnMissing to be true or false, not a string."},
+		{"too many arguments", "company.team", nil, "{{ kv('k', null, true, 1) }}", nil, kvflow.EINVALID, "at most 3 arguments"},
+		{"no flow namespace", "", nil, "{{ kv('k') }}", nil, kvflow.EINVALID, "The 'kv' function needs a namespace"},
 		// Pebble's named arguments.
-		{"named errorOnMissing", "company.team", storage.Policy{}, "{{ kv('nope', errorOnMissing=false) }}", nil, "", ""},
-		{"named namespace", "company.team", storage.Policy{}, "{{ kv('both', namespace='company') }}", "from company", "", ""},
-		{"named both, spaced", "company.team", storage.Policy{}, "{{ kv( 'nope' , namespace = 'company' , errorOnMissing = false ) | default('d') }}", "d", "", ""},
-		{"named in any order", "company.team", storage.Policy{}, "{{ kv('both', errorOnMissing=true, namespace='company') }}", "from company", "", ""},
-		{"named namespace is access-checked", "company.team", storage.Policy{}, "{{ kv('secret', namespace='other') }}", nil, kvflow.EFORBIDDEN,
+		{"named errorOnMissing", "company.team", nil, "{{ kv('nope', errorOnMissing=false) }}", nil, "", ""},
+		{"named namespace", "company.team", nil, "{{ kv('both', namespace='company') }}", "from company", "", ""},
+		{"named both, spaced", "company.team", nil, "{{ kv( 'nope' , namespace = 'company' , errorOnMissing = false ) | default('d') }}", "d", "", ""},
+		{"named in any order", "company.team", nil, "{{ kv('both', errorOnMissing=true, namespace='company') }}", "from company", "", ""},
+		{"named namespace is access-checked", "company.team", nil, "{{ kv('secret', namespace='other') }}", nil, kvflow.EFORBIDDEN,
 			"Access to 'other' namespace is not allowed from 'company.team'."},
-		{"named errorOnMissing true", "company.team", storage.Policy{}, "{{ kv('nope', errorOnMissing=true) }}", nil, kvflow.ENOTFOUND,
+		{"named errorOnMissing true", "company.team", nil, "{{ kv('nope', errorOnMissing=true) }}", nil, kvflow.ENOTFOUND,
 			"The key 'nope' does not exist in the namespace 'company.team'."},
-		{"positional after named", "company.team", storage.Policy{}, "{{ kv('k', errorOnMissing=false, 'company') }}", nil, kvflow.EINVALID,
+		{"positional after named", "company.team", nil, "{{ kv('k', errorOnMissing=false, 'company') }}", nil, kvflow.EINVALID,
 			"positional arguments before the named ones"},
-		{"argument given twice", "company.team", storage.Policy{}, "{{ kv('k', 'company', namespace='company') }}", nil, kvflow.EINVALID,
+		{"argument given twice", "company.team", nil, "{{ kv('k', 'company', namespace='company') }}", nil, kvflow.EINVALID,
 			"got the argument 'namespace' twice"},
-		{"null literal", "company.team", storage.Policy{}, "{{ kv('nope', null, false) }}", nil, "", ""},
+		{"null literal", "company.team", nil, "{{ kv('nope', null, false) }}", nil, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := New(Options{KV: s, Policy: tt.access})
+			var policy storage.Policy
+			if tt.access != nil {
+				policy = *tt.access
+			}
+			e := New(Options{KV: s, Policy: policy})
 			data := flowData(tt.ns)
 			got, err := e.Render(context.Background(), tt.src, data)
 			if tt.code == "" {
