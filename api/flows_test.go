@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage/storagetest"
@@ -82,9 +83,9 @@ func TestFlows_CRUD(t *testing.T) {
 			t.Errorf("validation errors %+v do not point at lines 4 and 7", body.Errors)
 		}
 		_, err := ts.Client.CreateFlow(context.Background(), bad)
-		var ve engine.ValidationErrors
+		var ve client.FieldErrors
 		if !errors.As(err, &ve) || len(ve) != len(body.Errors) || kvflow.ErrorCode(err) != kvflow.EINVALID {
-			t.Fatalf("Client.CreateFlow(invalid) = %v, want engine.ValidationErrors", err)
+			t.Fatalf("Client.CreateFlow(invalid) = %v, want client.FieldErrors", err)
 		}
 
 		if r := do(t, "GET", base+"/company.team/hello", ""); r.Status != 200 || !strings.Contains(r.Body, `"revision":1`) {
@@ -132,7 +133,7 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 		ex, err := ts.Client.Execute(ctx, "company.team", "hello", map[string]any{"name": "Ada"}, true)
-		if err != nil || ex.State != engine.SUCCESS || ex.Outputs["said"] != "Hello Ada" || len(ex.TaskRuns) != 3 {
+		if err != nil || ex.State != client.SUCCESS || ex.Outputs["said"] != "Hello Ada" || len(ex.TaskRuns) != 3 {
 			t.Fatalf("Execute wait=true = %+v, %v", ex, err)
 		}
 		if typ, raw, err := ts.Client.Get(ctx, "company.team", "greeting"); err != nil || typ != "STRING" || string(raw) != `"Hello Ada"` {
@@ -152,7 +153,7 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.State.Terminated() {
-				if got.State != engine.SUCCESS || got.Outputs["said"] != "Hello Bob" {
+				if got.State != client.SUCCESS || got.Outputs["said"] != "Hello Bob" {
 					t.Fatalf("execution ended %s with outputs %v", got.State, got.Outputs)
 				}
 				break
@@ -201,7 +202,7 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 	})
 }
 
-func logLines(ls []LogLine) string {
+func logLines(ls []client.LogLine) string {
 	var b strings.Builder
 	for _, l := range ls {
 		b.WriteString(l.Message + "\n")

@@ -401,40 +401,6 @@ func statusOf(code string) int {
 	return http.StatusInternalServerError
 }
 
-// codeOf is statusOf's inverse, for the client: other 4xx are EINVALID,
-// other 5xx EINTERNAL.
-func codeOf(status int) string {
-	switch status {
-	case http.StatusUnprocessableEntity, http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusMethodNotAllowed:
-		return kvflow.EINVALID
-	case http.StatusNotFound:
-		return kvflow.ENOTFOUND
-	case http.StatusGone:
-		return kvflow.EEXPIRED
-	case http.StatusConflict:
-		return kvflow.ECONFLICT
-	case http.StatusForbidden:
-		return kvflow.EFORBIDDEN
-	case http.StatusUnauthorized:
-		return kvflow.EUNAUTHORIZED
-	case http.StatusRequestEntityTooLarge:
-		return kvflow.ETOOLARGE
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return kvflow.EUNAVAILABLE
-	}
-	if status >= 400 && status < 500 {
-		return kvflow.EINVALID
-	}
-	return kvflow.EINTERNAL
-}
-
-// ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Message string `json:"message"`
-	// Errors lists each problem of an invalid flow, with its place.
-	Errors []FieldError `json:"errors,omitempty"`
-}
-
 // writeError answers err with its status and message. Internal errors are
 // logged and answered with a generic message.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {

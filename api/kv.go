@@ -17,67 +17,17 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// Time is a date in API bodies: UTC with milliseconds, as Kestra writes it
-// (2024-07-15T06:10:33.422Z).
-type Time struct{ time.Time }
-
-// TimeFormat is how Time is written.
-const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
-
-func (t Time) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + t.UTC().Format(TimeFormat) + `"`), nil
-}
-
-func (t *Time) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	tm, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return err
-	}
-	t.Time = tm.UTC()
-	return nil
-}
-
-// Entry is a key's metadata as the list routes return it. Namespace is set
-// by the inheritance and detail routes only; an empty description and a
-// missing expiration date are left out, as Kestra leaves out nulls.
-type Entry struct {
-	Namespace      string `json:"namespace,omitempty"`
-	Key            string `json:"key"`
-	Type           string `json:"type"`
-	Description    string `json:"description,omitempty"`
-	Version        int64  `json:"version"`
-	CreationDate   Time   `json:"creationDate"`
-	UpdateDate     Time   `json:"updateDate"`
-	ExpirationDate Time   `json:"expirationDate,omitzero"`
-}
-
 // EntryOf is e as the list routes show it; withNS keeps its namespace.
 func EntryOf(e *storage.Entry, withNS bool) Entry {
 	out := Entry{Key: e.Key, Type: string(e.Type), Description: e.Description, Version: e.Version,
-		CreationDate: Time{e.Created}, UpdateDate: Time{e.Updated}}
+		CreationDate: Time{Time: e.Created}, UpdateDate: Time{Time: e.Updated}}
 	if withNS {
 		out.Namespace = e.Namespace
 	}
 	if e.Expires != nil {
-		out.ExpirationDate = Time{*e.Expires}
+		out.ExpirationDate = Time{Time: *e.Expires}
 	}
 	return out
-}
-
-// TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
-type TypedValue struct {
-	Type  string `json:"type"`
-	Value any    `json:"value"`
-}
-
-// EntryDetail is the body of GET .../kv/{key}/detail: the metadata and the value.
-type EntryDetail struct {
-	Entry
-	Value any `json:"value"`
 }
 
 // checkKey validates the namespace (and API access to it) and the key. A bad
@@ -413,11 +363,6 @@ func (s *Server) deleteKV(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, deleted)
 }
 
-// KeysBody is the body and the answer of the bulk delete: {"keys":[…]}.
-type KeysBody struct {
-	Keys []string `json:"keys"`
-}
-
 // bulkDeleteKV deletes the keys listed in {"keys":[…]} and answers the ones
 // that existed. Every key is checked before any is deleted.
 func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
@@ -460,11 +405,6 @@ func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
-
-// Cursor headers of a list page that is not the last.
-const (
-	NextCursorHeader = "X-Next-Cursor"
-)
 
 // listKV answers the namespace's live entries sorted by key, as a JSON array.
 // ?prefix= keeps keys starting with it. Without ?limit= every entry is
@@ -581,20 +521,6 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// PurgeRequest is the body of POST /api/v1/kv/purge.
-type PurgeRequest struct {
-	Namespaces      []string `json:"namespaces,omitempty"`      // none: every namespace
-	IncludeChildren bool     `json:"includeChildren,omitempty"` // also the namespaces below each
-	KeyGlob         string   `json:"keyGlob,omitempty"`         // * and ? wildcards
-	All             bool     `json:"all,omitempty"`             // also entries that have not expired
-}
-
-// PurgeResult is the answer of a purge: entries removed per namespace.
-type PurgeResult struct {
-	Purged map[string]int `json:"purged"`
-	Total  int            `json:"total"`
 }
 
 // purgeKV removes expired entries (or, with all, every matching entry).

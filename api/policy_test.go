@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
@@ -21,7 +22,7 @@ func startScopedServer(t *testing.T, pair storagetest.Pair, namespaces []string,
 }
 
 // runFlow deploys a flow of one task through ts and runs it to its end.
-func runFlow(t *testing.T, ts *testServer, ns, id, task string) *engine.Execution {
+func runFlow(t *testing.T, ts *testServer, ns, id, task string) *client.Execution {
 	t.Helper()
 	ctx := context.Background()
 	src := "id: " + id + "\nnamespace: " + ns + "\ntasks:\n  - " + task + "\n"
@@ -79,7 +80,7 @@ func TestFlows_CannotEscapeTheAPIScope(t *testing.T) {
 	for i, tc := range escapes {
 		t.Run(tc.name, func(t *testing.T) {
 			ex := runFlow(t, ts, "team.a", "escape"+string(rune('a'+i)), tc.task)
-			if ex.State != engine.FAILED || !strings.Contains(ex.Error, "Access to 'team' namespace is not allowed from 'team.a'") ||
+			if ex.State != client.FAILED || !strings.Contains(ex.Error, "Access to 'team' namespace is not allowed from 'team.a'") ||
 				!strings.Contains(ex.Error, "outside the scope of whoever deployed or started this execution (team.a.*)") {
 				t.Fatalf("state %s, error %q; want FAILED, refused for team", ex.State, ex.Error)
 			}
@@ -93,11 +94,11 @@ func TestFlows_CannotEscapeTheAPIScope(t *testing.T) {
 
 	t.Run("Inheritance", func(t *testing.T) {
 		ex := runFlow(t, ts, "team.a", "inherit", `{id: t, type: io.kestra.plugin.core.log.Log, message: "{{ kv('secret') }}"}`)
-		if ex.State != engine.FAILED || !strings.Contains(ex.Error, "The key 'secret' does not exist in the namespace 'team.a'") {
+		if ex.State != client.FAILED || !strings.Contains(ex.Error, "The key 'secret' does not exist in the namespace 'team.a'") {
 			t.Fatalf("inheritance past the scope: state %s, error %q; want FAILED, key missing", ex.State, ex.Error)
 		}
 		ex = runFlow(t, ts, "team.a", "inherit_soft", `{id: t, type: io.kestra.plugin.core.log.Log, message: "got {{ kv('secret', errorOnMissing=false) | default('nothing') }}"}`)
-		if ex.State != engine.SUCCESS || !strings.Contains(logLines(ex.Logs), "got nothing") {
+		if ex.State != client.SUCCESS || !strings.Contains(logLines(ex.Logs), "got nothing") {
 			t.Fatalf("inheritance past the scope, errorOnMissing false: %s %q %s", ex.State, ex.Error, logLines(ex.Logs))
 		}
 		inherited, err := ts.Client.Inherited(ctx, "team.a")
@@ -116,7 +117,7 @@ func TestFlows_CannotEscapeTheAPIScope(t *testing.T) {
 			"{id: t, type: io.kestra.plugin.core.kv.PurgeKV, namespaces: [team.a], includeChildNamespaces: false, keyPattern: 'mine2'}",
 			"{id: t, type: io.kestra.plugin.core.kv.Delete, key: mine}",
 		} {
-			if ex := runFlow(t, ts, "team.a", "own"+string(rune('a'+i)), task); ex.State != engine.SUCCESS {
+			if ex := runFlow(t, ts, "team.a", "own"+string(rune('a'+i)), task); ex.State != client.SUCCESS {
 				t.Fatalf("%s: state %s, error %q", task, ex.State, ex.Error)
 			}
 		}
@@ -151,11 +152,11 @@ func TestFlows_CannotEscapeTheAPIScope(t *testing.T) {
 		// started by a caller limited to team.a.*, it may not.
 		open := startScopedServer(t, pair, nil, nil)
 		ex := runFlow(t, open, "team.a", "reader", "{id: t, type: io.kestra.plugin.core.kv.Get, key: secret, namespace: team, errorOnMissing: true}")
-		if ex.State != engine.SUCCESS {
+		if ex.State != client.SUCCESS {
 			t.Fatalf("unrestricted run: %s %q", ex.State, ex.Error)
 		}
 		ex, err := ts.Client.Execute(ctx, "team.a", "reader", nil, true)
-		if err != nil || ex.State != engine.FAILED || !strings.Contains(ex.Error, "Access to 'team' namespace is not allowed") {
+		if err != nil || ex.State != client.FAILED || !strings.Contains(ex.Error, "Access to 'team' namespace is not allowed") {
 			t.Fatalf("run started by a limited caller: %v, %s %q; want FAILED", err, ex.State, ex.Error)
 		}
 	})
@@ -170,36 +171,36 @@ func TestFlows_ScopeKeepsAncestorsAndGrantedChildren(t *testing.T) {
 
 	wide := startScopedServer(t, pair, []string{"team.*"}, grants)
 	ex := runFlow(t, wide, "team.a", "ancestors", `{id: t, type: io.kestra.plugin.core.log.Log, message: "{{ kv('secret') }} {{ kv('secret', 'team') }}"}`)
-	if ex.State != engine.SUCCESS || !strings.Contains(logLines(ex.Logs), "s3cr3t s3cr3t") {
+	if ex.State != client.SUCCESS || !strings.Contains(logLines(ex.Logs), "s3cr3t s3cr3t") {
 		t.Fatalf("ancestor in scope: %s %q %s", ex.State, ex.Error, logLines(ex.Logs))
 	}
-	if ex := runFlow(t, wide, "team.a", "child", "{id: t, type: io.kestra.plugin.core.kv.Set, key: k, value: v, namespace: team.a.child}"); ex.State != engine.SUCCESS {
+	if ex := runFlow(t, wide, "team.a", "child", "{id: t, type: io.kestra.plugin.core.kv.Set, key: k, value: v, namespace: team.a.child}"); ex.State != client.SUCCESS {
 		t.Fatalf("granted child in scope: %s %q", ex.State, ex.Error)
 	}
 
 	narrow := startScopedServer(t, pair, []string{"team.a", "team.a.pub.*"}, grants)
-	if ex := runFlow(t, narrow, "team.a", "pub", "{id: t, type: io.kestra.plugin.core.kv.Set, key: k, value: v, namespace: team.a.pub.x}"); ex.State != engine.SUCCESS {
+	if ex := runFlow(t, narrow, "team.a", "pub", "{id: t, type: io.kestra.plugin.core.kv.Set, key: k, value: v, namespace: team.a.pub.x}"); ex.State != client.SUCCESS {
 		t.Fatalf("granted child in scope: %s %q", ex.State, ex.Error)
 	}
-	if ex := runFlow(t, narrow, "team.a", "priv", "{id: t, type: io.kestra.plugin.core.kv.Set, key: k, value: w, namespace: team.a.child}"); ex.State != engine.FAILED ||
+	if ex := runFlow(t, narrow, "team.a", "priv", "{id: t, type: io.kestra.plugin.core.kv.Set, key: k, value: w, namespace: team.a.child}"); ex.State != client.FAILED ||
 		!strings.Contains(ex.Error, "Access to 'team.a.child' namespace is not allowed") {
 		t.Fatalf("granted child outside the scope: %s %q; want FAILED", ex.State, ex.Error)
 	}
 	seed(t, pair.Store, "team.a", "k", str("own"))
 	ex = runFlow(t, narrow, "team.a", "purge_children", "{id: t, type: io.kestra.plugin.core.kv.PurgeKV, namespaces: [team.a], expiredOnly: false}")
-	if ex.State != engine.FAILED || !strings.Contains(ex.Error, "Access to 'team.a.child' namespace is not allowed") {
+	if ex.State != client.FAILED || !strings.Contains(ex.Error, "Access to 'team.a.child' namespace is not allowed") {
 		t.Fatalf("PurgeKV over children outside the scope: %s %q; want FAILED", ex.State, ex.Error)
 	}
 	wantValue(t, pair.Store, "team.a.child", "k", "v")
 	wantValue(t, pair.Store, "team.a.pub.x", "k", "v")
 	wantValue(t, pair.Store, "team.a", "k", "own")
 	ex = runFlow(t, narrow, "team.a", "purge_pattern", "{id: t, type: io.kestra.plugin.core.kv.PurgeKV, namespacePattern: 'team.a.*', expiredOnly: false}")
-	if ex.State != engine.FAILED || !strings.Contains(ex.Error, "'team.a.child'") {
+	if ex.State != client.FAILED || !strings.Contains(ex.Error, "'team.a.child'") {
 		t.Fatalf("PurgeKV by pattern over children outside the scope: %s %q; want FAILED", ex.State, ex.Error)
 	}
 	wantValue(t, pair.Store, "team.a.child", "k", "v")
 	ex = runFlow(t, narrow, "team.a", "purge_own", "{id: t, type: io.kestra.plugin.core.kv.PurgeKV, namespaces: [team.a, team.a.pub.x], includeChildNamespaces: false, expiredOnly: false}")
-	if ex.State != engine.SUCCESS {
+	if ex.State != client.SUCCESS {
 		t.Fatalf("PurgeKV inside the scope: %s %q", ex.State, ex.Error)
 	}
 	for _, ns := range []string{"team.a", "team.a.pub.x"} {

@@ -274,6 +274,13 @@ func (e *Engine) Logs(ctx context.Context, id string) ([]LogLine, error) {
 	return e.opts.Repo.Logs(ctx, id)
 }
 
+// Running is how many executions are running now.
+func (e *Engine) Running() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.running)
+}
+
 // Shutdown refuses new executions and waits for running ones until ctx
 // ends; those still running then are killed, with the log line "server
 // stopped", and saved as KILLED.

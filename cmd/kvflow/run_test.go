@@ -21,29 +21,14 @@ func kvflowCmd(t *testing.T, dataDir string, args ...string) (string, string, in
 	t.Setenv("KVFLOW_DATABASE_URL", "")
 	t.Setenv("KVFLOW_STORAGE_URL", "")
 	t.Setenv("KVFLOW_ALLOWED_NAMESPACES", "")
-	root := newRoot()
+	t.Setenv("KVFLOW_SERVER", "")
+	t.Setenv("KVFLOW_ENDPOINT", "")
+	t.Setenv("KVFLOW_LOG_FORMAT", "")
+	t.Setenv("KVFLOW_LOG_LEVEL", "")
+	t.Setenv("XDG_CONFIG_HOME", dataDir+"-xdg") // no configuration file unless a test writes one
 	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		var exit exitError
-		if !asExit(err, &exit) {
-			errOut.WriteString("Error: " + err.Error() + "\n")
-		}
-	}
+	code := Main(context.Background(), args, strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String(), code
-}
-
-func asExit(err error, target *exitError) bool {
-	e, ok := err.(exitError)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 func writeFlow(t *testing.T, dir, name, src string) string {

@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/storage"
@@ -49,7 +50,7 @@ func chromium(t testing.TB) string {
 type env struct {
 	t      testing.TB
 	URL    string // the server's base URL
-	Client *api.Client
+	Client *client.Client
 	Store  *storage.Store
 	ctx    context.Context // the browser tab
 
@@ -95,7 +96,7 @@ func start(t testing.TB, o options) *env {
 		}
 	})
 	e := &env{t: t, URL: "http://" + l.Addr().String(), Store: pair.Store}
-	e.Client = api.NewClient(e.URL, o.token)
+	e.Client = client.NewClient(e.URL, o.token)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
