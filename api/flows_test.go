@@ -192,8 +192,13 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 		if r := do(t, "GET", ts.URL+"/api/v1/executions?flowId=hello", ""); r.Status != 422 {
 			t.Errorf("executions by flowId without namespace = %d, want 422", r.Status)
 		}
-		time.Sleep(50 * time.Millisecond) // the end counter is bumped as the execution ends
+		// The end counter is bumped as the execution ends: wait for it.
 		m := do(t, "GET", ts.URL+"/metrics", "").Body
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) &&
+			!strings.Contains(m, `kvflow_executions_finished_total{namespace="company.team",state="SUCCESS"} 2`); {
+			time.Sleep(20 * time.Millisecond)
+			m = do(t, "GET", ts.URL+"/metrics", "").Body
+		}
 		for _, want := range []string{`kvflow_executions_started_total{namespace="company.team"} 2`, `kvflow_executions_finished_total{namespace="company.team",state="SUCCESS"} 2`} {
 			if !strings.Contains(m, want) {
 				t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "executions"))
