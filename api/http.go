@@ -66,6 +66,9 @@ type Server struct {
 	routes  []route
 
 	sweepMu sync.Mutex // one sweep at a time
+
+	stopping    context.Context // done when the server shuts down: ends watches
+	stopWatches context.CancelFunc
 }
 
 // route is one registered method and path pattern.
@@ -97,6 +100,7 @@ func New(cfg Config) *Server {
 		cfg.Repo = cfg.DB
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics()}
+	s.stopping, s.stopWatches = context.WithCancel(context.Background())
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
 	for _, r := range s.routes {
@@ -131,7 +135,7 @@ func New(cfg Config) *Server {
 		}
 		writeError(w, r, kvflow.Errorf(kvflow.ENOTFOUND, "No API route %s %s.", r.Method, r.URL.Path))
 	})))
-	s.handler = s.logRequests(mux)
+	s.handler = s.logRequests(withWriter(mux))
 	return s
 }
 
@@ -149,6 +153,10 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.listKV},
 		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.bulkDeleteKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/inheritance", handler: s.inheritedKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/changes", handler: s.changesKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/watch", handler: s.watchKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/versions", handler: s.versionsKV},
+		{Method: "POST", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/restore", handler: s.restoreKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.getKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/detail", handler: s.detailKV},
 		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.putKV},
@@ -200,6 +208,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		// Requests keep their own context so a shutdown lets them finish.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(s.stopWatches)
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if s.cfg.SweepInterval > 0 {
@@ -359,6 +368,8 @@ func statusOf(code string) int {
 		return http.StatusGone
 	case kvflow.ECONFLICT:
 		return http.StatusConflict
+	case kvflow.EPRECONDITION:
+		return http.StatusPreconditionFailed
 	case kvflow.EFORBIDDEN:
 		return http.StatusForbidden
 	case kvflow.EUNAUTHORIZED:
@@ -383,6 +394,8 @@ func codeOf(status int) string {
 		return kvflow.EEXPIRED
 	case http.StatusConflict:
 		return kvflow.ECONFLICT
+	case http.StatusPreconditionFailed:
+		return kvflow.EPRECONDITION
 	case http.StatusForbidden:
 		return kvflow.EFORBIDDEN
 	case http.StatusUnauthorized:

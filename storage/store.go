@@ -44,6 +44,7 @@ type Store struct {
 	now    func() time.Time
 	cache  *lru.Cache[string, Value] // decoded values by object name; names are unique per write, so never stale
 	log    *slog.Logger
+	wrote  signal // fired after each write or delete this process makes
 }
 
 // Options tune a Store; the zero value is fine.
@@ -191,7 +192,7 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 	now := s.now().UTC().Truncate(time.Microsecond)
 	e := &Entry{
 		Namespace: ns, Key: key, Type: t, Object: name, Size: size, Hash: sum,
-		Description: o.Description, Updated: now,
+		Description: o.Description, Updated: now, Writer: WriterFrom(ctx),
 	}
 	if o.TTL > 0 {
 		exp := now.Add(o.TTL)
@@ -209,6 +210,7 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 		}
 		return nil, unavailable(err, "Cannot write metadata for key '%s' in namespace '%s': the database is unreachable", key, ns)
 	}
+	s.wrote.fire()
 	return e, nil
 }
 
@@ -439,9 +441,12 @@ func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
 	if err := validateNames(ns, key); err != nil {
 		return false, err
 	}
-	e, err := s.index.DeleteEntry(ctx, ns, key)
+	e, err := s.index.DeleteEntry(ctx, ns, key, WriterFrom(ctx), s.now())
 	if err != nil {
 		return false, unavailable(err, "Cannot delete key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	if e != nil {
+		s.wrote.fire()
 	}
 	return e != nil && !e.Expired(s.now()), nil
 }

@@ -274,7 +274,7 @@ func (l localKV) set(ctx context.Context, ns, key, text string, t storage.Type, 
 			return err
 		}
 	}
-	_, err := l.a.Store.Set(ctx, ns, key, v, o)
+	_, err := l.a.Store.Set(storage.WithWriter(ctx, storage.WriterCLI), ns, key, v, o)
 	return err
 }
 
@@ -326,7 +326,7 @@ func (l localKV) list(ctx context.Context, ns, prefix string) ([]api.Entry, erro
 }
 
 func (l localKV) delete(ctx context.Context, ns, key string) (bool, error) {
-	return l.a.Store.Delete(ctx, ns, key)
+	return l.a.Store.Delete(storage.WithWriter(ctx, storage.WriterCLI), ns, key)
 }
 
 func (l localKV) purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResult, error) {

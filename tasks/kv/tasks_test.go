@@ -202,7 +202,15 @@ func kvCases() []kvCase {
 			src:   "key: k\nvalue: second",
 			check: func(t *testing.T, e *env, out plugin.Outputs, err error) {
 				stored(flowNS, "k", str("second"))(t, e, out, err)
-				output("version", int64(2))(t, e, out, err)
+				// Versions go on across the cases (history survives the reset's purge).
+				en, _ := e.mustGet(flowNS, "k")
+				output("version", en.Version)(t, e, out, err)
+				if _, prev, err := e.store.GetVersion(context.Background(), flowNS, "k", en.Version-1); err != nil || prev.V != "first" {
+					t.Fatalf("version %d = %v, %v; want first", en.Version-1, prev.V, err)
+				}
+				if p, _ := e.store.History(context.Background(), flowNS, "k", storage.HistoryOptions{Limit: 1}); p.Versions[0].Writer != "execution:e1 flow:company.team.f task:t" {
+					t.Fatalf("writer = %q", p.Versions[0].Writer)
+				}
 			}},
 		{name: "Set_KVTypeNumber_ParsesDecimalText", typ: kv.SetType,
 			src:   "key: k\nvalue: \"123.45\"\nkvType: NUMBER",
