@@ -205,3 +205,30 @@ func TestKVWatch_ResumesFromSinceNothingMissed(t *testing.T) {
 		}
 	})
 }
+
+// The sweeper applies the configured retention, then collects the objects.
+func TestSweep_PrunesHistoryByRetention(t *testing.T) {
+	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+		ts := startServer(t, pair, Config{History: storage.HistoryPolicy{Default: storage.Retention{Versions: 2}}})
+		ctx := context.Background()
+		var first string
+		for i := 0; i < 4; i++ {
+			e, err := pair.Store.Set(ctx, "company.team", "k", str(fmt.Sprint(i)), storage.SetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				first = e.Object
+			}
+		}
+		if _, err := ts.Server.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := pair.Store.History(ctx, "company.team", "k", storage.HistoryOptions{}); len(p.Versions) != 2 || p.Versions[1].Version != 3 {
+			t.Errorf("kept %d versions, want 4 and 3", len(p.Versions))
+		}
+		if ref, err := pair.DB.Referenced(ctx, []string{first}); err != nil || ref[first] != true {
+			t.Errorf("version 1's object is not queued as garbage: %v, %v", ref, err)
+		}
+	})
+}

@@ -48,10 +48,11 @@ type Config struct {
 	// "a.b", "a.b.*" (a.b and below) or "*"; empty means all. Others get 403.
 	Namespaces []string
 
-	MaxBodyBytes    int64         // request body limit; 0: DefaultMaxBodyBytes
-	SweepInterval   time.Duration // expired-entry purge period; 0: 1m; <0: no sweeper
-	SweepBatch      int           // entries per purge transaction; 0: 1000
-	ShutdownTimeout time.Duration // how long in-flight requests may take to finish; 0: 30s
+	MaxBodyBytes    int64                 // request body limit; 0: DefaultMaxBodyBytes
+	SweepInterval   time.Duration         // expired-entry purge period; 0: 1m; <0: no sweeper
+	SweepBatch      int                   // entries per purge transaction; 0: 1000
+	ShutdownTimeout time.Duration         // how long in-flight requests may take to finish; 0: 30s
+	History         storage.HistoryPolicy // retention of KV versions and changes, applied by the sweeper
 
 	Logger *slog.Logger
 	UI     http.Handler // served at /ui/ when set, with / redirecting there

@@ -102,9 +102,12 @@ type HistoryQuery struct {
 // key (Keep > 0) or was written before Before (not zero).
 type PruneQuery struct {
 	Namespaces []string // these namespaces and their children; nil: all
+	Exact      bool     // Namespaces without their children
 	Exclude    []string // minus these and their children (another rule governs them)
+	KeyLike    string   // SQL LIKE pattern with \ as escape; "" matches all
 	Keep       int
 	Before     time.Time
+	KeepNewest bool // never the newest version of a key, even a tombstone (Kestra's rule)
 	Limit      int
 }
 
@@ -302,6 +305,52 @@ func (s *signal) fire() {
 		s.ch = nil
 	}
 	s.mu.Unlock()
+}
+
+// PurgeVersionsOptions select old versions to purge, as Kestra's PurgeKV
+// behavior {type: version} does: the newest version of a key always stays.
+type PurgeVersionsOptions struct {
+	Namespaces []string  // exactly these
+	KeyGlob    string    // * and ? wildcards; "" matches every key
+	KeepAmount int       // keep the newest KeepAmount versions of each key (at least 1)
+	Before     time.Time // or: purge versions written before this instant
+	BatchSize  int       // versions per transaction; 0: 1000
+}
+
+// PurgeVersions removes old versions in batches and returns how many it
+// removed in each namespace. Their objects are collected by CollectGarbage.
+func (s *Store) PurgeVersions(ctx context.Context, o PurgeVersionsOptions) (map[string]int, error) {
+	for _, ns := range o.Namespaces {
+		if err := ValidateNamespace(ns); err != nil {
+			return nil, err
+		}
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	q := PruneQuery{Namespaces: o.Namespaces, Exact: true, KeyLike: globToLike(o.KeyGlob), Before: o.Before, KeepNewest: true, Limit: o.BatchSize}
+	if o.Before.IsZero() {
+		q.Keep = max(o.KeepAmount, 1)
+	}
+	purged := map[string]int{}
+	if len(o.Namespaces) == 0 {
+		return purged, nil
+	}
+	for {
+		vs, err := s.index.PruneVersions(ctx, q)
+		if err != nil {
+			return purged, unavailable(err, "Cannot purge old versions: the database is unreachable")
+		}
+		for _, v := range vs {
+			purged[v.Namespace]++
+		}
+		if len(vs) < q.Limit {
+			return purged, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return purged, err
+		}
+	}
 }
 
 // HistoryPolicy is the retention of versions and of the change feed.

@@ -85,9 +85,24 @@ func (db *DB) GetVersion(ctx context.Context, ns, key string, version int64) (*s
 func (db *DB) PruneVersions(ctx context.Context, q storage.PruneQuery) ([]storage.Version, error) {
 	where := []string{`NOT EXISTS (SELECT 1 FROM kv_entries e WHERE e.namespace = v.namespace AND e.key = v.key AND e.version = v.version)`}
 	var args []any
-	if q.Namespaces != nil {
+	if q.Namespaces != nil && q.Exact {
+		if len(q.Namespaces) == 0 {
+			return nil, nil
+		}
+		in, a, err := sqlx.In(`v.namespace IN (?)`, q.Namespaces)
+		if err != nil {
+			return nil, err
+		}
+		where, args = append(where, in), append(args, a...)
+	} else if q.Namespaces != nil {
 		cond, a := namespaceIn(q.Namespaces)
 		where, args = append(where, cond), append(args, a...)
+	}
+	if q.KeyLike != "" {
+		where, args = append(where, `v.key LIKE ? ESCAPE '\'`), append(args, q.KeyLike)
+	}
+	if q.KeepNewest {
+		where = append(where, `v.version < (SELECT MAX(w.version) FROM kv_versions w WHERE w.namespace = v.namespace AND w.key = v.key)`)
 	}
 	if len(q.Exclude) > 0 {
 		cond, a := namespaceIn(q.Exclude)
