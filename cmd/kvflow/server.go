@@ -89,7 +89,7 @@ listens on a loopback address, unless --insecure is given.`,
 				Token: tok, Insecure: cfg.Server.Insecure, Namespaces: cfg.Server.Namespaces,
 				MaxBodyBytes: cfg.Server.MaxBodyBytes, SweepInterval: cfg.Server.SweepInterval, SweepBatch: cfg.Server.SweepBatch,
 				History: cfg.History.Policy(),
-				Logger: logger, UI: ui.Handler(),
+				Logger:  logger, UI: ui.Handler(),
 			})
 			return srv.ListenAndServe(ctx, cfg.Server.Addr)
 		},

@@ -76,7 +76,6 @@ type purgeBehavior struct {
 	keepAmount  *int
 }
 
-
 func parseBehavior(m map[string]any) (purgeBehavior, error) {
 	b := purgeBehavior{typ: "key", expiredOnly: true}
 	if m == nil {
