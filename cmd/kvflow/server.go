@@ -88,8 +88,7 @@ listens on a loopback address, unless --insecure is given.`,
 				Store: a.Store, DB: a.DB, Engine: eng,
 				Token: tok, Insecure: cfg.Server.Insecure, Namespaces: cfg.Server.Namespaces,
 				MaxBodyBytes: cfg.Server.MaxBodyBytes, SweepInterval: cfg.Server.SweepInterval, SweepBatch: cfg.Server.SweepBatch,
-				History: cfg.History.Policy(),
-				Logger:  logger, UI: ui.Handler(),
+				History: cfg.History.Policy(), Logger: logger, UI: ui.Handler(),
 			})
 			return srv.ListenAndServe(ctx, cfg.Server.Addr)
 		},
