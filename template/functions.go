@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/flosch/pongo2/v6"
@@ -46,7 +47,7 @@ func namedArgFunc(name string) func(args ...*pongo2.Value) (any, error) {
 }
 
 // kvParams are kv()'s parameters in order.
-var kvParams = []string{"key", "namespace", "errorOnMissing"}
+var kvParams = []string{"key", "namespace", "errorOnMissing", "version"}
 
 // kvArgs puts positional and named arguments in parameter order.
 func kvArgs(in []*pongo2.Value) ([]*pongo2.Value, error) {
@@ -77,8 +78,9 @@ func kvArgs(in []*pongo2.Value) ([]*pongo2.Value, error) {
 	return out, nil
 }
 
-// kv implements kv(key[, namespace[, errorOnMissing]]); namespace and
-// errorOnMissing may be given by name.
+// kv implements kv(key[, namespace[, errorOnMissing[, version]]]); all but
+// the key may be given by name. With a version it reads that version from the
+// key's history (the store must implement VersionedKV).
 func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 	args, err := kvArgs(args)
 	if err != nil {
@@ -87,8 +89,15 @@ func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 	if len(args) == 0 || args[0].IsNil() {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects an argument 'key'.")
 	}
-	if len(args) > 3 {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function takes at most 3 arguments (key, namespace, errorOnMissing), not %d.", len(args))
+	if len(args) > 4 {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function takes at most 4 arguments (key, namespace, errorOnMissing, version), not %d.", len(args))
+	}
+	var version int64
+	if len(args) > 3 && !args[3].IsNil() {
+		if !args[3].IsInteger() || args[3].Integer() < 1 {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects the version to be a whole number, 1 or more, not %s.", clip(Text(args[3].Interface())))
+		}
+		version = int64(args[3].Integer())
 	}
 	if !args[0].IsString() {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects the key to be a string, not %s.", typeName(args[0]))
@@ -136,6 +145,9 @@ func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 		candidates = storage.Ancestors(from) // nearest first; the first hit wins
 	}
 
+	if version > 0 {
+		return e.kvVersion(st, candidates, key, version, errorOnMissing)
+	}
 	expiredIn := ""
 	for _, cand := range candidates {
 		_, val, err := e.store.Get(st.ctx, cand, key)
@@ -160,6 +172,38 @@ func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 		return nil, kvflow.Errorf(kvflow.EEXPIRED, "The key '%s' in the namespace '%s' has expired.", key, expiredIn)
 	}
 	return nil, kvflow.Errorf(kvflow.ENOTFOUND, "The key '%s' does not exist in the namespace '%s'.", key, candidates[0])
+}
+
+// VersionedKV is what kv(key, version=N) reads through; *storage.Store satisfies it.
+type VersionedKV interface {
+	GetVersion(ctx context.Context, ns, key string, version int64) (*storage.Version, storage.Value, error)
+}
+
+// kvVersion reads a version of key in the first candidate namespace holding it.
+func (e *Engine) kvVersion(st *renderState, candidates []string, key string, version int64, errorOnMissing bool) (any, error) {
+	vkv, ok := e.store.(VersionedKV)
+	if !ok {
+		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The 'kv' function cannot read version %d of key '%s': this KV store keeps no history.", version, clip(key))
+	}
+	var first error
+	for _, cand := range candidates {
+		_, val, err := vkv.GetVersion(st.ctx, cand, key, version)
+		switch kvflow.ErrorCode(err) {
+		case "":
+			return kvValue(val), nil
+		case kvflow.ENOTFOUND:
+			if first == nil {
+				first = err
+			}
+			continue
+		default:
+			return nil, err
+		}
+	}
+	if !errorOnMissing {
+		return nil, nil
+	}
+	return nil, first
 }
 
 // kvValue is what kv() returns for a stored value: strings, numbers, booleans
