@@ -72,6 +72,9 @@ func (s scope) iteration(parentID, value string) scope {
 func (r *run) execute(ctx context.Context) error {
 	defer r.e.forget(r)
 	defer close(r.done)
+	if at := r.exec.KVSnapshot; at != nil { // kvSnapshot: reads see the store as at the start
+		ctx = storage.WithSnapshot(ctx, storage.Snapshot{At: *at, Execution: r.exec.ID})
+	}
 
 	r.mu.Lock()
 	r.exec.State = RUNNING
@@ -347,6 +350,8 @@ func (r *run) runLeaf(ctx context.Context, t *Task, tr *TaskRun, sc scope) (Stat
 // attempt runs a task once, within its timeout. A task that ignores its
 // context is left behind when the timeout passes.
 func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int) (plugin.Outputs, error) {
+	// What the task stores is recorded in the KV history as written by it.
+	ctx = storage.WithWriter(ctx, storage.ExecutionWriter(r.exec.ID, r.exec.Namespace, r.exec.FlowID, t.ID))
 	if t.Timeout <= 0 {
 		return plugin.Call(ctx, t.Impl, r.runContext(t, tr, sc, n))
 	}

@@ -67,6 +67,9 @@ type Index interface {
 	// it in the same transaction as what it does. EEXPIRED when changes just
 	// after `after` were pruned.
 	ChangesSince(ctx context.Context, ns string, after int64, limit int) ([]Change, error)
+	// VersionAt returns the newest version of ns/key written at or before
+	// at, or written by a writer starting with own (read-your-writes), or ENOTFOUND.
+	VersionAt(ctx context.Context, ns, key string, at time.Time, own string) (*Version, error)
 	// FeedHead returns the last seq of ns's change feed, 0 when it has none.
 	FeedHead(ctx context.Context, ns string) (int64, error)
 	// PruneChanges removes up to limit changes recorded before t.

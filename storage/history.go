@@ -353,6 +353,71 @@ func (s *Store) PurgeVersions(ctx context.Context, o PurgeVersionsOptions) (map[
 	}
 }
 
+// Snapshot pins the reads of one execution to the store as it was at At:
+// Get returns the newest version written at or before At, or written by
+// Execution itself (read-your-writes). Writes are not affected.
+type Snapshot struct {
+	At        time.Time
+	Execution string // the execution's id, as in ExecutionWriter
+}
+
+type snapshotKey struct{}
+
+// WithSnapshot returns a context whose Get calls read at snap.
+func WithSnapshot(ctx context.Context, snap Snapshot) context.Context {
+	return context.WithValue(ctx, snapshotKey{}, snap)
+}
+
+// SnapshotFrom returns the snapshot WithSnapshot put in ctx.
+func SnapshotFrom(ctx context.Context) (Snapshot, bool) {
+	snap, ok := ctx.Value(snapshotKey{}).(Snapshot)
+	return snap, ok
+}
+
+func (s *Store) getAt(ctx context.Context, ns, key string, snap Snapshot) (*Entry, Value, error) {
+	if err := validateNames(ns, key); err != nil {
+		return nil, Value{}, err
+	}
+	own := ""
+	if snap.Execution != "" {
+		own = "execution:" + snap.Execution + " "
+	}
+	v, err := s.index.VersionAt(ctx, ns, key, snap.At, own)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return nil, Value{}, NotFound(ns, key)
+	} else if err != nil {
+		return nil, Value{}, unavailable(err, "Cannot read metadata for key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	if v.Tombstone() {
+		return nil, Value{}, NotFound(ns, key)
+	}
+	at := snap.At
+	if v.Updated.After(at) { // the execution's own write: expiry counts from now
+		at = s.now()
+	}
+	if v.Expired(at) {
+		return nil, Value{}, kvflow.Errorf(kvflow.EEXPIRED, "The requested value for key '%s' in namespace '%s' has expired.", key, ns)
+	}
+	if s.cache != nil {
+		if c, ok := s.cache.Get(v.Object); ok {
+			return &v.Entry, Value{c.Type, copyJSON(c.V)}, nil
+		}
+	}
+	if v.Size > MaxValueSize {
+		return nil, Value{}, kvflow.Errorf(kvflow.ETOOLARGE, "Value for key '%s' in namespace '%s' is %d bytes; read it as a stream.", key, ns, v.Size)
+	}
+	val, err := s.read(ctx, &v.Entry)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, Value{}, kvflow.Errorf(kvflow.ENOTFOUND, "Version %d of key '%s' in namespace '%s', the one this execution's snapshot sees, was purged by the history retention.", v.Version, key, ns)
+	} else if err != nil {
+		return nil, Value{}, err
+	}
+	if s.cache != nil {
+		s.cache.Add(v.Object, Value{val.Type, copyJSON(val.V)})
+	}
+	return &v.Entry, val, nil
+}
+
 // HistoryPolicy is the retention of versions and of the change feed.
 type HistoryPolicy struct {
 	Default    Retention            // every namespace without its own rule

@@ -223,7 +223,7 @@ func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o Se
 		return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Increment for key '%s' in namespace '%s' must be a NUMBER, not %s.", key, ns, delta.Type)
 	}
 	for {
-		cur, v, err := s.Get(ctx, ns, key)
+		cur, v, err := s.get(ctx, ns, key) // the live value, even under a snapshot
 		next := delta
 		write := SetOptions{NoOverwrite: true, TTL: o.TTL, Description: o.Description}
 		switch code := kvflow.ErrorCode(err); {
@@ -268,8 +268,17 @@ func toFloat(x any) float64 {
 }
 
 // Get returns the metadata and value of ns/key: ENOTFOUND when missing,
-// EEXPIRED when its TTL has passed.
+// EEXPIRED when its TTL has passed. Under a snapshot (WithSnapshot) it reads
+// the key as it was at the snapshot, or as the snapshot's execution wrote it.
 func (s *Store) Get(ctx context.Context, ns, key string) (*Entry, Value, error) {
+	if snap, ok := ctx.Value(snapshotKey{}).(Snapshot); ok {
+		return s.getAt(ctx, ns, key, snap)
+	}
+	return s.get(ctx, ns, key)
+}
+
+// get reads the live entry.
+func (s *Store) get(ctx context.Context, ns, key string) (*Entry, Value, error) {
 	for attempt := 0; ; attempt++ {
 		e, err := s.live(ctx, ns, key)
 		if err != nil {

@@ -80,6 +80,21 @@ func (db *DB) GetVersion(ctx context.Context, ns, key string, version int64) (*s
 	return &v, nil
 }
 
+// VersionAt implements storage.Index.
+func (db *DB) VersionAt(ctx context.Context, ns, key string, at time.Time, own string) (*storage.Version, error) {
+	st, err := db.stmt(ctx, `SELECT `+versionCols+` FROM kv_versions WHERE namespace = ? AND key = ?
+		AND (updated_at <= ? OR (? <> '' AND writer LIKE ? ESCAPE '\')) ORDER BY version DESC LIMIT 1`)
+	if err != nil {
+		return nil, err
+	}
+	var r versionRow
+	if err := st.GetContext(ctx, &r, ns, key, at.UnixMicro(), own, escapeLike(own)+"%"); err != nil {
+		return nil, db.Err(err)
+	}
+	v := r.version()
+	return &v, nil
+}
+
 // PruneVersions implements storage.Index. The live version is never selected;
 // a trigger queues each removed version's object as garbage.
 func (db *DB) PruneVersions(ctx context.Context, q storage.PruneQuery) ([]storage.Version, error) {

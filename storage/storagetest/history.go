@@ -164,6 +164,51 @@ func historyAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("Snapshot_ReadsAsOfStart_ReadYourWrites", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now}).Store
+		mustSet(t, s, ns, "k", storage.String("before"), storage.SetOptions{})
+		mustSet(t, s, ns, "gone", storage.String("was here"), storage.SetOptions{})
+		mustSet(t, s, ns, "mine", storage.String("theirs"), storage.SetOptions{})
+		mustSet(t, s, ns, "ttl", storage.String("short"), storage.SetOptions{TTL: 2 * time.Second})
+		clock.Add(time.Second)
+		snap := storage.WithSnapshot(ctx, storage.Snapshot{At: clock.Now(), Execution: "e1"})
+		own := storage.WithWriter(snap, storage.ExecutionWriter("e1", ns, "f", "t"))
+		clock.Add(time.Second)
+		// Another execution writes meanwhile.
+		mustSet(t, s, ns, "k", storage.String("after"), storage.SetOptions{})
+		mustSet(t, s, ns, "new", storage.String("x"), storage.SetOptions{})
+		s.Delete(ctx, ns, "gone")
+		// This one writes too.
+		if _, err := s.Set(own, ns, "mine", storage.String("ours"), storage.SetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(time.Second)
+		for key, want := range map[string]any{"k": "before", "gone": "was here", "mine": "ours", "ttl": "short"} {
+			if _, v, err := s.Get(snap, ns, key); err != nil || v.V != want {
+				t.Errorf("snapshot Get %s = %v, %v; want %v", key, v.V, err, want)
+			}
+		}
+		if _, _, err := s.Get(snap, ns, "new"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("snapshot Get of a key created later = %v, want ENOTFOUND", err)
+		}
+		if _, v, _ := s.Get(ctx, ns, "k"); v.V != "after" {
+			t.Errorf("Get without the snapshot = %v", v.V)
+		}
+		// Increment under a snapshot still counts on the live value.
+		one := storage.Value{Type: storage.NUMBER, V: int64(1)}
+		s.Increment(ctx, ns, "n", one, storage.SetOptions{})
+		if v, _, err := s.Increment(own, ns, "n", one, storage.SetOptions{}); err != nil || v.V != int64(2) {
+			t.Errorf("Increment under a snapshot = %v, %v", v.V, err)
+		}
+		if _, err := s.Delete(own, ns, "k"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Get(snap, ns, "k"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("snapshot Get after its own delete = %v, want ENOTFOUND", err)
+		}
+	})
+
 	t.Run("Changes_InOrder_EveryKind", func(t *testing.T) {
 		clock := NewClock()
 		s := open(t, storage.Options{Now: clock.Now}).Store
