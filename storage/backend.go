@@ -82,8 +82,16 @@ type Index interface {
 	Garbage(ctx context.Context, olderThan time.Time, limit int) ([]string, error)
 	// DropGarbage forgets queued objects once they are deleted.
 	DropGarbage(ctx context.Context, objects []string) error
-	// Referenced returns which of objects an entry or a version points to or the garbage queue holds.
+	// Referenced returns which of objects an entry or a version points to, the
+	// garbage queue holds or a write intent names.
 	Referenced(ctx context.Context, objects []string) (map[string]bool, error)
+
+	// AddIntent records that object is being written (a stream) at at.
+	AddIntent(ctx context.Context, object string, at time.Time) error
+	// DropIntents forgets intents, once their writes committed or were collected.
+	DropIntents(ctx context.Context, objects []string) error
+	// StaleIntents returns up to limit objects of intents started before olderThan.
+	StaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error)
 
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error

@@ -179,6 +179,16 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 		h = sha256.New()
 		cr = &countingReader{r: io.TeeReader(body, h)}
 		body = cr
+		// A stream may take long: an intent keeps garbage collection off its
+		// object (whose Last-Modified may be the upload's start) until it commits.
+		if err := s.index.AddIntent(ctx, name, time.Now()); err != nil {
+			return nil, unavailable(err, "Cannot write value for key '%s' in namespace '%s': the database is unreachable", key, ns)
+		}
+		defer func() {
+			if err := s.index.DropIntents(context.WithoutCancel(ctx), []string{name}); err != nil {
+				s.log.Warn("kv: leaving a write intent for garbage collection", "object", name, "err", err)
+			}
+		}()
 	}
 	if err := s.bucket.Put(ctx, name, body, size); err != nil {
 		if kvflow.ErrorCode(err) == kvflow.EINVALID {
@@ -531,10 +541,12 @@ func globToLike(glob string) string {
 	return b.String()
 }
 
-// CollectGarbage deletes value objects no entry points to any more: first the
-// ones replaced, deleted or purged (queued by the index), then orphans left
-// by a crash between the object write and the metadata write. Only objects
-// queued or written more than grace ago, by the wall clock, are touched.
+// CollectGarbage deletes value objects nothing points to any more: first the
+// ones of purged versions (queued by the index), then those of streamed
+// writes that never committed (their intents), then orphans left by a crash
+// between a whole value's object write and its metadata write. Only objects
+// queued, intended or written more than grace ago, by the wall clock, are
+// touched; an object with a younger intent is never touched.
 func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, error) {
 	cutoff := time.Now().Add(-grace)
 	removed := 0
@@ -552,6 +564,31 @@ func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, e
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
 		removed += len(names)
+		if len(names) < 500 {
+			break
+		}
+	}
+	// Streamed writes that never committed: their intents are older than grace.
+	for {
+		names, err := s.index.StaleIntents(ctx, cutoff, 500)
+		if err == nil {
+			err = s.index.DropIntents(ctx, names)
+		}
+		var ref map[string]bool
+		if err == nil {
+			ref, err = s.index.Referenced(ctx, names)
+		}
+		if err != nil {
+			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
+		}
+		for _, name := range names {
+			if !ref[name] {
+				if err := s.bucket.Delete(ctx, name); err != nil {
+					return removed, unavailable(err, "Cannot collect garbage: the object store is unreachable")
+				}
+				removed++
+			}
+		}
 		if len(names) < 500 {
 			break
 		}

@@ -230,6 +230,32 @@ func (db *DB) PruneChanges(ctx context.Context, before time.Time, limit int) (in
 	return len(rows), err
 }
 
+// AddIntent implements storage.Index.
+func (db *DB) AddIntent(ctx context.Context, object string, at time.Time) error {
+	_, err := db.X.ExecContext(ctx, db.Rebind(`INSERT INTO kv_intents (object, started_at) VALUES (?, ?)`), object, at.UnixMicro())
+	return db.Err(err)
+}
+
+// DropIntents implements storage.Index.
+func (db *DB) DropIntents(ctx context.Context, objects []string) error {
+	if len(objects) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`DELETE FROM kv_intents WHERE object IN (?)`, objects)
+	if err != nil {
+		return err
+	}
+	_, err = db.X.ExecContext(ctx, db.Rebind(q), args...)
+	return db.Err(err)
+}
+
+// StaleIntents implements storage.Index.
+func (db *DB) StaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
+	var names []string
+	err := db.X.SelectContext(ctx, &names, db.Rebind(`SELECT object FROM kv_intents WHERE started_at < ? ORDER BY started_at LIMIT ?`), olderThan.UnixMicro(), limit)
+	return names, db.Err(err)
+}
+
 // FeedHead implements storage.Index.
 func (db *DB) FeedHead(ctx context.Context, ns string) (int64, error) {
 	var seq int64

@@ -291,7 +291,7 @@ func (db *DB) Referenced(ctx context.Context, objects []string) (map[string]bool
 		return ref, nil
 	}
 	q, args, err := sqlx.In(`SELECT object FROM kv_entries WHERE object IN (?) UNION SELECT object FROM kv_versions WHERE object IN (?)
-		UNION SELECT object FROM kv_garbage WHERE object IN (?)`, objects, objects, objects)
+		UNION SELECT object FROM kv_garbage WHERE object IN (?) UNION SELECT object FROM kv_intents WHERE object IN (?)`, objects, objects, objects, objects)
 	if err != nil {
 		return nil, err
 	}

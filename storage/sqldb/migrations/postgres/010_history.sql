@@ -103,3 +103,14 @@ CREATE TRIGGER kv_entries_history_delete AFTER DELETE ON kv_entries
 -- A purged version's object is queued as garbage in the same transaction.
 CREATE TRIGGER kv_versions_purged AFTER DELETE ON kv_versions
 	FOR EACH ROW WHEN (OLD.object IS NOT NULL) EXECUTE FUNCTION kv_queue_garbage();
+
+-- A streamed write's object, from before its upload starts until its
+-- metadata commits: garbage collection never removes such an object while the
+-- intent is younger than the grace period, whatever the object's
+-- Last-Modified says (a multipart upload's is its start), and removes the
+-- object of an intent older than that which never committed.
+CREATE TABLE kv_intents (
+	object     TEXT PRIMARY KEY,
+	started_at BIGINT NOT NULL
+);
+CREATE INDEX kv_intents_started ON kv_intents (started_at);

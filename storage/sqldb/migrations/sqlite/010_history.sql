@@ -106,3 +106,14 @@ BEGIN
 	SELECT OLD.object, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)
 	WHERE NOT EXISTS (SELECT 1 FROM kv_garbage WHERE object = OLD.object);
 END;
+
+-- A streamed write's object, from before its upload starts until its
+-- metadata commits: garbage collection never removes such an object while the
+-- intent is younger than the grace period, whatever the object's
+-- Last-Modified says (a multipart upload's is its start), and removes the
+-- object of an intent older than that which never committed.
+CREATE TABLE kv_intents (
+	object     TEXT PRIMARY KEY,
+	started_at BIGINT NOT NULL
+);
+CREATE INDEX kv_intents_started ON kv_intents (started_at);
