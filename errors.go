@@ -17,6 +17,7 @@ const (
 	ETOOLARGE     = "too_large"    // a body or value over a documented limit
 	EUNAUTHORIZED = "unauthorized" // no or a wrong API token
 	EUNAVAILABLE  = "unavailable"  // the database or the object store cannot be reached
+	EPRECONDITION = "precondition" // a conditional request (If-Match) whose condition no longer holds
 )
 
 // Error is kvflow's one error type. Message is a sentence fit for a user; Err,

@@ -51,10 +51,11 @@ type Config struct {
 	// scope: their tasks and kv() cannot reach further (storage.Scope).
 	Namespaces []string
 
-	MaxBodyBytes    int64         // request body limit; 0: DefaultMaxBodyBytes
-	SweepInterval   time.Duration // expired-entry purge period; 0: 1m; <0: no sweeper
-	SweepBatch      int           // entries per purge transaction; 0: 1000
-	ShutdownTimeout time.Duration // how long in-flight requests may take to finish; 0: 30s
+	MaxBodyBytes    int64                 // request body limit; 0: DefaultMaxBodyBytes
+	SweepInterval   time.Duration         // expired-entry purge period; 0: 1m; <0: no sweeper
+	SweepBatch      int                   // entries per purge transaction; 0: 1000
+	ShutdownTimeout time.Duration         // how long in-flight requests may take to finish; 0: 30s
+	History         storage.HistoryPolicy // retention of KV versions and changes, applied by the sweeper
 
 	Logger *slog.Logger
 	UI     http.Handler // served at /ui/ when set, with / redirecting there
@@ -70,6 +71,9 @@ type Server struct {
 	routes  []route
 
 	sweepMu sync.Mutex // one sweep at a time
+
+	stopping    context.Context // done when the server shuts down: ends watches
+	stopWatches context.CancelFunc
 }
 
 // route is one registered method and path pattern.
@@ -101,6 +105,7 @@ func New(cfg Config) *Server {
 		cfg.Repo = cfg.DB
 	}
 	s := &Server{cfg: cfg, scope: storage.NewScope(cfg.Namespaces...), log: cfg.Logger, metrics: newMetrics()}
+	s.stopping, s.stopWatches = context.WithCancel(context.Background())
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
 	for _, r := range s.routes {
@@ -135,7 +140,7 @@ func New(cfg Config) *Server {
 		}
 		writeError(w, r, kvflow.Errorf(kvflow.ENOTFOUND, "No API route %s %s.", r.Method, r.URL.Path))
 	})))
-	s.handler = s.logRequests(s.checkPath(paths, mux))
+	s.handler = s.logRequests(s.checkPath(paths, withWriter(mux)))
 	return s
 }
 
@@ -207,6 +212,10 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.listKV},
 		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.bulkDeleteKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/inheritance", handler: s.inheritedKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/changes", handler: s.changesKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/watch", handler: s.watchKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/versions", handler: s.versionsKV},
+		{Method: "POST", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/restore", handler: s.restoreKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.getKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/detail", handler: s.detailKV},
 		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.putKV},
@@ -258,6 +267,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		// Requests keep their own context so a shutdown lets them finish.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(s.stopWatches)
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if s.cfg.SweepInterval > 0 {
@@ -389,6 +399,8 @@ func statusOf(code string) int {
 		return http.StatusGone
 	case kvflow.ECONFLICT:
 		return http.StatusConflict
+	case kvflow.EPRECONDITION:
+		return http.StatusPreconditionFailed
 	case kvflow.EFORBIDDEN:
 		return http.StatusForbidden
 	case kvflow.EUNAUTHORIZED:

@@ -258,6 +258,10 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if r.URL.Query().Has("version") {
+		s.getKVVersion(w, r, ns, key)
+		return
+	}
 	start := time.Now()
 	_, v, err := s.cfg.Store.Get(r.Context(), ns, key)
 	s.metrics.observe("kv_get", start)

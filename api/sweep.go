@@ -22,7 +22,8 @@ func (s *Server) sweepLoop(ctx context.Context) {
 }
 
 // Sweep purges expired entries in batches of SweepBatch, counting them per
-// namespace in kvflow_kv_keys_expired_purged_total, then deletes value
+// namespace in kvflow_kv_keys_expired_purged_total, prunes KV versions and
+// changes outside Config.History's retention, then deletes value
 // objects no entry needs any more (older than storage.DefaultGCGrace). It
 // returns how many entries it purged per namespace.
 func (s *Server) Sweep(ctx context.Context) (map[string]int, error) {
@@ -43,13 +44,22 @@ func (s *Server) Sweep(ctx context.Context) (map[string]int, error) {
 		return purged, err
 	}
 	start = time.Now()
+	versions, changes, err := s.cfg.Store.PruneHistory(ctx, s.cfg.History, s.cfg.SweepBatch)
+	s.metrics.observe("kv_prune_history", start)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("sweeper: pruning history failed", "versions", versions, "changes", changes, "err", err)
+		}
+		return purged, err
+	}
+	start = time.Now()
 	removed, err := s.cfg.Store.CollectGarbage(ctx, storage.DefaultGCGrace)
 	s.metrics.observe("kv_collect_garbage", start)
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("sweeper: collecting garbage failed", "removed", removed, "err", err)
 	}
 	if total > 0 || removed > 0 {
-		s.log.Info("sweeper: done", "purged", total, "objects_removed", removed, "duration", time.Since(start))
+		s.log.Info("sweeper: done", "purged", total, "versions_pruned", versions, "changes_pruned", changes, "objects_removed", removed, "duration", time.Since(start))
 	}
 	return purged, err
 }

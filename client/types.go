@@ -254,6 +254,8 @@ func CodeOf(status int) string {
 		return kvflow.EEXPIRED
 	case http.StatusConflict:
 		return kvflow.ECONFLICT
+	case http.StatusPreconditionFailed:
+		return kvflow.EPRECONDITION
 	case http.StatusForbidden:
 		return kvflow.EFORBIDDEN
 	case http.StatusUnauthorized:

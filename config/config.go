@@ -34,6 +34,9 @@ type Config struct {
 
 	Download Download `yaml:"download"`
 	Server   Server   `yaml:"server"`
+
+	// History is how long KV versions and the change feed are kept.
+	History History `yaml:"history"`
 }
 
 // Download holds what tasks that fetch URLs may reach.
@@ -42,6 +45,34 @@ type Download struct {
 	// loopback, link-local, private or otherwise internal: CIDR ranges,
 	// addresses, host names, or "*" for all. Empty: only public addresses.
 	Allow []string `yaml:"allow"`
+}
+
+// History is the retention of KV versions (global, and per namespace with
+// its children; the nearest rule wins) and of the change feed.
+type History struct {
+	Retention  `yaml:",inline"`
+	Namespaces map[string]Retention `yaml:"namespaces"`
+	Changes    time.Duration        `yaml:"changes"` // how long the change feed is kept; default 7 days
+}
+
+// Retention keeps the newest Versions of each key (default 10; -1: no count
+// limit), and drops versions older than MaxAge (0: no age limit). The live
+// version is always kept.
+type Retention struct {
+	Versions int           `yaml:"versions"`
+	MaxAge   time.Duration `yaml:"maxAge"`
+}
+
+// Policy is the storage form of h.
+func (h History) Policy() storage.HistoryPolicy {
+	p := storage.HistoryPolicy{Default: storage.Retention(h.Retention), Changes: h.Changes}
+	if len(h.Namespaces) > 0 {
+		p.Namespaces = map[string]storage.Retention{}
+		for ns, r := range h.Namespaces {
+			p.Namespaces[ns] = storage.Retention(r)
+		}
+	}
+	return p
 }
 
 // Server holds `kvflow server` settings.
@@ -282,6 +313,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.SweepBatch < 0 {
 		errs = append(errs, "server.sweepBatch: must be positive")
+	}
+	check := func(field string, r Retention) {
+		if r.Versions < -1 {
+			errs = append(errs, field+".versions: must be -1 (no limit), 0 (the default, 10) or more")
+		}
+		if r.MaxAge < 0 {
+			errs = append(errs, field+".maxAge: must be positive")
+		}
+	}
+	check("history", c.History.Retention)
+	for ns, r := range c.History.Namespaces {
+		if err := storage.ValidateNamespace(ns); err != nil {
+			errs = append(errs, fmt.Sprintf("history.namespaces[%s]: %v", ns, kvflow.ErrorMessage(err)))
+		}
+		check("history.namespaces["+ns+"]", r)
+	}
+	if c.History.Changes < 0 {
+		errs = append(errs, "history.changes: must be positive")
 	}
 	if len(errs) > 0 {
 		return kvflow.Errorf(kvflow.EINVALID, "Configuration is invalid:\n  %s", strings.Join(errs, "\n  "))

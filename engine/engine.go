@@ -160,6 +160,9 @@ func (e *Engine) prepare(ctx context.Context, flow *Flow, given map[string]any, 
 		ID: xid.New().String(), Namespace: flow.Namespace, FlowID: flow.ID, FlowRevision: flow.Revision, Scope: flow.Scope,
 		State: CREATED, Labels: flow.Labels, Inputs: inputs, TaskRuns: []*TaskRun{}, Start: now,
 	}
+	if flow.KVSnapshot {
+		ex.KVSnapshot = &now
+	}
 	r := newRun(e, flow, ex, onLog)
 
 	e.mu.Lock()

@@ -63,7 +63,8 @@ type Execution struct {
 	Error        string            `json:"error,omitempty"`   // why it failed, when it did
 	Start        time.Time         `json:"startDate"`
 	End          *time.Time        `json:"endDate,omitempty"`
-	Logs         []LogLine         `json:"logs,omitempty"` // filled by Run and Wait
+	KVSnapshot   *time.Time        `json:"kvSnapshot,omitempty"` // the flow's kvSnapshot: when its KV reads are pinned
+	Logs         []LogLine         `json:"logs,omitempty"`       // filled by Run and Wait
 
 	// Scope is what the execution may reach (Flow.Scope when it started);
 	// the Repository keeps it so a worker resuming the execution obeys it.

@@ -39,6 +39,7 @@ type Flow struct {
 	Tasks       []*Task
 	Errors      []*Task // run when the flow fails
 	Outputs     []Output
+	KVSnapshot  bool // kv() and Get read the store as it was when the execution started (own writes excepted)
 
 	File   string // where it was read from, for messages
 	Source string // the YAML as given

@@ -29,6 +29,7 @@ type flowSpec struct {
 	Tasks       []yaml.Node       `yaml:"tasks" required:"true"`
 	Errors      []yaml.Node       `yaml:"errors"`
 	Outputs     []outputSpec      `yaml:"outputs"`
+	KVSnapshot  bool              `yaml:"kvSnapshot"`
 }
 
 type inputSpec struct {
@@ -113,7 +114,7 @@ func (p *parser) flow(src []byte) *Flow {
 	p.errs.addField(plugin.DecodeStrict(root, &spec, ""))
 	lines := keyLines(root)
 
-	f := &Flow{ID: spec.ID, Namespace: spec.Namespace, Description: spec.Description, Labels: spec.Labels, Variables: spec.Variables}
+	f := &Flow{ID: spec.ID, Namespace: spec.Namespace, Description: spec.Description, Labels: spec.Labels, Variables: spec.Variables, KVSnapshot: spec.KVSnapshot}
 	if spec.ID != "" && !idRe.MatchString(spec.ID) {
 		p.errs.add(lines["id"], "id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", clip(spec.ID))
 	}

@@ -74,6 +74,9 @@ func (r *run) execute(ctx context.Context) error {
 	ctx = storage.WithScope(ctx, r.exec.Scope)
 	defer r.e.forget(r)
 	defer close(r.done)
+	if at := r.exec.KVSnapshot; at != nil { // kvSnapshot: reads see the store as at the start
+		ctx = storage.WithSnapshot(ctx, storage.Snapshot{At: *at, Execution: r.exec.ID})
+	}
 
 	r.mu.Lock()
 	r.exec.State = RUNNING
@@ -361,6 +364,8 @@ func taskTimeout(t *Task) time.Duration {
 // sets none). A task that ignores its context is left behind when the
 // timeout passes.
 func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int) (plugin.Outputs, error) {
+	// What the task stores is recorded in the KV history as written by it.
+	ctx = storage.WithWriter(ctx, storage.ExecutionWriter(r.exec.ID, r.exec.Namespace, r.exec.FlowID, t.ID))
 	actx, cancel := context.WithTimeout(ctx, taskTimeout(t))
 	defer cancel()
 	rc := r.runContext(t, tr, sc, n)

@@ -774,3 +774,55 @@ tasks:
 		t.Error("the task after the group did not run")
 	}
 }
+
+// kvSnapshot: true pins the execution's reads to the store as it was when it
+// started, while another writer changes a key mid-way; its own writes read back.
+func TestRun_KVSnapshot_ReadsAsOfStartAndOwnWrites(t *testing.T) {
+	for _, snapshot := range []bool{true, false} {
+		t.Run(fmt.Sprint("kvSnapshot=", snapshot), func(t *testing.T) {
+			e, p := newEngine(t)
+			ctx := context.Background()
+			if _, err := p.Store.Set(ctx, "company.team", "k", storage.String("before"), storage.SetOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			src := fmt.Sprintf(`id: snap
+namespace: company.team
+kvSnapshot: %v
+tasks:
+  - {id: start, type: test.Echo, value: go}
+  - {id: read, type: test.kv.Get, key: k}
+  - {id: mine, type: test.kv.Set, key: mine, value: ours}
+outputs:
+  - {id: k, type: STRING, value: "{{ kv('k') }}"}
+  - {id: mine, type: STRING, value: "{{ kv('mine') }}"}
+`, snapshot)
+			// Another writer changes k once the execution has started.
+			onLog := func(l engine.LogLine) {
+				if l.TaskID == "start" {
+					time.Sleep(time.Millisecond)
+					if _, err := p.Store.Set(ctx, "company.team", "k", storage.String("after"), storage.SetOptions{}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			ex, err := e.Run(ctx, mustParse(t, src), nil, engine.RunOptions{OnLog: onLog})
+			if err != nil || ex.State != engine.SUCCESS {
+				t.Fatalf("run = %v, %v (%s)", ex.State, err, ex.Error)
+			}
+			want := "after"
+			if snapshot {
+				want = "before"
+			}
+			if got := runs(ex, "read")[0].Outputs["value"]; got != want || ex.Outputs["k"] != want || ex.Outputs["mine"] != "ours" {
+				t.Errorf("Get = %v, outputs = %v; want k %s and mine ours", got, ex.Outputs, want)
+			}
+			if (ex.KVSnapshot != nil) != snapshot || (snapshot && !ex.KVSnapshot.Equal(ex.Start)) {
+				t.Errorf("execution's snapshot point = %v, start %v", ex.KVSnapshot, ex.Start)
+			}
+			pg, _ := p.Store.History(ctx, "company.team", "mine", storage.HistoryOptions{})
+			if w := pg.Versions[0].Writer; w != storage.ExecutionWriter(ex.ID, "company.team", "snap", "mine") {
+				t.Errorf("writer = %q", w)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ type Entry struct {
 	Created     time.Time
 	Updated     time.Time
 	Expires     *time.Time // nil: never
+	Writer      string     // who wrote it (WithWriter); "" when unknown
 }
 
 // Expired reports whether the entry's TTL has passed at now.
@@ -45,13 +46,34 @@ type Index interface {
 	// ListEntries returns live entries of ns in key order.
 	ListEntries(ctx context.Context, ns string, q ListQuery) ([]Entry, error)
 
-	// DeleteEntry removes the entry and queues its object as garbage. It
-	// returns the removed entry, or nil when there was none.
-	DeleteEntry(ctx context.Context, ns, key string) (*Entry, error)
+	// DeleteEntry removes the entry, recording a tombstone version written
+	// by writer at at. It returns the removed entry, or nil when there was none.
+	DeleteEntry(ctx context.Context, ns, key, writer string, at time.Time) (*Entry, error)
 
 	// PurgeEntries removes up to q.Limit matching entries in one transaction,
 	// queues their objects as garbage and returns them.
 	PurgeEntries(ctx context.Context, q PurgeQuery) ([]Entry, error)
+
+	// History returns versions of ns/key newest first: below q.Before (0:
+	// from the newest), at most q.Limit.
+	History(ctx context.Context, ns, key string, q HistoryQuery) ([]Version, error)
+	// GetVersion returns one version, or ENOTFOUND.
+	GetVersion(ctx context.Context, ns, key string, version int64) (*Version, error)
+	// PruneVersions removes up to q.Limit versions q selects in one
+	// transaction, queues their objects as garbage and returns them.
+	PruneVersions(ctx context.Context, q PruneQuery) ([]Version, error)
+	// ChangesSince returns up to limit changes of ns with a seq above after,
+	// in seq order: a consumer stores the last seq it handled, and may advance
+	// it in the same transaction as what it does. EEXPIRED when changes just
+	// after `after` were pruned.
+	ChangesSince(ctx context.Context, ns string, after int64, limit int) ([]Change, error)
+	// VersionAt returns the newest version of ns/key written at or before
+	// at, or written by a writer starting with own (read-your-writes), or ENOTFOUND.
+	VersionAt(ctx context.Context, ns, key string, at time.Time, own string) (*Version, error)
+	// FeedHead returns the last seq of ns's change feed, 0 when it has none.
+	FeedHead(ctx context.Context, ns string) (int64, error)
+	// PruneChanges removes up to limit changes recorded before t.
+	PruneChanges(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// Namespaces returns every namespace holding live entries, with counts.
 	Namespaces(ctx context.Context, now time.Time) ([]NamespaceStat, error)
@@ -60,8 +82,16 @@ type Index interface {
 	Garbage(ctx context.Context, olderThan time.Time, limit int) ([]string, error)
 	// DropGarbage forgets queued objects once they are deleted.
 	DropGarbage(ctx context.Context, objects []string) error
-	// Referenced returns which of objects an entry points to or the garbage queue holds.
+	// Referenced returns which of objects an entry or a version points to, the
+	// garbage queue holds or a write intent names.
 	Referenced(ctx context.Context, objects []string) (map[string]bool, error)
+
+	// AddIntent records that object is being written (a stream) at at.
+	AddIntent(ctx context.Context, object string, at time.Time) error
+	// DropIntents forgets intents, once their writes committed or were collected.
+	DropIntents(ctx context.Context, objects []string) error
+	// StaleIntents returns up to limit objects of intents started before olderThan.
+	StaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error)
 
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error

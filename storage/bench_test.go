@@ -136,9 +136,34 @@ func (m *minioFloor) get(ctx context.Context, name string) ([]byte, error) {
 	return io.ReadAll(obj)
 }
 
-const floorUpsert = `INSERT INTO kv_entries (namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at)
+// floorUpsert writes the metadata row into a copy of kv_entries without its
+// triggers: the floor pays for one upsert and nothing of the history
+// (versions, change feed) the store's write records in the same statement.
+const floorUpsert = `INSERT INTO floor_entries (namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at)
 VALUES (?, ?, 'STRING', ?, 1, ?, 'h', '', ?, ?, NULL)
-ON CONFLICT (namespace, key) DO UPDATE SET object = excluded.object, version = kv_entries.version + 1, updated_at = excluded.updated_at`
+ON CONFLICT (namespace, key) DO UPDATE SET object = excluded.object, version = floor_entries.version + 1, updated_at = excluded.updated_at`
+
+// createFloorTable makes floor_entries: kv_entries' columns and indexes as
+// issue 2 measured them, with no trigger.
+func createFloorTable(b *testing.B, p storagetest.Pair) {
+	collate := ""
+	if p.DB.Dialect == "postgres" {
+		collate = `COLLATE "C"`
+	}
+	_, err := p.DB.X.Exec(`CREATE TABLE floor_entries (
+	namespace TEXT ` + collate + ` NOT NULL, key TEXT ` + collate + ` NOT NULL, type TEXT NOT NULL, object TEXT NOT NULL, version BIGINT NOT NULL,
+	size BIGINT NOT NULL, hash TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL, expires_at BIGINT, PRIMARY KEY (namespace, key))`)
+	if err == nil {
+		_, err = p.DB.X.Exec(`CREATE UNIQUE INDEX floor_entries_object ON floor_entries (object)`)
+	}
+	if err == nil {
+		_, err = p.DB.X.Exec(`CREATE INDEX floor_entries_expires ON floor_entries (expires_at) WHERE expires_at IS NOT NULL`)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+}
 
 // paired runs store and floor operations alternately in one loop, so drift
 // in the machine's speed (fsync, a busy neighbour) hits both alike, and
@@ -160,6 +185,7 @@ func paired(b *testing.B, store, floor func(i int)) {
 func BenchmarkSet(b *testing.B) {
 	ctx := context.Background()
 	for _, p := range benchPairs(b) {
+		createFloorTable(b, p.Pair)
 		upsert := mustPrepare(b, p, floorUpsert)
 		b.Run(p.Name, func(b *testing.B) {
 			paired(b, func(i int) {

@@ -44,6 +44,7 @@ type Store struct {
 	now    func() time.Time
 	cache  *lru.Cache[string, Value] // decoded values by object name; names are unique per write, so never stale
 	log    *slog.Logger
+	wrote  signal // fired after each write or delete this process makes
 }
 
 // Options tune a Store; the zero value is fine.
@@ -181,6 +182,16 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 		h = sha256.New()
 		cr = &countingReader{r: io.TeeReader(body, h)}
 		body = cr
+		// A stream may take long: an intent keeps garbage collection off its
+		// object (whose Last-Modified may be the upload's start) until it commits.
+		if err := s.index.AddIntent(ctx, name, time.Now()); err != nil {
+			return nil, unavailable(err, "Cannot write value for key '%s' in namespace '%s': the database is unreachable", key, ns)
+		}
+		defer func() {
+			if err := s.index.DropIntents(context.WithoutCancel(ctx), []string{name}); err != nil {
+				s.log.Warn("kv: leaving a write intent for garbage collection", "object", name, "err", err)
+			}
+		}()
 	}
 	if err := s.bucket.Put(ctx, name, body, size); err != nil {
 		if kvflow.ErrorCode(err) == kvflow.EINVALID {
@@ -194,7 +205,7 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 	now := s.now().UTC().Truncate(time.Microsecond)
 	e := &Entry{
 		Namespace: ns, Key: key, Type: t, Object: name, Size: size, Hash: sum,
-		Description: o.Description, Updated: now,
+		Description: o.Description, Updated: now, Writer: WriterFrom(ctx),
 	}
 	if o.TTL > 0 {
 		exp := now.Add(o.TTL)
@@ -212,6 +223,7 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 		}
 		return nil, unavailable(err, "Cannot write metadata for key '%s' in namespace '%s': the database is unreachable", key, ns)
 	}
+	s.wrote.fire()
 	return e, nil
 }
 
@@ -224,7 +236,7 @@ func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o Se
 		return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Increment for key '%s' in namespace '%s' must be a NUMBER, not %s.", key, ns, delta.Type)
 	}
 	for {
-		cur, v, err := s.Get(ctx, ns, key)
+		cur, v, err := s.get(ctx, ns, key) // the live value, even under a snapshot
 		next := delta
 		write := SetOptions{NoOverwrite: true, TTL: o.TTL, Description: o.Description}
 		switch code := kvflow.ErrorCode(err); {
@@ -269,8 +281,17 @@ func toFloat(x any) float64 {
 }
 
 // Get returns the metadata and value of ns/key: ENOTFOUND when missing,
-// EEXPIRED when its TTL has passed.
+// EEXPIRED when its TTL has passed. Under a snapshot (WithSnapshot) it reads
+// the key as it was at the snapshot, or as the snapshot's execution wrote it.
 func (s *Store) Get(ctx context.Context, ns, key string) (*Entry, Value, error) {
+	if snap, ok := ctx.Value(snapshotKey{}).(Snapshot); ok {
+		return s.getAt(ctx, ns, key, snap)
+	}
+	return s.get(ctx, ns, key)
+}
+
+// get reads the live entry.
+func (s *Store) get(ctx context.Context, ns, key string) (*Entry, Value, error) {
 	for attempt := 0; ; attempt++ {
 		e, err := s.live(ctx, ns, key)
 		if err != nil {
@@ -460,9 +481,12 @@ func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
 	if err := validateNames(ns, key); err != nil {
 		return false, err
 	}
-	e, err := s.index.DeleteEntry(ctx, ns, key)
+	e, err := s.index.DeleteEntry(ctx, ns, key, WriterFrom(ctx), s.now())
 	if err != nil {
 		return false, unavailable(err, "Cannot delete key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	if e != nil {
+		s.wrote.fire()
 	}
 	return e != nil && !e.Expired(s.now()), nil
 }
@@ -538,10 +562,12 @@ func globToLike(glob string) string {
 	return b.String()
 }
 
-// CollectGarbage deletes value objects no entry points to any more: first the
-// ones replaced, deleted or purged (queued by the index), then orphans left
-// by a crash between the object write and the metadata write. Only objects
-// queued or written more than grace ago, by the wall clock, are touched.
+// CollectGarbage deletes value objects nothing points to any more: first the
+// ones of purged versions (queued by the index), then those of streamed
+// writes that never committed (their intents), then orphans left by a crash
+// between a whole value's object write and its metadata write. Only objects
+// queued, intended or written more than grace ago, by the wall clock, are
+// touched; an object with a younger intent is never touched.
 func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, error) {
 	cutoff := time.Now().Add(-grace)
 	removed := 0
@@ -559,6 +585,31 @@ func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, e
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
 		removed += len(names)
+		if len(names) < 500 {
+			break
+		}
+	}
+	// Streamed writes that never committed: their intents are older than grace.
+	for {
+		names, err := s.index.StaleIntents(ctx, cutoff, 500)
+		if err == nil {
+			err = s.index.DropIntents(ctx, names)
+		}
+		var ref map[string]bool
+		if err == nil {
+			ref, err = s.index.Referenced(ctx, names)
+		}
+		if err != nil {
+			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
+		}
+		for _, name := range names {
+			if !ref[name] {
+				if err := s.bucket.Delete(ctx, name); err != nil {
+					return removed, unavailable(err, "Cannot collect garbage: the object store is unreachable")
+				}
+				removed++
+			}
+		}
 		if len(names) < 500 {
 			break
 		}

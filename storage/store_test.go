@@ -16,6 +16,7 @@ import (
 	"github.com/kvflow/kvflow/app"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/fs"
 	"github.com/kvflow/kvflow/storage/sqldb"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -98,6 +99,10 @@ func TestCrash_KillDuringWriteLoop_OnlyOrphansRemain(t *testing.T) {
 				if e.Type != storage.STRING || len(parts) < 2 || strings.Count(v.V.(string), parts[0]+"|") != len(parts)-1 {
 					t.Fatalf("Get %s: malformed value %.60q", k, v.V)
 				}
+			}
+			// History keeps replaced values; keep only the live ones.
+			if _, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
+				t.Fatal(err)
 			}
 			if _, err := s.CollectGarbage(ctx, 0); err != nil {
 				t.Fatal(err)
@@ -218,4 +223,53 @@ func eventually[T any](op func() (T, error)) (T, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return v, err
+}
+
+// An object whose write intent is younger than the grace period is never
+// collected, even when its Last-Modified is older (a multipart upload's is its
+// start); once the intent is stale, its object goes.
+func TestCollectGarbage_WriteIntentProtectsAnOldLookingObject(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := storagetest.OpenDB(t, "sqlite://"+filepath.Join(dir, "kv.db"))
+	b, err := fs.New(filepath.Join(dir, "objects"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := storage.New(db, b, storage.Options{})
+	name := storage.ObjectName("company.team", "big")
+	if err := db.AddIntent(ctx, name, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, name, strings.NewReader(`"x"`), 3); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "objects", filepath.FromSlash(name)), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CollectGarbage(ctx, 5*time.Minute); err != nil || n != 0 {
+		t.Fatalf("GC removed %d, %v; want the in-flight object kept", n, err)
+	}
+	if err := db.AddIntent(ctx, storage.ObjectName("company.team", "never"), time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DropIntents(ctx, []string{name}); err != nil {
+		t.Fatal(err)
+	}
+	// Without its intent the old-looking object is an orphan; the stale intent
+	// of a write that never uploaded anything goes too.
+	if n, err := s.CollectGarbage(ctx, 5*time.Minute); err != nil || n != 2 {
+		t.Fatalf("GC removed %d, %v; want the orphan and the stale intent's (absent) object", n, err)
+	}
+	if left, _ := db.StaleIntents(ctx, time.Now(), 10); len(left) != 0 {
+		t.Errorf("intents left: %v", left)
+	}
+	// A committed stream leaves no intent.
+	if _, err := s.SetStream(ctx, "company.team", "s", strings.NewReader("streamed"), storage.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := db.StaleIntents(ctx, time.Now().Add(time.Hour), 10); len(left) != 0 {
+		t.Errorf("intents left after a committed stream: %v", left)
+	}
 }

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -105,7 +106,7 @@ func init() {
 		return fn(nil, 0, func(c *call) (any, error) { return f(c.text()), nil })
 	}
 	functions = map[string]*builtin{
-		"kv":       fn([]string{"key", "namespace", "errorOnMissing"}, 1, func(c *call) (any, error) { return c.ev.st.engine.kv(c) }),
+		"kv":       fn([]string{"key", "namespace", "errorOnMissing", "version"}, 1, func(c *call) (any, error) { return c.ev.st.engine.kv(c) }),
 		"json":     fn([]string{"json"}, 1, fromJSON),
 		"fromJson": fn([]string{"json"}, 1, fromJSON),
 		"toJson":   fn([]string{"object"}, 1, func(c *call) (any, error) { return encodeJSON(c, c.arg(0)) }),
@@ -545,7 +546,8 @@ func isBlank(v any) bool {
 	return false
 }
 
-// kv implements kv(key[, namespace[, errorOnMissing]]).
+// kv implements kv(key[, namespace[, errorOnMissing[, version]]]); with a
+// version it reads that version from the key's history.
 func (e *Engine) kv(c *call) (any, error) {
 	st := c.ev.st
 	if !c.has(0) {
@@ -565,6 +567,12 @@ func (e *Engine) kv(c *call) (any, error) {
 	if c.has(2) {
 		if errorOnMissing, ok = c.arg(2).(bool); !ok {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects errorOnMissing to be true or false, not %s.", kindOf(c.arg(2)))
+		}
+	}
+	var version int64
+	if c.has(3) {
+		if version, ok = toInt(c.arg(3)); !ok || version < 1 {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects the version to be a whole number, 1 or more, not %s.", kindOf(c.arg(3)))
 		}
 	}
 	if err := storage.ValidateKey(key); err != nil {
@@ -597,6 +605,9 @@ func (e *Engine) kv(c *call) (any, error) {
 		}
 	}
 
+	if version > 0 {
+		return e.kvVersion(st, candidates, key, version, errorOnMissing)
+	}
 	expiredIn := ""
 	for _, cand := range candidates {
 		_, val, err := e.store.Get(st.ctx, cand, key)
@@ -621,6 +632,38 @@ func (e *Engine) kv(c *call) (any, error) {
 		return nil, kvflow.Errorf(kvflow.EEXPIRED, "The key '%s' in the namespace '%s' has expired.", key, expiredIn)
 	}
 	return nil, kvflow.Errorf(kvflow.ENOTFOUND, "The key '%s' does not exist in the namespace '%s'.", key, candidates[0])
+}
+
+// VersionedKV is what kv(key, version=N) reads through; *storage.Store satisfies it.
+type VersionedKV interface {
+	GetVersion(ctx context.Context, ns, key string, version int64) (*storage.Version, storage.Value, error)
+}
+
+// kvVersion reads a version of key in the first candidate namespace holding it.
+func (e *Engine) kvVersion(st *renderState, candidates []string, key string, version int64, errorOnMissing bool) (any, error) {
+	vkv, ok := e.store.(VersionedKV)
+	if !ok {
+		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The 'kv' function cannot read version %d of key '%s': this KV store keeps no history.", version, clip(key))
+	}
+	var first error
+	for _, cand := range candidates {
+		_, val, err := vkv.GetVersion(st.ctx, cand, key, version)
+		switch kvflow.ErrorCode(err) {
+		case "":
+			return kvValue(val), nil
+		case kvflow.ENOTFOUND:
+			if first == nil {
+				first = err
+			}
+			continue
+		default:
+			return nil, err
+		}
+	}
+	if !errorOnMissing {
+		return nil, nil
+	}
+	return nil, first
 }
 
 // kvValue is what kv() returns for a stored value: strings, numbers, booleans

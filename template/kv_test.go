@@ -187,7 +187,7 @@ func TestKV_MissingExpiredInheritedDenied(t *testing.T) {
 		{"namespace not a string", "company.team", nil, "{{ kv('k', 5) }}", nil, kvflow.EINVALID, "expects the namespace to be a string"},
 		{"invalid namespace", "company.team", nil, "{{ kv('k', 'Bad NS') }}", nil, kvflow.EINVALID, "Namespace \"Bad NS\" is invalid"},
 		{"errorOnMissing not a boolean", "company.team", nil, "{{ kv('k', null, 'no') }}", nil, kvflow.EINVALID, "expects errorOnMissing to be true or false, not a string."},
-		{"too many arguments", "company.team", nil, "{{ kv('k', null, true, 1) }}", nil, kvflow.EINVALID, "at most 3 arguments"},
+		{"too many arguments", "company.team", nil, "{{ kv('k', null, true, 1, 2) }}", nil, kvflow.EINVALID, "at most 4 arguments"},
 		{"no flow namespace", "", nil, "{{ kv('k') }}", nil, kvflow.EINVALID, "The 'kv' function needs a namespace"},
 		// Pebble's named arguments.
 		{"named errorOnMissing", "company.team", nil, "{{ kv('nope', errorOnMissing=false) }}", nil, "", ""},

@@ -40,6 +40,7 @@ A value that starts with '-' goes after "--": kvflow kv set ns n -- -5.
 	f.add(cmd, "kvflow server, as http://host:port or host:port (env KVFLOW_SERVER); default: the local store")
 	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newKVSetCmd(f), newKVGetCmd(f), newKVKeysCmd(f), newKVDeleteCmd(f), newKVPurgeCmd(f))
+	addKVHistory(cmd, f)
 	return cmd
 }
 
@@ -274,7 +275,7 @@ func (l localKV) set(ctx context.Context, ns, key, text string, t storage.Type, 
 			return err
 		}
 	}
-	_, err := l.a.Store.Set(ctx, ns, key, v, o)
+	_, err := l.a.Store.Set(storage.WithWriter(ctx, storage.WriterCLI), ns, key, v, o)
 	return err
 }
 
@@ -326,7 +327,7 @@ func (l localKV) list(ctx context.Context, ns, prefix string) ([]client.Entry, e
 }
 
 func (l localKV) delete(ctx context.Context, ns, key string) (bool, error) {
-	return l.a.Store.Delete(ctx, ns, key)
+	return l.a.Store.Delete(storage.WithWriter(ctx, storage.WriterCLI), ns, key)
 }
 
 func (l localKV) purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error) {

@@ -103,8 +103,8 @@ listens on a loopback address, unless --insecure is given.`,
 				Store: a.Store, DB: a.DB, Engine: eng,
 				Token: tok, Insecure: cfg.Server.Insecure, Namespaces: cfg.Server.Namespaces,
 				MaxBodyBytes: cfg.Server.MaxBodyBytes, SweepInterval: cfg.Server.SweepInterval, SweepBatch: cfg.Server.SweepBatch,
-				ShutdownTimeout: cfg.Server.ShutdownTimeout,
-				Logger:          logger, UI: ui.Handler(),
+				ShutdownTimeout: cfg.Server.ShutdownTimeout, History: cfg.History.Policy(),
+				Logger: logger, UI: ui.Handler(),
 			})
 			l, err := net.Listen("tcp", cfg.Server.Addr)
 			if err != nil {

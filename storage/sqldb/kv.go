@@ -13,7 +13,7 @@ import (
 
 var _ storage.Index = (*DB)(nil)
 
-const entryCols = `namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at`
+const entryCols = `namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at, writer`
 
 // entryRow is an entry as stored: times in unix microseconds.
 type entryRow struct {
@@ -28,13 +28,14 @@ type entryRow struct {
 	Created     int64  `db:"created_at"`
 	Updated     int64  `db:"updated_at"`
 	Expires     *int64 `db:"expires_at"`
+	Writer      string `db:"writer"`
 }
 
 func (r *entryRow) entry() storage.Entry {
 	e := storage.Entry{
 		Namespace: r.Namespace, Key: r.Key, Type: storage.Type(r.Type), Object: r.Object,
 		Version: r.Version, Size: r.Size, Hash: r.Hash, Description: r.Description,
-		Created: fromMicros(r.Created), Updated: fromMicros(r.Updated),
+		Created: fromMicros(r.Created), Updated: fromMicros(r.Updated), Writer: r.Writer,
 	}
 	if r.Expires != nil {
 		t := fromMicros(*r.Expires)
@@ -54,29 +55,38 @@ func micros(t *time.Time) *int64 {
 }
 
 // PutEntry implements storage.Index in one statement, in both dialects: an
-// upsert, or with IfVersion an update of that version. A trigger queues the
-// replaced object as garbage.
+// upsert, or with IfVersion an update of that version. Triggers record the
+// version and the change (010_history.sql).
 func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondition) error {
 	now := e.Updated.UnixMicro()
 	var got struct {
 		Version int64 `db:"version"`
 		Created int64 `db:"created_at"`
 	}
-	query, args := putEntry, []any{e.Namespace, e.Key, string(e.Type), e.Object,
-		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), !c.NoOverwrite}
+	query, args := putEntry, []any{e.Namespace, e.Key, string(e.Type), e.Object, e.Namespace, e.Key,
+		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), e.Writer, !c.NoOverwrite}
 	if c.IfVersion > 0 {
 		query, args = updateVersion, []any{string(e.Type), e.Object, e.Size, e.Hash,
-			e.Description, now, micros(e.Expires), e.Namespace, e.Key, c.IfVersion, now}
+			e.Description, now, micros(e.Expires), e.Writer, e.Namespace, e.Key, c.IfVersion, now}
 	}
 	st, err := db.stmt(ctx, query)
-	if err == nil && db.batch != nil {
-		err = db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
-			return tx.StmtxContext(ctx, st).GetContext(ctx, &got, args...)
-		})
-	} else if err == nil {
-		err = st.GetContext(ctx, &got, args...)
+	for attempt := 0; err == nil; attempt++ {
+		if db.batch != nil {
+			err = db.Err(db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+				return tx.StmtxContext(ctx, st).GetContext(ctx, &got, args...)
+			}))
+		} else {
+			err = db.Err(st.GetContext(ctx, &got, args...))
+		}
+		// A unique violation here is a version number taken by a delete that
+		// committed while this insert computed it: compute it again.
+		if kvflow.ErrorCode(err) == kvflow.ECONFLICT && attempt < 5 {
+			err = nil
+			continue
+		}
+		break
 	}
-	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return kvflow.Errorf(kvflow.ECONFLICT, "Key '%s' in namespace '%s' exists or changed.", e.Key, e.Namespace)
 	} else if err != nil {
 		return err
@@ -88,20 +98,22 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 // updateVersion replaces a live entry only if it is still at the given version.
 const updateVersion = `
 UPDATE kv_entries SET type = ?, object = ?, size = ?, hash = ?, description = ?, updated_at = ?, expires_at = ?,
-	version = version + 1
+	writer = ?, version = version + 1
 WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)
 RETURNING version, created_at`
 
-// putEntry upserts an entry. An expired entry is replaced as if new
-// (version 1, new creation date); a live one only when overwrite is true,
-// otherwise no row comes back.
+// putEntry upserts an entry. Versions go on from the key's history, so a
+// key deleted at version 4 (tombstone 5) comes back as version 6. An expired
+// entry is replaced as if new (a new creation date); a live one only when
+// overwrite is true, otherwise no row comes back.
 const putEntry = `
 INSERT INTO kv_entries AS e (` + entryCols + `)
-VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, COALESCE((SELECT MAX(version) FROM kv_versions WHERE namespace = ? AND key = ?), 0) + 1,
+	?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (namespace, key) DO UPDATE SET
 	type = excluded.type, object = excluded.object, size = excluded.size, hash = excluded.hash,
 	description = excluded.description, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-	version = CASE WHEN e.expires_at <= excluded.updated_at THEN 1 ELSE e.version + 1 END,
+	writer = excluded.writer, version = e.version + 1,
 	created_at = CASE WHEN e.expires_at <= excluded.updated_at THEN excluded.created_at ELSE e.created_at END
 WHERE ? OR e.expires_at <= excluded.updated_at
 RETURNING version, created_at`
@@ -172,13 +184,23 @@ func entries(rows []entryRow) []storage.Entry {
 	return out
 }
 
-// DeleteEntry implements storage.Index.
-func (db *DB) DeleteEntry(ctx context.Context, ns, key string) (*storage.Entry, error) {
-	gone, err := db.deleteReturning(ctx, `namespace = ? AND key = ?`, ns, key)
+// DeleteEntry implements storage.Index: the entry is marked with who deletes
+// it and when, then deleted, in one transaction; a trigger writes the tombstone.
+func (db *DB) DeleteEntry(ctx context.Context, ns, key, writer string, at time.Time) (*storage.Entry, error) {
+	var gone []entryRow
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		gone = gone[:0]
+		if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_entries SET deleted_by = ?, deleted_at = ? WHERE namespace = ? AND key = ?`),
+			writer, at.UnixMicro(), ns, key); err != nil {
+			return db.Err(err)
+		}
+		return db.Err(tx.SelectContext(ctx, &gone, db.Rebind(`DELETE FROM kv_entries WHERE namespace = ? AND key = ? RETURNING `+entryCols), ns, key))
+	})
 	if err != nil || len(gone) == 0 {
 		return nil, err
 	}
-	return &gone[0], nil
+	e := gone[0].entry()
+	return &e, nil
 }
 
 // PurgeEntries implements storage.Index.
@@ -264,7 +286,9 @@ func (db *DB) Namespaces(ctx context.Context, now time.Time) ([]storage.Namespac
 // Garbage implements storage.Index.
 func (db *DB) Garbage(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
 	var names []string
-	err := db.X.SelectContext(ctx, &names, db.Rebind(`SELECT object FROM kv_garbage WHERE queued_at < ? ORDER BY queued_at LIMIT ?`), olderThan.UnixMicro(), limit)
+	// A version's object is never garbage, whatever queued it.
+	err := db.X.SelectContext(ctx, &names, db.Rebind(`SELECT object FROM kv_garbage g WHERE queued_at < ?
+		AND NOT EXISTS (SELECT 1 FROM kv_versions v WHERE v.object = g.object) ORDER BY queued_at LIMIT ?`), olderThan.UnixMicro(), limit)
 	return names, db.Err(err)
 }
 
@@ -287,7 +311,8 @@ func (db *DB) Referenced(ctx context.Context, objects []string) (map[string]bool
 	if len(objects) == 0 {
 		return ref, nil
 	}
-	q, args, err := sqlx.In(`SELECT object FROM kv_entries WHERE object IN (?) UNION SELECT object FROM kv_garbage WHERE object IN (?)`, objects, objects)
+	q, args, err := sqlx.In(`SELECT object FROM kv_entries WHERE object IN (?) UNION SELECT object FROM kv_versions WHERE object IN (?)
+		UNION SELECT object FROM kv_garbage WHERE object IN (?) UNION SELECT object FROM kv_intents WHERE object IN (?)`, objects, objects, objects, objects)
 	if err != nil {
 		return nil, err
 	}

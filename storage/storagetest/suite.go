@@ -123,9 +123,10 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		if stats, _ := s.Namespaces(ctx); len(stats) != 1 || stats[0].Keys != 1 {
 			t.Errorf("Namespaces = %+v", stats)
 		}
-		// An expired key may be created again with overwrite=false, as new.
+		// An expired key may be created again with overwrite=false, as new
+		// (a new creation date); its version goes on from its history.
 		e2, err := s.Set(ctx, ns, "short", storage.String("again"), storage.SetOptions{NoOverwrite: true})
-		if err != nil || e2.Version != 1 {
+		if err != nil || e2.Version != 2 || !e2.Created.Equal(clock.Now()) {
 			t.Errorf("recreate expired: %+v, %v", e2, err)
 		}
 		if _, err := s.Set(ctx, ns, "neg", storage.String("x"), storage.SetOptions{TTL: -time.Second}); kvflow.ErrorCode(err) != kvflow.EINVALID {
@@ -274,8 +275,16 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			t.Errorf("GC within grace removed %d, %v", n, err)
 		}
 		time.Sleep(10 * time.Millisecond)
-		if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 3 {
-			t.Errorf("GC removed %d, %v; want the replaced, the deleted and the orphan object", n, err)
+		if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 1 {
+			t.Errorf("GC removed %d, %v; want the orphan only (history keeps the replaced and the deleted value)", n, err)
+		}
+		// Keeping one version per key makes the replaced and the deleted value garbage.
+		if n, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil || n != 2 {
+			t.Errorf("PruneHistory removed %d versions, %v; want k's v1 and gone's v1", n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 2 {
+			t.Errorf("GC removed %d, %v; want the replaced and the deleted object", n, err)
 		}
 		if n := countObjects(t, p.Bucket); n != 1 {
 			t.Errorf("%d objects left, want 1 (the live value)", n)
@@ -406,6 +415,13 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		mustSet(t, p.Store, ns, "doc", storage.Value{Type: storage.JSON, V: map[string]any{"m": marker}}, storage.SetOptions{})
 		mustSet(t, p.Store, ns, "gone", storage.String(marker), storage.SetOptions{})
 		p.Store.Delete(ctx, ns, "gone")
+		// History keeps every version, the feed every change: neither holds a value.
+		if _, err := p.Store.Restore(storage.WithWriter(ctx, "cli"), ns, "gone", 1, storage.SetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(DumpDB(t, p), "kv_versions: "); n != 6 {
+			t.Errorf("%d version rows, want 6: the dump must cover the history", n)
+		}
 		if dump := DumpDB(t, p); strings.Contains(dump, "MARKER-7c1e5b") {
 			t.Errorf("a value reached the database:\n%s", dump)
 		} else if !strings.Contains(dump, "secret") {
@@ -569,6 +585,8 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			t.Errorf("Increment of a STRING = %v, want EINVALID", err)
 		}
 	})
+
+	historyAcceptance(t, open)
 
 	t.Run("Namespaces_WithCounts", func(t *testing.T) {
 		s := open(t, storage.Options{}).Store

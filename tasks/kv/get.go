@@ -108,7 +108,7 @@ func (t *Delete) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs
 	if err != nil {
 		return nil, err
 	}
-	deleted, err := rc.Store.Delete(ctx, ns, key)
+	deleted, err := rc.Store.Delete(writer(ctx, rc), ns, key)
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func (t *Increment) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outp
 	if err != nil {
 		return nil, err
 	}
-	v, _, err := rc.Store.Increment(ctx, ns, key, by, storage.SetOptions{TTL: ttl, Description: desc})
+	v, _, err := rc.Store.Increment(writer(ctx, rc), ns, key, by, storage.SetOptions{TTL: ttl, Description: desc})
 	if err != nil {
 		return nil, err
 	}

@@ -142,4 +142,9 @@ func outputValue(v storage.Value) any {
 }
 
 // joinErrors keeps every load-time error; nil when there are none.
+// writer records the task's execution as the writer of what it stores.
+func writer(ctx context.Context, rc *plugin.RunContext) context.Context {
+	return storage.WithWriter(ctx, storage.ExecutionWriter(rc.ExecutionID, rc.Namespace, rc.FlowID, rc.TaskID))
+}
+
 func joinErrors(errs ...error) error { return errors.Join(errs...) }

@@ -16,6 +16,7 @@ import (
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/sqldb"
 	"github.com/kvflow/kvflow/storage/storagetest"
 	"github.com/kvflow/kvflow/template"
 
@@ -31,6 +32,7 @@ type env struct {
 	clock  *storagetest.Clock
 	access storage.Access // zero: own namespace and ancestors only
 	logs   *logSink
+	db     *sqldb.DB
 }
 
 type pairFunc func(testing.TB, storage.Options) storagetest.Pair
@@ -42,7 +44,7 @@ func newEnv(t *testing.T, pair pairFunc) *env {
 	c := storagetest.NewClock()
 	c.Set(startTime)
 	p := pair(t, storage.Options{Now: c.Now})
-	return &env{t: t, store: p.Store, clock: c, logs: &logSink{}}
+	return &env{t: t, store: p.Store, clock: c, logs: &logSink{}, db: p.DB}
 }
 
 // reset empties the store and rewinds the clock, so one store (a database
@@ -51,6 +53,12 @@ func (e *env) reset(t *testing.T) {
 	t.Helper()
 	if _, err := e.store.Purge(context.Background(), storage.PurgeOptions{All: true}); err != nil {
 		t.Fatalf("emptying the store: %v", err)
+	}
+	// and its history: each case starts with keys that never existed.
+	for _, table := range []string{"kv_versions", "kv_changes", "kv_change_seqs"} {
+		if _, err := e.db.X.Exec(`DELETE FROM ` + table); err != nil {
+			t.Fatalf("emptying %s: %v", table, err)
+		}
 	}
 	e.t, e.access, e.logs = t, storage.Access{}, &logSink{}
 	e.clock.Set(startTime)

@@ -23,11 +23,12 @@ import (
 // narrows the keys. By default only expired entries go; expiredOnly: false or
 // behavior: {type: key, expiredOnly: false} removes live ones too.
 //
-// behavior: {type: version, ...} is accepted for Kestra flows: kvflow keeps
-// only the latest version of a key, so before or keepAmount >= 1 purge
-// nothing and keepAmount: 0 purges every matching entry.
+// behavior: {type: version, before: INSTANT} or {type: version, keepAmount:
+// N} purges old versions from the keys' history, as Kestra does: versions
+// written before the instant, or all but the newest N; the newest version of
+// a key (the live value, or the deletion) always stays.
 //
-// Output: size, the number of entries deleted.
+// Output: size, the number of entries (or, for type version, versions) deleted.
 type PurgeKV struct {
 	Namespaces             plugin.Property[[]string]       `yaml:"namespaces"`
 	NamespacePattern       plugin.Property[string]         `yaml:"namespacePattern"`
@@ -74,12 +75,6 @@ type purgeBehavior struct {
 	before      *time.Time
 	keepAmount  *int
 }
-
-// all reports whether live entries go too, and none whether nothing can match.
-func (b purgeBehavior) all() bool {
-	return b.typ == "version" && b.keepAmount != nil && *b.keepAmount == 0
-}
-func (b purgeBehavior) none() bool { return b.typ == "version" && !b.all() }
 
 func parseBehavior(m map[string]any) (purgeBehavior, error) {
 	b := purgeBehavior{typ: "key", expiredOnly: true}
@@ -181,16 +176,29 @@ func (t *PurgeKV) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 		return nil, err
 	}
 	rc.Log(ctx, slog.LevelInfo, fmt.Sprintf("purging %d namespaces: %s", len(nss), strings.Join(nss, ", ")))
-	if b.none() {
-		rc.Log(ctx, slog.LevelInfo, "kvflow keeps only the latest version of each key, so there are no older versions to purge")
-		return plugin.Outputs{"size": int64(0)}, nil
-	}
 	var size int64
+	if b.typ == "version" && len(nss) > 0 {
+		o := storage.PurgeVersionsOptions{Namespaces: nss, KeyGlob: strings.TrimSpace(keyPattern)}
+		if b.before != nil {
+			o.Before = *b.before
+		} else {
+			o.KeepAmount = *b.keepAmount
+		}
+		purged, err := rc.Store.PurgeVersions(ctx, o)
+		for _, n := range purged {
+			size += int64(n)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rc.Log(ctx, slog.LevelInfo, fmt.Sprintf("purged %d old versions", size))
+		return plugin.Outputs{"size": size}, nil
+	}
 	if len(nss) > 0 {
 		purged, err := rc.Store.Purge(ctx, storage.PurgeOptions{
 			Namespaces: nss,
 			KeyGlob:    strings.TrimSpace(keyPattern),
-			All:        b.all() || (b.typ == "key" && !b.expiredOnly),
+			All:        !b.expiredOnly,
 		})
 		for _, n := range purged {
 			size += int64(n)

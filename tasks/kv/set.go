@@ -93,7 +93,7 @@ func (t *Set) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 			return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot set value for key '%s' in namespace '%s': %s", key, ns, kvflow.ErrorMessage(err))
 		}
 	}
-	e, err := rc.Store.Set(ctx, ns, key, v, storage.SetOptions{NoOverwrite: !overwrite, TTL: ttl, Description: desc})
+	e, err := rc.Store.Set(writer(ctx, rc), ns, key, v, storage.SetOptions{NoOverwrite: !overwrite, TTL: ttl, Description: desc})
 	if err != nil {
 		return nil, err
 	}

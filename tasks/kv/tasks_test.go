@@ -2,6 +2,7 @@ package kv_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -94,6 +95,40 @@ func seedFour(e *env) {
 	e.put(flowNS, "live-1", str("c"), 0)
 	e.put(flowNS, "live-2", str("d"), time.Hour)
 	e.clock.Add(2 * time.Minute)
+}
+
+// seedVersions writes v1 five times, v2 twice then deletes it, other three
+// times, one second apart for each round.
+func seedVersions(e *env) {
+	for i := 0; i < 5; i++ {
+		e.put(flowNS, "v1", str(fmt.Sprint(i)), 0)
+		if i < 2 {
+			e.put(flowNS, "v2", str(fmt.Sprint(i)), 0)
+		}
+		if i < 3 {
+			e.put(flowNS, "other", str(fmt.Sprint(i)), 0)
+		}
+		e.clock.Add(time.Second)
+	}
+	if _, err := e.store.Delete(context.Background(), flowNS, "v2"); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// checkVersions checks which versions of flowNS/key history keeps.
+func checkVersions(t *testing.T, e *env, key string, want ...int64) {
+	t.Helper()
+	p, err := e.store.History(context.Background(), flowNS, key, storage.HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for i := len(p.Versions) - 1; i >= 0; i-- {
+		got = append(got, p.Versions[i].Version)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("versions of %s = %v, want %v", key, got, want)
+	}
 }
 
 // purgeNamespaces are the namespaces seedTree fills.
@@ -202,7 +237,14 @@ func kvCases() []kvCase {
 			src:   "key: k\nvalue: second",
 			check: func(t *testing.T, e *env, out plugin.Outputs, err error) {
 				stored(flowNS, "k", str("second"))(t, e, out, err)
+				en, _ := e.mustGet(flowNS, "k")
 				output("version", int64(2))(t, e, out, err)
+				if _, prev, err := e.store.GetVersion(context.Background(), flowNS, "k", en.Version-1); err != nil || prev.V != "first" {
+					t.Fatalf("version %d = %v, %v; want first", en.Version-1, prev.V, err)
+				}
+				if p, _ := e.store.History(context.Background(), flowNS, "k", storage.HistoryOptions{Limit: 1}); p.Versions[0].Writer != "execution:e1 flow:company.team.f task:t" {
+					t.Fatalf("writer = %q", p.Versions[0].Writer)
+				}
 			}},
 		{name: "Set_KVTypeNumber_ParsesDecimalText", typ: kv.SetType,
 			src:   "key: k\nvalue: \"123.45\"\nkvType: NUMBER",
@@ -441,14 +483,39 @@ func kvCases() []kvCase {
 					t.Fatalf("live keys left = %v, want [live-2]", got)
 				}
 			}},
-		{name: "PurgeKV_VersionKeepAmount1_DeletesNothing", typ: kv.PurgeKVType,
+		{name: "PurgeKV_VersionKeepAmount1_OneVersionEach_DeletesNothing", typ: kv.PurgeKVType,
 			setup: seedFour,
 			src:   "namespaces: [company.team]\nbehavior:\n  type: version\n  keepAmount: 1",
 			check: output("size", int64(0))},
-		{name: "PurgeKV_VersionKeepAmount0_DeletesAll", typ: kv.PurgeKVType,
-			setup: seedFour,
+		{name: "PurgeKV_VersionKeepAmount2_KeepsNewestTwo", typ: kv.PurgeKVType,
+			setup: seedVersions,
+			src:   "namespaces: [company.team]\nkeyPattern: \"v*\"\nbehavior:\n  type: version\n  keepAmount: 2",
+			check: func(t *testing.T, e *env, out plugin.Outputs, err error) {
+				output("size", int64(3+1))(t, e, out, err) // v1: 1, 2, 3 of 5; v2: 1 of 3 (its tombstone is the newest)
+				checkVersions(t, e, "v1", 4, 5)
+				checkVersions(t, e, "v2", 2, 3)
+				checkVersions(t, e, "other", 1, 2, 3)
+			}},
+		{name: "PurgeKV_VersionKeepAmount0_KeepsTheNewest", typ: kv.PurgeKVType,
+			setup: seedVersions,
 			src:   "namespaces: [company.team]\nbehavior:\n  type: version\n  keepAmount: 0",
-			check: output("size", int64(4))},
+			check: func(t *testing.T, e *env, out plugin.Outputs, err error) {
+				output("size", int64(4+2+2))(t, e, out, err)
+				checkVersions(t, e, "v1", 5)
+				checkVersions(t, e, "v2", 3)
+				if _, v := e.mustGet(flowNS, "v1"); v.V != "4" {
+					t.Fatalf("live value = %v", v.V)
+				}
+			}},
+		{name: "PurgeKV_VersionBefore_WrittenBeforeTheInstant", typ: kv.PurgeKVType,
+			setup: seedVersions,
+			src:   "namespaces: [company.team]\nbehavior:\n  type: version\n  before: \"2024-07-15T06:10:35Z\"",
+			check: func(t *testing.T, e *env, out plugin.Outputs, err error) {
+				output("size", int64(2+2+2))(t, e, out, err) // written at :33 and :34
+				checkVersions(t, e, "v1", 3, 4, 5)
+				checkVersions(t, e, "v2", 3)
+				checkVersions(t, e, "other", 3)
+			}},
 
 		// PurgeKV: which namespaces.
 		{name: "PurgeKV_NoNamespaces_AllNamespaces", typ: kv.PurgeKVType, allow: true,

@@ -1,0 +1,291 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// KV history routes (issue 11): versions of a key, a read at a version,
+// restore, the namespace's change feed (audit) and its watch as SSE.
+
+// VersionOf is v as the versions route shows it.
+func VersionOf(v *storage.Version) Version {
+	out := Version{Version: v.Version, Change: string(v.Change), Type: string(v.Type), Description: v.Description,
+		Size: v.Size, Hash: v.Hash, Writer: v.Writer, CreationDate: Time{Time: v.Created}, UpdateDate: Time{Time: v.Updated}}
+	if v.Expires != nil {
+		out.ExpirationDate = Time{Time: *v.Expires}
+	}
+	return out
+}
+
+// ChangeOf is c as the change routes show it.
+func ChangeOf(c *storage.Change) Change {
+	return Change{Seq: c.Seq, Key: c.Key, Change: string(c.Change), Version: c.Version, Type: string(c.Type), Writer: c.Writer, Date: Time{Time: c.At}}
+}
+
+// intParam reads an optional positive integer query parameter.
+func intParam(r *http.Request, name string, def, max int64) (int64, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || (max > 0 && n > max) {
+		if max > 0 {
+			return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a number from 0 to %d.", name, clipS(s), max)
+		}
+		return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a whole number, 0 or more.", name, clipS(s))
+	}
+	return n, nil
+}
+
+// versionsKV answers a key's versions, newest first, tombstones included:
+// ?limit= (1–1000, default 100) and ?cursor= (X-Next-Cursor of the previous page).
+func (s *Server) versionsKV(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	if err := s.checkKey(ns, key); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	limit, err := intParam(r, "limit", storage.DefaultListLimit, storage.MaxListLimit)
+	if err == nil && limit == 0 {
+		err = kvflow.Errorf(kvflow.EINVALID, "Query parameter 'limit' is 0: expected a number from 1 to %d.", storage.MaxListLimit)
+	}
+	var before int64
+	if err == nil {
+		before, err = intParam(r, "cursor", 0, 0)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	page, err := s.cfg.Store.History(r.Context(), ns, key, storage.HistoryOptions{Before: before, Limit: int(limit)})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if page.Next != 0 {
+		next := url.Values{"limit": {strconv.FormatInt(limit, 10)}, "cursor": {strconv.FormatInt(page.Next, 10)}}
+		w.Header().Set(NextCursorHeader, strconv.FormatInt(page.Next, 10))
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
+	}
+	out := make([]Version, len(page.Versions))
+	for i := range page.Versions {
+		out[i] = VersionOf(&page.Versions[i])
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getKVVersion answers GET .../kv/{key}?version=N like getKV, from history.
+func (s *Server) getKVVersion(w http.ResponseWriter, r *http.Request, ns, key string) {
+	n, err := strconv.ParseInt(r.URL.Query().Get("version"), 10, 64)
+	if err != nil || n < 1 {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'version' is %q: expected a version number, 1 or more.", clipS(r.URL.Query().Get("version"))))
+		return
+	}
+	start := time.Now()
+	_, v, err := s.cfg.Store.GetVersion(r.Context(), ns, key, n)
+	s.metrics.observe("kv_get", start)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.retrieved.WithLabelValues(ns).Inc()
+	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue()})
+}
+
+// restoreKV writes a new version holding an old version's value, type and
+// description, and answers the new entry's metadata. If-Match (the version
+// the caller last saw, quoted or not) makes it conditional: 412 when the key
+// has moved on. For a deleted key If-Match may name the tombstone.
+func (s *Server) restoreKV(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	if err := s.checkKey(ns, key); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body, err := s.readBody(w, r, fmt.Sprintf("key '%s' in namespace '%s'", key, ns))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var req RestoreRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Version < 1 {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, `The restore body must be {"version": N} with N a version number, 1 or more.`))
+		return
+	}
+	var o storage.SetOptions
+	if m := r.Header.Get("If-Match"); m != "" {
+		t := strings.Trim(strings.TrimPrefix(strings.TrimSpace(m), "W/"), `"`)
+		if o.IfVersion, err = strconv.ParseInt(t, 10, 64); err != nil || o.IfVersion < 1 {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Header If-Match is %q: expected the version number the key is at.", clipS(m)))
+			return
+		}
+	}
+	e, err := s.cfg.Store.Restore(r.Context(), ns, key, req.Version, o)
+	if kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.IfVersion > 0 {
+		err = &kvflow.Error{Code: kvflow.EPRECONDITION, Message: kvflow.ErrorMessage(err), Err: err}
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.updated.WithLabelValues(ns).Inc()
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(e.Version, 10)))
+	writeJSON(w, http.StatusOK, EntryOf(e, true))
+}
+
+// changesKV answers the namespace's changes after ?since= (default 0), in
+// order, at most ?limit= (1–1000, default 100): who changed which key, when,
+// to which version; never a value. 410 when changes after since were pruned.
+// X-Next-Cursor holds the last seq when the page is full.
+func (s *Server) changesKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	since, err := intParam(r, "since", 0, 0)
+	var limit int64
+	if err == nil {
+		limit, err = intParam(r, "limit", storage.DefaultListLimit, storage.MaxListLimit)
+	}
+	if err == nil && limit == 0 {
+		err = kvflow.Errorf(kvflow.EINVALID, "Query parameter 'limit' is 0: expected a number from 1 to %d.", storage.MaxListLimit)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	cs, err := s.cfg.Store.Changes(r.Context(), ns, since, int(limit))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := make([]Change, len(cs))
+	for i := range cs {
+		out[i] = ChangeOf(&cs[i])
+	}
+	if len(cs) == int(limit) {
+		last := strconv.FormatInt(cs[len(cs)-1].Seq, 10)
+		w.Header().Set(NextCursorHeader, last)
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, url.Values{"since": {last}, "limit": {strconv.FormatInt(limit, 10)}}.Encode()))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// watchPoll is how often a watch looks for changes other processes made;
+// this process's own writes wake it at once.
+const watchPoll = 250 * time.Millisecond
+
+// watchKV streams the namespace's changes as Server-Sent Events: one event
+// "change" per change, its id the seq and its data
+// {"seq","key","change","version","type"}. ?since=SEQ (or Last-Event-ID)
+// resumes after that seq; without it the stream starts at the current end.
+// ?prefix= keeps keys starting with it. 410 when changes after since were pruned.
+func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	prefix := r.URL.Query().Get("prefix")
+	since, err := intParam(r, "since", -1, 0)
+	if err == nil && since < 0 && r.Header.Get("Last-Event-ID") != "" {
+		if since, err = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err != nil || since < 0 {
+			err = kvflow.Errorf(kvflow.EINVALID, "Header Last-Event-ID is %q: expected a change seq.", clipS(r.Header.Get("Last-Event-ID")))
+		}
+	}
+	if err == nil && since < 0 {
+		since, err = s.cfg.Store.FeedHead(r.Context(), ns)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.stopping, cancel) // a server shutdown ends every watch
+	defer stop()
+	rc := http.NewResponseController(w)
+	started := false
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		wrote := s.cfg.Store.Wrote()
+		cs, err := s.cfg.Store.Changes(ctx, ns, since, storage.MaxListLimit)
+		if err != nil && !started {
+			writeError(w, r, err)
+			return
+		} else if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintf(w, "event: error\ndata: %s\n\n", mustJSON(ErrorBody{Message: kvflow.ErrorMessage(err)}))
+				rc.Flush()
+			}
+			return
+		}
+		if !started {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+			w.WriteHeader(http.StatusOK)
+			fmt.Fprintf(w, ": watching %s after %d\n\n", ns, since)
+			started = true
+		}
+		for i := range cs {
+			c := &cs[i]
+			since = c.Seq
+			if !strings.HasPrefix(c.Key, prefix) {
+				continue
+			}
+			ev := struct {
+				Seq     int64  `json:"seq"`
+				Key     string `json:"key"`
+				Change  string `json:"change"`
+				Version int64  `json:"version"`
+				Type    string `json:"type"`
+			}{c.Seq, c.Key, string(c.Change), c.Version, string(c.Type)}
+			fmt.Fprintf(w, "id: %d\nevent: change\ndata: %s\n\n", c.Seq, mustJSON(ev))
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		if len(cs) == storage.MaxListLimit {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wrote:
+		case <-time.After(watchPoll):
+		case <-ping.C:
+			fmt.Fprint(w, ": ping\n\n")
+		}
+	}
+}
+
+// withWriter records API callers as the writer of what they store.
+func withWriter(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(storage.WithWriter(r.Context(), WriterAPI)))
+	})
+}
+
+// WriterAPI is the writer of versions written through the API. (The server
+// has one token; with named tokens this becomes storage.TokenWriter(name).)
+const WriterAPI = "api"
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// KV history commands (issue 11): kv history, kv restore, kv watch, and
+// kv get --version. addKVHistory is the one hook newKVCmd calls.
+func addKVHistory(kv *cobra.Command, f *kvFlags) {
+	kv.AddCommand(newKVHistoryCmd(f), newKVRestoreCmd(f), newKVWatchCmd(f))
+	for _, c := range kv.Commands() {
+		if c.Name() == "get" {
+			addGetVersion(c, f)
+		}
+	}
+}
+
+// addGetVersion gives kv get a --version flag that reads from history.
+func addGetVersion(get *cobra.Command, f *kvFlags) {
+	var version int64
+	get.Flags().Int64Var(&version, "version", 0, "print this version of the key, from its history")
+	plain := get.RunE
+	get.RunE = func(cmd *cobra.Command, args []string) error {
+		if !cmd.Flags().Changed("version") {
+			return plain(cmd, args)
+		}
+		if version < 1 {
+			return kvflow.Errorf(kvflow.EINVALID, "--version is %d: expected a version number, 1 or more.", version)
+		}
+		target, err := f.open(cmd)
+		if err != nil {
+			return err
+		}
+		defer target.close()
+		var v storage.Value
+		switch t := target.(type) {
+		case localKV:
+			_, v, err = t.a.Store.GetVersion(cmd.Context(), args[0], args[1], version)
+		case remoteKV:
+			v, err = t.c.GetVersion(cmd.Context(), args[0], args[1], version)
+		}
+		if err != nil {
+			return err
+		}
+		return printValue(cmd.OutOrStdout(), v, f.asJSON)
+	}
+}
+
+func newKVHistoryCmd(f *kvFlags) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history NAMESPACE KEY",
+		Short: "List a key's versions, newest first: who wrote each and when (deletes included)",
+		Example: `  kvflow kv history company.team my_key
+  kvflow kv get company.team my_key --version 3
+  kvflow kv restore company.team my_key 3`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 1 || limit > storage.MaxListLimit {
+				return kvflow.Errorf(kvflow.EINVALID, "--limit is %d: expected 1 to %d.", limit, storage.MaxListLimit)
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			var vs []api.Version
+			switch t := target.(type) {
+			case localKV:
+				var p storage.VersionPage
+				p, err = t.a.Store.History(cmd.Context(), args[0], args[1], storage.HistoryOptions{Limit: limit})
+				for i := range p.Versions {
+					vs = append(vs, api.VersionOf(&p.Versions[i]))
+				}
+			case remoteKV:
+				vs, _, err = t.c.History(cmd.Context(), args[0], args[1], limit, 0)
+			}
+			if err != nil {
+				return err
+			}
+			if len(vs) == 0 {
+				return storage.NotFound(args[0], args[1])
+			}
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), vs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tCHANGE\tTYPE\tDATE\tWRITER\tDESCRIPTION")
+			for _, v := range vs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.Change, v.Type, v.UpdateDate.UTC().Format(time.RFC3339), v.Writer, v.Description)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", storage.DefaultListLimit, "at most this many versions")
+	return cmd
+}
+
+func newKVRestoreCmd(f *kvFlags) *cobra.Command {
+	var ifMatch int64
+	cmd := &cobra.Command{
+		Use:   "restore NAMESPACE KEY VERSION",
+		Short: "Write a new version holding an old version's value, type and description",
+		Args:  cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			version, err := strconv.ParseInt(args[2], 10, 64)
+			if err != nil || version < 1 {
+				return kvflow.Errorf(kvflow.EINVALID, "VERSION is %q: expected a version number, 1 or more.", args[2])
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			var e api.Entry
+			switch t := target.(type) {
+			case localKV:
+				var se *storage.Entry
+				ctx := storage.WithWriter(cmd.Context(), storage.WriterCLI)
+				if se, err = t.a.Store.Restore(ctx, args[0], args[1], version, storage.SetOptions{IfVersion: ifMatch}); err == nil {
+					e = api.EntryOf(se, true)
+				}
+			case remoteKV:
+				var re *api.Entry
+				if re, err = t.c.Restore(cmd.Context(), args[0], args[1], version, ifMatch); err == nil {
+					e = *re
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), e)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Restored version %d of key '%s' in namespace '%s' as version %d.\n", version, args[1], args[0], e.Version)
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&ifMatch, "if-version", 0, "restore only if the key is at this version (for a deleted key: its deletion's)")
+	return cmd
+}
+
+func newKVWatchCmd(f *kvFlags) *cobra.Command {
+	var prefix string
+	var since int64
+	cmd := &cobra.Command{
+		Use:   "watch NAMESPACE",
+		Short: "Print the namespace's changes as they happen (--since SEQ resumes after SEQ)",
+		Long: `Print one line per change of a key in NAMESPACE: its seq, key, change (SET,
+DELETE or EXPIRE), version and type; with --json one JSON object per line.
+Without --since it starts with the next change. Stop it with Ctrl-C.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			if !cmd.Flags().Changed("since") {
+				since = -1
+			}
+			out := cmd.OutOrStdout()
+			print := func(c api.Change) error {
+				if f.asJSON {
+					return printJSON(out, c)
+				}
+				_, err := fmt.Fprintf(out, "%d\t%s\t%s\tv%d\t%s\n", c.Seq, c.Key, c.Change, c.Version, c.Type)
+				return err
+			}
+			var werr error
+			switch t := target.(type) {
+			case localKV:
+				werr = watchLocal(cmd.Context(), t.a.Store, args[0], prefix, since, print)
+			case remoteKV:
+				werr = t.c.Watch(cmd.Context(), args[0], prefix, since, print)
+			}
+			if cmd.Context().Err() != nil {
+				return nil // interrupted: a normal end
+			}
+			return werr
+		},
+	}
+	cmd.Flags().StringVar(&prefix, "prefix", "", "only keys starting with this")
+	cmd.Flags().Int64Var(&since, "since", 0, "print the changes after this seq first")
+	return cmd
+}
+
+// watchLocal follows the local store's feed: its own writes wake it, and it
+// polls for other processes'.
+func watchLocal(ctx context.Context, s *storage.Store, ns, prefix string, since int64, fn func(api.Change) error) error {
+	var err error
+	if since < 0 {
+		if since, err = s.FeedHead(ctx, ns); err != nil {
+			return err
+		}
+	}
+	for {
+		wrote := s.Wrote()
+		cs, err := s.Changes(ctx, ns, since, storage.MaxListLimit)
+		if err != nil {
+			return err
+		}
+		for i := range cs {
+			since = cs[i].Seq
+			if len(cs[i].Key) >= len(prefix) && cs[i].Key[:len(prefix)] == prefix {
+				if err := fn(api.ChangeOf(&cs[i])); err != nil {
+					return err
+				}
+			}
+		}
+		if len(cs) == storage.MaxListLimit {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wrote:
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+// historySession is the same for the local store and a server.
+func historySession() []kvCase {
+	return []kvCase{
+		{args: "kv set company.team h one"},
+		{args: "kv set company.team h 2"},
+		{args: "kv delete company.team h"},
+		{args: "kv history company.team h", outHas: "3        DELETE  NUMBER"},
+		{args: "kv history company.team h --json", outHas: `{"version":1,"change":"SET","type":"STRING",`},
+		{args: "kv get company.team h --version 1", wantOut: "one\n"},
+		{args: "kv get company.team h --version 2 --json", wantOut: `{"type":"NUMBER","value":2}` + "\n"},
+		{args: "kv get company.team h --version 3", wantCode: 3, errHas: "deletion"},
+		{args: "kv get company.team h --version 0", wantCode: 2, errHas: "--version"},
+		{args: "kv restore company.team h 1 --if-version 2", wantCode: 1, errHas: "'h'"},
+		{args: "kv restore company.team h 1 --if-version 3", wantOut: "Restored version 1 of key 'h' in namespace 'company.team' as version 4.\n"},
+		{args: "kv get company.team h", wantOut: "one\n"},
+		{args: "kv restore company.team h x", wantCode: 2, errHas: "VERSION"},
+		{args: "kv history company.team nope", wantCode: 3},
+	}
+}
+
+func TestKVHistoryCommands_LocalStore(t *testing.T) {
+	dir := t.TempDir()
+	runKVCases(t, dir, nil, historySession())
+	runKVCases(t, dir, nil, []kvCase{{args: "kv history company.team h", outHas: "cli"}})
+	out := watchFor(t, dir, "kv", "watch", "company.team", "--since", "2", "--prefix", "h")
+	if out != "3\th\tDELETE\tv3\tNUMBER\n4\th\tSET\tv4\tSTRING\n" {
+		t.Errorf("watch printed %q", out)
+	}
+}
+
+func TestKVHistoryCommands_Server(t *testing.T) {
+	pair := storagetest.LocalPair(t, storageOpts)
+	url := startAPIServer(t, pair, "cli-token")
+	extra := []string{"--server", url, "--token", "cli-token"}
+	runKVCases(t, t.TempDir(), extra, historySession())
+	runKVCases(t, t.TempDir(), extra, []kvCase{{args: "kv history company.team h", outHas: "api"}})
+	out := watchFor(t, t.TempDir(), append([]string{"kv", "watch", "company.team", "--since", "3", "--json"}, extra...)...)
+	if !strings.HasPrefix(out, `{"seq":4,"key":"h","change":"SET","version":4,"type":"STRING","date":"`) || strings.Count(out, "\n") != 1 {
+		t.Errorf("watch printed %q", out)
+	}
+}
+
+// watchFor runs a watch command for a second, then interrupts it.
+func watchFor(t *testing.T, dataDir string, args ...string) string {
+	t.Helper()
+	t.Setenv("KVFLOW_DATA_DIR", dataDir)
+	t.Setenv("KVFLOW_CONFIG", "")
+	t.Setenv("KVFLOW_DATABASE_URL", "")
+	t.Setenv("KVFLOW_STORAGE_URL", "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	root := newRoot()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("kvflow %s: %v (%s)", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}

@@ -1,0 +1,297 @@
+package sqldb
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// Versions and changes are written by triggers on kv_entries
+// (migrations/*/010_history.sql); this file reads and prunes them.
+
+const versionCols = `namespace, key, version, change, type, object, size, hash, description, created_at, updated_at, expires_at, writer`
+
+type versionRow struct {
+	Namespace   string  `db:"namespace"`
+	Key         string  `db:"key"`
+	Version     int64   `db:"version"`
+	Change      string  `db:"change"`
+	Type        string  `db:"type"`
+	Object      *string `db:"object"`
+	Size        int64   `db:"size"`
+	Hash        string  `db:"hash"`
+	Description string  `db:"description"`
+	Created     int64   `db:"created_at"`
+	Updated     int64   `db:"updated_at"`
+	Expires     *int64  `db:"expires_at"`
+	Writer      string  `db:"writer"`
+}
+
+func (r *versionRow) version() storage.Version {
+	e := entryRow{Namespace: r.Namespace, Key: r.Key, Type: r.Type, Version: r.Version, Size: r.Size, Hash: r.Hash,
+		Description: r.Description, Created: r.Created, Updated: r.Updated, Expires: r.Expires, Writer: r.Writer}
+	if r.Object != nil {
+		e.Object = *r.Object
+	}
+	return storage.Version{Entry: e.entry(), Change: storage.ChangeKind(r.Change)}
+}
+
+func versions(rows []versionRow) []storage.Version {
+	out := make([]storage.Version, len(rows))
+	for i := range rows {
+		out[i] = rows[i].version()
+	}
+	return out
+}
+
+// History implements storage.Index.
+func (db *DB) History(ctx context.Context, ns, key string, q storage.HistoryQuery) ([]storage.Version, error) {
+	before := q.Before
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	st, err := db.stmt(ctx, `SELECT `+versionCols+` FROM kv_versions WHERE namespace = ? AND key = ? AND version < ? ORDER BY version DESC LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	var rows []versionRow
+	if err := st.SelectContext(ctx, &rows, ns, key, before, q.Limit); err != nil {
+		return nil, db.Err(err)
+	}
+	return versions(rows), nil
+}
+
+// GetVersion implements storage.Index.
+func (db *DB) GetVersion(ctx context.Context, ns, key string, version int64) (*storage.Version, error) {
+	st, err := db.stmt(ctx, `SELECT `+versionCols+` FROM kv_versions WHERE namespace = ? AND key = ? AND version = ?`)
+	if err != nil {
+		return nil, err
+	}
+	var r versionRow
+	if err := st.GetContext(ctx, &r, ns, key, version); err != nil {
+		return nil, db.Err(err)
+	}
+	v := r.version()
+	return &v, nil
+}
+
+// VersionAt implements storage.Index.
+func (db *DB) VersionAt(ctx context.Context, ns, key string, at time.Time, own string) (*storage.Version, error) {
+	st, err := db.stmt(ctx, `SELECT `+versionCols+` FROM kv_versions WHERE namespace = ? AND key = ?
+		AND (updated_at <= ? OR (? <> '' AND writer LIKE ? ESCAPE '\')) ORDER BY version DESC LIMIT 1`)
+	if err != nil {
+		return nil, err
+	}
+	var r versionRow
+	if err := st.GetContext(ctx, &r, ns, key, at.UnixMicro(), own, escapeLike(own)+"%"); err != nil {
+		return nil, db.Err(err)
+	}
+	v := r.version()
+	return &v, nil
+}
+
+// PruneVersions implements storage.Index. The live version is never selected;
+// a trigger queues each removed version's object as garbage.
+func (db *DB) PruneVersions(ctx context.Context, q storage.PruneQuery) ([]storage.Version, error) {
+	where := []string{`NOT EXISTS (SELECT 1 FROM kv_entries e WHERE e.namespace = v.namespace AND e.key = v.key AND e.version = v.version)`}
+	var args []any
+	if q.Namespaces != nil && q.Exact {
+		if len(q.Namespaces) == 0 {
+			return nil, nil
+		}
+		in, a, err := sqlx.In(`v.namespace IN (?)`, q.Namespaces)
+		if err != nil {
+			return nil, err
+		}
+		where, args = append(where, in), append(args, a...)
+	} else if q.Namespaces != nil {
+		cond, a := namespaceIn(q.Namespaces)
+		where, args = append(where, cond), append(args, a...)
+	}
+	if q.KeyLike != "" {
+		where, args = append(where, `v.key LIKE ? ESCAPE '\'`), append(args, q.KeyLike)
+	}
+	if q.KeepNewest {
+		where = append(where, `v.version < (SELECT MAX(w.version) FROM kv_versions w WHERE w.namespace = v.namespace AND w.key = v.key)`)
+	}
+	if len(q.Exclude) > 0 {
+		cond, a := namespaceIn(q.Exclude)
+		where, args = append(where, "NOT "+cond), append(args, a...)
+	}
+	var rule []string
+	if q.Keep > 0 {
+		rule = append(rule, `v.version <= (SELECT MAX(w.version) FROM kv_versions w WHERE w.namespace = v.namespace AND w.key = v.key) - ?`)
+		args = append(args, q.Keep)
+	}
+	if !q.Before.IsZero() {
+		rule = append(rule, `v.updated_at < ?`)
+		args = append(args, q.Before.UnixMicro())
+	}
+	if len(rule) == 0 {
+		return nil, nil
+	}
+	where = append(where, "("+strings.Join(rule, " OR ")+")")
+	args = append(args, q.Limit)
+	var rows []versionRow
+	err := db.X.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_versions WHERE (namespace, key, version) IN (
+		SELECT v.namespace, v.key, v.version FROM kv_versions v WHERE `+strings.Join(where, " AND ")+` LIMIT ?)
+		RETURNING `+versionCols), args...)
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	return versions(rows), nil
+}
+
+// namespaceIn matches v.namespace against namespaces and their children.
+func namespaceIn(namespaces []string) (string, []any) {
+	var or []string
+	var args []any
+	for _, ns := range namespaces {
+		or = append(or, `v.namespace = ?`, `v.namespace LIKE ? ESCAPE '\'`)
+		args = append(args, ns, escapeLike(ns)+".%")
+	}
+	if len(or) == 0 {
+		return "1 = 0", nil
+	}
+	return "(" + strings.Join(or, " OR ") + ")", args
+}
+
+type changeRow struct {
+	Namespace string `db:"namespace"`
+	Seq       int64  `db:"seq"`
+	Key       string `db:"key"`
+	Change    string `db:"change"`
+	Version   int64  `db:"version"`
+	Type      string `db:"type"`
+	Writer    string `db:"writer"`
+	At        int64  `db:"at"`
+}
+
+// ChangesSince implements storage.Index. A page that starts right after
+// `after` proves nothing was pruned in between, so the common case is one
+// query; otherwise the namespace's pruned mark decides.
+func (db *DB) ChangesSince(ctx context.Context, ns string, after int64, limit int) ([]storage.Change, error) {
+	st, err := db.stmt(ctx, `SELECT namespace, seq, key, change, version, type, writer, at FROM kv_changes
+		WHERE namespace = ? AND seq > ? ORDER BY seq LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	var rows []changeRow
+	if err := st.SelectContext(ctx, &rows, ns, after, limit); err != nil {
+		return nil, db.Err(err)
+	}
+	if len(rows) == 0 || rows[0].Seq != after+1 {
+		var pruned int64
+		err := db.X.GetContext(ctx, &pruned, db.Rebind(`SELECT pruned FROM kv_change_seqs WHERE namespace = ?`), ns)
+		if err = db.Err(err); err != nil && kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			return nil, err
+		}
+		if after < pruned {
+			return nil, kvflow.Errorf(kvflow.EEXPIRED, "Changes of namespace '%s' after %d are no longer kept (kept from %d on): read the current state and watch from there.", ns, after, pruned+1)
+		}
+	}
+	out := make([]storage.Change, len(rows))
+	for i, r := range rows {
+		out[i] = storage.Change{Namespace: r.Namespace, Seq: r.Seq, Key: r.Key, Change: storage.ChangeKind(r.Change),
+			Version: r.Version, Type: storage.Type(r.Type), Writer: r.Writer, At: fromMicros(r.At)}
+	}
+	return out, nil
+}
+
+// PruneChanges implements storage.Index: the oldest changes first, and each
+// namespace's pruned mark moves past them in the same transaction.
+func (db *DB) PruneChanges(ctx context.Context, before time.Time, limit int) (int, error) {
+	var rows []struct {
+		Namespace string `db:"namespace"`
+		Seq       int64  `db:"seq"`
+	}
+	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+		err := tx.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_changes WHERE (namespace, seq) IN (
+			SELECT namespace, seq FROM kv_changes WHERE at < ? ORDER BY at LIMIT ?) RETURNING namespace, seq`), before.UnixMicro(), limit)
+		if err != nil {
+			return db.Err(err)
+		}
+		top := map[string]int64{}
+		for _, r := range rows {
+			top[r.Namespace] = max(top[r.Namespace], r.Seq)
+		}
+		for ns, seq := range top {
+			if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_change_seqs SET pruned = ? WHERE namespace = ? AND pruned < ?`), seq, ns, seq); err != nil {
+				return db.Err(err)
+			}
+		}
+		return nil
+	})
+	return len(rows), err
+}
+
+// AddIntent implements storage.Index.
+func (db *DB) AddIntent(ctx context.Context, object string, at time.Time) error {
+	_, err := db.X.ExecContext(ctx, db.Rebind(`INSERT INTO kv_intents (object, started_at) VALUES (?, ?)`), object, at.UnixMicro())
+	return db.Err(err)
+}
+
+// DropIntents implements storage.Index.
+func (db *DB) DropIntents(ctx context.Context, objects []string) error {
+	if len(objects) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`DELETE FROM kv_intents WHERE object IN (?)`, objects)
+	if err != nil {
+		return err
+	}
+	_, err = db.X.ExecContext(ctx, db.Rebind(q), args...)
+	return db.Err(err)
+}
+
+// StaleIntents implements storage.Index.
+func (db *DB) StaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
+	var names []string
+	err := db.X.SelectContext(ctx, &names, db.Rebind(`SELECT object FROM kv_intents WHERE started_at < ? ORDER BY started_at LIMIT ?`), olderThan.UnixMicro(), limit)
+	return names, db.Err(err)
+}
+
+// FeedHead implements storage.Index.
+func (db *DB) FeedHead(ctx context.Context, ns string) (int64, error) {
+	var seq int64
+	err := db.X.GetContext(ctx, &seq, db.Rebind(`SELECT seq FROM kv_change_seqs WHERE namespace = ?`), ns)
+	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return 0, nil
+	}
+	return seq, err
+}
+
+// FeedPosition returns consumer's stored position in ns's change feed: the
+// last seq it handled, 0 when it has none.
+func (db *DB) FeedPosition(ctx context.Context, q sqlx.QueryerContext, consumer, ns string) (int64, error) {
+	var seq int64
+	err := sqlx.GetContext(ctx, q, &seq, db.Rebind(`SELECT seq FROM kv_feed_positions WHERE consumer = ? AND namespace = ?`), consumer, ns)
+	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return 0, nil
+	}
+	return seq, err
+}
+
+// AdvanceFeed moves consumer's position in ns's feed from `from` (what
+// FeedPosition returned) to `to`, inside the caller's transaction, so that the
+// move commits or rolls back with what the consumer did for those changes
+// (for the KV trigger: the executions it created). ECONFLICT when another
+// process moved it first: roll back, the changes are that process's.
+func (db *DB) AdvanceFeed(ctx context.Context, tx sqlx.ExecerContext, consumer, ns string, from, to int64) error {
+	res, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO kv_feed_positions AS p (consumer, namespace, seq) VALUES (?, ?, ?)
+		ON CONFLICT (consumer, namespace) DO UPDATE SET seq = excluded.seq WHERE p.seq = ?`), consumer, ns, to, from)
+	if err != nil {
+		return db.Err(err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return db.Err(err)
+	} else if n == 0 {
+		return kvflow.Errorf(kvflow.ECONFLICT, "The position of '%s' in the changes of namespace '%s' moved past %d.", consumer, ns, from)
+	}
+	return nil
+}
