@@ -390,7 +390,7 @@ func responseError(resp *http.Response) error {
 		if len(body.Errors) > 0 && resp.StatusCode == http.StatusUnprocessableEntity {
 			ve := make(engine.ValidationErrors, len(body.Errors))
 			for i, e := range body.Errors {
-				ve[i] = engine.ValidationError{File: e.File, Line: e.Line, Field: e.Field, Message: e.Message}
+				ve[i] = engine.ValidationError{File: e.File, Line: e.Line, Column: e.Column, Field: e.Field, Message: e.Message}
 			}
 			return ve
 		}

@@ -50,6 +50,7 @@ type FlowTask struct {
 type FieldError struct {
 	File    string `json:"file,omitempty"`
 	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
 }
@@ -62,7 +63,7 @@ func fieldErrors(err error) []FieldError {
 	}
 	out := make([]FieldError, len(ve))
 	for i, e := range ve {
-		out[i] = FieldError{File: e.File, Line: e.Line, Field: e.Field, Message: e.Message}
+		out[i] = FieldError{File: e.File, Line: e.Line, Column: e.Column, Field: e.Field, Message: e.Message}
 	}
 	return out
 }
