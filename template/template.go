@@ -275,6 +275,11 @@ func (e *Engine) renderNested(parent *renderState, src string, data Context) (an
 // else through pongo2.
 func (st *renderState) run(wantValue bool) (v any, err error) {
 	c := st.c
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, panicError(r)
+		}
+	}()
 	if c.t.lone != nil {
 		ev := &evaluator{st: st, data: st.data}
 		v, err := ev.eval(c.t.lone)
@@ -305,11 +310,6 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 		}
 		return w.buf.String(), nil
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			v, err = nil, panicError(r)
-		}
-	}()
 	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnPrint: printFunc, fnEval: evalFunc, fnBool: boolFunc, fnStep: stepFunc, fnEach: eachFunc, fnPairs: pairsFunc}, w)
 	if st.err != nil {
 		return nil, c.place(st.err)
@@ -409,6 +409,11 @@ func (e *Engine) build(src string) (c *compiled) {
 		c.err = kvflow.Errorf(kvflow.EINVALID, "Template is %d bytes long; the limit is %d.", len(src), MaxTemplateLen)
 		return c
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.t, c.tpl, c.err = nil, nil, panicError(r)
+		}
+	}()
 	t, err := translate(src)
 	if err != nil {
 		c.err = err
@@ -421,11 +426,6 @@ func (e *Engine) build(src string) (c *compiled) {
 	}
 	e.compileMu.Lock()
 	defer e.compileMu.Unlock()
-	defer func() {
-		if r := recover(); r != nil {
-			c.tpl, c.err = nil, panicError(r)
-		}
-	}()
 	tpl, err := e.set.FromString(t.out)
 	if err != nil {
 		c.err = c.pongoError(err)
