@@ -1,6 +1,8 @@
-// Package template renders kvflow's templates: pongo2 v6 with the kv(),
-// json()/fromJson() and toJson() functions, typed results for a lone
-// {{ expression }}, errors for undefined variables, and no file access.
+// Package template renders kvflow's templates in Kestra's expression
+// language: expressions are parsed and evaluated here (expr.go, eval.go,
+// functions.go), pongo2 v6 runs the tags (translate.go). A lone
+// {{ expression }} keeps its type, undefined names are errors, no template
+// reads a file, and every render is bounded in size, steps and time.
 package template
 
 import (
