@@ -89,6 +89,9 @@ type compiled struct {
 // New returns an Engine reading keys through opts.KV. The first call checks
 // that pongo2 behaves as kvflow relies on (see selfcheck.go) and panics if not.
 func New(opts Options) *Engine {
+	if err := registerTags(); err != nil {
+		panic("template: cannot register kvflow's pongo2 tags: " + err.Error())
+	}
 	e := newEngine(opts)
 	if err := selfCheck(); err != nil {
 		panic(err.Error())
@@ -312,7 +315,7 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 		}
 		return w.buf.String(), nil
 	}
-	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnPrint: printFunc, fnEval: evalFunc, fnBool: boolFunc, fnStep: stepFunc, fnEach: eachFunc, fnPairs: pairsFunc}, w)
+	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnEval: evalFunc, fnBool: boolFunc, fnEach: eachFunc, fnPairs: pairsFunc}, w)
 	if st.err != nil {
 		return nil, c.place(st.err)
 	}
