@@ -129,14 +129,8 @@ func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if _, err := s.cfg.Repo.GetFlow(r.Context(), f.Namespace, f.ID); err == nil {
-		writeError(w, r, kvflow.Errorf(kvflow.ECONFLICT, "Flow '%s' already exists in namespace '%s': update it with PUT /api/v1/flows/%s/%s.", f.ID, f.Namespace, f.Namespace, f.ID))
-		return
-	} else if kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
-		writeError(w, r, err)
-		return
-	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source})
+	// The database decides: of two racing creates, one gets 409.
+	rec, err := s.cfg.Repo.CreateFlow(r.Context(), f.Record())
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -164,13 +158,9 @@ func (s *Server) updateFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The flow's id and namespace (%s/%s) do not match the path (%s/%s): a flow cannot be renamed or moved by an update.", f.Namespace, f.ID, ns, id))
 		return
 	}
-	if _, err := s.cfg.Repo.GetFlow(r.Context(), ns, id); err != nil {
-		writeError(w, r, flowNotFound(err, ns, id))
-		return
-	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: ns, ID: id, Source: f.Source})
+	rec, err := s.cfg.Repo.UpdateFlow(r.Context(), f.Record())
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, flowNotFound(err, ns, id))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.flowOf(rec))
@@ -301,24 +291,15 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.executionsStarted.WithLabelValues(ns).Inc()
-	done := make(chan *engine.Execution, 1)
-	go func() {
-		// Count the end; the engine ends every execution, killing it at shutdown.
-		end, err := s.cfg.Engine.Wait(context.Background(), ex.ID)
-		if err == nil {
-			s.metrics.executionsFinished.WithLabelValues(ns, string(end.State)).Inc()
-		}
-		done <- end
-	}()
 	if wait {
-		select {
-		case end := <-done:
-			if end != nil {
-				ex = end
-			}
-		case <-r.Context().Done():
+		end, err := s.cfg.Engine.Wait(r.Context(), ex.ID)
+		if r.Context().Err() != nil {
 			return // the caller left
+		} else if err != nil {
+			writeError(w, r, err)
+			return
 		}
+		ex = end
 	}
 	writeJSON(w, http.StatusOK, ex)
 }
@@ -463,4 +444,27 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// killExecution stops a running execution (state KILLED) on whichever
+// worker holds it: 202 with the execution as it is, 409 when it is over.
+func (s *Server) killExecution(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, true) {
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := s.execution(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.cfg.Engine.Kill(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ex, err := s.execution(r.Context(), id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, ex)
 }

@@ -49,7 +49,7 @@ func newMetrics() *metrics {
 			Name: "kvflow_http_request_duration_seconds", Help: "HTTP request latency, by route pattern, method and status code.", Buckets: latencyBuckets,
 		}, []string{"route", "method", "code"}),
 		executionsStarted:  counter("kvflow_executions_started_total", "Executions started through the API.", "namespace"),
-		executionsFinished: counter("kvflow_executions_finished_total", "Executions started through the API that ended, by final state.", "namespace", "state"),
+		executionsFinished: counter("kvflow_executions_finished_total", "Executions this process ran that ended, by final state.", "namespace", "state"),
 	}
 	m.reg.MustRegister(m.retrieved, m.updated, m.deleted, m.purged, m.operation, m.request,
 		m.executionsStarted, m.executionsFinished,

@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -19,7 +21,7 @@ import (
 // the rest have defaults.
 type Options struct {
 	Store  *storage.Store
-	Bucket storage.Bucket // inputs, outputs and files of executions; nil: Store.Bucket()
+	Bucket storage.Bucket // inputs, outputs and files of executions
 	// Repo records flows, executions and logs. Nil keeps executions in
 	// memory only (and writes no execution objects).
 	Repo      Repository
@@ -35,6 +37,16 @@ type Options struct {
 	// FlushInterval is how often a running execution's states and logs are
 	// saved; 0: 250ms. The final state is always saved before Run returns.
 	FlushInterval time.Duration
+
+	// Queue, when set (with Repo), makes executions durable: Start hands
+	// them to the queue, and workers run them through Work.
+	Queue kvflow.Queue
+	// Worker names this process in the executions it runs; "": host-pid-id.
+	Worker string
+	// HeartbeatTimeout is how long a worker may stay silent before its
+	// executions are taken over; 0: 30s. Heartbeats go every
+	// min(1s, HeartbeatTimeout/3) and also carry kill requests.
+	HeartbeatTimeout time.Duration
 }
 
 // RunOptions tune one Run.
@@ -55,28 +67,41 @@ type Engine struct {
 	base   context.Context // cancelled by Shutdown, with errServerStopped
 	cancel context.CancelCauseFunc
 
-	mu       sync.Mutex
-	running  map[string]*run
-	finished map[string]*run // only without a Repo, the last maxFinished
-	order    []string
-	closing  bool
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	running   map[string]*run
+	finished  map[string]*run // only without a Repo, the last maxFinished
+	order     []string
+	watches   map[string]*watch
+	closing   bool
+	heartbeat bool // the heartbeat loop runs
+	onEnd     []func(*Execution)
+	wg        sync.WaitGroup
+}
+
+// watch lets Wait learn at once that a run of this process ended.
+type watch struct {
+	done    chan struct{}
+	r       *run
+	waiters int
 }
 
 const maxFinished = 1000
 
-// errServerStopped is why executions still running at Shutdown are killed.
-var errServerStopped = errors.New("server stopped")
+var (
+	// errServerStopped is why executions still running at Shutdown are killed.
+	errServerStopped = errors.New("server stopped")
+	// errKilled is why an execution killed through the API stops.
+	errKilled = errors.New("killed on request")
+	// errLost stops a run whose execution another worker took over.
+	errLost = errors.New("another worker took the execution over")
+)
 
 // New returns an engine.
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, reg: opts.Registry, bucket: opts.Bucket, tpl: opts.Templates, log: opts.Logger,
-		running: map[string]*run{}, finished: map[string]*run{}}
+		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}}
 	if e.reg == nil {
 		e.reg = plugin.Default
-	}
-	if e.bucket == nil && opts.Store != nil {
-		e.bucket = opts.Store.Bucket()
 	}
 	if e.tpl == nil {
 		to := template.Options{}
@@ -97,6 +122,13 @@ func New(opts Options) *Engine {
 	if e.opts.FlushInterval <= 0 {
 		e.opts.FlushInterval = 250 * time.Millisecond
 	}
+	if e.opts.HeartbeatTimeout <= 0 {
+		e.opts.HeartbeatTimeout = 30 * time.Second
+	}
+	if e.opts.Worker == "" {
+		host, _ := os.Hostname()
+		e.opts.Worker = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), xid.New().String()[12:])
+	}
 	e.base, e.cancel = context.WithCancelCause(context.Background())
 	return e
 }
@@ -107,31 +139,73 @@ func (e *Engine) Registry() *plugin.Registry { return e.reg }
 // Templates returns the template engine tasks render with.
 func (e *Engine) Templates() *template.Engine { return e.tpl }
 
-// Run executes flow with inputs and returns when it ends. The execution is
-// returned whatever its final state (FAILED included), with its logs; err
-// is for inputs that do not fit the flow (ValidationErrors, EINVALID) and
-// for records that could not be saved. When ctx ends first the execution
-// is KILLED.
+// Worker is the name of this process in the executions it runs.
+func (e *Engine) Worker() string { return e.opts.Worker }
+
+// HeartbeatTimeout is how long a silent worker keeps its executions.
+func (e *Engine) HeartbeatTimeout() time.Duration { return e.opts.HeartbeatTimeout }
+
+// OnEnd registers fn, called with each execution this process ran once it
+// has ended and been saved.
+func (e *Engine) OnEnd(fn func(*Execution)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.onEnd = append(e.onEnd, fn)
+}
+
+// Run executes flow with inputs in this process and returns when it ends.
+// The execution is returned whatever its final state (FAILED included),
+// with its logs; err is for inputs that do not fit the flow
+// (ValidationErrors, EINVALID) and for records that could not be saved.
+// When ctx ends first the execution is KILLED.
 func (e *Engine) Run(ctx context.Context, flow *Flow, inputs map[string]any, opts RunOptions) (*Execution, error) {
-	r, err := e.prepare(ctx, flow, inputs, opts.OnLog)
+	ex, err := e.Prepare(ctx, flow, inputs, nil)
 	if err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(e.base, func() { cancel(context.Cause(e.base)) })
-	defer func() {
-		stop()
-		cancel(nil)
-	}()
-	err = r.execute(rctx)
+	r, err := e.register(flow, ex, opts.OnLog)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.saveCreated(ctx); err != nil {
+		e.forget(r)
+		return nil, err
+	}
+	err = r.execute(ctx)
 	return r.result(true), err
 }
 
-// Start saves a new execution in state CREATED, runs it in the background
-// and returns it at once. Use Wait or Execution to follow it.
+// Start creates an execution of flow in state CREATED and returns it at
+// once: with a Queue, a worker (of any process) runs it; without, this
+// process does. Use Wait or Execution to follow it.
 func (e *Engine) Start(ctx context.Context, flow *Flow, inputs map[string]any) (*Execution, error) {
-	r, err := e.prepare(ctx, flow, inputs, nil)
+	return e.StartTriggered(ctx, flow, inputs, nil)
+}
+
+// StartTriggered is Start for an execution a trigger creates.
+func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[string]any, trig *kvflow.TriggerInfo) (*Execution, error) {
+	ex, err := e.Prepare(ctx, flow, inputs, trig)
 	if err != nil {
+		return nil, err
+	}
+	if e.opts.Queue != nil && e.opts.Repo != nil {
+		e.mu.Lock()
+		closing := e.closing
+		e.mu.Unlock()
+		if closing {
+			return nil, shuttingDown(flow)
+		}
+		if err := e.opts.Queue.Submit(ctx, ex); err != nil {
+			return nil, err
+		}
+		return ex, nil
+	}
+	r, err := e.register(flow, ex, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.saveCreated(ctx); err != nil {
+		e.forget(r)
 		return nil, err
 	}
 	created := r.result(false)
@@ -143,9 +217,11 @@ func (e *Engine) Start(ctx context.Context, flow *Flow, inputs map[string]any) (
 	return created, nil
 }
 
-// prepare checks the inputs, creates the execution, saves it as CREATED and
-// registers it as running.
-func (e *Engine) prepare(ctx context.Context, flow *Flow, given map[string]any, onLog func(LogLine)) (*run, error) {
+// Prepare checks the inputs and returns a new execution of flow in state
+// CREATED; with a Repo its inputs and trigger variables are written to
+// object storage. Nothing is in the database yet: the caller creates it
+// (a trigger does so inside its own transaction, see kvflow.Queue).
+func (e *Engine) Prepare(ctx context.Context, flow *Flow, given map[string]any, trig *kvflow.TriggerInfo) (*Execution, error) {
 	if flow == nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "No flow to run.")
 	}
@@ -153,33 +229,161 @@ func (e *Engine) prepare(ctx context.Context, flow *Flow, given map[string]any, 
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
 	ex := &Execution{
 		ID: xid.New().String(), Namespace: flow.Namespace, FlowID: flow.ID, FlowRevision: flow.Revision,
-		State: CREATED, Labels: flow.Labels, Inputs: inputs, TaskRuns: []*TaskRun{}, Start: now,
+		State: CREATED, Labels: flow.Labels, Inputs: inputs, TaskRuns: []*TaskRun{}, Start: now(), Trigger: trig,
 	}
-	r := newRun(e, flow, ex, onLog)
+	if e.opts.Repo != nil && (len(inputs) > 0 || (trig != nil && len(trig.Variables) > 0)) {
+		if err := e.writeObject(ctx, ex); err != nil {
+			return nil, err
+		}
+	}
+	return ex, nil
+}
 
+func shuttingDown(flow *Flow) error {
+	return kvflow.Errorf(kvflow.EUNAVAILABLE, "The engine is shutting down: execution of flow '%s' in namespace '%s' refused.", flow.ID, flow.Namespace)
+}
+
+// register makes a run of ex and records it as running here.
+func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine)) (*run, error) {
+	r := newRun(e, flow, ex, onLog)
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.closing {
-		e.mu.Unlock()
-		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The engine is shutting down: execution of flow '%s' in namespace '%s' refused.", flow.ID, flow.Namespace)
+		return nil, shuttingDown(flow)
+	}
+	if e.running[ex.ID] != nil {
+		return nil, kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' already runs in this process.", ex.ID)
 	}
 	e.running[ex.ID] = r
 	e.wg.Add(1)
-	e.mu.Unlock()
+	return r, nil
+}
 
-	if err := r.saveCreated(ctx); err != nil {
-		e.forget(r)
+// Work runs an execution created by Start on a Queue: the queue's workers
+// call it, in any process. It claims the execution first, so only one
+// worker runs it; a claimed execution whose worker stopped heartbeating is
+// taken over: its finished task runs are kept (with their outputs), the
+// interrupted ones get a new attempt. An execution that is over or held
+// by a live worker is left alone (nil).
+func (e *Engine) Work(ctx context.Context, id string) error {
+	repo := e.opts.Repo
+	if repo == nil {
+		return kvflow.Errorf(kvflow.EINTERNAL, "Work needs an engine with a Repository.")
+	}
+	claim, err := repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout))
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	e.startHeartbeat()
+	ex, err := repo.GetExecution(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := e.readObject(ctx, ex, true); err != nil {
+		return err
+	}
+	flow, ferr := e.loadFlow(ctx, ex)
+	if ferr != nil && kvflow.ErrorCode(ferr) == kvflow.EUNAVAILABLE {
+		return ferr // the queue retries
+	}
+	if ferr != nil {
+		flow = &Flow{ID: ex.FlowID, Namespace: ex.Namespace}
+	}
+	r, err := e.register(flow, ex, nil)
+	if err != nil {
+		return err
+	}
+	r.claim = claim.Claim
+	r.resume(claim.Takeover)
+	if ferr != nil {
+		r.log("", "", "ERROR", kvflow.ErrorMessage(ferr))
+		r.fail(kvflow.ErrorMessage(ferr))
+		r.broken = true
+	}
+	return r.execute(ctx)
+}
+
+// loadFlow reads and parses the flow of an execution.
+func (e *Engine) loadFlow(ctx context.Context, ex *Execution) (*Flow, error) {
+	rec, err := e.opts.Repo.GetFlow(ctx, ex.Namespace, ex.FlowID)
+	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	f, err := Parse(ex.Namespace+"/"+ex.FlowID+".yaml", []byte(rec.Source), e.reg)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Flow '%s' of namespace '%s' no longer loads: %s", ex.FlowID, ex.Namespace, kvflow.ErrorMessage(err))
+	}
+	f.Revision = rec.Revision
+	return f, nil
+}
+
+// startHeartbeat starts, once, the loop that tells the database this
+// worker is alive and kills the executions whose kill was requested.
+func (e *Engine) startHeartbeat() {
+	e.mu.Lock()
+	if e.heartbeat {
+		e.mu.Unlock()
+		return
+	}
+	e.heartbeat = true
+	e.mu.Unlock()
+	every := min(time.Second, e.opts.HeartbeatTimeout/3)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.base.Done():
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(e.base, e.opts.HeartbeatTimeout)
+			kill, err := e.opts.Repo.Heartbeat(ctx, e.opts.Worker)
+			cancel()
+			if err != nil {
+				e.log.Warn("engine: heartbeat failed", "worker", e.opts.Worker, "err", err)
+				continue
+			}
+			for _, id := range kill {
+				e.mu.Lock()
+				r := e.running[id]
+				e.mu.Unlock()
+				if r != nil {
+					r.stop(errKilled)
+				}
+			}
+		}
+	}()
+}
+
+// Kill stops an execution, state KILLED: at once when this process runs
+// it or it has not started, otherwise within a heartbeat on the worker
+// holding it. ECONFLICT when it is already over.
+func (e *Engine) Kill(ctx context.Context, id string) error {
+	e.mu.Lock()
+	r := e.running[id]
+	e.mu.Unlock()
+	if r != nil {
+		r.stop(errKilled)
+		return nil
+	}
+	if e.opts.Repo == nil {
+		if _, err := e.Execution(ctx, id); err != nil {
+			return err
+		}
+		return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' is already over.", id)
+	}
+	_, err := e.opts.Repo.RequestKill(ctx, id)
+	return err
 }
 
 // forget removes a run from the running set once it has ended and been saved.
 func (e *Engine) forget(r *run) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	delete(e.running, r.exec.ID)
 	if e.opts.Repo == nil {
 		e.finished[r.exec.ID] = r
@@ -187,6 +391,19 @@ func (e *Engine) forget(r *run) {
 		if len(e.order) > maxFinished {
 			delete(e.finished, e.order[0])
 			e.order = e.order[1:]
+		}
+	}
+	if w := e.watches[r.exec.ID]; w != nil && !r.lost {
+		w.r = r
+		close(w.done)
+		delete(e.watches, r.exec.ID)
+	}
+	hooks := e.onEnd
+	e.mu.Unlock()
+	if r.isDone() && !r.lost {
+		ex := r.result(false)
+		for _, fn := range hooks {
+			fn(ex)
 		}
 	}
 	e.wg.Done()
@@ -200,6 +417,14 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	if r == nil {
 		r = e.finished[id]
 	}
+	var w *watch
+	if r == nil && e.opts.Repo != nil {
+		if w = e.watches[id]; w == nil {
+			w = &watch{done: make(chan struct{})}
+			e.watches[id] = w
+		}
+		w.waiters++
+	}
 	e.mu.Unlock()
 	if r != nil {
 		select {
@@ -209,6 +434,17 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			return nil, ctx.Err()
 		}
 	}
+	if w != nil {
+		defer func() {
+			e.mu.Lock()
+			if w.waiters--; w.waiters == 0 && e.watches[id] == w {
+				delete(e.watches, id)
+			}
+			e.mu.Unlock()
+		}()
+	}
+	// Poll the records (another worker may run it), quickly at first.
+	delay := 2 * time.Millisecond
 	for {
 		ex, err := e.Execution(ctx, id)
 		if err != nil {
@@ -218,11 +454,17 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			ex.Logs, err = e.Logs(ctx, id)
 			return ex, err
 		}
+		t := time.NewTimer(delay)
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-t.C:
+		case <-w.done:
+			t.Stop()
+			return w.r.result(true), nil
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
 		}
+		delay = min(2*delay, 200*time.Millisecond)
 	}
 }
 
@@ -249,7 +491,7 @@ func (e *Engine) Execution(ctx context.Context, id string) (*Execution, error) {
 		}
 		return nil, err
 	}
-	if err := e.readObject(ctx, ex); err != nil {
+	if err := e.readObject(ctx, ex, !ex.State.Terminated()); err != nil {
 		return nil, err
 	}
 	return ex, nil
@@ -272,6 +514,13 @@ func (e *Engine) Logs(ctx context.Context, id string) ([]LogLine, error) {
 	return e.opts.Repo.Logs(ctx, id)
 }
 
+// Running returns how many executions this process runs now.
+func (e *Engine) Running() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.running)
+}
+
 // Shutdown refuses new executions and waits for running ones until ctx
 // ends; those still running then are killed, with the log line "server
 // stopped", and saved as KILLED.
@@ -284,6 +533,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.wg.Wait()
 		close(idle)
 	}()
+	defer e.cancel(errServerStopped) // the heartbeat loop too
 	select {
 	case <-idle:
 		return nil

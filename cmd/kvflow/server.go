@@ -172,7 +172,7 @@ func loadFlowDir(ctx context.Context, dir string, repo engine.Repository, reg *p
 		} else if err != nil && kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 			return 0, 0, err
 		}
-		if _, err := repo.SaveFlow(ctx, engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source}); err != nil {
+		if _, err := repo.SaveFlow(ctx, f.Record()); err != nil {
 			return 0, 0, err
 		}
 		changed++

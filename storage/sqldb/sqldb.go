@@ -232,3 +232,17 @@ func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 	}
 	return db.Err(tx.Commit())
 }
+
+// Tx runs fn in a database/sql transaction, committing when it returns nil:
+// other adapters (the job queue, triggers) write in it too.
+func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.X.BeginTx(ctx, nil)
+	if err != nil {
+		return db.Err(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return db.Err(tx.Commit())
+}
