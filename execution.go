@@ -128,6 +128,8 @@ type Claim struct {
 	Previous string
 	// Takeover is true when another worker held the execution before.
 	Takeover bool
+	// OverLimit is true when the flow's concurrency limit refused the claim.
+	OverLimit bool
 }
 
 // FlowRepository keeps flows.
@@ -165,8 +167,10 @@ type ExecutionRepository interface {
 
 	// ClaimExecution gives worker the execution when it is not terminal and
 	// no live worker holds it (none, or its heartbeat is older than stale);
-	// ENOTFOUND when it is terminal or held by a live worker.
-	ClaimExecution(ctx context.Context, id, worker string, stale time.Time) (Claim, error)
+	// ENOTFOUND when it is terminal or held by a live worker. With limit > 0
+	// it is claimed only while fewer than limit other executions of its flow
+	// are held (Claim.OverLimit otherwise), atomically across workers.
+	ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int) (Claim, error)
 	// Heartbeat marks the executions worker holds as alive and returns
 	// those whose kill was requested.
 	Heartbeat(ctx context.Context, worker string) (kill []string, err error)
@@ -174,6 +178,11 @@ type ExecutionRepository interface {
 	// is KILLED at once (true), a running one by its worker (false).
 	RequestKill(ctx context.Context, id string) (killedNow bool, err error)
 }
+
+// ErrWaitTurn is what a worker answers for an execution its flow's
+// concurrency limit holds back (behavior QUEUE): the queue offers it again
+// a little later.
+var ErrWaitTurn = &Error{Code: ECONFLICT, Message: "The flow's concurrency limit is reached: the execution waits for its turn."}
 
 // Queue hands executions to workers.
 type Queue interface {

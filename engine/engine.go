@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -272,23 +273,45 @@ func (e *Engine) Work(ctx context.Context, id string) error {
 	if repo == nil {
 		return kvflow.Errorf(kvflow.EINTERNAL, "Work needs an engine with a Repository.")
 	}
-	claim, err := repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout))
+	e.mu.Lock()
+	closing := e.closing
+	e.mu.Unlock()
+	if closing {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "This worker is shutting down.")
+	}
+	ex, err := repo.GetExecution(ctx, id)
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
-		return nil
+		return nil // deleted
 	} else if err != nil {
 		return err
-	}
-	e.startHeartbeat()
-	ex, err := repo.GetExecution(ctx, id)
-	if err != nil {
-		return err
-	}
-	if err := e.readObject(ctx, ex, true); err != nil {
-		return err
+	} else if ex.State.Terminated() {
+		return nil
 	}
 	flow, ferr := e.loadFlow(ctx, ex)
 	if ferr != nil && kvflow.ErrorCode(ferr) == kvflow.EUNAVAILABLE {
 		return ferr // the queue retries
+	}
+	limit := 0
+	if ferr == nil && flow.Concurrency != nil {
+		limit = flow.Concurrency.Limit
+	}
+	claim, err := repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout), limit)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return nil // over, or a live worker holds it
+	} else if err != nil {
+		return err
+	}
+	if claim.OverLimit {
+		return e.overLimit(ctx, ex, flow)
+	}
+	e.startHeartbeat()
+	if claim.Takeover {
+		if ex, err = repo.GetExecution(ctx, id); err != nil {
+			return err
+		}
+	}
+	if err := e.readObject(ctx, ex, claim.Takeover); err != nil {
+		return err
 	}
 	if ferr != nil {
 		flow = &Flow{ID: ex.FlowID, Namespace: ex.Namespace}
@@ -305,6 +328,31 @@ func (e *Engine) Work(ctx context.Context, id string) error {
 		r.broken = true
 	}
 	return r.execute(ctx)
+}
+
+// overLimit applies the flow's concurrency behavior to an execution over
+// its limit: QUEUE waits (ErrWaitTurn), CANCEL ends it KILLED, FAIL FAILED.
+func (e *Engine) overLimit(ctx context.Context, ex *Execution, flow *Flow) error {
+	c := flow.Concurrency
+	if c.Behavior == QUEUE || c.Behavior == "" {
+		return kvflow.ErrWaitTurn
+	}
+	state := KILLED
+	if c.Behavior == FAIL {
+		state = FAILED
+	}
+	end := now()
+	msg := fmt.Sprintf("Flow '%s' already runs %d execution(s), its concurrency limit: this one is %s (behavior %s).", flow.ID, c.Limit, strings.ToLower(string(state)), c.Behavior)
+	ex.State, ex.End = state, &end
+	if state == FAILED {
+		ex.Error = msg
+	}
+	err := e.opts.Repo.SaveExecution(ctx, kvflow.ExecutionSave{Execution: ex,
+		Logs: []LogLine{{ExecutionID: ex.ID, Time: end, Level: "WARN", Message: msg}}})
+	if err == nil {
+		e.ended(ex)
+	}
+	return err
 }
 
 // loadFlow reads and parses the flow of an execution.
@@ -398,15 +446,21 @@ func (e *Engine) forget(r *run) {
 		close(w.done)
 		delete(e.watches, r.exec.ID)
 	}
-	hooks := e.onEnd
 	e.mu.Unlock()
 	if r.isDone() && !r.lost {
-		ex := r.result(false)
-		for _, fn := range hooks {
-			fn(ex)
-		}
+		e.ended(r.result(false))
 	}
 	e.wg.Done()
+}
+
+// ended calls the OnEnd hooks.
+func (e *Engine) ended(ex *Execution) {
+	e.mu.Lock()
+	hooks := e.onEnd
+	e.mu.Unlock()
+	for _, fn := range hooks {
+		fn(ex)
+	}
 }
 
 // Wait waits for an execution to end and returns it with its outputs and

@@ -25,6 +25,7 @@ func init() { subcommands = append(subcommands, newServerCmd) }
 func newServerCmd() *cobra.Command {
 	var addr, flowsDir, token, tokenFile string
 	var insecure bool
+	var d durableFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the REST API, Prometheus metrics and the web UI",
@@ -69,6 +70,9 @@ listens on a loopback address, unless --insecure is given.`,
 			if err != nil {
 				return err
 			}
+			if err := d.resolve(cmd); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			a, err := openApp(cmd)
 			if err != nil {
@@ -76,7 +80,12 @@ listens on a loopback address, unless --insecure is given.`,
 			}
 			defer a.Close()
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			eng := newEngine(a)
+			dur, err := openDurable(ctx, a, d, logger)
+			if err != nil {
+				return err
+			}
+			defer dur.close()
+			eng := dur.eng
 			if cfg.Server.Flows != "" {
 				n, changed, err := loadFlowDir(ctx, cfg.Server.Flows, a.DB, eng.Registry())
 				if err != nil {
@@ -99,6 +108,7 @@ listens on a loopback address, unless --insecure is given.`,
 	f.StringVar(&token, "token", "", "API bearer token (env KVFLOW_API_TOKEN)")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the API bearer token (env KVFLOW_API_TOKEN_FILE)")
 	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback address without a token (env KVFLOW_INSECURE)")
+	d.add(cmd, "; 0: API and UI only")
 	return cmd
 }
 

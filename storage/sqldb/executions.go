@@ -365,11 +365,37 @@ func (db *DB) ListExecutions(ctx context.Context, q kvflow.ExecutionQuery) ([]*k
 }
 
 // ClaimExecution implements kvflow.ExecutionRepository.
-func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.Time) (kvflow.Claim, error) {
+func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int) (kvflow.Claim, error) {
 	var c kvflow.Claim
 	now := time.Now().UnixMicro()
-	err := db.Err(db.X.GetContext(ctx, &c.Claim, db.Rebind(`UPDATE executions SET worker = ?, heartbeat_at = ?, claim = claim + 1
-		WHERE id = ? AND state IN ('CREATED', 'RUNNING') AND (worker = '' OR heartbeat_at < ?) RETURNING claim`), worker, now, id, stale.UnixMicro()))
+	const claim = `UPDATE executions SET worker = ?, heartbeat_at = ?, claim = claim + 1
+		WHERE id = ? AND state IN ('CREATED', 'RUNNING') AND (worker = '' OR heartbeat_at < ?) RETURNING claim`
+	var err error
+	if limit <= 0 {
+		err = db.Err(db.X.GetContext(ctx, &c.Claim, db.Rebind(claim), worker, now, id, stale.UnixMicro()))
+	} else {
+		err = db.Tx(ctx, func(tx *sql.Tx) error {
+			var ns, flow string
+			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT namespace, flow_id FROM executions WHERE id = ?`), id).Scan(&ns, &flow); err != nil {
+				return db.Err(err)
+			}
+			if db.Dialect == Postgres { // SQLite's write transactions are serial already
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "kvflow.concurrency/"+ns+"/"+flow); err != nil {
+					return db.Err(err)
+				}
+			}
+			var held int
+			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM executions WHERE namespace = ? AND flow_id = ? AND id <> ?
+				AND worker <> '' AND state IN ('CREATED', 'RUNNING')`), ns, flow, id).Scan(&held); err != nil {
+				return db.Err(err)
+			}
+			if held >= limit {
+				c.OverLimit = true
+				return nil
+			}
+			return db.Err(tx.QueryRowContext(ctx, db.Rebind(claim), worker, now, id, stale.UnixMicro()).Scan(&c.Claim))
+		})
+	}
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return c, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' is over or held by a live worker.", id)
 	} else if err != nil {
