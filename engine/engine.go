@@ -268,7 +268,7 @@ func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine)) (*run,
 // taken over: its finished task runs are kept (with their outputs), the
 // interrupted ones get a new attempt. An execution that is over or held
 // by a live worker is left alone (nil).
-func (e *Engine) Work(ctx context.Context, id string) error {
+func (e *Engine) Work(ctx context.Context, id string) (err error) {
 	repo := e.opts.Repo
 	if repo == nil {
 		return kvflow.Errorf(kvflow.EINTERNAL, "Work needs an engine with a Repository.")
@@ -322,6 +322,13 @@ func (e *Engine) Work(ctx context.Context, id string) error {
 	}
 	r.claim = claim.Claim
 	r.resume(claim.Takeover)
+	defer func() {
+		// A task that panics fails its execution, never the worker.
+		if p := recover(); p != nil {
+			e.log.Error("engine: execution panicked", "execution", id, "panic", p)
+			err = kvflow.Errorf(kvflow.EINTERNAL, "Execution '%s' panicked: %v", id, p)
+		}
+	}()
 	if ferr != nil {
 		r.log("", "", "ERROR", kvflow.ErrorMessage(ferr))
 		r.fail(kvflow.ErrorMessage(ferr))

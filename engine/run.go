@@ -415,7 +415,7 @@ func (r *run) runLeaf(ctx context.Context, t *Task, tr *TaskRun, sc scope) (Stat
 		if err == nil {
 			r.endAttempt(tr, SUCCESS)
 			r.setOutputs(t, tr, sc, out)
-			if n > 1 && t.Retry.WarningOnRetry {
+			if n > 1 && t.Retry != nil && t.Retry.WarningOnRetry {
 				return WARNING, nil
 			}
 			return SUCCESS, nil
