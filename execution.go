@@ -172,6 +172,9 @@ type ExecutionRepository interface {
 	// it is claimed only while fewer than limit other executions of its flow
 	// are held (Claim.OverLimit otherwise), atomically across workers.
 	ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int) (Claim, error)
+	// LastTriggerKey returns the greatest trigger key starting with prefix
+	// ("" when none): where a schedule stopped.
+	LastTriggerKey(ctx context.Context, prefix string) (string, error)
 	// Heartbeat marks the executions worker holds as alive and returns
 	// those whose kill was requested.
 	Heartbeat(ctx context.Context, worker string) (kill []string, err error)
@@ -188,6 +191,9 @@ var ErrWaitTurn = &Error{Code: ECONFLICT, Message: "The flow's concurrency limit
 // Queue hands executions to workers.
 type Queue interface {
 	// Submit creates the execution (state CREATED) and its job in one
-	// transaction: an execution Submit acknowledged is never lost.
-	Submit(ctx context.Context, e *Execution) error
+	// transaction: an execution Submit acknowledged is never lost. write,
+	// when not nil, runs inside the transaction once the row is in (the
+	// engine stores the inputs there), so an execution refused as a
+	// duplicate leaves nothing behind.
+	Submit(ctx context.Context, e *Execution, write func(context.Context) error) error
 }

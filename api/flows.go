@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"mime"
@@ -467,4 +468,83 @@ func (s *Server) killExecution(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, ex)
+}
+
+// webhook starts an execution of a flow with a Webhook trigger whose key is
+// in the path: trigger.body is the request body (parsed when it is JSON),
+// trigger.headers and trigger.parameters the request's. A wrong key, a
+// disabled trigger or a missing flow all answer the same 404.
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, true) {
+		return
+	}
+	ns, id, key := r.PathValue("namespace"), r.PathValue("flowId"), r.PathValue("key")
+	notFound := kvflow.Errorf(kvflow.ENOTFOUND, "No webhook at this address.")
+	if !s.namespaceAllowed(ns) {
+		writeError(w, r, notFound)
+		return
+	}
+	rec, err := s.cfg.Repo.GetFlow(r.Context(), ns, id)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		writeError(w, r, notFound)
+		return
+	} else if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	f, err := engine.Parse(flowFile(ns, id), []byte(rec.Source), s.registry())
+	if err != nil {
+		writeError(w, r, notFound)
+		return
+	}
+	f.Revision = rec.Revision
+	var trig *engine.Trigger
+	for _, t := range f.Triggers {
+		if spec, ok := t.Spec.(*engine.WebhookSpec); ok && !t.Disabled && subtle.ConstantTimeCompare([]byte(spec.Key), []byte(key)) == 1 {
+			trig = t
+		}
+	}
+	if trig == nil {
+		writeError(w, r, notFound)
+		return
+	}
+	body, err := s.readBody(w, r, "the webhook body")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var parsed any // JSON parsed, else the text; nil when empty
+	if len(body) > 0 {
+		parsed = string(body)
+		if v, err := storage.DecodeJSON(body); err == nil {
+			parsed = v
+		}
+	}
+	headers := map[string]any{}
+	for k, vs := range r.Header {
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Cookie") {
+			continue
+		}
+		list := make([]any, len(vs))
+		for i, v := range vs {
+			list[i] = v
+		}
+		headers[strings.ToLower(k)] = list
+	}
+	params := map[string]any{}
+	for k, vs := range r.URL.Query() {
+		list := make([]any, len(vs))
+		for i, v := range vs {
+			list[i] = v
+		}
+		params[k] = list
+	}
+	vars := map[string]any{"body": parsed, "headers": headers, "parameters": params}
+	ex, err := s.cfg.Engine.StartTriggered(r.Context(), f, trig.Inputs, &kvflow.TriggerInfo{ID: trig.ID, Type: trig.Type, Variables: vars})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.executionsStarted.WithLabelValues(ns).Inc()
+	writeJSON(w, http.StatusOK, ex)
 }

@@ -176,6 +176,9 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Pattern: "/api/v1/executions/{id}", handler: s.getExecution},
 		{Method: "GET", Pattern: "/api/v1/executions/{id}/logs", handler: s.executionLogs},
 		{Method: "DELETE", Pattern: "/api/v1/executions/{id}/kill", handler: s.killExecution},
+		// The webhook's key is its secret: no token.
+		{Method: "POST", Pattern: "/api/v1/executions/webhook/{namespace}/{flowId}/{key}", Public: true, handler: s.webhook},
+		{Method: "GET", Pattern: "/api/v1/executions/webhook/{namespace}/{flowId}/{key}", Public: true, handler: s.webhook},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/xid"
@@ -77,6 +78,8 @@ type Engine struct {
 	heartbeat bool // the heartbeat loop runs
 	onEnd     []func(*Execution)
 	wg        sync.WaitGroup
+
+	triggerFires atomic.Int64
 }
 
 // watch lets Wait learn at once that a run of this process ended.
@@ -164,6 +167,9 @@ func (e *Engine) Run(ctx context.Context, flow *Flow, inputs map[string]any, opt
 	if err != nil {
 		return nil, err
 	}
+	if err := e.SaveObject(ctx, ex); err != nil {
+		return nil, err
+	}
 	r, err := e.register(flow, ex, opts.OnLog)
 	if err != nil {
 		return nil, err
@@ -196,10 +202,16 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 		if closing {
 			return nil, shuttingDown(flow)
 		}
-		if err := e.opts.Queue.Submit(ctx, ex); err != nil {
+		if err := e.opts.Queue.Submit(ctx, ex, func(ctx context.Context) error { return e.SaveObject(ctx, ex) }); err != nil {
 			return nil, err
 		}
+		if trig != nil {
+			e.triggerFires.Add(1)
+		}
 		return ex, nil
+	}
+	if err := e.SaveObject(ctx, ex); err != nil {
+		return nil, err
 	}
 	r, err := e.register(flow, ex, nil)
 	if err != nil {
@@ -219,9 +231,9 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 }
 
 // Prepare checks the inputs and returns a new execution of flow in state
-// CREATED; with a Repo its inputs and trigger variables are written to
-// object storage. Nothing is in the database yet: the caller creates it
-// (a trigger does so inside its own transaction, see kvflow.Queue).
+// CREATED. Nothing is stored yet: the caller creates it, with SaveObject
+// as Submit's write (a trigger does so inside its own transaction, see
+// riverqueue.Queue.SubmitTx).
 func (e *Engine) Prepare(ctx context.Context, flow *Flow, given map[string]any, trig *kvflow.TriggerInfo) (*Execution, error) {
 	if flow == nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "No flow to run.")
@@ -234,12 +246,16 @@ func (e *Engine) Prepare(ctx context.Context, flow *Flow, given map[string]any, 
 		ID: xid.New().String(), Namespace: flow.Namespace, FlowID: flow.ID, FlowRevision: flow.Revision,
 		State: CREATED, Labels: flow.Labels, Inputs: inputs, TaskRuns: []*TaskRun{}, Start: now(), Trigger: trig,
 	}
-	if e.opts.Repo != nil && (len(inputs) > 0 || (trig != nil && len(trig.Variables) > 0)) {
-		if err := e.writeObject(ctx, ex); err != nil {
-			return nil, err
-		}
-	}
 	return ex, nil
+}
+
+// SaveObject writes a new execution's inputs and trigger variables to
+// object storage, when it has any.
+func (e *Engine) SaveObject(ctx context.Context, ex *Execution) error {
+	if e.opts.Repo != nil && (len(ex.Inputs) > 0 || (ex.Trigger != nil && len(ex.Trigger.Variables) > 0)) {
+		return e.writeObject(ctx, ex)
+	}
+	return nil
 }
 
 func shuttingDown(flow *Flow) error {
@@ -574,6 +590,9 @@ func (e *Engine) Logs(ctx context.Context, id string) ([]LogLine, error) {
 	}
 	return e.opts.Repo.Logs(ctx, id)
 }
+
+// TriggerFires counts the executions triggers created through this engine.
+func (e *Engine) TriggerFires() int64 { return e.triggerFires.Load() }
 
 // Running returns how many executions this process runs now.
 func (e *Engine) Running() int {

@@ -29,6 +29,8 @@ type flowSpec struct {
 	Tasks       []yaml.Node       `yaml:"tasks" required:"true"`
 	Errors      []yaml.Node       `yaml:"errors"`
 	Outputs     []outputSpec      `yaml:"outputs"`
+	Triggers    []yaml.Node       `yaml:"triggers"`
+	Concurrency *concurrencySpec  `yaml:"concurrency"`
 }
 
 type inputSpec struct {
@@ -125,6 +127,8 @@ func (p *parser) flow(src []byte) *Flow {
 	f.Tasks = p.tasks(spec.Tasks, "tasks")
 	f.Errors = p.tasks(spec.Errors, "errors")
 	f.Outputs = p.outputs(spec.Outputs, valueNode(root, "outputs"))
+	f.Triggers = p.triggers(valueNode(root, "triggers"))
+	f.Concurrency = p.concurrency(spec.Concurrency, valueNode(root, "concurrency"))
 	return f
 }
 

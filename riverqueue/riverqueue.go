@@ -152,16 +152,21 @@ func (q *Queue) migrate(ctx context.Context, driver riverdriver.Driver[*sql.Tx])
 }
 
 // Submit implements kvflow.Queue.
-func (q *Queue) Submit(ctx context.Context, e *kvflow.Execution) error {
-	return q.db.Tx(ctx, func(tx *sql.Tx) error { return q.SubmitTx(ctx, tx, e) })
+func (q *Queue) Submit(ctx context.Context, e *kvflow.Execution, write func(context.Context) error) error {
+	return q.db.Tx(ctx, func(tx *sql.Tx) error { return q.SubmitTx(ctx, tx, e, write) })
 }
 
 // SubmitTx creates the execution and its job inside the caller's
 // transaction: a trigger that also advances its own position there fires
 // exactly once. ECONFLICT when the execution (or its trigger key) exists.
-func (q *Queue) SubmitTx(ctx context.Context, tx *sql.Tx, e *kvflow.Execution) error {
+func (q *Queue) SubmitTx(ctx context.Context, tx *sql.Tx, e *kvflow.Execution, write func(context.Context) error) error {
 	if err := q.db.CreateExecutionTx(ctx, tx, e); err != nil {
 		return err
+	}
+	if write != nil {
+		if err := write(ctx); err != nil {
+			return err
+		}
 	}
 	if _, err := q.client.InsertTx(ctx, tx, executionArgs{ExecutionID: e.ID}, nil); err != nil {
 		return q.db.Err(err)

@@ -405,6 +405,14 @@ func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.
 	return c, nil
 }
 
+// LastTriggerKey implements kvflow.ExecutionRepository.
+func (db *DB) LastTriggerKey(ctx context.Context, prefix string) (string, error) {
+	var key sql.NullString
+	// The range uses the unique index; every key of a prefix sorts below prefix + U+10FFFF.
+	err := db.X.QueryRowContext(ctx, db.Rebind(`SELECT MAX(trigger_key) FROM executions WHERE trigger_key >= ? AND trigger_key < ?`), prefix, prefix+"\U0010FFFF").Scan(&key)
+	return key.String, db.Err(err)
+}
+
 // Heartbeat implements kvflow.ExecutionRepository.
 func (db *DB) Heartbeat(ctx context.Context, worker string) ([]string, error) {
 	var rows []struct {
