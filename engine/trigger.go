@@ -222,7 +222,11 @@ func decodeSchedule(n *yaml.Node, path string) (any, []plugin.FieldError) {
 	case strings.HasPrefix(expr, "@") && !cronDescriptors[expr]:
 		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q is not a known schedule: expected 5 fields (6 with withSeconds: true) or one of @yearly, @monthly, @weekly, @daily, @hourly", clip(expr)))
 	case !strings.HasPrefix(expr, "@") && fields != want:
-		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q has %d fields: expected %d (minute hour day-of-month month day-of-week%s)", clip(expr), fields, want, map[bool]string{true: ", seconds first as withSeconds is true", false: ""}[s.WithSeconds]))
+		names := "minute hour day-of-month month day-of-week"
+		if s.WithSeconds {
+			names = "second " + names + ", as withSeconds is true"
+		}
+		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q has %d fields: expected %d (%s)", clip(expr), fields, want, names))
 	default:
 		sched, err := cron.NewParser(opts | cron.Descriptor).Parse(expr)
 		if err != nil {
