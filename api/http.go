@@ -37,6 +37,8 @@ type Config struct {
 	Engine *engine.Engine
 	// Repo stores flows and executions; nil: DB when it is one.
 	Repo engine.Repository
+	// Queue, when set, adds the job queue's figures to /metrics.
+	Queue QueueStats
 
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every route except /healthz, /readyz and /ui/.
@@ -102,6 +104,7 @@ func New(cfg Config) *Server {
 		cfg.Repo = repo
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics()}
+	s.metrics.durable(cfg.Engine, cfg.Queue)
 	if cfg.Engine != nil {
 		// Count the ends of the executions this process runs.
 		cfg.Engine.OnEnd(func(ex *engine.Execution) {

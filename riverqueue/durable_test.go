@@ -82,6 +82,9 @@ func TestWorkers_ThreeProcesses_EachExecutionOnce(t *testing.T) {
 			if got := c.kvNumber("company.team", "counter"); got != float64(tc.n) {
 				t.Fatalf("counter = %v, want %d", got, tc.n)
 			}
+			if m := c.do("GET", "/metrics", "").Body; !strings.Contains(m, "kvflow_queue_depth 0") || !strings.Contains(m, "kvflow_executions_running 0") {
+				t.Errorf("/metrics lacks an empty queue: %s", grepLines(m, "kvflow_queue_depth", "kvflow_executions_running"))
+			}
 			if len(used) != tc.workers {
 				t.Errorf("executions ran on %d workers (%v), want %d", len(used), used, tc.workers)
 			}
@@ -219,4 +222,16 @@ func TestKill_StopsOnTheHoldingWorker(t *testing.T) {
 			}
 		})
 	}
+}
+
+func grepLines(text string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

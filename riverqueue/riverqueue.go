@@ -248,6 +248,11 @@ func (q *Queue) Reap(ctx context.Context, before time.Time) (int, error) {
 	return n, err
 }
 
+// Depth counts executions waiting for a worker, and running ones.
+func (q *Queue) Depth(ctx context.Context) (waiting, running int, err error) {
+	return q.db.QueueDepth(ctx)
+}
+
 // Takeovers counts the executions this process queued again for takeover.
 func (q *Queue) Takeovers() int64 { return q.takeovers.Load() }
 

@@ -94,7 +94,7 @@ listens on a loopback address, unless --insecure is given.`,
 				logger.Info("flows loaded", "dir", cfg.Server.Flows, "flows", n, "new_or_changed", changed)
 			}
 			srv := api.New(api.Config{
-				Store: a.Store, DB: a.DB, Engine: eng,
+				Store: a.Store, DB: a.DB, Engine: eng, Queue: dur.queue,
 				Token: tok, Insecure: cfg.Server.Insecure, Namespaces: cfg.Server.Namespaces,
 				MaxBodyBytes: cfg.Server.MaxBodyBytes, SweepInterval: cfg.Server.SweepInterval, SweepBatch: cfg.Server.SweepBatch,
 				Logger: logger, UI: ui.Handler(),
