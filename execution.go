@@ -166,8 +166,8 @@ type ExecutionRepository interface {
 	Logs(ctx context.Context, executionID string) ([]LogLine, error)
 
 	// ClaimExecution gives worker the execution when it is not terminal and
-	// no other live worker holds it (none, worker itself, or one whose
-	// heartbeat is older than stale);
+	// no live worker holds it (none, or one whose heartbeat is older than
+	// stale);
 	// ENOTFOUND when it is terminal or held by a live worker. With limit > 0
 	// it is claimed only while fewer than limit other executions of its flow
 	// are held (Claim.OverLimit otherwise), atomically across workers.

@@ -49,6 +49,11 @@ type Options struct {
 	// executions are taken over; 0: 30s. Heartbeats go every
 	// min(1s, HeartbeatTimeout/3) and also carry kill requests.
 	HeartbeatTimeout time.Duration
+	// RunHere, when above 0, lets a process that is also a worker start
+	// up to that many executions it creates itself at once, without
+	// waiting for the queue to hand them out; the claim still makes it the
+	// only runner, and the queue's job then finds it taken.
+	RunHere int
 }
 
 // RunOptions tune one Run.
@@ -80,6 +85,7 @@ type Engine struct {
 	wg        sync.WaitGroup
 
 	triggerFires atomic.Int64
+	here         chan struct{} // slots for RunHere
 }
 
 // watch lets Wait learn at once that a run of this process ended.
@@ -133,6 +139,7 @@ func New(opts Options) *Engine {
 		host, _ := os.Hostname()
 		e.opts.Worker = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), xid.New().String()[12:])
 	}
+	e.here = make(chan struct{}, max(e.opts.RunHere, 0))
 	e.base, e.cancel = context.WithCancelCause(context.Background())
 	return e
 }
@@ -207,6 +214,16 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 		}
 		if trig != nil {
 			e.triggerFires.Add(1)
+		}
+		select {
+		case e.here <- struct{}{}:
+			go func() {
+				defer func() { <-e.here }()
+				if err := e.Work(e.base, ex.ID); err != nil && !errors.Is(err, kvflow.ErrWaitTurn) {
+					e.log.Warn("engine: execution could not run here; the queue will hand it out", "execution", ex.ID, "err", err)
+				}
+			}()
+		default: // busy: the queue hands it to a worker
 		}
 		return ex, nil
 	}
@@ -342,7 +359,11 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 		// A task that panics fails its execution, never the worker.
 		if p := recover(); p != nil {
 			e.log.Error("engine: execution panicked", "execution", id, "panic", p)
-			err = kvflow.Errorf(kvflow.EINTERNAL, "Execution '%s' panicked: %v", id, p)
+			end := now()
+			msg := fmt.Sprintf("Execution '%s' failed on an internal error: %v", id, p)
+			ex.State, ex.End, ex.Error = FAILED, &end, msg
+			err = repo.SaveExecution(context.WithoutCancel(ctx), kvflow.ExecutionSave{Execution: ex, Claim: claim.Claim,
+				Logs: []LogLine{{ExecutionID: id, Time: end, Level: "ERROR", Message: msg}}})
 		}
 	}()
 	if ferr != nil {

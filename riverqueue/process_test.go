@@ -29,7 +29,7 @@ var (
 )
 
 // kvflowBin builds the kvflow command once for the package's tests.
-func kvflowBin(t *testing.T) string {
+func kvflowBin(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kvflow-bin")
@@ -51,26 +51,29 @@ func kvflowBin(t *testing.T) string {
 
 // cluster is a set of kvflow processes on one database and object store.
 type cluster struct {
-	t   *testing.T
+	t   testing.TB
 	env []string
 	api string // base URL of the first server
+	db  string // PostgreSQL URL, "" on the embedded default
 }
 
 // newCluster prepares the environment: PostgreSQL + MinIO, or the embedded
 // default (SQLite + a directory) in a fresh data directory.
-func newCluster(t *testing.T, backend string) *cluster {
+func newCluster(t testing.TB, backend string) *cluster {
 	t.Helper()
 	env := []string{"KVFLOW_CONFIG=", "KVFLOW_ALLOWED_NAMESPACES=", "KVFLOW_API_TOKEN=", "KVFLOW_DATA_DIR=" + t.TempDir(),
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	db := ""
 	switch backend {
 	case "postgres":
-		env = append(env, "KVFLOW_DATABASE_URL="+testsvc.PostgresURL(t), "KVFLOW_STORAGE_URL="+testsvc.S3URL(t))
+		db = testsvc.PostgresURL(t)
+		env = append(env, "KVFLOW_DATABASE_URL="+db, "KVFLOW_STORAGE_URL="+testsvc.S3URL(t))
 	case "embedded":
 		env = append(env, "KVFLOW_DATABASE_URL=", "KVFLOW_STORAGE_URL=")
 	default:
 		t.Fatalf("unknown backend %q", backend)
 	}
-	return &cluster{t: t, env: env}
+	return &cluster{t: t, env: env, db: db}
 }
 
 // proc is one running kvflow process.

@@ -66,7 +66,7 @@ func openDurable(ctx context.Context, a *app.App, d durableFlags, logger *slog.L
 	}
 	eng := engine.New(engine.Options{
 		Store: a.Store, Bucket: a.Bucket, Repo: a.DB, Allowed: a.Config.Allowed,
-		Queue: q, HeartbeatTimeout: d.heartbeat, Logger: logger,
+		Queue: q, HeartbeatTimeout: d.heartbeat, Logger: logger, RunHere: d.workers,
 	})
 	out := &durable{eng: eng, queue: q}
 	if d.workers > 0 {

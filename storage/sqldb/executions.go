@@ -369,10 +369,10 @@ func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.
 	var c kvflow.Claim
 	now := time.Now().UnixMicro()
 	const claim = `UPDATE executions SET worker = ?, heartbeat_at = ?, claim = claim + 1
-		WHERE id = ? AND state IN ('CREATED', 'RUNNING') AND (worker IN ('', ?) OR heartbeat_at < ?) RETURNING claim`
+		WHERE id = ? AND state IN ('CREATED', 'RUNNING') AND (worker = '' OR heartbeat_at < ?) RETURNING claim`
 	var err error
 	if limit <= 0 {
-		err = db.Err(db.X.GetContext(ctx, &c.Claim, db.Rebind(claim), worker, now, id, worker, stale.UnixMicro()))
+		err = db.Err(db.X.GetContext(ctx, &c.Claim, db.Rebind(claim), worker, now, id, stale.UnixMicro()))
 	} else {
 		err = db.Tx(ctx, func(tx *sql.Tx) error {
 			var ns, flow string
@@ -393,7 +393,7 @@ func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.
 				c.OverLimit = true
 				return nil
 			}
-			return db.Err(tx.QueryRowContext(ctx, db.Rebind(claim), worker, now, id, worker, stale.UnixMicro()).Scan(&c.Claim))
+			return db.Err(tx.QueryRowContext(ctx, db.Rebind(claim), worker, now, id, stale.UnixMicro()).Scan(&c.Claim))
 		})
 	}
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
