@@ -541,8 +541,9 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			e.mu.Unlock()
 		}()
 	}
-	// Poll the records (another worker may run it), quickly at first.
-	delay := 2 * time.Millisecond
+	// Poll the records (another worker may run it): every 5ms for the
+	// first second, then less and less often.
+	delay, began := 5*time.Millisecond, time.Now()
 	for {
 		ex, err := e.Execution(ctx, id)
 		if err != nil {
@@ -562,7 +563,9 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			t.Stop()
 			return nil, ctx.Err()
 		}
-		delay = min(2*delay, 200*time.Millisecond)
+		if time.Since(began) > time.Second {
+			delay = min(2*delay, 200*time.Millisecond)
+		}
 	}
 }
 
