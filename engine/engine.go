@@ -541,18 +541,14 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			e.mu.Unlock()
 		}()
 	}
-	// Poll the records (another worker may run it): every 5ms for the
-	// first second, then less and less often.
+	// Another worker may run it: poll its row every 5ms for the first
+	// second, then less and less often; read its objects once it is over.
 	delay, began := 5*time.Millisecond, time.Now()
-	for {
-		ex, err := e.Execution(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if ex.State.Terminated() {
-			ex.Logs, err = e.Logs(ctx, id)
-			return ex, err
-		}
+	ex, err := e.Execution(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for !ex.State.Terminated() {
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -566,7 +562,15 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 		if time.Since(began) > time.Second {
 			delay = min(2*delay, 200*time.Millisecond)
 		}
+		if ex, err = e.opts.Repo.GetExecution(ctx, id); err != nil {
+			return nil, err
+		}
 	}
+	if ex, err = e.Execution(ctx, id); err != nil {
+		return nil, err
+	}
+	ex.Logs, err = e.Logs(ctx, id)
+	return ex, err
 }
 
 // Execution returns an execution as it is now: from memory while this
