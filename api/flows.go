@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"mime"
@@ -91,14 +92,11 @@ func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if _, err := s.cfg.Repo.GetFlow(r.Context(), f.Namespace, f.ID); err == nil {
-		writeError(w, r, kvflow.Errorf(kvflow.ECONFLICT, "Flow '%s' already exists in namespace '%s': update it with PUT /api/v1/flows/%s/%s.", f.ID, f.Namespace, f.Namespace, f.ID))
-		return
-	} else if kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
-		writeError(w, r, err)
-		return
-	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source, Scope: s.scope})
+	// The database decides: of two racing creates, one gets 409. The flow
+	// keeps its deployer's scope for the runs triggers start later.
+	rec := f.Record()
+	rec.Scope = s.scope
+	rec, err = s.cfg.Repo.CreateFlow(r.Context(), rec)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -126,13 +124,11 @@ func (s *Server) updateFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The flow's id and namespace (%s/%s) do not match the path (%s/%s): a flow cannot be renamed or moved by an update.", f.Namespace, f.ID, ns, id))
 		return
 	}
-	if _, err := s.cfg.Repo.GetFlow(r.Context(), ns, id); err != nil {
-		writeError(w, r, flowNotFound(err, ns, id))
-		return
-	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: ns, ID: id, Source: f.Source, Scope: s.scope})
+	rec := f.Record()
+	rec.Scope = s.scope
+	rec, err = s.cfg.Repo.UpdateFlow(r.Context(), rec)
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, flowNotFound(err, ns, id))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.flowOf(rec))
@@ -265,24 +261,15 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.executionsStarted.WithLabelValues(ns).Inc()
-	done := make(chan *engine.Execution, 1)
-	go func() {
-		// Count the end; the engine ends every execution, killing it at shutdown.
-		end, err := s.cfg.Engine.Wait(context.Background(), ex.ID)
-		if err == nil {
-			s.metrics.executionsFinished.WithLabelValues(ns, string(end.State)).Inc()
-		}
-		done <- end
-	}()
 	if wait {
-		select {
-		case end := <-done:
-			if end != nil {
-				ex = end
-			}
-		case <-r.Context().Done():
+		end, err := s.cfg.Engine.Wait(r.Context(), ex.ID)
+		if r.Context().Err() != nil {
 			return // the caller left
+		} else if err != nil {
+			writeError(w, r, err)
+			return
 		}
+		ex = end
 	}
 	writeJSON(w, http.StatusOK, ex)
 }
@@ -424,4 +411,106 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// killExecution stops a running execution (state KILLED) on whichever
+// worker holds it: 202 with the execution as it is, 409 when it is over.
+func (s *Server) killExecution(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, true) {
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := s.execution(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.cfg.Engine.Kill(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ex, err := s.execution(r.Context(), id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, ex)
+}
+
+// webhook starts an execution of a flow with a Webhook trigger whose key is
+// in the path: trigger.body is the request body (parsed when it is JSON),
+// trigger.headers and trigger.parameters the request's. A wrong key, a
+// disabled trigger or a missing flow all answer the same 404.
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+	if !s.flowsReady(w, r, true) {
+		return
+	}
+	ns, id, key := r.PathValue("namespace"), r.PathValue("flowId"), r.PathValue("key")
+	notFound := kvflow.Errorf(kvflow.ENOTFOUND, "No webhook at this address.")
+	if !s.scope.Contains(ns) {
+		writeError(w, r, notFound)
+		return
+	}
+	rec, err := s.cfg.Repo.GetFlow(r.Context(), ns, id)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		writeError(w, r, notFound)
+		return
+	} else if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	f, err := engine.Parse(flowFile(ns, id), []byte(rec.Source), s.registry())
+	if err != nil {
+		writeError(w, r, notFound)
+		return
+	}
+	f.Revision, f.Scope = rec.Revision, rec.Scope // anonymous: the deployer's scope alone
+	var trig *engine.Trigger
+	for _, t := range f.Triggers {
+		if spec, ok := t.Spec.(*engine.WebhookSpec); ok && !t.Disabled && subtle.ConstantTimeCompare([]byte(spec.Key), []byte(key)) == 1 {
+			trig = t
+		}
+	}
+	if trig == nil {
+		writeError(w, r, notFound)
+		return
+	}
+	body, err := s.readBody(w, r, "the webhook body")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var parsed any // JSON parsed, else the text; nil when empty
+	if len(body) > 0 {
+		parsed = string(body)
+		if v, err := storage.DecodeJSON(body); err == nil {
+			parsed = v
+		}
+	}
+	headers := map[string]any{}
+	for k, vs := range r.Header {
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Cookie") {
+			continue
+		}
+		list := make([]any, len(vs))
+		for i, v := range vs {
+			list[i] = v
+		}
+		headers[strings.ToLower(k)] = list
+	}
+	params := map[string]any{}
+	for k, vs := range r.URL.Query() {
+		list := make([]any, len(vs))
+		for i, v := range vs {
+			list[i] = v
+		}
+		params[k] = list
+	}
+	vars := map[string]any{"body": parsed, "headers": headers, "parameters": params}
+	ex, err := s.cfg.Engine.StartTriggered(r.Context(), f, trig.Inputs, &kvflow.TriggerInfo{ID: trig.ID, Type: trig.Type, Variables: vars})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.executionsStarted.WithLabelValues(ns).Inc()
+	writeJSON(w, http.StatusOK, ex)
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +45,7 @@ outputs:
 // startFlowServer serves with an engine on the pair.
 func startFlowServer(t *testing.T, pair storagetest.Pair, cfg Config) *testServer {
 	t.Helper()
-	cfg.Engine = engine.New(engine.Options{Store: pair.Store, Repo: pair.DB, FlushInterval: 20 * time.Millisecond})
+	cfg.Engine = engine.New(engine.Options{Store: pair.Store, Bucket: pair.Bucket, Repo: pair.DB, FlushInterval: 20 * time.Millisecond})
 	return startServer(t, pair, cfg)
 }
 
@@ -283,5 +286,42 @@ func TestServe_Shutdown_MarksRunningExecutions(t *testing.T) {
 	got, err := pair.DB.GetExecution(context.Background(), ex.ID)
 	if err != nil || got.State != engine.KILLED {
 		t.Fatalf("execution after shutdown = %+v, %v; want KILLED", got, err)
+	}
+}
+
+// Two creates of the same flow at once: the database lets one in, the
+// other gets 409 (no check-then-write window).
+func TestFlows_ConcurrentCreate_OneConflict(t *testing.T) {
+	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+		ts := startFlowServer(t, pair, Config{})
+		for round := range 5 {
+			src := strings.Replace(helloFlow, "id: hello", fmt.Sprintf("id: race%d", round), 1)
+			statuses := make(chan int, 2)
+			var start sync.WaitGroup
+			start.Add(1)
+			for range 2 {
+				go func() {
+					start.Wait()
+					statuses <- do(t, "POST", ts.URL+"/api/v1/flows", src, "Content-Type: application/x-yaml").Status
+				}()
+			}
+			start.Done()
+			got := []int{<-statuses, <-statuses}
+			sort.Ints(got)
+			if got[0] != 201 || got[1] != 409 {
+				t.Fatalf("round %d: two concurrent creates answered %v, want [201 409]", round, got)
+			}
+		}
+	})
+}
+
+// A task that runs past its timeout fails with the timeout code, not as
+// an unreachable service.
+func TestExecutions_TaskTimeout_OwnCode(t *testing.T) {
+	if got := statusOf(kvflow.ETIMEOUT); got != 504 {
+		t.Fatalf("ETIMEOUT maps to %d, want 504", got)
+	}
+	if got := client.CodeOf(504); got != kvflow.ETIMEOUT {
+		t.Fatalf("504 maps back to %q, want %q", got, kvflow.ETIMEOUT)
 	}
 }

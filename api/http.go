@@ -22,7 +22,6 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/sqldb"
 )
 
 // DefaultMaxBodyBytes bounds a request body unless Config.MaxBodyBytes says otherwise.
@@ -31,14 +30,16 @@ const DefaultMaxBodyBytes = 8 << 20
 // Config holds what a Server serves and how.
 type Config struct {
 	Store *storage.Store // required
-	DB    *sqldb.DB      // required: namespaces created through the API
+	DB    Namespaces     // required: namespaces created through the API
 
 	// Engine runs flows; nil: the flow and execution routes answer 503.
 	// Its Policy (config.Config.Policy) governs what flows may reach,
 	// within the Namespaces of whoever deployed or started them.
 	Engine *engine.Engine
-	// Repo stores flows and executions; nil: DB.
+	// Repo stores flows and executions; nil: DB when it is one.
 	Repo engine.Repository
+	// Queue, when set, adds the job queue's figures to /metrics.
+	Queue QueueStats
 
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every route except /healthz, /readyz and /ui/.
@@ -59,6 +60,12 @@ type Config struct {
 
 	Logger *slog.Logger
 	UI     http.Handler // served at /ui/ when set, with / redirecting there
+}
+
+// Namespaces records the namespaces created through the API (storage/sqldb).
+type Namespaces interface {
+	CreateNamespace(ctx context.Context, ns string, now time.Time) error
+	CreatedNamespaces(ctx context.Context) ([]string, error)
 }
 
 // Server serves the API. Create it with New.
@@ -101,11 +108,18 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Repo == nil && cfg.DB != nil {
-		cfg.Repo = cfg.DB
+	if repo, ok := cfg.DB.(engine.Repository); ok && cfg.Repo == nil {
+		cfg.Repo = repo
 	}
 	s := &Server{cfg: cfg, scope: storage.NewScope(cfg.Namespaces...), log: cfg.Logger, metrics: newMetrics()}
 	s.stopping, s.stopWatches = context.WithCancel(context.Background())
+	s.metrics.durable(cfg.Engine, cfg.Queue)
+	if cfg.Engine != nil {
+		// Count the ends of the executions this process runs.
+		cfg.Engine.OnEnd(func(ex *engine.Execution) {
+			s.metrics.executionsFinished.WithLabelValues(ex.Namespace, string(ex.State)).Inc()
+		})
+	}
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
 	for _, r := range s.routes {
@@ -231,6 +245,10 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Pattern: "/api/v1/executions", handler: s.listExecutions},
 		{Method: "GET", Pattern: "/api/v1/executions/{id}", handler: s.getExecution},
 		{Method: "GET", Pattern: "/api/v1/executions/{id}/logs", handler: s.executionLogs},
+		{Method: "DELETE", Pattern: "/api/v1/executions/{id}/kill", handler: s.killExecution},
+		// The webhook's key is its secret: no token.
+		{Method: "POST", Pattern: "/api/v1/executions/webhook/{namespace}/{flowId}/{key}", Public: true, handler: s.webhook},
+		{Method: "GET", Pattern: "/api/v1/executions/webhook/{namespace}/{flowId}/{key}", Public: true, handler: s.webhook},
 	}
 }
 
@@ -409,6 +427,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case kvflow.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
+	case kvflow.ETIMEOUT:
+		return http.StatusGatewayTimeout
 	}
 	return http.StatusInternalServerError
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kvflow/kvflow/engine"
 )
 
 // metrics are the server's Prometheus collectors, in a registry of its own so
@@ -49,7 +52,7 @@ func newMetrics() *metrics {
 			Name: "kvflow_http_request_duration_seconds", Help: "HTTP request latency, by route pattern, method and status code.", Buckets: latencyBuckets,
 		}, []string{"route", "method", "code"}),
 		executionsStarted:  counter("kvflow_executions_started_total", "Executions started through the API.", "namespace"),
-		executionsFinished: counter("kvflow_executions_finished_total", "Executions started through the API that ended, by final state.", "namespace", "state"),
+		executionsFinished: counter("kvflow_executions_finished_total", "Executions this process ran that ended, by final state.", "namespace", "state"),
 	}
 	m.reg.MustRegister(m.retrieved, m.updated, m.deleted, m.purged, m.operation, m.request,
 		m.executionsStarted, m.executionsFinished,
@@ -59,6 +62,47 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) serve(w http.ResponseWriter, r *http.Request) { m.handler.ServeHTTP(w, r) }
+
+// QueueStats is what the job queue tells /metrics (riverqueue.Queue).
+type QueueStats interface {
+	// Depth counts executions waiting for a worker and running, in every process.
+	Depth(ctx context.Context) (waiting, running int, err error)
+	// Takeovers counts executions this process queued again for takeover.
+	Takeovers() int64
+}
+
+// durable registers the metrics of durable executions: queue depth,
+// executions running here, trigger fires and takeovers.
+func (m *metrics) durable(eng *engine.Engine, q QueueStats) {
+	if eng != nil {
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_worker_executions_running", Help: "Executions this process runs now."},
+				func() float64 { return float64(eng.Running()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kvflow_trigger_fires_total", Help: "Executions created by triggers (schedule, flow, webhook) through this process."},
+				func() float64 { return float64(eng.TriggerFires()) }))
+	}
+	if q == nil {
+		return
+	}
+	depth := func(running bool) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			w, r, err := q.Depth(ctx)
+			if err != nil {
+				return -1
+			} else if running {
+				return float64(r)
+			}
+			return float64(w)
+		}
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_queue_depth", Help: "Executions waiting for a worker, in every process (-1: the database did not answer)."}, depth(false)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_executions_running", Help: "Executions running on any worker (-1: the database did not answer)."}, depth(true)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kvflow_takeovers_total", Help: "Executions of silent workers this process queued again for takeover."},
+			func() float64 { return float64(q.Takeovers()) }))
+}
 
 // observe records how long an operation took since start.
 func (m *metrics) observe(op string, start time.Time) {

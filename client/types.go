@@ -177,74 +177,24 @@ type ErrorBody struct {
 	Errors []FieldError `json:"errors,omitempty"`
 }
 
-// State is the state of an execution, a task run or an attempt.
-type State string
-
-// The states, as engine names them.
-const (
-	CREATED State = "CREATED"
-	RUNNING State = "RUNNING"
-	SUCCESS State = "SUCCESS"
-	WARNING State = "WARNING"
-	FAILED  State = "FAILED"
-	KILLED  State = "KILLED"
+// Executions as the API shows them are the domain's records.
+type (
+	State     = kvflow.State
+	Execution = kvflow.Execution
+	TaskRun   = kvflow.TaskRun
+	Attempt   = kvflow.Attempt
+	LogLine   = kvflow.LogLine
 )
 
-// Terminated reports whether s is a final state.
-func (s State) Terminated() bool {
-	return s == SUCCESS || s == WARNING || s == FAILED || s == KILLED
-}
-
-// Failed reports whether s ends a run badly: FAILED or KILLED.
-func (s State) Failed() bool { return s == FAILED || s == KILLED }
-
-// Execution is one run of a flow, as GET /api/v1/executions/{id} shows it.
-type Execution struct {
-	ID           string            `json:"id"`
-	Namespace    string            `json:"namespace"`
-	FlowID       string            `json:"flowId"`
-	FlowRevision int64             `json:"flowRevision,omitempty"`
-	State        State             `json:"state"`
-	Labels       map[string]string `json:"labels,omitempty"`
-	Inputs       map[string]any    `json:"inputs,omitempty"`
-	TaskRuns     []*TaskRun        `json:"taskRuns"`
-	Outputs      map[string]any    `json:"outputs,omitempty"`
-	Error        string            `json:"error,omitempty"`
-	Start        time.Time         `json:"startDate"`
-	End          *time.Time        `json:"endDate,omitempty"`
-	Logs         []LogLine         `json:"logs,omitempty"`
-}
-
-// TaskRun is one run of a task: once per execution, or once per ForEach value.
-type TaskRun struct {
-	ID       string         `json:"id"`
-	TaskID   string         `json:"taskId"`
-	ParentID string         `json:"parentTaskRunId,omitempty"`
-	Value    string         `json:"value,omitempty"`
-	State    State          `json:"state"`
-	Attempts []Attempt      `json:"attempts,omitempty"`
-	Outputs  map[string]any `json:"outputs,omitempty"`
-	Error    string         `json:"error,omitempty"`
-	Start    time.Time      `json:"startDate"`
-	End      *time.Time     `json:"endDate,omitempty"`
-}
-
-// Attempt is one try of a task run.
-type Attempt struct {
-	State State      `json:"state"`
-	Start time.Time  `json:"startDate"`
-	End   *time.Time `json:"endDate,omitempty"`
-}
-
-// LogLine is one line of an execution's logs.
-type LogLine struct {
-	ExecutionID string    `json:"executionId"`
-	TaskID      string    `json:"taskId,omitempty"`
-	TaskRunID   string    `json:"taskRunId,omitempty"`
-	Time        time.Time `json:"timestamp"`
-	Level       string    `json:"level"`
-	Message     string    `json:"message"`
-}
+// The states.
+const (
+	CREATED = kvflow.CREATED
+	RUNNING = kvflow.RUNNING
+	SUCCESS = kvflow.SUCCESS
+	WARNING = kvflow.WARNING
+	FAILED  = kvflow.FAILED
+	KILLED  = kvflow.KILLED
+)
 
 // CodeOf maps an answer's status back to a kvflow code (the inverse of the
 // server's map): other 4xx are EINVALID, other 5xx EINTERNAL.
@@ -266,8 +216,10 @@ func CodeOf(status int) string {
 		return kvflow.EUNAUTHORIZED
 	case http.StatusRequestEntityTooLarge:
 		return kvflow.ETOOLARGE
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+	case http.StatusServiceUnavailable, http.StatusBadGateway:
 		return kvflow.EUNAVAILABLE
+	case http.StatusGatewayTimeout:
+		return kvflow.ETIMEOUT
 	}
 	if status >= 400 && status < 500 {
 		return kvflow.EINVALID

@@ -3,9 +3,13 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/xid"
@@ -20,7 +24,7 @@ import (
 // the rest have defaults.
 type Options struct {
 	Store  *storage.Store
-	Bucket storage.Bucket // inputs, outputs and files of executions; nil: Store.Bucket()
+	Bucket storage.Bucket // inputs, outputs and files of executions
 	// Repo records flows, executions and logs. Nil keeps executions in
 	// memory only (and writes no execution objects).
 	Repo      Repository
@@ -39,6 +43,21 @@ type Options struct {
 	// FlushInterval is how often a running execution's states and logs are
 	// saved; 0: 250ms. The final state is always saved before Run returns.
 	FlushInterval time.Duration
+
+	// Queue, when set (with Repo), makes executions durable: Start hands
+	// them to the queue, and workers run them through Work.
+	Queue kvflow.Queue
+	// Worker names this process in the executions it runs; "": host-pid-id.
+	Worker string
+	// HeartbeatTimeout is how long a worker may stay silent before its
+	// executions are taken over; 0: 30s. Heartbeats go every
+	// min(1s, HeartbeatTimeout/3) and also carry kill requests.
+	HeartbeatTimeout time.Duration
+	// RunHere, when above 0, lets a process that is also a worker start
+	// up to that many executions it creates itself at once, without
+	// waiting for the queue to hand them out; the claim still makes it the
+	// only runner, and the queue's job then finds it taken.
+	RunHere int
 }
 
 // RunOptions tune one Run.
@@ -59,28 +78,44 @@ type Engine struct {
 	base   context.Context // cancelled by Shutdown, with errServerStopped
 	cancel context.CancelCauseFunc
 
-	mu       sync.Mutex
-	running  map[string]*run
-	finished map[string]*run // only without a Repo, the last maxFinished
-	order    []string
-	closing  bool
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	running   map[string]*run
+	finished  map[string]*run // only without a Repo, the last maxFinished
+	order     []string
+	watches   map[string]*watch
+	closing   bool
+	heartbeat bool // the heartbeat loop runs
+	onEnd     []func(*Execution)
+	wg        sync.WaitGroup
+
+	triggerFires atomic.Int64
+	here         chan struct{} // slots for RunHere
+}
+
+// watch lets Wait learn at once that a run of this process ended.
+type watch struct {
+	done    chan struct{}
+	r       *run
+	waiters int
 }
 
 const maxFinished = 1000
 
-// errServerStopped is why executions still running at Shutdown are killed.
-var errServerStopped = errors.New("server stopped")
+var (
+	// errServerStopped is why executions still running at Shutdown are killed.
+	errServerStopped = errors.New("server stopped")
+	// errKilled is why an execution killed through the API stops.
+	errKilled = errors.New("killed on request")
+	// errLost stops a run whose execution another worker took over.
+	errLost = errors.New("another worker took the execution over")
+)
 
 // New returns an engine.
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, reg: opts.Registry, bucket: opts.Bucket, tpl: opts.Templates, log: opts.Logger,
-		running: map[string]*run{}, finished: map[string]*run{}}
+		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}}
 	if e.reg == nil {
 		e.reg = plugin.Default
-	}
-	if e.bucket == nil && opts.Store != nil {
-		e.bucket = opts.Store.Bucket()
 	}
 	if e.tpl == nil {
 		to := template.Options{}
@@ -99,6 +134,14 @@ func New(opts Options) *Engine {
 	if e.opts.FlushInterval <= 0 {
 		e.opts.FlushInterval = 250 * time.Millisecond
 	}
+	if e.opts.HeartbeatTimeout <= 0 {
+		e.opts.HeartbeatTimeout = 30 * time.Second
+	}
+	if e.opts.Worker == "" {
+		host, _ := os.Hostname()
+		e.opts.Worker = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), xid.New().String()[12:])
+	}
+	e.here = make(chan struct{}, max(e.opts.RunHere, 0))
 	e.base, e.cancel = context.WithCancelCause(context.Background())
 	return e
 }
@@ -109,31 +152,92 @@ func (e *Engine) Registry() *plugin.Registry { return e.reg }
 // Templates returns the template engine tasks render with.
 func (e *Engine) Templates() *template.Engine { return e.tpl }
 
-// Run executes flow with inputs and returns when it ends. The execution is
-// returned whatever its final state (FAILED included), with its logs; err
-// is for inputs that do not fit the flow (ValidationErrors, EINVALID) and
-// for records that could not be saved. When ctx ends first the execution
-// is KILLED.
+// Worker is the name of this process in the executions it runs.
+func (e *Engine) Worker() string { return e.opts.Worker }
+
+// HeartbeatTimeout is how long a silent worker keeps its executions.
+func (e *Engine) HeartbeatTimeout() time.Duration { return e.opts.HeartbeatTimeout }
+
+// OnEnd registers fn, called with each execution this process ran once it
+// has ended and been saved.
+func (e *Engine) OnEnd(fn func(*Execution)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.onEnd = append(e.onEnd, fn)
+}
+
+// Run executes flow with inputs in this process and returns when it ends.
+// The execution is returned whatever its final state (FAILED included),
+// with its logs; err is for inputs that do not fit the flow
+// (ValidationErrors, EINVALID) and for records that could not be saved.
+// When ctx ends first the execution is KILLED.
 func (e *Engine) Run(ctx context.Context, flow *Flow, inputs map[string]any, opts RunOptions) (*Execution, error) {
-	r, err := e.prepare(ctx, flow, inputs, opts.OnLog)
+	ex, err := e.Prepare(ctx, flow, inputs, nil)
 	if err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(e.base, func() { cancel(context.Cause(e.base)) })
-	defer func() {
-		stop()
-		cancel(nil)
-	}()
-	err = r.execute(rctx)
+	if err := e.SaveObject(ctx, ex); err != nil {
+		return nil, err
+	}
+	r, err := e.register(flow, ex, opts.OnLog)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.saveCreated(ctx); err != nil {
+		e.forget(r)
+		return nil, err
+	}
+	err = r.execute(ctx)
 	return r.result(true), err
 }
 
-// Start saves a new execution in state CREATED, runs it in the background
-// and returns it at once. Use Wait or Execution to follow it.
+// Start creates an execution of flow in state CREATED and returns it at
+// once: with a Queue, a worker (of any process) runs it; without, this
+// process does. Use Wait or Execution to follow it.
 func (e *Engine) Start(ctx context.Context, flow *Flow, inputs map[string]any) (*Execution, error) {
-	r, err := e.prepare(ctx, flow, inputs, nil)
+	return e.StartTriggered(ctx, flow, inputs, nil)
+}
+
+// StartTriggered is Start for an execution a trigger creates.
+func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[string]any, trig *kvflow.TriggerInfo) (*Execution, error) {
+	ex, err := e.Prepare(ctx, flow, inputs, trig)
 	if err != nil {
+		return nil, err
+	}
+	if e.opts.Queue != nil && e.opts.Repo != nil {
+		e.mu.Lock()
+		closing := e.closing
+		e.mu.Unlock()
+		if closing {
+			return nil, shuttingDown(flow)
+		}
+		if err := e.opts.Queue.Submit(ctx, ex, func(ctx context.Context) error { return e.SaveObject(ctx, ex) }); err != nil {
+			return nil, err
+		}
+		if trig != nil {
+			e.triggerFires.Add(1)
+		}
+		select {
+		case e.here <- struct{}{}:
+			go func() {
+				defer func() { <-e.here }()
+				if err := e.Work(e.base, ex.ID); err != nil && !errors.Is(err, kvflow.ErrWaitTurn) {
+					e.log.Warn("engine: execution could not run here; the queue will hand it out", "execution", ex.ID, "err", err)
+				}
+			}()
+		default: // busy: the queue hands it to a worker
+		}
+		return ex, nil
+	}
+	if err := e.SaveObject(ctx, ex); err != nil {
+		return nil, err
+	}
+	r, err := e.register(flow, ex, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.saveCreated(ctx); err != nil {
+		e.forget(r)
 		return nil, err
 	}
 	created := r.result(false)
@@ -145,9 +249,11 @@ func (e *Engine) Start(ctx context.Context, flow *Flow, inputs map[string]any) (
 	return created, nil
 }
 
-// prepare checks the inputs, creates the execution, saves it as CREATED and
-// registers it as running.
-func (e *Engine) prepare(ctx context.Context, flow *Flow, given map[string]any, onLog func(LogLine)) (*run, error) {
+// Prepare checks the inputs and returns a new execution of flow in state
+// CREATED. Nothing is stored yet: the caller creates it, with SaveObject
+// as Submit's write (a trigger does so inside its own transaction, see
+// riverqueue.Queue.SubmitTx).
+func (e *Engine) Prepare(ctx context.Context, flow *Flow, given map[string]any, trig *kvflow.TriggerInfo) (*Execution, error) {
 	if flow == nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "No flow to run.")
 	}
@@ -155,36 +261,227 @@ func (e *Engine) prepare(ctx context.Context, flow *Flow, given map[string]any, 
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
 	ex := &Execution{
 		ID: xid.New().String(), Namespace: flow.Namespace, FlowID: flow.ID, FlowRevision: flow.Revision, Scope: flow.Scope,
-		State: CREATED, Labels: flow.Labels, Inputs: inputs, TaskRuns: []*TaskRun{}, Start: now,
+		State: CREATED, Labels: flow.Labels, Inputs: inputs, TaskRuns: []*TaskRun{}, Start: now(), Trigger: trig,
 	}
 	if flow.KVSnapshot {
-		ex.KVSnapshot = &now
+		at := ex.Start
+		ex.KVSnapshot = &at
 	}
-	r := newRun(e, flow, ex, onLog)
+	return ex, nil
+}
 
+// SaveObject writes a new execution's inputs and trigger variables to
+// object storage, when it has any.
+func (e *Engine) SaveObject(ctx context.Context, ex *Execution) error {
+	if e.opts.Repo != nil && (len(ex.Inputs) > 0 || (ex.Trigger != nil && len(ex.Trigger.Variables) > 0)) {
+		return e.writeObject(ctx, ex)
+	}
+	return nil
+}
+
+func shuttingDown(flow *Flow) error {
+	return kvflow.Errorf(kvflow.EUNAVAILABLE, "The engine is shutting down: execution of flow '%s' in namespace '%s' refused.", flow.ID, flow.Namespace)
+}
+
+// register makes a run of ex and records it as running here.
+func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine)) (*run, error) {
+	r := newRun(e, flow, ex, onLog)
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.closing {
-		e.mu.Unlock()
-		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The engine is shutting down: execution of flow '%s' in namespace '%s' refused.", flow.ID, flow.Namespace)
+		return nil, shuttingDown(flow)
+	}
+	if e.running[ex.ID] != nil {
+		return nil, kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' already runs in this process.", ex.ID)
 	}
 	e.running[ex.ID] = r
 	e.wg.Add(1)
-	e.mu.Unlock()
+	return r, nil
+}
 
-	if err := r.saveCreated(ctx); err != nil {
-		e.forget(r)
+// Work runs an execution created by Start on a Queue: the queue's workers
+// call it, in any process. It claims the execution first, so only one
+// worker runs it; a claimed execution whose worker stopped heartbeating is
+// taken over: its finished task runs are kept (with their outputs), the
+// interrupted ones get a new attempt. An execution that is over or held
+// by a live worker is left alone (nil).
+func (e *Engine) Work(ctx context.Context, id string) (err error) {
+	repo := e.opts.Repo
+	if repo == nil {
+		return kvflow.Errorf(kvflow.EINTERNAL, "Work needs an engine with a Repository.")
+	}
+	e.mu.Lock()
+	closing := e.closing
+	e.mu.Unlock()
+	if closing {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "This worker is shutting down.")
+	}
+	ex, err := repo.GetExecution(ctx, id)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return nil // deleted
+	} else if err != nil {
+		return err
+	} else if ex.State.Terminated() {
+		return nil
+	}
+	flow, ferr := e.loadFlow(ctx, ex)
+	if ferr != nil && kvflow.ErrorCode(ferr) == kvflow.EUNAVAILABLE {
+		return ferr // the queue retries
+	}
+	limit := 0
+	if ferr == nil && flow.Concurrency != nil {
+		limit = flow.Concurrency.Limit
+	}
+	claim, err := repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout), limit)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return nil // over, or a live worker holds it
+	} else if err != nil {
+		return err
+	}
+	if claim.OverLimit {
+		return e.overLimit(ctx, ex, flow)
+	}
+	e.startHeartbeat()
+	if claim.Takeover {
+		if ex, err = repo.GetExecution(ctx, id); err != nil {
+			return err
+		}
+	}
+	if err := e.readObject(ctx, ex, claim.Takeover); err != nil {
+		return err
+	}
+	if ferr != nil {
+		flow = &Flow{ID: ex.FlowID, Namespace: ex.Namespace}
+	}
+	r, err := e.register(flow, ex, nil)
+	if err != nil {
+		return err
+	}
+	r.claim = claim.Claim
+	r.resume(claim.Takeover)
+	defer func() {
+		// A task that panics fails its execution, never the worker.
+		if p := recover(); p != nil {
+			e.log.Error("engine: execution panicked", "execution", id, "panic", p)
+			end := now()
+			msg := fmt.Sprintf("Execution '%s' failed on an internal error: %v", id, p)
+			ex.State, ex.End, ex.Error = FAILED, &end, msg
+			err = repo.SaveExecution(context.WithoutCancel(ctx), kvflow.ExecutionSave{Execution: ex, Claim: claim.Claim,
+				Logs: []LogLine{{ExecutionID: id, Time: end, Level: "ERROR", Message: msg}}})
+		}
+	}()
+	if ferr != nil {
+		r.log("", "", "ERROR", kvflow.ErrorMessage(ferr))
+		r.fail(kvflow.ErrorMessage(ferr))
+		r.broken = true
+	}
+	return r.execute(ctx)
+}
+
+// overLimit applies the flow's concurrency behavior to an execution over
+// its limit: QUEUE waits (ErrWaitTurn), CANCEL ends it KILLED, FAIL FAILED.
+func (e *Engine) overLimit(ctx context.Context, ex *Execution, flow *Flow) error {
+	c := flow.Concurrency
+	if c.Behavior == QUEUE || c.Behavior == "" {
+		return kvflow.ErrWaitTurn
+	}
+	state := KILLED
+	if c.Behavior == FAIL {
+		state = FAILED
+	}
+	end := now()
+	msg := fmt.Sprintf("Flow '%s' already runs %d execution(s), its concurrency limit: this one is %s (behavior %s).", flow.ID, c.Limit, strings.ToLower(string(state)), c.Behavior)
+	ex.State, ex.End = state, &end
+	if state == FAILED {
+		ex.Error = msg
+	}
+	err := e.opts.Repo.SaveExecution(ctx, kvflow.ExecutionSave{Execution: ex,
+		Logs: []LogLine{{ExecutionID: ex.ID, Time: end, Level: "WARN", Message: msg}}})
+	if err == nil {
+		e.ended(ex)
+	}
+	return err
+}
+
+// loadFlow reads and parses the flow of an execution.
+func (e *Engine) loadFlow(ctx context.Context, ex *Execution) (*Flow, error) {
+	rec, err := e.opts.Repo.GetFlow(ctx, ex.Namespace, ex.FlowID)
+	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	f, err := Parse(ex.Namespace+"/"+ex.FlowID+".yaml", []byte(rec.Source), e.reg)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Flow '%s' of namespace '%s' no longer loads: %s", ex.FlowID, ex.Namespace, kvflow.ErrorMessage(err))
+	}
+	f.Revision = rec.Revision
+	return f, nil
+}
+
+// startHeartbeat starts, once, the loop that tells the database this
+// worker is alive and kills the executions whose kill was requested.
+func (e *Engine) startHeartbeat() {
+	e.mu.Lock()
+	if e.heartbeat {
+		e.mu.Unlock()
+		return
+	}
+	e.heartbeat = true
+	e.mu.Unlock()
+	every := min(time.Second, e.opts.HeartbeatTimeout/3)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.base.Done():
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(e.base, e.opts.HeartbeatTimeout)
+			kill, err := e.opts.Repo.Heartbeat(ctx, e.opts.Worker)
+			cancel()
+			if err != nil {
+				e.log.Warn("engine: heartbeat failed", "worker", e.opts.Worker, "err", err)
+				continue
+			}
+			for _, id := range kill {
+				e.mu.Lock()
+				r := e.running[id]
+				e.mu.Unlock()
+				if r != nil {
+					r.stop(errKilled)
+				}
+			}
+		}
+	}()
+}
+
+// Kill stops an execution, state KILLED: at once when this process runs
+// it or it has not started, otherwise within a heartbeat on the worker
+// holding it. ECONFLICT when it is already over.
+func (e *Engine) Kill(ctx context.Context, id string) error {
+	e.mu.Lock()
+	r := e.running[id]
+	e.mu.Unlock()
+	if r != nil {
+		r.stop(errKilled)
+		return nil
+	}
+	if e.opts.Repo == nil {
+		if _, err := e.Execution(ctx, id); err != nil {
+			return err
+		}
+		return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' is already over.", id)
+	}
+	_, err := e.opts.Repo.RequestKill(ctx, id)
+	return err
 }
 
 // forget removes a run from the running set once it has ended and been saved.
 func (e *Engine) forget(r *run) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	delete(e.running, r.exec.ID)
 	if e.opts.Repo == nil {
 		e.finished[r.exec.ID] = r
@@ -194,7 +491,26 @@ func (e *Engine) forget(r *run) {
 			e.order = e.order[1:]
 		}
 	}
+	if w := e.watches[r.exec.ID]; w != nil && !r.lost {
+		w.r = r
+		close(w.done)
+		delete(e.watches, r.exec.ID)
+	}
+	e.mu.Unlock()
+	if r.isDone() && !r.lost {
+		e.ended(r.result(false))
+	}
 	e.wg.Done()
+}
+
+// ended calls the OnEnd hooks.
+func (e *Engine) ended(ex *Execution) {
+	e.mu.Lock()
+	hooks := e.onEnd
+	e.mu.Unlock()
+	for _, fn := range hooks {
+		fn(ex)
+	}
 }
 
 // Wait waits for an execution to end and returns it with its outputs and
@@ -205,6 +521,14 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	if r == nil {
 		r = e.finished[id]
 	}
+	var w *watch
+	if r == nil && e.opts.Repo != nil {
+		if w = e.watches[id]; w == nil {
+			w = &watch{done: make(chan struct{})}
+			e.watches[id] = w
+		}
+		w.waiters++
+	}
 	e.mu.Unlock()
 	if r != nil {
 		select {
@@ -214,21 +538,45 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			return nil, ctx.Err()
 		}
 	}
-	for {
-		ex, err := e.Execution(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if ex.State.Terminated() {
-			ex.Logs, err = e.Logs(ctx, id)
-			return ex, err
-		}
+	if w != nil {
+		defer func() {
+			e.mu.Lock()
+			if w.waiters--; w.waiters == 0 && e.watches[id] == w {
+				delete(e.watches, id)
+			}
+			e.mu.Unlock()
+		}()
+	}
+	// Another worker may run it: poll its row every 5ms for the first
+	// second, then less and less often; read its objects once it is over.
+	delay, began := 5*time.Millisecond, time.Now()
+	ex, err := e.Execution(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for !ex.State.Terminated() {
+		t := time.NewTimer(delay)
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-t.C:
+		case <-w.done:
+			t.Stop()
+			return w.r.result(true), nil
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
 		}
+		if time.Since(began) > time.Second {
+			delay = min(2*delay, 200*time.Millisecond)
+		}
+		if ex, err = e.opts.Repo.GetExecution(ctx, id); err != nil {
+			return nil, err
+		}
 	}
+	if ex, err = e.Execution(ctx, id); err != nil {
+		return nil, err
+	}
+	ex.Logs, err = e.Logs(ctx, id)
+	return ex, err
 }
 
 // Execution returns an execution as it is now: from memory while this
@@ -254,7 +602,7 @@ func (e *Engine) Execution(ctx context.Context, id string) (*Execution, error) {
 		}
 		return nil, err
 	}
-	if err := e.readObject(ctx, ex); err != nil {
+	if err := e.readObject(ctx, ex, !ex.State.Terminated()); err != nil {
 		return nil, err
 	}
 	return ex, nil
@@ -277,7 +625,10 @@ func (e *Engine) Logs(ctx context.Context, id string) ([]LogLine, error) {
 	return e.opts.Repo.Logs(ctx, id)
 }
 
-// Running is how many executions are running now.
+// TriggerFires counts the executions triggers created through this engine.
+func (e *Engine) TriggerFires() int64 { return e.triggerFires.Load() }
+
+// Running returns how many executions this process runs now.
 func (e *Engine) Running() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -296,6 +647,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.wg.Wait()
 		close(idle)
 	}()
+	defer e.cancel(errServerStopped) // the heartbeat loop too
 	select {
 	case <-idle:
 		return nil

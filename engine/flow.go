@@ -39,7 +39,9 @@ type Flow struct {
 	Tasks       []*Task
 	Errors      []*Task // run when the flow fails
 	Outputs     []Output
-	KVSnapshot  bool // kv() and Get read the store as it was when the execution started (own writes excepted)
+	KVSnapshot  bool         // kv() and Get read the store as it was when the execution started (own writes excepted)
+	Triggers    []*Trigger   // what starts executions besides the API
+	Concurrency *Concurrency // limit on running executions of the flow; nil: none
 
 	File   string // where it was read from, for messages
 	Source string // the YAML as given
@@ -138,4 +140,17 @@ func (f *Flow) AllTasks() []*Task {
 	walk(f.Tasks)
 	walk(f.Errors)
 	return out
+}
+
+// Record is the flow as the FlowRepository stores it.
+func (f *Flow) Record() FlowRecord {
+	rec := FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source, Revision: f.Revision}
+	seen := map[string]bool{}
+	for _, t := range f.Triggers {
+		if !t.Disabled && !seen[t.Type] {
+			seen[t.Type] = true
+			rec.Triggers = append(rec.Triggers, t.Type)
+		}
+	}
+	return rec
 }

@@ -30,6 +30,8 @@ type flowSpec struct {
 	Errors      []yaml.Node       `yaml:"errors"`
 	Outputs     []outputSpec      `yaml:"outputs"`
 	KVSnapshot  bool              `yaml:"kvSnapshot"`
+	Triggers    []yaml.Node       `yaml:"triggers"`
+	Concurrency *concurrencySpec  `yaml:"concurrency"`
 }
 
 type inputSpec struct {
@@ -135,6 +137,8 @@ func (p *parser) flow(src []byte) *Flow {
 		p.checkTemplates(valueNode(o, "value"), fmt.Sprintf("outputs[%d].value", i), -1)
 	}
 	p.checkRefs()
+	f.Triggers = p.triggers(valueNode(root, "triggers"))
+	f.Concurrency = p.concurrency(spec.Concurrency, valueNode(root, "concurrency"))
 	return f
 }
 

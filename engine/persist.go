@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ func ObjectName(ex *Execution) string {
 type executionObject struct {
 	Inputs   map[string]any          `json:"inputs,omitempty"`
 	Outputs  map[string]any          `json:"outputs,omitempty"`
+	Trigger  map[string]any          `json:"trigger,omitempty"`
 	TaskRuns map[string]taskRunValue `json:"taskRuns,omitempty"`
 }
 
@@ -36,20 +38,22 @@ type taskRunValue struct {
 	Outputs map[string]any `json:"outputs,omitempty"`
 }
 
+// deltaPrefix is where a running durable execution keeps the outputs of
+// the task runs each save finished, one object per save: a worker that
+// takes the execution over reads them back, and no save rewrites older ones.
+func deltaPrefix(ex *Execution) string {
+	return plugin.ExecutionPrefix(ex.Namespace, ex.FlowID, ex.ID) + "saves/"
+}
+
 // saveCreated saves the new execution, and its inputs when there are any.
 func (r *run) saveCreated(ctx context.Context) error {
 	repo := r.e.opts.Repo
 	if repo == nil {
 		return nil
 	}
-	if len(r.exec.Inputs) > 0 {
-		if err := r.writeObject(ctx); err != nil {
-			return err
-		}
-	}
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
-	return repo.SaveExecution(ctx, r.result(false))
+	return repo.CreateExecution(ctx, r.result(false))
 }
 
 // flusher saves states and logs every FlushInterval while the run goes on;
@@ -70,7 +74,7 @@ func (r *run) flusher() (stop func()) {
 				return
 			case <-t.C:
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				if err := r.flush(ctx); err != nil {
+				if err := r.flush(ctx, false); err != nil {
 					r.e.log.Warn("engine: cannot save a running execution", "execution", r.exec.ID, "err", err)
 				}
 				cancel()
@@ -83,9 +87,13 @@ func (r *run) flusher() (stop func()) {
 	}
 }
 
-// flush saves what changed since the last save: the execution with its
-// task runs, and new log lines.
-func (r *run) flush(ctx context.Context) error {
+// flush saves what changed since the last save, in one transaction: the
+// execution's fields, the task runs that changed and the new log lines.
+// A durable run first writes the outputs of the task runs that changed to
+// a new object (not on the final save: the execution's object has them).
+// A save refused because another worker took the execution over stops
+// the run.
+func (r *run) flush(ctx context.Context, final bool) error {
 	repo := r.e.opts.Repo
 	if repo == nil {
 		return nil
@@ -93,43 +101,68 @@ func (r *run) flush(ctx context.Context) error {
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
 	r.mu.Lock()
-	var snap *Execution
-	if r.dirty {
-		snap = r.exec.clone()
-		r.dirty = false
-	}
-	logs := r.pending
-	r.pending = nil
-	r.mu.Unlock()
-
-	var errs []error
-	if snap != nil {
-		if err := repo.SaveExecution(ctx, snap); err != nil {
-			r.mu.Lock()
-			r.dirty = true
-			r.mu.Unlock()
-			errs = append(errs, err)
-		}
-	}
-	if len(logs) > 0 {
-		if err := repo.AppendLogs(ctx, logs); err != nil {
-			r.mu.Lock()
-			r.pending = append(logs, r.pending...)
-			r.mu.Unlock()
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// writeObject stores the execution's inputs and outputs in the Bucket.
-func (r *run) writeObject(ctx context.Context) error {
-	if r.e.opts.Repo == nil || r.e.bucket == nil {
+	if !r.dirty && len(r.changed) == 0 && len(r.pending) == 0 {
+		r.mu.Unlock()
 		return nil
 	}
-	r.mu.Lock()
-	obj := executionObject{Inputs: r.exec.Inputs, Outputs: r.exec.Outputs}
-	for _, tr := range r.exec.TaskRuns {
+	head := *r.exec
+	head.TaskRuns, head.Logs = nil, nil
+	save := kvflow.ExecutionSave{Execution: &head, Logs: r.pending, Claim: r.claim}
+	var values map[string]taskRunValue
+	changed := r.changed
+	for tr := range changed {
+		save.TaskRuns = append(save.TaskRuns, cloneTaskRun(tr))
+		if r.claim != 0 && !final && (tr.Value != "" || len(tr.Outputs) > 0) {
+			if values == nil {
+				values = map[string]taskRunValue{}
+			}
+			values[tr.ID] = taskRunValue{Value: tr.Value, Outputs: tr.Outputs}
+		}
+	}
+	sort.Slice(save.TaskRuns, func(i, j int) bool { return save.TaskRuns[i].Seq < save.TaskRuns[j].Seq })
+	r.changed, r.pending, r.dirty = map[*TaskRun]struct{}{}, nil, false
+	r.saves++
+	name := fmt.Sprintf("%s%08d.json", deltaPrefix(r.exec), r.saves)
+	r.mu.Unlock()
+
+	restore := func() {
+		r.mu.Lock()
+		for tr := range changed {
+			r.changed[tr] = struct{}{}
+		}
+		r.pending = append(save.Logs, r.pending...)
+		r.dirty = true
+		r.mu.Unlock()
+	}
+	if len(values) > 0 {
+		if err := r.e.putObject(ctx, name, r.exec.ID, executionObject{TaskRuns: values}); err != nil {
+			restore()
+			return err
+		}
+	}
+	if err := repo.SaveExecution(ctx, save); err != nil {
+		if r.claim != 0 && kvflow.ErrorCode(err) == kvflow.ECONFLICT {
+			r.lost = true
+			r.stop(errLost)
+			return err
+		}
+		restore()
+		return err
+	}
+	return nil
+}
+
+// writeObject stores an execution's inputs, outputs, trigger variables
+// and task run outputs in the Bucket, when it has any.
+func (e *Engine) writeObject(ctx context.Context, ex *Execution) error {
+	if e.opts.Repo == nil || e.bucket == nil {
+		return nil
+	}
+	obj := executionObject{Inputs: ex.Inputs, Outputs: ex.Outputs}
+	if ex.Trigger != nil {
+		obj.Trigger = ex.Trigger.Variables
+	}
+	for _, tr := range ex.TaskRuns {
 		if tr.Value == "" && len(tr.Outputs) == 0 {
 			continue
 		}
@@ -138,19 +171,20 @@ func (r *run) writeObject(ctx context.Context) error {
 		}
 		obj.TaskRuns[tr.ID] = taskRunValue{Value: tr.Value, Outputs: tr.Outputs}
 	}
-	name := ObjectName(r.exec)
-	if len(obj.Inputs) == 0 && len(obj.Outputs) == 0 && len(obj.TaskRuns) == 0 {
-		r.mu.Unlock()
+	if len(obj.Inputs) == 0 && len(obj.Outputs) == 0 && len(obj.TaskRuns) == 0 && len(obj.Trigger) == 0 {
 		return nil // nothing the database must not hold
 	}
+	return e.putObject(ctx, ObjectName(ex), ex.ID, obj)
+}
+
+func (e *Engine) putObject(ctx context.Context, name, id string, obj executionObject) error {
 	body, err := json.Marshal(obj)
-	r.mu.Unlock()
 	if err != nil {
-		return kvflow.Errorf(kvflow.EINVALID, "The outputs of execution '%s' cannot be encoded as JSON: %v.", r.exec.ID, err)
+		return kvflow.Errorf(kvflow.EINVALID, "The outputs of execution '%s' cannot be encoded as JSON: %v.", id, err)
 	}
-	if err := r.e.bucket.Put(ctx, name, bytes.NewReader(body), int64(len(body))); err != nil {
+	if err := e.bucket.Put(ctx, name, bytes.NewReader(body), int64(len(body))); err != nil {
 		if kvflow.ErrorCode(err) == kvflow.EINTERNAL {
-			return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Cannot save the outputs of execution '%s': the object store is unreachable: %v.", r.exec.ID, err), Err: err}
+			return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Cannot save the outputs of execution '%s': the object store is unreachable: %v.", id, err), Err: err}
 		}
 		return err
 	}
@@ -158,37 +192,73 @@ func (r *run) writeObject(ctx context.Context) error {
 }
 
 // readObject fills an execution read from the Repository with its inputs,
-// outputs and ForEach values from the Bucket. A missing object (an
-// execution without inputs that has not ended yet) is not an error.
-func (e *Engine) readObject(ctx context.Context, ex *Execution) error {
+// outputs, trigger variables and ForEach values from the Bucket; with
+// saves, also those the saves of a running execution wrote. A missing
+// object (an execution without inputs that has not ended yet) is not an
+// error.
+func (e *Engine) readObject(ctx context.Context, ex *Execution, saves bool) error {
 	if e.bucket == nil {
 		return nil
 	}
-	rc, err := e.bucket.Get(ctx, ObjectName(ex))
+	var names []string
+	if saves {
+		err := e.bucket.Iter(ctx, deltaPrefix(ex), func(name string, _ time.Time) error {
+			names = append(names, name)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		sort.Strings(names)
+	}
+	byID := make(map[string]*TaskRun, len(ex.TaskRuns))
+	for _, tr := range ex.TaskRuns {
+		byID[tr.ID] = tr
+	}
+	for _, name := range append([]string{ObjectName(ex)}, names...) {
+		obj, err := e.getObject(ctx, name, ex.ID)
+		if err != nil {
+			return err
+		} else if obj == nil {
+			continue
+		}
+		if obj.Inputs != nil {
+			ex.Inputs = numbersIn(obj.Inputs)
+		}
+		if obj.Outputs != nil {
+			ex.Outputs = numbersIn(obj.Outputs)
+		}
+		if obj.Trigger != nil && ex.Trigger != nil {
+			ex.Trigger.Variables = numbersIn(obj.Trigger)
+		}
+		for id, v := range obj.TaskRuns {
+			if tr := byID[id]; tr != nil {
+				tr.Value, tr.Outputs = v.Value, numbersIn(v.Outputs)
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) getObject(ctx context.Context, name, id string) (*executionObject, error) {
+	rc, err := e.bucket.Get(ctx, name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return nil, nil
 	} else if err != nil {
-		return err
+		return nil, err
 	}
 	defer rc.Close()
 	data, err := io.ReadAll(rc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var obj executionObject
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&obj); err != nil {
-		return kvflow.Errorf(kvflow.EINTERNAL, "The stored outputs of execution '%s' are not valid JSON: %v.", ex.ID, err)
+		return nil, kvflow.Errorf(kvflow.EINTERNAL, "The stored outputs of execution '%s' are not valid JSON: %v.", id, err)
 	}
-	ex.Inputs = numbersIn(obj.Inputs)
-	ex.Outputs = numbersIn(obj.Outputs)
-	for _, tr := range ex.TaskRuns {
-		if v, ok := obj.TaskRuns[tr.ID]; ok {
-			tr.Value, tr.Outputs = v.Value, numbersIn(v.Outputs)
-		}
-	}
-	return nil
+	return &obj, nil
 }
 
 func numbersIn(m map[string]any) map[string]any {

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,50 @@ func TestRepository_Flows_RevisionGrowsOnEachSave(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingRepo counts the task-run rows each save writes.
+type countingRepo struct {
+	engine.Repository
+	saves, rows int
+}
+
+func (c *countingRepo) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
+	c.saves++
+	c.rows += len(s.TaskRuns)
+	return c.Repository.SaveExecution(ctx, s)
+}
+
+// Saves are incremental: a flow of n tasks saved many times while it runs
+// writes each task run a bounded number of times, not every task run at
+// every save (which grows with n²).
+func TestSave_Incremental_TaskRunRowsGrowWithFlowLength(t *testing.T) {
+	p := storagetest.LocalPair(t, storage.Options{})
+	const n = 300
+	var src strings.Builder
+	src.WriteString("id: long\nnamespace: company.team\ntasks:\n")
+	for i := range n {
+		fmt.Fprintf(&src, "  - {id: t%d, type: test.Sleep, duration: PT0.001S}\n", i)
+	}
+	repo := &countingRepo{Repository: p.DB}
+	e := engineOn(t, p, func(o *engine.Options) { o.Repo, o.FlushInterval = repo, time.Millisecond })
+	ex := run(t, e, src.String(), nil)
+	wantState(t, ex, engine.SUCCESS)
+	if repo.saves < 20 {
+		t.Fatalf("only %d saves: the test needs many saves during the run", repo.saves)
+	}
+	// Each task run is written when it starts or ends, at most about twice.
+	if repo.rows > 3*n {
+		t.Fatalf("%d saves wrote %d task-run rows for %d tasks: saves are not incremental", repo.saves, repo.rows, n)
+	}
+	stored, err := p.DB.GetExecution(context.Background(), ex.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tr := range stored.TaskRuns {
+		if tr.State != engine.SUCCESS || tr.TaskID != fmt.Sprintf("t%d", i) {
+			t.Fatalf("stored task run %d: %s %s", i, tr.TaskID, tr.State)
+		}
+	}
+	t.Logf("%d tasks, %d saves, %d task-run rows written", n, repo.saves, repo.rows)
 }

@@ -25,13 +25,21 @@ type run struct {
 	onLog func(LogLine)
 	done  chan struct{}
 
-	mu      sync.Mutex // guards exec, outputs, outSnap, dirty, logs, pending
+	mu      sync.Mutex // guards exec, outputs, outSnap, dirty, changed, logs, pending, saves
 	exec    *Execution
 	outputs map[string]any // task id → outputs (per value, inside ForEach)
 	outSnap map[string]any // immutable copy of outputs for templates; nil when stale
-	dirty   bool           // exec changed since the last save
+	dirty   bool           // the execution's own fields changed since the last save
+	changed map[*TaskRun]struct{}
 	logs    []LogLine
 	pending []LogLine // not yet saved
+	saves   int
+
+	claim  int64                   // the worker's hold (Work); 0: not fenced
+	prior  map[string]*TaskRun     // task runs of a previous worker, by runKey
+	cancel context.CancelCauseFunc // stops the run (kill, lost claim)
+	lost   bool                    // another worker took the execution over
+	broken bool                    // the flow cannot run: end FAILED at once
 
 	logMu  sync.Mutex // orders log lines and onLog calls
 	saveMu sync.Mutex // one save at a time
@@ -42,12 +50,55 @@ type run struct {
 }
 
 func newRun(e *Engine, flow *Flow, ex *Execution, onLog func(LogLine)) *run {
-	r := &run{e: e, flow: flow, exec: ex, onLog: onLog, done: make(chan struct{}), outputs: map[string]any{}}
+	r := &run{e: e, flow: flow, exec: ex, onLog: onLog, done: make(chan struct{}), outputs: map[string]any{}, changed: map[*TaskRun]struct{}{}}
 	r.flowCtx = map[string]any{"id": flow.ID, "namespace": flow.Namespace, "revision": flow.Revision}
 	r.execCtx = map[string]any{"id": ex.ID, "startDate": ex.Start}
 	r.vars = map[string]any{}
+	for i, tr := range ex.TaskRuns {
+		tr.Seq = i
+	}
 	return r
 }
+
+// runKey identifies a task run within an execution: its task, parent task
+// run and ForEach value.
+func runKey(taskID, parentID, value string) string {
+	return taskID + "\x00" + parentID + "\x00" + value
+}
+
+// resume prepares a run of an execution another worker started: its task
+// runs are kept, and runTask reuses them instead of running finished ones
+// again.
+func (r *run) resume(takeover bool) {
+	r.prior = map[string]*TaskRun{}
+	prev := ""
+	for _, tr := range r.exec.TaskRuns {
+		r.prior[runKey(tr.TaskID, tr.ParentID, tr.Value)] = tr
+		if n := len(tr.Attempts); n > 0 && tr.Attempts[n-1].State == RUNNING && tr.Attempts[n-1].Worker != "" {
+			prev = tr.Attempts[n-1].Worker
+		}
+	}
+	if takeover {
+		msg := "Execution taken over by worker " + r.e.opts.Worker
+		if prev != "" {
+			msg += ": worker " + prev + " stopped heartbeating"
+		}
+		r.log("", "", "WARN", msg+".")
+	}
+}
+
+// stop cancels the run with a cause (a kill, a lost claim).
+func (r *run) stop(cause error) {
+	r.mu.Lock()
+	cancel := r.cancel
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel(cause)
+	}
+}
+
+// touch marks a task run as changed since the last save.
+func (r *run) touch(tr *TaskRun) { r.changed[tr] = struct{}{} }
 
 // scope is where in the flow a task runs: its parent task run and the
 // values of the ForEach loops around it, outermost first.
@@ -69,22 +120,32 @@ func (s scope) iteration(parentID, value string) scope {
 }
 
 // execute runs the flow to its end and saves the final records.
-func (r *run) execute(ctx context.Context) error {
-	// Every template of the run, tasks' or not, obeys the execution's scope.
-	ctx = storage.WithScope(ctx, r.exec.Scope)
+func (r *run) execute(parent context.Context) error {
 	defer r.e.forget(r)
 	defer close(r.done)
+	// Every template of the run, tasks' or not, obeys the execution's scope.
+	parent = storage.WithScope(parent, r.exec.Scope)
 	if at := r.exec.KVSnapshot; at != nil { // kvSnapshot: reads see the store as at the start
-		ctx = storage.WithSnapshot(ctx, storage.Snapshot{At: *at, Execution: r.exec.ID})
+		parent = storage.WithSnapshot(parent, storage.Snapshot{At: *at, Execution: r.exec.ID})
 	}
+	ctx, cancel := context.WithCancelCause(parent)
+	stopBase := context.AfterFunc(r.e.base, func() { cancel(context.Cause(r.e.base)) })
+	defer func() {
+		stopBase()
+		cancel(nil)
+	}()
 
 	r.mu.Lock()
+	r.cancel = cancel
 	r.exec.State = RUNNING
 	r.dirty = true
 	r.mu.Unlock()
 	stopFlusher := r.flusher()
 
-	state := r.renderVariables(ctx)
+	state := FAILED
+	if !r.broken {
+		state = r.renderVariables(ctx)
+	}
 	if state == SUCCESS {
 		state = r.runTasks(ctx, r.flow.Tasks, scope{})
 	}
@@ -102,6 +163,14 @@ func (r *run) execute(ctx context.Context) error {
 			state = FAILED
 		}
 	}
+	if r.lost || errors.Is(context.Cause(ctx), errLost) {
+		stopFlusher()
+		r.mu.Lock()
+		r.lost = true
+		r.mu.Unlock()
+		r.e.log.Warn("engine: execution taken over by another worker; this run stops", "execution", r.exec.ID, "worker", r.e.opts.Worker)
+		return nil
+	}
 	if state == KILLED {
 		cause := context.Cause(ctx)
 		if cause == nil {
@@ -118,13 +187,13 @@ func (r *run) execute(ctx context.Context) error {
 	r.mu.Unlock()
 
 	stopFlusher()
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
+	sctx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelSave()
 	var errs []error
-	if err := r.writeObject(sctx); err != nil {
+	if err := r.e.writeObject(sctx, r.result(false)); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.flush(sctx); err != nil {
+	if err := r.flush(sctx, true); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -135,7 +204,7 @@ func (r *run) renderVariables(ctx context.Context) State {
 	if len(r.flow.Variables) == 0 {
 		return SUCCESS
 	}
-	data := template.Context{"flow": r.flowCtx, "execution": r.execCtx, "inputs": r.exec.Inputs, "labels": labelsOf(r.flow)}
+	data := template.Context{"flow": r.flowCtx, "execution": r.execCtx, "inputs": r.exec.Inputs, "labels": labelsOf(r.flow), "trigger": r.triggerVars()}
 	v, err := r.e.tpl.RenderValue(ctx, map[string]any(r.flow.Variables), data)
 	if err != nil {
 		msg := "Variables cannot be rendered: " + kvflow.ErrorMessage(err)
@@ -271,7 +340,15 @@ func (r *run) parallel(ctx context.Context, n, limit int, fn func(i int) State) 
 
 // runTask runs one task (and, for a flowable one, those inside) as one task run.
 func (r *run) runTask(ctx context.Context, t *Task, sc scope) State {
-	tr := r.newTaskRun(t, sc)
+	tr, resumed := r.newTaskRun(t, sc)
+	if resumed && tr.State.Terminated() {
+		// Finished on a previous worker: never run again.
+		r.restoreOutputs(t, tr, sc)
+		if tr.State == FAILED && tr.Error != "" {
+			r.fail(tr.Error)
+		}
+		return tr.State
+	}
 	var st State
 	var err error
 	if isFlowable(t) {
@@ -321,13 +398,29 @@ func (r *run) runLeaf(ctx context.Context, t *Task, tr *TaskRun, sc scope) (Stat
 		max, interval, maxDur = t.Retry.MaxAttempts, t.Retry.Interval, t.Retry.MaxDuration
 	}
 	start := time.Now()
-	for n := 1; ; n++ {
+	first := 1
+	r.mu.Lock()
+	if k := len(tr.Attempts); k > 0 {
+		// Resumed: the last attempt was interrupted with its worker.
+		a := &tr.Attempts[k-1]
+		if a.State == RUNNING {
+			end := now()
+			a.State, a.End = KILLED, &end
+			r.touch(tr)
+		}
+		first, max = k+1, max+k
+	}
+	r.mu.Unlock()
+	if first > 1 {
+		r.log(t.ID, tr.ID, "WARN", fmt.Sprintf("Task '%s' was interrupted with its worker: attempt %d runs on worker %s.", t.ID, first, r.e.opts.Worker))
+	}
+	for n := first; ; n++ {
 		r.startAttempt(tr)
 		out, err := r.attempt(ctx, t, tr, sc, n)
 		if err == nil {
 			r.endAttempt(tr, SUCCESS)
 			r.setOutputs(t, tr, sc, out)
-			if n > 1 && t.Retry.WarningOnRetry {
+			if n > 1 && t.Retry != nil && t.Retry.WarningOnRetry {
 				return WARNING, nil
 			}
 			return SUCCESS, nil
@@ -393,7 +486,7 @@ func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int
 }
 
 func timeoutError(t *Task) error {
-	return kvflow.Errorf(kvflow.EUNAVAILABLE, "Task '%s' timed out after %s.", t.ID, storage.FormatDuration(taskTimeout(t)))
+	return kvflow.Errorf(kvflow.ETIMEOUT, "Task '%s' timed out after %s.", t.ID, storage.FormatDuration(taskTimeout(t)))
 }
 
 // taskMessage is a failure's message, naming the task.
@@ -507,7 +600,16 @@ func (r *run) baseData(sc scope) template.Context {
 		"vars":      r.vars,
 		"labels":    labelsOf(r.flow),
 		"outputs":   r.outputsSnapshot(),
+		"trigger":   r.triggerVars(),
 	}
+}
+
+// triggerVars are the trigger's variables (trigger.date, trigger.body…).
+func (r *run) triggerVars() map[string]any {
+	if t := r.exec.Trigger; t != nil && t.Variables != nil {
+		return t.Variables
+	}
+	return map[string]any{}
 }
 
 func labelsOf(f *Flow) map[string]any {
@@ -540,7 +642,7 @@ func (r *run) setOutputs(t *Task, tr *TaskRun, sc scope, out plugin.Outputs) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tr.Outputs = m
-	r.dirty = true
+	r.touch(tr)
 	if len(m) == 0 {
 		return // a task without outputs has no outputs.<taskId>
 	}
@@ -561,30 +663,47 @@ func withValue(cur any, path []string, leaf map[string]any) any {
 	return m
 }
 
-func (r *run) newTaskRun(t *Task, sc scope) *TaskRun {
-	tr := &TaskRun{ID: xid.New().String(), TaskID: t.ID, ParentID: sc.parentID, State: RUNNING, Start: now()}
-	if n := len(sc.values); n > 0 {
-		tr.Value = sc.values[n-1]
+// restoreOutputs puts back the outputs of a task run a previous worker finished.
+func (r *run) restoreOutputs(t *Task, tr *TaskRun, sc scope) {
+	if len(tr.Outputs) == 0 {
+		return
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outputs[t.ID] = withValue(r.outputs[t.ID], sc.values, tr.Outputs)
+	r.outSnap = nil
+}
+
+// newTaskRun starts a task run, or returns the one a previous worker
+// started for the same task, parent and value (resumed).
+func (r *run) newTaskRun(t *Task, sc scope) (tr *TaskRun, resumed bool) {
+	value := ""
+	if n := len(sc.values); n > 0 {
+		value = sc.values[n-1]
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev := r.prior[runKey(t.ID, sc.parentID, value)]; prev != nil {
+		return prev, true
+	}
+	tr = &TaskRun{ID: xid.New().String(), TaskID: t.ID, ParentID: sc.parentID, Value: value, State: RUNNING, Start: now(), Seq: len(r.exec.TaskRuns)}
 	r.exec.TaskRuns = append(r.exec.TaskRuns, tr)
-	r.dirty = true
-	r.mu.Unlock()
-	return tr
+	r.touch(tr)
+	return tr, false
 }
 
 func (r *run) endTaskRun(tr *TaskRun, st State, msg string) {
 	end := now()
 	r.mu.Lock()
 	tr.State, tr.End, tr.Error = st, &end, msg
-	r.dirty = true
+	r.touch(tr)
 	r.mu.Unlock()
 }
 
 func (r *run) startAttempt(tr *TaskRun) {
 	r.mu.Lock()
-	tr.Attempts = append(tr.Attempts, Attempt{State: RUNNING, Start: now()})
-	r.dirty = true
+	tr.Attempts = append(tr.Attempts, Attempt{State: RUNNING, Start: now(), Worker: r.worker()})
+	r.touch(tr)
 	r.mu.Unlock()
 }
 
@@ -593,8 +712,16 @@ func (r *run) endAttempt(tr *TaskRun, st State) {
 	r.mu.Lock()
 	a := &tr.Attempts[len(tr.Attempts)-1]
 	a.State, a.End = st, &end
-	r.dirty = true
+	r.touch(tr)
 	r.mu.Unlock()
+}
+
+// worker names this process in attempts of durable runs.
+func (r *run) worker() string {
+	if r.claim != 0 {
+		return r.e.opts.Worker
+	}
+	return ""
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
@@ -603,7 +730,7 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 func (r *run) result(withLogs bool) *Execution {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c := r.exec.clone()
+	c := clone(r.exec)
 	if withLogs {
 		c.Logs = append([]LogLine(nil), r.logs...)
 	}

@@ -74,9 +74,6 @@ func RunTask(ctx context.Context, reg *Registry, typ string, props map[string]an
 	if rc.TaskRunID == "" {
 		rc.TaskRunID = xid.New().String()
 	}
-	if rc.Bucket == nil && rc.Store != nil {
-		rc.Bucket = rc.Store.Bucket()
-	}
 	if rc.Templates == nil {
 		opts := template.Options{Policy: rc.Access.Policy}
 		if rc.Store != nil {

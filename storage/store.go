@@ -72,12 +72,6 @@ func New(index Index, bucket Bucket, opts Options) *Store {
 	return s
 }
 
-// Index returns the metadata index the store writes to.
-func (s *Store) Index() Index { return s.index }
-
-// Bucket returns the object store holding the values.
-func (s *Store) Bucket() Bucket { return s.bucket }
-
 // SetOptions are the optional parts of a write.
 type SetOptions struct {
 	NoOverwrite bool          // fail with ECONFLICT if a live entry exists (Kestra's overwrite: false)
@@ -494,6 +488,17 @@ func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
 // Namespaces returns the namespaces holding live entries, with their counts.
 func (s *Store) Namespaces(ctx context.Context) ([]NamespaceStat, error) {
 	stats, err := s.index.Namespaces(ctx, s.now())
+	if err != nil {
+		return nil, unavailable(err, "Cannot list namespaces: the database is unreachable")
+	}
+	return stats, nil
+}
+
+// NamespacesWithEntries returns every namespace holding an entry, expired
+// ones included, with its count.
+func (s *Store) NamespacesWithEntries(ctx context.Context) ([]NamespaceStat, error) {
+	// At the zero time every entry is live.
+	stats, err := s.index.Namespaces(ctx, time.Time{})
 	if err != nil {
 		return nil, unavailable(err, "Cannot list namespaces: the database is unreachable")
 	}

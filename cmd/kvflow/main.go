@@ -379,7 +379,7 @@ func exitCode(err error) int {
 		return 2
 	case kvflow.ENOTFOUND, kvflow.EEXPIRED:
 		return 3
-	case kvflow.EUNAVAILABLE:
+	case kvflow.EUNAVAILABLE, kvflow.ETIMEOUT:
 		return 4
 	case kvflow.EUNAUTHORIZED, kvflow.EFORBIDDEN:
 		return 5

@@ -32,6 +32,7 @@ func newServerCmd() *cobra.Command {
 	var addr, flowsDir, token, tokenFile string
 	var insecure bool
 	var shutdownTimeout time.Duration
+	var d durableFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the REST API, Prometheus metrics and the web UI",
@@ -83,6 +84,9 @@ listens on a loopback address, unless --insecure is given.`,
 			if err != nil {
 				return err
 			}
+			if err := d.resolve(cmd); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			a, err := app.Open(ctx, cfg)
 			if err != nil {
@@ -91,7 +95,12 @@ listens on a loopback address, unless --insecure is given.`,
 			defer a.Close()
 			logger.Info("kvflow "+versionString()+" starting", "data_dir", cfg.DataDir,
 				"database", config.RedactURL(cfg.DatabaseURL), "storage", config.RedactURL(cfg.StorageURL))
-			eng := newEngine(a)
+			dur, err := openDurable(ctx, a, d, logger)
+			if err != nil {
+				return err
+			}
+			defer dur.close()
+			eng := dur.eng
 			if cfg.Server.Flows != "" {
 				n, changed, err := loadFlowDir(ctx, cfg.Server.Flows, a.DB, eng.Registry())
 				if err != nil {
@@ -100,7 +109,7 @@ listens on a loopback address, unless --insecure is given.`,
 				logger.Info("flows loaded", "dir", cfg.Server.Flows, "flows", n, "new_or_changed", changed)
 			}
 			srv := api.New(api.Config{
-				Store: a.Store, DB: a.DB, Engine: eng,
+				Store: a.Store, DB: a.DB, Engine: eng, Queue: dur.queue,
 				Token: tok, Insecure: cfg.Server.Insecure, Namespaces: cfg.Server.Namespaces,
 				MaxBodyBytes: cfg.Server.MaxBodyBytes, SweepInterval: cfg.Server.SweepInterval, SweepBatch: cfg.Server.SweepBatch,
 				ShutdownTimeout: cfg.Server.ShutdownTimeout, History: cfg.History.Policy(),
@@ -157,6 +166,7 @@ listens on a loopback address, unless --insecure is given.`,
 	f.StringVar(&tokenFile, "token-file", "", "file holding the API bearer token (env KVFLOW_API_TOKEN_FILE)")
 	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback address without a token (env KVFLOW_INSECURE)")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stopping server waits for requests and executions (server.shutdownTimeout)")
+	d.add(cmd, "; 0: API and UI only")
 	return cmd
 }
 
@@ -255,7 +265,7 @@ func loadFlowDir(ctx context.Context, dir string, repo engine.Repository, reg *p
 		} else if err != nil && kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 			return 0, 0, err
 		}
-		if _, err := repo.SaveFlow(ctx, engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source}); err != nil {
+		if _, err := repo.SaveFlow(ctx, f.Record()); err != nil {
 			return 0, 0, err
 		}
 		changed++

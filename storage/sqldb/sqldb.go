@@ -44,6 +44,7 @@ type DB struct {
 	X       *sqlx.DB
 	Dialect Dialect
 	addr    string     // where it is, for error messages; never holds a password
+	dsn     string     // SQLite: how to open the file again (OwnPool)
 	rebound sync.Map   // query text → rebound text
 	stmts   sync.Map   // query text → *sqlx.Stmt
 	batch   *committer // SQLite's group commit; nil on PostgreSQL
@@ -80,6 +81,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		db.Dialect, db.addr = SQLite, path
 		dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=case_sensitive_like(1)"
+		db.dsn = dsn
 		if db.X, err = sqlx.Open("sqlite", dsn); err != nil {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
 		}
@@ -241,4 +243,34 @@ func (db *DB) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 		return err
 	}
 	return db.Err(tx.Commit())
+}
+
+// Tx runs fn in a database/sql transaction, committing when it returns nil:
+// other adapters (the job queue, triggers) write in it too.
+func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.X.BeginTx(ctx, nil)
+	if err != nil {
+		return db.Err(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return db.Err(tx.Commit())
+}
+
+// OwnPool returns a pool for a component that must not share kvflow's: on
+// SQLite a new pool of one connection to the same file (River's SQLite
+// driver wants a single connection; busy_timeout orders it with the other
+// writers); on PostgreSQL the shared pool.
+func (db *DB) OwnPool() (*sql.DB, error) {
+	if db.Dialect != SQLite {
+		return db.X.DB, nil
+	}
+	p, err := sql.Open("sqlite", db.dsn)
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	p.SetMaxOpenConns(1)
+	return p, nil
 }

@@ -19,6 +19,7 @@ const (
 	LogType      = "io.kestra.plugin.core.log.Log"
 	ReturnType   = "io.kestra.plugin.core.debug.Return"
 	DownloadType = "io.kestra.plugin.core.http.Download"
+	SleepType    = "io.kestra.plugin.core.flow.Sleep"
 )
 
 func init() {
@@ -29,6 +30,8 @@ func init() {
 			Description: "Render a template and return it as the output value."},
 		{Type: DownloadType, New: func() plugin.Task { return &Download{} },
 			Description: "Download a file over HTTP into the execution's object storage."},
+		{Type: SleepType, New: func() plugin.Task { return &Sleep{} },
+			Description: "Wait for a duration (ISO-8601), or until the execution is killed."},
 	} {
 		plugin.Default.MustRegister(d)
 	}

@@ -35,19 +35,21 @@ const flowNS = "company.team"
 
 // env is a store, a bucket and the logs of the tasks run on them.
 type env struct {
-	t     testing.TB
-	store *storage.Store
-	logs  *logSink
+	t      testing.TB
+	store  *storage.Store
+	bucket storage.Bucket
+	logs   *logSink
 }
 
 func newEnv(t testing.TB, pair func(testing.TB, storage.Options) storagetest.Pair) *env {
-	return &env{t: t, store: pair(t, storage.Options{}).Store, logs: &logSink{}}
+	p := pair(t, storage.Options{})
+	return &env{t: t, store: p.Store, bucket: p.Bucket, logs: &logSink{}}
 }
 
 func (e *env) rc() *plugin.RunContext {
 	return &plugin.RunContext{
 		Namespace: flowNS, FlowID: "f", ExecutionID: "e1", TaskID: "t", TaskRunID: "tr1",
-		Store: e.store, Bucket: e.store.Bucket(),
+		Store: e.store, Bucket: e.bucket,
 		Templates: template.New(template.Options{KV: e.store}),
 		Data: template.Context{
 			"flow":    map[string]any{"id": "f", "namespace": flowNS},

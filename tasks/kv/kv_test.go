@@ -29,6 +29,7 @@ func TestMain(m *testing.M) { os.Exit(testsvc.Main(m)) }
 type env struct {
 	t      *testing.T
 	store  *storage.Store
+	bucket storage.Bucket
 	clock  *storagetest.Clock
 	access storage.Access // zero: own namespace and ancestors only
 	logs   *logSink
@@ -44,7 +45,7 @@ func newEnv(t *testing.T, pair pairFunc) *env {
 	c := storagetest.NewClock()
 	c.Set(startTime)
 	p := pair(t, storage.Options{Now: c.Now})
-	return &env{t: t, store: p.Store, clock: c, logs: &logSink{}, db: p.DB}
+	return &env{t: t, store: p.Store, bucket: p.Bucket, clock: c, logs: &logSink{}, db: p.DB}
 }
 
 // reset empties the store and rewinds the clock, so one store (a database
@@ -77,7 +78,7 @@ var inputs = map[string]any{
 func (e *env) rc(ns string) *plugin.RunContext {
 	return &plugin.RunContext{
 		Namespace: ns, FlowID: "f", ExecutionID: "e1", TaskID: "t", TaskRunID: "tr1",
-		Store: e.store, Bucket: e.store.Bucket(),
+		Store: e.store, Bucket: e.bucket,
 		Templates: template.New(template.Options{KV: e.store, Policy: e.access.Policy}),
 		Data: template.Context{
 			"flow":    map[string]any{"id": "f", "namespace": ns},

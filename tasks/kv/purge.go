@@ -221,9 +221,7 @@ func (t *PurgeKV) namespaces(ctx context.Context, rc *plugin.RunContext, listed 
 			return nil, propErr(rc, fmt.Sprintf("namespaces[%d]", i), err)
 		}
 	}
-	// At the zero time every entry is live, so this lists every namespace
-	// holding an entry, expired ones included.
-	stats, err := rc.Store.Index().Namespaces(ctx, time.Time{})
+	stats, err := rc.Store.NamespacesWithEntries(ctx)
 	if err != nil {
 		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot list namespaces to purge: the database is unreachable: %w", err)
 	}

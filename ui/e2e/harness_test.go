@@ -75,7 +75,7 @@ func start(t testing.TB, o options) *env {
 	cfg := api.Config{Store: pair.Store, DB: pair.DB, UI: ui.Handler(), Token: o.token, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.engine {
-		cfg.Engine = engine.New(engine.Options{Store: pair.Store, Repo: pair.DB, FlushInterval: 50 * time.Millisecond,
+		cfg.Engine = engine.New(engine.Options{Store: pair.Store, Bucket: pair.Bucket, Repo: pair.DB, FlushInterval: 50 * time.Millisecond,
 			HTTPClient: netguard.Client(netguard.MustParse("127.0.0.1"))}) // the flows download from a local server
 	}
 	if o.cfg != nil {

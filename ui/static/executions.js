@@ -1,6 +1,6 @@
 // Executions: lists with state colours and the execution page, refreshed while it runs.
-import { h, replace, when, duration, stateBadge, absolute } from './dom.js';
-import { getJSON, enc } from './api.js';
+import { h, replace, when, duration, stateBadge, absolute, confirm, toast } from './dom.js';
+import { getJSON, request, enc } from './api.js';
 
 const DONE = new Set(['SUCCESS', 'WARNING', 'FAILED', 'KILLED', 'CANCELLED']);
 
@@ -110,9 +110,20 @@ export async function executionPage(main, id, view) {
         h('a', { href: `#/ns/${enc(x.namespace)}/flows/${enc(x.flowId)}` }, x.flowId), ' / ', h('span', null, 'Execution')),
       h('div', { class: 'page-head' }, h('h1', null, 'Execution ', h('span', { class: 'mono' }, x.id)),
         h('div', { class: 'head-actions' }, h('span', { id: 'exec-state', 'aria-live': 'polite' }, stateBadge(state)),
+          running ? h('button', { type: 'button', class: 'button danger', id: 'kill', onclick: async () => {
+            if (!(await confirm(`Kill execution ${shortId(x.id)}?`, 'It stops on the worker that runs it and ends KILLED.', 'Kill'))) return;
+            try {
+              await request('DELETE', `/executions/${enc(x.id)}/kill`);
+              toast('Kill requested.');
+              clearTimeout(timer);
+              await load();
+            } catch (e) { toast(e.message, 'error'); }
+          } }, 'Kill') : null,
           h('a', { class: 'button', href: `#/ns/${enc(x.namespace)}/flows/${enc(x.flowId)}/run` }, 'Run again'))),
       h('dl', { class: 'facts' },
         h('dt', null, 'Flow'), h('dd', null, `${x.namespace} / ${x.flowId}`),
+        x.trigger ? [h('dt', null, 'Trigger'), h('dd', null, h('span', { class: 'mono' }, x.trigger.id), ` (${String(x.trigger.type).split('.').pop()})`)] : null,
+        x.worker ? [h('dt', null, 'Worker'), h('dd', { class: 'mono' }, x.worker)] : null,
         h('dt', null, 'Started'), h('dd', null, when(start)),
         h('dt', null, 'Ended'), h('dd', null, running ? h('span', { class: 'muted' }, 'still running…') : when(end)),
         h('dt', null, 'Duration'), h('dd', null, start ? duration(new Date(end || Date.now()) - new Date(start)) : '—'),
@@ -130,7 +141,9 @@ export async function executionPage(main, id, view) {
           const te = endOf(t);
           return h('tr', null,
             h('th', { scope: 'row', 'data-label': 'Task' }, h('span', { class: 'mono' }, t.taskId), t.value ? h('span', { class: 'muted small' }, ` (${t.value})`) : null),
-            h('td', { 'data-label': 'State' }, stateBadge(stateOf(t)), t.error ? h('p', { class: 'error small' }, t.error) : null),
+            h('td', { 'data-label': 'State' }, stateBadge(stateOf(t)),
+              (t.attempts || []).length > 1 ? h('span', { class: 'muted small' }, ` ${t.attempts.length} attempts`) : null,
+              t.error ? h('p', { class: 'error small' }, t.error) : null),
             h('td', { 'data-label': 'Started' }, when(ts)),
             h('td', { 'data-label': 'Duration' }, ts ? duration(new Date(te || Date.now()) - new Date(ts)) : '—'),
             h('td', { 'data-label': 'Outputs' }, jsonBlock(t.outputs, `Outputs of ${t.taskId}`)));

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/riverqueue"
+)
+
+func init() { subcommands = append(subcommands, newWorkerCmd) }
+
+// durableFlags are the flags of the processes that run executions from the
+// queue: kvflow server and kvflow worker.
+type durableFlags struct {
+	workers   int
+	heartbeat time.Duration
+}
+
+func (d *durableFlags) add(cmd *cobra.Command, what string) {
+	cmd.Flags().IntVar(&d.workers, "workers", runtime.NumCPU(), "executions this process runs at once"+what+" (env KVFLOW_WORKERS)")
+	cmd.Flags().DurationVar(&d.heartbeat, "heartbeat-timeout", 30*time.Second, "how long a silent worker keeps its executions before another takes them over (env KVFLOW_HEARTBEAT_TIMEOUT)")
+}
+
+// resolve applies the environment to flags not given.
+func (d *durableFlags) resolve(cmd *cobra.Command) error {
+	if v := os.Getenv("KVFLOW_WORKERS"); v != "" && !cmd.Flags().Changed("workers") {
+		if err := cmd.Flags().Set("workers", v); err != nil {
+			return kvflow.Errorf(kvflow.EINVALID, "KVFLOW_WORKERS=%q is not a number of workers.", v)
+		}
+	}
+	if v := os.Getenv("KVFLOW_HEARTBEAT_TIMEOUT"); v != "" && !cmd.Flags().Changed("heartbeat-timeout") {
+		if err := cmd.Flags().Set("heartbeat-timeout", v); err != nil {
+			return kvflow.Errorf(kvflow.EINVALID, "KVFLOW_HEARTBEAT_TIMEOUT=%q is not a duration such as 30s.", v)
+		}
+	}
+	if d.workers < 0 {
+		return kvflow.Errorf(kvflow.EINVALID, "--workers %d: expected 0 (no executions) or more.", d.workers)
+	}
+	if d.heartbeat < time.Second {
+		return kvflow.Errorf(kvflow.EINVALID, "--heartbeat-timeout %s: expected 1s or more.", d.heartbeat)
+	}
+	return nil
+}
+
+// durable is an engine whose executions go through the job queue.
+type durable struct {
+	eng      *engine.Engine
+	queue    *riverqueue.Queue
+	triggers *engine.Triggers
+}
+
+// openDurable opens the queue and the engine on it, and with workers
+// starts running executions and the trigger loops.
+func openDurable(ctx context.Context, a *app.App, d durableFlags, logger *slog.Logger) (*durable, error) {
+	q, err := riverqueue.Open(ctx, a.DB, riverqueue.Config{Workers: d.workers, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	eng := engine.New(engine.Options{
+		Store: a.Store, Bucket: a.Bucket, Repo: a.DB, Policy: a.Config.Policy(), HTTPClient: a.Config.HTTPClient(),
+		Queue: q, HeartbeatTimeout: d.heartbeat, Logger: logger, RunHere: d.workers,
+	})
+	out := &durable{eng: eng, queue: q}
+	if d.workers > 0 {
+		if err := q.Start(ctx, eng); err != nil {
+			q.Close()
+			return nil, err
+		}
+		out.triggers = engine.StartTriggers(eng, a.DB, logger)
+	}
+	return out, nil
+}
+
+// close stops the triggers, then the queue once running executions ended
+// (or were killed by the engine's shutdown).
+func (d *durable) close() {
+	if d.triggers != nil {
+		d.triggers.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.eng.Shutdown(ctx)
+	d.queue.Close()
+}
+
+func newWorkerCmd() *cobra.Command {
+	var d durableFlags
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run executions from the queue (no HTTP API)",
+		Long: `Run executions that any kvflow server created, from the job queue in the
+configured database, on the configured object store. Start any number of
+workers, on any machine that reaches the same PostgreSQL and object store:
+each execution runs on one worker at a time. A worker that stops
+heartbeating (kill -9, machine loss) has its executions taken over by
+another after --heartbeat-timeout: finished task runs are kept, the
+interrupted task runs again (a new attempt). Schedules and flow triggers run
+in every worker and fire once however many run. SIGINT or SIGTERM stops it:
+executions still running after 30 s are marked KILLED.`,
+		Example: `  kvflow worker --workers 8
+  KVFLOW_DATABASE_URL=postgres://… KVFLOW_STORAGE_URL=s3://… kvflow worker`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := d.resolve(cmd); err != nil {
+				return err
+			}
+			if d.workers == 0 {
+				return kvflow.Errorf(kvflow.EINVALID, "--workers 0: a worker needs at least one.")
+			}
+			a, err := openApp(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			ctx := cmd.Context()
+			dur, err := openDurable(ctx, a, d, logger)
+			if err != nil {
+				return err
+			}
+			logger.Info("worker started", "worker", dur.eng.Worker(), "workers", d.workers, "heartbeat_timeout", d.heartbeat)
+			<-ctx.Done()
+			dur.close()
+			logger.Info("worker stopped", "worker", dur.eng.Worker())
+			return nil
+		},
+	}
+	d.add(cmd, "")
+	return cmd
+}

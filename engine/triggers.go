@@ -1,0 +1,197 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kvflow/kvflow"
+)
+
+// Triggers runs the schedule and flow triggers of a worker process. Every
+// worker process runs them; a tick or an ended execution fires once
+// however many do, as the execution it creates has a unique trigger key
+// (schedule:<ns>/<flow>/<trigger>@<tick>, flow:<ns>/<flow>/<trigger>/<execution>)
+// and the database refuses the second.
+type Triggers struct {
+	e    *Engine
+	repo Repository
+	log  *slog.Logger
+	stop context.CancelFunc
+	done chan struct{}
+
+	mu       sync.Mutex
+	flows    map[string]*Flow     // ns/id → parsed flow with triggers
+	loaded   time.Time            // when flows was read
+	next     map[string]time.Time // schedule key → its next tick
+	inflight sync.WaitGroup
+}
+
+// reloadEvery is how often the loops read the flows again.
+const reloadEvery = time.Second
+
+// StartTriggers starts the trigger loops on eng.
+func StartTriggers(eng *Engine, repo Repository, logger *slog.Logger) *Triggers {
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Triggers{e: eng, repo: repo, log: logger, stop: cancel, done: make(chan struct{}), flows: map[string]*Flow{}, next: map[string]time.Time{}}
+	eng.OnEnd(func(ex *Execution) {
+		t.inflight.Add(1)
+		go func() {
+			defer t.inflight.Done()
+			t.flowEnded(ctx, ex)
+		}()
+	})
+	go t.scheduleLoop(ctx)
+	return t
+}
+
+// Stop ends the loops and waits for them.
+func (t *Triggers) Stop() {
+	t.stop()
+	<-t.done
+	t.inflight.Wait()
+}
+
+// reload reads the flows that have schedule or flow triggers, when older
+// than reloadEvery (or always with force).
+func (t *Triggers) reload(ctx context.Context, force bool) map[string]*Flow {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !force && time.Since(t.loaded) < reloadEvery {
+		return t.flows
+	}
+	recs, err := t.repo.ListFlows(ctx, "")
+	if err != nil {
+		t.log.Warn("triggers: cannot read flows", "err", err)
+		return t.flows
+	}
+	flows := map[string]*Flow{}
+	for _, rec := range recs {
+		if !slices.Contains(rec.Triggers, ScheduleTrigger) && !slices.Contains(rec.Triggers, FlowTrigger) {
+			continue
+		}
+		key := rec.Namespace + "/" + rec.ID
+		if old := t.flows[key]; old != nil && old.Revision == rec.Revision {
+			flows[key] = old
+			continue
+		}
+		f, err := Parse(key+".yaml", []byte(rec.Source), t.e.reg)
+		if err != nil {
+			continue // the flow no longer loads; its executions say so
+		}
+		f.Revision, f.Scope = rec.Revision, rec.Scope // its runs keep the deployer's scope
+		flows[key] = f
+	}
+	t.flows, t.loaded = flows, time.Now()
+	return flows
+}
+
+func (t *Triggers) scheduleLoop(ctx context.Context) {
+	defer close(t.done)
+	for {
+		flows := t.reload(ctx, false)
+		now := time.Now()
+		wake := now.Add(reloadEvery)
+		live := map[string]bool{}
+		for _, f := range flows {
+			for _, tr := range f.Triggers {
+				s, ok := tr.Spec.(*Schedule)
+				if !ok || tr.Disabled || s.sched == nil {
+					continue
+				}
+				key := fmt.Sprintf("schedule:%s/%s/%s/%s@", f.Namespace, f.ID, tr.ID, s.Cron)
+				live[key] = true
+				next, ok := t.next[key]
+				if !ok {
+					next = t.firstTick(ctx, key, s, now)
+				}
+				if !next.After(now) {
+					// The latest tick due, once; earlier ones (a slow loop)
+					// are not run in a burst.
+					tick := next
+					for n := s.Next(tick); !n.After(now); n = s.Next(n) {
+						tick = n
+					}
+					t.fire(ctx, f, tr, key, tick, map[string]any{"date": tick.In(s.Location).Format(time.RFC3339Nano)})
+					next = s.Next(tick)
+				}
+				t.next[key] = next
+				if next.Before(wake) {
+					wake = next
+				}
+			}
+		}
+		for key := range t.next {
+			if !live[key] {
+				delete(t.next, key)
+			}
+		}
+		timer := time.NewTimer(time.Until(wake))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+	}
+}
+
+// firstTick is where a schedule starts in this process: after the last
+// tick any process fired; a tick missed while every process was down runs
+// once (LAST), or not at all (NONE).
+func (t *Triggers) firstTick(ctx context.Context, key string, s *Schedule, now time.Time) time.Time {
+	last, err := t.repo.LastTriggerKey(ctx, key)
+	if err != nil || last == "" {
+		return s.Next(now)
+	}
+	var us int64
+	if _, err := fmt.Sscanf(last[len(key):], "%d", &us); err != nil {
+		return s.Next(now)
+	}
+	next := s.Next(time.UnixMicro(us))
+	if next.After(now) || s.RecoverLast {
+		return next // the loop runs the latest missed tick only
+	}
+	return s.Next(now)
+}
+
+// fire creates one execution for a trigger; a duplicate (another process
+// fired the same tick or end) is not an error.
+func (t *Triggers) fire(ctx context.Context, f *Flow, tr *Trigger, keyPrefix string, tick time.Time, vars map[string]any) {
+	info := &kvflow.TriggerInfo{ID: tr.ID, Type: tr.Type, Variables: vars, Key: fmt.Sprintf("%s%020d", keyPrefix, tick.UnixMicro())}
+	t.start(ctx, f, tr, info)
+}
+
+func (t *Triggers) start(ctx context.Context, f *Flow, tr *Trigger, info *kvflow.TriggerInfo) {
+	_, err := t.e.StartTriggered(ctx, f, tr.Inputs, info)
+	switch {
+	case err == nil:
+	case kvflow.ErrorCode(err) == kvflow.ECONFLICT:
+		// Fired already, by this process or another.
+	case ctx.Err() != nil:
+	default:
+		t.log.Warn("triggers: cannot start an execution", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
+	}
+}
+
+// flowEnded fires the Flow triggers an ended execution matches.
+func (t *Triggers) flowEnded(ctx context.Context, ex *Execution) {
+	flows := t.reload(ctx, false)
+	for _, f := range flows {
+		for _, tr := range f.Triggers {
+			spec, ok := tr.Spec.(*FlowSpec)
+			if !ok || tr.Disabled || !spec.Matches(ex) {
+				continue
+			}
+			vars := map[string]any{"executionId": ex.ID, "namespace": ex.Namespace, "flowId": ex.FlowID, "state": string(ex.State), "outputs": ex.Outputs}
+			if vars["outputs"] == nil {
+				vars["outputs"] = map[string]any{}
+			}
+			key := fmt.Sprintf("flow:%s/%s/%s/%s", f.Namespace, f.ID, tr.ID, ex.ID)
+			t.start(ctx, f, tr, &kvflow.TriggerInfo{ID: tr.ID, Type: tr.Type, Variables: vars, Key: key})
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package riverqueue_test
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/xid"
+)
+
+const twoTaskFlow = `id: two
+namespace: bench
+tasks:
+  - {id: log, type: io.kestra.plugin.core.log.Log, message: "hello {{ execution.id }}"}
+  - {id: set, type: io.kestra.plugin.core.kv.Set, key: last, value: "{{ execution.id }}"}
+triggers:
+  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: bench-key-123}
+`
+
+func fortyLogFlow() string {
+	var b strings.Builder
+	b.WriteString("id: forty\nnamespace: bench\ntasks:\n")
+	for i := range 40 {
+		fmt.Fprintf(&b, "  - {id: l%d, type: io.kestra.plugin.core.log.Log, message: \"line %d\"}\n", i, i)
+	}
+	return b.String()
+}
+
+func pct(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return float64(s[int(float64(len(s)-1)*p)].Microseconds()) / 1000
+}
+
+// xacts reads the database's committed transactions (each autocommit
+// statement is one) and rows written, from PostgreSQL's statistics.
+func xacts(b *testing.B, db *sql.DB) (commits, rows int64) {
+	time.Sleep(1100 * time.Millisecond) // statistics are flushed about every second
+	if _, err := db.Exec(`SELECT pg_stat_clear_snapshot()`); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.QueryRow(`SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = current_database()`).Scan(&commits, &rows); err != nil {
+		b.Fatal(err)
+	}
+	return commits, rows
+}
+
+// BenchmarkDurable measures issue 10's figures on PostgreSQL + MinIO, one
+// API server running the executions ("1proc") or an API-only server and
+// three worker processes ("3proc"), against a floor in the same run: the
+// rows an execution needs, written directly in one transaction.
+// Run: go test ./riverqueue -run '^$' -bench Durable -benchtime 200x
+func BenchmarkDurable(b *testing.B) {
+	for _, layout := range []string{"1proc", "3proc"} {
+		c := newCluster(b, "postgres")
+		if layout == "1proc" {
+			c.start("server", "server", "--workers", "8")
+		} else {
+			c.start("api", "server", "--workers", "0")
+			for i := range 3 {
+				c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", "4")
+			}
+		}
+		c.createFlow(twoTaskFlow)
+		c.createFlow(fortyLogFlow())
+		db, err := sql.Open("postgres", c.db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run := func(flow string) time.Duration {
+			start := time.Now()
+			if ex := c.execute("bench", flow, "?wait=true"); ex.State != "SUCCESS" {
+				b.Fatalf("%s ended %s", flow, ex.State)
+			}
+			return time.Since(start)
+		}
+		for range 20 { // warm up
+			run("two")
+		}
+		if layout == "1proc" {
+			b.Run("floor_2task_direct", func(b *testing.B) {
+				var lat []time.Duration
+				for b.Loop() {
+					start := time.Now()
+					id := xid.New().String()
+					tx, err := db.Begin()
+					if err != nil {
+						b.Fatal(err)
+					}
+					now := time.Now().UnixMicro()
+					_, err = tx.Exec(`INSERT INTO executions (id, namespace, flow_id, state, started_at) VALUES ($1, 'bench', 'floor', 'CREATED', $2)`, id, now)
+					if err == nil {
+						_, err = tx.Exec(`INSERT INTO task_runs (id, execution_id, seq, task_id, state, started_at) VALUES ($1, $2, 0, 'log', 'SUCCESS', $3), ($4, $2, 1, 'set', 'SUCCESS', $3)`, xid.New().String(), id, now, xid.New().String())
+					}
+					if err == nil {
+						_, err = tx.Exec(`INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message) VALUES ($1, 'log', '', $2, 'INFO', 'hello')`, id, now)
+					}
+					if err == nil {
+						_, err = tx.Exec(`UPDATE executions SET state = 'SUCCESS', ended_at = $2 WHERE id = $1`, id, now)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := tx.Commit(); err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, time.Since(start))
+				}
+				b.ReportMetric(pct(lat, 0.5), "p50-ms")
+				b.ReportMetric(pct(lat, 0.99), "p99-ms")
+			})
+		}
+		b.Run(layout+"/2task_1client", func(b *testing.B) {
+			c0, r0 := xacts(b, db)
+			var lat []time.Duration
+			n := 0
+			for b.Loop() {
+				lat = append(lat, run("two"))
+				n++
+			}
+			c1, r1 := xacts(b, db)
+			b.ReportMetric(pct(lat, 0.5), "p50-ms")
+			b.ReportMetric(pct(lat, 0.99), "p99-ms")
+			// The pollers' own transactions are counted too: an upper bound.
+			b.ReportMetric(float64(c1-c0)/float64(n), "xacts/exec")
+			b.ReportMetric(float64(r1-r0)/float64(n), "rows/exec")
+		})
+		b.Run(layout+"/2task_8clients", func(b *testing.B) {
+			var mu sync.Mutex
+			var lat []time.Duration
+			next := make(chan struct{}, b.N)
+			for range b.N {
+				next <- struct{}{}
+			}
+			close(next)
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range next {
+						d := run("two")
+						mu.Lock()
+						lat = append(lat, d)
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Minutes(), "exec/min")
+			b.ReportMetric(pct(lat, 0.5), "p50-ms")
+			b.ReportMetric(pct(lat, 0.99), "p99-ms")
+		})
+		b.Run(layout+"/40log_1client", func(b *testing.B) {
+			var lat []time.Duration
+			for b.Loop() {
+				lat = append(lat, run("forty"))
+			}
+			b.ReportMetric(pct(lat, 0.5), "p50-ms")
+			b.ReportMetric(pct(lat, 0.99), "p99-ms")
+		})
+		b.Run(layout+"/webhook_to_running", func(b *testing.B) {
+			var lat []time.Duration
+			for b.Loop() {
+				sent := time.Now()
+				r := c.do("POST", "/api/v1/executions/webhook/bench/two/bench-key-123", `{"n": 1}`, "Content-Type: application/json")
+				var ex execution
+				if r.Status != 200 || json.Unmarshal([]byte(r.Body), &ex) != nil {
+					b.Fatalf("webhook: %d %s", r.Status, r.Body)
+				}
+				var full struct {
+					State    string `json:"state"`
+					TaskRuns []struct {
+						Start time.Time `json:"startDate"`
+					} `json:"taskRuns"`
+				}
+				for {
+					json.Unmarshal([]byte(c.do("GET", "/api/v1/executions/"+ex.ID, "").Body), &full)
+					if full.State == "SUCCESS" {
+						break
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				lat = append(lat, full.TaskRuns[0].Start.Sub(sent))
+			}
+			b.ReportMetric(pct(lat, 0.5), "p50-ms")
+			b.ReportMetric(pct(lat, 0.99), "p99-ms")
+		})
+		db.Close()
+	}
+}

@@ -1,0 +1,237 @@
+package riverqueue_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const incrementFlow = `id: inc
+namespace: company.team
+tasks:
+  - id: inc
+    type: io.kvflow.kv.Increment
+    key: counter
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: "counter is {{ outputs.inc.value }}"
+`
+
+// submit creates n executions of ns/flow from 8 clients at once.
+func submit(c *cluster, ns, flow string, n int) {
+	c.t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				c.execute(ns, flow, "")
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Three worker processes and one API-only server: 300 executions of an
+// Increment flow all succeed, the counter is exactly 300, and every
+// execution ran on one worker, each task once.
+func TestWorkers_ThreeProcesses_EachExecutionOnce(t *testing.T) {
+	for _, tc := range []struct {
+		backend string
+		workers int
+		n       int
+	}{{"postgres", 3, 300}, {"embedded", 1, 60}} {
+		t.Run(tc.backend, func(t *testing.T) {
+			c := newCluster(t, tc.backend)
+			c.start("api", "server", "--workers", "0")
+			for i := range tc.workers {
+				c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", "4")
+			}
+			c.createFlow(incrementFlow)
+			submit(c, "company.team", "inc", tc.n)
+			list := c.waitAll("company.team", "inc", tc.n, 3*time.Minute)
+			if len(list) != tc.n {
+				t.Fatalf("%d executions listed, want %d", len(list), tc.n)
+			}
+			used := map[string]int{}
+			for _, ex := range list {
+				if ex.State != "SUCCESS" {
+					t.Fatalf("execution %s ended %s: %s", ex.ID, ex.State, ex.Error)
+				}
+				full := c.execution(ex.ID)
+				workers := map[string]bool{}
+				for _, tr := range full.TaskRuns {
+					if len(tr.Attempts) != 1 {
+						t.Fatalf("execution %s task %s has %d attempts, want 1", ex.ID, tr.TaskID, len(tr.Attempts))
+					}
+					workers[tr.Attempts[0].Worker] = true
+				}
+				if len(workers) != 1 || len(full.TaskRuns) != 2 {
+					t.Fatalf("execution %s ran on workers %v with %d task runs", ex.ID, workers, len(full.TaskRuns))
+				}
+				used[full.Worker]++
+			}
+			if got := c.kvNumber("company.team", "counter"); got != float64(tc.n) {
+				t.Fatalf("counter = %v, want %d", got, tc.n)
+			}
+			if m := c.do("GET", "/metrics", "").Body; !strings.Contains(m, "kvflow_queue_depth 0") || !strings.Contains(m, "kvflow_executions_running 0") {
+				t.Errorf("/metrics lacks an empty queue: %s", grepLines(m, "kvflow_queue_depth", "kvflow_executions_running"))
+			}
+			if len(used) != tc.workers {
+				t.Errorf("executions ran on %d workers (%v), want %d", len(used), used, tc.workers)
+			}
+		})
+	}
+}
+
+const longFlow = `id: long
+namespace: company.team
+tasks:
+  - id: before
+    type: io.kvflow.kv.Increment
+    key: before
+  - id: wait
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT4S
+  - id: after
+    type: io.kvflow.kv.Increment
+    key: after
+`
+
+// A worker killed with SIGKILL in the middle of a long task: every
+// execution ends, the ones it held are taken over after the heartbeat
+// timeout, their interrupted task shows a second attempt, and the tasks
+// that had finished did not run again (the counters say so).
+func TestWorkers_SIGKILL_TakeoverKeepsFinishedTasks(t *testing.T) {
+	c := newCluster(t, "postgres")
+	c.start("api", "server", "--workers", "0")
+	var workers []*proc
+	for i := range 3 {
+		workers = append(workers, c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", "4", "--heartbeat-timeout", "2s"))
+	}
+	c.createFlow(longFlow)
+	const n = 9
+	submit(c, "company.team", "long", n)
+	// Wait until every execution sleeps in 'wait', so each one's 'before'
+	// has finished and been saved.
+	var victim string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sleeping := 0
+		for _, ex := range c.list("company.team", "long") {
+			full := c.execution(ex.ID)
+			for _, tr := range full.TaskRuns {
+				if tr.TaskID == "wait" && tr.State == "RUNNING" {
+					sleeping++
+					victim = full.Worker
+				}
+			}
+		}
+		if sleeping == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d executions reached the long task", sleeping, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var killed *proc
+	for _, w := range workers {
+		if strings.Contains(w.output(), victim) {
+			killed = w
+		}
+	}
+	if killed == nil {
+		t.Fatalf("no worker process is %s", victim)
+	}
+	killed.kill9(t)
+
+	list := c.waitAll("company.team", "long", n, 60*time.Second)
+	takenOver := 0
+	for _, ex := range list {
+		if ex.State != "SUCCESS" {
+			t.Fatalf("execution %s ended %s: %s", ex.ID, ex.State, ex.Error)
+		}
+		full := c.execution(ex.ID)
+		for _, tr := range full.TaskRuns {
+			switch {
+			case tr.TaskID == "wait" && tr.Attempts[0].Worker == victim:
+				takenOver++
+				if len(tr.Attempts) != 2 || tr.Attempts[0].State != "KILLED" || tr.Attempts[1].State != "SUCCESS" || tr.Attempts[1].Worker == victim {
+					t.Errorf("execution %s: interrupted task attempts %+v, want KILLED on %s then SUCCESS elsewhere", ex.ID, tr.Attempts, victim)
+				}
+				if logs := c.logs(ex.ID); !strings.Contains(logs, "taken over") || !strings.Contains(logs, "attempt 2") {
+					t.Errorf("execution %s: the logs do not tell the takeover: %s", ex.ID, logs)
+				}
+			case tr.TaskID != "wait" && len(tr.Attempts) != 1:
+				t.Errorf("execution %s: task %s ran %d times", ex.ID, tr.TaskID, len(tr.Attempts))
+			}
+		}
+	}
+	if takenOver == 0 {
+		t.Fatalf("no execution was taken over from %s", victim)
+	}
+	if b, a := c.kvNumber("company.team", "before"), c.kvNumber("company.team", "after"); b != n || a != n {
+		t.Fatalf("before = %v, after = %v, want %d each: a finished task ran again or one was lost", b, a, n)
+	}
+	t.Logf("%d of %d executions taken over from the killed worker", takenOver, n)
+}
+
+// Kill through the API stops the execution on the worker that holds it.
+func TestKill_StopsOnTheHoldingWorker(t *testing.T) {
+	for _, backend := range []string{"postgres", "embedded"} {
+		t.Run(backend, func(t *testing.T) {
+			c := newCluster(t, backend)
+			c.start("api", "server", "--workers", "0")
+			c.start("worker", "worker", "--workers", "2")
+			c.createFlow(strings.Replace(longFlow, "PT4S", "PT60S", 1))
+			ex := c.execute("company.team", "long", "")
+			deadline := time.Now().Add(20 * time.Second)
+			for c.execution(ex.ID).State != "RUNNING" && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			start := time.Now()
+			if r := c.do("DELETE", "/api/v1/executions/"+ex.ID+"/kill", ""); r.Status != 202 {
+				t.Fatalf("kill = %d %s", r.Status, r.Body)
+			}
+			var end execution
+			for {
+				end = c.execution(ex.ID)
+				if end.State != "RUNNING" || time.Since(start) > 10*time.Second {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if end.State != "KILLED" {
+				t.Fatalf("after kill: state %s", end.State)
+			}
+			t.Logf("killed in %s", time.Since(start))
+			if r := c.do("DELETE", "/api/v1/executions/"+ex.ID+"/kill", ""); r.Status != 409 {
+				t.Fatalf("second kill = %d %s, want 409", r.Status, r.Body)
+			}
+			if r := c.do("DELETE", "/api/v1/executions/nope/kill", ""); r.Status != 404 {
+				t.Fatalf("kill of a missing execution = %d %s, want 404", r.Status, r.Body)
+			}
+		})
+	}
+}
+
+func grepLines(text string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}

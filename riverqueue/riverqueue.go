@@ -1,0 +1,287 @@
+// Package riverqueue is kvflow's job queue on River
+// (github.com/riverqueue/river): executions are River jobs in the metadata
+// database, through riverdatabasesql on PostgreSQL's lib/pq pool and
+// riversqlite on the embedded SQLite file. Creating an execution inserts
+// its row and its job in one transaction; River's workers run them through
+// a Runner (the engine), and a reaper re-queues the executions of workers
+// that stopped heartbeating.
+package riverqueue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage/sqldb"
+)
+
+// Runner runs one execution to its end (engine.Engine).
+type Runner interface {
+	Work(ctx context.Context, id string) error
+	HeartbeatTimeout() time.Duration
+}
+
+// Config tunes a Queue.
+type Config struct {
+	// Workers is how many executions this process runs at once; 0 makes
+	// an insert-only queue (an API/UI node).
+	Workers int
+	// PollInterval is how often idle workers look for jobs; 0: 10ms.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// executionArgs is the job of one execution.
+type executionArgs struct {
+	ExecutionID string `json:"id"`
+}
+
+func (executionArgs) Kind() string { return "kvflow.execution" }
+
+// Queue implements kvflow.Queue on River.
+type Queue struct {
+	db     *sqldb.DB
+	pool   *sql.DB // River's own pool (SQLite), or the shared one
+	client *river.Client[*sql.Tx]
+	cfg    Config
+	runner atomic.Pointer[Runner]
+	log    *slog.Logger
+
+	takeovers atomic.Int64
+	stopReap  context.CancelFunc
+	reaped    chan struct{}
+}
+
+var _ kvflow.Queue = (*Queue)(nil)
+
+// Open migrates River's tables in db and returns a queue. Call Start to
+// run jobs, Close at the end.
+func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 10 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	q := &Queue{db: db, cfg: cfg, log: cfg.Logger}
+	pool, err := db.OwnPool()
+	if err != nil {
+		return nil, err
+	}
+	q.pool = pool
+	var driver riverdriver.Driver[*sql.Tx]
+	if db.Dialect == sqldb.SQLite {
+		driver = riversqlite.New(pool)
+	} else {
+		driver = riverdatabasesql.New(pool)
+	}
+	if err := q.migrate(ctx, driver); err != nil {
+		q.closePool()
+		return nil, err
+	}
+	rc := &river.Config{
+		Logger:   quiet(cfg.Logger),
+		PollOnly: true, // database/sql drivers have no LISTEN
+		// An execution runs as long as its tasks say; the engine's
+		// heartbeat, not River's rescuer, decides when a worker is gone.
+		JobTimeout:           -1,
+		RescueStuckJobsAfter: 24 * time.Hour,
+		MaxAttempts:          100,
+	}
+	if cfg.Workers > 0 {
+		workers := river.NewWorkers()
+		river.AddWorker(workers, river.WorkFunc(q.work))
+		rc.Workers = workers
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+		rc.FetchPollInterval = cfg.PollInterval
+		rc.FetchCooldown = time.Millisecond
+	}
+	if q.client, err = river.NewClient(driver, rc); err != nil {
+		q.closePool()
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot create the job queue: %v.", err)
+	}
+	return q, nil
+}
+
+// quiet logs River's own messages at warning level and above only.
+func quiet(l *slog.Logger) *slog.Logger {
+	return slog.New(levelFilter{l.Handler(), slog.LevelWarn})
+}
+
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+// migrate applies River's migrations, one process at a time on PostgreSQL.
+func (q *Queue) migrate(ctx context.Context, driver riverdriver.Driver[*sql.Tx]) error {
+	if q.db.Dialect == sqldb.Postgres {
+		conn, err := q.pool.Conn(ctx)
+		if err != nil {
+			return q.db.Err(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtext('kvflow.river.migrate'))`); err != nil {
+			return q.db.Err(err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext('kvflow.river.migrate'))`)
+	}
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quiet(q.cfg.Logger)})
+	if err != nil {
+		return kvflow.Errorf(kvflow.EINTERNAL, "River migrations: %v.", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("River migrations failed: %v.", err), Err: err}
+	}
+	return nil
+}
+
+// Submit implements kvflow.Queue.
+func (q *Queue) Submit(ctx context.Context, e *kvflow.Execution, write func(context.Context) error) error {
+	return q.db.Tx(ctx, func(tx *sql.Tx) error { return q.SubmitTx(ctx, tx, e, write) })
+}
+
+// SubmitTx creates the execution and its job inside the caller's
+// transaction: a trigger that also advances its own position there fires
+// exactly once. ECONFLICT when the execution (or its trigger key) exists.
+func (q *Queue) SubmitTx(ctx context.Context, tx *sql.Tx, e *kvflow.Execution, write func(context.Context) error) error {
+	if err := q.db.CreateExecutionTx(ctx, tx, e); err != nil {
+		return err
+	}
+	if write != nil {
+		if err := write(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := q.client.InsertTx(ctx, tx, executionArgs{ExecutionID: e.ID}, nil); err != nil {
+		return q.db.Err(err)
+	}
+	return nil
+}
+
+// Start runs jobs with runner until Close, and the reaper that takes over
+// the executions of silent workers. Without workers it does nothing.
+func (q *Queue) Start(ctx context.Context, runner Runner) error {
+	q.runner.Store(&runner)
+	if q.cfg.Workers <= 0 {
+		return nil
+	}
+	if err := q.client.Start(ctx); err != nil {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot start the job queue: %v.", err)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	q.stopReap, q.reaped = cancel, make(chan struct{})
+	go q.reapLoop(rctx, runner.HeartbeatTimeout())
+	return nil
+}
+
+func (q *Queue) work(ctx context.Context, job *river.Job[executionArgs]) error {
+	r := q.runner.Load()
+	if r == nil {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "The queue has no runner.")
+	}
+	err := (*r).Work(ctx, job.Args.ExecutionID)
+	if errors.Is(err, kvflow.ErrWaitTurn) {
+		return river.JobSnooze(100 * time.Millisecond)
+	}
+	return err
+}
+
+// reapLoop re-queues, every third of the heartbeat timeout, the executions
+// held by workers silent for longer than the timeout.
+func (q *Queue) reapLoop(ctx context.Context, timeout time.Duration) {
+	defer close(q.reaped)
+	t := time.NewTicker(max(timeout/3, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := q.Reap(ctx, time.Now().Add(-timeout))
+		if err != nil && ctx.Err() == nil {
+			q.log.Warn("queue: cannot take over executions of silent workers", "err", err)
+		} else if n > 0 {
+			q.log.Warn("queue: executions of silent workers queued again for takeover", "executions", n)
+		}
+	}
+}
+
+// Reap releases the executions whose worker's last heartbeat is older
+// than before and queues each one again, in one transaction.
+func (q *Queue) Reap(ctx context.Context, before time.Time) (int, error) {
+	var n int
+	err := q.db.Tx(ctx, func(tx *sql.Tx) error {
+		ids, err := q.db.ReleaseStale(ctx, tx, before, 100)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		params := make([]river.InsertManyParams, len(ids))
+		for i, id := range ids {
+			params[i] = river.InsertManyParams{Args: executionArgs{ExecutionID: id}}
+		}
+		if _, err := q.client.InsertManyTx(ctx, tx, params); err != nil {
+			return q.db.Err(err)
+		}
+		n = len(ids)
+		return nil
+	})
+	if err == nil {
+		q.takeovers.Add(int64(n))
+	}
+	return n, err
+}
+
+// Depth counts executions waiting for a worker, and running ones.
+func (q *Queue) Depth(ctx context.Context) (waiting, running int, err error) {
+	return q.db.QueueDepth(ctx)
+}
+
+// Takeovers counts the executions this process queued again for takeover.
+func (q *Queue) Takeovers() int64 { return q.takeovers.Load() }
+
+// Stop stops fetching jobs and waits for the running ones until ctx ends.
+func (q *Queue) Stop(ctx context.Context) error {
+	if q.stopReap != nil {
+		q.stopReap()
+		<-q.reaped
+		q.stopReap = nil
+	}
+	if q.cfg.Workers > 0 {
+		if err := q.client.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops the queue and releases River's pool.
+func (q *Queue) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := q.Stop(ctx)
+	q.closePool()
+	return err
+}
+
+func (q *Queue) closePool() {
+	if q.db.Dialect == sqldb.SQLite && q.pool != nil {
+		q.pool.Close()
+	}
+}

@@ -1,0 +1,584 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// The engine's records: flows, executions, task runs and logs. Inputs and
+// outputs are not here: the engine keeps them in object storage.
+var _ kvflow.ExecutionRepository = (*DB)(nil)
+
+func flowTime(f *kvflow.FlowRecord) {
+	if f.Updated.IsZero() {
+		f.Updated = time.Now()
+	}
+	f.Updated = f.Updated.UTC().Truncate(time.Microsecond)
+}
+
+// CreateFlow implements kvflow.FlowRepository: a plain INSERT, so the
+// database's unique key decides between racing creates.
+func (db *DB) CreateFlow(ctx context.Context, f kvflow.FlowRecord) (kvflow.FlowRecord, error) {
+	flowTime(&f)
+	_, err := db.X.ExecContext(ctx, db.Rebind(`INSERT INTO flows (namespace, id, revision, source, updated_at, triggers, scope) VALUES (?, ?, 1, ?, ?, ?, ?)`),
+		f.Namespace, f.ID, f.Source, f.Updated.UnixMicro(), strings.Join(f.Triggers, ","), scopeText(f.Scope))
+	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ECONFLICT {
+		return kvflow.FlowRecord{}, kvflow.Errorf(kvflow.ECONFLICT, "Flow '%s' already exists in namespace '%s': update it with PUT /api/v1/flows/%s/%s.", f.ID, f.Namespace, f.Namespace, f.ID)
+	} else if err != nil {
+		return kvflow.FlowRecord{}, err
+	}
+	f.Revision = 1
+	return f, nil
+}
+
+// UpdateFlow implements kvflow.FlowRepository.
+func (db *DB) UpdateFlow(ctx context.Context, f kvflow.FlowRecord) (kvflow.FlowRecord, error) {
+	flowTime(&f)
+	err := db.Err(db.X.GetContext(ctx, &f.Revision, db.Rebind(`UPDATE flows SET revision = revision + 1, source = ?, updated_at = ?, triggers = ?, scope = ?
+		WHERE namespace = ? AND id = ? RETURNING revision`), f.Source, f.Updated.UnixMicro(), strings.Join(f.Triggers, ","), scopeText(f.Scope), f.Namespace, f.ID))
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return kvflow.FlowRecord{}, kvflow.Errorf(kvflow.ENOTFOUND, "Flow '%s' does not exist in namespace '%s'.", f.ID, f.Namespace)
+	} else if err != nil {
+		return kvflow.FlowRecord{}, err
+	}
+	return f, nil
+}
+
+// SaveFlow implements kvflow.FlowRepository.
+func (db *DB) SaveFlow(ctx context.Context, f kvflow.FlowRecord) (kvflow.FlowRecord, error) {
+	flowTime(&f)
+	err := db.Err(db.X.GetContext(ctx, &f.Revision, db.Rebind(`
+		INSERT INTO flows (namespace, id, revision, source, updated_at, triggers, scope) VALUES (?, ?, 1, ?, ?, ?, ?)
+		ON CONFLICT (namespace, id) DO UPDATE SET revision = flows.revision + 1, source = excluded.source,
+			updated_at = excluded.updated_at, triggers = excluded.triggers, scope = excluded.scope
+		RETURNING revision`), f.Namespace, f.ID, f.Source, f.Updated.UnixMicro(), strings.Join(f.Triggers, ","), scopeText(f.Scope)))
+	if err != nil {
+		return kvflow.FlowRecord{}, err
+	}
+	return f, nil
+}
+
+type flowRow struct {
+	Namespace string         `db:"namespace"`
+	ID        string         `db:"id"`
+	Revision  int64          `db:"revision"`
+	Source    string         `db:"source"`
+	Updated   int64          `db:"updated_at"`
+	Triggers  string         `db:"triggers"`
+	Scope     sql.NullString `db:"scope"`
+}
+
+const flowCols = `namespace, id, revision, source, updated_at, triggers, scope`
+
+func (r flowRow) record() (kvflow.FlowRecord, error) {
+	scope, err := scopeOf(r.Scope)
+	if err != nil {
+		return kvflow.FlowRecord{}, kvflow.Errorf(kvflow.EINTERNAL, "Flow '%s' in namespace '%s' has a broken scope: %s", r.ID, r.Namespace, kvflow.ErrorMessage(err))
+	}
+	f := kvflow.FlowRecord{Namespace: r.Namespace, ID: r.ID, Revision: r.Revision, Source: r.Source, Updated: fromMicros(r.Updated), Scope: scope}
+	if r.Triggers != "" {
+		f.Triggers = strings.Split(r.Triggers, ",")
+	}
+	return f, nil
+}
+
+// scopeText is a scope as its column holds it.
+func scopeText(s kvflow.Scope) string {
+	b, _ := s.MarshalText()
+	return string(b)
+}
+
+// scopeOf reads a scope column; NULL (a row older than scopes) is unrestricted.
+func scopeOf(col sql.NullString) (kvflow.Scope, error) {
+	if !col.Valid {
+		return kvflow.Scope{}, nil
+	}
+	return storage.ParseScope(col.String)
+}
+
+// GetFlow implements kvflow.FlowRepository.
+func (db *DB) GetFlow(ctx context.Context, ns, id string) (kvflow.FlowRecord, error) {
+	var r flowRow
+	err := db.Err(db.X.GetContext(ctx, &r, db.Rebind(`SELECT `+flowCols+` FROM flows WHERE namespace = ? AND id = ?`), ns, id))
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return kvflow.FlowRecord{}, kvflow.Errorf(kvflow.ENOTFOUND, "Flow '%s' does not exist in namespace '%s'.", id, ns)
+	} else if err != nil {
+		return kvflow.FlowRecord{}, err
+	}
+	return r.record()
+}
+
+// ListFlows implements kvflow.FlowRepository.
+func (db *DB) ListFlows(ctx context.Context, ns string) ([]kvflow.FlowRecord, error) {
+	q := `SELECT ` + flowCols + ` FROM flows`
+	var args []any
+	if ns != "" {
+		q += ` WHERE namespace = ?`
+		args = append(args, ns)
+	}
+	var rows []flowRow
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(q+` ORDER BY namespace, id`), args...); err != nil {
+		return nil, db.Err(err)
+	}
+	out := make([]kvflow.FlowRecord, len(rows))
+	for i, r := range rows {
+		var err error
+		if out[i], err = r.record(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// DeleteFlow implements kvflow.FlowRepository.
+func (db *DB) DeleteFlow(ctx context.Context, ns, id string) (bool, error) {
+	res, err := db.X.ExecContext(ctx, db.Rebind(`DELETE FROM flows WHERE namespace = ? AND id = ?`), ns, id)
+	if err != nil {
+		return false, db.Err(err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, db.Err(err)
+}
+
+// attemptRow is an attempt inside task_runs.attempts.
+type attemptRow struct {
+	State  string `json:"state"`
+	Start  int64  `json:"start"`
+	End    *int64 `json:"end,omitempty"`
+	Worker string `json:"worker,omitempty"`
+}
+
+// taskRunBatch bounds the rows of one INSERT (10 parameters each).
+const taskRunBatch = 200
+
+// Execer is a transaction or the pool: CreateExecutionTx runs on either.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// CreateExecution implements kvflow.ExecutionRepository.
+func (db *DB) CreateExecution(ctx context.Context, e *kvflow.Execution) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error { return db.CreateExecutionTx(ctx, tx, e) })
+}
+
+// CreateExecutionTx inserts a new execution inside the caller's transaction
+// (the queue adds the execution's job to the same one): ECONFLICT when its
+// id or its trigger key exists.
+func (db *DB) CreateExecutionTx(ctx context.Context, tx Execer, e *kvflow.Execution) error {
+	labels, err := json.Marshal(e.Labels)
+	if err != nil {
+		return kvflow.Errorf(kvflow.EINVALID, "Labels of execution '%s' cannot be encoded: %v.", e.ID, err)
+	}
+	if e.Labels == nil {
+		labels = []byte("{}")
+	}
+	var tid, ttype string
+	var tkey *string
+	if t := e.Trigger; t != nil {
+		tid, ttype = t.ID, t.Type
+		if t.Key != "" {
+			tkey = &t.Key
+		}
+	}
+	_, err = tx.ExecContext(ctx, db.Rebind(`
+		INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, trigger_id, trigger_type, trigger_key, scope, kv_snapshot)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		e.ID, e.Namespace, e.FlowID, e.FlowRevision, string(e.State), string(labels), e.Error, e.Start.UnixMicro(), micros(e.End), tid, ttype, tkey, scopeText(e.Scope), micros(e.KVSnapshot))
+	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ECONFLICT {
+		return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' already exists (or its trigger already fired).", e.ID)
+	} else if err != nil {
+		return err
+	}
+	return db.upsertTaskRuns(ctx, tx, e.ID, e.TaskRuns)
+}
+
+// SaveExecution implements kvflow.ExecutionRepository: one transaction
+// updates the execution's row, upserts the task runs that changed (many
+// rows per statement) and appends the new log lines.
+func (db *DB) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
+	e := s.Execution
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		q := `UPDATE executions SET state = ?, error = ?, ended_at = ? WHERE id = ?`
+		args := []any{string(e.State), e.Error, micros(e.End), e.ID}
+		if s.Claim != 0 {
+			q += ` AND claim = ?`
+			args = append(args, s.Claim)
+		}
+		res, err := tx.ExecContext(ctx, db.Rebind(q), args...)
+		if err != nil {
+			return db.Err(err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return db.Err(err)
+		} else if n == 0 && s.Claim != 0 {
+			return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' is no longer held by this worker (claim %d): another worker took it over.", e.ID, s.Claim)
+		} else if n == 0 {
+			return kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", e.ID)
+		}
+		if err := db.upsertTaskRuns(ctx, tx, e.ID, s.TaskRuns); err != nil {
+			return err
+		}
+		return db.appendLogs(ctx, tx, s.Logs)
+	})
+}
+
+func (db *DB) upsertTaskRuns(ctx context.Context, tx Execer, execID string, trs []*kvflow.TaskRun) error {
+	if len(trs) == 0 {
+		return nil
+	}
+	rows := func(from, to int) []any {
+		args := make([]any, 0, 10*(to-from))
+		for _, tr := range trs[from:to] {
+			atts := make([]attemptRow, len(tr.Attempts))
+			for j, a := range tr.Attempts {
+				atts[j] = attemptRow{State: string(a.State), Start: a.Start.UnixMicro(), End: micros(a.End), Worker: a.Worker}
+			}
+			ab, _ := json.Marshal(atts)
+			args = append(args, tr.ID, execID, tr.Seq, tr.TaskID, tr.ParentID, string(tr.State), string(ab), tr.Error, tr.Start.UnixMicro(), micros(tr.End))
+		}
+		return args
+	}
+	if db.Dialect == SQLite {
+		// In-process: one statement run per row beats parsing a long
+		// multi-row statement.
+		for i := range trs {
+			if _, err := tx.ExecContext(ctx, upsertTaskRuns+taskRunValues+taskRunConflict, rows(i, i+1)...); err != nil {
+				return db.Err(err)
+			}
+		}
+		return nil
+	}
+	// Over the network: many rows per statement.
+	for from := 0; from < len(trs); from += taskRunBatch {
+		to := min(from+taskRunBatch, len(trs))
+		values := strings.TrimSuffix(strings.Repeat(taskRunValues+", ", to-from), ", ")
+		if _, err := tx.ExecContext(ctx, db.Rebind(upsertTaskRuns+values+taskRunConflict), rows(from, to)...); err != nil {
+			return db.Err(err)
+		}
+	}
+	return nil
+}
+
+const (
+	upsertTaskRuns  = `INSERT INTO task_runs (id, execution_id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at) VALUES `
+	taskRunValues   = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	taskRunConflict = ` ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, error = excluded.error,
+		ended_at = excluded.ended_at, seq = excluded.seq`
+)
+
+type executionRow struct {
+	ID           string         `db:"id"`
+	Namespace    string         `db:"namespace"`
+	FlowID       string         `db:"flow_id"`
+	FlowRevision int64          `db:"flow_revision"`
+	State        string         `db:"state"`
+	Labels       string         `db:"labels"`
+	Error        string         `db:"error"`
+	Started      int64          `db:"started_at"`
+	Ended        *int64         `db:"ended_at"`
+	Worker       string         `db:"worker"`
+	TriggerID    string         `db:"trigger_id"`
+	TriggerType  string         `db:"trigger_type"`
+	Scope        sql.NullString `db:"scope"`
+	KVSnapshot   *int64         `db:"kv_snapshot"`
+}
+
+const executionCols = `id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, worker, trigger_id, trigger_type, scope, kv_snapshot`
+
+func (r *executionRow) execution() (*kvflow.Execution, error) {
+	scope, err := scopeOf(r.Scope)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINTERNAL, "Execution '%s' has a broken scope: %s", r.ID, kvflow.ErrorMessage(err))
+	}
+	e := &kvflow.Execution{
+		ID: r.ID, Namespace: r.Namespace, FlowID: r.FlowID, FlowRevision: r.FlowRevision, Scope: scope, KVSnapshot: timePtr(r.KVSnapshot),
+		State: kvflow.State(r.State), Error: r.Error, Start: fromMicros(r.Started), End: timePtr(r.Ended), Worker: r.Worker,
+	}
+	if r.TriggerID != "" {
+		e.Trigger = &kvflow.TriggerInfo{ID: r.TriggerID, Type: r.TriggerType}
+	}
+	if r.Labels != "" && r.Labels != "{}" && r.Labels != "null" {
+		_ = json.Unmarshal([]byte(r.Labels), &e.Labels)
+	}
+	return e, nil
+}
+
+func timePtr(us *int64) *time.Time {
+	if us == nil {
+		return nil
+	}
+	t := fromMicros(*us)
+	return &t
+}
+
+type taskRunRow struct {
+	ID       string `db:"id"`
+	Seq      int    `db:"seq"`
+	TaskID   string `db:"task_id"`
+	ParentID string `db:"parent_id"`
+	State    string `db:"state"`
+	Attempts string `db:"attempts"`
+	Error    string `db:"error"`
+	Started  int64  `db:"started_at"`
+	Ended    *int64 `db:"ended_at"`
+}
+
+// GetExecution implements kvflow.ExecutionRepository.
+func (db *DB) GetExecution(ctx context.Context, id string) (*kvflow.Execution, error) {
+	var r executionRow
+	err := db.Err(db.X.GetContext(ctx, &r, db.Rebind(`SELECT `+executionCols+` FROM executions WHERE id = ?`), id))
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
+	} else if err != nil {
+		return nil, err
+	}
+	e, err := r.execution()
+	if err != nil {
+		return nil, err
+	}
+	var rows []taskRunRow
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at
+		FROM task_runs WHERE execution_id = ? ORDER BY seq`), id); err != nil {
+		return nil, db.Err(err)
+	}
+	e.TaskRuns = make([]*kvflow.TaskRun, len(rows))
+	for i, tr := range rows {
+		t := &kvflow.TaskRun{ID: tr.ID, Seq: tr.Seq, TaskID: tr.TaskID, ParentID: tr.ParentID, State: kvflow.State(tr.State),
+			Error: tr.Error, Start: fromMicros(tr.Started), End: timePtr(tr.Ended)}
+		var atts []attemptRow
+		if err := json.Unmarshal([]byte(tr.Attempts), &atts); err != nil {
+			return nil, kvflow.Errorf(kvflow.EINTERNAL, "Attempts of task run '%s' are not valid JSON: %v.", tr.ID, err)
+		}
+		for _, a := range atts {
+			t.Attempts = append(t.Attempts, kvflow.Attempt{State: kvflow.State(a.State), Start: fromMicros(a.Start), End: timePtr(a.End), Worker: a.Worker})
+		}
+		e.TaskRuns[i] = t
+	}
+	return e, nil
+}
+
+// ListExecutions implements kvflow.ExecutionRepository.
+func (db *DB) ListExecutions(ctx context.Context, q kvflow.ExecutionQuery) ([]*kvflow.Execution, error) {
+	var where []string
+	var args []any
+	if q.Namespace != "" {
+		where = append(where, "namespace = ?")
+		args = append(args, q.Namespace)
+	}
+	if q.FlowID != "" {
+		where = append(where, "flow_id = ?")
+		args = append(args, q.FlowID)
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	query := `SELECT ` + executionCols + ` FROM executions`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY started_at DESC, id DESC LIMIT ?`
+	args = append(args, limit)
+	var rows []executionRow
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(query), args...); err != nil {
+		return nil, db.Err(err)
+	}
+	out := make([]*kvflow.Execution, len(rows))
+	for i := range rows {
+		var err error
+		if out[i], err = rows[i].execution(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ClaimExecution implements kvflow.ExecutionRepository.
+func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int) (kvflow.Claim, error) {
+	var c kvflow.Claim
+	now := time.Now().UnixMicro()
+	const claim = `UPDATE executions SET worker = ?, heartbeat_at = ?, claim = claim + 1
+		WHERE id = ? AND state IN ('CREATED', 'RUNNING') AND (worker = '' OR heartbeat_at < ?) RETURNING claim`
+	var err error
+	if limit <= 0 {
+		err = db.Err(db.X.GetContext(ctx, &c.Claim, db.Rebind(claim), worker, now, id, stale.UnixMicro()))
+	} else {
+		err = db.Tx(ctx, func(tx *sql.Tx) error {
+			var ns, flow string
+			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT namespace, flow_id FROM executions WHERE id = ?`), id).Scan(&ns, &flow); err != nil {
+				return db.Err(err)
+			}
+			if db.Dialect == Postgres { // SQLite's write transactions are serial already
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "kvflow.concurrency/"+ns+"/"+flow); err != nil {
+					return db.Err(err)
+				}
+			}
+			var held int
+			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM executions WHERE namespace = ? AND flow_id = ? AND id <> ?
+				AND worker <> '' AND state IN ('CREATED', 'RUNNING')`), ns, flow, id).Scan(&held); err != nil {
+				return db.Err(err)
+			}
+			if held >= limit {
+				c.OverLimit = true
+				return nil
+			}
+			return db.Err(tx.QueryRowContext(ctx, db.Rebind(claim), worker, now, id, stale.UnixMicro()).Scan(&c.Claim))
+		})
+	}
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		return c, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' is over or held by a live worker.", id)
+	} else if err != nil {
+		return c, err
+	}
+	c.Takeover = c.Claim > 1
+	return c, nil
+}
+
+// LastTriggerKey implements kvflow.ExecutionRepository.
+func (db *DB) LastTriggerKey(ctx context.Context, prefix string) (string, error) {
+	var key sql.NullString
+	// The range uses the unique index; every key of a prefix sorts below prefix + U+10FFFF.
+	err := db.X.QueryRowContext(ctx, db.Rebind(`SELECT MAX(trigger_key) FROM executions WHERE trigger_key >= ? AND trigger_key < ?`), prefix, prefix+"\U0010FFFF").Scan(&key)
+	return key.String, db.Err(err)
+}
+
+// Heartbeat implements kvflow.ExecutionRepository.
+func (db *DB) Heartbeat(ctx context.Context, worker string) ([]string, error) {
+	var rows []struct {
+		ID   string `db:"id"`
+		Kill int    `db:"kill_requested"`
+	}
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`UPDATE executions SET heartbeat_at = ?
+		WHERE worker = ? AND state IN ('CREATED', 'RUNNING') RETURNING id, kill_requested`), time.Now().UnixMicro(), worker); err != nil {
+		return nil, db.Err(err)
+	}
+	var kill []string
+	for _, r := range rows {
+		if r.Kill != 0 {
+			kill = append(kill, r.ID)
+		}
+	}
+	return kill, nil
+}
+
+// RequestKill implements kvflow.ExecutionRepository.
+func (db *DB) RequestKill(ctx context.Context, id string) (bool, error) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	res, err := db.X.ExecContext(ctx, db.Rebind(`UPDATE executions SET state = 'KILLED', ended_at = ?, kill_requested = 1
+		WHERE id = ? AND state = 'CREATED' AND worker = ''`), now.UnixMicro(), id)
+	if err != nil {
+		return false, db.Err(err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		_ = db.appendLogs(ctx, db.X, []kvflow.LogLine{{ExecutionID: id, Time: now, Level: "WARN", Message: "Execution killed before it started."}})
+		return true, nil
+	}
+	res, err = db.X.ExecContext(ctx, db.Rebind(`UPDATE executions SET kill_requested = 1 WHERE id = ? AND state IN ('CREATED', 'RUNNING')`), id)
+	if err != nil {
+		return false, db.Err(err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return false, nil
+	}
+	if _, err := db.GetExecution(ctx, id); err != nil {
+		return false, err
+	}
+	return false, kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' is already over.", id)
+}
+
+// ReleaseStale releases, inside the caller's transaction, the executions
+// held by workers whose heartbeat is older than before, and returns them:
+// the caller queues each one again.
+func (db *DB) ReleaseStale(ctx context.Context, tx *sql.Tx, before time.Time, limit int) ([]string, error) {
+	q := `UPDATE executions SET worker = '' WHERE id IN (SELECT id FROM executions
+		WHERE worker <> '' AND state IN ('CREATED', 'RUNNING') AND heartbeat_at < ? LIMIT ?) RETURNING id`
+	if db.Dialect == Postgres {
+		q = `UPDATE executions SET worker = '' WHERE id IN (SELECT id FROM executions
+		WHERE worker <> '' AND state IN ('CREATED', 'RUNNING') AND heartbeat_at < ? LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id`
+	}
+	rows, err := tx.QueryContext(ctx, db.Rebind(q), before.UnixMicro(), limit)
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, db.Err(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, db.Err(rows.Err())
+}
+
+// QueueDepth counts executions waiting for a worker, and running ones.
+func (db *DB) QueueDepth(ctx context.Context) (waiting, running int, err error) {
+	err = db.Err(db.X.QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(CASE WHEN state = 'CREATED' THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN state = 'RUNNING' THEN 1 ELSE 0 END), 0)
+		FROM executions WHERE state IN ('CREATED', 'RUNNING')`).Scan(&waiting, &running))
+	return waiting, running, err
+}
+
+// logBatch bounds the rows of one INSERT (6 parameters each).
+const logBatch = 500
+
+// AppendLogs adds log lines outside a save.
+func (db *DB) AppendLogs(ctx context.Context, lines []kvflow.LogLine) error {
+	return db.appendLogs(ctx, db.X, lines)
+}
+
+func (db *DB) appendLogs(ctx context.Context, tx Execer, lines []kvflow.LogLine) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	const insert = `INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message) VALUES `
+	if db.Dialect == SQLite {
+		for _, l := range lines {
+			if _, err := tx.ExecContext(ctx, insert+`(?, ?, ?, ?, ?, ?)`, l.ExecutionID, l.TaskID, l.TaskRunID, l.Time.UnixMicro(), l.Level, l.Message); err != nil {
+				return db.Err(err)
+			}
+		}
+		return nil
+	}
+	for from := 0; from < len(lines); from += logBatch {
+		to := min(from+logBatch, len(lines))
+		values := make([]string, 0, to-from)
+		args := make([]any, 0, 6*(to-from))
+		for _, l := range lines[from:to] {
+			values = append(values, "(?, ?, ?, ?, ?, ?)")
+			args = append(args, l.ExecutionID, l.TaskID, l.TaskRunID, l.Time.UnixMicro(), l.Level, l.Message)
+		}
+		if _, err := tx.ExecContext(ctx, db.Rebind(insert+strings.Join(values, ", ")), args...); err != nil {
+			return db.Err(err)
+		}
+	}
+	return nil
+}
+
+// Logs implements kvflow.ExecutionRepository.
+func (db *DB) Logs(ctx context.Context, executionID string) ([]kvflow.LogLine, error) {
+	var rows []struct {
+		ExecutionID string `db:"execution_id"`
+		TaskID      string `db:"task_id"`
+		TaskRunID   string `db:"task_run_id"`
+		Time        int64  `db:"time"`
+		Level       string `db:"level"`
+		Message     string `db:"message"`
+	}
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT execution_id, task_id, task_run_id, time, level, message
+		FROM execution_logs WHERE execution_id = ? ORDER BY id`), executionID); err != nil {
+		return nil, db.Err(err)
+	}
+	out := make([]kvflow.LogLine, len(rows))
+	for i, r := range rows {
+		out[i] = kvflow.LogLine{ExecutionID: r.ExecutionID, TaskID: r.TaskID, TaskRunID: r.TaskRunID, Time: fromMicros(r.Time), Level: r.Level, Message: r.Message}
+	}
+	return out, nil
+}
