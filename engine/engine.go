@@ -497,9 +497,6 @@ func (e *Engine) forget(r *run) {
 		delete(e.watches, r.exec.ID)
 	}
 	e.mu.Unlock()
-	if r.isDone() && !r.lost {
-		e.ended(r.result(false))
-	}
 	e.wg.Done()
 }
 

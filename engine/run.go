@@ -196,6 +196,10 @@ func (r *run) execute(parent context.Context) error {
 	if err := r.flush(sctx, true); err != nil {
 		errs = append(errs, err)
 	}
+	if !r.lost {
+		// Before Wait returns: whoever waits sees the hooks' effects.
+		r.e.ended(r.result(false))
+	}
 	return errors.Join(errs...)
 }
 
