@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -22,13 +23,13 @@ func TestClient_KVRoundTrip(t *testing.T) {
 		ns := "company.team"
 
 		// Set: inferred, typed, JSON, with options.
-		if err := cl.Set(ctx, ns, "n", "42", SetOptions{}); err != nil {
+		if err := cl.Set(ctx, ns, "n", "42", client.SetOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := cl.Set(ctx, ns, "s", "42", SetOptions{Type: storage.STRING, TTL: "PT1H", Description: "été, ünïcode\nnewline"}); err != nil {
+		if err := cl.Set(ctx, ns, "s", "42", client.SetOptions{Type: storage.STRING, TTL: "PT1H", Description: "été, ünïcode\nnewline"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := cl.Set(ctx, ns, "j", `{"a":[1,2]}`, SetOptions{ContentType: "application/json"}); err != nil {
+		if err := cl.Set(ctx, ns, "j", `{"a":[1,2]}`, client.SetOptions{ContentType: "application/json"}); err != nil {
 			t.Fatal(err)
 		}
 		when := time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)
@@ -40,7 +41,7 @@ func TestClient_KVRoundTrip(t *testing.T) {
 			"f":  {Type: storage.NUMBER, V: 1.5},
 			"p":  storage.String("P1D"),
 		} {
-			if err := cl.SetValue(ctx, ns, key, v, SetOptions{}); err != nil {
+			if err := cl.SetValue(ctx, ns, key, v, client.SetOptions{}); err != nil {
 				t.Fatalf("SetValue %s: %v", key, err)
 			}
 			got, err := cl.GetValue(ctx, ns, key)
@@ -77,9 +78,9 @@ func TestClient_KVRoundTrip(t *testing.T) {
 			{"Missing", second(cl.Get(ctx, ns, "missing")), kvflow.ENOTFOUND},
 			{"BadKey", second(cl.Get(ctx, ns, "bad key")), kvflow.EINVALID},
 			{"Forbidden", second(cl.Get(ctx, "other", "k")), kvflow.EFORBIDDEN},
-			{"Conflict", cl.Set(ctx, ns, "n", "1", SetOptions{NoOverwrite: true}), kvflow.ECONFLICT},
-			{"BadTTL", cl.Set(ctx, ns, "x", "1", SetOptions{TTL: "soon"}), kvflow.EINVALID},
-			{"BadType", cl.Set(ctx, ns, "x", "abc", SetOptions{Type: storage.NUMBER}), kvflow.EINVALID},
+			{"Conflict", cl.Set(ctx, ns, "n", "1", client.SetOptions{NoOverwrite: true}), kvflow.ECONFLICT},
+			{"BadTTL", cl.Set(ctx, ns, "x", "1", client.SetOptions{TTL: "soon"}), kvflow.EINVALID},
+			{"BadType", cl.Set(ctx, ns, "x", "abc", client.SetOptions{Type: storage.NUMBER}), kvflow.EINVALID},
 		} {
 			if got := kvflow.ErrorCode(tc.err); got != tc.code {
 				t.Errorf("%s: error %v has code %q, want %q", tc.name, tc.err, got, tc.code)
@@ -104,7 +105,7 @@ func TestClient_KVRoundTrip(t *testing.T) {
 		var all []string
 		cursor := ""
 		for pages := 0; ; pages++ {
-			entries, next, err := cl.List(ctx, ns, ListOptions{Limit: 3, Cursor: cursor})
+			entries, next, err := cl.List(ctx, ns, client.ListOptions{Limit: 3, Cursor: cursor})
 			if err != nil || pages > 5 {
 				t.Fatalf("List page %d: %v", pages, err)
 			}
@@ -158,7 +159,7 @@ func TestClient_Unreachable_Unavailable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	_, _, err = NewClient("http://"+addr, "").Get(context.Background(), "ns", "k")
+	_, _, err = client.NewClient("http://"+addr, "").Get(context.Background(), "ns", "k")
 	if kvflow.ErrorCode(err) != kvflow.EUNAVAILABLE || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("Get from a closed port = %v, want EUNAVAILABLE naming %s", err, addr)
 	}

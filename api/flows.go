@@ -16,44 +16,6 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// Flow is a stored flow as the API shows it.
-type Flow struct {
-	ID          string            `json:"id"`
-	Namespace   string            `json:"namespace"`
-	Revision    int64             `json:"revision"`
-	Description string            `json:"description,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Inputs      []FlowInput       `json:"inputs,omitempty"`
-	Tasks       []FlowTask        `json:"tasks,omitempty"`
-	Updated     Time              `json:"updated,omitzero"`
-	Source      string            `json:"source"`
-	// Error says why the stored source no longer loads (a task type gone).
-	Error string `json:"error,omitempty"`
-}
-
-// FlowInput is a declared input of a flow.
-type FlowInput struct {
-	ID          string `json:"id"`
-	Type        string `json:"type"`
-	Required    bool   `json:"required"`
-	Defaults    any    `json:"defaults,omitempty"`
-	Description string `json:"description,omitempty"`
-}
-
-// FlowTask is a top-level task of a flow.
-type FlowTask struct {
-	ID   string `json:"id"`
-	Type string `json:"type"`
-}
-
-// FieldError is one problem of an invalid flow, placed by line and field.
-type FieldError struct {
-	File    string `json:"file,omitempty"`
-	Line    int    `json:"line,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
-
 // fieldErrors lists the problems of an invalid flow, or nil.
 func fieldErrors(err error) []FieldError {
 	var ve engine.ValidationErrors
@@ -69,7 +31,7 @@ func fieldErrors(err error) []FieldError {
 
 // flowOf describes a stored flow, parsing its source.
 func (s *Server) flowOf(rec engine.FlowRecord) Flow {
-	out := Flow{ID: rec.ID, Namespace: rec.Namespace, Revision: rec.Revision, Source: rec.Source, Updated: Time{rec.Updated}}
+	out := Flow{ID: rec.ID, Namespace: rec.Namespace, Revision: rec.Revision, Source: rec.Source, Updated: Time{Time: rec.Updated}}
 	f, err := engine.Parse(flowFile(rec.Namespace, rec.ID), []byte(rec.Source), s.registry())
 	if err != nil {
 		out.Error = kvflow.ErrorMessage(err)
@@ -136,7 +98,7 @@ func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source})
+	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: f.Namespace, ID: f.ID, Source: f.Source, Scope: s.scope})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -168,7 +130,7 @@ func (s *Server) updateFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, flowNotFound(err, ns, id))
 		return
 	}
-	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: ns, ID: id, Source: f.Source})
+	rec, err := s.cfg.Repo.SaveFlow(r.Context(), engine.FlowRecord{Namespace: ns, ID: id, Source: f.Source, Scope: s.scope})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -240,7 +202,7 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []Flow{}
 	for _, rec := range recs {
-		if s.namespaceAllowed(rec.Namespace) {
+		if s.scope.Contains(rec.Namespace) {
 			out = append(out, s.flowOf(rec))
 		}
 	}
@@ -295,6 +257,8 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Revision = rec.Revision
+	// The execution may reach what both its deployer and this caller may.
+	f.Scope = rec.Scope.Intersect(s.scope)
 	ex, err := s.cfg.Engine.Start(r.Context(), f, inputs)
 	if err != nil {
 		writeError(w, r, err)
@@ -397,14 +361,11 @@ func (s *Server) execution(ctx context.Context, id string) (*engine.Execution, e
 	if err != nil {
 		return nil, err
 	}
-	if !s.namespaceAllowed(ex.Namespace) {
+	if !s.scope.Contains(ex.Namespace) {
 		return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' of execution '%s' is not allowed through the API.", ex.Namespace, id)
 	}
 	return ex, nil
 }
-
-// LogLine is one line of an execution's logs.
-type LogLine = engine.LogLine
 
 // executionLogs answers an execution's log lines, oldest first.
 func (s *Server) executionLogs(w http.ResponseWriter, r *http.Request) {
@@ -458,7 +419,7 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []*engine.Execution{}
 	for _, ex := range list {
-		if s.namespaceAllowed(ex.Namespace) {
+		if s.scope.Contains(ex.Namespace) {
 			out = append(out, ex)
 		}
 	}

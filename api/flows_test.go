@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage/storagetest"
@@ -82,9 +83,9 @@ func TestFlows_CRUD(t *testing.T) {
 			t.Errorf("validation errors %+v do not point at lines 4 and 7", body.Errors)
 		}
 		_, err := ts.Client.CreateFlow(context.Background(), bad)
-		var ve engine.ValidationErrors
+		var ve client.FieldErrors
 		if !errors.As(err, &ve) || len(ve) != len(body.Errors) || kvflow.ErrorCode(err) != kvflow.EINVALID {
-			t.Fatalf("Client.CreateFlow(invalid) = %v, want engine.ValidationErrors", err)
+			t.Fatalf("Client.CreateFlow(invalid) = %v, want client.FieldErrors", err)
 		}
 
 		if r := do(t, "GET", base+"/company.team/hello", ""); r.Status != 200 || !strings.Contains(r.Body, `"revision":1`) {
@@ -132,7 +133,7 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 		ex, err := ts.Client.Execute(ctx, "company.team", "hello", map[string]any{"name": "Ada"}, true)
-		if err != nil || ex.State != engine.SUCCESS || ex.Outputs["said"] != "Hello Ada" || len(ex.TaskRuns) != 3 {
+		if err != nil || ex.State != client.SUCCESS || ex.Outputs["said"] != "Hello Ada" || len(ex.TaskRuns) != 3 {
 			t.Fatalf("Execute wait=true = %+v, %v", ex, err)
 		}
 		if typ, raw, err := ts.Client.Get(ctx, "company.team", "greeting"); err != nil || typ != "STRING" || string(raw) != `"Hello Ada"` {
@@ -152,7 +153,7 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.State.Terminated() {
-				if got.State != engine.SUCCESS || got.Outputs["said"] != "Hello Bob" {
+				if got.State != client.SUCCESS || got.Outputs["said"] != "Hello Bob" {
 					t.Fatalf("execution ended %s with outputs %v", got.State, got.Outputs)
 				}
 				break
@@ -191,8 +192,13 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 		if r := do(t, "GET", ts.URL+"/api/v1/executions?flowId=hello", ""); r.Status != 422 {
 			t.Errorf("executions by flowId without namespace = %d, want 422", r.Status)
 		}
-		time.Sleep(50 * time.Millisecond) // the end counter is bumped as the execution ends
+		// The end counter is bumped as the execution ends: wait for it.
 		m := do(t, "GET", ts.URL+"/metrics", "").Body
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) &&
+			!strings.Contains(m, `kvflow_executions_finished_total{namespace="company.team",state="SUCCESS"} 2`); {
+			time.Sleep(20 * time.Millisecond)
+			m = do(t, "GET", ts.URL+"/metrics", "").Body
+		}
 		for _, want := range []string{`kvflow_executions_started_total{namespace="company.team"} 2`, `kvflow_executions_finished_total{namespace="company.team",state="SUCCESS"} 2`} {
 			if !strings.Contains(m, want) {
 				t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "executions"))
@@ -201,7 +207,7 @@ func TestExecutions_RunAndFollow(t *testing.T) {
 	})
 }
 
-func logLines(ls []LogLine) string {
+func logLines(ls []client.LogLine) string {
 	var b strings.Builder
 	for _, l := range ls {
 		b.WriteString(l.Message + "\n")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
@@ -54,7 +55,7 @@ func (c *clock) Advance(d time.Duration) {
 type testServer struct {
 	URL    string
 	Server *Server
-	Client *Client
+	Client *client.Client
 	Pair   storagetest.Pair
 	Clock  *clock // nil unless the store runs on a fake clock
 	Logs   *syncBuffer
@@ -80,7 +81,7 @@ func startServer(tb testing.TB, pair storagetest.Pair, cfg Config) *testServer {
 		tb.Fatal(err)
 	}
 	ts.URL = "http://" + l.Addr().String()
-	ts.Client = NewClient(ts.URL, cfg.Token)
+	ts.Client = client.NewClient(ts.URL, cfg.Token)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ts.Server.Serve(ctx, l) }()

@@ -17,51 +17,19 @@ import (
 // KV history routes (issue 11): versions of a key, a read at a version,
 // restore, the namespace's change feed (audit) and its watch as SSE.
 
-// Version is one version of a key in GET .../kv/{key}/versions. A tombstone
-// (change DELETE or EXPIRE) has no size or hash; updateDate is when it was deleted.
-type Version struct {
-	Version        int64  `json:"version"`
-	Change         string `json:"change"`
-	Type           string `json:"type"`
-	Description    string `json:"description,omitempty"`
-	Size           int64  `json:"size,omitempty"`
-	Hash           string `json:"hash,omitempty"`
-	Writer         string `json:"writer,omitempty"`
-	CreationDate   Time   `json:"creationDate"`
-	UpdateDate     Time   `json:"updateDate"`
-	ExpirationDate Time   `json:"expirationDate,omitzero"`
-}
-
 // VersionOf is v as the versions route shows it.
 func VersionOf(v *storage.Version) Version {
 	out := Version{Version: v.Version, Change: string(v.Change), Type: string(v.Type), Description: v.Description,
-		Size: v.Size, Hash: v.Hash, Writer: v.Writer, CreationDate: Time{v.Created}, UpdateDate: Time{v.Updated}}
+		Size: v.Size, Hash: v.Hash, Writer: v.Writer, CreationDate: Time{Time: v.Created}, UpdateDate: Time{Time: v.Updated}}
 	if v.Expires != nil {
-		out.ExpirationDate = Time{*v.Expires}
+		out.ExpirationDate = Time{Time: *v.Expires}
 	}
 	return out
 }
 
-// Change is one change in GET .../kv/changes and in watch events. It never
-// holds a value.
-type Change struct {
-	Seq     int64  `json:"seq"`
-	Key     string `json:"key"`
-	Change  string `json:"change"`
-	Version int64  `json:"version"`
-	Type    string `json:"type"`
-	Writer  string `json:"writer,omitempty"`
-	Date    Time   `json:"date"`
-}
-
 // ChangeOf is c as the change routes show it.
 func ChangeOf(c *storage.Change) Change {
-	return Change{Seq: c.Seq, Key: c.Key, Change: string(c.Change), Version: c.Version, Type: string(c.Type), Writer: c.Writer, Date: Time{c.At}}
-}
-
-// RestoreRequest is the body of POST .../kv/{key}/restore.
-type RestoreRequest struct {
-	Version int64 `json:"version"`
+	return Change{Seq: c.Seq, Key: c.Key, Change: string(c.Change), Version: c.Version, Type: string(c.Type), Writer: c.Writer, Date: Time{Time: c.At}}
 }
 
 // intParam reads an optional positive integer query parameter.

@@ -17,9 +17,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/sqldb"
@@ -34,7 +34,8 @@ type Config struct {
 	DB    *sqldb.DB      // required: namespaces created through the API
 
 	// Engine runs flows; nil: the flow and execution routes answer 503.
-	// Its Allowed (config.Config.Allowed) governs what flows may reach.
+	// Its Policy (config.Config.Policy) governs what flows may reach,
+	// within the Namespaces of whoever deployed or started them.
 	Engine *engine.Engine
 	// Repo stores flows and executions; nil: DB.
 	Repo engine.Repository
@@ -46,6 +47,8 @@ type Config struct {
 	Insecure bool
 	// Namespaces limits the namespaces API callers may reach, as patterns
 	// "a.b", "a.b.*" (a.b and below) or "*"; empty means all. Others get 403.
+	// Flows deployed and executions started through the API keep this
+	// scope: their tasks and kv() cannot reach further (storage.Scope).
 	Namespaces []string
 
 	MaxBodyBytes    int64                 // request body limit; 0: DefaultMaxBodyBytes
@@ -61,6 +64,7 @@ type Config struct {
 // Server serves the API. Create it with New.
 type Server struct {
 	cfg     Config
+	scope   storage.Scope // what callers, and the flows they deploy or start, may reach
 	log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
@@ -100,7 +104,7 @@ func New(cfg Config) *Server {
 	if cfg.Repo == nil && cfg.DB != nil {
 		cfg.Repo = cfg.DB
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics()}
+	s := &Server{cfg: cfg, scope: storage.NewScope(cfg.Namespaces...), log: cfg.Logger, metrics: newMetrics()}
 	s.stopping, s.stopWatches = context.WithCancel(context.Background())
 	s.routes = s.routeTable()
 	mux := http.NewServeMux()
@@ -136,8 +140,62 @@ func New(cfg Config) *Server {
 		}
 		writeError(w, r, kvflow.Errorf(kvflow.ENOTFOUND, "No API route %s %s.", r.Method, r.URL.Path))
 	})))
-	s.handler = s.logRequests(withWriter(mux))
+	s.handler = s.logRequests(s.checkPath(paths, withWriter(mux)))
 	return s
+}
+
+// checkPath answers 422 JSON, before the ServeMux sees them, for API paths
+// and query parameters no route can take: text that is not UTF-8 or holds a
+// NUL byte (the databases refuse both), and "." or ".." segments, which
+// ServeMux would otherwise redirect to a cleaned path with a non-JSON 307.
+// The error names the path parameter (key, namespace, id) or query parameter.
+func (s *Server) checkPath(paths *http.ServeMux, next http.Handler) http.Handler {
+	bad := func(t string) bool { return !utf8.ValidString(t) || strings.IndexByte(t, 0) >= 0 }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/api/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		segs := strings.Split(r.URL.Path, "/")
+		for i, seg := range segs {
+			dots := seg == "." || seg == ".."
+			if !dots && !bad(seg) {
+				continue
+			}
+			field := pathField(paths, r, segs, i)
+			if dots {
+				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Path parameter '%s' cannot be %q: keys, namespaces and ids start with a letter or a digit.", field, seg))
+			} else {
+				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Path parameter '%s' is not valid UTF-8 text or contains a NUL byte.", field))
+			}
+			return
+		}
+		for name, vals := range r.URL.Query() {
+			for _, v := range vals {
+				if bad(name) || bad(v) {
+					writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is not valid UTF-8 text or contains a NUL byte.", strings.ToValidUTF8(strings.ReplaceAll(name, "\x00", ""), "?")))
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pathField names the route parameter at segment i of a path, such as "key"
+// for /api/v1/namespaces/ns/kv/.., by matching the path with a placeholder
+// there; "path" when no route matches.
+func pathField(paths *http.ServeMux, r *http.Request, segs []string, i int) string {
+	probe := append([]string(nil), segs...)
+	probe[i] = "x"
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath = strings.Join(probe, "/"), ""
+	if _, pattern := paths.Handler(r2); pattern != "" {
+		if ps := strings.Split(pattern, "/"); i < len(ps) && strings.HasPrefix(ps[i], "{") {
+			return strings.Trim(ps[i], "{}.$")
+		}
+	}
+	return "path"
 }
 
 // routeTable lists every route; the OpenAPI test checks the document against it.
@@ -324,38 +382,10 @@ func (s *Server) checkNamespace(ns string) error {
 	if err := storage.ValidateNamespace(ns); err != nil {
 		return err
 	}
-	if !s.namespaceAllowed(ns) {
-		return kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' is not allowed through the API: the server allows only %s.", ns, strings.Join(s.cfg.Namespaces, ", "))
+	if !s.scope.Contains(ns) {
+		return kvflow.Errorf(kvflow.EFORBIDDEN, "Access to namespace '%s' is not allowed through the API: the server allows only %s.", ns, s.scope)
 	}
 	return nil
-}
-
-func (s *Server) namespaceAllowed(ns string) bool {
-	if len(s.cfg.Namespaces) == 0 {
-		return true
-	}
-	for _, p := range s.cfg.Namespaces {
-		if config.MatchNamespace(p, ns) {
-			return true
-		}
-	}
-	return false
-}
-
-// subtreeAllowed reports whether ns and every namespace below it are allowed.
-func (s *Server) subtreeAllowed(ns string) bool {
-	if len(s.cfg.Namespaces) == 0 {
-		return true
-	}
-	for _, p := range s.cfg.Namespaces {
-		if p == "*" {
-			return true
-		}
-		if base, ok := strings.CutSuffix(p, ".*"); ok && (ns == base || strings.HasPrefix(ns, base+".")) {
-			return true
-		}
-	}
-	return false
 }
 
 // statusOf is the only map from error codes to HTTP statuses.
@@ -381,42 +411,6 @@ func statusOf(code string) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
-}
-
-// codeOf is statusOf's inverse, for the client: other 4xx are EINVALID,
-// other 5xx EINTERNAL.
-func codeOf(status int) string {
-	switch status {
-	case http.StatusUnprocessableEntity, http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusMethodNotAllowed:
-		return kvflow.EINVALID
-	case http.StatusNotFound:
-		return kvflow.ENOTFOUND
-	case http.StatusGone:
-		return kvflow.EEXPIRED
-	case http.StatusConflict:
-		return kvflow.ECONFLICT
-	case http.StatusPreconditionFailed:
-		return kvflow.EPRECONDITION
-	case http.StatusForbidden:
-		return kvflow.EFORBIDDEN
-	case http.StatusUnauthorized:
-		return kvflow.EUNAUTHORIZED
-	case http.StatusRequestEntityTooLarge:
-		return kvflow.ETOOLARGE
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return kvflow.EUNAVAILABLE
-	}
-	if status >= 400 && status < 500 {
-		return kvflow.EINVALID
-	}
-	return kvflow.EINTERNAL
-}
-
-// ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Message string `json:"message"`
-	// Errors lists each problem of an invalid flow, with its place.
-	Errors []FieldError `json:"errors,omitempty"`
 }
 
 // writeError answers err with its status and message. Internal errors are

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,67 +17,17 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// Time is a date in API bodies: UTC with milliseconds, as Kestra writes it
-// (2024-07-15T06:10:33.422Z).
-type Time struct{ time.Time }
-
-// TimeFormat is how Time is written.
-const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
-
-func (t Time) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + t.UTC().Format(TimeFormat) + `"`), nil
-}
-
-func (t *Time) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	tm, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return err
-	}
-	t.Time = tm.UTC()
-	return nil
-}
-
-// Entry is a key's metadata as the list routes return it. Namespace is set
-// by the inheritance and detail routes only; an empty description and a
-// missing expiration date are left out, as Kestra leaves out nulls.
-type Entry struct {
-	Namespace      string `json:"namespace,omitempty"`
-	Key            string `json:"key"`
-	Type           string `json:"type"`
-	Description    string `json:"description,omitempty"`
-	Version        int64  `json:"version"`
-	CreationDate   Time   `json:"creationDate"`
-	UpdateDate     Time   `json:"updateDate"`
-	ExpirationDate Time   `json:"expirationDate,omitzero"`
-}
-
 // EntryOf is e as the list routes show it; withNS keeps its namespace.
 func EntryOf(e *storage.Entry, withNS bool) Entry {
 	out := Entry{Key: e.Key, Type: string(e.Type), Description: e.Description, Version: e.Version,
-		CreationDate: Time{e.Created}, UpdateDate: Time{e.Updated}}
+		CreationDate: Time{Time: e.Created}, UpdateDate: Time{Time: e.Updated}}
 	if withNS {
 		out.Namespace = e.Namespace
 	}
 	if e.Expires != nil {
-		out.ExpirationDate = Time{*e.Expires}
+		out.ExpirationDate = Time{Time: *e.Expires}
 	}
 	return out
-}
-
-// TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
-type TypedValue struct {
-	Type  string `json:"type"`
-	Value any    `json:"value"`
-}
-
-// EntryDetail is the body of GET .../kv/{key}/detail: the metadata and the value.
-type EntryDetail struct {
-	Entry
-	Value any `json:"value"`
 }
 
 // checkKey validates the namespace (and API access to it) and the key. A bad
@@ -143,6 +94,10 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		o.TTL = d
 	}
 	o.Description = param(r, "description", "description")
+	if err := storage.ValidateDescription(o.Description); err != nil {
+		writeError(w, r, inKey(err, ns, key))
+		return
+	}
 	if ow := param(r, "overwrite", "overwrite"); ow != "" {
 		b, err := strconv.ParseBool(ow)
 		if err != nil {
@@ -151,7 +106,29 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		}
 		o.NoOverwrite = !b
 	}
-	body, err := s.readBody(w, r, fmt.Sprintf("key '%s' in namespace '%s'", key, ns))
+	what := fmt.Sprintf("key '%s' in namespace '%s'", key, ns)
+	start := time.Now()
+	if typ == storage.STRING && isText(r.Header.Get("Content-Type")) {
+		// A STRING streams to the object store: memory stays flat, and the
+		// body limit is the only one.
+		body := &limitedBody{r: r.Body, left: s.cfg.MaxBodyBytes, max: s.cfg.MaxBodyBytes, what: what}
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			writeError(w, r, body.tooLarge())
+			return
+		}
+		_, err := s.cfg.Store.SetStream(r.Context(), ns, key, body, o)
+		s.metrics.observe("kv_set", start)
+		if err != nil {
+			writeError(w, r, inKey(err, ns, key))
+			return
+		}
+		s.metrics.updated.WithLabelValues(ns).Inc()
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	// Any other value is read whole: it may not pass the whole-value limit,
+	// checked before reading (Content-Length) and while reading (chunked).
+	body, err := s.readLimited(r, min(s.cfg.MaxBodyBytes, storage.MaxValueSize), what)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -161,7 +138,6 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, inKey(err, ns, key))
 		return
 	}
-	start := time.Now()
 	_, err = s.cfg.Store.Set(r.Context(), ns, key, v, o)
 	s.metrics.observe("kv_set", start)
 	if err != nil {
@@ -212,21 +188,67 @@ func parseValue(contentType string, typ storage.Type, body []byte) (storage.Valu
 
 // readBody reads the whole body up to MaxBodyBytes; what names the target in errors.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, what string) ([]byte, error) {
-	max := s.cfg.MaxBodyBytes
-	tooLarge := func() error {
-		return kvflow.Errorf(kvflow.ETOOLARGE, "The request body for %s is larger than the limit of %d bytes.", what, max)
-	}
+	return s.readLimited(r, s.cfg.MaxBodyBytes, what)
+}
+
+// readLimited reads the whole body, refusing one over max bytes before
+// reading it when its Content-Length says so, else as soon as it passes max.
+func (s *Server) readLimited(r *http.Request, max int64, what string) ([]byte, error) {
+	lb := &limitedBody{r: r.Body, left: max, max: max, what: what}
 	if r.ContentLength > max {
-		return nil, tooLarge()
+		return nil, lb.tooLarge()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, tooLarge()
-	} else if err != nil {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot read the request body for %s: %v.", what, err)
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
 	}
-	return body, nil
+	if _, err := buf.ReadFrom(lb); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// limitedBody reads a request body, failing with ETOOLARGE once it passes
+// max bytes and with EINVALID when the body cannot be read.
+type limitedBody struct {
+	r         io.Reader
+	left, max int64
+	what      string
+}
+
+func (l *limitedBody) tooLarge() error {
+	if l.max == storage.MaxValueSize {
+		return kvflow.Errorf(kvflow.ETOOLARGE, "The request body for %s is larger than the limit of %d bytes for a whole value; send a large STRING with ?type=STRING to stream it.", l.what, l.max)
+	}
+	return kvflow.Errorf(kvflow.ETOOLARGE, "The request body for %s is larger than the limit of %d bytes.", l.what, l.max)
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, l.tooLarge()
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1] // one byte more than allowed shows the body is too large
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return 0, l.tooLarge()
+	}
+	if err != nil && err != io.EOF {
+		err = kvflow.Errorf(kvflow.EINVALID, "Cannot read the request body for %s: %v.", l.what, err)
+	}
+	return n, err
+}
+
+// isText reports whether a PUT body of this content type is read as text
+// (not JSON), so a STRING can be streamed as it comes.
+func isText(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (strings.HasPrefix(mt, "text/") || mt == "application/octet-stream")
 }
 
 // getKV answers {"type":…,"value":…}.
@@ -345,11 +367,6 @@ func (s *Server) deleteKV(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, deleted)
 }
 
-// KeysBody is the body and the answer of the bulk delete: {"keys":[…]}.
-type KeysBody struct {
-	Keys []string `json:"keys"`
-}
-
 // bulkDeleteKV deletes the keys listed in {"keys":[…]} and answers the ones
 // that existed. Every key is checked before any is deleted.
 func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
@@ -392,11 +409,6 @@ func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
-
-// Cursor headers of a list page that is not the last.
-const (
-	NextCursorHeader = "X-Next-Cursor"
-)
 
 // listKV answers the namespace's live entries sorted by key, as a JSON array.
 // ?prefix= keeps keys starting with it. Without ?limit= every entry is
@@ -490,7 +502,7 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	out := []Entry{}
 	seen := map[string]bool{}
 	for _, anc := range storage.Ancestors(ns)[1:] {
-		if !s.namespaceAllowed(anc) {
+		if !s.scope.Contains(anc) {
 			continue
 		}
 		o := storage.ListOptions{Limit: storage.MaxListLimit}
@@ -515,20 +527,6 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// PurgeRequest is the body of POST /api/v1/kv/purge.
-type PurgeRequest struct {
-	Namespaces      []string `json:"namespaces,omitempty"`      // none: every namespace
-	IncludeChildren bool     `json:"includeChildren,omitempty"` // also the namespaces below each
-	KeyGlob         string   `json:"keyGlob,omitempty"`         // * and ? wildcards
-	All             bool     `json:"all,omitempty"`             // also entries that have not expired
-}
-
-// PurgeResult is the answer of a purge: entries removed per namespace.
-type PurgeResult struct {
-	Purged map[string]int `json:"purged"`
-	Total  int            `json:"total"`
-}
-
 // purgeKV removes expired entries (or, with all, every matching entry).
 func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r, "the purge request")
@@ -545,7 +543,7 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(s.cfg.Namespaces) > 0 && len(req.Namespaces) == 0 {
+	if !s.scope.Unrestricted() && len(req.Namespaces) == 0 {
 		writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "This server limits the namespaces the API may reach: name the namespaces to purge."))
 		return
 	}
@@ -554,8 +552,8 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, err)
 			return
 		}
-		if req.IncludeChildren && !s.subtreeAllowed(ns) {
-			writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to the namespaces below '%s' is not allowed through the API: the server allows only %s.", ns, strings.Join(s.cfg.Namespaces, ", ")))
+		if req.IncludeChildren && !s.scope.ContainsTree(ns) {
+			writeError(w, r, kvflow.Errorf(kvflow.EFORBIDDEN, "Access to the namespaces below '%s' is not allowed through the API: the server allows only %s.", ns, s.scope))
 			return
 		}
 	}

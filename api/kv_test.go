@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -130,7 +131,7 @@ func TestKV_StatusCodes(t *testing.T) {
 	})
 }
 
-// statusOf is the one code-to-status map; codeOf reads it back.
+// statusOf is the one code-to-status map; client.CodeOf reads it back.
 func TestStatusOf_EveryCode(t *testing.T) {
 	for code, status := range map[string]int{
 		kvflow.EINVALID: 422, kvflow.ENOTFOUND: 404, kvflow.EEXPIRED: 410, kvflow.ECONFLICT: 409,
@@ -141,8 +142,8 @@ func TestStatusOf_EveryCode(t *testing.T) {
 			t.Errorf("statusOf(%q) = %d, want %d", code, got, status)
 		}
 		if code != "something else" {
-			if got := codeOf(status); got != code {
-				t.Errorf("codeOf(%d) = %q, want %q", status, got, code)
+			if got := client.CodeOf(status); got != code {
+				t.Errorf("client.CodeOf(%d) = %q, want %q", status, got, code)
 			}
 		}
 	}
@@ -251,7 +252,7 @@ func TestPut_BodiesAndContentTypes_StoredType(t *testing.T) {
 		for i, tc := range []struct {
 			contentType, typ, body, msgHas string
 		}{
-			{text, "?type=NUMBER", "abc", `"abc" is not a valid NUMBER`},
+			{text, "?type=NUMBER", "abc", "Value (STRING, 3 bytes, sha256:ba7816bf) is not a valid NUMBER"},
 			{text, "?type=BOGUS", "1", `"BOGUS" is unknown`},
 			{js, "", "{bad", "not valid JSON"},
 			{js, "", "null", "null"},
@@ -464,7 +465,7 @@ func TestList_ManyKeys_AllStreamed(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	entries, next, err := ts.Client.List(ctx, "many", ListOptions{})
+	entries, next, err := ts.Client.List(ctx, "many", client.ListOptions{})
 	if err != nil || next != "" {
 		t.Fatalf("List = %v, next %q", err, next)
 	}

@@ -12,13 +12,6 @@ import (
 	"github.com/kvflow/kvflow"
 )
 
-// Namespace is one entry of GET /api/v1/namespaces.
-type Namespace struct {
-	ID    string `json:"id"`
-	Flows int    `json:"flows"` // flows saved in it
-	Keys  int    `json:"keys"`  // live KV entries in it
-}
-
 // listNamespaces answers every namespace that holds flows or KV entries or
 // was created explicitly, sorted, leaving out those the API may not reach.
 func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +49,7 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []Namespace{}
 	for id, ns := range all {
-		if s.namespaceAllowed(id) {
+		if s.scope.Contains(id) {
 			out = append(out, *ns)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
@@ -53,7 +54,7 @@ func TestAuth_TokenRequired(t *testing.T) {
 	if _, _, err := ts.Client.Get(ctx, "company.team", "k"); err != nil {
 		t.Fatalf("client with the token: %v", err)
 	}
-	if _, _, err := NewClient(ts.URL, "wrong").Get(ctx, "company.team", "k"); kvflow.ErrorCode(err) != kvflow.EUNAUTHORIZED {
+	if _, _, err := client.NewClient(ts.URL, "wrong").Get(ctx, "company.team", "k"); kvflow.ErrorCode(err) != kvflow.EUNAUTHORIZED {
 		t.Fatalf("client with a wrong token: %v, want EUNAUTHORIZED", err)
 	}
 }

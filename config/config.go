@@ -3,18 +3,18 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -27,15 +27,24 @@ type Config struct {
 	DatabaseURL string `yaml:"databaseURL"`
 	// StorageURL is s3://bucket/prefix?endpoint=… or file:///dir.
 	StorageURL string `yaml:"storageURL"`
-	// AllowedNamespaces lets flows (and API callers) of a namespace reach
-	// others besides their own and its ancestors: source → targets. A source
+	// AllowedNamespaces lets flows of a namespace reach others besides their
+	// own and its ancestors, whoever deployed them: source → targets. A source
 	// or target ending in ".*" covers a namespace and all below it; "*" any.
 	AllowedNamespaces map[string][]string `yaml:"allowedNamespaces"`
 
-	Server Server `yaml:"server"`
+	Download Download `yaml:"download"`
+	Server   Server   `yaml:"server"`
 
 	// History is how long KV versions and the change feed are kept.
 	History History `yaml:"history"`
+}
+
+// Download holds what tasks that fetch URLs may reach.
+type Download struct {
+	// Allow lists internal addresses tasks may reach although they are
+	// loopback, link-local, private or otherwise internal: CIDR ranges,
+	// addresses, host names, or "*" for all. Empty: only public addresses.
+	Allow []string `yaml:"allow"`
 }
 
 // History is the retention of KV versions (global, and per namespace with
@@ -76,48 +85,119 @@ type Server struct {
 	SweepInterval time.Duration `yaml:"sweepInterval"` // expired-entry purge period; default 1m
 	SweepBatch    int           `yaml:"sweepBatch"`    // entries per purge transaction; default 1000
 	MaxBodyBytes  int64         `yaml:"maxBodyBytes"`  // request body limit; default 8 MiB
+	// ShutdownTimeout is how long a stopping server waits for requests and
+	// executions; default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 	// Namespaces limits what API callers may reach: patterns "a.b", "a.b.*"
 	// (a.b and below) or "*". Empty means every namespace.
 	Namespaces []string `yaml:"namespaces"`
 }
 
-// Load returns the configuration: defaults, then the YAML file at path (or
-// at $KVFLOW_CONFIG when path is ""; none is fine), then environment variables.
+// Load returns the configuration: defaults, then the YAML file Discover
+// finds, then environment variables.
 func Load(path string) (Config, error) {
-	var c Config
-	if path == "" {
-		path = os.Getenv("KVFLOW_CONFIG")
-	}
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return c, kvflow.Errorf(kvflow.EINVALID, "Cannot read configuration file: %v.", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is invalid: %v.", path, err)
-		}
-	}
-	c.FromEnv(os.Getenv)
-	c.Defaults()
-	return c, c.Validate()
+	c, _, err := LoadSources(path)
+	return c, err
 }
 
-// FromEnv overrides settings from KVFLOW_* variables.
-func (c *Config) FromEnv(getenv func(string) string) {
-	set := func(dst *string, name string) {
-		if v := getenv(name); v != "" {
-			*dst = v
+// LoadSources is Load, also telling where each setting came from.
+func LoadSources(path string) (Config, Sources, error) {
+	var c Config
+	src := Sources{File: "", From: map[string]string{}}
+	file, err := Discover(path, os.Getenv)
+	if err != nil {
+		return c, src, err
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return c, src, kvflow.Errorf(kvflow.EINVALID, "Cannot read configuration file: %v.", err)
+		}
+		set, err := decodeFile(file, b, &c)
+		if err != nil {
+			return c, src, err
+		}
+		src.File = file
+		for _, k := range set {
+			src.From[k] = "file " + file
 		}
 	}
-	set(&c.DataDir, "KVFLOW_DATA_DIR")
-	set(&c.DatabaseURL, "KVFLOW_DATABASE_URL")
-	set(&c.StorageURL, "KVFLOW_STORAGE_URL")
-	set(&c.Server.Addr, "KVFLOW_ADDR")
-	set(&c.Server.Token, "KVFLOW_API_TOKEN")
-	set(&c.Server.TokenFile, "KVFLOW_API_TOKEN_FILE")
-	set(&c.Server.Flows, "KVFLOW_FLOWS")
+	set, err := c.FromEnv(os.Getenv)
+	for _, k := range set {
+		src.From[k] = "env " + envOf(k)
+	}
+	if err != nil {
+		return c, src, err
+	}
+	c.Defaults()
+	for _, s := range Settings {
+		if src.From[s.Key] == "" {
+			src.From[s.Key] = "default"
+		}
+	}
+	return c, src, c.Validate()
+}
+
+// Sources says where the settings came from: "default", "file PATH" or
+// "env NAME". Command-line flags (kvflow server --addr …) are applied later,
+// by the commands, and are not recorded here.
+type Sources struct {
+	File string            // the configuration file read, "" for none
+	From map[string]string // by setting key (server.addr)
+}
+
+// Discover names the configuration file to read: path (--config) when set,
+// else $KVFLOW_CONFIG, else $XDG_CONFIG_HOME/kvflow/config.yaml (or
+// ~/.config/kvflow/config.yaml) when that file exists; "" for none.
+func Discover(path string, getenv func(string) string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	if p := getenv("KVFLOW_CONFIG"); p != "" {
+		return p, nil
+	}
+	p := DefaultFile(getenv)
+	if p == "" {
+		return "", nil
+	}
+	if _, err := os.Stat(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		return "", kvflow.Errorf(kvflow.EINVALID, "Cannot read configuration file: %v.", err)
+	}
+	return p, nil
+}
+
+// DefaultFile is $XDG_CONFIG_HOME/kvflow/config.yaml, or
+// ~/.config/kvflow/config.yaml without XDG_CONFIG_HOME.
+func DefaultFile(getenv func(string) string) string {
+	if d := getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "kvflow", "config.yaml")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".config", "kvflow", "config.yaml")
+	}
+	return ""
+}
+
+// FromEnv overrides settings from KVFLOW_* variables and returns the keys
+// of the settings it set.
+func (c *Config) FromEnv(getenv func(string) string) ([]string, error) {
+	var set []string
+	str := func(dst *string, key string) {
+		if v := getenv(envOf(key)); v != "" {
+			*dst = v
+			set = append(set, key)
+		}
+	}
+	str(&c.DataDir, "dataDir")
+	str(&c.DatabaseURL, "databaseURL")
+	str(&c.StorageURL, "storageURL")
+	str(&c.Server.Addr, "server.addr")
+	str(&c.Server.Token, "server.token")
+	str(&c.Server.TokenFile, "server.tokenFile")
+	str(&c.Server.Flows, "server.flows")
 	if v := getenv("KVFLOW_API_NAMESPACES"); v != "" {
 		c.Server.Namespaces = nil
 		for _, ns := range strings.Split(v, ",") {
@@ -125,10 +205,25 @@ func (c *Config) FromEnv(getenv func(string) string) {
 				c.Server.Namespaces = append(c.Server.Namespaces, ns)
 			}
 		}
+		set = append(set, "server.namespaces")
+	}
+	if v := getenv("KVFLOW_DOWNLOAD_ALLOW"); v != "" {
+		c.Download.Allow = strings.Split(v, ",")
+		set = append(set, "download.allow")
 	}
 	if v := getenv("KVFLOW_ALLOWED_NAMESPACES"); v != "" {
 		c.AllowedNamespaces = ParseAllowed(v)
+		set = append(set, "allowedNamespaces")
 	}
+	if v := getenv("KVFLOW_INSECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return set, kvflow.Errorf(kvflow.EINVALID, "KVFLOW_INSECURE=%q is not a boolean: expected true or false.", v)
+		}
+		c.Server.Insecure = b
+		set = append(set, "server.insecure")
+	}
+	return set, nil
 }
 
 // ParseAllowed reads "from=ns1,ns2;from2=*" into an allow-list.
@@ -171,6 +266,9 @@ func (c *Config) Defaults() {
 	if c.Server.MaxBodyBytes == 0 {
 		c.Server.MaxBodyBytes = 8 << 20
 	}
+	if c.Server.ShutdownTimeout == 0 {
+		c.Server.ShutdownTimeout = 30 * time.Second
+	}
 }
 
 func defaultDataDir() string {
@@ -194,24 +292,24 @@ func (c *Config) Validate() error {
 	abs("dataDir", c.DataDir)
 	for from, tos := range c.AllowedNamespaces {
 		for _, ns := range append([]string{from}, tos...) {
-			if ns == "*" {
-				continue
-			}
-			if err := storage.ValidateNamespace(strings.TrimSuffix(ns, ".*")); err != nil {
+			if err := storage.ValidatePattern(ns); err != nil {
 				errs = append(errs, fmt.Sprintf("allowedNamespaces[%s]: %v", from, kvflow.ErrorMessage(err)))
 			}
 		}
 	}
 	for i, ns := range c.Server.Namespaces {
-		if ns == "*" {
-			continue
-		}
-		if err := storage.ValidateNamespace(strings.TrimSuffix(ns, ".*")); err != nil {
+		if err := storage.ValidatePattern(ns); err != nil {
 			errs = append(errs, fmt.Sprintf("server.namespaces[%d]: %v", i, kvflow.ErrorMessage(err)))
 		}
 	}
+	if _, err := netguard.Parse(c.Download.Allow); err != nil {
+		errs = append(errs, "download.allow: "+strings.TrimPrefix(kvflow.ErrorMessage(err), "Download allow-list: "))
+	}
 	if c.Server.SweepInterval < 0 {
 		errs = append(errs, "server.sweepInterval: must be positive")
+	}
+	if c.Server.ShutdownTimeout < 0 {
+		errs = append(errs, "server.shutdownTimeout: must be positive")
 	}
 	if c.Server.SweepBatch < 0 {
 		errs = append(errs, "server.sweepBatch: must be positive")
@@ -240,36 +338,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Allowed reports whether namespace from may reach ns: always its own
-// namespace and its ancestors (by whole dotted segments), otherwise only
-// where AllowedNamespaces says so.
-func (c *Config) Allowed(from, ns string) bool {
-	if storage.IsSelfOrAncestor(ns, from) {
-		return true
-	}
-	for src, tos := range c.AllowedNamespaces {
-		if !matchNS(src, from) {
-			continue
-		}
-		for _, to := range tos {
-			if matchNS(to, ns) {
-				return true
-			}
-		}
-	}
-	return false
+// Policy is the engine's namespace rule with AllowedNamespaces' grants.
+func (c *Config) Policy() storage.Policy { return storage.NewPolicy(c.AllowedNamespaces) }
+
+// HTTPClient is the client tasks fetch URLs with: internal addresses are
+// refused unless Download.Allow lists them. Call it after Validate.
+func (c *Config) HTTPClient() *http.Client {
+	allow, _ := netguard.Parse(c.Download.Allow)
+	return netguard.Client(allow)
 }
 
-// MatchNamespace matches a namespace against "*", "a.b" or "a.b.*" (a.b and below).
-func MatchNamespace(pattern, ns string) bool { return matchNS(pattern, ns) }
-
-// matchNS matches a namespace against "*", "a.b" or "a.b.*" (a.b and below).
-func matchNS(pattern, ns string) bool {
-	if pattern == "*" || pattern == ns {
-		return true
-	}
-	if base, ok := strings.CutSuffix(pattern, ".*"); ok {
-		return ns == base || strings.HasPrefix(ns, base+".")
-	}
-	return false
-}
+// APIScope is what API callers may reach, and so what the flows they deploy
+// and the executions they start may reach (server.namespaces).
+func (c *Config) APIScope() storage.Scope { return storage.NewScope(c.Server.Namespaces...) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -24,11 +25,14 @@ type Options struct {
 	// memory only (and writes no execution objects).
 	Repo      Repository
 	Registry  *plugin.Registry // nil: plugin.Default
-	Templates *template.Engine // nil: one reading Store, with Allowed
-	// Allowed reports whether a flow of namespace from may reach namespace
-	// ns besides its own and its ancestors (config.Config.Allowed).
-	Allowed func(from, ns string) bool
-	Logger  *slog.Logger // the engine's own problems; nil: slog.Default()
+	Templates *template.Engine // nil: one reading Store, with Policy
+	// Policy grants flows namespaces besides their own and its ancestors
+	// (config.Config.Policy); each execution is also bounded by its Scope.
+	Policy storage.Policy
+	// HTTPClient is what tasks fetch URLs with (plugin.RunContext); nil:
+	// Download's default, which refuses private and loopback addresses.
+	HTTPClient *http.Client
+	Logger     *slog.Logger // the engine's own problems; nil: slog.Default()
 	// MaxParallel bounds the branches one Parallel or ForEach runs at once;
 	// 0: 16.
 	MaxParallel int
@@ -83,9 +87,7 @@ func New(opts Options) *Engine {
 		if opts.Store != nil {
 			to.KV = opts.Store
 		}
-		if opts.Allowed != nil {
-			to.Access = template.Access(opts.Allowed)
-		}
+		to.Policy = opts.Policy
 		e.tpl = template.New(to)
 	}
 	if e.log == nil {
@@ -155,7 +157,7 @@ func (e *Engine) prepare(ctx context.Context, flow *Flow, given map[string]any, 
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	ex := &Execution{
-		ID: xid.New().String(), Namespace: flow.Namespace, FlowID: flow.ID, FlowRevision: flow.Revision,
+		ID: xid.New().String(), Namespace: flow.Namespace, FlowID: flow.ID, FlowRevision: flow.Revision, Scope: flow.Scope,
 		State: CREATED, Labels: flow.Labels, Inputs: inputs, TaskRuns: []*TaskRun{}, Start: now,
 	}
 	if flow.KVSnapshot {
@@ -273,6 +275,13 @@ func (e *Engine) Logs(ctx context.Context, id string) ([]LogLine, error) {
 		return nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
 	}
 	return e.opts.Repo.Logs(ctx, id)
+}
+
+// Running is how many executions are running now.
+func (e *Engine) Running() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.running)
 }
 
 // Shutdown refuses new executions and waits for running ones until ctx

@@ -15,17 +15,22 @@ import (
 type ValidationError struct {
 	File    string `json:"file,omitempty"`
 	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
 }
 
-// Error reads "flow.yaml:12: tasks[1].ttl: <message>".
+// Error reads "flow.yaml:12: tasks[1].ttl: <message>", or
+// "flow.yaml:12:9: ..." when the column is known.
 func (e ValidationError) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
 		if e.Line > 0 {
 			fmt.Fprintf(&b, ":%d", e.Line)
+			if e.Column > 0 {
+				fmt.Fprintf(&b, ":%d", e.Column)
+			}
 		}
 		b.WriteString(": ")
 	}
@@ -66,6 +71,10 @@ func (e *errs) add(line int, field, format string, args ...any) {
 	e.list = append(e.list, ValidationError{File: e.file, Line: line, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
+func (e *errs) addAt(line, col int, field, format string, args ...any) {
+	e.list = append(e.list, ValidationError{File: e.file, Line: line, Column: col, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
 func (e *errs) addField(fe []plugin.FieldError) {
 	for _, f := range fe {
 		e.list = append(e.list, ValidationError{File: e.file, Line: f.Line, Field: f.Field, Message: f.Message})
@@ -77,6 +86,9 @@ func (e *errs) err() error {
 	if len(e.list) == 0 {
 		return nil
 	}
-	sort.SliceStable(e.list, func(i, j int) bool { return e.list[i].Line < e.list[j].Line })
+	sort.SliceStable(e.list, func(i, j int) bool {
+		a, b := e.list[i], e.list[j]
+		return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+	})
 	return e.list
 }

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"time"
+
+	"github.com/kvflow/kvflow/storage"
 )
 
 // State is the state of an execution, a task run or an attempt.
@@ -63,6 +65,10 @@ type Execution struct {
 	End          *time.Time        `json:"endDate,omitempty"`
 	KVSnapshot   *time.Time        `json:"kvSnapshot,omitempty"` // the flow's kvSnapshot: when its KV reads are pinned
 	Logs         []LogLine         `json:"logs,omitempty"`       // filled by Run and Wait
+
+	// Scope is what the execution may reach (Flow.Scope when it started);
+	// the Repository keeps it so a worker resuming the execution obeys it.
+	Scope storage.Scope `json:"-"`
 }
 
 // TaskRun is one run of a task: once per execution, or once per value for
@@ -104,6 +110,10 @@ type FlowRecord struct {
 	Revision  int64     `json:"revision"`
 	Source    string    `json:"source"`
 	Updated   time.Time `json:"updated"`
+
+	// Scope is the scope of whoever deployed the flow; executions that
+	// triggers start keep it (Flow.Scope).
+	Scope storage.Scope `json:"-"`
 }
 
 // ExecutionQuery selects executions, newest first.

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // Flow is a loaded, valid flow.
@@ -42,6 +43,11 @@ type Flow struct {
 
 	File   string // where it was read from, for messages
 	Source string // the YAML as given
+
+	// Scope bounds what its executions may reach: the scope of whoever
+	// deployed it (FlowRecord.Scope), narrowed by whoever starts it. The
+	// zero Scope is unrestricted (a local file run by the CLI).
+	Scope storage.Scope
 }
 
 // InputType is the declared type of an input or an output.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // Flowable task types: they hold other tasks and run inside the engine.
@@ -108,13 +108,13 @@ func forEachValues(v any) ([]any, error) {
 	case string:
 		s := strings.TrimSpace(x)
 		if !strings.HasPrefix(s, "[") {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "expected a list or a JSON array, got %s", strconv.Quote(clip(x)))
+			return nil, kvflow.Errorf(kvflow.EINVALID, "expected a list or a JSON array, got %s", show(x))
 		}
 		var list []any
 		dec := json.NewDecoder(strings.NewReader(s))
 		dec.UseNumber()
 		if err := dec.Decode(&list); err != nil {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "%s is not a valid JSON array: %v", strconv.Quote(clip(x)), err)
+			return nil, kvflow.Errorf(kvflow.EINVALID, "%s is not a valid JSON array: %s", show(x), storage.JSONErrorText(err))
 		}
 		for i, e := range list {
 			if n, ok := e.(json.Number); ok {
@@ -132,7 +132,7 @@ func forEachValues(v any) ([]any, error) {
 	if _, ok := v.(map[string]any); ok {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "expected a list or a JSON array, got a map")
 	}
-	return nil, kvflow.Errorf(kvflow.EINVALID, "expected a list or a JSON array, got %v", v)
+	return nil, kvflow.Errorf(kvflow.EINVALID, "expected a list or a JSON array, got %s", show(v))
 }
 
 // truthy is If's idea of true.

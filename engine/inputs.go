@@ -154,7 +154,7 @@ func convertInput(t InputType, v any) (any, error) {
 		case time.Time:
 			return x.Format(time.RFC3339Nano), nil
 		case string:
-			if tm, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(x)); err == nil {
+			if tm, err := storage.ParseInstant(strings.TrimSpace(x)); err == nil {
 				return tm.Format(time.RFC3339Nano), nil
 			}
 		}
@@ -173,7 +173,7 @@ func convertInput(t InputType, v any) (any, error) {
 		if s, ok := v.(string); ok {
 			x, err := storage.DecodeJSON([]byte(s))
 			if err != nil {
-				return nil, kvflow.Errorf(kvflow.EINVALID, "%s is not valid JSON: %v", show(v), err)
+				return nil, kvflow.Errorf(kvflow.EINVALID, "%s is not valid JSON: %s", show(v), storage.JSONErrorText(err))
 			}
 			return x, nil
 		}
@@ -213,14 +213,14 @@ func article(t InputType) string {
 	return "a"
 }
 
+// show describes a given input without quoting it: error messages are
+// stored, inputs never are in the database.
 func show(v any) string {
-	switch x := v.(type) {
-	case string:
-		return strconv.Quote(clip(x))
+	switch v.(type) {
 	case map[string]any:
 		return "a map"
 	case []any:
 		return "a list"
 	}
-	return fmt.Sprint(v)
+	return "value (" + storage.Describe(v) + ")"
 }

@@ -75,7 +75,7 @@ func Parse(file string, src []byte, reg *plugin.Registry) (*Flow, error) {
 	if reg == nil {
 		reg = plugin.Default
 	}
-	p := &parser{errs: errs{file: file}, reg: reg, ids: map[string]string{}}
+	p := &parser{errs: errs{file: file}, reg: reg, ids: map[string]string{}, order: map[string]int{}, lines: strings.Split(string(src), "\n")}
 	f := p.flow(src)
 	if err := p.errs.err(); err != nil {
 		return nil, err
@@ -88,6 +88,10 @@ type parser struct {
 	errs errs
 	reg  *plugin.Registry
 	ids  map[string]string // task id → path of its first use
+
+	order map[string]int // task id → document order, for outputs.<id> in templates
+	refs  []tplRef       // outputs.<id> found in templates (templates.go)
+	lines []string       // the file, to place template errors in block scalars
 }
 
 func (p *parser) flow(src []byte) *Flow {
@@ -126,6 +130,11 @@ func (p *parser) flow(src []byte) *Flow {
 	f.Tasks = p.tasks(spec.Tasks, "tasks")
 	f.Errors = p.tasks(spec.Errors, "errors")
 	f.Outputs = p.outputs(spec.Outputs, valueNode(root, "outputs"))
+	p.checkTemplates(valueNode(root, "variables"), "variables", -1)
+	for i, o := range item0(valueNode(root, "outputs")) {
+		p.checkTemplates(valueNode(o, "value"), fmt.Sprintf("outputs[%d].value", i), -1)
+	}
+	p.checkRefs()
 	return f
 }
 
@@ -245,6 +254,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 			p.errs.add(lines["id"], path+".id", "duplicate task id %q, already used at %s", spec.ID, first)
 		} else {
 			p.ids[spec.ID] = path
+			p.order[spec.ID] = len(p.order)
 		}
 	}
 	if spec.Timeout != "" {
@@ -313,6 +323,11 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 	}
 	impl, fe := plugin.DecodeTask(def, props, path)
 	p.errs.addField(fe)
+	from := len(p.order) // the task's own order is len-1; it cannot read its own outputs
+	if o, ok := p.order[spec.ID]; ok {
+		from = o
+	}
+	p.checkTemplates(props, path, from)
 	if impl == nil {
 		return t
 	}
@@ -438,6 +453,14 @@ func valueNode(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// item0 returns the elements of a sequence node.
+func item0(n *yaml.Node) []*yaml.Node {
+	if n == nil || n.Kind != yaml.SequenceNode {
+		return nil
+	}
+	return n.Content
 }
 
 // item returns the i-th element of a sequence node, or nil.

@@ -70,6 +70,8 @@ func (s scope) iteration(parentID, value string) scope {
 
 // execute runs the flow to its end and saves the final records.
 func (r *run) execute(ctx context.Context) error {
+	// Every template of the run, tasks' or not, obeys the execution's scope.
+	ctx = storage.WithScope(ctx, r.exec.Scope)
 	defer r.e.forget(r)
 	defer close(r.done)
 	if at := r.exec.KVSnapshot; at != nil { // kvSnapshot: reads see the store as at the start
@@ -347,15 +349,24 @@ func (r *run) runLeaf(ctx context.Context, t *Task, tr *TaskRun, sc scope) (Stat
 	}
 }
 
-// attempt runs a task once, within its timeout. A task that ignores its
-// context is left behind when the timeout passes.
+// DefaultTaskTimeout bounds a task that sets no timeout of its own.
+var DefaultTaskTimeout = time.Hour
+
+// taskTimeout is t's timeout, or DefaultTaskTimeout.
+func taskTimeout(t *Task) time.Duration {
+	if t.Timeout > 0 {
+		return t.Timeout
+	}
+	return DefaultTaskTimeout
+}
+
+// attempt runs a task once, within its timeout (DefaultTaskTimeout when it
+// sets none). A task that ignores its context is left behind when the
+// timeout passes.
 func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int) (plugin.Outputs, error) {
 	// What the task stores is recorded in the KV history as written by it.
 	ctx = storage.WithWriter(ctx, storage.ExecutionWriter(r.exec.ID, r.exec.Namespace, r.exec.FlowID, t.ID))
-	if t.Timeout <= 0 {
-		return plugin.Call(ctx, t.Impl, r.runContext(t, tr, sc, n))
-	}
-	actx, cancel := context.WithTimeout(ctx, t.Timeout)
+	actx, cancel := context.WithTimeout(ctx, taskTimeout(t))
 	defer cancel()
 	rc := r.runContext(t, tr, sc, n)
 	type result struct {
@@ -382,7 +393,7 @@ func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int
 }
 
 func timeoutError(t *Task) error {
-	return kvflow.Errorf(kvflow.EUNAVAILABLE, "Task '%s' timed out after %s.", t.ID, storage.FormatDuration(t.Timeout))
+	return kvflow.Errorf(kvflow.EUNAVAILABLE, "Task '%s' timed out after %s.", t.ID, storage.FormatDuration(taskTimeout(t)))
 }
 
 // taskMessage is a failure's message, naming the task.
@@ -476,8 +487,10 @@ func (r *run) runContext(t *Task, tr *TaskRun, sc scope, attempt int) *plugin.Ru
 	data["task"] = map[string]any{"id": t.ID, "type": t.Type}
 	return &plugin.RunContext{
 		Namespace: r.flow.Namespace, FlowID: r.flow.ID, ExecutionID: r.exec.ID, TaskID: t.ID, TaskRunID: tr.ID,
-		Store: r.e.opts.Store, Bucket: r.e.bucket, Templates: r.e.tpl, Data: data, Allowed: r.e.opts.Allowed,
-		Logger: slog.New(&taskHandler{r: r, taskID: t.ID, taskRunID: tr.ID}),
+		Store: r.e.opts.Store, Bucket: r.e.bucket, Templates: r.e.tpl, Data: data,
+		Access:     storage.Access{Policy: r.e.opts.Policy, Scope: r.exec.Scope},
+		HTTPClient: r.e.opts.HTTPClient,
+		Logger:     slog.New(&taskHandler{r: r, taskID: t.ID, taskRunID: tr.ID}),
 	}
 }
 

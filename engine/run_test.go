@@ -494,8 +494,8 @@ tasks:
 		t.Errorf("value = %q", got)
 	}
 	_, err := e.Run(context.Background(), mustParse(t, src), map[string]any{"count": "abc", "ratio": "x", "extra": 1}, engine.RunOptions{})
-	want := `inputs.count: "abc" is not an INT
-inputs.ratio: "x" is not a FLOAT
+	want := `inputs.count: value (STRING, 3 bytes, sha256:ba7816bf) is not an INT
+inputs.ratio: value (STRING, 1 bytes, sha256:2d711642) is not a FLOAT
 inputs.extra: unknown input; the flow declares count, ratio, on, when, ttl, doc`
 	if err == nil || err.Error() != want || kvflow.ErrorCode(err) != kvflow.EINVALID {
 		t.Errorf("err = %v (%s), want\n%s", err, kvflow.ErrorCode(err), want)
@@ -535,7 +535,7 @@ namespace: company.team
 tasks:
   - id: show
     type: test.Echo
-    value: "x {{ outputs.nope.value }}"
+    value: "x {{ vars.nope }}"
 `, nil)
 	wantState(t, ex, engine.FAILED)
 	if !strings.HasPrefix(ex.Error, "Task 'show', property 'value', line 1, column ") {
@@ -686,7 +686,7 @@ tasks:
 		t.Errorf("error = %q", ex.Error)
 	}
 	allowed, p := newEngine(t, func(o *engine.Options) {
-		o.Allowed = func(from, ns string) bool { return from == "company.team" && ns == "other.team" }
+		o.Policy = storage.NewPolicy(map[string][]string{"company.team": {"other.team"}})
 	})
 	wantState(t, run(t, allowed, src, nil), engine.SUCCESS)
 	if _, v, err := p.Store.Get(context.Background(), "other.team", "k"); err != nil || v.V != int64(1) {

@@ -49,8 +49,9 @@ func TestExamples(t *testing.T) {
 	for _, p := range storagetest.Pairs(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			x := &examples{t: t, p: p, srv: srv.URL}
-			cfg := config.Config{AllowedNamespaces: map[string][]string{"company.team.etl": {"company.shared"}}}
-			x.eng = engine.New(engine.Options{Store: p.Store, Bucket: p.Bucket, Repo: p.DB, Allowed: cfg.Allowed})
+			cfg := config.Config{AllowedNamespaces: map[string][]string{"company.team.etl": {"company.shared"}},
+				Download: config.Download{Allow: []string{"127.0.0.1"}}} // the test server
+			x.eng = engine.New(engine.Options{Store: p.Store, Bucket: p.Bucket, Repo: p.DB, Policy: cfg.Policy(), HTTPClient: cfg.HTTPClient()})
 			defer x.eng.Shutdown(context.Background())
 			x.seedFlows()
 			x.counter()

@@ -7,10 +7,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/template"
 )
@@ -108,9 +110,13 @@ type RunContext struct {
 	Templates *template.Engine
 	Data      template.Context // flow, execution, inputs, vars, outputs, taskrun
 
-	// Allowed reports whether the flow's namespace may reach ns; own
-	// namespace and ancestors are always allowed. Nil allows only those.
-	Allowed func(from, ns string) bool
+	// Access bounds the namespaces the task may reach: the engine's rule and
+	// configured grants (Policy), and the scope of whoever deployed or
+	// started the execution (Scope). Tasks check it through TargetNamespace.
+	Access storage.Access
+	// HTTPClient is what tasks fetch URLs with (see HTTP); nil: one that
+	// refuses loopback, link-local, private and other internal addresses.
+	HTTPClient *http.Client
 
 	Logger *slog.Logger // the task's log lines go into the execution's logs
 }
@@ -120,20 +126,33 @@ func (rc *RunContext) Render(ctx context.Context, src string) (string, error) {
 	return rc.Templates.RenderString(ctx, src, rc.Data)
 }
 
-// Namespace resolves a task's namespace property: empty means the flow's.
-// Reaching a namespace other than the flow's own or an ancestor needs
-// Allowed; a refusal names both namespaces.
+// TargetNamespace resolves a task's namespace property (empty means the
+// flow's) and checks that the task may reach it (see Access); a refusal is
+// EFORBIDDEN naming both namespaces. Every task that names a namespace
+// calls it.
 func (rc *RunContext) TargetNamespace(ns string) (string, error) {
 	if ns == "" {
-		return rc.Namespace, nil
-	}
-	if err := storage.ValidateNamespace(ns); err != nil {
+		ns = rc.Namespace
+	} else if err := storage.ValidateNamespace(ns); err != nil {
 		return "", err
 	}
-	if storage.IsSelfOrAncestor(ns, rc.Namespace) || (rc.Allowed != nil && rc.Allowed(rc.Namespace, ns)) {
-		return ns, nil
+	if err := rc.Access.Check(rc.Namespace, ns); err != nil {
+		return "", err
 	}
-	return "", kvflow.Errorf(kvflow.EFORBIDDEN, "Cannot access the KV store. Access to '%s' namespace is not allowed from '%s'.", ns, rc.Namespace)
+	return ns, nil
+}
+
+// guardedClient refuses every internal address (netguard).
+var guardedClient = netguard.Client(netguard.Allow{})
+
+// HTTP returns the client a task fetches URLs with: HTTPClient, or one that
+// refuses loopback, link-local, private and other internal addresses, on
+// the address dialed, redirects included.
+func (rc *RunContext) HTTP() *http.Client {
+	if rc.HTTPClient != nil {
+		return rc.HTTPClient
+	}
+	return guardedClient
 }
 
 // Log writes one line to the task's logs.

@@ -245,21 +245,17 @@ func toStrings(v any) ([]string, error) {
 	return nil, fmt.Errorf("expected a list of strings, got %s", Describe(v))
 }
 
-// Describe says what a value holds, for error messages: a quoted string
-// (shortened), "a map", "a list", "nothing" or the value.
+// Describe says what a value holds, for error messages, without quoting it
+// (error messages are stored; values never are): "nothing", "a map", "a
+// list", or its type, size and hash prefix (storage.Describe).
 func Describe(v any) string {
-	switch x := v.(type) {
+	switch v.(type) {
 	case nil:
 		return "nothing"
-	case string:
-		if len(x) > 60 {
-			x = x[:57] + "..."
-		}
-		return strconv.Quote(x)
 	case map[string]any:
 		return "a map"
 	case []any:
 		return "a list"
 	}
-	return fmt.Sprintf("%v", v)
+	return "a value (" + storage.Describe(v) + ")"
 }

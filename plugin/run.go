@@ -23,8 +23,8 @@ import (
 // RunTask runs one task of type typ outside any flow: props are decoded as a
 // flow's task properties would be (strictly, checked, validated), then the
 // task runs with rc. rc needs Namespace and Store; missing ids are made up,
-// Templates is built from Store and Allowed, and Data gets flow, execution
-// and taskrun entries.
+// Templates is built from Store and Access.Policy, and Data gets flow,
+// execution and taskrun entries.
 func RunTask(ctx context.Context, reg *Registry, typ string, props map[string]any, rc *RunContext) (Outputs, error) {
 	if reg == nil {
 		reg = Default
@@ -78,7 +78,7 @@ func RunTask(ctx context.Context, reg *Registry, typ string, props map[string]an
 		rc.Bucket = rc.Store.Bucket()
 	}
 	if rc.Templates == nil {
-		opts := template.Options{Access: rc.Allowed}
+		opts := template.Options{Policy: rc.Access.Policy}
 		if rc.Store != nil {
 			opts.KV = rc.Store
 		}
@@ -97,8 +97,10 @@ func RunTask(ctx context.Context, reg *Registry, typ string, props map[string]an
 	return Call(ctx, task, rc)
 }
 
-// Call runs task.Run, turning a panic into an EINTERNAL error.
+// Call runs task.Run, turning a panic into an EINTERNAL error. The task's
+// context carries rc.Access.Scope, so its templates' kv() obeys it too.
 func Call(ctx context.Context, task Task, rc *RunContext) (out Outputs, err error) {
+	ctx = storage.WithScope(ctx, rc.Access.Scope)
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, kvflow.Errorf(kvflow.EINTERNAL, "Task '%s' crashed: %v.", rc.TaskID, r)

@@ -71,7 +71,7 @@ bogus: true
 	}
 	want := []string{
 		`2 tasks[3].ttl: TTL "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S`,
-		`3 tasks[3].enabled: expected true or false, got "maybe"`,
+		`3 tasks[3].enabled: expected true or false, got a value (STRING, 5 bytes, sha256:dcfff5eb)`,
 		`4 tasks[3].count: expected a whole number, got "many"`,
 		`5 tasks[3].server.port: missing required property "port"`,
 		`8 tasks[3].servers[1].port: expected a whole number, got "eighty"`,

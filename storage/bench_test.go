@@ -206,6 +206,81 @@ func BenchmarkSet(b *testing.B) {
 	}
 }
 
+// BenchmarkSetConcurrent16 is 16 goroutines writing 1 KiB values at once,
+// beside the floor: 16 goroutines making the same object writes and upserts
+// directly. Store and floor alternate in rounds of 16×50 writes.
+//
+//	go run ./internal/testsvc/cmd/testsvc run -- go test ./storage -run '^$' -bench SetConcurrent16 -benchtime 4000x -count 3
+func BenchmarkSetConcurrent16(b *testing.B) {
+	ctx := context.Background()
+	const writers, round = 16, 16 * 50
+	for _, p := range benchPairs(b) {
+		upsert := mustPrepare(b, p, floorUpsert)
+		store := func(w, i int) error {
+			_, err := p.Store.Set(ctx, "bench.set16", fmt.Sprintf("w%02d-%02d", w, i%50), storage.String(value1K), storage.SetOptions{})
+			return err
+		}
+		floor := func(w, i int) error {
+			key := fmt.Sprintf("w%02d-%02d", w, i%50)
+			name := storage.ObjectName("bench.floor16", key)
+			if err := p.floor.put(ctx, name, []byte(value1K)); err != nil {
+				return err
+			}
+			now := time.Now().UnixMicro()
+			_, err := upsert.ExecContext(ctx, "bench.floor16", key, name, len(value1K), now, now)
+			return err
+		}
+		// Each half of the floor alone, to see which bounds the writers.
+		objects := func(w, i int) error {
+			return p.floor.put(ctx, storage.ObjectName("bench.objects16", fmt.Sprintf("w%02d-%02d", w, i%50)), []byte(value1K))
+		}
+		metadata := func(w, i int) error {
+			now := time.Now().UnixMicro()
+			_, err := upsert.ExecContext(ctx, "bench.meta16", fmt.Sprintf("w%02d-%02d", w, i%50), fmt.Sprintf("m-%d-%d-%d", w, i, now), len(value1K), now, now)
+			return err
+		}
+		b.Run(p.Name, func(b *testing.B) {
+			var ts, tf, to, tm time.Duration
+			for done := 0; done < b.N; done += round {
+				ts += concurrently(b, writers, round/writers, store)
+				tf += concurrently(b, writers, round/writers, floor)
+				to += concurrently(b, writers, round/writers, objects)
+				tm += concurrently(b, writers, round/writers, metadata)
+			}
+			n := float64((b.N + round - 1) / round * round)
+			b.ReportMetric(n/ts.Seconds(), "store-w/s")
+			b.ReportMetric(n/tf.Seconds(), "floor-w/s")
+			b.ReportMetric(n/to.Seconds(), "objects-only-w/s")
+			b.ReportMetric(n/tm.Seconds(), "metadata-only-w/s")
+			b.ReportMetric(tf.Seconds()/ts.Seconds(), "store/floor-rate")
+		})
+	}
+}
+
+// concurrently runs fn(worker, i) for i < each on every worker and returns
+// the wall time.
+func concurrently(b *testing.B, workers, each int, fn func(w, i int) error) time.Duration {
+	errs := make(chan error, workers)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				if err := fn(w, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
 func BenchmarkGet(b *testing.B) {
 	ctx := context.Background()
 	for _, p := range benchPairs(b) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -194,6 +195,9 @@ func readION(r ion.Reader) (any, error) {
 			return nil, err
 		}
 		n, exp := d.CoEx()
+		if n.Sign() == 0 && strings.HasPrefix(d.String(), "-") {
+			return math.Copysign(0, -1), nil // -0 is kept, as written
+		}
 		return strconv.ParseFloat(fmt.Sprintf("%se%d", n.String(), exp), 64)
 	case ion.TimestampType:
 		ts, err := r.TimestampValue()

@@ -2,13 +2,15 @@ package storage
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"github.com/kvflow/kvflow"
 )
 
 const (
-	MaxNamespaceLen = 150
-	MaxKeyLen       = 350
+	MaxNamespaceLen   = 150
+	MaxKeyLen         = 350
+	MaxDescriptionLen = 1000 // characters
 )
 
 // matchName checks ^[a-z0-9][a-z0-9._-]*$, with upper case letters too when
@@ -36,6 +38,8 @@ func ValidateNamespace(ns string) error {
 		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is %d characters long; the limit is %d.", clip(ns), len(ns), MaxNamespaceLen)
 	case !matchName(ns, false):
 		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: it must start with a lowercase letter or a digit and contain only lowercase letters, digits, dots (.), underscores (_) and hyphens (-).", clip(ns))
+	case strings.Contains(ns, "..") || strings.HasSuffix(ns, "."):
+		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: its dots must separate non-empty parts (no \"..\" and no trailing dot).", clip(ns))
 	}
 	return nil
 }
@@ -49,6 +53,21 @@ func ValidateKey(key string) error {
 		return kvflow.Errorf(kvflow.EINVALID, "Key %q is %d characters long; the limit is %d.", clip(key), len(key), MaxKeyLen)
 	case !matchName(key, true):
 		return kvflow.Errorf(kvflow.EINVALID, "Key %q is invalid: a key must start with an alphanumeric character (uppercase or lowercase) and can contain alphanumeric characters (uppercase or lowercase), dots (.), underscores (_), and hyphens (-) only.", clip(key))
+	}
+	return nil
+}
+
+// ValidateDescription returns EINVALID unless d is UTF-8 text without NUL
+// bytes of at most MaxDescriptionLen characters.
+func ValidateDescription(d string) error {
+	switch {
+	case !utf8.ValidString(d):
+		return kvflow.Errorf(kvflow.EINVALID, "Field 'description' is not valid UTF-8 text.")
+	case strings.IndexByte(d, 0) >= 0:
+		return kvflow.Errorf(kvflow.EINVALID, "Field 'description' contains a NUL byte.")
+	}
+	if n := utf8.RuneCountInString(d); n > MaxDescriptionLen {
+		return kvflow.Errorf(kvflow.EINVALID, "Field 'description' is %d characters long; the limit is %d.", n, MaxDescriptionLen)
 	}
 	return nil
 }
@@ -70,12 +89,6 @@ func Ancestors(ns string) []string {
 		}
 	}
 	return out
-}
-
-// IsSelfOrAncestor reports whether ns is from or one of its parents, by whole
-// dotted segments: "prod" is an ancestor of "prod.eu" but not of "prod2".
-func IsSelfOrAncestor(ns, from string) bool {
-	return ns == from || strings.HasPrefix(from, ns+".")
 }
 
 // clip shortens a name for an error message so hostile input cannot flood it.

@@ -132,6 +132,9 @@ func (s *Store) checkSet(ns, key string, o SetOptions) error {
 	if o.TTL < 0 {
 		return kvflow.Errorf(kvflow.EINVALID, "TTL for key '%s' in namespace '%s' cannot be negative.", key, ns)
 	}
+	if err := ValidateDescription(o.Description); err != nil {
+		return kvflow.Errorf(kvflow.EINVALID, "%s (key '%s' in namespace '%s').", strings.TrimSuffix(err.Error(), "."), key, ns)
+	}
 	return nil
 }
 
@@ -305,6 +308,8 @@ func (s *Store) get(ctx context.Context, ns, key string) (*Entry, Value, error) 
 		v, err := s.read(ctx, e)
 		if errors.Is(err, fs.ErrNotExist) && attempt == 0 {
 			continue // replaced and collected since the metadata was read
+		} else if errors.Is(err, fs.ErrNotExist) {
+			return nil, Value{}, missingObject(e, err)
 		} else if err != nil {
 			return nil, Value{}, err
 		}
@@ -334,6 +339,14 @@ func (s *Store) live(ctx context.Context, ns, key string) (*Entry, error) {
 		return nil, kvflow.Errorf(kvflow.EEXPIRED, "The requested value for key '%s' in namespace '%s' has expired.", key, ns)
 	}
 	return e, nil
+}
+
+// missingObject is the error for a live entry whose value object is gone: a
+// damaged store, not a missing key. It names the key, never a server path.
+func missingObject(e *Entry, err error) error {
+	return &kvflow.Error{Code: kvflow.EINTERNAL, Err: err, Message: fmt.Sprintf(
+		"The value of key '%s' in namespace '%s' is missing from the object store although the key exists: the store is damaged (`kvflow doctor` lists such keys).",
+		e.Key, e.Namespace)}
 }
 
 // NotFound is the error for a missing key.
@@ -379,19 +392,27 @@ func verify(e *Entry, size int64, hash string) error {
 // streams with bounded memory; its size and hash are checked at the end, and a
 // mismatch is returned by the last Read.
 func (s *Store) Open(ctx context.Context, ns, key string) (*Entry, io.ReadCloser, error) {
-	e, err := s.live(ctx, ns, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	if e.Type != STRING {
-		v, err := s.read(ctx, e)
-		if err != nil {
+	var e *Entry
+	var rc io.ReadCloser
+	for attempt := 0; ; attempt++ {
+		var err error
+		if e, err = s.live(ctx, ns, key); err != nil {
 			return nil, nil, err
 		}
-		return e, io.NopCloser(strings.NewReader(v.Text())), nil
-	}
-	rc, err := s.bucket.Get(ctx, e.Object)
-	if err != nil {
+		if e.Type != STRING {
+			var v Value
+			if v, err = s.read(ctx, e); err == nil {
+				return e, io.NopCloser(strings.NewReader(v.Text())), nil
+			}
+		} else if rc, err = s.bucket.Get(ctx, e.Object); err == nil {
+			break
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && attempt == 0:
+			continue // replaced and collected since the metadata was read
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, nil, missingObject(e, err)
+		}
 		return nil, nil, unavailable(err, "Cannot read value for key '%s' in namespace '%s': the object store is unreachable", key, ns)
 	}
 	v := &verifyingReader{r: rc, e: e, h: sha256.New()}
@@ -628,6 +649,58 @@ func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, e
 	return removed, err
 }
 
+// MissingObjects returns the live entries whose value object is not in the
+// bucket: a damaged store (an object deleted by hand, a restored database
+// with a newer bucket). It lists each namespace's entries, then its objects,
+// so it costs a full scan; an entry rewritten meanwhile is not reported.
+func (s *Store) MissingObjects(ctx context.Context) ([]Entry, error) {
+	stats, err := s.Namespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, st := range stats {
+		var entries []Entry
+		o := ListOptions{Limit: MaxListLimit}
+		for {
+			p, err := s.List(ctx, st.Namespace, o)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, p.Entries...)
+			if p.Next == "" {
+				break
+			}
+			o.After = p.Next
+		}
+		// Listed after the entries, so an object they name is still there
+		// (replaced objects are kept for a grace period).
+		present := map[string]bool{}
+		prefix := strings.ReplaceAll(st.Namespace, ".", "/") + "/_kv/"
+		err := s.bucket.Iter(ctx, prefix, func(name string, _ time.Time) error {
+			present[name] = true
+			return nil
+		})
+		if err != nil {
+			return nil, unavailable(err, "Cannot list the objects of namespace '%s': the object store is unreachable", st.Namespace)
+		}
+		for _, e := range entries {
+			if present[e.Object] {
+				continue
+			}
+			// Check again: the entry may have been rewritten since it was listed.
+			cur, err := s.index.GetEntry(ctx, e.Namespace, e.Key)
+			if kvflow.ErrorCode(err) == kvflow.ENOTFOUND || (err == nil && cur.Object != e.Object) {
+				continue
+			} else if err != nil {
+				return nil, unavailable(err, "Cannot read metadata for key '%s' in namespace '%s': the database is unreachable", e.Key, e.Namespace)
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
 // Ping checks both the database and the object store.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.index.Ping(ctx); err != nil {
@@ -651,9 +724,21 @@ func IsValueObject(name string) bool {
 	return !strings.Contains(file, "/") && strings.Contains(file, ".ion.")
 }
 
+// maxKeyInName is the longest key kept whole in an object name, so that the
+// file part (key, ".ion.", a 20-character id) stays under 200 bytes: file
+// systems and MinIO refuse path segments over 255 bytes.
+const maxKeyInName = 170
+
 // ObjectName is where a new value of ns/key is written:
-// <namespace with . as />/_kv/<key>.ion.<unique id>.
+// <namespace with . as />/_kv/<key>.ion.<unique id>. A key longer than
+// maxKeyInName keeps its first 150 characters and gets "~" and 16 hex digits
+// of its SHA-256 instead of the rest; the metadata holds the object's name, so
+// nothing is read back from it.
 func ObjectName(ns, key string) string {
+	if len(key) > maxKeyInName {
+		sum := sha256.Sum256([]byte(key))
+		key = key[:150] + "~" + hex.EncodeToString(sum[:8])
+	}
 	return strings.ReplaceAll(ns, ".", "/") + "/_kv/" + key + ".ion." + xid.New().String()
 }
 

@@ -2,7 +2,10 @@ package storage
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -11,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvflow/kvflow"
 )
@@ -114,11 +118,42 @@ func formatFloat(f float64) string {
 	return string(b)
 }
 
+// Describe says what a value is without quoting it, for error messages that
+// may be stored (task runs, logs): its kind, size and a short SHA-256 prefix,
+// as in "STRING, 6 bytes, sha256:1a2b3c4d". Errors never quote a value (I5).
+func Describe(x any) string {
+	var kind, text string
+	switch v := x.(type) {
+	case nil:
+		return "null"
+	case Value:
+		kind, text = string(v.Type), v.Text()
+	case string:
+		kind, text = string(STRING), v
+	case []byte:
+		kind, text = "bytes", string(v)
+	case bool:
+		return "a BOOLEAN"
+	case map[string]any, []any:
+		b, _ := json.Marshal(v)
+		kind, text = string(JSON), string(b)
+	default:
+		if val, err := FromGo(x); err == nil {
+			kind, text = string(val.Type), val.Text()
+		} else {
+			kind, text = fmt.Sprintf("%T", x), fmt.Sprint(x)
+		}
+	}
+	sum := sha256.Sum256([]byte(text))
+	return fmt.Sprintf("%s, %d bytes, sha256:%s", kind, len(text), hex.EncodeToString(sum[:4]))
+}
+
 // ParseAs reads text as a value of type t (a flow's kvType, a typed API call).
-// Text that does not parse as t is refused with the type and the text.
+// Text that does not parse as t is refused with the type and a description
+// of the text (Describe), never the text itself.
 func ParseAs(t Type, text string) (Value, error) {
 	refuse := func(expected string) (Value, error) {
-		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value %q is not a valid %s: expected %s.", clip(text), t, expected)
+		return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value (%s) is not a valid %s: expected %s.", Describe(text), t, expected)
 	}
 	t, err := ParseType(string(t))
 	if err != nil {
@@ -139,7 +174,7 @@ func ParseAs(t Type, text string) (Value, error) {
 		}
 		return refuse("true or false")
 	case DATETIME:
-		if tm, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if tm, err := ParseInstant(s); err == nil {
 			return Value{DATETIME, tm.UTC()}, nil
 		}
 		return refuse("an ISO-8601 instant such as 2024-07-15T06:10:33Z")
@@ -156,7 +191,7 @@ func ParseAs(t Type, text string) (Value, error) {
 	case JSON:
 		v, err := DecodeJSON([]byte(s))
 		if err != nil {
-			return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value %q is not a valid JSON: %s.", clip(text), jsonErr(err))
+			return Value{}, kvflow.Errorf(kvflow.EINVALID, "Value (%s) is not a valid JSON: %s.", Describe(text), jsonErr(err))
 		}
 		switch v.(type) {
 		case map[string]any, []any:
@@ -273,6 +308,9 @@ func parseNumber(s string) (any, bool) {
 		return nil, false
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n == 0 && s[0] == '-' {
+			return math.Copysign(0, -1), true // -0 is kept: it reads back as -0
+		}
 		return n, true
 	}
 	f, err := strconv.ParseFloat(s, 64)
@@ -284,10 +322,30 @@ func parseNumber(s string) (any, bool) {
 
 var numberRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
 
+// ParseInstant reads an RFC 3339 instant such as 2024-07-15T06:10:33Z or
+// 2024-07-15T08:10:33+02:00, keeping its offset. Unlike time.Parse it refuses a zone
+// offset whose hours pass 23 or minutes pass 59 (+00:60).
+func ParseInstant(s string) (time.Time, error) {
+	tm, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if n := len(s); n >= 6 && (s[n-6] == '+' || s[n-6] == '-') && s[n-3] == ':' {
+		if h, m := s[n-5:n-3], s[n-2:]; h > "23" || m > "59" {
+			return time.Time{}, fmt.Errorf("zone offset %s is out of range", s[n-6:])
+		}
+	}
+	return tm, nil
+}
+
 // DecodeJSON decodes one JSON document. Numbers become int64, or float64
 // when they have a fraction or an exponent or do not fit; a number beyond
 // float64's range is refused.
 func DecodeJSON(b []byte) (any, error) {
+	// encoding/json would turn invalid UTF-8 into U+FFFD: refuse it instead.
+	if !utf8.Valid(b) {
+		return nil, fmt.Errorf("the JSON text is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -309,7 +367,7 @@ func normalizeJSON(v any) (any, error) {
 		if n, ok := parseNumber(x.String()); ok {
 			return n, nil
 		}
-		return nil, fmt.Errorf("number %s is out of range", clip(x.String()))
+		return nil, fmt.Errorf("a number of %d digits is out of range", len(x.String()))
 	case map[string]any:
 		for k, e := range x {
 			if x[k], err = normalizeJSON(e); err != nil {
@@ -326,13 +384,30 @@ func normalizeJSON(v any) (any, error) {
 	return v, nil
 }
 
+// jsonErr explains a DecodeJSON error without the character it stopped at,
+// which is part of the value: "invalid character looking for beginning of
+// value at offset 1".
 func jsonErr(err error) string {
 	var se *json.SyntaxError
-	if e, ok := err.(*json.SyntaxError); ok {
-		se = e
-		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at offset %d", JSONErrorText(se), se.Offset)
 	}
 	return err.Error()
+}
+
+// JSONErrorText is a JSON decoding error's text with any quoted character of
+// the input left out.
+func JSONErrorText(err error) string {
+	msg := err.Error()
+	const prefix = "invalid character '"
+	if rest, ok := strings.CutPrefix(msg, prefix); ok {
+		// The quoted character is one rune, maybe escaped ('\'', '\n', '\x00').
+		if i := strings.Index(rest[1:], "' "); i >= 0 {
+			return "invalid character" + rest[i+2:]
+		}
+		return "invalid character"
+	}
+	return msg
 }
 
 // sortedKeys returns a map's keys in order, for deterministic encodings.

@@ -44,24 +44,113 @@ func TestParseAs_KestraConversions(t *testing.T) {
 	}
 }
 
-func TestParseAs_Refusals_NameTypeAndText(t *testing.T) {
+func TestParseAs_Refusals_NameTypeAndDescribeTextWithoutQuotingIt(t *testing.T) {
 	for _, tc := range []struct {
 		typ  storage.Type
 		text string
 	}{
 		{storage.NUMBER, "12abc"}, {storage.NUMBER, "NaN"}, {storage.NUMBER, "1e999"},
 		{storage.BOOLEAN, "yes"}, {storage.BOOLEAN, "1"},
-		{storage.DATETIME, "2024-07-15"}, {storage.DATE, "2024-13-01"},
+		{storage.DATETIME, "2024-07-16"}, {storage.DATE, "2024-13-01"},
 		{storage.DURATION, "30 days"}, {storage.DURATION, "P1M"}, {storage.DURATION, "PT"},
 		{storage.JSON, "{"}, {storage.JSON, "42"}, {"COLOR", "red"},
+		{storage.DATETIME, "2024-07-15T06:10:33+00:60"}, {storage.DATETIME, "2024-07-15T06:10:33-24:00"},
+		{storage.JSON, "{\"MARKER\": \"\xff\"}"}, {storage.JSON, "[MARKER]"}, {storage.JSON, "[1e99999]"},
 	} {
 		_, err := storage.ParseAs(tc.typ, tc.text)
 		if kvflow.ErrorCode(err) != kvflow.EINVALID {
 			t.Errorf("ParseAs(%s, %q) = %v, want EINVALID", tc.typ, tc.text, err)
 			continue
 		}
-		if msg := err.Error(); !strings.Contains(msg, string(tc.typ)) || tc.typ != "COLOR" && !strings.Contains(msg, tc.text) {
-			t.Errorf("ParseAs(%s, %q) message %q does not name the type and the text", tc.typ, tc.text, msg)
+		msg := err.Error()
+		if !strings.Contains(msg, string(tc.typ)) || tc.typ != "COLOR" && !strings.Contains(msg, "("+storage.Describe(tc.text)+")") {
+			t.Errorf("ParseAs(%s, %q) message %q does not name the type and describe the text", tc.typ, tc.text, msg)
+		}
+		if len(tc.text) > 3 && strings.Contains(msg, tc.text) || strings.Contains(msg, "MARKER") || strings.Contains(msg, "99999") {
+			t.Errorf("ParseAs(%s, %q) message %q quotes the text", tc.typ, tc.text, msg)
+		}
+	}
+}
+
+func TestDescribe_TypeSizeAndHashPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want string
+	}{
+		{"MARKER", "STRING, 6 bytes, sha256:"},
+		{int64(42), "NUMBER, 2 bytes, sha256:73475cb4"},
+		{map[string]any{"a": "MARKER"}, "JSON, 14 bytes, sha256:"},
+		{storage.String("abc"), "STRING, 3 bytes, sha256:ba7816bf"},
+		{true, "a BOOLEAN"},
+		{nil, "null"},
+	} {
+		if got := storage.Describe(tc.in); !strings.HasPrefix(got, tc.want) || strings.Contains(got, "MARKER") {
+			t.Errorf("Describe(%#v) = %q, want %q…", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Silent changes are gone: invalid UTF-8 in JSON is refused, not turned
+// into U+FFFD; -0 reads back as -0; a zone offset of +00:60 is refused.
+func TestSilentChanges_RefusedOrKept(t *testing.T) {
+	for _, doc := range []string{"\"a\xffb\"", "{\"k\": \"\xc3\"}", "[\"\xed\xa0\x80\"]"} {
+		if v, err := storage.FromJSON([]byte(doc)); kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("FromJSON(%q) = %#v, %v; want EINVALID naming UTF-8", doc, v, err)
+		}
+	}
+	if v := storage.Infer("\"a\xffb\""); v.Type != storage.STRING || v.V != "\"a\xffb\"" {
+		t.Errorf("Infer of a JSON string with invalid UTF-8 = %#v, want the raw text (refused by Set)", v)
+	}
+	for _, text := range []string{"-0", "-0.0", "-0e0"} {
+		v, err := storage.ParseAs(storage.NUMBER, text)
+		if err != nil || v.Text() != "-0" {
+			t.Errorf("ParseAs(NUMBER, %q) = %#v (text %q), %v; want -0", text, v, v.Text(), err)
+			continue
+		}
+		var buf bytes.Buffer
+		if err := storage.EncodeION(&buf, v); err != nil {
+			t.Fatal(err)
+		}
+		back, err := storage.DecodeION(buf.Bytes(), storage.NUMBER)
+		if err != nil || back.Text() != "-0" {
+			t.Errorf("ION round trip of %q = %q (%s), %v; want -0", text, back.Text(), buf.String(), err)
+		}
+	}
+	if v, err := storage.FromJSON([]byte(`{"z": -0}`)); err != nil || v.Text() != `{"z":-0}` {
+		t.Errorf("FromJSON({\"z\": -0}) = %q, %v", v.Text(), err)
+	}
+	if v, err := storage.ParseAs(storage.DATETIME, "2024-07-15T08:10:33+02:00"); err != nil || v.Text() != "2024-07-15T06:10:33Z" {
+		t.Errorf("a valid offset: %q, %v", v.Text(), err)
+	}
+	if _, err := storage.ParseInstant("2024-07-15T06:10:33+00:60"); err == nil {
+		t.Error("ParseInstant accepted the offset +00:60")
+	}
+}
+
+func TestValidateNamespace_EmptyPartsRefused(t *testing.T) {
+	for _, ns := range []string{"a..b", "x.", "a.b.", "a...b"} {
+		if err := storage.ValidateNamespace(ns); kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "non-empty parts") {
+			t.Errorf("ValidateNamespace(%q) = %v, want EINVALID", ns, err)
+		}
+	}
+	for _, ns := range []string{"a.b", "a-b.c_d", "a.0"} {
+		if err := storage.ValidateNamespace(ns); err != nil {
+			t.Errorf("ValidateNamespace(%q) = %v", ns, err)
+		}
+	}
+}
+
+func TestValidateDescription_UTF8NULAndLength(t *testing.T) {
+	for d, want := range map[string]string{
+		"ok é":                    "",
+		strings.Repeat("é", 1000): "",
+		strings.Repeat("a", 1001): "1001 characters long; the limit is 1000",
+		"bad \xff":                "not valid UTF-8",
+		"nul \x00":                "NUL byte",
+	} {
+		err := storage.ValidateDescription(d)
+		if want == "" && err != nil || want != "" && (kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "'description'")) {
+			t.Errorf("ValidateDescription(%.20q) = %v, want %q", d, err, want)
 		}
 	}
 }
@@ -171,8 +260,8 @@ func TestAncestry_ByWholeSegments(t *testing.T) {
 		ns, from string
 		want     bool
 	}{{"prod", "prod", true}, {"prod", "prod.eu", true}, {"prod", "prod2", false}, {"prod.eu", "prod", false}} {
-		if got := storage.IsSelfOrAncestor(tc.ns, tc.from); got != tc.want {
-			t.Errorf("IsSelfOrAncestor(%q, %q) = %v", tc.ns, tc.from, got)
+		if got := (storage.Access{}).Allows(tc.from, tc.ns); got != tc.want {
+			t.Errorf("Access{}.Allows(%q, %q) = %v", tc.from, tc.ns, got)
 		}
 	}
 }

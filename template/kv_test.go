@@ -139,11 +139,12 @@ func TestKV_MissingExpiredInheritedDenied(t *testing.T) {
 	set(t, s, "prod", "p", storage.String("prod's"), 0)
 	clk.Add(2 * time.Minute) // "short" and the child "shadowed" expire
 
-	allowOther := func(from, ns string) bool { return from == "company.team" && ns == "other" }
+	grants := storage.NewPolicy(map[string][]string{"company.team": {"other"}})
+	allowOther := &grants
 	tests := []struct {
 		name   string
-		ns     string // the flow's namespace
-		access Access
+		ns     string          // the flow's namespace
+		access *storage.Policy // nil: no grants
 		src    string
 		want   any
 		code   string // error code, "" for success
@@ -198,14 +199,18 @@ func TestKV_MissingExpiredInheritedDenied(t *testing.T) {
 		{"named errorOnMissing true", "company.team", nil, "{{ kv('nope', errorOnMissing=true) }}", nil, kvflow.ENOTFOUND,
 			"The key 'nope' does not exist in the namespace 'company.team'."},
 		{"positional after named", "company.team", nil, "{{ kv('k', errorOnMissing=false, 'company') }}", nil, kvflow.EINVALID,
-			"positional arguments before the named ones"},
+			"The 'kv' function takes its positional arguments before the named ones."},
 		{"argument given twice", "company.team", nil, "{{ kv('k', 'company', namespace='company') }}", nil, kvflow.EINVALID,
 			"got the argument 'namespace' twice"},
 		{"null literal", "company.team", nil, "{{ kv('nope', null, false) }}", nil, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := New(Options{KV: s, Access: tt.access})
+			var policy storage.Policy
+			if tt.access != nil {
+				policy = *tt.access
+			}
+			e := New(Options{KV: s, Policy: policy})
 			data := flowData(tt.ns)
 			got, err := e.Render(context.Background(), tt.src, data)
 			if tt.code == "" {

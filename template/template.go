@@ -9,11 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flosch/pongo2/v6"
 	"github.com/kvflow/kvflow"
@@ -37,15 +37,18 @@ type KV interface {
 	Get(ctx context.Context, ns, key string) (*storage.Entry, storage.Value, error)
 }
 
-// Access decides whether a flow in namespace from may read namespace ns. A
-// flow may always read its own namespace and its ancestors; nil allows nothing else.
-type Access func(from, ns string) bool
-
-// Options configure an Engine.
+// Options configure an Engine. kv() reads what storage.Access allows with
+// Policy and the scope the render's context carries (storage.WithScope).
 type Options struct {
 	KV     KV
-	Access Access
+	Policy storage.Policy
+	// MaxRenderTime bounds one render's CPU time (DefaultMaxRenderTime when 0);
+	// a context deadline that comes sooner wins.
+	MaxRenderTime time.Duration
 }
+
+// DefaultMaxRenderTime is how long one render may run.
+const DefaultMaxRenderTime = 10 * time.Second
 
 // Context is the data a template sees: flow {id, namespace}, execution
 // {id, startDate}, inputs, vars, outputs (task id → outputs), taskrun, and
@@ -56,10 +59,10 @@ type Context map[string]any
 // Engine compiles and renders templates. It is safe for concurrent use and
 // keeps the most recently used compiled templates.
 type Engine struct {
-	store  KV
-	access Access
-	set    *pongo2.TemplateSet
-	funcs  pongo2.Context // functions and constants every template sees
+	store     KV
+	policy    storage.Policy
+	maxRender time.Duration
+	set       *pongo2.TemplateSet
 
 	compileMu sync.Mutex // pongo2 v6 compiles racily on one set
 
@@ -68,45 +71,42 @@ type Engine struct {
 	lru   *list.List
 }
 
-// compiled is a cached compile: a template, or the error compiling it gave.
+// compiled is a cached compile: a translation and pongo2's template (none
+// for a lone expression), or the error compiling gave.
 type compiled struct {
-	src   string
-	tpl   *pongo2.Template
-	root  pongo2.INode // tpl's document
-	typed bool         // exactly one {{ expression }} with whitespace around
-	err   error
+	src  string
+	t    *translation
+	tpl  *pongo2.Template
+	refs []Ref
+	err  error
 }
 
-// bannedTags read files (include, ssi, import, extends), recurse without
-// bound (macro), produce text for nothing (lorem), render into buffers of
-// their own that the output limit cannot see (filter, spaceless, ifchanged,
-// block, which is of no use without extends), or keep state in the compiled
-// template, shared by concurrent renders (cycle, ifchanged).
-var bannedTags = []string{"include", "ssi", "import", "extends", "macro", "lorem", "filter", "spaceless", "ifchanged", "block", "cycle"}
-
-// New returns an Engine reading keys through opts.KV.
+// New returns an Engine reading keys through opts.KV. The first call checks
+// that pongo2 behaves as kvflow relies on (see selfcheck.go) and panics if not.
 func New(opts Options) *Engine {
+	e := newEngine(opts)
+	if err := selfCheck(); err != nil {
+		panic(err.Error())
+	}
+	return e
+}
+
+func newEngine(opts Options) *Engine {
 	e := &Engine{
-		store:  opts.KV,
-		access: opts.Access,
-		set:    pongo2.NewSet("kvflow", refuseLoader{}),
-		cache:  map[string]*list.Element{},
-		lru:    list.New(),
+		store:     opts.KV,
+		policy:    opts.Policy,
+		maxRender: opts.MaxRenderTime,
+		set:       pongo2.NewSet("kvflow", refuseLoader{}),
+		cache:     map[string]*list.Element{},
+		lru:       list.New(),
+	}
+	if e.maxRender <= 0 {
+		e.maxRender = DefaultMaxRenderTime
 	}
 	for _, tag := range bannedTags {
 		if err := e.set.BanTag(tag); err != nil {
 			panic(fmt.Sprintf("template: cannot ban pongo2 tag %q: %v", tag, err))
 		}
-	}
-	e.funcs = pongo2.Context{
-		"kv":       wrap(e.kv),
-		"json":     wrap(fromJSON("json")),
-		"fromJson": wrap(fromJSON("fromJson")),
-		"toJson":   wrap(toJSONFunc),
-		"null":     nil, // Pebble's null literal, for kv('k', null, false)
-	}
-	for name, marker := range namedArgMarkers {
-		e.funcs[marker] = namedArgFunc(name)
 	}
 	return e
 }
@@ -226,63 +226,135 @@ func isTemplate(src string) bool {
 	return strings.Contains(src, "{{") || strings.Contains(src, "{%")
 }
 
+func (e *Engine) newState(ctx context.Context, c *compiled, data Context) *renderState {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	deadline := time.Now().Add(e.maxRender)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return &renderState{ctx: ctx, engine: e, c: c, data: data, ns: flowNamespace(data), deadline: deadline, limit: e.maxRender}
+}
+
 func (e *Engine) render(ctx context.Context, src string, data Context, wantValue bool) (any, error) {
 	if !isTemplate(src) {
 		return src, nil
-	}
-	if ctx == nil {
-		ctx = context.Background()
 	}
 	c := e.compile(src)
 	if c.err != nil {
 		return nil, c.err
 	}
-	st := &renderState{ctx: ctx, ns: flowNamespace(data), wantValue: wantValue && c.typed}
-	// The functions and the state go in the private context, which pongo2
-	// looks in first; data is the public context, read but never written.
-	priv := make(pongo2.Context, len(e.funcs)+4)
-	for k, v := range e.funcs {
-		priv[k] = v
-	}
-	priv[stateKey] = st
-	// Autoescape false: no HTML escaping, for this render only.
-	ec := &pongo2.ExecutionContext{Public: pongo2.Context(data), Private: priv, Autoescape: false}
-	w := &limitWriter{st: st}
-	if err := execute(c, ec, w, st); err != nil {
+	st := e.newState(ctx, c, data)
+	if err := st.interrupted(); err != nil {
 		return nil, err
+	}
+	return st.run(wantValue)
+}
+
+// renderNested renders src for render(), inside another render.
+func (e *Engine) renderNested(parent *renderState, src string, data Context) (any, error) {
+	if !isTemplate(src) {
+		return src, nil
+	}
+	c := e.compile(src)
+	if c.err != nil {
+		return nil, c.err
+	}
+	st := *parent
+	st.c, st.data, st.err, st.overflow = c, data, nil, false
+	v, err := st.run(true)
+	parent.steps, parent.depth = st.steps, st.depth
+	return v, err
+}
+
+// run renders the state's template: a lone expression directly, anything
+// else through pongo2.
+func (st *renderState) run(wantValue bool) (v any, err error) {
+	c := st.c
+	if c.t.lone != nil {
+		ev := &evaluator{st: st, data: st.data}
+		v, err := ev.eval(c.t.lone)
+		if err != nil {
+			return nil, c.place(err)
+		}
+		if wantValue {
+			return normalize(v), nil
+		}
+		return c.t.before + Text(v) + c.t.after, nil
+	}
+	w := &limitWriter{st: st}
+	if c.t.direct != nil {
+		ev := &evaluator{st: st, data: st.data}
+		for _, p := range c.t.direct {
+			if p.expr < 0 {
+				w.Write([]byte(p.text))
+				continue
+			}
+			v, err := ev.eval(c.t.exprs[p.expr])
+			if err != nil {
+				return nil, c.place(err)
+			}
+			w.Write([]byte(Text(v)))
+		}
+		if err := st.interrupted(); err != nil {
+			return nil, err
+		}
+		return w.buf.String(), nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, panicError(r)
+		}
+	}()
+	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnPrint: printFunc, fnEval: evalFunc, fnBool: boolFunc, fnStep: stepFunc, fnEach: eachFunc, fnPairs: pairsFunc}, w)
+	if st.err != nil {
+		return nil, c.place(st.err)
+	}
+	if perr != nil {
+		return nil, c.pongoError(perr)
 	}
 	if err := st.interrupted(); err != nil {
 		return nil, err
 	}
-	if st.wantValue {
-		if !st.captured {
-			return nil, kvflow.Errorf(kvflow.EINTERNAL, "Template %q did not produce its value.", clip(src))
-		}
-		return normalize(st.value), nil
-	}
 	return w.buf.String(), nil
 }
 
-// execute runs a compiled template, turning pongo2's errors and panics into
-// kvflow errors. It builds the execution context itself rather than calling
-// Template.Execute, which copies the data and checks every name with a regexp
-// on each render.
-func execute(c *compiled, ec *pongo2.ExecutionContext, w pongo2.TemplateWriter, st *renderState) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = panicError(r, st.pos)
-		}
-	}()
-	settable(reflect.ValueOf(ec).Elem().FieldByIndex(ecTemplate.Index)).Set(reflect.ValueOf(c.tpl))
-	if perr := c.root.Execute(ec, w); perr != nil {
-		return convert(perr, st)
+// place turns an evaluator error into a template error at its line and column.
+func (c *compiled) place(err error) error {
+	var ee *evalError
+	if errors.As(err, &ee) {
+		line, col := lineCol(c.src, ee.pos)
+		return newError(ee.code, line, col, ee.msg, ee.cause)
 	}
-	return nil
+	var ke *kvflow.Error
+	if errors.As(err, &ke) {
+		return err
+	}
+	return kvflow.Errorf(kvflow.EINVALID, "Template error: %s", sentence(err.Error()))
 }
 
-// ecTemplate is ExecutionContext's unexported template field, which pongo2
-// needs to report errors.
-var ecTemplate, _ = reflect.TypeOf(pongo2.ExecutionContext{}).FieldByName("template")
+// pongoError turns pongo2's error into a template error placed in the source.
+func (c *compiled) pongoError(err error) error {
+	var pe *pongo2.Error
+	if !errors.As(err, &pe) || pe == nil {
+		return kvflow.Errorf(kvflow.EINVALID, "Template error: %s", sentence(err.Error()))
+	}
+	var cause error = pe.OrigError
+	if cause == nil {
+		cause = errors.New("unknown error")
+	}
+	code, reason := kvflow.EINVALID, sentence(cause.Error())
+	var ke *kvflow.Error
+	if errors.As(cause, &ke) {
+		code, reason = ke.Code, ke.Error()
+	}
+	line, col := 0, 0
+	if c.t != nil {
+		line, col = c.t.srcPos(c.src, pe.Line, pe.Column)
+	}
+	return newError(code, line, col, reason, cause)
+}
 
 // flowNamespace reads data["flow"]["namespace"].
 func flowNamespace(data Context) string {
@@ -327,37 +399,98 @@ func (e *Engine) compile(src string) *compiled {
 	return c
 }
 
-// build compiles src and rewrites its tree (see rewrite.go).
+// build translates src (see translate.go) and compiles it with pongo2.
 func (e *Engine) build(src string) (c *compiled) {
 	c = &compiled{src: src}
 	if len(src) > MaxTemplateLen {
 		c.err = kvflow.Errorf(kvflow.EINVALID, "Template is %d bytes long; the limit is %d.", len(src), MaxTemplateLen)
 		return c
 	}
-	prepared, err := prepare(src)
+	t, err := translate(src)
 	if err != nil {
 		c.err = err
+		return c
+	}
+	c.t = t
+	c.refs = outputRefs(src, t.exprs)
+	if t.lone != nil || t.direct != nil {
 		return c
 	}
 	e.compileMu.Lock()
 	defer e.compileMu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
-			c.tpl, c.err = nil, panicError(r, nil)
+			c.tpl, c.err = nil, panicError(r)
 		}
 	}()
-	tpl, err := e.set.FromString(prepared)
+	tpl, err := e.set.FromString(t.out)
 	if err != nil {
-		c.err = convert(err, nil)
+		c.err = c.pongoError(err)
 		return c
 	}
-	root, typed, err := rewrite(tpl)
-	if err != nil {
-		c.err = kvflow.Errorf(kvflow.EINTERNAL, "Template could not be prepared: %v.", err)
-		return c
-	}
-	c.tpl, c.root, c.typed = tpl, root, typed != nil
+	c.tpl = tpl
 	return c
+}
+
+// Ref is a task whose outputs a template reads: outputs.<Task>, at a line
+// and column of the template.
+type Ref struct {
+	Task      string
+	Line, Col int
+}
+
+// Check compiles src as Render would, without rendering it, and returns the
+// tasks whose outputs it reads. Text without template syntax passes. The
+// error is what Render would return for a template that does not compile:
+// unknown functions, filters and tests and wrong arguments included.
+func (e *Engine) Check(src string) ([]Ref, error) {
+	if !isTemplate(src) {
+		return nil, nil
+	}
+	c := e.compile(src)
+	return c.refs, c.err
+}
+
+var checker = sync.OnceValue(func() *Engine { return New(Options{}) })
+
+// Check compiles src with a shared engine without a store; see Engine.Check.
+func Check(src string) ([]Ref, error) { return checker().Check(src) }
+
+// outputRefs lists outputs.<id> and outputs['id'] in exprs.
+func outputRefs(src string, exprs []*expr) []Ref {
+	var refs []Ref
+	var walk func(e *expr)
+	walk = func(e *expr) {
+		if e == nil {
+			return
+		}
+		if e.a != nil && e.a.kind == eIdent && e.a.name == "outputs" {
+			task := ""
+			switch {
+			case e.kind == eAttr:
+				task = e.name
+			case e.kind == eIndex && e.b.kind == eLit:
+				task, _ = e.b.val.(string)
+			}
+			if task != "" {
+				line, col := lineCol(src, e.a.pos)
+				refs = append(refs, Ref{Task: task, Line: line, Col: col})
+			}
+		}
+		walk(e.a)
+		walk(e.b)
+		walk(e.c)
+		for _, x := range e.args {
+			walk(x)
+		}
+		for _, x := range e.keys {
+			walk(x)
+		}
+	}
+	for _, e := range exprs {
+		walk(e)
+	}
+	return refs
 }
 
 // Location is where in a template an error happened. Errors from Render wrap
@@ -427,49 +560,13 @@ func atPath(err error, path string) error {
 	return &kvflow.Error{Code: ke.Code, Message: ke.Message, Err: &l}
 }
 
-// convert turns a pongo2 error into a kvflow error with its place.
-func convert(err error, st *renderState) error {
-	var pe *pongo2.Error
-	if !errors.As(err, &pe) || pe == nil {
-		return kvflow.Errorf(kvflow.EINVALID, "Template error: %s", sentence(err.Error()))
-	}
-	var cause error = pe.OrigError
-	if cause == nil {
-		cause = errors.New("unknown error")
-	}
-	code, reason := kvflow.EINVALID, sentence(cause.Error())
-	var ke *kvflow.Error
-	if errors.As(cause, &ke) {
-		code, reason = ke.Code, ke.Error()
-	} else if st != nil && st.funcErr != nil && cause.Error() == st.funcErr.Error() {
-		code, reason, cause = kvflow.ErrorCode(st.funcErr), kvflow.ErrorMessage(st.funcErr), st.funcErr
-	} else if strings.Contains(reason, "sandbox restriction") {
-		reason = sandboxReason(reason)
-	}
-	return newError(code, pe.Line, pe.Column, reason, cause)
-}
-
-// sandboxReason rewords pongo2's refusal of a banned tag.
-func sandboxReason(msg string) string {
-	for _, tag := range bannedTags {
-		if strings.Contains(msg, "'"+tag+"'") {
-			return fmt.Sprintf("The tag '%s' is not allowed in kvflow templates.", tag)
-		}
-	}
-	return sentence(msg)
-}
-
-// panicError reports a pongo2 panic as a template error.
-func panicError(r any, pos *pongo2.Token) error {
+// panicError reports a panic inside pongo2 as a template error.
+func panicError(r any) error {
 	reason := fmt.Sprint(r)
 	if re, ok := r.(runtime.Error); ok && strings.Contains(re.Error(), "divide by zero") {
 		reason = "division by zero"
 	}
-	line, col := 0, 0
-	if pos != nil {
-		line, col = pos.Line, pos.Col
-	}
-	return newError(kvflow.EINVALID, line, col, "The template failed: "+strings.TrimSuffix(reason, ".")+".", nil)
+	return newError(kvflow.EINVALID, 0, 0, "The template failed: "+strings.TrimSuffix(reason, ".")+".", nil)
 }
 
 // sentence ends msg with a period.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -21,8 +21,7 @@ func init() { subcommands = append(subcommands, newKVCmd) }
 
 // kvFlags are the flags every kv subcommand shares.
 type kvFlags struct {
-	server string
-	token  string
+	serverFlags
 	asJSON bool
 }
 
@@ -34,14 +33,12 @@ func newKVCmd() *cobra.Command {
 		Long: `Manage KV entries. By default the commands work on the configured store
 (the embedded SQLite + local directory unless configured otherwise); with
 --server URL (or KVFLOW_SERVER) they go through that server's REST API.
+A value that starts with '-' goes after "--": kvflow kv set ns n -- -5.
 
-Exit codes: 0 done, 2 bad input, 3 missing or expired key, 4 store or
-server unreachable, 1 anything else (conflict, denied, unauthorized).`,
+` + exitCodesHelp(),
 	}
-	p := cmd.PersistentFlags()
-	p.StringVar(&f.server, "server", os.Getenv("KVFLOW_SERVER"), "URL of a kvflow server, e.g. http://127.0.0.1:8080 (env KVFLOW_SERVER); default: the local store")
-	p.StringVar(&f.token, "token", "", "API token for --server (env KVFLOW_API_TOKEN)")
-	p.BoolVar(&f.asJSON, "json", false, "print JSON")
+	f.add(cmd, "kvflow server, as http://host:port or host:port (env KVFLOW_SERVER); default: the local store")
+	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newKVSetCmd(f), newKVGetCmd(f), newKVKeysCmd(f), newKVDeleteCmd(f), newKVPurgeCmd(f))
 	addKVHistory(cmd, f)
 	return cmd
@@ -51,20 +48,19 @@ server unreachable, 1 anything else (conflict, denied, unauthorized).`,
 type kvTarget interface {
 	set(ctx context.Context, ns, key, text string, t storage.Type, ttl, description string, noOverwrite bool) error
 	get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error
-	list(ctx context.Context, ns, prefix string) ([]api.Entry, error)
+	list(ctx context.Context, ns, prefix string) ([]client.Entry, error)
 	delete(ctx context.Context, ns, key string) (bool, error)
-	purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResult, error)
+	purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error)
 	close()
 }
 
 // open returns the server client when --server is set, else the local store.
 func (f *kvFlags) open(cmd *cobra.Command) (kvTarget, error) {
-	if f.server != "" {
-		token := f.token
-		if token == "" {
-			token = os.Getenv("KVFLOW_API_TOKEN")
-		}
-		return remoteKV{api.NewClient(f.server, token)}, nil
+	c, err := f.client("")
+	if err != nil {
+		return nil, err
+	} else if c != nil {
+		return remoteKV{c}, nil
 	}
 	a, err := openApp(cmd)
 	if err != nil {
@@ -87,7 +83,8 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
   kvflow kv set company.team count 42 --ttl P30D --description "a counter"
   kvflow kv set company.team code 007 --type STRING --no-overwrite
   cat doc.json | kvflow kv set company.team doc - --type JSON`,
-		Args: cobra.ExactArgs(3),
+		Args:              cobra.ExactArgs(3),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var t storage.Type
 			if typ != "" {
@@ -128,9 +125,10 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
 
 func newKVGetCmd(f *kvFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAMESPACE KEY",
-		Short: "Print a value (with --json: {\"type\":…,\"value\":…} as the API answers)",
-		Args:  cobra.ExactArgs(2),
+		Use:               "get NAMESPACE KEY",
+		Short:             "Print a value (with --json: {\"type\":…,\"value\":…} as the API answers)",
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := f.open(cmd)
 			if err != nil {
@@ -145,9 +143,10 @@ func newKVGetCmd(f *kvFlags) *cobra.Command {
 func newKVKeysCmd(f *kvFlags) *cobra.Command {
 	var prefix string
 	cmd := &cobra.Command{
-		Use:   "keys NAMESPACE",
-		Short: "List live keys, sorted (with --json: the entries with their metadata)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "keys NAMESPACE",
+		Short:             "List live keys, sorted (with --json: the entries with their metadata)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := f.open(cmd)
 			if err != nil {
@@ -173,9 +172,10 @@ func newKVKeysCmd(f *kvFlags) *cobra.Command {
 
 func newKVDeleteCmd(f *kvFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete NAMESPACE KEY",
-		Short: "Delete a key (a key that did not exist is not an error)",
-		Args:  cobra.ExactArgs(2),
+		Use:               "delete NAMESPACE KEY",
+		Short:             "Delete a key (a key that did not exist is not an error)",
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := f.open(cmd)
 			if err != nil {
@@ -200,7 +200,7 @@ func newKVDeleteCmd(f *kvFlags) *cobra.Command {
 }
 
 func newKVPurgeCmd(f *kvFlags) *cobra.Command {
-	var req api.PurgeRequest
+	var req client.PurgeRequest
 	cmd := &cobra.Command{
 		Use:   "purge",
 		Short: "Remove expired entries (with --all, every matching entry of the namespaces named)",
@@ -302,14 +302,14 @@ func (l localKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bo
 // printValue prints a value's text, or with asJSON the API's {"type","value"}.
 func printValue(w io.Writer, v storage.Value, asJSON bool) error {
 	if asJSON {
-		return printJSON(w, api.TypedValue{Type: string(v.Type), Value: v.JSONValue()})
+		return printJSON(w, client.TypedValue{Type: string(v.Type), Value: v.JSONValue()})
 	}
 	_, err := fmt.Fprintln(w, v.Text())
 	return err
 }
 
-func (l localKV) list(ctx context.Context, ns, prefix string) ([]api.Entry, error) {
-	out := []api.Entry{}
+func (l localKV) list(ctx context.Context, ns, prefix string) ([]client.Entry, error) {
+	out := []client.Entry{}
 	o := storage.ListOptions{Prefix: prefix, Limit: storage.MaxListLimit}
 	for {
 		page, err := l.a.Store.List(ctx, ns, o)
@@ -330,11 +330,11 @@ func (l localKV) delete(ctx context.Context, ns, key string) (bool, error) {
 	return l.a.Store.Delete(storage.WithWriter(ctx, storage.WriterCLI), ns, key)
 }
 
-func (l localKV) purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResult, error) {
+func (l localKV) purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error) {
 	purged, err := l.a.Store.Purge(ctx, storage.PurgeOptions{
 		Namespaces: req.Namespaces, IncludeChildren: req.IncludeChildren, KeyGlob: req.KeyGlob, All: req.All,
 	})
-	res := api.PurgeResult{Purged: map[string]int{}}
+	res := client.PurgeResult{Purged: map[string]int{}}
 	for ns, n := range purged {
 		res.Purged[ns] = n
 		res.Total += n
@@ -348,12 +348,12 @@ func (l localKV) purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResu
 }
 
 // remoteKV goes through a server's API.
-type remoteKV struct{ c *api.Client }
+type remoteKV struct{ c *client.Client }
 
 func (r remoteKV) close() {}
 
 func (r remoteKV) set(ctx context.Context, ns, key, text string, t storage.Type, ttl, description string, noOverwrite bool) error {
-	return r.c.Set(ctx, ns, key, text, api.SetOptions{Type: t, TTL: ttl, Description: description, NoOverwrite: noOverwrite})
+	return r.c.Set(ctx, ns, key, text, client.SetOptions{Type: t, TTL: ttl, Description: description, NoOverwrite: noOverwrite})
 }
 
 func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error {
@@ -364,10 +364,10 @@ func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON b
 	return printValue(w, v, asJSON)
 }
 
-func (r remoteKV) list(ctx context.Context, ns, prefix string) ([]api.Entry, error) {
-	entries, _, err := r.c.List(ctx, ns, api.ListOptions{Prefix: prefix})
+func (r remoteKV) list(ctx context.Context, ns, prefix string) ([]client.Entry, error) {
+	entries, _, err := r.c.List(ctx, ns, client.ListOptions{Prefix: prefix})
 	if entries == nil {
-		entries = []api.Entry{}
+		entries = []client.Entry{}
 	}
 	return entries, err
 }
@@ -376,6 +376,6 @@ func (r remoteKV) delete(ctx context.Context, ns, key string) (bool, error) {
 	return r.c.Delete(ctx, ns, key)
 }
 
-func (r remoteKV) purge(ctx context.Context, req api.PurgeRequest) (api.PurgeResult, error) {
+func (r remoteKV) purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error) {
 	return r.c.Purge(ctx, req)
 }

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
@@ -66,18 +66,12 @@ func kvflowCmdIn(t *testing.T, dataDir, stdin string, args ...string) (string, s
 	t.Setenv("KVFLOW_STORAGE_URL", "")
 	t.Setenv("KVFLOW_API_TOKEN", "")
 	t.Setenv("KVFLOW_SERVER", "")
-	root := newRoot()
+	t.Setenv("KVFLOW_ENDPOINT", "")
+	t.Setenv("KVFLOW_LOG_FORMAT", "")
+	t.Setenv("KVFLOW_LOG_LEVEL", "")
+	t.Setenv("XDG_CONFIG_HOME", dataDir+"-xdg") // no configuration file
 	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetIn(strings.NewReader(stdin))
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		errOut.WriteString("Error: " + kvflow.ErrorMessage(err) + "\n")
-	}
+	code := Main(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 
@@ -96,11 +90,11 @@ func kvSession() []kvCase {
 		{args: "kv get company.team doc", wantOut: `{"age":32,"name":"John Doe"}` + "\n"},
 		{args: "kv set company.team when 2024-07-15"},
 		{args: "kv get company.team when --json", wantOut: `{"type":"DATE","value":"2024-07-15"}` + "\n"},
-		{args: "kv set company.team count 43 --no-overwrite", wantCode: 1, errHas: "Key already exists"},
+		{args: "kv set company.team count 43 --no-overwrite", wantCode: 6, errHas: "Key already exists"},
 		{args: "kv get company.team missing", wantCode: 3, errHas: "No value found for key 'missing' in namespace 'company.team'"},
 		{args: "kv set company.team bad$key 1", wantCode: 2, errHas: `"bad$key"`},
 		{args: "kv set Company k 1", wantCode: 2, errHas: `Namespace "Company" is invalid`},
-		{args: "kv set company.team x abc --type NUMBER", wantCode: 2, errHas: `"abc" is not a valid NUMBER`},
+		{args: "kv set company.team x abc --type NUMBER", wantCode: 2, errHas: "Value (STRING, 3 bytes, sha256:ba7816bf) is not a valid NUMBER"},
 		{args: "kv set company.team x 1 --type FLOAT", wantCode: 2, errHas: `"FLOAT" is unknown`},
 		{args: "kv set company.team x 1 --ttl 30|days", wantCode: 2, errHas: "TTL"},
 		{args: "kv get company.team x", wantCode: 3},
@@ -145,7 +139,8 @@ func TestKVCommands_Server(t *testing.T) {
 		t.Fatalf("stored when = %v, %v", v, err)
 	}
 	runKVCases(t, t.TempDir(), []string{"--server", url}, []kvCase{
-		{args: "kv get company.team doc", wantCode: 1, errHas: "API token"},
+		{args: "kv get company.team doc", wantCode: 5, errHas: "requires an API token.\nGive the server's token with --token or $KVFLOW_API_TOKEN."},
+		{args: "kv get company.team doc --token wrong", wantCode: 5, errHas: "The API token is wrong for the kvflow server at " + url},
 	})
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := "http://" + l.Addr().String()
@@ -239,7 +234,7 @@ func TestServerCommand_ServesFlowsAndStops(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c := api.NewClient(base, "")
+	c := client.NewClient(base, "")
 	f, err := c.Flow(ctx, "company.team", "counter")
 	if err != nil || f.Revision != 1 {
 		t.Fatalf("flow loaded from --flows = %+v, %v", f, err)
@@ -290,7 +285,7 @@ func loadFlowDirOnce(t *testing.T, dataDir, flows string) (int, int, error) {
 func TestServerCommand_RefusesToStart(t *testing.T) {
 	dir := t.TempDir()
 	_, errOut, code := kvflowCmdIn(t, dir, "", "server", "--addr", "0.0.0.0:0")
-	if code != 1 || !strings.Contains(errOut, "--insecure") {
+	if code != 5 || !strings.Contains(errOut, "--insecure") {
 		t.Fatalf("server on 0.0.0.0 without a token: exit %d, stderr %s", code, errOut)
 	}
 	flows := t.TempDir()

@@ -1,12 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/template"
@@ -45,17 +48,24 @@ that do not validate.`,
 			if err != nil {
 				return reportInvalid(out, errOut, asJSON, err)
 			}
+			logger, err := newLogger(cmd, out)
+			if err != nil {
+				return err
+			}
 			a, err := openApp(cmd)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			if !asJSON {
+				logger.Info("store", "database", config.RedactURL(a.Config.DatabaseURL), "storage", config.RedactURL(a.Config.StorageURL))
+			}
 			eng := newEngine(a)
 			defer eng.Shutdown(cmd.Context())
 
 			opts := engine.RunOptions{}
 			if !asJSON {
-				opts.OnLog = func(l engine.LogLine) { printLog(out, l) }
+				opts.OnLog = func(l engine.LogLine) { logLine(cmd.Context(), logger, l.Time, l.Level, l.TaskID, l.Message) }
 			}
 			ex, err := eng.Run(cmd.Context(), flow, given, opts)
 			if ex == nil {
@@ -88,7 +98,7 @@ that do not validate.`,
 func newEngine(a *app.App) *engine.Engine {
 	return engine.New(engine.Options{
 		Store: a.Store, Bucket: a.Bucket, Repo: a.DB,
-		Allowed: a.Config.Allowed,
+		Policy: a.Config.Policy(), HTTPClient: a.Config.HTTPClient(),
 	})
 }
 
@@ -131,50 +141,44 @@ func reportInvalid(out, errOut io.Writer, asJSON bool, err error) error {
 	return exitError{2}
 }
 
-func printLog(w io.Writer, l engine.LogLine) {
-	task := ""
-	if l.TaskID != "" {
-		task = "[" + l.TaskID + "] "
+// logLine writes an execution's log line through the command's logger, at
+// the time it happened.
+func logLine(ctx context.Context, logger *slog.Logger, at time.Time, level, taskID, msg string) {
+	lvl := slog.LevelInfo
+	switch level {
+	case "TRACE":
+		lvl = slog.LevelDebug - 4
+	case "DEBUG":
+		lvl = slog.LevelDebug
+	case "WARN":
+		lvl = slog.LevelWarn
+	case "ERROR":
+		lvl = slog.LevelError
 	}
-	fmt.Fprintf(w, "%s %-5s %s%s\n", l.Time.Local().Format("15:04:05.000"), l.Level, task, l.Message)
+	h := logger.Handler()
+	if !h.Enabled(ctx, lvl) {
+		return
+	}
+	r := slog.NewRecord(at, lvl, msg, 0)
+	if taskID != "" {
+		r.AddAttrs(slog.String("task", taskID))
+	}
+	h.Handle(ctx, r)
 }
 
-// printSummary prints the final state, the task outputs and the flow outputs.
+// printSummary prints the final state, the task outputs and the flow
+// outputs, as execution run --wait does for a server's execution.
 func printSummary(w io.Writer, ex *engine.Execution) {
-	took := ""
-	if ex.End != nil {
-		took = " in " + ex.End.Sub(ex.Start).Round(time.Millisecond).String()
+	var wire client.Execution
+	b, err := json.Marshal(ex)
+	if err == nil {
+		err = json.Unmarshal(b, &wire)
 	}
-	fmt.Fprintf(w, "\nExecution %s of %s.%s: %s%s\n", ex.ID, ex.Namespace, ex.FlowID, ex.State, took)
-	if ex.Error != "" {
-		fmt.Fprintf(w, "Error: %s\n", ex.Error)
+	if err != nil {
+		fmt.Fprintf(w, "\nExecution %s of %s.%s: %s\n", ex.ID, ex.Namespace, ex.FlowID, ex.State)
+		return
 	}
-	var lines []string
-	for _, tr := range ex.TaskRuns {
-		if len(tr.Outputs) == 0 {
-			continue
-		}
-		name := tr.TaskID
-		if tr.Value != "" {
-			name += "[" + tr.Value + "]"
-		}
-		lines = append(lines, fmt.Sprintf("  %s: %s", name, text(tr.Outputs)))
-	}
-	if len(lines) > 0 {
-		fmt.Fprintln(w, "Task outputs:")
-		fmt.Fprintln(w, strings.Join(lines, "\n"))
-	}
-	if len(ex.Outputs) > 0 {
-		fmt.Fprintln(w, "Flow outputs:")
-		keys := make([]string, 0, len(ex.Outputs))
-		for k := range ex.Outputs {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(w, "  %s: %s\n", k, text(ex.Outputs[k]))
-		}
-	}
+	printRemoteSummary(w, &wire)
 }
 
 // text prints a value as templates do: text as is, the rest as JSON.

@@ -21,29 +21,14 @@ func kvflowCmd(t *testing.T, dataDir string, args ...string) (string, string, in
 	t.Setenv("KVFLOW_DATABASE_URL", "")
 	t.Setenv("KVFLOW_STORAGE_URL", "")
 	t.Setenv("KVFLOW_ALLOWED_NAMESPACES", "")
-	root := newRoot()
+	t.Setenv("KVFLOW_SERVER", "")
+	t.Setenv("KVFLOW_ENDPOINT", "")
+	t.Setenv("KVFLOW_LOG_FORMAT", "")
+	t.Setenv("KVFLOW_LOG_LEVEL", "")
+	t.Setenv("XDG_CONFIG_HOME", dataDir+"-xdg") // no configuration file unless a test writes one
 	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	code := 0
-	if err != nil {
-		code = exitCode(err)
-		var exit exitError
-		if !asExit(err, &exit) {
-			errOut.WriteString("Error: " + err.Error() + "\n")
-		}
-	}
+	code := Main(context.Background(), args, strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String(), code
-}
-
-func asExit(err error, target *exitError) bool {
-	e, ok := err.(exitError)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 func writeFlow(t *testing.T, dir, name, src string) string {
@@ -132,7 +117,7 @@ func TestRunCommand_BadInputsAndBadFlows_ExitWithTwo(t *testing.T) {
 	dir := t.TempDir()
 	flow := writeFlow(t, dir, "counter.yaml", counterFlow)
 	_, errOut, code := kvflowCmd(t, filepath.Join(dir, "data"), "run", flow, "--input", "by=abc", "--input", "nope=1")
-	if code != 2 || !strings.Contains(errOut, `inputs.by: "abc" is not an INT`) || !strings.Contains(errOut, "inputs.nope: unknown input") {
+	if code != 2 || !strings.Contains(errOut, "inputs.by: value (STRING, 3 bytes, sha256:ba7816bf) is not an INT") || !strings.Contains(errOut, "inputs.nope: unknown input") {
 		t.Errorf("exit %d, stderr:\n%s", code, errOut)
 	}
 	bad := writeFlow(t, dir, "bad.yaml", "id: bad\nnamespace: company.team\ntasks:\n  - id: x\n    type: io.kestra.plugin.core.kv.Set\n    key: k\n")

@@ -5,16 +5,22 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/ui"
@@ -25,14 +31,16 @@ func init() { subcommands = append(subcommands, newServerCmd) }
 func newServerCmd() *cobra.Command {
 	var addr, flowsDir, token, tokenFile string
 	var insecure bool
+	var shutdownTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the REST API, Prometheus metrics and the web UI",
 		Long: `Serve the KV store's REST API (Kestra's routes under /api/v1), flows and
 executions, /metrics, /healthz, /readyz and the web UI at /ui/, on the
 configured database and object store. A background sweeper purges expired
-entries. SIGINT or SIGTERM shuts down gracefully: requests in flight finish
-and executions still running are marked KILLED.
+entries. SIGINT (Ctrl-C) or SIGTERM shuts down gracefully: requests in
+flight finish and executions still running get half of --shutdown-timeout,
+then are marked KILLED; a second Ctrl-C stops at once.
 
 With a token (--token, --token-file, KVFLOW_API_TOKEN or server.token) every
 API call needs "Authorization: Bearer <token>". Without one the server only
@@ -60,22 +68,29 @@ listens on a loopback address, unless --insecure is given.`,
 			}
 			if flags.Changed("insecure") {
 				cfg.Server.Insecure = insecure
-			} else if v := os.Getenv("KVFLOW_INSECURE"); v != "" {
-				if cfg.Server.Insecure, err = strconv.ParseBool(v); err != nil {
-					return kvflow.Errorf(kvflow.EINVALID, "KVFLOW_INSECURE=%q is not a boolean.", v)
+			}
+			if flags.Changed("shutdown-timeout") {
+				if shutdownTimeout <= 0 {
+					return kvflow.Errorf(kvflow.EINVALID, "--shutdown-timeout %s must be positive.", shutdownTimeout)
 				}
+				cfg.Server.ShutdownTimeout = shutdownTimeout
+			}
+			logger, err := newLogger(cmd, cmd.ErrOrStderr())
+			if err != nil {
+				return err
 			}
 			tok, err := serverToken(cfg.Server.Token, cfg.Server.TokenFile)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			a, err := openApp(cmd)
+			a, err := app.Open(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			logger.Info("kvflow "+versionString()+" starting", "data_dir", cfg.DataDir,
+				"database", config.RedactURL(cfg.DatabaseURL), "storage", config.RedactURL(cfg.StorageURL))
 			eng := newEngine(a)
 			if cfg.Server.Flows != "" {
 				n, changed, err := loadFlowDir(ctx, cfg.Server.Flows, a.DB, eng.Registry())
@@ -88,9 +103,51 @@ listens on a loopback address, unless --insecure is given.`,
 				Store: a.Store, DB: a.DB, Engine: eng,
 				Token: tok, Insecure: cfg.Server.Insecure, Namespaces: cfg.Server.Namespaces,
 				MaxBodyBytes: cfg.Server.MaxBodyBytes, SweepInterval: cfg.Server.SweepInterval, SweepBatch: cfg.Server.SweepBatch,
-				History: cfg.History.Policy(), Logger: logger, UI: ui.Handler(),
+				ShutdownTimeout: cfg.Server.ShutdownTimeout, History: cfg.History.Policy(),
+				Logger: logger, UI: ui.Handler(),
 			})
-			return srv.ListenAndServe(ctx, cfg.Server.Addr)
+			l, err := net.Listen("tcp", cfg.Server.Addr)
+			if err != nil {
+				return kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot listen on %s: %v.", cfg.Server.Addr, err)
+			}
+			base := "http://" + l.Addr().String()
+			auth := "on (bearer token)"
+			if tok == "" {
+				auth = "off (loopback only)"
+				if cfg.Server.Insecure {
+					auth = "off (--insecure: anyone who can connect)"
+				}
+			}
+			stopping := make(chan struct{})
+			defer close(stopping)
+			go func() {
+				// Said once the server answers, so a refused start says nothing.
+				for {
+					if resp, err := http.Get(base + "/healthz"); err == nil {
+						resp.Body.Close()
+						logger.Info("web UI at "+base+"/ui/", "api", base+"/api/v1", "auth", auth)
+						break
+					}
+					select {
+					case <-stopping:
+						return
+					case <-ctx.Done():
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}()
+			go func() {
+				select {
+				case <-ctx.Done():
+					logger.Info("shutting down; Ctrl-C again stops at once", "executions", eng.Running(),
+						"executions_wait", (cfg.Server.ShutdownTimeout / 2).String(), "requests_wait", cfg.Server.ShutdownTimeout.String())
+				case <-stopping:
+				}
+			}()
+			serverHandlesSecondSignal.Store(true)
+			stopOnSecondSignal(logger, stopping)
+			return srv.Serve(ctx, l)
 		},
 	}
 	f := cmd.Flags()
@@ -99,7 +156,33 @@ listens on a loopback address, unless --insecure is given.`,
 	f.StringVar(&token, "token", "", "API bearer token (env KVFLOW_API_TOKEN)")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the API bearer token (env KVFLOW_API_TOKEN_FILE)")
 	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback address without a token (env KVFLOW_INSECURE)")
+	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stopping server waits for requests and executions (server.shutdownTimeout)")
 	return cmd
+}
+
+// exitNow ends the process; a variable for tests.
+var exitNow = os.Exit
+
+// stopOnSecondSignal exits at once when SIGINT or SIGTERM comes a second
+// time (the first one cancelled the command's context) before stopping is
+// closed.
+func stopOnSecondSignal(logger *slog.Logger, stopping <-chan struct{}) {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(ch)
+		for n := 0; ; {
+			select {
+			case <-ch:
+				if n++; n == 2 {
+					logger.Warn("second interrupt: stopping now, without waiting")
+					exitNow(130)
+				}
+			case <-stopping:
+				return
+			}
+		}
+	}()
 }
 
 // serverToken is the token, or the trimmed content of the token file.

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -39,12 +38,17 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 		Example: `  kvflow task run io.kestra.plugin.core.kv.Set --namespace company.team --prop key=my_key --prop value=hello
   kvflow task run io.kestra.plugin.core.kv.Get --namespace company.team --prop key=my_key
   kvflow task run io.kestra.plugin.core.kv.Set --namespace company.team --props-json '{"key":"n","value":42}'`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeTaskTypes,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ns == "" {
 				return kvflow.Errorf(kvflow.EINVALID, "--namespace is required.")
 			}
 			given, err := parseProps(propsJSON, props)
+			if err != nil {
+				return err
+			}
+			logger, err := newLogger(cmd, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -54,8 +58,9 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 			}
 			defer a.Close()
 			rc := &plugin.RunContext{
-				Namespace: ns, Store: a.Store, Bucket: a.Bucket, Allowed: a.Config.Allowed,
-				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+				Namespace: ns, Store: a.Store, Bucket: a.Bucket,
+				Access: storage.Access{Policy: a.Config.Policy()}, HTTPClient: a.Config.HTTPClient(),
+				Logger: logger,
 			}
 			out, err := plugin.RunTask(cmd.Context(), plugin.Default, args[0], given, rc)
 			if err != nil {
@@ -72,6 +77,7 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace the task runs in (required)")
 	cmd.Flags().StringArrayVarP(&props, "prop", "p", nil, "a property as `key=value` (text) or key:=JSON (typed); repeat for more")
 	cmd.Flags().StringVar(&propsJSON, "props-json", "", "all properties as one JSON object")
+	cmd.RegisterFlagCompletionFunc("namespace", completeNamespaceFlag(&serverFlags{}, ""))
 	return cmd
 }
 

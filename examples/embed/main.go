@@ -101,7 +101,7 @@ func run(ctx context.Context) error {
 	}
 	defer a.Close()
 
-	eng := engine.New(engine.Options{Store: a.Store, Bucket: a.Bucket, Repo: a.DB, Allowed: cfg.Allowed})
+	eng := engine.New(engine.Options{Store: a.Store, Bucket: a.Bucket, Repo: a.DB, Policy: cfg.Policy(), HTTPClient: cfg.HTTPClient()})
 	defer eng.Shutdown(ctx)
 
 	flow, err := engine.Parse("greet.yaml", []byte(flowYAML), plugin.Default)

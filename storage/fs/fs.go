@@ -30,9 +30,13 @@ var _ storage.Bucket = (*Bucket)(nil)
 
 // Bucket keeps each object in a file named after the object under Root.
 // Writes go to a temp file that is synced and renamed into place, so a reader
-// or a crash never leaves a torn object.
+// or a crash never leaves a torn object. A KV value object is the exception:
+// its name is new on every write and nothing reads it before its metadata
+// commits, so it is written in place and its file and directory are synced
+// side by side, the directory sync shared with concurrent writers.
 type Bucket struct {
 	root string
+	dirs dirSyncer
 }
 
 // New returns a Bucket rooted at dir, creating the directory if needed.
@@ -80,13 +84,23 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 		return err
 	}
 	dir := filepath.Dir(path)
+	fresh := storage.IsValueObject(name)
 
 	// A concurrent Delete may remove an emptied directory between mkdir and
 	// create; try again then.
 	var f *os.File
 	for attempt := 0; ; attempt++ {
 		if err = b.mkdirAll(dir); err == nil {
-			if f, err = os.CreateTemp(dir, tmpPrefix+"*"); err == nil {
+			if fresh {
+				f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if errors.Is(err, iofs.ErrExist) { // not new after all: replace it atomically
+					fresh = false
+					f, err = os.CreateTemp(dir, tmpPrefix+"*")
+				}
+			} else {
+				f, err = os.CreateTemp(dir, tmpPrefix+"*")
+			}
+			if err == nil {
 				break
 			}
 		}
@@ -95,6 +109,9 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 		}
 	}
 	tmp := f.Name()
+	if fresh {
+		return b.putFresh(ctx, f, name, dir, r, size)
+	}
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -123,7 +140,42 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 	if err = os.Rename(tmp, path); err != nil {
 		return b.fail("write", name, err)
 	}
-	if err = syncDir(dir); err != nil {
+	if err = b.dirs.sync(dir); err != nil {
+		return b.fail("write", name, err)
+	}
+	return nil
+}
+
+// putFresh writes a new file in place: its directory entry is synced while
+// the data is written and synced, and a failed write removes the file.
+func (b *Bucket) putFresh(ctx context.Context, f *os.File, name, dir string, r io.Reader, size int64) (err error) {
+	dirErr := make(chan error, 1)
+	go func() { dirErr <- b.dirs.sync(dir) }()
+	defer func() {
+		if derr := <-dirErr; err == nil && derr != nil {
+			err = b.fail("write", name, derr)
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			b.removeEmptyDirs(dir)
+		}
+	}()
+	src := &sourceReader{ctx: ctx, r: r}
+	n, err := io.Copy(f, src)
+	if err != nil {
+		if src.err != nil {
+			return fmt.Errorf("write object %q: %w", name, err)
+		}
+		return b.fail("write", name, err)
+	}
+	if size >= 0 && n != size {
+		return kvflow.Errorf(kvflow.EINVALID, "Object %q was announced as %d bytes but the value had %d.", name, size, n)
+	}
+	if err = f.Sync(); err != nil {
+		return b.fail("write", name, err)
+	}
+	if err = f.Close(); err != nil {
 		return b.fail("write", name, err)
 	}
 	return nil
@@ -241,10 +293,10 @@ func (b *Bucket) Iter(ctx context.Context, prefix string, fn func(name string, m
 func (b *Bucket) Ping(ctx context.Context) error {
 	fi, err := os.Stat(b.root)
 	if err != nil {
-		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Storage directory %s is unavailable: %v.", b.root, unwrapPath(err)), Err: err}
+		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("Storage directory is unavailable: %v.", unwrapPath(err)), Err: err}
 	}
 	if !fi.IsDir() {
-		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Storage directory %s is not a directory.", b.root)
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Storage directory is not a directory.")
 	}
 	return nil
 }
@@ -332,11 +384,12 @@ func syncDir(dir string) error {
 	return err
 }
 
-// fail wraps an operating system error as EUNAVAILABLE.
+// fail wraps an operating system error as EUNAVAILABLE. The message names
+// the object, never the server's directory.
 func (b *Bucket) fail(op, name string, err error) error {
 	return &kvflow.Error{
 		Code:    kvflow.EUNAVAILABLE,
-		Message: fmt.Sprintf("Storage directory %s cannot %s object %q: %v.", b.root, op, clip(name), unwrapPath(err)),
+		Message: fmt.Sprintf("Storage directory cannot %s object %q: %v.", op, clip(name), unwrapPath(err)),
 		Err:     err,
 	}
 }
@@ -346,11 +399,15 @@ func notFound(name string) error {
 	return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: fmt.Sprintf("Object %q does not exist.", clip(name)), Err: iofs.ErrNotExist}
 }
 
-// unwrapPath drops the path from a *PathError, which already sits in the message.
+// unwrapPath drops the paths from a *PathError or an *os.LinkError: messages
+// name objects, never the server's files.
 func unwrapPath(err error) error {
 	var pe *iofs.PathError
+	var le *os.LinkError
 	if errors.As(err, &pe) {
 		return pe.Err
+	} else if errors.As(err, &le) {
+		return le.Err
 	}
 	return err
 }

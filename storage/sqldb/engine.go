@@ -2,6 +2,7 @@ package sqldb
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // The engine's records: flows, executions, task runs and logs. Inputs and
@@ -22,11 +24,13 @@ func (db *DB) SaveFlow(ctx context.Context, f engine.FlowRecord) (engine.FlowRec
 		f.Updated = time.Now()
 	}
 	f.Updated = f.Updated.UTC().Truncate(time.Microsecond)
+	scope, _ := f.Scope.MarshalText()
 	err := db.tx(ctx, func(tx *sqlx.Tx) error {
 		return db.Err(tx.GetContext(ctx, &f.Revision, db.Rebind(`
-			INSERT INTO flows (namespace, id, revision, source, updated_at) VALUES (?, ?, 1, ?, ?)
-			ON CONFLICT (namespace, id) DO UPDATE SET revision = flows.revision + 1, source = excluded.source, updated_at = excluded.updated_at
-			RETURNING revision`), f.Namespace, f.ID, f.Source, f.Updated.UnixMicro()))
+			INSERT INTO flows (namespace, id, revision, source, updated_at, scope) VALUES (?, ?, 1, ?, ?, ?)
+			ON CONFLICT (namespace, id) DO UPDATE SET revision = flows.revision + 1, source = excluded.source,
+				updated_at = excluded.updated_at, scope = excluded.scope
+			RETURNING revision`), f.Namespace, f.ID, f.Source, f.Updated.UnixMicro(), string(scope)))
 	})
 	if err != nil {
 		return engine.FlowRecord{}, err
@@ -35,32 +39,49 @@ func (db *DB) SaveFlow(ctx context.Context, f engine.FlowRecord) (engine.FlowRec
 }
 
 type flowRow struct {
-	Namespace string `db:"namespace"`
-	ID        string `db:"id"`
-	Revision  int64  `db:"revision"`
-	Source    string `db:"source"`
-	Updated   int64  `db:"updated_at"`
+	Namespace string         `db:"namespace"`
+	ID        string         `db:"id"`
+	Revision  int64          `db:"revision"`
+	Source    string         `db:"source"`
+	Updated   int64          `db:"updated_at"`
+	Scope     sql.NullString `db:"scope"`
 }
 
-func (r flowRow) record() engine.FlowRecord {
-	return engine.FlowRecord{Namespace: r.Namespace, ID: r.ID, Revision: r.Revision, Source: r.Source, Updated: fromMicros(r.Updated)}
+const flowCols = `namespace, id, revision, source, updated_at, scope`
+
+func (r flowRow) record() (engine.FlowRecord, error) {
+	scope, err := scopeOf(r.Scope)
+	if err != nil {
+		return engine.FlowRecord{}, kvflow.Errorf(kvflow.EINTERNAL, "Flow '%s' in namespace '%s' has a broken scope: %s", r.ID, r.Namespace, kvflow.ErrorMessage(err))
+	}
+	return engine.FlowRecord{Namespace: r.Namespace, ID: r.ID, Revision: r.Revision, Source: r.Source, Updated: fromMicros(r.Updated), Scope: scope}, nil
+}
+
+// scopeOf reads a scope column; NULL (a row older than scopes) is unrestricted.
+func scopeOf(col sql.NullString) (storage.Scope, error) {
+	var s storage.Scope
+	if !col.Valid {
+		return s, nil
+	}
+	err := s.UnmarshalText([]byte(col.String))
+	return s, err
 }
 
 // GetFlow implements engine.Repository.
 func (db *DB) GetFlow(ctx context.Context, ns, id string) (engine.FlowRecord, error) {
 	var r flowRow
-	err := db.Err(db.X.GetContext(ctx, &r, db.Rebind(`SELECT namespace, id, revision, source, updated_at FROM flows WHERE namespace = ? AND id = ?`), ns, id))
+	err := db.Err(db.X.GetContext(ctx, &r, db.Rebind(`SELECT `+flowCols+` FROM flows WHERE namespace = ? AND id = ?`), ns, id))
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return engine.FlowRecord{}, kvflow.Errorf(kvflow.ENOTFOUND, "Flow '%s' does not exist in namespace '%s'.", id, ns)
 	} else if err != nil {
 		return engine.FlowRecord{}, err
 	}
-	return r.record(), nil
+	return r.record()
 }
 
 // ListFlows implements engine.Repository.
 func (db *DB) ListFlows(ctx context.Context, ns string) ([]engine.FlowRecord, error) {
-	q := `SELECT namespace, id, revision, source, updated_at FROM flows`
+	q := `SELECT ` + flowCols + ` FROM flows`
 	var args []any
 	if ns != "" {
 		q += ` WHERE namespace = ?`
@@ -72,7 +93,10 @@ func (db *DB) ListFlows(ctx context.Context, ns string) ([]engine.FlowRecord, er
 	}
 	out := make([]engine.FlowRecord, len(rows))
 	for i, r := range rows {
-		out[i] = r.record()
+		var err error
+		if out[i], err = r.record(); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -107,13 +131,15 @@ func (db *DB) SaveExecution(ctx context.Context, e *engine.Execution) error {
 	if e.Labels == nil {
 		labels = []byte("{}")
 	}
+	scope, _ := e.Scope.MarshalText()
 	return db.tx(ctx, func(tx *sqlx.Tx) error {
+		// The scope is set once, when the execution is created.
 		_, err := tx.ExecContext(ctx, db.Rebind(`
-			INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, scope)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET state = excluded.state, error = excluded.error, ended_at = excluded.ended_at,
 				labels = excluded.labels, flow_revision = excluded.flow_revision`),
-			e.ID, e.Namespace, e.FlowID, e.FlowRevision, string(e.State), string(labels), e.Error, e.Start.UnixMicro(), micros(e.End))
+			e.ID, e.Namespace, e.FlowID, e.FlowRevision, string(e.State), string(labels), e.Error, e.Start.UnixMicro(), micros(e.End), string(scope))
 		if err != nil {
 			return db.Err(err)
 		}
@@ -165,28 +191,33 @@ const (
 )
 
 type executionRow struct {
-	ID           string `db:"id"`
-	Namespace    string `db:"namespace"`
-	FlowID       string `db:"flow_id"`
-	FlowRevision int64  `db:"flow_revision"`
-	State        string `db:"state"`
-	Labels       string `db:"labels"`
-	Error        string `db:"error"`
-	Started      int64  `db:"started_at"`
-	Ended        *int64 `db:"ended_at"`
+	ID           string         `db:"id"`
+	Namespace    string         `db:"namespace"`
+	FlowID       string         `db:"flow_id"`
+	FlowRevision int64          `db:"flow_revision"`
+	State        string         `db:"state"`
+	Labels       string         `db:"labels"`
+	Error        string         `db:"error"`
+	Started      int64          `db:"started_at"`
+	Ended        *int64         `db:"ended_at"`
+	Scope        sql.NullString `db:"scope"`
 }
 
-const executionCols = `id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at`
+const executionCols = `id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, scope`
 
-func (r *executionRow) execution() *engine.Execution {
+func (r *executionRow) execution() (*engine.Execution, error) {
+	scope, err := scopeOf(r.Scope)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINTERNAL, "Execution '%s' has a broken scope: %s", r.ID, kvflow.ErrorMessage(err))
+	}
 	e := &engine.Execution{
-		ID: r.ID, Namespace: r.Namespace, FlowID: r.FlowID, FlowRevision: r.FlowRevision,
+		ID: r.ID, Namespace: r.Namespace, FlowID: r.FlowID, FlowRevision: r.FlowRevision, Scope: scope,
 		State: engine.State(r.State), Error: r.Error, Start: fromMicros(r.Started), End: timePtr(r.Ended),
 	}
 	if r.Labels != "" && r.Labels != "{}" && r.Labels != "null" {
 		_ = json.Unmarshal([]byte(r.Labels), &e.Labels)
 	}
-	return e
+	return e, nil
 }
 
 func timePtr(us *int64) *time.Time {
@@ -217,7 +248,10 @@ func (db *DB) GetExecution(ctx context.Context, id string) (*engine.Execution, e
 	} else if err != nil {
 		return nil, err
 	}
-	e := r.execution()
+	e, err := r.execution()
+	if err != nil {
+		return nil, err
+	}
 	var rows []taskRunRow
 	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT id, task_id, parent_id, state, attempts, error, started_at, ended_at
 		FROM task_runs WHERE execution_id = ? ORDER BY seq`), id); err != nil {
@@ -267,7 +301,10 @@ func (db *DB) ListExecutions(ctx context.Context, q engine.ExecutionQuery) ([]*e
 	}
 	out := make([]*engine.Execution, len(rows))
 	for i := range rows {
-		out[i] = rows[i].execution()
+		var err error
+		if out[i], err = rows[i].execution(); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

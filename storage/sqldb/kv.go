@@ -71,7 +71,13 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 	}
 	st, err := db.stmt(ctx, query)
 	for attempt := 0; err == nil; attempt++ {
-		err = db.Err(st.GetContext(ctx, &got, args...))
+		if db.batch != nil {
+			err = db.Err(db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+				return tx.StmtxContext(ctx, st).GetContext(ctx, &got, args...)
+			}))
+		} else {
+			err = db.Err(st.GetContext(ctx, &got, args...))
+		}
 		// A unique violation here is a version number taken by a delete that
 		// committed while this insert computed it: compute it again.
 		if kvflow.ErrorCode(err) == kvflow.ECONFLICT && attempt < 5 {
@@ -182,7 +188,8 @@ func entries(rows []entryRow) []storage.Entry {
 // it and when, then deleted, in one transaction; a trigger writes the tombstone.
 func (db *DB) DeleteEntry(ctx context.Context, ns, key, writer string, at time.Time) (*storage.Entry, error) {
 	var gone []entryRow
-	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		gone = gone[:0]
 		if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_entries SET deleted_by = ?, deleted_at = ? WHERE namespace = ? AND key = ?`),
 			writer, at.UnixMicro(), ns, key); err != nil {
 			return db.Err(err)
@@ -226,15 +233,29 @@ func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage
 	if len(where) == 0 {
 		where = append(where, "1 = 1")
 	}
-	args = append(args, q.Limit)
-	cond := `(namespace, key) IN (SELECT namespace, key FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` LIMIT ?)`
-	return db.deleteReturning(ctx, cond, args...)
+	// The conditions are repeated outside the subquery and the object is
+	// matched too: under PostgreSQL's READ COMMITTED a row rewritten after the
+	// subquery ran is re-checked against the outer conditions only, so without
+	// them a purge would delete the live entry that replaced an expired one.
+	cond := strings.Join(where, " AND ")
+	all := append(append(append([]any{}, args...), q.Limit), args...)
+	return db.deleteReturning(ctx, `(namespace, key, object) IN (SELECT namespace, key, object FROM kv_entries WHERE `+cond+` LIMIT ?) AND `+cond, all...)
 }
 
 // deleteReturning deletes the entries matching cond; a trigger queues their objects.
 func (db *DB) deleteReturning(ctx context.Context, cond string, args ...any) ([]storage.Entry, error) {
 	var rows []entryRow
-	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_entries WHERE `+cond+` RETURNING `+entryCols), args...); err != nil {
+	query := db.Rebind(`DELETE FROM kv_entries WHERE ` + cond + ` RETURNING ` + entryCols)
+	var err error
+	if db.batch != nil {
+		err = db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+			rows = rows[:0]
+			return tx.SelectContext(ctx, &rows, query, args...)
+		})
+	} else {
+		err = db.X.SelectContext(ctx, &rows, query, args...)
+	}
+	if err != nil {
 		return nil, db.Err(err)
 	}
 	return entries(rows), nil

@@ -43,9 +43,10 @@ var migrations embed.FS
 type DB struct {
 	X       *sqlx.DB
 	Dialect Dialect
-	addr    string   // where it is, for error messages; never holds a password
-	rebound sync.Map // query text → rebound text
-	stmts   sync.Map // query text → *sqlx.Stmt
+	addr    string     // where it is, for error messages; never holds a password
+	rebound sync.Map   // query text → rebound text
+	stmts   sync.Map   // query text → *sqlx.Stmt
+	batch   *committer // SQLite's group commit; nil on PostgreSQL
 }
 
 // Open connects to a postgres:// or postgresql:// URL, or to sqlite:///path
@@ -89,11 +90,17 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		db.X.Close()
 		return nil, err
 	}
+	if db.Dialect == SQLite {
+		db.batch = newCommitter(db)
+	}
 	return db, nil
 }
 
 // Close closes the prepared statements and the connection pool.
 func (db *DB) Close() error {
+	if db.batch != nil {
+		db.batch.close()
+	}
 	db.stmts.Range(func(_, s any) bool { s.(*sqlx.Stmt).Close(); return true })
 	return db.X.Close()
 }
@@ -190,9 +197,12 @@ func (db *DB) apply(ctx context.Context, file string) error {
 func (db *DB) Err(err error) error {
 	var pqErr *pq.Error
 	var netErr net.Error
+	var kvErr *kvflow.Error
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &kvErr):
+		return err
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, sql.ErrNoRows):

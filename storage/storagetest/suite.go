@@ -256,6 +256,10 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("Purge_RacingOverwrites_NoAcknowledgedWriteLost", func(t *testing.T) {
+		purgeRace(t, open, 5, 600)
+	})
+
 	t.Run("CollectGarbage_RemovesReplacedAndOrphans_KeepsLive", func(t *testing.T) {
 		p := open(t, storage.Options{})
 		s := p.Store
@@ -422,6 +426,115 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			t.Errorf("a value reached the database:\n%s", dump)
 		} else if !strings.Contains(dump, "secret") {
 			t.Errorf("dump does not hold the metadata, so it proves nothing:\n%s", dump)
+		}
+	})
+
+	t.Run("LongKey_350Characters_StoredReadListedAndKeptByGC", func(t *testing.T) {
+		p := open(t, storage.Options{CacheSize: -1})
+		// The longest key and namespace the rules allow, and a key just over
+		// the point where the object name is shortened.
+		longNS := strings.Repeat("n", 70) + "." + strings.Repeat("m", 79)
+		keys := []string{strings.Repeat("k", storage.MaxKeyLen), "A" + strings.Repeat("b.-_", 60), strings.Repeat("x", 171)}
+		for _, key := range keys {
+			for _, space := range []string{ns, longNS} {
+				e, err := p.Store.Set(ctx, space, key, storage.String("v-"+key[:3]), storage.SetOptions{})
+				if err != nil {
+					t.Fatalf("Set of a %d-character key in a %d-character namespace: %v", len(key), len(space), err)
+				}
+				if !storage.IsValueObject(e.Object) {
+					t.Errorf("object %q of a long key is not a value object for GC", e.Object)
+				}
+				for _, seg := range strings.Split(e.Object, "/") {
+					if len(seg) > 200 {
+						t.Errorf("object name part of %d bytes: %q", len(seg), seg)
+					}
+				}
+				if _, v, err := p.Store.Get(ctx, space, key); err != nil || v.V != "v-"+key[:3] {
+					t.Errorf("Get of a %d-character key = %v, %v", len(key), v.V, err)
+				}
+			}
+		}
+		if n, err := p.Store.CollectGarbage(ctx, 0); err != nil || n != 0 {
+			t.Errorf("CollectGarbage removed %d objects, %v; want 0: every object is referenced", n, err)
+		}
+		got, err := p.Store.Keys(ctx, ns, "")
+		if err != nil || len(got) != len(keys) {
+			t.Errorf("Keys = %d keys, %v; want %d", len(got), err, len(keys))
+		}
+		for _, key := range keys {
+			if _, v, err := p.Store.Get(ctx, longNS, key); err != nil || v.V != "v-"+key[:3] {
+				t.Errorf("after GC, Get of a %d-character key = %v, %v", len(key), v.V, err)
+			}
+		}
+		_, err = p.Store.Set(ctx, ns, strings.Repeat("k", storage.MaxKeyLen+1), storage.String("v"), storage.SetOptions{})
+		if kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("Set of a %d-character key = %v, want EINVALID", storage.MaxKeyLen+1, err)
+		}
+	})
+
+	t.Run("MissingObject_IsCorruptionAndFoundByMissingObjects", func(t *testing.T) {
+		p := open(t, storage.Options{CacheSize: -1})
+		mustSet(t, p.Store, ns, "fine", storage.String("v"), storage.SetOptions{})
+		for _, key := range []string{"lost", "lost-text"} {
+			e := mustSet(t, p.Store, ns, key, storage.Value{Type: storage.NUMBER, V: int64(7)}, storage.SetOptions{})
+			if key == "lost-text" {
+				e = mustSet(t, p.Store, ns, key, storage.String("text"), storage.SetOptions{})
+			}
+			if err := p.Bucket.Delete(ctx, e.Object); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := p.Store.Get(ctx, ns, key)
+			if kvflow.ErrorCode(err) != kvflow.EINTERNAL || !strings.Contains(err.Error(), "'"+key+"'") || !strings.Contains(err.Error(), "'"+ns+"'") ||
+				!strings.Contains(err.Error(), "missing") || strings.Contains(err.Error(), e.Object) || strings.Contains(err.Error(), "/") {
+				t.Errorf("Get of %s with its object deleted = %v, want EINTERNAL naming key and namespace, no path", key, err)
+			}
+			if _, _, err := p.Store.Open(ctx, ns, key); kvflow.ErrorCode(err) != kvflow.EINTERNAL {
+				t.Errorf("Open of %s with its object deleted = %v, want EINTERNAL", key, err)
+			}
+		}
+		missing, err := p.Store.MissingObjects(ctx)
+		var got []string
+		for _, e := range missing {
+			got = append(got, e.Namespace+"/"+e.Key)
+		}
+		if want := []string{ns + "/lost", ns + "/lost-text"}; err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("MissingObjects = %v, %v; want %v", got, err, want)
+		}
+	})
+
+	t.Run("Description_UTF8NULAndLengthRefused", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		for _, d := range []string{"bad \xff byte", "nul \x00 byte", strings.Repeat("d", storage.MaxDescriptionLen+1)} {
+			for _, set := range []func() error{
+				func() error {
+					_, err := s.Set(ctx, ns, "k", storage.String("v"), storage.SetOptions{Description: d})
+					return err
+				},
+				func() error {
+					_, err := s.SetStream(ctx, ns, "k", strings.NewReader("v"), storage.SetOptions{Description: d})
+					return err
+				},
+			} {
+				if err := set(); kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "'description'") {
+					t.Errorf("description %.20q = %v, want EINVALID naming description", d, err)
+				}
+			}
+		}
+		long := strings.Repeat("é", storage.MaxDescriptionLen)
+		if e, err := s.Set(ctx, ns, "k", storage.String("v"), storage.SetOptions{Description: long}); err != nil || e.Description != long {
+			t.Errorf("a %d-character description: %v", storage.MaxDescriptionLen, err)
+		}
+	})
+
+	t.Run("NegativeZero_ReadsBackAsNegativeZero", func(t *testing.T) {
+		s := open(t, storage.Options{CacheSize: -1}).Store
+		v, err := storage.ParseAs(storage.NUMBER, "-0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustSet(t, s, ns, "z", v, storage.SetOptions{})
+		if _, got, err := s.Get(ctx, ns, "z"); err != nil || got.Text() != "-0" {
+			t.Errorf("Get of -0 = %q, %v", got.Text(), err)
 		}
 	})
 

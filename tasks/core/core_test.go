@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
@@ -54,6 +55,8 @@ func (e *env) rc() *plugin.RunContext {
 			"outputs": map[string]any{},
 		},
 		Logger: slog.New(e.logs),
+		// The Download tests' server listens on 127.0.0.1.
+		HTTPClient: netguard.Client(netguard.MustParse("127.0.0.1")),
 	}
 }
 
@@ -197,7 +200,7 @@ func TestValidate_Literals_LoadTimeErrorsNameTheProperty(t *testing.T) {
 		{"Download_URIRelative", core.DownloadType, "uri: /data.csv", "uri", []string{`"/data.csv"`}},
 		{"Download_MethodUnknown", core.DownloadType, "uri: http://example.com\nmethod: FETCH", "method", []string{`"FETCH"`}},
 		{"Download_HeaderMap", core.DownloadType, "uri: http://example.com\nheaders:\n  X-A: {b: c}", "headers", []string{`"X-A"`}},
-		{"Download_FailOnEmptyNotBoolean", core.DownloadType, "uri: http://example.com\nfailOnEmptyResponse: often", "failOnEmptyResponse", []string{`"often"`}},
+		{"Download_FailOnEmptyNotBoolean", core.DownloadType, "uri: http://example.com\nfailOnEmptyResponse: often", "failOnEmptyResponse", []string{"STRING, 5 bytes, sha256:93c68148"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, errs := decode(t, c.typ, c.src)

@@ -27,7 +27,9 @@ import (
 //
 // Outputs: uri, the kestra:///_executions/... URI of the stored file; code,
 // the HTTP status; length, the bytes stored; headers, the response headers
-// (name → list of values). A status outside 2xx, a network failure or an
+// (name → list of values). Loopback, link-local, private and other internal
+// addresses are refused unless the configuration allows them (download.allow),
+// redirects included. A status outside 2xx, a network failure or an
 // empty body (unless failOnEmptyResponse is false) fails the task with a
 // message naming the URI.
 type Download struct {
@@ -37,9 +39,6 @@ type Download struct {
 	Body                plugin.Property[string]         `yaml:"body"`
 	FailOnEmptyResponse plugin.Property[bool]           `yaml:"failOnEmptyResponse"`
 }
-
-// client follows redirects as net/http does; the task's context bounds it.
-var client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 
 // Validate checks the literal properties when the flow loads.
 func (t *Download) Validate() error {
@@ -114,10 +113,13 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 			req.Header.Add(k, v)
 		}
 	}
-	resp, err := client.Do(req)
+	resp, err := rc.HTTP().Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "Download of %s stopped: %w.", where, ctx.Err())
+		}
+		if kvflow.ErrorCode(err) == kvflow.EFORBIDDEN { // netguard refused the address
+			return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Cannot download %s: %s.", where, kvflow.ErrorMessage(err))
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {

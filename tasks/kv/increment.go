@@ -75,7 +75,7 @@ func delta(raw any) (storage.Value, error) {
 	}
 	v, err := storage.FromGo(raw)
 	if err == nil && v.Type != storage.NUMBER {
-		err = kvflow.Errorf(kvflow.EINVALID, "by: expected a number, got %s.", v.Text())
+		err = kvflow.Errorf(kvflow.EINVALID, "by: expected a number, got a value (%s).", storage.Describe(v))
 	}
 	return v, err
 }

@@ -27,12 +27,12 @@ func TestMain(m *testing.M) { os.Exit(testsvc.Main(m)) }
 
 // env is one fresh store and the run contexts built on it.
 type env struct {
-	t       *testing.T
-	store   *storage.Store
-	clock   *storagetest.Clock
-	allowed func(from, ns string) bool // nil: own namespace and ancestors only
-	logs    *logSink
-	db      *sqldb.DB
+	t      *testing.T
+	store  *storage.Store
+	clock  *storagetest.Clock
+	access storage.Access // zero: own namespace and ancestors only
+	logs   *logSink
+	db     *sqldb.DB
 }
 
 type pairFunc func(testing.TB, storage.Options) storagetest.Pair
@@ -60,7 +60,7 @@ func (e *env) reset(t *testing.T) {
 			t.Fatalf("emptying %s: %v", table, err)
 		}
 	}
-	e.t, e.allowed, e.logs = t, nil, &logSink{}
+	e.t, e.access, e.logs = t, storage.Access{}, &logSink{}
 	e.clock.Set(startTime)
 }
 
@@ -78,14 +78,14 @@ func (e *env) rc(ns string) *plugin.RunContext {
 	return &plugin.RunContext{
 		Namespace: ns, FlowID: "f", ExecutionID: "e1", TaskID: "t", TaskRunID: "tr1",
 		Store: e.store, Bucket: e.store.Bucket(),
-		Templates: template.New(template.Options{KV: e.store, Access: e.allowed}),
+		Templates: template.New(template.Options{KV: e.store, Policy: e.access.Policy}),
 		Data: template.Context{
 			"flow":    map[string]any{"id": "f", "namespace": ns},
 			"inputs":  inputs,
 			"outputs": map[string]any{},
 		},
-		Allowed: e.allowed,
-		Logger:  slog.New(e.logs),
+		Access: e.access,
+		Logger: slog.New(e.logs),
 	}
 }
 

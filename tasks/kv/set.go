@@ -111,12 +111,5 @@ func convertValue(t storage.Type, v storage.Value) (storage.Value, error) {
 	case t == storage.STRING:
 		return storage.String(v.Text()), nil
 	}
-	return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "kvType is %s but the value %s is a %s.", t, clipText(v.Text()), v.Type)
-}
-
-func clipText(s string) string {
-	if len(s) > 60 {
-		s = s[:57] + "..."
-	}
-	return s
+	return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "kvType is %s but the value (%s) is a %s.", t, storage.Describe(v), v.Type)
 }

@@ -37,7 +37,7 @@ func runKVCases(t *testing.T, pair pairFunc) {
 		t.Run(c.name, func(t *testing.T) {
 			e.reset(t)
 			if c.allow {
-				e.allowed = func(from, ns string) bool { return true }
+				e.access.Policy = storage.NewPolicy(map[string][]string{"*": {"*"}})
 			}
 			if c.setup != nil {
 				c.setup(e)
@@ -293,10 +293,10 @@ func kvCases() []kvCase {
 			check: stored(flowNS, "k", storage.Value{Type: storage.NUMBER, V: 123.45})},
 		{name: "Set_KVTypeNumberOnBadText_ErrorNamesKeyTypeAndValue", typ: kv.SetType,
 			src:   "key: k\nvalue: \"{{ 'abc' }}\"\nkvType: NUMBER",
-			check: failsWith(kvflow.EINVALID, "key 'k'", "namespace 'company.team'", "NUMBER", `"abc"`)},
+			check: failsWith(kvflow.EINVALID, "key 'k'", "namespace 'company.team'", "NUMBER", "STRING, 3 bytes, sha256:ba7816bf")},
 		{name: "Set_KVTypeMismatchOnTypedValue_ErrorNamesKeyTypeAndValue", typ: kv.SetType,
 			src:   "key: k\nvalue: \"{{ inputs.flag }}\"\nkvType: NUMBER",
-			check: failsWith(kvflow.EINVALID, "key 'k'", "namespace 'company.team'", "NUMBER", "true", "BOOLEAN")},
+			check: failsWith(kvflow.EINVALID, "key 'k'", "namespace 'company.team'", "NUMBER", "BOOLEAN, 4 bytes, sha256:b5bea41b")},
 		{name: "Set_KVTypeFromTemplate_Converts", typ: kv.SetType,
 			src:   "key: k\nvalue: \"7\"\nkvType: \"{{ 'number' }}\"",
 			check: stored(flowNS, "k", storage.Value{Type: storage.NUMBER, V: int64(7)})},

@@ -23,9 +23,9 @@ func TestValidate_Literals_LoadTimeErrorsNameTheProperty(t *testing.T) {
 		{"Set_KVTypeUnknown", kv.SetType, "key: k\nvalue: v\nkvType: TEXT", "kvType", []string{`"TEXT"`, "STRING, NUMBER"}},
 		{"Set_KeyMissing", kv.SetType, "value: v", "key", []string{"required"}},
 		{"Set_ValueMissing", kv.SetType, "key: k", "value", []string{"required"}},
-		{"Set_LiteralValueNotANumber", kv.SetType, "key: k\nvalue: abc\nkvType: NUMBER", "value", []string{`"abc"`, "NUMBER"}},
-		{"Set_LiteralBooleanWithKVTypeNumber", kv.SetType, "key: k\nvalue: true\nkvType: NUMBER", "value", []string{"NUMBER", "true", "BOOLEAN"}},
-		{"Set_OverwriteNotBoolean", kv.SetType, "key: k\nvalue: v\noverwrite: maybe", "overwrite", []string{`"maybe"`}},
+		{"Set_LiteralValueNotANumber", kv.SetType, "key: k\nvalue: abc\nkvType: NUMBER", "value", []string{"STRING, 3 bytes, sha256:ba7816bf", "NUMBER"}},
+		{"Set_LiteralBooleanWithKVTypeNumber", kv.SetType, "key: k\nvalue: true\nkvType: NUMBER", "value", []string{"NUMBER", "BOOLEAN, 4 bytes"}},
+		{"Set_OverwriteNotBoolean", kv.SetType, "key: k\nvalue: v\noverwrite: maybe", "overwrite", []string{"STRING, 5 bytes, sha256:dcfff5eb"}},
 		{"Set_NamespaceInvalid", kv.SetType, "key: k\nvalue: v\nnamespace: Company", "namespace", []string{`"Company"`}},
 		{"Set_UnknownProperty", kv.SetType, "key: k\nvalue: v\nvalues: x", "values", nil},
 		{"Get_KeyInvalid", kv.GetType, "key: \"bad key\"", "key", []string{`"bad key"`}},
@@ -35,9 +35,9 @@ func TestValidate_Literals_LoadTimeErrorsNameTheProperty(t *testing.T) {
 		{"PurgeKV_NamespacesAndPattern", kv.PurgeKVType, "namespaces: [a]\nnamespacePattern: \"a*\"", "namespaces", []string{"`namespaces` and `namespacePattern` can't be used at the same time"}},
 		{"PurgeKV_NamespaceInvalid", kv.PurgeKVType, "namespaces: [ok, Not OK]", "", []string{"namespaces[1]", `"Not OK"`}},
 		{"PurgeKV_BeforeAndKeepAmount", kv.PurgeKVType, "behavior:\n  type: version\n  before: \"2024-01-01T00:00:00Z\"\n  keepAmount: 2", "behavior", []string{"Cannot set both 'before' and 'keepAmount' properties"}},
-		{"PurgeKV_BehaviorTypeUnknown", kv.PurgeKVType, "behavior:\n  type: value", "", []string{"behavior.type", `"value"`, "key or version"}},
+		{"PurgeKV_BehaviorTypeUnknown", kv.PurgeKVType, "behavior:\n  type: value", "", []string{"behavior.type", "STRING, 5 bytes, sha256:cd42404d", "key or version"}},
 		{"PurgeKV_BehaviorUnknownField", kv.PurgeKVType, "behavior:\n  type: key\n  keepAmount: 2", "", []string{"behavior.keepAmount", "unknown"}},
-		{"PurgeKV_BeforeNotInstant", kv.PurgeKVType, "behavior:\n  type: version\n  before: yesterday", "", []string{"behavior.before", `"yesterday"`}},
+		{"PurgeKV_BeforeNotInstant", kv.PurgeKVType, "behavior:\n  type: version\n  before: yesterday", "", []string{"behavior.before", "STRING, 9 bytes, sha256:9523d9fb"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, errs := decode(t, c.typ, c.src)

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -380,7 +380,7 @@ func TestAcceptance_KVLifecycle(t *testing.T) {
 		}
 		return v
 	}
-	detail := func(key string) *api.EntryDetail {
+	detail := func(key string) *client.EntryDetail {
 		t.Helper()
 		d, err := c.Detail(ctx, "tf.acc", key)
 		if err != nil {
@@ -444,7 +444,7 @@ func TestAcceptance_KVLifecycle(t *testing.T) {
 	})
 
 	t.Run("Import_ExistingPair", func(t *testing.T) {
-		if err := c.Set(ctx, "tf.acc", "imported", `{"x":1,"y":[true,null]}`, api.SetOptions{Type: storage.JSON, Description: "made by hand"}); err != nil {
+		if err := c.Set(ctx, "tf.acc", "imported", `{"x":1,"y":[true,null]}`, client.SetOptions{Type: storage.JSON, Description: "made by hand"}); err != nil {
 			t.Fatal(err)
 		}
 		tf.write(config("code", "43", "PT2H", configCompact, importedResource))
@@ -499,7 +499,7 @@ func TestAcceptance_KVLifecycle(t *testing.T) {
 		want := map[string]any{
 			"config_value":        `{"name":"kvflow","ports":[8080,8081],"tls":false}`,
 			"config_type":         "JSON",
-			"answer_expiration":   ts.Clock.Now().Add(2 * time.Hour).Format(api.TimeFormat),
+			"answer_expiration":   ts.Clock.Now().Add(2 * time.Hour).Format(client.TimeFormat),
 			"answer_data_version": 1.0,
 			"all_keys":            []any{"answer", "code", "config", "imported"},
 			"c_keys":              []any{"code", "config"},
@@ -617,10 +617,23 @@ data "kvflow_kv_keys" "denied" {
 		tf := newTerraform(t, "KVFLOW_ENDPOINT="+ts.URL, "KVFLOW_API_TOKEN=wrong")
 		tf.write(requiredProviders + resource("k", "  namespace = \"tf\"\n  key = \"k\"\n  value = \"x\"\n"))
 		stderr := tf.fails("apply", "-no-color", "-input=false", "-auto-approve")
+		flat := strings.Join(strings.Fields(stderr), " ") // terraform wraps long details
 		for _, want := range []string{"The API token is wrong", "Check the provider's token"} {
-			if !strings.Contains(stderr, want) {
+			if !strings.Contains(flat, want) {
 				t.Errorf("apply errors lack %q:\n%s", want, stderr)
 			}
+		}
+	})
+	// KVFLOW_SERVER, the CLI's variable, wins over KVFLOW_ENDPOINT and may
+	// be a bare host:port with the API's path.
+	t.Run("ServerFromEnvironment_HostPort", func(t *testing.T) {
+		hostPort := strings.TrimPrefix(ts.URL, "http://") + "/api/v1"
+		tf := newTerraform(t, "KVFLOW_SERVER="+hostPort, "KVFLOW_ENDPOINT="+closedURL(t), "KVFLOW_API_TOKEN=wrong")
+		tf.write(requiredProviders + resource("k", "  namespace = \"tf\"\n  key = \"k\"\n  value = \"x\"\n"))
+		stderr := tf.fails("apply", "-no-color", "-input=false", "-auto-approve")
+		flat := strings.Join(strings.Fields(stderr), " ")
+		if want := "The API token is wrong for the kvflow server at " + ts.URL; !strings.Contains(flat, want) {
+			t.Errorf("apply errors lack %q:\n%s", want, stderr)
 		}
 	})
 }

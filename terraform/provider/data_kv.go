@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -25,7 +25,7 @@ var (
 func newKVDataSource() datasource.DataSource { return &kvDataSource{} }
 
 // kvDataSource is data "kvflow_kv": one pair's value and metadata.
-type kvDataSource struct{ client *api.Client }
+type kvDataSource struct{ client *client.Client }
 
 type kvDataModel struct {
 	Namespace      types.String `tfsdk:"namespace"`
@@ -95,7 +95,7 @@ func (d *kvDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 	m.Version = types.Int64Value(det.Version)
 	m.ExpirationDate = types.StringNull()
 	if !det.ExpirationDate.IsZero() {
-		m.ExpirationDate = types.StringValue(det.ExpirationDate.UTC().Format(api.TimeFormat))
+		m.ExpirationDate = types.StringValue(det.ExpirationDate.UTC().Format(client.TimeFormat))
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
@@ -103,7 +103,7 @@ func (d *kvDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 func newKeysDataSource() datasource.DataSource { return &keysDataSource{} }
 
 // keysDataSource is data "kvflow_kv_keys": the live keys of a namespace.
-type keysDataSource struct{ client *api.Client }
+type keysDataSource struct{ client *client.Client }
 
 type keysModel struct {
 	Namespace types.String `tfsdk:"namespace"`

@@ -59,7 +59,7 @@ func addError(diags *diag.Diagnostics, summary string, err error, has ...string)
 	msg := kvflow.ErrorMessage(err)
 	switch {
 	case unreachable(err):
-		msg += " Check the provider's endpoint (or KVFLOW_ENDPOINT) and that `kvflow server` is running."
+		msg += " Check the provider's endpoint (or KVFLOW_SERVER) and that `kvflow server` is running."
 	case kvflow.ErrorCode(err) == kvflow.EUNAUTHORIZED:
 		msg += " Check the provider's token (or KVFLOW_API_TOKEN)."
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -17,7 +17,7 @@ import (
 func TestAddError_ServerErrorsNameTheirAttribute(t *testing.T) {
 	ts := startServer(t, "secret", "tf", "tf.*")
 	ctx := context.Background()
-	set := func(ns, key, value string, o api.SetOptions) func() error {
+	set := func(ns, key, value string, o client.SetOptions) func() error {
 		return func() error { return ts.Client.Set(ctx, ns, key, value, o) }
 	}
 	for _, c := range []struct {
@@ -26,17 +26,17 @@ func TestAddError_ServerErrorsNameTheirAttribute(t *testing.T) {
 		want string // attribute; "" for none
 		text string // in the detail
 	}{
-		{"invalid key", set("tf", "-bad", "x", api.SetOptions{}), "key", "Key \"-bad\" is invalid"},
-		{"invalid namespace", set("TF", "k", "x", api.SetOptions{}), "namespace", "Namespace \"TF\" is invalid"},
-		{"denied namespace", set("other", "k", "x", api.SetOptions{}), "namespace", "Access to namespace 'other' is not allowed"},
-		{"value not of its type", set("tf", "k", "abc", api.SetOptions{Type: storage.NUMBER}), "value", "is not a valid NUMBER"},
-		{"ttl not positive", set("tf", "k", "x", api.SetOptions{TTL: "PT0S"}), "ttl", "must be positive"},
+		{"invalid key", set("tf", "-bad", "x", client.SetOptions{}), "key", "Key \"-bad\" is invalid"},
+		{"invalid namespace", set("TF", "k", "x", client.SetOptions{}), "namespace", "Namespace \"TF\" is invalid"},
+		{"denied namespace", set("other", "k", "x", client.SetOptions{}), "namespace", "Access to namespace 'other' is not allowed"},
+		{"value not of its type", set("tf", "k", "abc", client.SetOptions{Type: storage.NUMBER}), "value", "is not a valid NUMBER"},
+		{"ttl not positive", set("tf", "k", "x", client.SetOptions{TTL: "PT0S"}), "ttl", "must be positive"},
 		{"missing key", func() error { _, err := ts.Client.Detail(ctx, "tf", "missing"); return err }, "key", "No value found for key 'missing'"},
 		{"wrong token", func() error {
-			return api.NewClient(ts.URL, "wrong").Set(ctx, "tf", "k", "x", api.SetOptions{})
+			return client.NewClient(ts.URL, "wrong").Set(ctx, "tf", "k", "x", client.SetOptions{})
 		}, "", "Check the provider's token"},
 		{"unreachable", func() error {
-			return api.NewClient(closedURL(t), "").Set(ctx, "tf", "k", "x", api.SetOptions{})
+			return client.NewClient(closedURL(t), "").Set(ctx, "tf", "k", "x", client.SetOptions{})
 		}, "", "Check the provider's endpoint"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

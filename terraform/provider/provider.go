@@ -1,13 +1,12 @@
 // Package provider is kvflow's Terraform provider: the kvflow_kv resource and
 // the kvflow_kv and kvflow_kv_keys data sources, talking to `kvflow server`
-// through api.Client.
+// through client.Client.
 package provider
 
 import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,19 +19,20 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 )
 
 // Address is the provider's registry address.
 const Address = "registry.terraform.io/kvflow/kvflow"
 
 // DefaultEndpoint is the server used when neither the configuration nor
-// KVFLOW_ENDPOINT names one.
+// KVFLOW_SERVER (or KVFLOW_ENDPOINT) names one.
 const DefaultEndpoint = "http://127.0.0.1:8080"
 
 // Environment variables read when the provider block leaves a setting out.
 const (
-	EnvEndpoint = "KVFLOW_ENDPOINT"
+	EnvServer   = "KVFLOW_SERVER"   // the same variable as the CLI's --server
+	EnvEndpoint = "KVFLOW_ENDPOINT" // read when KVFLOW_SERVER is unset
 	EnvToken    = "KVFLOW_API_TOKEN"
 )
 
@@ -66,7 +66,7 @@ func (p *kvflowProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 		Attributes: map[string]schema.Attribute{
 			"endpoint": schema.StringAttribute{
 				Optional:    true,
-				Description: "URL of the kvflow server. Default: $" + EnvEndpoint + ", else " + DefaultEndpoint + ".",
+				Description: "URL of the kvflow server (http://host:port, or host:port). Default: $" + EnvServer + " (or $" + EnvEndpoint + "), else " + DefaultEndpoint + ".",
 			},
 			"token": schema.StringAttribute{
 				Optional:    true,
@@ -97,7 +97,10 @@ func (p *kvflowProvider) Configure(ctx context.Context, req provider.ConfigureRe
 
 	endpoint, from := cfg.Endpoint.ValueString(), "the provider's endpoint"
 	if cfg.Endpoint.IsNull() {
-		endpoint, from = os.Getenv(EnvEndpoint), EnvEndpoint
+		endpoint, from = os.Getenv(EnvServer), EnvServer
+		if endpoint == "" {
+			endpoint, from = os.Getenv(EnvEndpoint), EnvEndpoint
+		}
 		if endpoint == "" {
 			endpoint, from = DefaultEndpoint, "the default endpoint"
 		}
@@ -106,13 +109,14 @@ func (p *kvflowProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	if cfg.Token.IsNull() {
 		token = os.Getenv(EnvToken)
 	}
-	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	base, err := client.ServerURL(endpoint)
+	if err != nil {
 		resp.Diagnostics.AddAttributeError(path.Root("endpoint"), "Invalid kvflow endpoint",
 			fmt.Sprintf("Endpoint %q (%s) is not a URL such as http://127.0.0.1:8080: expected http:// or https:// and a host.", endpoint, from))
 		return
 	}
 
-	c := api.NewClient(endpoint, token)
+	c := client.NewClient(base, token)
 	c.HTTP = &http.Client{Timeout: requestTimeout}
 	// A server that cannot be reached is reported on the endpoint itself;
 	// any other answer is left to the calls that follow.
@@ -145,13 +149,13 @@ func (p *kvflowProvider) DataSources(context.Context) []func() datasource.DataSo
 
 // clientOf takes the client Configure made; nil before the provider is
 // configured (as during validation).
-func clientOf(data any, add func(summary, detail string)) *api.Client {
+func clientOf(data any, add func(summary, detail string)) *client.Client {
 	if data == nil {
 		return nil
 	}
-	c, ok := data.(*api.Client)
+	c, ok := data.(*client.Client)
 	if !ok {
-		add("Unexpected provider data", fmt.Sprintf("Expected *api.Client, got %T. This is a bug in the kvflow provider.", data))
+		add("Unexpected provider data", fmt.Sprintf("Expected *client.Client, got %T. This is a bug in the kvflow provider.", data))
 		return nil
 	}
 	return c

@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -33,7 +33,7 @@ var kvAttrs = []string{"namespace", "key", "value", "type", "ttl", "description"
 func newKVResource() resource.Resource { return &kvResource{} }
 
 // kvResource is kvflow_kv: one key-value pair.
-type kvResource struct{ client *api.Client }
+type kvResource struct{ client *client.Client }
 
 type kvModel struct {
 	ID          types.String `tfsdk:"id"`
@@ -258,7 +258,7 @@ func (r *kvResource) write(ctx context.Context, m *kvModel, diags *diag.Diagnost
 	if m.Type.IsUnknown() || m.Type.IsNull() {
 		typ = InferType(m.Value.ValueString())
 	}
-	err := r.client.Set(ctx, ns, key, m.Value.ValueString(), api.SetOptions{
+	err := r.client.Set(ctx, ns, key, m.Value.ValueString(), client.SetOptions{
 		Type: typ, TTL: m.TTL.ValueString(), Description: m.Description.ValueString(),
 	})
 	if err != nil {
@@ -273,7 +273,7 @@ func (r *kvResource) write(ctx context.Context, m *kvModel, diags *diag.Diagnost
 	m.ID = types.StringValue(ns + "/" + key)
 	m.Type = types.StringValue(string(typ))
 	m.Version = types.Int64Value(d.Version)
-	m.UpdateDate = types.StringValue(d.UpdateDate.UTC().Format(api.TimeFormat))
+	m.UpdateDate = types.StringValue(d.UpdateDate.UTC().Format(client.TimeFormat))
 }
 
 func (r *kvResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -318,7 +318,7 @@ func (r *kvResource) Read(ctx context.Context, req resource.ReadRequest, resp *r
 		state.Description = types.StringNull()
 	}
 	state.Version = types.Int64Value(d.Version)
-	state.UpdateDate = types.StringValue(d.UpdateDate.UTC().Format(api.TimeFormat))
+	state.UpdateDate = types.StringValue(d.UpdateDate.UTC().Format(client.TimeFormat))
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 

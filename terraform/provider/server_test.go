@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -17,7 +18,7 @@ import (
 // and a local directory, with a fake clock.
 type testServer struct {
 	URL    string
-	Client *api.Client // with the server's token
+	Client *client.Client // with the server's token
 	Clock  *storagetest.Clock
 }
 
@@ -37,7 +38,7 @@ func startServer(t *testing.T, token string, namespaces ...string) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{URL: "http://" + l.Addr().String(), Clock: c}
-	ts.Client = api.NewClient(ts.URL, token)
+	ts.Client = client.NewClient(ts.URL, token)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -110,7 +110,7 @@ func bigOf(n any) (*big.Float, bool) {
 // TextOf is the text form of a value the API returned: compact JSON for
 // JSON, ISO-8601 for dates and durations, the number for a NUMBER.
 func TextOf(t storage.Type, raw json.RawMessage) (string, error) {
-	v, err := api.ValueOf(t, raw)
+	v, err := client.ValueOf(t, raw)
 	if err != nil {
 		return "", err
 	}

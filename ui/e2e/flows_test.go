@@ -13,7 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 )
 
 // helloFlow downloads from url (a slow server, so the run can be watched)
@@ -184,7 +184,7 @@ func TestOverview_ShowsCountsAndRecentExecutions(t *testing.T) {
 	if got := e.api("POST", "/executions/"+ns+"/hello?wait=true", "application/json", `{"name":"overview"}`, &ex); got != 200 || ex.State != "SUCCESS" {
 		t.Fatalf("running the flow: status %d state %q", got, ex.State)
 	}
-	e.seed("other", "1", api.SetOptions{})
+	e.seed("other", "1", client.SetOptions{})
 	e.open("#/ns/" + ns)
 	e.waitJS("the overview", `!!document.querySelector('.cards') && !!document.querySelector('table .state-success')`)
 	cards := evalTo[[]string](e, `[...document.querySelectorAll('.cards .card')].map(c => c.textContent.trim())`)

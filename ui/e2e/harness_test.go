@@ -20,7 +20,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 	_ "github.com/kvflow/kvflow/tasks/all"
@@ -48,7 +50,7 @@ func chromium(t testing.TB) string {
 type env struct {
 	t      testing.TB
 	URL    string // the server's base URL
-	Client *api.Client
+	Client *client.Client
 	Store  *storage.Store
 	ctx    context.Context // the browser tab
 
@@ -73,7 +75,8 @@ func start(t testing.TB, o options) *env {
 	cfg := api.Config{Store: pair.Store, DB: pair.DB, UI: ui.Handler(), Token: o.token, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.engine {
-		cfg.Engine = engine.New(engine.Options{Store: pair.Store, Repo: pair.DB, FlushInterval: 50 * time.Millisecond})
+		cfg.Engine = engine.New(engine.Options{Store: pair.Store, Repo: pair.DB, FlushInterval: 50 * time.Millisecond,
+			HTTPClient: netguard.Client(netguard.MustParse("127.0.0.1"))}) // the flows download from a local server
 	}
 	if o.cfg != nil {
 		o.cfg(&cfg, pair)
@@ -93,7 +96,7 @@ func start(t testing.TB, o options) *env {
 		}
 	})
 	e := &env{t: t, URL: "http://" + l.Addr().String(), Store: pair.Store}
-	e.Client = api.NewClient(e.URL, o.token)
+	e.Client = client.NewClient(e.URL, o.token)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),

@@ -15,7 +15,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -64,7 +64,7 @@ func (e *env) saveKV(key string) {
 		fmt.Sprintf(`!document.querySelector('dialog[open]') && !!document.querySelector('tr[data-key=%q]')`, key))
 }
 
-func (e *env) detail(key string) *api.EntryDetail {
+func (e *env) detail(key string) *client.EntryDetail {
 	e.t.Helper()
 	d, err := e.Client.Detail(context.Background(), ns, key)
 	if err != nil {
@@ -73,7 +73,7 @@ func (e *env) detail(key string) *api.EntryDetail {
 	return d
 }
 
-func (e *env) seed(key, body string, o api.SetOptions) {
+func (e *env) seed(key, body string, o client.SetOptions) {
 	e.t.Helper()
 	if err := e.Client.Set(context.Background(), ns, key, body, o); err != nil {
 		e.t.Fatalf("seed %s: %v", key, err)
@@ -167,8 +167,8 @@ func TestKV_NewKeyValueForm_StoresStringWithTTLAndJSONAndNumber(t *testing.T) {
 
 func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 	e := start(t, options{})
-	e.seed("greeting", "Hello", api.SetOptions{Type: storage.STRING, Description: "A greeting"})
-	e.seed("flag", "true", api.SetOptions{Type: storage.BOOLEAN})
+	e.seed("greeting", "Hello", client.SetOptions{Type: storage.STRING, Description: "A greeting"})
+	e.seed("flag", "true", client.SetOptions{Type: storage.BOOLEAN})
 	e.open("#/ns/" + ns + "/kv")
 
 	e.click(`tr[data-key="greeting"] button[aria-label="Edit greeting"]`)
@@ -203,8 +203,8 @@ func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 
 func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
 	e := start(t, options{})
-	e.seed("keep_me", "1", api.SetOptions{})
-	e.seed("remove_me", "2", api.SetOptions{})
+	e.seed("keep_me", "1", client.SetOptions{})
+	e.seed("remove_me", "2", client.SetOptions{})
 	e.open("#/ns/" + ns + "/kv")
 
 	del := `tr[data-key="remove_me"] button[aria-label="Delete remove_me"]`
@@ -236,7 +236,7 @@ func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
 
 func TestKV_BadKeyAndBadJSON_ErrorsAtTheFieldAndNothingLost(t *testing.T) {
 	e := start(t, options{})
-	e.seed("taken", "x", api.SetOptions{})
+	e.seed("taken", "x", client.SetOptions{})
 	e.open("#/ns/" + ns + "/kv")
 	e.openNewKV()
 
@@ -301,10 +301,10 @@ func TestKV_CustomDuration_SetsTTLAndBadOneIsRefused(t *testing.T) {
 func TestKV_SearchByPrefixAndPages_FollowTheCursor(t *testing.T) {
 	e := start(t, options{})
 	for i := range 30 {
-		e.seed(fmt.Sprintf("app.%03d", i), "1", api.SetOptions{})
+		e.seed(fmt.Sprintf("app.%03d", i), "1", client.SetOptions{})
 	}
 	for i := range 60 {
-		e.seed(fmt.Sprintf("db.%03d", i), "1", api.SetOptions{})
+		e.seed(fmt.Sprintf("db.%03d", i), "1", client.SetOptions{})
 	}
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
@@ -351,9 +351,9 @@ func TestKV_SearchByPrefixAndPages_FollowTheCursor(t *testing.T) {
 
 func TestKV_NarrowWindow_StacksRowsWithoutSideScroll(t *testing.T) {
 	e := start(t, options{})
-	e.seed("greeting", "Hello World", api.SetOptions{Type: storage.STRING, TTL: "P7D", Description: "A greeting shown on the home page"})
-	e.seed("answer", "42", api.SetOptions{Type: storage.NUMBER})
-	e.seed("a_rather_long_key_name.with.dots-and-dashes_0123456789", `{"a":1}`, api.SetOptions{Type: storage.JSON})
+	e.seed("greeting", "Hello World", client.SetOptions{Type: storage.STRING, TTL: "P7D", Description: "A greeting shown on the home page"})
+	e.seed("answer", "42", client.SetOptions{Type: storage.NUMBER})
+	e.seed("a_rather_long_key_name.with.dots-and-dashes_0123456789", `{"a":1}`, client.SetOptions{Type: storage.JSON})
 	e.do("narrow window", chromedp.EmulateViewport(390, 844))
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the rows", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 3`)

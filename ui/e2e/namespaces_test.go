@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 )
 
 func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 	e := start(t, options{})
-	e.seed("greeting", "Hello", api.SetOptions{}) // company.team holds one key
+	e.seed("greeting", "Hello", client.SetOptions{}) // company.team holds one key
 	e.open("#/namespaces")
 	e.waitJS("the list", `!!document.querySelector('table.table tbody tr')`)
 	if got := e.text(`table.table tbody tr td[data-label="Keys"]`); got != "1" {
@@ -64,7 +64,7 @@ func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 
 func TestAuth_TokenAskedOnceAndKeptForTheSession(t *testing.T) {
 	e := start(t, options{token: "s3cret-token"})
-	e.seed("greeting", "Hello", api.SetOptions{})
+	e.seed("greeting", "Hello", client.SetOptions{})
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the token prompt", `document.querySelector('#token-dialog').open`)
 

@@ -1,4 +1,4 @@
-package api
+package client
 
 import (
 	"bufio"
@@ -117,4 +117,36 @@ func (c *Client) Watch(ctx context.Context, ns, prefix string, since int64, fn f
 		return ctx.Err()
 	}
 	return err
+}
+
+// Version is one version of a key in GET .../kv/{key}/versions. A tombstone
+// (change DELETE or EXPIRE) has no size or hash; updateDate is when it was deleted.
+type Version struct {
+	Version        int64  `json:"version"`
+	Change         string `json:"change"`
+	Type           string `json:"type"`
+	Description    string `json:"description,omitempty"`
+	Size           int64  `json:"size,omitempty"`
+	Hash           string `json:"hash,omitempty"`
+	Writer         string `json:"writer,omitempty"`
+	CreationDate   Time   `json:"creationDate"`
+	UpdateDate     Time   `json:"updateDate"`
+	ExpirationDate Time   `json:"expirationDate,omitzero"`
+}
+
+// Change is one change in GET .../kv/changes and in watch events. It never
+// holds a value.
+type Change struct {
+	Seq     int64  `json:"seq"`
+	Key     string `json:"key"`
+	Change  string `json:"change"`
+	Version int64  `json:"version"`
+	Type    string `json:"type"`
+	Writer  string `json:"writer,omitempty"`
+	Date    Time   `json:"date"`
+}
+
+// RestoreRequest is the body of POST .../kv/{key}/restore.
+type RestoreRequest struct {
+	Version int64 `json:"version"`
 }

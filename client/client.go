@@ -1,4 +1,8 @@
-package api
+// Package client is the Go client of kvflow's REST API, with the API's
+// request and answer bodies. It depends only on kvflow's domain types
+// (errors and typed values), never on a database driver or the template
+// engine, so a program such as the Terraform provider can link it alone.
+package client
 
 import (
 	"bytes"
@@ -15,7 +19,6 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -108,7 +111,7 @@ func ValueOf(t storage.Type, raw json.RawMessage) (storage.Value, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return storage.Value{}, kvflow.Errorf(kvflow.EINTERNAL, "The server sent a %s value that is not a JSON string: %s.", t, clipS(string(raw)))
+		return storage.Value{}, kvflow.Errorf(kvflow.EINTERNAL, "The server sent a %s value that is not a JSON string: %s.", t, clip(string(raw)))
 	}
 	return storage.ParseAs(t, s)
 }
@@ -215,7 +218,7 @@ func (c *Client) CreateNamespace(ctx context.Context, id string) (Namespace, err
 }
 
 // CreateFlow stores a new flow from its YAML. An invalid flow comes back as
-// engine.ValidationErrors (EINVALID), every problem with its line.
+// FieldErrors (EINVALID), every problem with its line.
 func (c *Client) CreateFlow(ctx context.Context, source string) (Flow, error) {
 	var out Flow
 	err := c.do(ctx, "POST", "/api/v1/flows", nil, yamlHeader(), strings.NewReader(source), &out)
@@ -254,7 +257,7 @@ func (c *Client) DeleteFlow(ctx context.Context, ns, id string) error {
 
 // Execute starts an execution of a stored flow; with wait it returns once
 // the execution has ended.
-func (c *Client) Execute(ctx context.Context, ns, flowID string, inputs map[string]any, wait bool) (*engine.Execution, error) {
+func (c *Client) Execute(ctx context.Context, ns, flowID string, inputs map[string]any, wait bool) (*Execution, error) {
 	if inputs == nil {
 		inputs = map[string]any{}
 	}
@@ -266,14 +269,14 @@ func (c *Client) Execute(ctx context.Context, ns, flowID string, inputs map[stri
 	if wait {
 		q.Set("wait", "true")
 	}
-	var out engine.Execution
+	var out Execution
 	err = c.do(ctx, "POST", "/api/v1/executions/"+url.PathEscape(ns)+"/"+url.PathEscape(flowID), q, jsonHeader(), bytes.NewReader(body), &out)
 	return &out, err
 }
 
 // Execution returns an execution with its task runs and outputs.
-func (c *Client) Execution(ctx context.Context, id string) (*engine.Execution, error) {
-	var out engine.Execution
+func (c *Client) Execution(ctx context.Context, id string) (*Execution, error) {
+	var out Execution
 	err := c.do(ctx, "GET", "/api/v1/executions/"+url.PathEscape(id), nil, nil, nil, &out)
 	return &out, err
 }
@@ -287,7 +290,7 @@ func (c *Client) ExecutionLogs(ctx context.Context, id string) ([]LogLine, error
 
 // Executions lists executions, newest first, of ns ("" for all) and flowID
 // ("" for all; needs ns).
-func (c *Client) Executions(ctx context.Context, ns, flowID string) ([]*engine.Execution, error) {
+func (c *Client) Executions(ctx context.Context, ns, flowID string) ([]*Execution, error) {
 	q := url.Values{}
 	if ns != "" {
 		q.Set("namespace", ns)
@@ -295,9 +298,18 @@ func (c *Client) Executions(ctx context.Context, ns, flowID string) ([]*engine.E
 	if flowID != "" {
 		q.Set("flowId", flowID)
 	}
-	var out []*engine.Execution
+	var out []*Execution
 	err := c.do(ctx, "GET", "/api/v1/executions", q, nil, nil, &out)
 	return out, err
+}
+
+// Kill stops a running execution (DELETE /api/v1/executions/{id}/kill) and
+// returns it as it is once the kill is requested; it ends KILLED. ENOTFOUND
+// when there is no such execution.
+func (c *Client) Kill(ctx context.Context, id string) (*Execution, error) {
+	var out Execution
+	err := c.do(ctx, "DELETE", "/api/v1/executions/"+url.PathEscape(id)+"/kill", nil, nil, nil, &out)
+	return &out, err
 }
 
 // Ready checks the server's database and object store.
@@ -368,7 +380,7 @@ func (c *Client) doResp(ctx context.Context, method, path string, q url.Values, 
 		seen(resp)
 	}
 	if resp.StatusCode >= 300 {
-		return responseError(resp)
+		return c.responseError(resp)
 	}
 	if out == nil {
 		io.Copy(io.Discard, resp.Body)
@@ -380,19 +392,24 @@ func (c *Client) doResp(ctx context.Context, method, path string, q url.Values, 
 	return nil
 }
 
-// responseError rebuilds the kvflow error of an error response.
-func responseError(resp *http.Response) error {
+// responseError rebuilds the kvflow error of an error response. A refused
+// token is told from what the client sent, not in the server's words (which
+// speak of HTTP headers): callers add how their user gives a token.
+func (c *Client) responseError(resp *http.Response) error {
+	if resp.StatusCode == http.StatusUnauthorized {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		if c.Token == "" {
+			return kvflow.Errorf(kvflow.EUNAUTHORIZED, "The kvflow server at %s requires an API token.", c.BaseURL)
+		}
+		return kvflow.Errorf(kvflow.EUNAUTHORIZED, "The API token is wrong for the kvflow server at %s.", c.BaseURL)
+	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var body ErrorBody
 	msg := ""
 	if json.Unmarshal(b, &body) == nil && body.Message != "" {
 		msg = body.Message
 		if len(body.Errors) > 0 && resp.StatusCode == http.StatusUnprocessableEntity {
-			ve := make(engine.ValidationErrors, len(body.Errors))
-			for i, e := range body.Errors {
-				ve[i] = engine.ValidationError{File: e.File, Line: e.Line, Field: e.Field, Message: e.Message}
-			}
-			return ve
+			return FieldErrors(body.Errors)
 		}
 	} else {
 		msg = fmt.Sprintf("The server answered %s.", resp.Status)
@@ -400,7 +417,7 @@ func responseError(resp *http.Response) error {
 			msg = fmt.Sprintf("The server answered %s: %s", resp.Status, text)
 		}
 	}
-	return &kvflow.Error{Code: codeOf(resp.StatusCode), Message: msg}
+	return &kvflow.Error{Code: CodeOf(resp.StatusCode), Message: msg}
 }
 
 func unwrapURLError(err error) error {
@@ -409,4 +426,12 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// clip shortens text quoted in an error message.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
 }

@@ -1,0 +1,265 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvflow/kvflow"
+)
+
+// Setting is one key of the configuration file.
+type Setting struct {
+	Key    string // as written in the file: dataDir, server.addr
+	Env    string // the environment variable that overrides it, if any
+	Secret bool   // printed redacted
+}
+
+// Settings lists every key of the configuration file, in file order.
+var Settings = []Setting{
+	{Key: "dataDir", Env: "KVFLOW_DATA_DIR"},
+	{Key: "databaseURL", Env: "KVFLOW_DATABASE_URL", Secret: true},
+	{Key: "storageURL", Env: "KVFLOW_STORAGE_URL", Secret: true},
+	{Key: "allowedNamespaces", Env: "KVFLOW_ALLOWED_NAMESPACES"},
+	{Key: "download.allow", Env: "KVFLOW_DOWNLOAD_ALLOW"},
+	{Key: "server.addr", Env: "KVFLOW_ADDR"},
+	{Key: "server.token", Env: "KVFLOW_API_TOKEN", Secret: true},
+	{Key: "server.tokenFile", Env: "KVFLOW_API_TOKEN_FILE"},
+	{Key: "server.insecure", Env: "KVFLOW_INSECURE"},
+	{Key: "server.flows", Env: "KVFLOW_FLOWS"},
+	{Key: "server.namespaces", Env: "KVFLOW_API_NAMESPACES"},
+	{Key: "server.sweepInterval"},
+	{Key: "server.sweepBatch"},
+	{Key: "server.maxBodyBytes"},
+	{Key: "server.shutdownTimeout"},
+}
+
+func envOf(key string) string {
+	for _, s := range Settings {
+		if s.Key == key {
+			return s.Env
+		}
+	}
+	return ""
+}
+
+// decodeFile reads a YAML configuration into c and returns the keys it
+// set. Every problem is reported at once, as FILE:LINE: KEY: what is wrong,
+// in the file's own spelling, with the nearest known key for a misspelt one.
+func decodeFile(file string, b []byte, c *Config) ([]string, error) {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is not YAML: %v.", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	var set, errs []string
+	decodeStruct(file, doc.Content[0], reflect.ValueOf(c).Elem(), "", &set, &errs)
+	if len(errs) > 0 {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is invalid:\n  %s", file, strings.Join(errs, "\n  "))
+	}
+	return set, nil
+}
+
+func decodeStruct(file string, n *yaml.Node, v reflect.Value, prefix string, set, errs *[]string) {
+	at := func(n *yaml.Node) string { return fmt.Sprintf("%s:%d", file, n.Line) }
+	if n.Kind != yaml.MappingNode {
+		what := "the file"
+		if prefix != "" {
+			what = strings.TrimSuffix(prefix, ".")
+		}
+		*errs = append(*errs, fmt.Sprintf("%s: %s: expected a mapping of settings (key: value)", at(n), what))
+		return
+	}
+	fields := map[string]int{}
+	var names []string
+	for i := 0; i < v.NumField(); i++ {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			fields[name] = i
+			names = append(names, name)
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key := prefix + k.Value
+		idx, ok := fields[k.Value]
+		if !ok {
+			msg := fmt.Sprintf("%s: unknown setting %q", at(k), key)
+			if near := nearest(k.Value, names); near != "" {
+				msg += fmt.Sprintf("; did you mean %q?", prefix+near)
+			}
+			*errs = append(*errs, msg)
+			continue
+		}
+		f := v.Field(idx)
+		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[time.Duration]() {
+			decodeStruct(file, val, f, key+".", set, errs)
+			continue
+		}
+		if err := val.Decode(f.Addr().Interface()); err != nil {
+			*errs = append(*errs, fmt.Sprintf("%s: %s: %q is not %s", at(val), key, clip(nodeText(val)), expected(f.Type())))
+			continue
+		}
+		*set = append(*set, key)
+	}
+}
+
+// expected names what a field's YAML must be, in a user's words.
+func expected(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "a duration such as 30s, 1m or 2h"
+	case t.Kind() == reflect.String:
+		return "text"
+	case t.Kind() == reflect.Bool:
+		return "a boolean (true or false)"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "a whole number"
+	case t.Kind() == reflect.Slice:
+		return "a list of " + strings.TrimPrefix(expected(t.Elem()), "a ")
+	case t.Kind() == reflect.Map:
+		return "a mapping from a namespace to a list of namespaces"
+	}
+	return "of the expected type"
+}
+
+func nodeText(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	enc.Encode(n)
+	return strings.Join(strings.Fields(b.String()), " ")
+}
+
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
+}
+
+// nearest is the name closest to typed (same letters in another case, or
+// at most two edits away), or "".
+func nearest(typed string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if strings.EqualFold(n, typed) {
+			return n
+		}
+		if d := editDistance(strings.ToLower(typed), strings.ToLower(n)); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Value is a setting's value as text, secrets redacted: a URL keeps its
+// scheme, host and path, a token is shown as REDACTED.
+func (c *Config) Value(s Setting) string {
+	v := reflect.ValueOf(c).Elem()
+	for _, part := range strings.Split(s.Key, ".") {
+		for i := 0; i < v.NumField(); i++ {
+			if name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ","); name == part {
+				v = v.Field(i)
+				break
+			}
+		}
+	}
+	var text string
+	switch x := v.Interface().(type) {
+	case time.Duration:
+		text = x.String()
+	case []string:
+		text = strings.Join(x, ",")
+	case map[string][]string:
+		froms := make([]string, 0, len(x))
+		for from := range x {
+			froms = append(froms, from)
+		}
+		sort.Strings(froms)
+		var rules []string
+		for _, from := range froms {
+			rules = append(rules, from+"="+strings.Join(x[from], ","))
+		}
+		text = strings.Join(rules, ";")
+	case bool:
+		text = strconv.FormatBool(x)
+	default:
+		text = fmt.Sprint(x)
+	}
+	if s.Secret && text != "" {
+		if strings.Contains(text, "://") {
+			return RedactURL(text)
+		}
+		return "REDACTED"
+	}
+	return text
+}
+
+// secretParams are the query parameters of a URL that hold credentials.
+var secretParams = []string{"accessKey", "secretKey", "password", "sslpassword", "sessionToken"}
+
+// RedactURL hides a URL's password and credential parameters, for logs and
+// `kvflow config show`.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "REDACTED"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		for _, p := range secretParams {
+			if strings.EqualFold(k, p) {
+				q.Set(k, "REDACTED")
+				changed = true
+			}
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

@@ -1,0 +1,152 @@
+package sqldb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+func openSQLite(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "kv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func entry(key string) *storage.Entry {
+	return &storage.Entry{Namespace: "ns", Key: key, Type: storage.STRING, Object: "ns/_kv/" + key + ".ion." + fmt.Sprint(time.Now().UnixNano()),
+		Size: 1, Hash: "h", Updated: time.Now()}
+}
+
+// holdCommitter keeps the committer busy until release is closed, so that the
+// writes queued meanwhile are committed as one batch.
+func holdCommitter(t *testing.T, db *DB) (release chan struct{}, done chan error) {
+	release, done, started := make(chan struct{}), make(chan error, 1), make(chan struct{})
+	go func() {
+		done <- db.batch.write(context.Background(), func(ctx context.Context, tx *sqlx.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	return release, done
+}
+
+func TestGroupCommit_OneBatch_FailingWriteFailsAlone(t *testing.T) {
+	db := openSQLite(t)
+	ctx := context.Background()
+	release, held := holdCommitter(t, db)
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO kv_entries (namespace, key, type, object, version, size, hash, created_at, updated_at)
+					VALUES ('ns', ?, 'STRING', ?, 1, 1, 'h', 0, 0)`, fmt.Sprintf("k%02d", i), fmt.Sprintf("o%02d", i)); err != nil {
+					return err
+				}
+				if i%4 == 0 { // its insert is rolled back, the others' are kept
+					return boom
+				}
+				return nil
+			})
+		}()
+	}
+	for len(db.batch.reqs) < len(errs) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		_, gerr := db.GetEntry(ctx, "ns", fmt.Sprintf("k%02d", i))
+		if i%4 == 0 {
+			if !errors.Is(err, boom) || kvflow.ErrorCode(gerr) != kvflow.ENOTFOUND {
+				t.Errorf("k%02d: write = %v, stored = %v; want boom and nothing stored", i, err, gerr)
+			}
+		} else if err != nil || gerr != nil {
+			t.Errorf("k%02d: write = %v, get = %v; want stored", i, err, gerr)
+		}
+	}
+}
+
+func TestGroupCommit_TwoCreatesOfOneKeyInOneBatch_OneWins(t *testing.T) {
+	db := openSQLite(t)
+	ctx := context.Background()
+	release, held := holdCommitter(t, db)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.PutEntry(ctx, entry("same"), storage.PutCondition{NoOverwrite: true})
+		}()
+	}
+	for len(db.batch.reqs) < len(errs) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	<-held
+	won := 0
+	for _, err := range errs {
+		switch kvflow.ErrorCode(err) {
+		case "":
+			won++
+		case kvflow.ECONFLICT:
+		default:
+			t.Errorf("create: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d creates won, want 1: %v", won, errs)
+	}
+}
+
+func TestGroupCommit_CanceledBeforeItsBatch_NotWritten(t *testing.T) {
+	db := openSQLite(t)
+	release, held := holdCommitter(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- db.PutEntry(ctx, entry("late"), storage.PutCondition{}) }()
+	for len(db.batch.reqs) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	close(release)
+	<-held
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("write = %v, want context.Canceled", err)
+	}
+	if _, err := db.GetEntry(context.Background(), "ns", "late"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		t.Errorf("get = %v, want not found", err)
+	}
+}
+
+func TestGroupCommit_Closed_RefusesWrites(t *testing.T) {
+	db := openSQLite(t)
+	db.batch.close()
+	err := db.PutEntry(context.Background(), entry("x"), storage.PutCondition{})
+	if kvflow.ErrorCode(err) != kvflow.EUNAVAILABLE {
+		t.Errorf("write after close = %v, want EUNAVAILABLE", err)
+	}
+}

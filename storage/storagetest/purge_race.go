@@ -1,0 +1,128 @@
+package storagetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// purgeRace is the race that once lost acknowledged writes on PostgreSQL:
+// keys expire, 6 writers overwrite every key with a live value while 2
+// purgers remove expired entries. Every acknowledged overwrite must survive,
+// and its object must not be queued as garbage.
+func purgeRace(t *testing.T, open Opener, rounds, keys int) {
+	ctx := context.Background()
+	clock := NewClock()
+	p := open(t, storage.Options{Now: clock.Now, CacheSize: -1})
+	s := p.Store
+	const ns = "race.purge"
+	for round := 0; round < rounds; round++ {
+		var seeders sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			seeders.Add(1)
+			go func() {
+				defer seeders.Done()
+				for i := w; i < keys; i += 8 {
+					if _, err := s.Set(ctx, ns, fmt.Sprintf("k%04d", i), storage.String("old"), storage.SetOptions{TTL: time.Minute}); err != nil {
+						t.Errorf("seed k%04d: %v", i, err)
+						return
+					}
+				}
+			}()
+		}
+		seeders.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		clock.Add(2 * time.Minute)
+
+		var next atomic.Int64
+		var purged atomic.Int64
+		stop := make(chan struct{})
+		acked := make([]string, keys) // the object each acknowledged overwrite wrote
+		var writers, purgers sync.WaitGroup
+		errs := make(chan error, 8)
+		for w := 0; w < 6; w++ {
+			writers.Add(1)
+			go func() {
+				defer writers.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= keys {
+						return
+					}
+					v := storage.String(fmt.Sprintf("new-%d-%d", round, i))
+					e, err := s.Set(ctx, ns, fmt.Sprintf("k%04d", i), v, storage.SetOptions{})
+					if err != nil {
+						errs <- fmt.Errorf("Set k%04d: %w", i, err)
+						return
+					}
+					acked[i] = e.Object
+				}
+			}()
+		}
+		for g := 0; g < 2; g++ {
+			purgers.Add(1)
+			go func() {
+				defer purgers.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					got, err := s.Purge(ctx, storage.PurgeOptions{Namespaces: []string{ns}, BatchSize: 50})
+					if err != nil {
+						errs <- fmt.Errorf("Purge: %w", err)
+						return
+					}
+					purged.Add(int64(got[ns]))
+				}
+			}()
+		}
+		writers.Wait()
+		close(stop)
+		purgers.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		lost := 0
+		for i := 0; i < keys; i++ {
+			key := fmt.Sprintf("k%04d", i)
+			e, v, err := s.Get(ctx, ns, key)
+			want := fmt.Sprintf("new-%d-%d", round, i)
+			switch {
+			case kvflow.ErrorCode(err) == kvflow.ENOTFOUND:
+				lost++
+				if lost <= 5 {
+					t.Errorf("round %d: acknowledged write of %s lost (Get: %v)", round, key, err)
+				}
+			case err != nil:
+				t.Fatalf("round %d: Get %s: %v", round, key, err)
+			case v.V != want || e.Object != acked[i]:
+				t.Errorf("round %d: %s = %v (object %s), want %q (object %s)", round, key, v.V, e.Object, want, acked[i])
+			}
+		}
+		if lost > 0 {
+			t.Fatalf("round %d: %d of %d acknowledged overwrites lost (%d purged)", round, lost, keys, purged.Load())
+		}
+		// The live objects are never queued as garbage: collect with no grace
+		// and read every key again.
+		if _, err := s.CollectGarbage(ctx, -time.Hour); err != nil {
+			t.Fatalf("CollectGarbage: %v", err)
+		}
+		for i := 0; i < keys; i++ {
+			if _, _, err := s.Get(ctx, ns, fmt.Sprintf("k%04d", i)); err != nil {
+				t.Fatalf("round %d: after GC, k%04d: %v", round, i, err)
+			}
+		}
+		t.Logf("round %d: %d overwrites kept, %d expired entries purged concurrently", round, keys, purged.Load())
+	}
+}
