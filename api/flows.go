@@ -24,7 +24,7 @@ func fieldErrors(err error) []FieldError {
 	}
 	out := make([]FieldError, len(ve))
 	for i, e := range ve {
-		out[i] = FieldError{File: e.File, Line: e.Line, Field: e.Field, Message: e.Message}
+		out[i] = FieldError{File: e.File, Line: e.Line, Column: e.Column, Field: e.Field, Message: e.Message}
 	}
 	return out
 }

@@ -127,17 +127,21 @@ type FlowTask struct {
 type FieldError struct {
 	File    string `json:"file,omitempty"`
 	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
 }
 
-// Error reads "flow.yaml:12: tasks[1].ttl: <message>", as engine.ValidationError.
+// Error reads "flow.yaml:12:7: tasks[1].ttl: <message>", as engine.ValidationError.
 func (e FieldError) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
 		if e.Line > 0 {
 			fmt.Fprintf(&b, ":%d", e.Line)
+			if e.Column > 0 {
+				fmt.Fprintf(&b, ":%d", e.Column)
+			}
 		}
 		b.WriteString(": ")
 	}

@@ -50,7 +50,8 @@ type Download struct {
 // History is the retention of KV versions (global, and per namespace with
 // its children; the nearest rule wins) and of the change feed.
 type History struct {
-	Retention  `yaml:",inline"`
+	Versions   int                  `yaml:"versions"`
+	MaxAge     time.Duration        `yaml:"maxAge"`
 	Namespaces map[string]Retention `yaml:"namespaces"`
 	Changes    time.Duration        `yaml:"changes"` // how long the change feed is kept; default 7 days
 }
@@ -65,7 +66,7 @@ type Retention struct {
 
 // Policy is the storage form of h.
 func (h History) Policy() storage.HistoryPolicy {
-	p := storage.HistoryPolicy{Default: storage.Retention(h.Retention), Changes: h.Changes}
+	p := storage.HistoryPolicy{Default: storage.Retention{Versions: h.Versions, MaxAge: h.MaxAge}, Changes: h.Changes}
 	if len(h.Namespaces) > 0 {
 		p.Namespaces = map[string]storage.Retention{}
 		for ns, r := range h.Namespaces {
@@ -322,7 +323,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, field+".maxAge: must be positive")
 		}
 	}
-	check("history", c.History.Retention)
+	check("history", Retention{Versions: c.History.Versions, MaxAge: c.History.MaxAge})
 	for ns, r := range c.History.Namespaces {
 		if err := storage.ValidateNamespace(ns); err != nil {
 			errs = append(errs, fmt.Sprintf("history.namespaces[%s]: %v", ns, kvflow.ErrorMessage(err)))

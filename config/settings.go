@@ -41,6 +41,10 @@ var Settings = []Setting{
 	{Key: "server.sweepBatch"},
 	{Key: "server.maxBodyBytes"},
 	{Key: "server.shutdownTimeout"},
+	{Key: "history.versions"},
+	{Key: "history.maxAge"},
+	{Key: "history.namespaces"},
+	{Key: "history.changes"},
 }
 
 func envOf(key string) string {

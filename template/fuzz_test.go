@@ -3,6 +3,7 @@ package template
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,16 +44,32 @@ func FuzzRender(f *testing.F) {
 		"{% set a = 1 %}{{ a + 2 }}", "{{ 1/0 }}", "{% ssi '/etc/passwd' %}", "{% include 'x' %}",
 		"{{ fromJson('[1,2]')[1] }}", "{{ inputs.list[inputs.count] }}", "{{ x.nil }}", "{% cycle %}",
 		"{{ 'x'|center:9 }}", "{{ inputs.name|slice:':2' }}", "{{- inputs.name -}}", "{% verbatim %}{{{% endverbatim %}",
-		"{# c #}{{ 1 }}", "{{ (((1))) }}", "{{ toJson(inputs) }}", "{{ execution.startDate|date:'2006' }}",
+		"{# c #}{{ 1 }}", "{{ (((1))) }}", "{{ toJson(inputs) }}", "{{ execution.startDate|date('yyyy') }}",
+		// Kestra's idioms (issue 13).
+		"{{ nope ?? inputs.name ?? 'x' }}", "{{ a ??? b }}", "{{ inputs.on ? 'y' : 'n' }}", "{{ 'a' ~ 1 ~ inputs.ratio }}",
+		"{{ inputs.list is iterable and nope is not defined }}", "{{ inputs.list contains 'a' }}", "{{ 'x' not in inputs.list }}",
+		"{{ {'a': 1, 'b': [1, 2]}['b'][1] }}", "{{ 1..5 }}", "{{ outputs.get[taskrun.value] ?? 0 }}", "{{ json(kv('json'))['address'].city }}",
+		"{{ kv('str', namespace='company', errorOnMissing=false) }}", "{{ now() | dateAdd(-1, 'MONTHS') | date('yyyy-MM-dd') }}",
+		"{{ inputs.person | jq('.address.city') | first }}", "{{ render('{{ 1 + 1 }}') }}", "{{ nope ?? raise('missing') }}",
+		"{% for e in inputs.person %}{{ loop.index }}{{ e.key }}{% else %}-{% endfor %}", "{% if 1 %}a{% elseif 2 %}b{% else %}c{% endif %}",
+		"{{ range(1, 3) | join(',') | upper | slugify }}", "{{ '2024-01-31' | dateAdd(1, 'MONTHS') | timestamp }}", "{{ yaml('a: [1]') | toYaml }}",
+		"{{ 'x' | replace('[', '', regexp=true) }}", "{{ min(1, 'a') }}", "{{ -9223372036854775808 / -1 }}", "{{ [] | first }}",
 	} {
 		f.Add(s)
 	}
-	e := New(Options{KV: fuzzKV()})
+	e := New(Options{KV: fuzzKV(), MaxRenderTime: time.Second})
 	f.Fuzz(func(t *testing.T, src string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, wantValue := range []bool{true, false} {
+			start := time.Now()
 			v, err := e.render(ctx, src, testData(), wantValue)
+			if took := time.Since(start); took > 4*time.Second {
+				t.Fatalf("%q: render took %v", src, took)
+			}
+			if s, ok := v.(string); ok && strings.Contains(s, "root:") && !strings.Contains(src, "root:") {
+				t.Fatalf("%q: a file was read", src)
+			}
 			if err != nil {
 				var ke *kvflow.Error
 				if !errors.As(err, &ke) {

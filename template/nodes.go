@@ -75,14 +75,6 @@ func evalIn(ec *pongo2.ExecutionContext, n *pongo2.Value) (any, *renderState, er
 	return v, st, err
 }
 
-func printFunc(ec *pongo2.ExecutionContext, n *pongo2.Value) (*pongo2.Value, error) {
-	v, _, err := evalIn(ec, n)
-	if err != nil {
-		return nil, err
-	}
-	return pongo2.AsSafeValue(Text(v)), nil
-}
-
 func evalFunc(ec *pongo2.ExecutionContext, n *pongo2.Value) (*pongo2.Value, error) {
 	v, _, err := evalIn(ec, n)
 	if err != nil {
@@ -136,8 +128,9 @@ func boolFunc(ec *pongo2.ExecutionContext, n *pongo2.Value) (*pongo2.Value, erro
 	return pongo2.AsValue(truthy(v)), nil
 }
 
-// stepFunc starts every loop iteration: it counts steps against MaxSteps and
-// stops the render when its time is up or its context is done.
+// stepFunc starts every loop iteration ({% kvflow_s %}): it counts steps
+// against MaxSteps and stops the render when its time is up or its context
+// is done.
 func stepFunc(ec *pongo2.ExecutionContext) (*pongo2.Value, error) {
 	st, _ := ec.Public[ctxKey].(*renderState)
 	if st == nil {

@@ -47,6 +47,9 @@ func selfCheck() error {
 }
 
 func runProbes(list []probe) error {
+	if err := registerTags(); err != nil {
+		return err
+	}
 	e := newEngine(Options{})
 	for _, tag := range bannedTags {
 		if _, err := e.set.FromString("{% " + tag + " %}"); err == nil || !strings.Contains(err.Error(), "sandbox") {

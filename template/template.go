@@ -1,6 +1,8 @@
-// Package template renders kvflow's templates: pongo2 v6 with the kv(),
-// json()/fromJson() and toJson() functions, typed results for a lone
-// {{ expression }}, errors for undefined variables, and no file access.
+// Package template renders kvflow's templates in Kestra's expression
+// language: expressions are parsed and evaluated here (expr.go, eval.go,
+// functions.go), pongo2 v6 runs the tags (translate.go). A lone
+// {{ expression }} keeps its type, undefined names are errors, no template
+// reads a file, and every render is bounded in size, steps and time.
 package template
 
 import (
@@ -84,6 +86,9 @@ type compiled struct {
 // New returns an Engine reading keys through opts.KV. The first call checks
 // that pongo2 behaves as kvflow relies on (see selfcheck.go) and panics if not.
 func New(opts Options) *Engine {
+	if err := registerTags(); err != nil {
+		panic("template: cannot register kvflow's pongo2 tags: " + err.Error())
+	}
 	e := newEngine(opts)
 	if err := selfCheck(); err != nil {
 		panic(err.Error())
@@ -272,6 +277,11 @@ func (e *Engine) renderNested(parent *renderState, src string, data Context) (an
 // else through pongo2.
 func (st *renderState) run(wantValue bool) (v any, err error) {
 	c := st.c
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, panicError(r)
+		}
+	}()
 	if c.t.lone != nil {
 		ev := &evaluator{st: st, data: st.data}
 		v, err := ev.eval(c.t.lone)
@@ -302,12 +312,7 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 		}
 		return w.buf.String(), nil
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			v, err = nil, panicError(r)
-		}
-	}()
-	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnPrint: printFunc, fnEval: evalFunc, fnBool: boolFunc, fnStep: stepFunc, fnEach: eachFunc, fnPairs: pairsFunc}, w)
+	perr := c.tpl.ExecuteWriterUnbuffered(pongo2.Context{ctxKey: st, fnEval: evalFunc, fnBool: boolFunc, fnEach: eachFunc, fnPairs: pairsFunc}, w)
 	if st.err != nil {
 		return nil, c.place(st.err)
 	}
@@ -406,6 +411,11 @@ func (e *Engine) build(src string) (c *compiled) {
 		c.err = kvflow.Errorf(kvflow.EINVALID, "Template is %d bytes long; the limit is %d.", len(src), MaxTemplateLen)
 		return c
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.t, c.tpl, c.err = nil, nil, panicError(r)
+		}
+	}()
 	t, err := translate(src)
 	if err != nil {
 		c.err = err
@@ -418,11 +428,6 @@ func (e *Engine) build(src string) (c *compiled) {
 	}
 	e.compileMu.Lock()
 	defer e.compileMu.Unlock()
-	defer func() {
-		if r := recover(); r != nil {
-			c.tpl, c.err = nil, panicError(r)
-		}
-	}()
 	tpl, err := e.set.FromString(t.out)
 	if err != nil {
 		c.err = c.pongoError(err)

@@ -9,8 +9,8 @@ import (
 
 // A template is translated before pongo2 sees it: every expression, in
 // {{ }} and in tags, is parsed by expr.go and replaced by a call to the
-// evaluator (__kvflow_p(3) prints expression 3, __kvflow_e(3) gives its
-// value, __kvflow_b(3) its truth), and Pebble's tag spellings become
+// evaluator ({% kvflow_p 3 %} prints expression 3, __kvflow_e(3) gives its
+// value, __kvflow_b(3) its truth; see tags.go), and Pebble's tag spellings become
 // pongo2's (elseif → elif, a for loop's else → empty). pongo2 then runs the
 // tag structure (for, if, set, with) through its public API only. A template
 // that is one {{ expression }} does not reach pongo2 at all.
@@ -21,10 +21,8 @@ import (
 // Names of the evaluator's functions in pongo2's context; the parser refuses
 // identifiers starting with "__", so no template can call them directly.
 const (
-	fnPrint = "__kvflow_p"
 	fnEval  = "__kvflow_e"
 	fnBool  = "__kvflow_b"
-	fnStep  = "__kvflow_s"
 	fnEach  = "__kvflow_i"  // a loop's items: a map gives Pebble's entries {key, value}, by key
 	fnPairs = "__kvflow_kv" // a two-variable loop's pairs: index → item for a list, key → value for a map
 	ctxKey  = "__kvflow"
@@ -236,14 +234,14 @@ func (tr *translator) run() error {
 			}
 			tr.pieces = append(tr.pieces, piece{expr: n})
 			tr.trimNext = ce < end-2
-			open, close := "{{ ", " }}"
+			open, close := "{% ", " %}"
 			if dashL {
-				open = "{{- "
+				open = "{%- "
 			}
 			if ce < end-2 {
-				close = " -}}"
+				close = " -%}"
 			}
-			tr.emit(i, fmt.Sprintf("%s%s(%d)%s", open, fnPrint, n, close))
+			tr.emit(i, fmt.Sprintf("%s%s %d%s", open, tagPrint, n, close))
 			exprTags++
 			loneStart, loneEnd = i, end
 			last, i = end, end-1
@@ -404,9 +402,9 @@ func (tr *translator) tag(i, last int) (int, error) {
 		}
 		// Every iteration starts with the step guard.
 		if close == " -%}" {
-			tr.emit(end, "{{- "+fnStep+"() -}}")
+			tr.emit(end, "{%- "+tagStep+" -%}")
 		} else {
-			tr.emit(end, "{{ "+fnStep+"() }}")
+			tr.emit(end, "{% "+tagStep+" %}")
 		}
 	case "set":
 		v, rest, ok := strings.Cut(src[argStart:ce], "=")
@@ -449,7 +447,10 @@ func (tr *translator) tag(i, last int) (int, error) {
 		stop := end + k + closeTag + 2
 		tr.emitVerbatim(last, stop)
 		return stop, nil
-	case "":
+	case "", tagPrint, tagStep:
+		if name != "" {
+			return 0, errAt(src, p, kvflow.EINVALID, fmt.Sprintf("Tag '%s' does not exist; expected for, if, elseif, else, set, with or verbatim.", name))
+		}
 		return 0, errAt(src, p, kvflow.EINVALID, "A tag name is expected after '{%'.")
 	default:
 		for _, b := range refusedTags {

@@ -22,7 +22,7 @@ func historySession() []kvCase {
 		{args: "kv get company.team h --version 2 --json", wantOut: `{"type":"NUMBER","value":2}` + "\n"},
 		{args: "kv get company.team h --version 3", wantCode: 3, errHas: "deletion"},
 		{args: "kv get company.team h --version 0", wantCode: 2, errHas: "--version"},
-		{args: "kv restore company.team h 1 --if-version 2", wantCode: 1, errHas: "'h'"},
+		{args: "kv restore company.team h 1 --if-version 2", wantCode: 6, errHas: "'h'"},
 		{args: "kv restore company.team h 1 --if-version 3", wantOut: "Restored version 1 of key 'h' in namespace 'company.team' as version 4.\n"},
 		{args: "kv get company.team h", wantOut: "one\n"},
 		{args: "kv restore company.team h x", wantCode: 2, errHas: "VERSION"},

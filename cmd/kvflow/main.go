@@ -92,7 +92,7 @@ var exitCodes = []struct {
 	{3, "not found: no such key, flow or execution, or the key expired"},
 	{4, "unreachable: the server, the database or the object store"},
 	{5, "refused: a missing or wrong API token, a namespace not allowed, an exposed server without a token"},
-	{6, "conflict: the key or flow already exists"},
+	{6, "conflict: the key or flow already exists, or changed since the version given (--if-version)"},
 }
 
 func exitCodesHelp() string {
@@ -383,7 +383,7 @@ func exitCode(err error) int {
 		return 4
 	case kvflow.EUNAUTHORIZED, kvflow.EFORBIDDEN:
 		return 5
-	case kvflow.ECONFLICT:
+	case kvflow.ECONFLICT, kvflow.EPRECONDITION:
 		return 6
 	}
 	return 1
