@@ -42,6 +42,7 @@ type Flow struct {
 	KVSnapshot  bool         // kv() and Get read the store as it was when the execution started (own writes excepted)
 	Triggers    []*Trigger   // what starts executions besides the API
 	Concurrency *Concurrency // limit on running executions of the flow; nil: none
+	Saved       time.Time    // when its revision was stored (FlowRecord.Updated)
 
 	File   string // where it was read from, for messages
 	Source string // the YAML as given

@@ -17,11 +17,12 @@ import (
 // (schedule:<ns>/<flow>/<trigger>@<tick>, flow:<ns>/<flow>/<trigger>/<execution>)
 // and the database refuses the second.
 type Triggers struct {
-	e    *Engine
-	repo Repository
-	log  *slog.Logger
-	stop context.CancelFunc
-	done chan struct{}
+	e      *Engine
+	repo   Repository
+	log    *slog.Logger
+	stop   context.CancelFunc
+	done   chan struct{}
+	kvDone sync.WaitGroup
 
 	mu       sync.Mutex
 	flows    map[string]*Flow     // ns/id → parsed flow with triggers
@@ -45,6 +46,8 @@ func StartTriggers(eng *Engine, repo Repository, logger *slog.Logger) *Triggers 
 		}()
 	})
 	go t.scheduleLoop(ctx)
+	t.kvDone.Add(1)
+	go t.kvLoop(ctx)
 	return t
 }
 
@@ -52,6 +55,7 @@ func StartTriggers(eng *Engine, repo Repository, logger *slog.Logger) *Triggers 
 func (t *Triggers) Stop() {
 	t.stop()
 	<-t.done
+	t.kvDone.Wait()
 	t.inflight.Wait()
 }
 
@@ -70,7 +74,7 @@ func (t *Triggers) reload(ctx context.Context, force bool) map[string]*Flow {
 	}
 	flows := map[string]*Flow{}
 	for _, rec := range recs {
-		if !slices.Contains(rec.Triggers, ScheduleTrigger) && !slices.Contains(rec.Triggers, FlowTrigger) {
+		if !slices.Contains(rec.Triggers, ScheduleTrigger) && !slices.Contains(rec.Triggers, FlowTrigger) && !slices.Contains(rec.Triggers, KVTrigger) {
 			continue
 		}
 		key := rec.Namespace + "/" + rec.ID
@@ -82,7 +86,7 @@ func (t *Triggers) reload(ctx context.Context, force bool) map[string]*Flow {
 		if err != nil {
 			continue // the flow no longer loads; its executions say so
 		}
-		f.Revision, f.Scope = rec.Revision, rec.Scope // its runs keep the deployer's scope
+		f.Revision, f.Scope, f.Saved = rec.Revision, rec.Scope, rec.Updated // its runs keep the deployer's scope
 		flows[key] = f
 	}
 	t.flows, t.loaded = flows, time.Now()

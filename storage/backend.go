@@ -72,6 +72,9 @@ type Index interface {
 	VersionAt(ctx context.Context, ns, key string, at time.Time, own string) (*Version, error)
 	// FeedHead returns the last seq of ns's change feed, 0 when it has none.
 	FeedHead(ctx context.Context, ns string) (int64, error)
+	// FeedSince returns the seq just before ns's first change made at or
+	// after t; the head when there is none.
+	FeedSince(ctx context.Context, ns string, t time.Time) (int64, error)
 	// PruneChanges removes up to limit changes recorded before t.
 	PruneChanges(ctx context.Context, before time.Time, limit int) (int, error)
 

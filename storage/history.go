@@ -279,6 +279,20 @@ func (s *Store) FeedHead(ctx context.Context, ns string) (int64, error) {
 	return seq, nil
 }
 
+// FeedSince returns the seq just before ns's first change made at or after
+// t (the head when none is): a reader starting there sees every change
+// made from t on.
+func (s *Store) FeedSince(ctx context.Context, ns string, t time.Time) (int64, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return 0, err
+	}
+	seq, err := s.index.FeedSince(ctx, ns, t)
+	if err != nil {
+		return 0, unavailable(err, "Cannot read the changes of namespace '%s': the database is unreachable", ns)
+	}
+	return seq, nil
+}
+
 // Wrote returns a channel closed at the next write or delete this Store
 // makes. Watchers wait on it, and poll as well for other processes' writes.
 func (s *Store) Wrote() <-chan struct{} { return s.wrote.wait() }

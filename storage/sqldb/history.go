@@ -266,6 +266,18 @@ func (db *DB) FeedHead(ctx context.Context, ns string) (int64, error) {
 	return seq, err
 }
 
+// FeedSince implements storage.Index.
+func (db *DB) FeedSince(ctx context.Context, ns string, t time.Time) (int64, error) {
+	var first *int64
+	if err := db.X.GetContext(ctx, &first, db.Rebind(`SELECT MIN(seq) FROM kv_changes WHERE namespace = ? AND at >= ?`), ns, t.UnixMicro()); err != nil {
+		return 0, db.Err(err)
+	}
+	if first == nil {
+		return db.FeedHead(ctx, ns)
+	}
+	return *first - 1, nil
+}
+
 // FeedPosition returns consumer's stored position in ns's change feed: the
 // last seq it handled, 0 when it has none.
 func (db *DB) FeedPosition(ctx context.Context, q sqlx.QueryerContext, consumer, ns string) (int64, error) {

@@ -1,0 +1,230 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// KVTrigger starts an execution for each change of the KV store that
+// matches it, read from the namespace's change feed.
+const KVTrigger = "io.kvflow.kv.Trigger"
+
+// KVSpec is a KV trigger: changes of Namespace (the flow's when empty) to
+// Key, or to keys starting with Prefix, of the kinds in On.
+type KVSpec struct {
+	Namespace   string
+	Key, Prefix string
+	On          []storage.ChangeKind
+}
+
+// Matches reports whether the change is one the trigger fires on.
+func (s *KVSpec) Matches(c storage.Change) bool {
+	if (s.Key != "" && c.Key != s.Key) || !strings.HasPrefix(c.Key, s.Prefix) {
+		return false
+	}
+	for _, k := range s.On {
+		if k == c.Change {
+			return true
+		}
+	}
+	return false
+}
+
+type kvTriggerSpec struct {
+	ID          string         `yaml:"id" required:"true"`
+	Type        string         `yaml:"type" required:"true"`
+	Description string         `yaml:"description"`
+	Disabled    bool           `yaml:"disabled"`
+	Inputs      map[string]any `yaml:"inputs"`
+	Namespace   string         `yaml:"namespace"`
+	Key         string         `yaml:"key"`
+	Prefix      string         `yaml:"prefix"`
+	On          []string       `yaml:"on"`
+}
+
+func decodeKVTrigger(n *yaml.Node, path string) (any, []plugin.FieldError) {
+	var s kvTriggerSpec
+	errs := plugin.DecodeStrict(n, &s, path)
+	lines := keyLines(n)
+	out := &KVSpec{Namespace: s.Namespace, Key: s.Key, Prefix: s.Prefix}
+	if s.Namespace != "" {
+		if err := storage.ValidateNamespace(s.Namespace); err != nil {
+			errs = append(errs, fieldErr(lines["namespace"], path+".namespace", "%s", kvflow.ErrorMessage(err)))
+		}
+	}
+	switch {
+	case s.Key != "" && s.Prefix != "":
+		errs = append(errs, fieldErr(lines["prefix"], path+".prefix", "give key or prefix, not both"))
+	case s.Key != "":
+		if err := storage.ValidateKey(s.Key); err != nil {
+			errs = append(errs, fieldErr(lines["key"], path+".key", "%s", kvflow.ErrorMessage(err)))
+		}
+	}
+	if len(s.On) == 0 {
+		out.On = []storage.ChangeKind{storage.SET, storage.DELETE, storage.EXPIRE}
+	}
+	for _, on := range s.On {
+		switch k := storage.ChangeKind(strings.ToUpper(on)); k {
+		case storage.SET, storage.DELETE, storage.EXPIRE:
+			out.On = append(out.On, k)
+		default:
+			errs = append(errs, fieldErr(lines["on"], path+".on", "%q is not a change: expected SET, DELETE or EXPIRE", clip(on)))
+		}
+	}
+	return out, errs
+}
+
+func init() {
+	RegisterTriggerType(TriggerType{Type: KVTrigger, Decode: decodeKVTrigger})
+}
+
+// kvPoll is how often the KV triggers read the change feeds.
+const kvPoll = 50 * time.Millisecond
+
+// kvFeedKey is the trigger key prefix of the executions one KV trigger
+// starts from one namespace's feed; the change's seq follows, zero-padded,
+// so the greatest key is where the trigger stopped.
+func kvFeedKey(f *Flow, tr *Trigger, ns string) string {
+	return fmt.Sprintf("kv:%s/%s/%s/%s#", f.Namespace, f.ID, tr.ID, ns)
+}
+
+// kvLoop fires the KV triggers. Each matching change starts one
+// execution whose trigger key names the change: a change fired twice (a
+// restart, or another process reading the same feed) is refused by the
+// database, so each change starts exactly one execution. Changes are fired
+// in order and a failure stops the feed until the next poll, so none is
+// skipped; after a restart each trigger resumes after its last fired change.
+func (t *Triggers) kvLoop(ctx context.Context) {
+	defer t.kvDone.Done()
+	pos := map[string]int64{} // feed key → last seq read
+	ticker := time.NewTicker(kvPoll)
+	defer ticker.Stop()
+	for {
+		live := map[string]bool{}
+		for _, f := range t.reload(ctx, false) {
+			for _, tr := range f.Triggers {
+				spec, ok := tr.Spec.(*KVSpec)
+				if !ok || tr.Disabled {
+					continue
+				}
+				ns := spec.Namespace
+				if ns == "" {
+					ns = f.Namespace
+				}
+				key := kvFeedKey(f, tr, ns)
+				live[key] = true
+				after, ok := pos[key]
+				if !ok {
+					var err error
+					if after, err = t.kvStart(ctx, f, key, ns); err != nil {
+						t.log.Warn("triggers: cannot read the KV change feed", "namespace", ns, "err", err)
+						continue
+					}
+				}
+				pos[key] = t.kvFire(ctx, f, tr, spec, ns, key, after)
+			}
+		}
+		for key := range pos {
+			if !live[key] {
+				delete(pos, key)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// kvStart is where a trigger starts reading: after its last fired change,
+// or, for a trigger that never fired, at the first change made since its
+// flow was saved, so a process that dies before firing loses nothing.
+func (t *Triggers) kvStart(ctx context.Context, f *Flow, key, ns string) (int64, error) {
+	last, err := t.repo.LastTriggerKey(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if last != "" {
+		var seq int64
+		if _, err := fmt.Sscanf(last[len(key):], "%d", &seq); err == nil {
+			return seq, nil
+		}
+	}
+	if f.Saved.IsZero() {
+		return t.e.opts.Store.FeedHead(ctx, ns)
+	}
+	return t.e.opts.Store.FeedSince(ctx, ns, f.Saved)
+}
+
+// kvFire starts the executions of the changes after seq that match, in
+// order, and returns the last seq done.
+func (t *Triggers) kvFire(ctx context.Context, f *Flow, tr *Trigger, spec *KVSpec, ns, key string, after int64) int64 {
+	access := storage.Access{Policy: t.e.opts.Policy, Scope: f.Scope}
+	if err := access.Check(f.Namespace, ns); err != nil {
+		t.log.Warn("triggers: KV trigger refused", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
+		return after
+	}
+	for {
+		changes, err := t.e.opts.Store.Changes(ctx, ns, after, 500)
+		if kvflow.ErrorCode(err) == kvflow.EEXPIRED {
+			// Changes were pruned before the trigger read them.
+			head, herr := t.e.opts.Store.FeedHead(ctx, ns)
+			if herr == nil {
+				t.log.Warn("triggers: KV changes were pruned before they fired", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "namespace", ns, "from", after, "to", head)
+				return head
+			}
+			err = herr
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				t.log.Warn("triggers: cannot read the KV change feed", "namespace", ns, "err", err)
+			}
+			return after
+		}
+		for _, c := range changes {
+			if spec.Matches(c) {
+				vars := map[string]any{"namespace": ns, "key": c.Key, "version": c.Version, "change": string(c.Change), "type": string(c.Type), "value": nil}
+				if c.Change == storage.SET {
+					_, v, err := t.e.opts.Store.GetVersion(ctx, ns, c.Key, c.Version)
+					switch kvflow.ErrorCode(err) {
+					case "":
+						vars["value"] = kvValue(v)
+					case kvflow.ENOTFOUND: // purged by retention meanwhile: no value
+					default:
+						return after
+					}
+				}
+				info := &kvflow.TriggerInfo{ID: tr.ID, Type: tr.Type, Variables: vars, Key: fmt.Sprintf("%s%020d", key, c.Seq)}
+				if _, err := t.e.StartTriggered(ctx, f, tr.Inputs, info); err != nil && kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+					if ctx.Err() == nil {
+						t.log.Warn("triggers: cannot start an execution", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
+					}
+					return after
+				}
+			}
+			after = c.Seq
+		}
+		if len(changes) < 500 {
+			return after
+		}
+	}
+}
+
+// kvValue is a value as trigger.value shows it: instants, dates and
+// durations as ISO text.
+func kvValue(v storage.Value) any {
+	switch v.Type {
+	case storage.DATETIME, storage.DATE, storage.DURATION:
+		return v.Text()
+	}
+	return v.V
+}
