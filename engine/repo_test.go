@@ -189,13 +189,15 @@ func TestSave_Incremental_TaskRunRowsGrowWithFlowLength(t *testing.T) {
 	var src strings.Builder
 	src.WriteString("id: long\nnamespace: company.team\ntasks:\n")
 	for i := range n {
-		fmt.Fprintf(&src, "  - {id: t%d, type: test.Sleep, duration: PT0.001S}\n", i)
+		fmt.Fprintf(&src, "  - {id: t%d, type: test.Sleep, duration: PT0.002S}\n", i)
 	}
 	repo := &countingRepo{Repository: p.DB}
 	e := engineOn(t, p, func(o *engine.Options) { o.Repo, o.FlushInterval = repo, time.Millisecond })
 	ex := run(t, e, src.String(), nil)
 	wantState(t, ex, engine.SUCCESS)
-	if repo.saves < 20 {
+	// Ten saves of a non-incremental repository would already write about
+	// 5n rows; a loaded machine gives fewer saves than an idle one.
+	if repo.saves < 10 {
 		t.Fatalf("only %d saves: the test needs many saves during the run", repo.saves)
 	}
 	// Each task run is written when it starts or ends, at most about twice.
