@@ -46,7 +46,7 @@ func namedArgFunc(name string) func(args ...*pongo2.Value) (any, error) {
 }
 
 // kvParams are kv()'s parameters in order.
-var kvParams = []string{"key", "namespace", "errorOnMissing"}
+var kvParams = []string{"key", "namespace", "errorOnMissing", "default"}
 
 // kvArgs puts positional and named arguments in parameter order.
 func kvArgs(in []*pongo2.Value) ([]*pongo2.Value, error) {
@@ -77,8 +77,9 @@ func kvArgs(in []*pongo2.Value) ([]*pongo2.Value, error) {
 	return out, nil
 }
 
-// kv implements kv(key[, namespace[, errorOnMissing]]); namespace and
-// errorOnMissing may be given by name.
+// kv implements kv(key[, namespace[, errorOnMissing[, default]]]); namespace,
+// errorOnMissing and default may be given by name. A default (not null) is
+// returned for a missing or expired key, whatever errorOnMissing says.
 func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 	args, err := kvArgs(args)
 	if err != nil {
@@ -87,8 +88,12 @@ func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 	if len(args) == 0 || args[0].IsNil() {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects an argument 'key'.")
 	}
-	if len(args) > 3 {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function takes at most 3 arguments (key, namespace, errorOnMissing), not %d.", len(args))
+	if len(args) > 4 {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function takes at most 4 arguments (key, namespace, errorOnMissing, default), not %d.", len(args))
+	}
+	var dflt any
+	if len(args) > 3 && !args[3].IsNil() {
+		dflt = args[3].Interface()
 	}
 	if !args[0].IsString() {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects the key to be a string, not %s.", typeName(args[0]))
@@ -154,6 +159,9 @@ func (e *Engine) kv(st *renderState, args []*pongo2.Value) (any, error) {
 		default:
 			return nil, err
 		}
+	}
+	if dflt != nil {
+		return dflt, nil
 	}
 	if !errorOnMissing {
 		return nil, nil

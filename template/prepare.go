@@ -131,7 +131,7 @@ type kvArg struct {
 
 // namedArgMarkers are the functions a named argument of kv() becomes; each
 // marker call is shorter than "name=".
-var namedArgMarkers = map[string]string{"namespace": "__ns", "errorOnMissing": "__eom"}
+var namedArgMarkers = map[string]string{"namespace": "__ns", "errorOnMissing": "__eom", "default": "__df"}
 
 // callsKV reports whether the '(' at b[open] follows the name kv.
 func callsKV(b []byte, open int) bool {

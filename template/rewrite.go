@@ -176,12 +176,16 @@ func (w *rewriter) slot(s reflect.Value, lenient bool) {
 	case isPongo(e.Type(), "simpleExpression"):
 		// + concatenates strings: cap what a loop of {% set s = s + s %} grows.
 		w.walk(e)
+		guardBigOperands(e)
 		if inner, ok := e.Interface().(pongo2.IEvaluator); ok {
 			g := &sizeGuard{inner: inner}
 			if reflect.TypeOf(g).AssignableTo(s.Type()) {
 				s.Set(reflect.ValueOf(g))
 			}
 		}
+	case isPongo(e.Type(), "term"), isPongo(e.Type(), "power"), isPongo(e.Type(), "relationalExpression"):
+		w.walk(e)
+		guardBigOperands(e) // numbers beyond int64 and float64: see numbers.go
 	case isPongo(e.Type(), "variableResolver"):
 		w.walk(e)
 		sv := newStrictVar(e, lenient)

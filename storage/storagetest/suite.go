@@ -3,9 +3,11 @@ package storagetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"reflect"
 	"sort"
 	"strings"
@@ -565,8 +567,90 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			t.Errorf("Increment by 0.5 = %v, %v", v.V, err)
 		}
 		mustSet(t, s, ns, "text", storage.String("x"), storage.SetOptions{})
-		if _, _, err := s.Increment(ctx, ns, "text", one, storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID {
-			t.Errorf("Increment of a STRING = %v, want EINVALID", err)
+		if _, _, err := s.Increment(ctx, ns, "text", one, storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "STRING") {
+			t.Errorf("Increment of a STRING = %v, want ECONFLICT naming STRING", err)
+		}
+	})
+
+	t.Run("ExactNumbers_BigIntegersAndDecimalsRoundTrip", func(t *testing.T) {
+		s := open(t, storage.Options{CacheSize: -1}).Store
+		for i, text := range []string{
+			"12345678901234567890", "-98765432109876543210987654321", "0.1", "123.45",
+			"3.14159265358979323846264338327950288419716939937510", "0.000000000000000000000000000001",
+			"-12345678901234567890.000000000000000000001", "9223372036854775807", "1e-7",
+		} {
+			v, err := storage.ParseAs(storage.NUMBER, text)
+			if err != nil {
+				t.Fatalf("ParseAs(%s): %v", text, err)
+			}
+			key := fmt.Sprintf("n%d", i)
+			mustSet(t, s, ns, key, v, storage.SetOptions{})
+			_, got, err := s.Get(ctx, ns, key)
+			if err != nil || got.Type != storage.NUMBER || !sameNumber(got.Text(), text) {
+				t.Errorf("%s read back as %q (%T), %v", text, got.Text(), got.V, err)
+			}
+			out, _ := json.Marshal(got.JSONValue())
+			if !sameNumber(string(out), text) {
+				t.Errorf("%s in JSON = %s", text, out)
+			}
+		}
+		doc := []byte(`{"id": 12345678901234567890, "rate": 0.1, "pi": 3.14159265358979323846264338327950288}`)
+		v, err := storage.FromJSON(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustSet(t, s, ns, "doc", v, storage.SetOptions{})
+		_, got, err := s.Get(ctx, ns, "doc")
+		if want := `{"id":12345678901234567890,"pi":3.14159265358979323846264338327950288,"rate":0.1}`; err != nil || got.Text() != want {
+			t.Errorf("JSON with big numbers read back as %s, %v; want %s", got.Text(), err, want)
+		}
+	})
+
+	t.Run("Increment_ExactOverflowRefusedAndExpiryAbsolute", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
+		num := func(text string) storage.Value {
+			v, err := storage.ParseAs(storage.NUMBER, text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		mustSet(t, s, ns, "max", num("9223372036854775806"), storage.SetOptions{})
+		if v, _, err := s.Increment(ctx, ns, "max", num("1"), storage.SetOptions{}); err != nil || v.Text() != "9223372036854775807" {
+			t.Errorf("Increment to MaxInt64 = %v, %v", v.Text(), err)
+		}
+		if v, _, err := s.Increment(ctx, ns, "max", num("1"), storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "overflow") {
+			t.Errorf("Increment past MaxInt64 = %v, %v; want EINVALID overflow", v.V, err)
+		}
+		if _, v, _ := s.Get(ctx, ns, "max"); v.Text() != "9223372036854775807" {
+			t.Errorf("after a refused overflow the counter is %s", v.Text())
+		}
+		mustSet(t, s, ns, "dec", num("0.1"), storage.SetOptions{})
+		for i := 0; i < 2; i++ {
+			if _, _, err := s.Increment(ctx, ns, "dec", num("0.1"), storage.SetOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, v, _ := s.Get(ctx, ns, "dec"); v.Text() != "0.3" {
+			t.Errorf("0.1 + 0.1 + 0.1 = %s, want exactly 0.3", v.Text())
+		}
+		// Expiry is absolute: increments without a TTL keep it to the microsecond.
+		_, e, err := s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{TTL: time.Hour, Description: "first"})
+		if err != nil || e.Expires == nil {
+			t.Fatalf("Increment with TTL = %+v, %v", e, err)
+		}
+		exp := *e.Expires
+		for i := 0; i < 3; i++ {
+			clock.Add(1234 * time.Microsecond)
+			if _, e, err = s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{}); err != nil || e.Expires == nil || !e.Expires.Equal(exp) || e.Description != "first" {
+				t.Fatalf("Increment without TTL: expiry %v, description %q, %v; want %v, first", e.Expires, e.Description, err, exp)
+			}
+		}
+		// A TTL and description given apply on every increment.
+		_, e, err = s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{TTL: 2 * time.Hour, Description: "second"})
+		if err != nil || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(2*time.Hour)) || e.Description != "second" {
+			t.Errorf("Increment with a new TTL: %+v, %v", e, err)
 		}
 	})
 
@@ -581,6 +665,13 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			t.Errorf("Namespaces = %+v, %v", got, err)
 		}
 	})
+}
+
+// sameNumber reports whether two decimal texts are the same number.
+func sameNumber(a, b string) bool {
+	x, okx := new(big.Rat).SetString(a)
+	y, oky := new(big.Rat).SetString(b)
+	return okx && oky && x.Cmp(y) == 0
 }
 
 // payload is a value whose every line repeats its own number, so a torn or
