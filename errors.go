@@ -14,6 +14,7 @@ const (
 	EINTERNAL     = "internal"     // a bug or a broken invariant
 	EINVALID      = "invalid"      // bad input: a key, a namespace, a value, a flow
 	ENOTFOUND     = "not_found"    // no such key, flow or execution
+	EPRECONDITION = "precondition" // a conditional request (If-Match, If-None-Match) whose condition fails
 	ETOOLARGE     = "too_large"    // a body or value over a documented limit
 	EUNAUTHORIZED = "unauthorized" // no or a wrong API token
 	EUNAVAILABLE  = "unavailable"  // the database or the object store cannot be reached

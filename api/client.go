@@ -43,6 +43,9 @@ type SetOptions struct {
 	TTL         string // ISO-8601 duration such as PT5M or P30D
 	Description string
 	NoOverwrite bool // fail with ECONFLICT when the key exists
+	// IfVersion, when set, writes only if the entry is at this version
+	// (If-Match); otherwise EPRECONDITION.
+	IfVersion int64
 }
 
 // Set writes body as the value of ns/key.
@@ -70,6 +73,9 @@ func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) er
 	}
 	if o.NoOverwrite {
 		h.Set("overwrite", "false")
+	}
+	if o.IfVersion > 0 {
+		h.Set("If-Match", etag(o.IfVersion))
 	}
 	return c.do(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil)
 }
@@ -409,4 +415,27 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// Increment adds by to the NUMBER at ns/key atomically (see the server's
+// POST .../kv/{key}/increment); ttl and description apply when not empty.
+func (c *Client) Increment(ctx context.Context, ns, key string, by storage.Value, ttl, description string) (storage.Value, int64, error) {
+	req := IncrementBody{By: by.JSONValue(), Description: description}
+	if ttl != "" {
+		req.TTL = ttl
+	}
+	body, err := marshal(req)
+	if err != nil {
+		return storage.Value{}, 0, kvflow.Errorf(kvflow.EINVALID, "Increment %s cannot be sent: %v.", storage.Describe(by), err)
+	}
+	var out struct {
+		Value   json.RawMessage `json:"value"`
+		Version int64           `json:"version"`
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	if err := c.do(ctx, "POST", kvPath(ns, key)+"/increment", nil, h, bytes.NewReader(body), &out); err != nil {
+		return storage.Value{}, 0, err
+	}
+	v, err := ValueOf(storage.NUMBER, out.Value)
+	return v, out.Version, err
 }

@@ -211,6 +211,7 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/detail", handler: s.detailKV},
 		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.putKV},
 		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.deleteKV},
+		{Method: "POST", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/increment", handler: s.incrementKV},
 		{Method: "POST", Pattern: "/api/v1/kv/purge", handler: s.purgeKV},
 
 		{Method: "POST", Pattern: "/api/v1/flows", handler: s.createFlow},
@@ -389,6 +390,8 @@ func statusOf(code string) int {
 		return http.StatusGone
 	case kvflow.ECONFLICT:
 		return http.StatusConflict
+	case kvflow.EPRECONDITION:
+		return http.StatusPreconditionFailed
 	case kvflow.EFORBIDDEN:
 		return http.StatusForbidden
 	case kvflow.EUNAUTHORIZED:
@@ -413,6 +416,8 @@ func codeOf(status int) string {
 		return kvflow.EEXPIRED
 	case http.StatusConflict:
 		return kvflow.ECONFLICT
+	case http.StatusPreconditionFailed:
+		return kvflow.EPRECONDITION
 	case http.StatusForbidden:
 		return kvflow.EFORBIDDEN
 	case http.StatusUnauthorized:

@@ -133,7 +133,7 @@ func TestKV_StatusCodes(t *testing.T) {
 // statusOf is the one code-to-status map; codeOf reads it back.
 func TestStatusOf_EveryCode(t *testing.T) {
 	for code, status := range map[string]int{
-		kvflow.EINVALID: 422, kvflow.ENOTFOUND: 404, kvflow.EEXPIRED: 410, kvflow.ECONFLICT: 409,
+		kvflow.EINVALID: 422, kvflow.ENOTFOUND: 404, kvflow.EEXPIRED: 410, kvflow.ECONFLICT: 409, kvflow.EPRECONDITION: 412,
 		kvflow.EFORBIDDEN: 403, kvflow.EUNAUTHORIZED: 401, kvflow.ETOOLARGE: 413,
 		kvflow.EUNAVAILABLE: 503, kvflow.EINTERNAL: 500, "something else": 500,
 	} {

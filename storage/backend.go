@@ -49,6 +49,10 @@ type Index interface {
 	// returns the removed entry, or nil when there was none.
 	DeleteEntry(ctx context.Context, ns, key string) (*Entry, error)
 
+	// DeleteEntryIf removes the entry only if it is live at now and at version,
+	// in one statement, and returns it; nil when it was not.
+	DeleteEntryIf(ctx context.Context, ns, key string, version int64, now time.Time) (*Entry, error)
+
 	// PurgeEntries removes up to q.Limit matching entries in one transaction,
 	// queues their objects as garbage and returns them.
 	PurgeEntries(ctx context.Context, q PurgeQuery) ([]Entry, error)

@@ -466,6 +466,27 @@ func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
 	return e != nil && !e.Expired(s.now()), nil
 }
 
+// DeleteIf deletes ns/key only if it is live at version (compare-and-delete):
+// ENOTFOUND or EEXPIRED when there is no live entry, ECONFLICT naming the
+// current version when it has another.
+func (s *Store) DeleteIf(ctx context.Context, ns, key string, version int64) error {
+	if err := validateNames(ns, key); err != nil {
+		return err
+	}
+	e, err := s.index.DeleteEntryIf(ctx, ns, key, version, s.now())
+	if err != nil {
+		return unavailable(err, "Cannot delete key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	if e != nil {
+		return nil
+	}
+	cur, err := s.live(ctx, ns, key)
+	if err != nil {
+		return err
+	}
+	return kvflow.Errorf(kvflow.ECONFLICT, "Cannot delete key '%s' in namespace '%s': it is at version %d, not %d.", key, ns, cur.Version, version)
+}
+
 // Namespaces returns the namespaces holding live entries, with their counts.
 func (s *Store) Namespaces(ctx context.Context) ([]NamespaceStat, error) {
 	stats, err := s.index.Namespaces(ctx, s.now())

@@ -181,6 +181,16 @@ func (db *DB) DeleteEntry(ctx context.Context, ns, key string) (*storage.Entry, 
 	return &gone[0], nil
 }
 
+// DeleteEntryIf implements storage.Index.
+func (db *DB) DeleteEntryIf(ctx context.Context, ns, key string, version int64, now time.Time) (*storage.Entry, error) {
+	gone, err := db.deleteReturning(ctx, `namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)`,
+		ns, key, version, now.UnixMicro())
+	if err != nil || len(gone) == 0 {
+		return nil, err
+	}
+	return &gone[0], nil
+}
+
 // PurgeEntries implements storage.Index.
 func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage.Entry, error) {
 	var where []string
