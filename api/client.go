@@ -439,3 +439,16 @@ func (c *Client) Increment(ctx context.Context, ns, key string, by storage.Value
 	v, err := ValueOf(storage.NUMBER, out.Value)
 	return v, out.Version, err
 }
+
+// SetMany writes a batch (see storage.ParseBatch: a list of {key, value,
+// type?, ttl?, description?} or a map of key to value), all or nothing.
+func (c *Client) SetMany(ctx context.Context, ns string, batch any) ([]BatchResult, error) {
+	body, err := marshal(batch)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "The batch cannot be sent: %v.", err)
+	}
+	var out []BatchResult
+	h := http.Header{"Content-Type": {"application/json"}}
+	err = c.do(ctx, "PUT", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", nil, h, bytes.NewReader(body), &out)
+	return out, err
+}

@@ -206,6 +206,7 @@ func (s *Server) routeTable() []route {
 
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.listKV},
 		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.bulkDeleteKV},
+		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.setManyKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/inheritance", handler: s.inheritedKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.getKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/detail", handler: s.detailKV},

@@ -227,3 +227,48 @@ func (s *Server) incrementKV(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", etag(e.Version))
 	writeJSON(w, http.StatusOK, IncrementResult{Value: v.JSONValue(), Version: e.Version})
 }
+
+// BatchResult is one written entry of a batch write.
+type BatchResult struct {
+	Key     string `json:"key"`
+	Version int64  `json:"version"`
+}
+
+// setManyKV writes a JSON array of {key, value, type?, ttl?, description?}
+// (or an object of key to value) all or nothing: one bad entry is a 422
+// naming its index and reason, with nothing stored.
+func (s *Server) setManyKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body, err := s.readLimited(r, s.cfg.MaxBodyBytes, fmt.Sprintf("the batch for namespace '%s'", ns))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	doc, err := storage.DecodeJSON(body)
+	if err != nil {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The batch for namespace '%s' is not valid JSON: %s.", ns, storage.JSONErrorText(err)))
+		return
+	}
+	batch, err := storage.ParseBatch(doc)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	start := time.Now()
+	es, err := s.cfg.Store.SetMany(r.Context(), ns, batch)
+	s.metrics.observe("kv_set", start)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := make([]BatchResult, len(es))
+	for i, e := range es {
+		out[i] = BatchResult{Key: e.Key, Version: e.Version}
+	}
+	s.metrics.updated.WithLabelValues(ns).Add(float64(len(es)))
+	writeJSON(w, http.StatusOK, out)
+}

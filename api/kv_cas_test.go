@@ -179,3 +179,32 @@ func TestExactNumbers_ThroughTheAPI(t *testing.T) {
 		}
 	})
 }
+
+func TestSetMany_AllOrNothing_OverTheAPI(t *testing.T) {
+	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+		ts := startServer(t, pair, Config{})
+		base := ts.URL + "/api/v1/namespaces/company.team/kv"
+		bad := `[{"key":"a","value":1},{"key":"b","value":"x","ttl":"soon"},{"key":"c","value":true}]`
+		if r := do(t, "PUT", base, bad, "Content-Type: application/json"); r.Status != 422 || !strings.Contains(r.Message(), "Entry 1 (key 'b')") || !strings.Contains(r.Message(), "TTL") {
+			t.Fatalf("PUT a batch with a bad TTL = %d %s", r.Status, r.Body)
+		}
+		if r := do(t, "GET", base, ""); r.Body != "[]" {
+			t.Fatalf("after a refused batch the namespace holds %s", r.Body)
+		}
+		good := `[{"key":"a","value":12345678901234567890,"ttl":3600},{"key":"b","value":"PT5M","type":"DURATION","description":"five"},{"key":"c","value":{"x":[1,2]}}]`
+		if r := do(t, "PUT", base, good, "Content-Type: application/json"); r.Status != 200 || r.Body != `[{"key":"a","version":1},{"key":"b","version":1},{"key":"c","version":1}]` {
+			t.Fatalf("PUT a good batch = %d %s", r.Status, r.Body)
+		}
+		for key, want := range map[string]string{"a": `{"type":"NUMBER","value":12345678901234567890}`, "b": `{"type":"DURATION","value":"PT5M"}`, "c": `{"type":"JSON","value":{"x":[1,2]}}`} {
+			if r := do(t, "GET", base+"/"+key, ""); r.Body != want {
+				t.Errorf("GET %s = %s, want %s", key, r.Body, want)
+			}
+		}
+		if e, _ := pair.Store.Stat(context.Background(), "company.team", "a"); e == nil || e.Expires == nil || !e.Expires.Equal(c.Now().Add(time.Hour).Truncate(time.Microsecond)) {
+			t.Errorf("a's expiry = %+v, want in an hour", e)
+		}
+		if r := do(t, "PUT", base, `{"a": 1, "b": null}`, "Content-Type: application/json"); r.Status != 422 || !strings.Contains(r.Message(), "'b'") {
+			t.Fatalf("PUT a map batch with a null = %d %s", r.Status, r.Body)
+		}
+	})
+}

@@ -39,6 +39,11 @@ type Index interface {
 	// clock, in the same transaction.
 	PutEntry(ctx context.Context, e *Entry, c PutCondition) error
 
+	// PutEntries writes every entry as PutEntry does with no condition, all in
+	// one transaction: all of them or, on error, none. It sets each Version
+	// and Created.
+	PutEntries(ctx context.Context, entries []*Entry) error
+
 	// GetEntry returns the entry, expired or not, or ENOTFOUND.
 	GetEntry(ctx context.Context, ns, key string) (*Entry, error)
 

@@ -43,6 +43,7 @@ server unreachable, 1 anything else (conflict, denied, unauthorized).`,
 	p.StringVar(&f.token, "token", "", "API token for --server (env KVFLOW_API_TOKEN)")
 	p.BoolVar(&f.asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newKVSetCmd(f), newKVGetCmd(f), newKVKeysCmd(f), newKVDeleteCmd(f), newKVPurgeCmd(f))
+	addMoreKVCommands(cmd, f) // kv_more.go
 	return cmd
 }
 

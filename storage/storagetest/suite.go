@@ -606,6 +606,58 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("SetMany_AllOrNothing", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
+		mustSet(t, s, ns, "a", storage.String("old"), storage.SetOptions{})
+		objects := countObjects(t, s.Bucket())
+		good := func() []storage.BatchEntry {
+			return []storage.BatchEntry{
+				{Key: "a", Value: storage.String("new")},
+				{Key: "b", Value: storage.Value{Type: storage.NUMBER, V: json.Number("12345678901234567890")}, TTL: 3600 * time.Second, Description: "big"},
+				{Key: "c", Value: storage.Value{Type: storage.JSON, V: map[string]any{"x": int64(1)}}},
+			}
+		}
+		for name, bad := range map[string]func([]storage.BatchEntry) []storage.BatchEntry{
+			"bad key":          func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "no/slash"; return b },
+			"duplicate key":    func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "a"; return b },
+			"value not a type": func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Value = storage.Value{Type: storage.NUMBER, V: "x"}; return b },
+			"long description": func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Description = strings.Repeat("d", 1001); return b },
+		} {
+			_, err := s.SetMany(ctx, ns, bad(good()))
+			if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "Entry 2 ") {
+				t.Errorf("%s: SetMany = %v, want EINVALID naming entry 2", name, err)
+			}
+			if keys, _ := s.Keys(ctx, ns, ""); !reflect.DeepEqual(keys, []string{"a"}) {
+				t.Errorf("%s: keys after a refused batch = %v", name, keys)
+			}
+			if _, v, _ := s.Get(ctx, ns, "a"); v.V != "old" {
+				t.Errorf("%s: a = %v after a refused batch", name, v.V)
+			}
+			if n := countObjects(t, s.Bucket()); n != objects {
+				t.Errorf("%s: %d objects after a refused batch, want %d", name, n, objects)
+			}
+		}
+		es, err := s.SetMany(ctx, ns, good())
+		if err != nil || len(es) != 3 || es[0].Version != 2 || es[1].Version != 1 {
+			t.Fatalf("SetMany = %+v, %v", es, err)
+		}
+		e, v, err := s.Get(ctx, ns, "b")
+		if err != nil || v.Text() != "12345678901234567890" || e.Description != "big" || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(time.Hour)) {
+			t.Errorf("b = %+v %v, %v", e, v.V, err)
+		}
+		if _, v, _ := s.Get(ctx, ns, "a"); v.V != "new" {
+			t.Errorf("a = %v after the batch", v.V)
+		}
+		batch, err := storage.ParseBatch([]any{
+			map[string]any{"key": "d", "value": "2024-07-15", "type": "DATE", "ttl": int64(60)},
+			map[string]any{"key": "e", "value": "x", "oops": true},
+		})
+		if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "Entry 1 (key 'e')") || !strings.Contains(err.Error(), "oops") {
+			t.Errorf("ParseBatch with an unknown field = %v, %v", batch, err)
+		}
+	})
+
 	t.Run("Increment_ExactOverflowRefusedAndExpiryAbsolute", func(t *testing.T) {
 		clock := NewClock()
 		s := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
@@ -651,6 +703,21 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		_, e, err = s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{TTL: 2 * time.Hour, Description: "second"})
 		if err != nil || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(2*time.Hour)) || e.Description != "second" {
 			t.Errorf("Increment with a new TTL: %+v, %v", e, err)
+		}
+	})
+
+	t.Run("DeleteIf_CompareAndDelete", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		mustSet(t, s, ns, "cad", storage.String("v1"), storage.SetOptions{})
+		mustSet(t, s, ns, "cad", storage.String("v2"), storage.SetOptions{})
+		if err := s.DeleteIf(ctx, ns, "cad", 1); kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "version 2") {
+			t.Errorf("DeleteIf at a stale version = %v, want ECONFLICT naming version 2", err)
+		}
+		if err := s.DeleteIf(ctx, ns, "cad", 2); err != nil {
+			t.Errorf("DeleteIf at the current version = %v", err)
+		}
+		if err := s.DeleteIf(ctx, ns, "cad", 2); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("DeleteIf of a deleted key = %v, want ENOTFOUND", err)
 		}
 	})
 
