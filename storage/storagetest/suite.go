@@ -619,10 +619,16 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			}
 		}
 		for name, bad := range map[string]func([]storage.BatchEntry) []storage.BatchEntry{
-			"bad key":          func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "no/slash"; return b },
-			"duplicate key":    func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "a"; return b },
-			"value not a type": func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Value = storage.Value{Type: storage.NUMBER, V: "x"}; return b },
-			"long description": func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Description = strings.Repeat("d", 1001); return b },
+			"bad key":       func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "no/slash"; return b },
+			"duplicate key": func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "a"; return b },
+			"value not a type": func(b []storage.BatchEntry) []storage.BatchEntry {
+				b[2].Value = storage.Value{Type: storage.NUMBER, V: "x"}
+				return b
+			},
+			"long description": func(b []storage.BatchEntry) []storage.BatchEntry {
+				b[2].Description = strings.Repeat("d", 1001)
+				return b
+			},
 		} {
 			_, err := s.SetMany(ctx, ns, bad(good()))
 			if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "Entry 2 ") {
