@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/big"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -709,6 +710,87 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		_, e, err = s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{TTL: 2 * time.Hour, Description: "second"})
 		if err != nil || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(2*time.Hour)) || e.Description != "second" {
 			t.Errorf("Increment with a new TTL: %+v, %v", e, err)
+		}
+	})
+
+	t.Run("ExportImport_RoundTripLossless_Conflicts", func(t *testing.T) {
+		clock := NewClock()
+		src := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
+		num := func(text string) storage.Value { v, _ := storage.ParseAs(storage.NUMBER, text); return v }
+		values := map[string]storage.Value{
+			"string":   storage.String("Hello \"World\" é\n"),
+			"big":      num("12345678901234567890"),
+			"tenth":    num("0.1"),
+			"pi":       num("3.14159265358979323846264338327950288"),
+			"bool":     {Type: storage.BOOLEAN, V: false},
+			"datetime": {Type: storage.DATETIME, V: time.Date(2024, 7, 15, 6, 10, 33, 422e6, time.UTC)},
+			"date":     {Type: storage.DATE, V: storage.Date{Time: time.Date(2024, 7, 15, 0, 0, 0, 0, time.UTC)}},
+			"duration": {Type: storage.DURATION, V: storage.Duration{Text: "P1DT5S", D: 24*time.Hour + 5*time.Second}},
+			"json":     {Type: storage.JSON, V: map[string]any{"id": json.Number("98765432109876543210"), "l": []any{int64(1), "x"}}},
+			"p1d":      storage.String("P1D"),
+		}
+		for k, v := range values {
+			mustSet(t, src, ns, k, v, storage.SetOptions{TTL: time.Hour, Description: "d " + k})
+		}
+		mustSet(t, src, ns+".child", "c", storage.String("child"), storage.SetOptions{})
+		mustSet(t, src, ns, "gone", storage.String("x"), storage.SetOptions{TTL: time.Second})
+		clock.Add(time.Second)
+		var first strings.Builder
+		n, err := src.Export(ctx, &first, storage.ExportOptions{Namespaces: []string{ns}, IncludeChildren: true})
+		if err != nil || n != len(values)+1 || strings.Contains(first.String(), `"gone"`) {
+			t.Fatalf("Export = %d lines, %v; want %d without the expired key", n, err, len(values)+1)
+		}
+		if !strings.Contains(first.String(), `"value":12345678901234567890`) {
+			t.Errorf("the export does not hold the big number's digits:\n%s", first.String())
+		}
+		dst := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
+		res, err := dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{})
+		if err != nil || res.Written != n {
+			t.Fatalf("Import = %+v, %v", res, err)
+		}
+		var second strings.Builder
+		if _, err := dst.Export(ctx, &second, storage.ExportOptions{Namespaces: []string{ns}, IncludeChildren: true}); err != nil {
+			t.Fatal(err)
+		}
+		strip := func(s string) string { // versions and dates are the new store's
+			return regexp.MustCompile(`,"version":\d+,"creationDate":"[^"]*","updateDate":"[^"]*"`).ReplaceAllString(s, "")
+		}
+		if a, b := strip(first.String()), strip(second.String()); a != b {
+			t.Errorf("export → import → export differs:\n%s\nvs\n%s", a, b)
+		}
+		for k, v := range values {
+			e, got, err := dst.Get(ctx, ns, k)
+			if err != nil || got.Type != v.Type || got.Text() != v.Text() || e.Description != "d "+k || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(time.Hour-time.Second)) {
+				t.Errorf("%s imported as %+v %q, %v", k, e, got.Text(), err)
+			}
+		}
+		// Conflicts: skip keeps, overwrite replaces, fail stops at its line.
+		mustSet(t, dst, ns, "string", storage.String("local"), storage.SetOptions{})
+		lines := strings.SplitAfter(strings.TrimSpace(first.String()), "\n")
+		res, err = dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{OnConflict: storage.OnConflictSkip})
+		if err != nil || res.Skipped != n || res.Written != 0 {
+			t.Errorf("Import skip = %+v, %v", res, err)
+		}
+		if _, v, _ := dst.Get(ctx, ns, "string"); v.V != "local" {
+			t.Errorf("skip replaced a key: %v", v.V)
+		}
+		_, err = dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{OnConflict: storage.OnConflictFail})
+		if kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "Line 1 ") {
+			t.Errorf("Import fail = %v, want ECONFLICT at line 1", err)
+		}
+		res, err = dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{OnConflict: storage.OnConflictOverwrite, NamespaceMap: map[string]string{ns: "moved"}})
+		if err != nil || res.Written != n {
+			t.Errorf("Import overwrite with a namespace map = %+v, %v", res, err)
+		}
+		if _, v, err := dst.Get(ctx, "moved", "big"); err != nil || v.Text() != "12345678901234567890" {
+			t.Errorf("moved/big = %v, %v", v.V, err)
+		}
+		// A malformed line is reported with its number; lines before it are written.
+		fresh := open(t, storage.Options{Now: clock.Now}).Store
+		input := lines[0] + lines[1] + "{not json\n" + lines[2]
+		res, err = fresh.Import(ctx, strings.NewReader(input), storage.ImportOptions{})
+		if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "Line 3 ") || res.Written != 2 {
+			t.Errorf("Import of a malformed line = %+v, %v; want EINVALID at line 3 after 2 written", res, err)
 		}
 	})
 
