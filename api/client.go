@@ -452,3 +452,56 @@ func (c *Client) SetMany(ctx context.Context, ns string, batch any) ([]BatchResu
 	err = c.do(ctx, "PUT", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", nil, h, bytes.NewReader(body), &out)
 	return out, err
 }
+
+// Export copies the JSON Lines export of ns (see the server's GET
+// .../kv/export) to w and returns the number of lines.
+func (c *Client) Export(ctx context.Context, ns, prefix string, includeChildren bool, w io.Writer) (int, error) {
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	if includeChildren {
+		q.Set("includeChildren", "true")
+	}
+	lines := 0
+	var copyErr error
+	err := c.doResp(ctx, "GET", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/export", q, nil, nil, nil, func(resp *http.Response) {
+		if resp.StatusCode >= 300 {
+			return
+		}
+		cw := &lineCounter{w: w}
+		if _, err := io.Copy(cw, resp.Body); err != nil {
+			copyErr = kvflow.Errorf(kvflow.EUNAVAILABLE, "The export of namespace '%s' was cut short: %v.", ns, err)
+		}
+		lines = cw.n
+	})
+	if err == nil {
+		err = copyErr
+	}
+	return lines, err
+}
+
+type lineCounter struct {
+	w io.Writer
+	n int
+}
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	l.n += bytes.Count(p, []byte{'\n'})
+	return l.w.Write(p)
+}
+
+// Import sends JSON Lines to the server's POST .../kv/import.
+func (c *Client) Import(ctx context.Context, ns string, r io.Reader, onConflict string, namespaceMap map[string]string) (storage.ImportResult, error) {
+	q := url.Values{}
+	if onConflict != "" {
+		q.Set("onConflict", onConflict)
+	}
+	for from, to := range namespaceMap {
+		q.Add("namespaceMap", from+"="+to)
+	}
+	var res storage.ImportResult
+	h := http.Header{"Content-Type": {"application/x-ndjson"}}
+	err := c.do(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/import", q, h, r, &res)
+	return res, err
+}

@@ -207,6 +207,8 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.listKV},
 		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.bulkDeleteKV},
 		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.setManyKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/export", handler: s.exportKV},
+		{Method: "POST", Pattern: "/api/v1/namespaces/{namespace}/kv/import", handler: s.importKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/inheritance", handler: s.inheritedKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.getKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/detail", handler: s.detailKV},

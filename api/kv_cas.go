@@ -272,3 +272,76 @@ func (s *Server) setManyKV(w http.ResponseWriter, r *http.Request) {
 	s.metrics.updated.WithLabelValues(ns).Add(float64(len(es)))
 	writeJSON(w, http.StatusOK, out)
 }
+
+// exportKV streams the live entries of a namespace (with includeChildren=true
+// also those below it; prefix filters keys) as JSON Lines.
+func (s *Server) exportKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	o := storage.ExportOptions{Namespaces: []string{ns}, Prefix: r.URL.Query().Get("prefix")}
+	if v := r.URL.Query().Get("includeChildren"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'includeChildren' is %q: expected true or false.", clipS(v)))
+			return
+		}
+		o.IncludeChildren = b
+	}
+	if o.IncludeChildren {
+		// Children outside the API scope are left out, never an error.
+		if err := s.checkNamespace(ns + ".x"); err != nil {
+			o.IncludeChildren = false
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	// Once the first line is out an error can only cut the stream short; a
+	// client sees a last line without its newline or a short count.
+	if _, err := s.cfg.Store.Export(r.Context(), w, o); err != nil {
+		s.log.Warn("kv export stopped", "namespace", ns, "err", err)
+		if lw, ok := w.(*logWriter); ok {
+			lw.err = err
+		}
+	}
+}
+
+// importKV reads JSON Lines as export writes them into this namespace (and
+// those below it): onConflict skip (default), overwrite or fail, and
+// namespaceMap old=new (repeatable). Answers {written, skipped, expired}.
+func (s *Server) importKV(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("namespace")
+	if err := s.checkNamespace(ns); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	o := storage.ImportOptions{OnConflict: q.Get("onConflict"), NamespaceMap: map[string]string{}}
+	for _, m := range q["namespaceMap"] {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'namespaceMap' is %q: expected old=new.", clipS(m)))
+			return
+		}
+		o.NamespaceMap[from] = to
+	}
+	o.Allow = func(line string) error {
+		if line != ns && !strings.HasPrefix(line, ns+".") {
+			return kvflow.Errorf(kvflow.EINVALID, "namespace '%s' is not '%s' nor below it.", line, ns)
+		}
+		return s.checkNamespace(line)
+	}
+	res, err := s.cfg.Store.Import(r.Context(), r.Body, o)
+	if err != nil {
+		writeJSON(w, statusOf(kvflow.ErrorCode(err)), ImportError{Message: kvflow.ErrorMessage(err), ImportResult: res})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// ImportError is a stopped import: the reason and what was done before it.
+type ImportError struct {
+	Message string `json:"message"`
+	storage.ImportResult
+}

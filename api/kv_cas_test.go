@@ -208,3 +208,29 @@ func TestSetMany_AllOrNothing_OverTheAPI(t *testing.T) {
 		}
 	})
 }
+
+func TestExportImport_OverTheAPI(t *testing.T) {
+	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+		ts := startServer(t, pair, Config{})
+		base := ts.URL + "/api/v1/namespaces/company.team/kv"
+		do(t, "PUT", base+"/big", "12345678901234567890", "ttl: PT1H", "description: big")
+		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team.sub/kv/s", `"x"`, "Content-Type: application/json")
+		r := do(t, "GET", base+"/export?includeChildren=true", "")
+		if r.Status != 200 || r.Header.Get("Content-Type") != "application/x-ndjson" || strings.Count(r.Body, "\n") != 2 ||
+			!strings.Contains(r.Body, `"value":12345678901234567890,"description":"big","expirationDate":"2024-07-15T07:10:33.422Z"`) {
+			t.Fatalf("export = %d %s", r.Status, r.Body)
+		}
+		imp := do(t, "POST", ts.URL+"/api/v1/namespaces/other/kv/import?namespaceMap=company.team=other&namespaceMap=company.team.sub=other.sub", r.Body)
+		if imp.Status != 200 || imp.Body != `{"written":2,"skipped":0,"expired":0}` {
+			t.Fatalf("import = %d %s", imp.Status, imp.Body)
+		}
+		if g := do(t, "GET", ts.URL+"/api/v1/namespaces/other/kv/big", ""); g.Body != `{"type":"NUMBER","value":12345678901234567890}` {
+			t.Errorf("imported big = %s", g.Body)
+		}
+		// Lines outside the namespace of the route are refused.
+		bad := do(t, "POST", ts.URL+"/api/v1/namespaces/elsewhere/kv/import", r.Body)
+		if bad.Status != 422 || !strings.Contains(bad.Body, "Line 1") {
+			t.Errorf("import into another namespace = %d %s", bad.Status, bad.Body)
+		}
+	})
+}

@@ -133,7 +133,9 @@ const (
 type ImportOptions struct {
 	OnConflict   string            // skip (default), overwrite or fail
 	NamespaceMap map[string]string // old namespace → new (exact match)
-	Namespace    string            // when set, every line must be of this namespace (after mapping)
+	// Allow, when set, vets each line's namespace (after mapping) before
+	// anything of it is written; its error stops the import.
+	Allow func(ns string) error
 }
 
 // ImportResult counts what Import did.
@@ -185,8 +187,13 @@ func (s *Store) importLine(ctx context.Context, lineNo int, text []byte, o Impor
 	if to, ok := o.NamespaceMap[l.Namespace]; ok {
 		l.Namespace = to
 	}
-	if o.Namespace != "" && l.Namespace != o.Namespace {
-		return bad("namespace '%s' is not the namespace imported into ('%s').", clip(l.Namespace), o.Namespace)
+	if err := ValidateNamespace(l.Namespace); err != nil {
+		return bad("%s", kvflow.ErrorMessage(err))
+	}
+	if o.Allow != nil {
+		if err := o.Allow(l.Namespace); err != nil {
+			return kvflow.Errorf(kvflow.ErrorCode(err), "Line %d of the import: %s", lineNo, kvflow.ErrorMessage(err))
+		}
 	}
 	if len(l.Value) == 0 {
 		return bad("the value is missing.")

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,10 +17,10 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// addMoreKVCommands adds kv incr and set-many, and the flags set --if-version
+// addMoreKVCommands adds kv incr, set-many, export and import, and the flags set --if-version
 // and get --default, to the kv command (one hook line in kv.go).
 func addMoreKVCommands(kv *cobra.Command, f *kvFlags) {
-	kv.AddCommand(newKVIncrCmd(f), newKVSetManyCmd(f))
+	kv.AddCommand(newKVIncrCmd(f), newKVSetManyCmd(f), newKVExportCmd(f), newKVImportCmd(f))
 	for _, c := range kv.Commands() {
 		switch c.Name() {
 		case "set":
@@ -237,5 +241,198 @@ naming its index and the reason, and nothing is stored.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "Stored %d keys in namespace '%s'.\n", len(out), args[0])
 			return nil
 		},
+	}
+}
+
+func newKVExportCmd(f *kvFlags) *cobra.Command {
+	var prefix, output string
+	var children bool
+	cmd := &cobra.Command{
+		Use:   "export [NAMESPACE...]",
+		Short: "Write entries as JSON Lines (every namespace when none is named)",
+		Long: `Write every live entry of the namespaces named (all when none is) as JSON Lines,
+one entry a line: namespace, key, type, value (typed, exact), description,
+absolute expiration, version and dates. Expired entries are left out. The
+count goes to stderr; the lines to stdout or --output.`,
+		Example: `  kvflow kv export company.team --include-children > team.jsonl
+  kvflow kv export --server http://127.0.0.1:8080 -o all.jsonl`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var w io.Writer = cmd.OutOrStdout()
+			if output != "" {
+				file, err := os.Create(output)
+				if err != nil {
+					return kvflow.Errorf(kvflow.EINVALID, "Cannot create the export file: %v.", err)
+				}
+				defer file.Close()
+				w = file
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			n := 0
+			switch tg := target.(type) {
+			case localKV:
+				n, err = tg.a.Store.Export(cmd.Context(), w, storage.ExportOptions{Namespaces: args, IncludeChildren: children, Prefix: prefix})
+			case remoteKV:
+				nss, sub := args, children
+				if len(nss) == 0 {
+					all, lerr := tg.c.Namespaces(cmd.Context())
+					if lerr != nil {
+						return lerr
+					}
+					for _, ns := range all {
+						if ns.Keys > 0 {
+							nss = append(nss, ns.ID)
+						}
+					}
+					sub = false
+				}
+				for _, ns := range nss {
+					var k int
+					k, err = tg.c.Export(cmd.Context(), ns, prefix, sub, w)
+					if n += k; err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.ErrOrStderr(), map[string]int{"exported": n})
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Exported %d entries.\n", n)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&prefix, "prefix", "", "only keys starting with this")
+	cmd.Flags().BoolVar(&children, "include-children", false, "also the namespaces below each one named")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")
+	return cmd
+}
+
+func newKVImportCmd(f *kvFlags) *cobra.Command {
+	var onConflict string
+	var maps []string
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Read JSON Lines written by export (FILE - reads stdin)",
+		Long: `Write each entry of FILE with its type, exact value, description and absolute
+expiry (lines already expired are counted, not written). --on-conflict skip
+(the default: re-running an interrupted import completes it), overwrite, or
+fail (stop at the first existing key; nothing after it is written). A line
+that does not parse stops the import with its line number.`,
+		Example: `  kvflow kv import team.jsonl --namespace-map company.team=company.staging
+  kvflow kv import - --on-conflict overwrite < team.jsonl`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := storage.ImportOptions{OnConflict: onConflict, NamespaceMap: map[string]string{}}
+			for _, m := range maps {
+				from, to, ok := strings.Cut(m, "=")
+				if !ok {
+					return kvflow.Errorf(kvflow.EINVALID, "--namespace-map %q is not old=new.", m)
+				}
+				o.NamespaceMap[from] = to
+			}
+			var r io.Reader = cmd.InOrStdin()
+			if args[0] != "-" {
+				file, err := os.Open(args[0])
+				if err != nil {
+					return kvflow.Errorf(kvflow.EINVALID, "Cannot read the import file: %v.", err)
+				}
+				defer file.Close()
+				r = file
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			var res storage.ImportResult
+			switch tg := target.(type) {
+			case localKV:
+				res, err = tg.a.Store.Import(cmd.Context(), r, o)
+			case remoteKV:
+				res, err = remoteImport(cmd.Context(), tg.c, r, o)
+			}
+			if err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Before stopping: %d written, %d skipped, %d expired.\n", res.Written, res.Skipped, res.Expired)
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Imported %d entries (%d existing skipped, %d expired).\n", res.Written, res.Skipped, res.Expired)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&onConflict, "on-conflict", "skip", "skip, overwrite or fail when a key exists")
+	cmd.Flags().StringArrayVar(&maps, "namespace-map", nil, "old=new: import old's entries into new (repeatable)")
+	return cmd
+}
+
+// remoteImport sends each run of lines of one namespace to that namespace's
+// import route, streaming.
+func remoteImport(ctx context.Context, c *api.Client, r io.Reader, o storage.ImportOptions) (storage.ImportResult, error) {
+	var total storage.ImportResult
+	br := bufio.NewReaderSize(r, 64<<10)
+	var pw *io.PipeWriter
+	var done chan error
+	var cur string
+	finish := func() error {
+		if pw == nil {
+			return nil
+		}
+		pw.Close()
+		err := <-done
+		pw = nil
+		return err
+	}
+	for {
+		line, rerr := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			var head struct {
+				Namespace string `json:"namespace"`
+			}
+			if err := json.Unmarshal(line, &head); err != nil || head.Namespace == "" {
+				finish()
+				return total, kvflow.Errorf(kvflow.EINVALID, "A line of the import is not an export line (no namespace).")
+			}
+			ns := head.Namespace
+			if to, ok := o.NamespaceMap[ns]; ok {
+				ns = to
+			}
+			if ns != cur || pw == nil {
+				if err := finish(); err != nil {
+					return total, err
+				}
+				cur = ns
+				var pr *io.PipeReader
+				pr, pw = io.Pipe()
+				done = make(chan error, 1)
+				go func(ns string) {
+					res, err := c.Import(ctx, ns, pr, o.OnConflict, o.NamespaceMap)
+					total.Written += res.Written
+					total.Skipped += res.Skipped
+					total.Expired += res.Expired
+					pr.CloseWithError(err)
+					done <- err
+				}(ns)
+			}
+			if _, err := pw.Write(line); err != nil {
+				return total, finish()
+			}
+		}
+		if rerr != nil {
+			if err := finish(); err != nil {
+				return total, err
+			}
+			if rerr == io.EOF {
+				return total, nil
+			}
+			return total, kvflow.Errorf(kvflow.EINVALID, "Cannot read the import: %v.", rerr)
+		}
 	}
 }

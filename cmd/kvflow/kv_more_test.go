@@ -46,3 +46,29 @@ func TestKVMore_Server(t *testing.T) {
 	url := startAPIServer(t, pair, "cli-token")
 	runKVCases(t, t.TempDir(), []string{"--server", url, "--token", "cli-token"}, moreSession())
 }
+
+func exportImportSession(file string) []kvCase {
+	return []kvCase{
+		{args: "kv set ex.a big 12345678901234567890 --ttl 3600 --description big|one"},
+		{args: "kv set ex.a.b day 2024-07-15"},
+		{args: "kv set ex.other s x"},
+		{args: "kv export ex.a --include-children -o " + file, errHas: "Exported 2 entries."},
+		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b", wantOut: "Imported 2 entries (0 existing skipped, 0 expired).\n"},
+		{args: "kv get ex.copy big --json", wantOut: `{"type":"NUMBER","value":12345678901234567890}` + "\n"},
+		{args: "kv keys ex.copy --json", outHas: `"description":"big one"`},
+		{args: "kv get ex.copy.b day --json", wantOut: `{"type":"DATE","value":"2024-07-15"}` + "\n"},
+		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --json", wantOut: `{"written":0,"skipped":2,"expired":0}` + "\n"},
+		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --on-conflict fail", wantCode: 1, errHas: "Line 1"},
+		{args: "kv import -", stdin: "{not json\n", wantCode: 2, errHas: "ine"},
+	}
+}
+
+func TestKVExportImport_LocalStore(t *testing.T) {
+	runKVCases(t, t.TempDir(), nil, exportImportSession(t.TempDir()+"/ex.jsonl"))
+}
+
+func TestKVExportImport_Server(t *testing.T) {
+	pair := storagetest.LocalPair(t, storageOpts)
+	url := startAPIServer(t, pair, "cli-token")
+	runKVCases(t, t.TempDir(), []string{"--server", url, "--token", "cli-token"}, exportImportSession(t.TempDir()+"/ex.jsonl"))
+}
