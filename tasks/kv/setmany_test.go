@@ -67,3 +67,18 @@ func TestGet_DefaultValue_ForMissingAndExpired(t *testing.T) {
 		t.Fatalf("Get expired with defaultValue = %#v, %v", out["value"], err)
 	}
 }
+
+func TestSet_TTLInWholeSeconds(t *testing.T) {
+	e := newEnv(t, storagetest.LocalPair)
+	for key, ttl := range map[string]string{"lit": "3600", "str": "'3600'", "tpl": "'{{ 1800 + 1800 }}'"} {
+		if _, err := e.run(flowNS, kv.SetType, "key: "+key+"\nvalue: x\nttl: "+ttl); err != nil {
+			t.Fatalf("Set with ttl %s: %v", ttl, err)
+		}
+		if got, err := e.store.Stat(context.Background(), flowNS, key); err != nil || got.Expires == nil || !got.Expires.Equal(startTime.Add(time.Hour)) {
+			t.Errorf("ttl %s: entry %+v, %v; want expiry in an hour", ttl, got, err)
+		}
+	}
+	if _, errs := decode(t, kv.SetType, "key: k\nvalue: x\nttl: 0"); len(errs) != 1 || !strings.Contains(errs[0].Error(), "positive") {
+		t.Errorf("ttl: 0 = %v, want one load error", errs)
+	}
+}
