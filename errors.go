@@ -15,10 +15,10 @@ const (
 	EINVALID      = "invalid"      // bad input: a key, a namespace, a value, a flow
 	ENOTFOUND     = "not_found"    // no such key, flow or execution
 	ETIMEOUT      = "timeout"      // a task or an operation ran past its time limit
+	EPRECONDITION = "precondition" // a conditional request (If-Match, If-None-Match) whose condition fails
 	ETOOLARGE     = "too_large"    // a body or value over a documented limit
 	EUNAUTHORIZED = "unauthorized" // no or a wrong API token
 	EUNAVAILABLE  = "unavailable"  // the database or the object store cannot be reached
-	EPRECONDITION = "precondition" // a conditional request (If-Match) whose condition no longer holds
 )
 
 // Error is kvflow's one error type. Message is a sentence fit for a user; Err,

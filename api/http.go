@@ -225,6 +225,9 @@ func (s *Server) routeTable() []route {
 
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.listKV},
 		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.bulkDeleteKV},
+		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv", handler: s.setManyKV},
+		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/export", handler: s.exportKV},
+		{Method: "POST", Pattern: "/api/v1/namespaces/{namespace}/kv/import", handler: s.importKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/inheritance", handler: s.inheritedKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/changes", handler: s.changesKV},
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/watch", handler: s.watchKV},
@@ -234,6 +237,7 @@ func (s *Server) routeTable() []route {
 		{Method: "GET", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/detail", handler: s.detailKV},
 		{Method: "PUT", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.putKV},
 		{Method: "DELETE", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.deleteKV},
+		{Method: "POST", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/increment", handler: s.incrementKV},
 		{Method: "POST", Pattern: "/api/v1/kv/purge", handler: s.purgeKV},
 
 		{Method: "POST", Pattern: "/api/v1/flows", handler: s.createFlow},

@@ -106,6 +106,14 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		}
 		o.NoOverwrite = !b
 	}
+	c, err := parseCond(r, ns, key)
+	if err == nil {
+		err = s.applyCond(r.Context(), c, ns, key, &o)
+	}
+	if err != nil {
+		writeCondError(w, r, err)
+		return
+	}
 	what := fmt.Sprintf("key '%s' in namespace '%s'", key, ns)
 	start := time.Now()
 	if typ == storage.STRING && isText(r.Header.Get("Content-Type")) {
@@ -116,13 +124,14 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, body.tooLarge())
 			return
 		}
-		_, err := s.cfg.Store.SetStream(r.Context(), ns, key, body, o)
+		e, err := s.cfg.Store.SetStream(r.Context(), ns, key, body, o)
 		s.metrics.observe("kv_set", start)
 		if err != nil {
-			writeError(w, r, inKey(err, ns, key))
+			writeCondError(w, r, s.condError(r.Context(), c, ns, key, inKey(err, ns, key)))
 			return
 		}
 		s.metrics.updated.WithLabelValues(ns).Inc()
+		w.Header().Set("ETag", etag(e.Version))
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -138,13 +147,14 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, inKey(err, ns, key))
 		return
 	}
-	_, err = s.cfg.Store.Set(r.Context(), ns, key, v, o)
+	e, err := s.cfg.Store.Set(r.Context(), ns, key, v, o)
 	s.metrics.observe("kv_set", start)
 	if err != nil {
-		writeError(w, r, inKey(err, ns, key))
+		writeCondError(w, r, s.condError(r.Context(), c, ns, key, inKey(err, ns, key)))
 		return
 	}
 	s.metrics.updated.WithLabelValues(ns).Inc()
+	w.Header().Set("ETag", etag(e.Version))
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -253,6 +263,10 @@ func isText(contentType string) bool {
 
 // getKV answers {"type":…,"value":…}.
 func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead { // the GET route serves HEAD too
+		s.headKV(w, r)
+		return
+	}
 	ns, key := r.PathValue("namespace"), r.PathValue("key")
 	if err := s.checkKey(ns, key); err != nil {
 		writeError(w, r, err)
@@ -263,7 +277,7 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	_, v, err := s.cfg.Store.Get(r.Context(), ns, key)
+	e, v, err := s.cfg.Store.Get(r.Context(), ns, key)
 	s.metrics.observe("kv_get", start)
 	if kvflow.ErrorCode(err) == kvflow.ETOOLARGE {
 		s.streamString(w, r, ns, key)
@@ -273,6 +287,7 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.retrieved.WithLabelValues(ns).Inc()
+	w.Header().Set("ETag", etag(e.Version))
 	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue()})
 }
 
@@ -344,6 +359,7 @@ func (s *Server) detailKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.retrieved.WithLabelValues(ns).Inc()
+	w.Header().Set("ETag", etag(e.Version))
 	writeJSON(w, http.StatusOK, EntryDetail{Entry: EntryOf(e, true), Value: v.JSONValue()})
 }
 
@@ -354,8 +370,37 @@ func (s *Server) deleteKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	c, err := parseCond(r, ns, key)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	start := time.Now()
-	deleted, err := s.cfg.Store.Delete(r.Context(), ns, key)
+	var deleted bool
+	if c.ifMatch {
+		// Compare-and-delete: only the version asked for (any live one for *).
+		err = s.applyCond(r.Context(), c, ns, key, &storage.SetOptions{})
+		if err == nil {
+			v := c.version
+			if c.anyVersion {
+				var e *storage.Entry
+				if e, err = s.cfg.Store.Stat(r.Context(), ns, key); err == nil {
+					v = e.Version
+				}
+			}
+			if err == nil {
+				err = s.cfg.Store.DeleteIf(r.Context(), ns, key, v)
+			}
+			deleted = err == nil
+			err = s.condError(r.Context(), c, ns, key, err)
+		}
+		if err != nil {
+			writeCondError(w, r, err)
+			return
+		}
+	} else {
+		deleted, err = s.cfg.Store.Delete(r.Context(), ns, key)
+	}
 	s.metrics.observe("kv_delete", start)
 	if err != nil {
 		writeError(w, r, err)

@@ -134,9 +134,9 @@ func TestKV_StatusCodes(t *testing.T) {
 // statusOf is the one code-to-status map; client.CodeOf reads it back.
 func TestStatusOf_EveryCode(t *testing.T) {
 	for code, status := range map[string]int{
-		kvflow.EINVALID: 422, kvflow.ENOTFOUND: 404, kvflow.EEXPIRED: 410, kvflow.ECONFLICT: 409,
+		kvflow.EINVALID: 422, kvflow.ENOTFOUND: 404, kvflow.EEXPIRED: 410, kvflow.ECONFLICT: 409, kvflow.EPRECONDITION: 412,
 		kvflow.EFORBIDDEN: 403, kvflow.EUNAUTHORIZED: 401, kvflow.ETOOLARGE: 413,
-		kvflow.EUNAVAILABLE: 503, kvflow.EINTERNAL: 500, kvflow.EPRECONDITION: 412, "something else": 500,
+		kvflow.EUNAVAILABLE: 503, kvflow.EINTERNAL: 500, kvflow.ETIMEOUT: 504, "something else": 500,
 	} {
 		if got := statusOf(code); got != status {
 			t.Errorf("statusOf(%q) = %d, want %d", code, got, status)

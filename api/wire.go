@@ -8,22 +8,27 @@ import (
 // The API's bodies are package client's types, so the server and the client
 // cannot disagree on them.
 type (
-	Time           = client.Time
-	Entry          = client.Entry
-	TypedValue     = client.TypedValue
-	EntryDetail    = client.EntryDetail
-	KeysBody       = client.KeysBody
-	PurgeRequest   = client.PurgeRequest
-	PurgeResult    = client.PurgeResult
-	Namespace      = client.Namespace
-	Flow           = client.Flow
-	FlowInput      = client.FlowInput
-	FlowTask       = client.FlowTask
-	FieldError     = client.FieldError
-	ErrorBody      = client.ErrorBody
-	Version        = client.Version
-	Change         = client.Change
-	RestoreRequest = client.RestoreRequest
+	Time             = client.Time
+	Entry            = client.Entry
+	TypedValue       = client.TypedValue
+	EntryDetail      = client.EntryDetail
+	KeysBody         = client.KeysBody
+	PurgeRequest     = client.PurgeRequest
+	PurgeResult      = client.PurgeResult
+	Namespace        = client.Namespace
+	Flow             = client.Flow
+	FlowInput        = client.FlowInput
+	FlowTask         = client.FlowTask
+	FieldError       = client.FieldError
+	ErrorBody        = client.ErrorBody
+	Version          = client.Version
+	Change           = client.Change
+	RestoreRequest   = client.RestoreRequest
+	PreconditionBody = client.PreconditionBody
+	IncrementBody    = client.IncrementBody
+	IncrementResult  = client.IncrementResult
+	BatchResult      = client.BatchResult
+	ImportError      = client.ImportError
 	// LogLine is one line of an execution's logs.
 	LogLine = engine.LogLine
 )

@@ -46,6 +46,9 @@ type SetOptions struct {
 	TTL         string // ISO-8601 duration such as PT5M or P30D
 	Description string
 	NoOverwrite bool // fail with ECONFLICT when the key exists
+	// IfVersion, when set, writes only if the entry is at this version
+	// (If-Match); otherwise EPRECONDITION.
+	IfVersion int64
 }
 
 // Set writes body as the value of ns/key.
@@ -73,6 +76,9 @@ func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) er
 	}
 	if o.NoOverwrite {
 		h.Set("overwrite", "false")
+	}
+	if o.IfVersion > 0 {
+		h.Set("If-Match", ETag(o.IfVersion))
 	}
 	return c.do(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil)
 }
@@ -434,4 +440,93 @@ func clip(s string) string {
 		return s[:77] + "..."
 	}
 	return s
+}
+
+// Increment adds by to the NUMBER at ns/key atomically (see the server's
+// POST .../kv/{key}/increment); ttl and description apply when not empty.
+func (c *Client) Increment(ctx context.Context, ns, key string, by storage.Value, ttl, description string) (storage.Value, int64, error) {
+	req := IncrementBody{By: by.JSONValue(), Description: description}
+	if ttl != "" {
+		req.TTL = ttl
+	}
+	body, err := marshal(req)
+	if err != nil {
+		return storage.Value{}, 0, kvflow.Errorf(kvflow.EINVALID, "Increment %s cannot be sent: %v.", storage.Describe(by), err)
+	}
+	var out struct {
+		Value   json.RawMessage `json:"value"`
+		Version int64           `json:"version"`
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	if err := c.do(ctx, "POST", kvPath(ns, key)+"/increment", nil, h, bytes.NewReader(body), &out); err != nil {
+		return storage.Value{}, 0, err
+	}
+	v, err := ValueOf(storage.NUMBER, out.Value)
+	return v, out.Version, err
+}
+
+// SetMany writes a batch (see storage.ParseBatch: a list of {key, value,
+// type?, ttl?, description?} or a map of key to value), all or nothing.
+func (c *Client) SetMany(ctx context.Context, ns string, batch any) ([]BatchResult, error) {
+	body, err := marshal(batch)
+	if err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "The batch cannot be sent: %v.", err)
+	}
+	var out []BatchResult
+	h := http.Header{"Content-Type": {"application/json"}}
+	err = c.do(ctx, "PUT", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", nil, h, bytes.NewReader(body), &out)
+	return out, err
+}
+
+// Export copies the JSON Lines export of ns (see the server's GET
+// .../kv/export) to w and returns the number of lines.
+func (c *Client) Export(ctx context.Context, ns, prefix string, includeChildren bool, w io.Writer) (int, error) {
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	if includeChildren {
+		q.Set("includeChildren", "true")
+	}
+	lines := 0
+	var copyErr error
+	err := c.doResp(ctx, "GET", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/export", q, nil, nil, nil, func(resp *http.Response) {
+		if resp.StatusCode >= 300 {
+			return
+		}
+		cw := &lineCounter{w: w}
+		if _, err := io.Copy(cw, resp.Body); err != nil {
+			copyErr = kvflow.Errorf(kvflow.EUNAVAILABLE, "The export of namespace '%s' was cut short: %v.", ns, err)
+		}
+		lines = cw.n
+	})
+	if err == nil {
+		err = copyErr
+	}
+	return lines, err
+}
+
+type lineCounter struct {
+	w io.Writer
+	n int
+}
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	l.n += bytes.Count(p, []byte{'\n'})
+	return l.w.Write(p)
+}
+
+// Import sends JSON Lines to the server's POST .../kv/import.
+func (c *Client) Import(ctx context.Context, ns string, r io.Reader, onConflict string, namespaceMap map[string]string) (storage.ImportResult, error) {
+	q := url.Values{}
+	if onConflict != "" {
+		q.Set("onConflict", onConflict)
+	}
+	for from, to := range namespaceMap {
+		q.Add("namespaceMap", from+"="+to)
+	}
+	var res storage.ImportResult
+	h := http.Header{"Content-Type": {"application/x-ndjson"}}
+	err := c.do(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/import", q, h, r, &res)
+	return res, err
 }

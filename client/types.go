@@ -1,13 +1,16 @@
 package client
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // The bodies of the REST API. The server (package api) writes these same
@@ -225,4 +228,50 @@ func CodeOf(status int) string {
 		return kvflow.EINVALID
 	}
 	return kvflow.EINTERNAL
+}
+
+// PreconditionBody is the body of a 412.
+type PreconditionBody struct {
+	Message string `json:"message"`
+	Version *int64 `json:"version"`
+}
+
+// IncrementBody is the body of POST .../kv/{key}/increment; by defaults to 1,
+// ttl (ISO-8601 or whole seconds) and description apply when given.
+type IncrementBody struct {
+	By          any    `json:"by"`
+	TTL         any    `json:"ttl,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// IncrementResult answers an increment.
+type IncrementResult struct {
+	Value   any   `json:"value"`
+	Version int64 `json:"version"`
+}
+
+// BatchResult is one written entry of a batch write.
+type BatchResult struct {
+	Key     string `json:"key"`
+	Version int64  `json:"version"`
+}
+
+// ImportError is a stopped import: the reason and what was done before it.
+type ImportError struct {
+	Message string `json:"message"`
+	storage.ImportResult
+}
+
+// ETag is the entity tag of a version: the number, quoted.
+func ETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+// marshal encodes a request body as JSON without HTML escaping.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

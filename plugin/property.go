@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -169,7 +170,7 @@ func toString(v any) (string, error) {
 		return x, nil
 	case nil:
 		return "", nil
-	case int, int64, float64, bool:
+	case int, int64, float64, bool, json.Number:
 		val, _ := storage.FromGo(x)
 		return val.Text(), nil
 	}

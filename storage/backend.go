@@ -40,6 +40,11 @@ type Index interface {
 	// clock, in the same transaction.
 	PutEntry(ctx context.Context, e *Entry, c PutCondition) error
 
+	// PutEntries writes every entry as PutEntry does with no condition, all in
+	// one transaction: all of them or, on error, none. It sets each Version
+	// and Created.
+	PutEntries(ctx context.Context, entries []*Entry) error
+
 	// GetEntry returns the entry, expired or not, or ENOTFOUND.
 	GetEntry(ctx context.Context, ns, key string) (*Entry, error)
 
@@ -49,6 +54,10 @@ type Index interface {
 	// DeleteEntry removes the entry, recording a tombstone version written
 	// by writer at at. It returns the removed entry, or nil when there was none.
 	DeleteEntry(ctx context.Context, ns, key, writer string, at time.Time) (*Entry, error)
+
+	// DeleteEntryIf removes the entry only if it is live at now and at version,
+	// in one statement, and returns it; nil when it was not.
+	DeleteEntryIf(ctx context.Context, ns, key string, version int64, now time.Time) (*Entry, error)
 
 	// PurgeEntries removes up to q.Limit matching entries in one transaction,
 	// queues their objects as garbage and returns them.

@@ -3,6 +3,7 @@ package storage
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,19 @@ func writeION(w ion.Writer, x any) error {
 		return w.WriteInt(v)
 	case int:
 		return w.WriteInt(int64(v))
+	case json.Number:
+		if isIntegerText(v.String()) {
+			n, ok := new(big.Int).SetString(v.String(), 10)
+			if !ok {
+				return fmt.Errorf("%d-character number is not an integer", len(v))
+			}
+			return w.WriteBigInt(n)
+		}
+		d, err := ion.ParseDecimal(strings.NewReplacer("e", "d", "E", "d").Replace(v.String()))
+		if err != nil {
+			return err
+		}
+		return w.WriteDecimal(d)
 	case float64:
 		// A decimal keeps 123.45 readable where an ION float would print 1.2345e+2.
 		d, err := ion.ParseDecimal(strings.Replace(strconv.FormatFloat(v, 'g', -1, 64), "e", "d", 1))
@@ -146,9 +160,8 @@ func DecodeION(data []byte, t Type) (Value, error) {
 			return Value{DATE, Date{tm}}, nil
 		}
 	case NUMBER:
-		if _, ok := x.(int64); ok {
-			return Value{NUMBER, x}, nil
-		} else if _, ok := x.(float64); ok {
+		switch x.(type) {
+		case int64, float64, json.Number:
 			return Value{NUMBER, x}, nil
 		}
 	case BOOLEAN:
@@ -184,8 +197,10 @@ func readION(r ion.Reader) (any, error) {
 		if n.IsInt64() {
 			return n.Int64(), nil
 		}
-		f, _ := new(big.Float).SetInt(n).Float64()
-		return f, nil
+		if x, ok := parseNumber(n.String()); ok {
+			return x, nil
+		}
+		return nil, fmt.Errorf("ION int of %d digits is out of range", len(n.String()))
 	case ion.FloatType:
 		f, err := r.FloatValue()
 		return deref(f, err)
@@ -198,7 +213,10 @@ func readION(r ion.Reader) (any, error) {
 		if n.Sign() == 0 && strings.HasPrefix(d.String(), "-") {
 			return math.Copysign(0, -1), nil // -0 is kept, as written
 		}
-		return strconv.ParseFloat(fmt.Sprintf("%se%d", n.String(), exp), 64)
+		if x, ok := parseNumber(fmt.Sprintf("%se%d", n.String(), exp)); ok {
+			return x, nil
+		}
+		return nil, fmt.Errorf("ION decimal of %d digits is out of range", len(n.String()))
 	case ion.TimestampType:
 		ts, err := r.TimestampValue()
 		if err != nil {

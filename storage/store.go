@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -77,6 +78,7 @@ type SetOptions struct {
 	NoOverwrite bool          // fail with ECONFLICT if a live entry exists (Kestra's overwrite: false)
 	IfVersion   int64         // fail with ECONFLICT unless the live entry has this version (compare-and-set)
 	TTL         time.Duration // 0: never expires; negative is refused
+	ExpiresAt   time.Time     // an absolute expiry; when set it wins over TTL
 	Description string
 }
 
@@ -146,6 +148,9 @@ func checkValue(v Value) error {
 		ok = v.Type == NUMBER
 	case float64:
 		ok = v.Type == NUMBER && !math.IsNaN(x) && !math.IsInf(x, 0)
+	case json.Number:
+		_, valid := parseNumber(x.String())
+		ok = v.Type == NUMBER && valid
 	case bool:
 		ok = v.Type == BOOLEAN
 	case time.Time:
@@ -201,7 +206,10 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 		Namespace: ns, Key: key, Type: t, Object: name, Size: size, Hash: sum,
 		Description: o.Description, Updated: now, Writer: WriterFrom(ctx),
 	}
-	if o.TTL > 0 {
+	if !o.ExpiresAt.IsZero() {
+		exp := o.ExpiresAt.UTC().Truncate(time.Microsecond)
+		e.Expires = &exp
+	} else if o.TTL > 0 {
 		exp := now.Add(o.TTL)
 		e.Expires = &exp
 	}
@@ -224,10 +232,16 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 // Increment atomically adds delta to the NUMBER at ns/key, creating it at
 // delta when missing or expired, and returns the new value. Concurrent
 // increments never lose an update: each write is a compare-and-set on the
-// version. TTL and description apply when the entry is created.
+// version. The sum is exact (AddNumbers): an integer counter that would pass
+// 64 bits is EINVALID, a key that is not a NUMBER ECONFLICT. A TTL or a
+// description, when given, applies on every increment; otherwise an existing
+// entry keeps its own, with the same absolute expiry.
 func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o SetOptions) (Value, *Entry, error) {
 	if delta.Type != NUMBER {
 		return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Increment for key '%s' in namespace '%s' must be a NUMBER, not %s.", key, ns, delta.Type)
+	}
+	if err := checkValue(delta); err != nil {
+		return Value{}, nil, err
 	}
 	for {
 		cur, v, err := s.get(ctx, ns, key) // the live value, even under a snapshot
@@ -238,12 +252,17 @@ func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o Se
 		case err != nil:
 			return Value{}, nil, err
 		case cur.Type != NUMBER:
-			return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Cannot increment key '%s' in namespace '%s': it holds a %s, not a NUMBER.", key, ns, cur.Type)
+			return Value{}, nil, kvflow.Errorf(kvflow.ECONFLICT, "Cannot increment key '%s' in namespace '%s': it holds a %s, not a NUMBER.", key, ns, cur.Type)
 		default:
-			next = addNumbers(v, delta)
-			write = SetOptions{IfVersion: cur.Version, Description: cur.Description}
-			if cur.Expires != nil {
-				write.TTL = cur.Expires.Sub(s.now())
+			if next, err = AddNumbers(v, delta); err != nil {
+				return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Cannot increment key '%s' in namespace '%s': %v", key, ns, err)
+			}
+			write = SetOptions{IfVersion: cur.Version, TTL: o.TTL, Description: o.Description}
+			if o.Description == "" {
+				write.Description = cur.Description
+			}
+			if o.TTL == 0 && cur.Expires != nil {
+				write.ExpiresAt = *cur.Expires
 			}
 		}
 		e, err := s.Set(ctx, ns, key, next, write)
@@ -252,26 +271,6 @@ func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o Se
 		}
 		return next, e, err
 	}
-}
-
-// addNumbers adds two NUMBERs, staying an integer when both are.
-func addNumbers(a, b Value) Value {
-	x, xi := a.V.(int64)
-	y, yi := b.V.(int64)
-	if xi && yi {
-		if sum := x + y; (sum > x) == (y > 0) {
-			return Value{NUMBER, sum}
-		}
-	}
-	return Value{NUMBER, toFloat(a.V) + toFloat(b.V)}
-}
-
-func toFloat(x any) float64 {
-	if n, ok := x.(int64); ok {
-		return float64(n)
-	}
-	f, _ := x.(float64)
-	return f
 }
 
 // Get returns the metadata and value of ns/key: ENOTFOUND when missing,
@@ -483,6 +482,27 @@ func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
 		s.wrote.fire()
 	}
 	return e != nil && !e.Expired(s.now()), nil
+}
+
+// DeleteIf deletes ns/key only if it is live at version (compare-and-delete):
+// ENOTFOUND or EEXPIRED when there is no live entry, ECONFLICT naming the
+// current version when it has another.
+func (s *Store) DeleteIf(ctx context.Context, ns, key string, version int64) error {
+	if err := validateNames(ns, key); err != nil {
+		return err
+	}
+	e, err := s.index.DeleteEntryIf(ctx, ns, key, version, s.now())
+	if err != nil {
+		return unavailable(err, "Cannot delete key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	if e != nil {
+		return nil
+	}
+	cur, err := s.live(ctx, ns, key)
+	if err != nil {
+		return err
+	}
+	return kvflow.Errorf(kvflow.ECONFLICT, "Cannot delete key '%s' in namespace '%s': it is at version %d, not %d.", key, ns, cur.Version, version)
 }
 
 // Namespaces returns the namespaces holding live entries, with their counts.

@@ -49,12 +49,12 @@ func ParseType(s string) (Type, error) {
 // Value is a typed value. V holds, by type:
 //
 //	STRING   string
-//	NUMBER   int64, or float64 for a number with a fraction or exponent
+//	NUMBER   int64, float64, or json.Number for a number neither holds exactly (see number.go)
 //	BOOLEAN  bool
 //	DATETIME time.Time in UTC
 //	DATE     Date
 //	DURATION Duration
-//	JSON     map[string]any or []any, whose numbers are int64 or float64
+//	JSON     map[string]any or []any, whose numbers are NUMBERs' Go values
 type Value struct {
 	Type Type
 	V    any
@@ -85,6 +85,8 @@ func (v Value) Text() string {
 		return strconv.FormatInt(x, 10)
 	case float64:
 		return formatFloat(x)
+	case json.Number:
+		return x.String()
 	case bool:
 		return strconv.FormatBool(x)
 	case time.Time:
@@ -103,7 +105,7 @@ func (v Value) Text() string {
 // BOOLEAN a boolean, JSON an object or array, the others ISO strings.
 func (v Value) JSONValue() any {
 	switch v.V.(type) {
-	case int64, float64, bool, map[string]any, []any:
+	case int64, float64, json.Number, bool, map[string]any, []any:
 		return v.V
 	default:
 		return v.Text()
@@ -259,9 +261,16 @@ func FromGo(x any) (Value, error) {
 		return Value{NUMBER, n}, nil
 	case uint64:
 		if v > math.MaxInt64 {
-			return Value{NUMBER, float64(v)}, nil
+			return Value{NUMBER, json.Number(strconv.FormatUint(v, 10))}, nil
 		}
 		return Value{NUMBER, int64(v)}, nil
+	case *big.Int:
+		if v != nil {
+			if n, ok := parseNumber(v.String()); ok {
+				return Value{NUMBER, n}, nil
+			}
+			return Value{}, kvflow.Errorf(kvflow.EINVALID, "A NUMBER has at most %d characters.", MaxNumberText)
+		}
 	case float32:
 		return FromGo(float64(v))
 	case float64:
@@ -301,25 +310,6 @@ func FromGo(x any) (Value, error) {
 	return FromGo(v)
 }
 
-// parseNumber reads a JSON number: int64 when it has no fraction or exponent
-// and fits, float64 otherwise.
-func parseNumber(s string) (any, bool) {
-	if !numberRe.MatchString(s) {
-		return nil, false
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n == 0 && s[0] == '-' {
-			return math.Copysign(0, -1), true // -0 is kept: it reads back as -0
-		}
-		return n, true
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) {
-		return nil, false
-	}
-	return f, true
-}
-
 var numberRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
 
 // ParseInstant reads an RFC 3339 instant such as 2024-07-15T06:10:33Z or
@@ -338,9 +328,8 @@ func ParseInstant(s string) (time.Time, error) {
 	return tm, nil
 }
 
-// DecodeJSON decodes one JSON document. Numbers become int64, or float64
-// when they have a fraction or an exponent or do not fit; a number beyond
-// float64's range is refused.
+// DecodeJSON decodes one JSON document. Numbers are kept exactly, as
+// parseNumber reads them; a number over MaxNumberText characters is refused.
 func DecodeJSON(b []byte) (any, error) {
 	// encoding/json would turn invalid UTF-8 into U+FFFD: refuse it instead.
 	if !utf8.Valid(b) {
@@ -358,8 +347,7 @@ func DecodeJSON(b []byte) (any, error) {
 	return normalizeJSON(v)
 }
 
-// normalizeJSON turns json.Number leaves into int64 or float64, in place.
-// A number beyond float64's range is refused.
+// normalizeJSON turns json.Number leaves into NUMBERs' Go values, in place.
 func normalizeJSON(v any) (any, error) {
 	var err error
 	switch x := v.(type) {
@@ -495,9 +483,22 @@ func FormatDuration(d time.Duration) string {
 	return b.String()
 }
 
-// ParseTTL reads a time-to-live: an ISO-8601 duration that is positive.
+// ParseTTL reads a time-to-live: an ISO-8601 duration (PT1H) or a whole
+// number of seconds (3600), positive. (The error keeps its older wording,
+// which callers match.)
 func ParseTTL(s string) (time.Duration, error) {
-	d, err := ParseDuration(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n > int64(math.MaxInt64/time.Second) {
+			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is too long: the limit is about 292 years.", clip(s))
+		}
+		if n == 0 {
+			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", clip(s))
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := ParseDuration(s)
 	if err != nil {
 		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", clip(s))
 	}

@@ -49,7 +49,7 @@ func TestParseAs_Refusals_NameTypeAndDescribeTextWithoutQuotingIt(t *testing.T) 
 		typ  storage.Type
 		text string
 	}{
-		{storage.NUMBER, "12abc"}, {storage.NUMBER, "NaN"}, {storage.NUMBER, "1e999"},
+		{storage.NUMBER, "12abc"}, {storage.NUMBER, "NaN"}, {storage.NUMBER, "1e99999"},
 		{storage.BOOLEAN, "yes"}, {storage.BOOLEAN, "1"},
 		{storage.DATETIME, "2024-07-16"}, {storage.DATE, "2024-13-01"},
 		{storage.DURATION, "30 days"}, {storage.DURATION, "P1M"}, {storage.DURATION, "PT"},
@@ -209,7 +209,12 @@ func TestParseTTL(t *testing.T) {
 	if d, err := storage.ParseTTL("P30D"); err != nil || d != 30*24*time.Hour {
 		t.Errorf("ParseTTL(P30D) = %v, %v", d, err)
 	}
-	for _, bad := range []string{"PT0S", "-PT5M", "PT-5M", "30 days", ""} {
+	for text, want := range map[string]time.Duration{"3600": time.Hour, " 90 ": 90 * time.Second, "1": time.Second} {
+		if d, err := storage.ParseTTL(text); err != nil || d != want {
+			t.Errorf("ParseTTL(%q) = %v, %v; want %v", text, d, err, want)
+		}
+	}
+	for _, bad := range []string{"PT0S", "-PT5M", "PT-5M", "30 days", "", "0", "-5", "1.5", "99999999999999999999"} {
 		if _, err := storage.ParseTTL(bad); kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "TTL") {
 			t.Errorf("ParseTTL(%q) = %v, want an EINVALID naming the TTL", bad, err)
 		}

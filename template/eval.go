@@ -1,6 +1,7 @@
 package template
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -236,6 +237,17 @@ func (ev *evaluator) binary(e *expr) (any, error) {
 	b, err := ev.eval(e.b)
 	if err != nil {
 		return nil, err
+	}
+	switch e.name {
+	case "+", "-", "*", "/", "%", "<", ">", "<=", ">=":
+		// A NUMBER beyond int64 and float64 arrives as a json.Number: it is
+		// printed and passed whole, never computed with inexactly.
+		_, concat := a.(string)
+		for _, x := range []any{a, b} {
+			if n, ok := x.(json.Number); ok && !(e.name == "+" && concat) {
+				return nil, ev.fail(e, "Templates cannot compute '%s' exactly with a NUMBER of %d characters, beyond 64-bit integers and float64: use it whole ({{ kv('key') }}), or change it with io.kvflow.kv.Increment, which is exact.", e.name, len(n))
+			}
+		}
 	}
 	switch e.name {
 	case "~":

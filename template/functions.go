@@ -106,7 +106,7 @@ func init() {
 		return fn(nil, 0, func(c *call) (any, error) { return f(c.text()), nil })
 	}
 	functions = map[string]*builtin{
-		"kv":       fn([]string{"key", "namespace", "errorOnMissing", "version"}, 1, func(c *call) (any, error) { return c.ev.st.engine.kv(c) }),
+		"kv":       fn([]string{"key", "namespace", "errorOnMissing", "version", "default"}, 1, func(c *call) (any, error) { return c.ev.st.engine.kv(c) }),
 		"json":     fn([]string{"json"}, 1, fromJSON),
 		"fromJson": fn([]string{"json"}, 1, fromJSON),
 		"toJson":   fn([]string{"object"}, 1, func(c *call) (any, error) { return encodeJSON(c, c.arg(0)) }),
@@ -546,8 +546,9 @@ func isBlank(v any) bool {
 	return false
 }
 
-// kv implements kv(key[, namespace[, errorOnMissing[, version]]]); with a
-// version it reads that version from the key's history.
+// kv implements kv(key[, namespace[, errorOnMissing[, version[, default]]]]);
+// with a version it reads that version from the key's history, and a default
+// (not null) is what a missing or expired key gives.
 func (e *Engine) kv(c *call) (any, error) {
 	st := c.ev.st
 	if !c.has(0) {
@@ -569,6 +570,7 @@ func (e *Engine) kv(c *call) (any, error) {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects errorOnMissing to be true or false, not %s.", kindOf(c.arg(2)))
 		}
 	}
+	dflt := c.arg(4) // returned for a missing or expired key, whatever errorOnMissing says
 	var version int64
 	if c.has(3) {
 		if version, ok = toInt(c.arg(3)); !ok || version < 1 {
@@ -624,6 +626,9 @@ func (e *Engine) kv(c *call) (any, error) {
 		default:
 			return nil, err
 		}
+	}
+	if dflt != nil {
+		return dflt, nil
 	}
 	if !errorOnMissing {
 		return nil, nil

@@ -279,3 +279,55 @@ func TestKV_NoStoreConfigured(t *testing.T) {
 	_, err := New(Options{}).Render(context.Background(), "{{ kv('k') }}", flowData("a"))
 	wantError(t, err, kvflow.EUNAVAILABLE, "no KV store is configured")
 }
+
+func TestKV_ExactNumbers_PrintedWholeArithmeticRefused(t *testing.T) {
+	s, _ := kvStore(t)
+	ns := "company.team"
+	set(t, s, ns, "big", parse(t, storage.NUMBER, "12345678901234567890"), 0)
+	set(t, s, ns, "pi", parse(t, storage.NUMBER, "3.14159265358979323846264338327950288"), 0)
+	set(t, s, ns, "tenth", parse(t, storage.NUMBER, "0.1"), 0)
+	e := New(Options{KV: s})
+	for src, want := range map[string]string{
+		"{{ kv('big') }}":              "12345678901234567890",
+		"big={{ kv('big') }}":          "big=12345678901234567890",
+		"{{ kv('pi') }}":               "3.14159265358979323846264338327950288",
+		"{{ kv('tenth') }}":            "0.1",
+		"{{ toJson(kv('big')) }}":      "12345678901234567890",
+		"{{ kv('big') == kv('big') }}": "true",
+	} {
+		got, err := e.RenderString(context.Background(), src, flowData(ns))
+		if err != nil || got != want {
+			t.Errorf("%s = %q, %v; want %q", src, got, err, want)
+		}
+	}
+	// A whole expression keeps the exact value, typed, for a Set task.
+	got, err := e.Render(context.Background(), "{{ kv('big') }}", flowData(ns))
+	if v, verr := storage.FromGo(got); err != nil || verr != nil || v.Type != storage.NUMBER || v.Text() != "12345678901234567890" {
+		t.Errorf("typed render = %#v (%v, %v)", got, err, verr)
+	}
+	for _, src := range []string{"{{ kv('big') + 1 }}", "{{ 1 + kv('big') }}", "{{ kv('big') * 2 }}", "{{ -kv('big') }}", "{{ kv('pi') > 3 }}", "x{{ kv('big') - 1 }}"} {
+		_, err := e.RenderString(context.Background(), src, flowData(ns))
+		wantError(t, err, kvflow.EINVALID, "cannot compute")
+	}
+}
+
+func TestKV_Default_ForMissingAndExpired(t *testing.T) {
+	s, clock := kvStore(t)
+	ns := "company.team"
+	set(t, s, ns, "short", storage.String("soon gone"), time.Minute)
+	set(t, s, ns, "here", storage.String("present"), 0)
+	clock.Add(2 * time.Minute)
+	e := New(Options{KV: s})
+	for src, want := range map[string]any{
+		"{{ kv('nope', default='fallback') }}":             "fallback",
+		"{{ kv('short', default=42) }}":                    int64(42),
+		"{{ kv('here', default='fallback') }}":             "present",
+		"{{ kv('nope', 'company.team', true, 'pos') }}":    "pos",
+		"{{ kv('nope', errorOnMissing=true, default=7) }}": int64(7),
+	} {
+		got, err := e.Render(context.Background(), src, flowData(ns))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v, %v; want %#v", src, got, err, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package template
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -352,10 +353,10 @@ func TestJSONFunctions(t *testing.T) {
 		{`{{ fromJson('42') }}`, int64(42)},
 		{`{{ fromJson('"s"') }}`, "s"},
 		{`{{ fromJson('null') }}`, nil},
-		{`{{ fromJson('12345678901234567890') }}`, 12345678901234567890.0},
-		{"{{ json(inputs.person).address.city }}", "Paris"},         // a map passes through
-		{"{{ fromJson(inputs.list)[2] }}", int64(3)},                // and so does a list
-		{"{{ json(outputs.get.value).address.country }}", "France"}, // the seed's Get-output flow
+		{`{{ fromJson('12345678901234567890') }}`, json.Number("12345678901234567890")}, // exact, not a float,
+		{"{{ json(inputs.person).address.city }}", "Paris"},                             // a map passes through
+		{"{{ fromJson(inputs.list)[2] }}", int64(3)},                                    // and so does a list
+		{"{{ json(outputs.get.value).address.country }}", "France"},                     // the seed's Get-output flow
 		{"{{ toJson(inputs.person.address) }}", `{"city":"Paris"}`},
 		{"{{ toJson(inputs.html) }}", `"<b>&</b>"`},
 		{"{{ toJson(inputs.ratio) }}", "3.5"},

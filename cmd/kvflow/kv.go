@@ -41,6 +41,7 @@ A value that starts with '-' goes after "--": kvflow kv set ns n -- -5.
 	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print JSON")
 	cmd.AddCommand(newKVSetCmd(f), newKVGetCmd(f), newKVKeysCmd(f), newKVDeleteCmd(f), newKVPurgeCmd(f))
 	addKVHistory(cmd, f)
+	addMoreKVCommands(cmd, f) // kv_more.go
 	return cmd
 }
 

@@ -95,6 +95,31 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 	return nil
 }
 
+// PutEntries implements storage.Index: the putEntry statement for each entry,
+// in one transaction (the group commit's on SQLite, its own on PostgreSQL).
+func (db *DB) PutEntries(ctx context.Context, es []*storage.Entry) error {
+	st, err := db.stmt(ctx, putEntry)
+	if err != nil {
+		return db.Err(err)
+	}
+	return db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		txst := tx.StmtxContext(ctx, st)
+		for _, e := range es {
+			now := e.Updated.UnixMicro()
+			var got struct {
+				Version int64 `db:"version"`
+				Created int64 `db:"created_at"`
+			}
+			if err := txst.GetContext(ctx, &got, e.Namespace, e.Key, string(e.Type), e.Object,
+				e.Size, e.Hash, e.Description, now, now, micros(e.Expires), true); err != nil {
+				return db.Err(err)
+			}
+			e.Version, e.Created = got.Version, fromMicros(got.Created)
+		}
+		return nil
+	})
+}
+
 // updateVersion replaces a live entry only if it is still at the given version.
 const updateVersion = `
 UPDATE kv_entries SET type = ?, object = ?, size = ?, hash = ?, description = ?, updated_at = ?, expires_at = ?,
@@ -201,6 +226,16 @@ func (db *DB) DeleteEntry(ctx context.Context, ns, key, writer string, at time.T
 	}
 	e := gone[0].entry()
 	return &e, nil
+}
+
+// DeleteEntryIf implements storage.Index.
+func (db *DB) DeleteEntryIf(ctx context.Context, ns, key string, version int64, now time.Time) (*storage.Entry, error) {
+	gone, err := db.deleteReturning(ctx, `namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)`,
+		ns, key, version, now.UnixMicro())
+	if err != nil || len(gone) == 0 {
+		return nil, err
+	}
+	return &gone[0], nil
 }
 
 // PurgeEntries implements storage.Index.

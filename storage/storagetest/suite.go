@@ -3,10 +3,13 @@ package storagetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -581,8 +584,245 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			t.Errorf("Increment by 0.5 = %v, %v", v.V, err)
 		}
 		mustSet(t, s, ns, "text", storage.String("x"), storage.SetOptions{})
-		if _, _, err := s.Increment(ctx, ns, "text", one, storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID {
-			t.Errorf("Increment of a STRING = %v, want EINVALID", err)
+		if _, _, err := s.Increment(ctx, ns, "text", one, storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "STRING") {
+			t.Errorf("Increment of a STRING = %v, want ECONFLICT naming STRING", err)
+		}
+	})
+
+	t.Run("ExactNumbers_BigIntegersAndDecimalsRoundTrip", func(t *testing.T) {
+		s := open(t, storage.Options{CacheSize: -1}).Store
+		for i, text := range []string{
+			"12345678901234567890", "-98765432109876543210987654321", "0.1", "123.45",
+			"3.14159265358979323846264338327950288419716939937510", "0.000000000000000000000000000001",
+			"-12345678901234567890.000000000000000000001", "9223372036854775807", "1e-7",
+		} {
+			v, err := storage.ParseAs(storage.NUMBER, text)
+			if err != nil {
+				t.Fatalf("ParseAs(%s): %v", text, err)
+			}
+			key := fmt.Sprintf("n%d", i)
+			mustSet(t, s, ns, key, v, storage.SetOptions{})
+			_, got, err := s.Get(ctx, ns, key)
+			if err != nil || got.Type != storage.NUMBER || !sameNumber(got.Text(), text) {
+				t.Errorf("%s read back as %q (%T), %v", text, got.Text(), got.V, err)
+			}
+			out, _ := json.Marshal(got.JSONValue())
+			if !sameNumber(string(out), text) {
+				t.Errorf("%s in JSON = %s", text, out)
+			}
+		}
+		doc := []byte(`{"id": 12345678901234567890, "rate": 0.1, "pi": 3.14159265358979323846264338327950288}`)
+		v, err := storage.FromJSON(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustSet(t, s, ns, "doc", v, storage.SetOptions{})
+		_, got, err := s.Get(ctx, ns, "doc")
+		if want := `{"id":12345678901234567890,"pi":3.14159265358979323846264338327950288,"rate":0.1}`; err != nil || got.Text() != want {
+			t.Errorf("JSON with big numbers read back as %s, %v; want %s", got.Text(), err, want)
+		}
+	})
+
+	t.Run("SetMany_AllOrNothing", func(t *testing.T) {
+		clock := NewClock()
+		p := open(t, storage.Options{Now: clock.Now, CacheSize: -1})
+		s := p.Store
+		mustSet(t, s, ns, "a", storage.String("old"), storage.SetOptions{})
+		objects := countObjects(t, p.Bucket)
+		good := func() []storage.BatchEntry {
+			return []storage.BatchEntry{
+				{Key: "a", Value: storage.String("new")},
+				{Key: "b", Value: storage.Value{Type: storage.NUMBER, V: json.Number("12345678901234567890")}, TTL: 3600 * time.Second, Description: "big"},
+				{Key: "c", Value: storage.Value{Type: storage.JSON, V: map[string]any{"x": int64(1)}}},
+			}
+		}
+		for name, bad := range map[string]func([]storage.BatchEntry) []storage.BatchEntry{
+			"bad key":       func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "no/slash"; return b },
+			"duplicate key": func(b []storage.BatchEntry) []storage.BatchEntry { b[2].Key = "a"; return b },
+			"value not a type": func(b []storage.BatchEntry) []storage.BatchEntry {
+				b[2].Value = storage.Value{Type: storage.NUMBER, V: "x"}
+				return b
+			},
+			"long description": func(b []storage.BatchEntry) []storage.BatchEntry {
+				b[2].Description = strings.Repeat("d", 1001)
+				return b
+			},
+		} {
+			_, err := s.SetMany(ctx, ns, bad(good()))
+			if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "Entry 2 ") {
+				t.Errorf("%s: SetMany = %v, want EINVALID naming entry 2", name, err)
+			}
+			if keys, _ := s.Keys(ctx, ns, ""); !reflect.DeepEqual(keys, []string{"a"}) {
+				t.Errorf("%s: keys after a refused batch = %v", name, keys)
+			}
+			if _, v, _ := s.Get(ctx, ns, "a"); v.V != "old" {
+				t.Errorf("%s: a = %v after a refused batch", name, v.V)
+			}
+			if n := countObjects(t, p.Bucket); n != objects {
+				t.Errorf("%s: %d objects after a refused batch, want %d", name, n, objects)
+			}
+		}
+		es, err := s.SetMany(ctx, ns, good())
+		if err != nil || len(es) != 3 || es[0].Version != 2 || es[1].Version != 1 {
+			t.Fatalf("SetMany = %+v, %v", es, err)
+		}
+		e, v, err := s.Get(ctx, ns, "b")
+		if err != nil || v.Text() != "12345678901234567890" || e.Description != "big" || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(time.Hour)) {
+			t.Errorf("b = %+v %v, %v", e, v.V, err)
+		}
+		if _, v, _ := s.Get(ctx, ns, "a"); v.V != "new" {
+			t.Errorf("a = %v after the batch", v.V)
+		}
+		batch, err := storage.ParseBatch([]any{
+			map[string]any{"key": "d", "value": "2024-07-15", "type": "DATE", "ttl": int64(60)},
+			map[string]any{"key": "e", "value": "x", "oops": true},
+		})
+		if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "Entry 1 (key 'e')") || !strings.Contains(err.Error(), "oops") {
+			t.Errorf("ParseBatch with an unknown field = %v, %v", batch, err)
+		}
+	})
+
+	t.Run("Increment_ExactOverflowRefusedAndExpiryAbsolute", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
+		num := func(text string) storage.Value {
+			v, err := storage.ParseAs(storage.NUMBER, text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		mustSet(t, s, ns, "max", num("9223372036854775806"), storage.SetOptions{})
+		if v, _, err := s.Increment(ctx, ns, "max", num("1"), storage.SetOptions{}); err != nil || v.Text() != "9223372036854775807" {
+			t.Errorf("Increment to MaxInt64 = %v, %v", v.Text(), err)
+		}
+		if v, _, err := s.Increment(ctx, ns, "max", num("1"), storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "overflow") {
+			t.Errorf("Increment past MaxInt64 = %v, %v; want EINVALID overflow", v.V, err)
+		}
+		if _, v, _ := s.Get(ctx, ns, "max"); v.Text() != "9223372036854775807" {
+			t.Errorf("after a refused overflow the counter is %s", v.Text())
+		}
+		mustSet(t, s, ns, "dec", num("0.1"), storage.SetOptions{})
+		for i := 0; i < 2; i++ {
+			if _, _, err := s.Increment(ctx, ns, "dec", num("0.1"), storage.SetOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, v, _ := s.Get(ctx, ns, "dec"); v.Text() != "0.3" {
+			t.Errorf("0.1 + 0.1 + 0.1 = %s, want exactly 0.3", v.Text())
+		}
+		// Expiry is absolute: increments without a TTL keep it to the microsecond.
+		_, e, err := s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{TTL: time.Hour, Description: "first"})
+		if err != nil || e.Expires == nil {
+			t.Fatalf("Increment with TTL = %+v, %v", e, err)
+		}
+		exp := *e.Expires
+		for i := 0; i < 3; i++ {
+			clock.Add(1234 * time.Microsecond)
+			if _, e, err = s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{}); err != nil || e.Expires == nil || !e.Expires.Equal(exp) || e.Description != "first" {
+				t.Fatalf("Increment without TTL: expiry %v, description %q, %v; want %v, first", e.Expires, e.Description, err, exp)
+			}
+		}
+		// A TTL and description given apply on every increment.
+		_, e, err = s.Increment(ctx, ns, "ttl", num("1"), storage.SetOptions{TTL: 2 * time.Hour, Description: "second"})
+		if err != nil || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(2*time.Hour)) || e.Description != "second" {
+			t.Errorf("Increment with a new TTL: %+v, %v", e, err)
+		}
+	})
+
+	t.Run("ExportImport_RoundTripLossless_Conflicts", func(t *testing.T) {
+		clock := NewClock()
+		src := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
+		num := func(text string) storage.Value { v, _ := storage.ParseAs(storage.NUMBER, text); return v }
+		values := map[string]storage.Value{
+			"string":   storage.String("Hello \"World\" é\n"),
+			"big":      num("12345678901234567890"),
+			"tenth":    num("0.1"),
+			"pi":       num("3.14159265358979323846264338327950288"),
+			"bool":     {Type: storage.BOOLEAN, V: false},
+			"datetime": {Type: storage.DATETIME, V: time.Date(2024, 7, 15, 6, 10, 33, 422e6, time.UTC)},
+			"date":     {Type: storage.DATE, V: storage.Date{Time: time.Date(2024, 7, 15, 0, 0, 0, 0, time.UTC)}},
+			"duration": {Type: storage.DURATION, V: storage.Duration{Text: "P1DT5S", D: 24*time.Hour + 5*time.Second}},
+			"json":     {Type: storage.JSON, V: map[string]any{"id": json.Number("98765432109876543210"), "l": []any{int64(1), "x"}}},
+			"p1d":      storage.String("P1D"),
+		}
+		for k, v := range values {
+			mustSet(t, src, ns, k, v, storage.SetOptions{TTL: time.Hour, Description: "d " + k})
+		}
+		mustSet(t, src, ns+".child", "c", storage.String("child"), storage.SetOptions{})
+		mustSet(t, src, ns, "gone", storage.String("x"), storage.SetOptions{TTL: time.Second})
+		clock.Add(time.Second)
+		var first strings.Builder
+		n, err := src.Export(ctx, &first, storage.ExportOptions{Namespaces: []string{ns}, IncludeChildren: true})
+		if err != nil || n != len(values)+1 || strings.Contains(first.String(), `"gone"`) {
+			t.Fatalf("Export = %d lines, %v; want %d without the expired key", n, err, len(values)+1)
+		}
+		if !strings.Contains(first.String(), `"value":12345678901234567890`) {
+			t.Errorf("the export does not hold the big number's digits:\n%s", first.String())
+		}
+		dst := open(t, storage.Options{Now: clock.Now, CacheSize: -1}).Store
+		res, err := dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{})
+		if err != nil || res.Written != n {
+			t.Fatalf("Import = %+v, %v", res, err)
+		}
+		var second strings.Builder
+		if _, err := dst.Export(ctx, &second, storage.ExportOptions{Namespaces: []string{ns}, IncludeChildren: true}); err != nil {
+			t.Fatal(err)
+		}
+		strip := func(s string) string { // versions and dates are the new store's
+			return regexp.MustCompile(`,"version":\d+,"creationDate":"[^"]*","updateDate":"[^"]*"`).ReplaceAllString(s, "")
+		}
+		if a, b := strip(first.String()), strip(second.String()); a != b {
+			t.Errorf("export → import → export differs:\n%s\nvs\n%s", a, b)
+		}
+		for k, v := range values {
+			e, got, err := dst.Get(ctx, ns, k)
+			if err != nil || got.Type != v.Type || got.Text() != v.Text() || e.Description != "d "+k || e.Expires == nil || !e.Expires.Equal(clock.Now().Add(time.Hour-time.Second)) {
+				t.Errorf("%s imported as %+v %q, %v", k, e, got.Text(), err)
+			}
+		}
+		// Conflicts: skip keeps, overwrite replaces, fail stops at its line.
+		mustSet(t, dst, ns, "string", storage.String("local"), storage.SetOptions{})
+		lines := strings.SplitAfter(strings.TrimSpace(first.String()), "\n")
+		res, err = dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{OnConflict: storage.OnConflictSkip})
+		if err != nil || res.Skipped != n || res.Written != 0 {
+			t.Errorf("Import skip = %+v, %v", res, err)
+		}
+		if _, v, _ := dst.Get(ctx, ns, "string"); v.V != "local" {
+			t.Errorf("skip replaced a key: %v", v.V)
+		}
+		_, err = dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{OnConflict: storage.OnConflictFail})
+		if kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "Line 1 ") {
+			t.Errorf("Import fail = %v, want ECONFLICT at line 1", err)
+		}
+		res, err = dst.Import(ctx, strings.NewReader(first.String()), storage.ImportOptions{OnConflict: storage.OnConflictOverwrite, NamespaceMap: map[string]string{ns: "moved"}})
+		if err != nil || res.Written != n {
+			t.Errorf("Import overwrite with a namespace map = %+v, %v", res, err)
+		}
+		if _, v, err := dst.Get(ctx, "moved", "big"); err != nil || v.Text() != "12345678901234567890" {
+			t.Errorf("moved/big = %v, %v", v.V, err)
+		}
+		// A malformed line is reported with its number; lines before it are written.
+		fresh := open(t, storage.Options{Now: clock.Now}).Store
+		input := lines[0] + lines[1] + "{not json\n" + lines[2]
+		res, err = fresh.Import(ctx, strings.NewReader(input), storage.ImportOptions{})
+		if kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "Line 3 ") || res.Written != 2 {
+			t.Errorf("Import of a malformed line = %+v, %v; want EINVALID at line 3 after 2 written", res, err)
+		}
+	})
+
+	t.Run("DeleteIf_CompareAndDelete", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		mustSet(t, s, ns, "cad", storage.String("v1"), storage.SetOptions{})
+		mustSet(t, s, ns, "cad", storage.String("v2"), storage.SetOptions{})
+		if err := s.DeleteIf(ctx, ns, "cad", 1); kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "version 2") {
+			t.Errorf("DeleteIf at a stale version = %v, want ECONFLICT naming version 2", err)
+		}
+		if err := s.DeleteIf(ctx, ns, "cad", 2); err != nil {
+			t.Errorf("DeleteIf at the current version = %v", err)
+		}
+		if err := s.DeleteIf(ctx, ns, "cad", 2); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("DeleteIf of a deleted key = %v, want ENOTFOUND", err)
 		}
 	})
 
@@ -599,6 +839,13 @@ func StoreAcceptance(t *testing.T, open Opener) {
 			t.Errorf("Namespaces = %+v, %v", got, err)
 		}
 	})
+}
+
+// sameNumber reports whether two decimal texts are the same number.
+func sameNumber(a, b string) bool {
+	x, okx := new(big.Rat).SetString(a)
+	y, oky := new(big.Rat).SetString(b)
+	return okx && oky && x.Cmp(y) == 0
 }
 
 // payload is a value whose every line repeats its own number, so a torn or

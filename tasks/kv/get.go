@@ -13,11 +13,13 @@ import (
 // BOOLEAN bool, JSON map or list, DATETIME/DATE/DURATION ISO-8601 text).
 // A missing or expired key fails when errorOnMissing is true; otherwise the
 // output value is present and null, so {{ outputs.id.value | default('x') }}
-// and {{ outputs.id.value }} (empty) both work.
+// and {{ outputs.id.value }} (empty) both work. defaultValue, when set, is the
+// output value for a missing or expired key instead (errorOnMissing aside).
 type Get struct {
 	Key            plugin.Property[string] `yaml:"key" required:"true"`
 	Namespace      plugin.Property[string] `yaml:"namespace"`      // default: the flow's
 	ErrorOnMissing plugin.Property[bool]   `yaml:"errorOnMissing"` // default false
+	DefaultValue   plugin.Property[any]    `yaml:"defaultValue"`   // output for a missing or expired key; wins over errorOnMissing
 }
 
 // Validate checks the literal properties when the flow loads.
@@ -40,6 +42,13 @@ func (t *Get) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 	case "":
 		return plugin.Outputs{"value": outputValue(v)}, nil
 	case kvflow.ENOTFOUND, kvflow.EEXPIRED:
+		if t.DefaultValue.IsSet() {
+			dflt, err := t.DefaultValue.Get(ctx, rc, "defaultValue", nil)
+			if err != nil {
+				return nil, err
+			}
+			return plugin.Outputs{"value": dflt}, nil
+		}
 		if errorOnMissing {
 			return nil, missing(ns, key, err)
 		}
@@ -91,6 +100,7 @@ type Delete struct {
 	Key            plugin.Property[string] `yaml:"key" required:"true"`
 	Namespace      plugin.Property[string] `yaml:"namespace"`      // default: the flow's
 	ErrorOnMissing plugin.Property[bool]   `yaml:"errorOnMissing"` // default false
+	DefaultValue   plugin.Property[any]    `yaml:"defaultValue"`   // output for a missing or expired key; wins over errorOnMissing
 }
 
 // Validate checks the literal properties when the flow loads.

@@ -20,7 +20,9 @@ func init() {
 
 // Increment adds `by` (default 1) to the NUMBER at key, creating it at `by`
 // when missing or expired, as one compare-and-set: concurrent increments never
-// lose an update. ttl and kvDescription apply when the key is created.
+// lose an update. ttl and kvDescription, when given, apply on every increment;
+// otherwise the entry keeps its own description and absolute expiry. The sum
+// is exact; an integer counter past 64 bits fails, never wraps.
 // Output: value, the new number.
 type Increment struct {
 	Key           plugin.Property[string]        `yaml:"key" required:"true"`

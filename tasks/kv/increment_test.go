@@ -38,7 +38,7 @@ func TestIncrement_BadInput_NamesTheProperty(t *testing.T) {
 	}
 	e := newEnv(t, storagetest.LocalPair)
 	e.run(flowNS, kv.SetType, "key: name\nvalue: text")
-	if _, err := e.run(flowNS, kv.IncrementType, "key: name"); kvflow.ErrorCode(err) != kvflow.EINVALID {
-		t.Errorf("Increment of a STRING = %v, want EINVALID", err)
+	if _, err := e.run(flowNS, kv.IncrementType, "key: name"); kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+		t.Errorf("Increment of a STRING = %v, want ECONFLICT", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,7 +42,7 @@ func SameValue(t storage.Type, a, b string) bool {
 // equalV compares the Go values of storage.Value, numbers by value.
 func equalV(a, b any) bool {
 	switch x := a.(type) {
-	case int64, float64:
+	case int64, float64, json.Number:
 		return numEqual(a, b)
 	case string:
 		y, ok := b.(string)
@@ -87,24 +88,30 @@ func equalV(a, b any) bool {
 	return false
 }
 
-// numEqual compares two int64 or float64 numbers exactly.
+// numEqual compares two NUMBERs (int64, float64 or an exact json.Number) by
+// their decimal value, exactly.
 func numEqual(a, b any) bool {
-	fa, okA := bigOf(a)
-	fb, okB := bigOf(b)
+	fa, okA := ratOf(a)
+	fb, okB := ratOf(b)
 	return okA && okB && fa.Cmp(fb) == 0
 }
 
-func bigOf(n any) (*big.Float, bool) {
+func ratOf(n any) (*big.Rat, bool) {
+	var text string
 	switch x := n.(type) {
 	case int64:
-		return new(big.Float).SetInt64(x), true
+		return new(big.Rat).SetInt64(x), true
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return nil, false
 		}
-		return big.NewFloat(x), true
+		text = strconv.FormatFloat(x, 'g', -1, 64) // the decimal the value was read from
+	case json.Number:
+		text = x.String()
+	default:
+		return nil, false
 	}
-	return nil, false
+	return new(big.Rat).SetString(text)
 }
 
 // TextOf is the text form of a value the API returned: compact JSON for

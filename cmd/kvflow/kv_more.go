@@ -1,0 +1,438 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// addMoreKVCommands adds kv incr, set-many, export and import, and the flags set --if-version
+// and get --default, to the kv command (one hook line in kv.go).
+func addMoreKVCommands(kv *cobra.Command, f *kvFlags) {
+	kv.AddCommand(newKVIncrCmd(f), newKVSetManyCmd(f), newKVExportCmd(f), newKVImportCmd(f))
+	for _, c := range kv.Commands() {
+		switch c.Name() {
+		case "set":
+			addIfVersion(c, f)
+		case "get":
+			addDefault(c, f)
+		}
+	}
+}
+
+// addIfVersion gives kv set --if-version N: write only if the key is at version N.
+func addIfVersion(set *cobra.Command, f *kvFlags) {
+	var ifVersion int64
+	set.Flags().Int64Var(&ifVersion, "if-version", 0, "write only if the key is at this version (compare-and-set); else fail")
+	set.Example += "\n  kvflow kv set company.team count 43 --if-version 7"
+	plain := set.RunE
+	set.RunE = func(cmd *cobra.Command, args []string) error {
+		if ifVersion == 0 {
+			return plain(cmd, args)
+		}
+		if ifVersion < 0 {
+			return kvflow.Errorf(kvflow.EINVALID, "--if-version %d is not a version: versions start at 1.", ifVersion)
+		}
+		typ, _ := cmd.Flags().GetString("type")
+		ttl, _ := cmd.Flags().GetString("ttl")
+		description, _ := cmd.Flags().GetString("description")
+		var t storage.Type
+		if typ != "" {
+			var err error
+			if t, err = storage.ParseType(typ); err != nil {
+				return err
+			}
+		}
+		text := args[2]
+		if text == "-" {
+			b, err := io.ReadAll(cmd.InOrStdin())
+			if err != nil {
+				return kvflow.Errorf(kvflow.EINVALID, "Cannot read the value from stdin: %v.", err)
+			}
+			text = string(b)
+		}
+		target, err := f.open(cmd)
+		if err != nil {
+			return err
+		}
+		defer target.close()
+		var version int64
+		switch tg := target.(type) {
+		case remoteKV:
+			err = tg.c.Set(cmd.Context(), args[0], args[1], text, client.SetOptions{Type: t, TTL: ttl, Description: description, IfVersion: ifVersion})
+			version = ifVersion + 1
+		case localKV:
+			var e *storage.Entry
+			e, err = localSetIf(cmd.Context(), tg, args[0], args[1], text, t, ttl, description, ifVersion)
+			if e != nil {
+				version = e.Version
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if f.asJSON {
+			return printJSON(cmd.OutOrStdout(), map[string]any{"namespace": args[0], "key": args[1], "stored": true, "version": version})
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Stored key '%s' in namespace '%s' at version %d.\n", args[1], args[0], version)
+		return nil
+	}
+}
+
+func localSetIf(ctx context.Context, l localKV, ns, key, text string, t storage.Type, ttl, description string, ifVersion int64) (*storage.Entry, error) {
+	o := storage.SetOptions{IfVersion: ifVersion, Description: description}
+	if ttl != "" {
+		d, err := storage.ParseTTL(ttl)
+		if err != nil {
+			return nil, err
+		}
+		o.TTL = d
+	}
+	v := storage.Infer(text)
+	if t != "" {
+		var err error
+		if v, err = storage.ParseAs(t, text); err != nil {
+			return nil, err
+		}
+	}
+	return l.a.Store.Set(ctx, ns, key, v, o)
+}
+
+// addDefault gives kv get --default VALUE: printed (typed as set infers it)
+// when the key is missing or expired, instead of failing.
+func addDefault(get *cobra.Command, f *kvFlags) {
+	var dflt string
+	get.Flags().StringVar(&dflt, "default", "", "print this value when the key is missing or expired, and exit 0")
+	plain := get.RunE
+	get.RunE = func(cmd *cobra.Command, args []string) error {
+		err := plain(cmd, args)
+		switch kvflow.ErrorCode(err) {
+		case kvflow.ENOTFOUND, kvflow.EEXPIRED:
+			if cmd.Flags().Changed("default") {
+				return printValue(cmd.OutOrStdout(), storage.Infer(dflt), f.asJSON)
+			}
+		}
+		return err
+	}
+}
+
+func newKVIncrCmd(f *kvFlags) *cobra.Command {
+	var by, ttl, description string
+	cmd := &cobra.Command{
+		Use:   "incr NAMESPACE KEY",
+		Short: "Add to a NUMBER atomically (creating it at --by) and print the new value",
+		Long: `Add --by (default 1) to the NUMBER at KEY as one compare-and-set, so concurrent
+increments never lose an update; a missing or expired key is created at --by.
+The sum is exact; an integer counter past 64 bits is refused. --ttl and
+--description, when given, apply on this increment.`,
+		Example: `  kvflow kv incr company.team visits
+  kvflow kv incr company.team budget --by -2.5 --ttl 3600`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			delta, err := storage.ParseAs(storage.NUMBER, by)
+			if err != nil {
+				return kvflow.Errorf(kvflow.EINVALID, "--by %s", kvflow.ErrorMessage(err))
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			var v storage.Value
+			var version int64
+			switch tg := target.(type) {
+			case remoteKV:
+				v, version, err = tg.c.Increment(cmd.Context(), args[0], args[1], delta, ttl, description)
+			case localKV:
+				o := storage.SetOptions{Description: description}
+				if ttl != "" {
+					if o.TTL, err = storage.ParseTTL(ttl); err != nil {
+						return err
+					}
+				}
+				var e *storage.Entry
+				if v, e, err = tg.a.Store.Increment(cmd.Context(), args[0], args[1], delta, o); e != nil {
+					version = e.Version
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), client.IncrementResult{Value: v.JSONValue(), Version: version})
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), v.Text())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&by, "by", "1", "the number to add (negative to subtract; decimals are exact)")
+	cmd.Flags().StringVar(&ttl, "ttl", "", "time to live from now: ISO-8601 (PT1H) or whole seconds (3600)")
+	cmd.Flags().StringVar(&description, "description", "", "description of the entry")
+	return cmd
+}
+
+func newKVSetManyCmd(f *kvFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-many NAMESPACE FILE",
+		Short: "Write many keys from a JSON file, all or nothing",
+		Long: `Write every entry of FILE ("-" reads stdin) into NAMESPACE, or none: FILE holds a
+JSON array of {"key", "value", "type"?, "ttl"?, "description"?} (the value's JSON
+type gives the KV type unless "type" says otherwise; ttl is ISO-8601 or whole
+seconds) or an object of key to value. One bad entry refuses the whole batch,
+naming its index and the reason, and nothing is stored.`,
+		Example: `  kvflow kv set-many company.team batch.json
+  echo '[{"key":"a","value":1,"ttl":3600},{"key":"b","value":"x","description":"bee"}]' | kvflow kv set-many company.team -`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r io.Reader = cmd.InOrStdin()
+			if args[1] != "-" {
+				file, err := os.Open(args[1])
+				if err != nil {
+					return kvflow.Errorf(kvflow.EINVALID, "Cannot read the batch file: %v.", err)
+				}
+				defer file.Close()
+				r = file
+			}
+			b, err := io.ReadAll(io.LimitReader(r, 1<<30))
+			if err != nil {
+				return kvflow.Errorf(kvflow.EINVALID, "Cannot read the batch: %v.", err)
+			}
+			doc, err := storage.DecodeJSON(b)
+			if err != nil {
+				return kvflow.Errorf(kvflow.EINVALID, "The batch %s is not valid JSON: %s.", args[1], storage.JSONErrorText(err))
+			}
+			batch, err := storage.ParseBatch(doc)
+			if err != nil {
+				return err
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			var out []client.BatchResult
+			switch tg := target.(type) {
+			case remoteKV:
+				out, err = tg.c.SetMany(cmd.Context(), args[0], doc)
+			case localKV:
+				var es []*storage.Entry
+				es, err = tg.a.Store.SetMany(cmd.Context(), args[0], batch)
+				for _, e := range es {
+					out = append(out, client.BatchResult{Key: e.Key, Version: e.Version})
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Stored %d keys in namespace '%s'.\n", len(out), args[0])
+			return nil
+		},
+	}
+}
+
+func newKVExportCmd(f *kvFlags) *cobra.Command {
+	var prefix, output string
+	var children bool
+	cmd := &cobra.Command{
+		Use:   "export [NAMESPACE...]",
+		Short: "Write entries as JSON Lines (every namespace when none is named)",
+		Long: `Write every live entry of the namespaces named (all when none is) as JSON Lines,
+one entry a line: namespace, key, type, value (typed, exact), description,
+absolute expiration, version and dates. Expired entries are left out. The
+count goes to stderr; the lines to stdout or --output.`,
+		Example: `  kvflow kv export company.team --include-children > team.jsonl
+  kvflow kv export --server http://127.0.0.1:8080 -o all.jsonl`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var w io.Writer = cmd.OutOrStdout()
+			if output != "" {
+				file, err := os.Create(output)
+				if err != nil {
+					return kvflow.Errorf(kvflow.EINVALID, "Cannot create the export file: %v.", err)
+				}
+				defer file.Close()
+				w = file
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			n := 0
+			switch tg := target.(type) {
+			case localKV:
+				n, err = tg.a.Store.Export(cmd.Context(), w, storage.ExportOptions{Namespaces: args, IncludeChildren: children, Prefix: prefix})
+			case remoteKV:
+				nss, sub := args, children
+				if len(nss) == 0 {
+					all, lerr := tg.c.Namespaces(cmd.Context())
+					if lerr != nil {
+						return lerr
+					}
+					for _, ns := range all {
+						if ns.Keys > 0 {
+							nss = append(nss, ns.ID)
+						}
+					}
+					sub = false
+				}
+				for _, ns := range nss {
+					var k int
+					k, err = tg.c.Export(cmd.Context(), ns, prefix, sub, w)
+					if n += k; err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.ErrOrStderr(), map[string]int{"exported": n})
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Exported %d entries.\n", n)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&prefix, "prefix", "", "only keys starting with this")
+	cmd.Flags().BoolVar(&children, "include-children", false, "also the namespaces below each one named")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")
+	return cmd
+}
+
+func newKVImportCmd(f *kvFlags) *cobra.Command {
+	var onConflict string
+	var maps []string
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Read JSON Lines written by export (FILE - reads stdin)",
+		Long: `Write each entry of FILE with its type, exact value, description and absolute
+expiry (lines already expired are counted, not written). --on-conflict skip
+(the default: re-running an interrupted import completes it), overwrite, or
+fail (stop at the first existing key; nothing after it is written). A line
+that does not parse stops the import with its line number.`,
+		Example: `  kvflow kv import team.jsonl --namespace-map company.team=company.staging
+  kvflow kv import - --on-conflict overwrite < team.jsonl`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := storage.ImportOptions{OnConflict: onConflict, NamespaceMap: map[string]string{}}
+			for _, m := range maps {
+				from, to, ok := strings.Cut(m, "=")
+				if !ok {
+					return kvflow.Errorf(kvflow.EINVALID, "--namespace-map %q is not old=new.", m)
+				}
+				o.NamespaceMap[from] = to
+			}
+			var r io.Reader = cmd.InOrStdin()
+			if args[0] != "-" {
+				file, err := os.Open(args[0])
+				if err != nil {
+					return kvflow.Errorf(kvflow.EINVALID, "Cannot read the import file: %v.", err)
+				}
+				defer file.Close()
+				r = file
+			}
+			target, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer target.close()
+			var res storage.ImportResult
+			switch tg := target.(type) {
+			case localKV:
+				res, err = tg.a.Store.Import(cmd.Context(), r, o)
+			case remoteKV:
+				res, err = remoteImport(cmd.Context(), tg.c, r, o)
+			}
+			if err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Before stopping: %d written, %d skipped, %d expired.\n", res.Written, res.Skipped, res.Expired)
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Imported %d entries (%d existing skipped, %d expired).\n", res.Written, res.Skipped, res.Expired)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&onConflict, "on-conflict", "skip", "skip, overwrite or fail when a key exists")
+	cmd.Flags().StringArrayVar(&maps, "namespace-map", nil, "old=new: import old's entries into new (repeatable)")
+	return cmd
+}
+
+// remoteImport sends each run of lines of one namespace to that namespace's
+// import route, streaming.
+func remoteImport(ctx context.Context, c *client.Client, r io.Reader, o storage.ImportOptions) (storage.ImportResult, error) {
+	var total storage.ImportResult
+	br := bufio.NewReaderSize(r, 64<<10)
+	var pw *io.PipeWriter
+	var done chan error
+	var cur string
+	finish := func() error {
+		if pw == nil {
+			return nil
+		}
+		pw.Close()
+		err := <-done
+		pw = nil
+		return err
+	}
+	for {
+		line, rerr := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			var head struct {
+				Namespace string `json:"namespace"`
+			}
+			if err := json.Unmarshal(line, &head); err != nil || head.Namespace == "" {
+				finish()
+				return total, kvflow.Errorf(kvflow.EINVALID, "A line of the import is not an export line (no namespace).")
+			}
+			ns := head.Namespace
+			if to, ok := o.NamespaceMap[ns]; ok {
+				ns = to
+			}
+			if ns != cur || pw == nil {
+				if err := finish(); err != nil {
+					return total, err
+				}
+				cur = ns
+				var pr *io.PipeReader
+				pr, pw = io.Pipe()
+				done = make(chan error, 1)
+				go func(ns string) {
+					res, err := c.Import(ctx, ns, pr, o.OnConflict, o.NamespaceMap)
+					total.Written += res.Written
+					total.Skipped += res.Skipped
+					total.Expired += res.Expired
+					pr.CloseWithError(err)
+					done <- err
+				}(ns)
+			}
+			if _, err := pw.Write(line); err != nil {
+				return total, finish()
+			}
+		}
+		if rerr != nil {
+			if err := finish(); err != nil {
+				return total, err
+			}
+			if rerr == io.EOF {
+				return total, nil
+			}
+			return total, kvflow.Errorf(kvflow.EINVALID, "Cannot read the import: %v.", rerr)
+		}
+	}
+}
