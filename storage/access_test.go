@@ -63,9 +63,8 @@ func TestScope_TextRoundTrip(t *testing.T) {
 			t.Errorf("round trip of %s gave %s", s, got)
 		}
 	}
-	var s storage.Scope
-	if err := s.UnmarshalText([]byte("ok,Bad NS")); kvflow.ErrorCode(err) != kvflow.EINVALID {
-		t.Errorf("UnmarshalText of a bad pattern = %v, want EINVALID", err)
+	if _, err := storage.ParseScope("ok,Bad NS"); kvflow.ErrorCode(err) != kvflow.EINVALID {
+		t.Errorf("ParseScope of a bad pattern = %v, want EINVALID", err)
 	}
 }
 
