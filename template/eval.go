@@ -239,14 +239,9 @@ func (ev *evaluator) binary(e *expr) (any, error) {
 		return nil, err
 	}
 	switch e.name {
-	case "+", "-", "*", "/", "%", "<", ">", "<=", ">=":
-		// A NUMBER beyond int64 and float64 arrives as a json.Number: it is
-		// printed and passed whole, never computed with inexactly.
-		_, concat := a.(string)
-		for _, x := range []any{a, b} {
-			if n, ok := x.(json.Number); ok && !(e.name == "+" && concat) {
-				return nil, ev.fail(e, "Templates cannot compute '%s' exactly with a NUMBER of %d characters, beyond 64-bit integers and float64: use it whole ({{ kv('key') }}), or change it with io.kvflow.kv.Increment, which is exact.", e.name, len(n))
-			}
+	case "<", ">", "<=", ">=":
+		if err := exactOnly(e, e.name, a, b); err != nil {
+			return nil, err
 		}
 	}
 	switch e.name {
@@ -533,9 +528,24 @@ func toInt(v any) (int64, bool) {
 	return i, true
 }
 
+// exactOnly refuses to compute with a NUMBER beyond int64 and float64 (a
+// json.Number): printed or passed whole it keeps every digit, computed with
+// it would not.
+func exactOnly(at *expr, op string, a, b any) error {
+	for _, x := range []any{a, b} {
+		if n, ok := x.(json.Number); ok {
+			return &evalError{pos: at.pos, code: kvflow.EINVALID, msg: fmt.Sprintf("Templates cannot compute '%s' exactly with a NUMBER of %d characters, beyond 64-bit integers and float64: use it whole ({{ kv('key') }}), or change it with io.kvflow.kv.Increment, which is exact.", op, len(n))}
+		}
+	}
+	return nil
+}
+
 // arith computes a op b on numbers: whole numbers stay whole (Pebble's long
 // arithmetic, so 10 / 4 is 2), anything else is a float.
 func arith(at *expr, op string, a, b any) (any, error) {
+	if err := exactOnly(at, op, a, b); err != nil {
+		return nil, err
+	}
 	ai, _, aok := number(a)
 	bi, _, bok := number(b)
 	if !aok || !bok {

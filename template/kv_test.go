@@ -187,7 +187,7 @@ func TestKV_MissingExpiredInheritedDenied(t *testing.T) {
 		{"namespace not a string", "company.team", nil, "{{ kv('k', 5) }}", nil, kvflow.EINVALID, "expects the namespace to be a string"},
 		{"invalid namespace", "company.team", nil, "{{ kv('k', 'Bad NS') }}", nil, kvflow.EINVALID, "Namespace \"Bad NS\" is invalid"},
 		{"errorOnMissing not a boolean", "company.team", nil, "{{ kv('k', null, 'no') }}", nil, kvflow.EINVALID, "expects errorOnMissing to be true or false, not a string."},
-		{"too many arguments", "company.team", nil, "{{ kv('k', null, true, 1, 2) }}", nil, kvflow.EINVALID, "at most 4 arguments"},
+		{"too many arguments", "company.team", nil, "{{ kv('k', null, true, 1, 2, 3) }}", nil, kvflow.EINVALID, "at most 5 arguments"},
 		{"no flow namespace", "", nil, "{{ kv('k') }}", nil, kvflow.EINVALID, "The 'kv' function needs a namespace"},
 		// Pebble's named arguments.
 		{"named errorOnMissing", "company.team", nil, "{{ kv('nope', errorOnMissing=false) }}", nil, "", ""},
@@ -319,11 +319,11 @@ func TestKV_Default_ForMissingAndExpired(t *testing.T) {
 	clock.Add(2 * time.Minute)
 	e := New(Options{KV: s})
 	for src, want := range map[string]any{
-		"{{ kv('nope', default='fallback') }}":             "fallback",
-		"{{ kv('short', default=42) }}":                    int64(42),
-		"{{ kv('here', default='fallback') }}":             "present",
-		"{{ kv('nope', 'company.team', true, 'pos') }}":    "pos",
-		"{{ kv('nope', errorOnMissing=true, default=7) }}": int64(7),
+		"{{ kv('nope', default='fallback') }}":                "fallback",
+		"{{ kv('short', default=42) }}":                       int64(42),
+		"{{ kv('here', default='fallback') }}":                "present",
+		"{{ kv('nope', 'company.team', true, null, 'pos') }}": "pos",
+		"{{ kv('nope', errorOnMissing=true, default=7) }}":    int64(7),
 	} {
 		got, err := e.Render(context.Background(), src, flowData(ns))
 		if err != nil || !reflect.DeepEqual(got, want) {

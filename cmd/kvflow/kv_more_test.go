@@ -18,7 +18,7 @@ func moreSession() []kvCase {
 		{args: "kv set ns.more tenth 0.1 --ttl 3600"},
 		{args: "kv get ns.more tenth --json", wantOut: `{"type":"NUMBER","value":0.1}` + "\n"},
 		{args: "kv set ns.more tenth 0.2 --if-version 1", wantOut: "Stored key 'tenth' in namespace 'ns.more' at version 2.\n"},
-		{args: "kv set ns.more tenth 0.3 --if-version 1", wantCode: 1, errHas: "version"},
+		{args: "kv set ns.more tenth 0.3 --if-version 1", wantCode: 6, errHas: "version"},
 		{args: "kv get ns.more tenth", wantOut: "0.2\n"},
 		{args: "kv incr ns.more hits", wantOut: "1\n"},
 		{args: "kv incr ns.more hits --by 41", wantOut: "42\n"},
@@ -58,7 +58,7 @@ func exportImportSession(file string) []kvCase {
 		{args: "kv keys ex.copy --json", outHas: `"description":"big one"`},
 		{args: "kv get ex.copy.b day --json", wantOut: `{"type":"DATE","value":"2024-07-15"}` + "\n"},
 		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --json", wantOut: `{"written":0,"skipped":2,"expired":0}` + "\n"},
-		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --on-conflict fail", wantCode: 1, errHas: "Line 1"},
+		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --on-conflict fail", wantCode: 6, errHas: "Line 1"},
 		{args: "kv import -", stdin: "{not json\n", wantCode: 2, errHas: "ine"},
 	}
 }

@@ -63,8 +63,7 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 		Version int64 `db:"version"`
 		Created int64 `db:"created_at"`
 	}
-	query, args := putEntry, []any{e.Namespace, e.Key, string(e.Type), e.Object, e.Namespace, e.Key,
-		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), e.Writer, !c.NoOverwrite}
+	query, args := putEntry, putEntryArgs(e, !c.NoOverwrite)
 	if c.IfVersion > 0 {
 		query, args = updateVersion, []any{string(e.Type), e.Object, e.Size, e.Hash,
 			e.Description, now, micros(e.Expires), e.Writer, e.Namespace, e.Key, c.IfVersion, now}
@@ -105,19 +104,24 @@ func (db *DB) PutEntries(ctx context.Context, es []*storage.Entry) error {
 	return db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		txst := tx.StmtxContext(ctx, st)
 		for _, e := range es {
-			now := e.Updated.UnixMicro()
 			var got struct {
 				Version int64 `db:"version"`
 				Created int64 `db:"created_at"`
 			}
-			if err := txst.GetContext(ctx, &got, e.Namespace, e.Key, string(e.Type), e.Object,
-				e.Size, e.Hash, e.Description, now, now, micros(e.Expires), true); err != nil {
+			if err := txst.GetContext(ctx, &got, putEntryArgs(e, true)...); err != nil {
 				return db.Err(err)
 			}
 			e.Version, e.Created = got.Version, fromMicros(got.Created)
 		}
 		return nil
 	})
+}
+
+// putEntryArgs are putEntry's arguments for e.
+func putEntryArgs(e *storage.Entry, overwrite bool) []any {
+	now := e.Updated.UnixMicro()
+	return []any{e.Namespace, e.Key, string(e.Type), e.Object, e.Namespace, e.Key,
+		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), e.Writer, overwrite}
 }
 
 // updateVersion replaces a live entry only if it is still at the given version.
