@@ -277,8 +277,39 @@ func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage
 	// subquery ran is re-checked against the outer conditions only, so without
 	// them a purge would delete the live entry that replaced an expired one.
 	cond := strings.Join(where, " AND ")
+	if db.Dialect == Postgres {
+		return db.purgeLocked(ctx, cond, args, q.Limit)
+	}
 	all := append(append(append([]any{}, args...), q.Limit), args...)
 	return db.deleteReturning(ctx, `(namespace, key, object) IN (SELECT namespace, key, object FROM kv_entries WHERE `+cond+` LIMIT ?) AND `+cond, all...)
+}
+
+// purgeLocked is PurgeEntries on PostgreSQL: it locks its rows first, in
+// key order and skipping rows a writer holds, then deletes them. A delete's
+// trigger takes its namespace's change-feed counter, which a concurrent
+// Set takes after its own row: locking every row before any counter keeps
+// the two from waiting on each other.
+func (db *DB) purgeLocked(ctx context.Context, cond string, args []any, limit int) ([]storage.Entry, error) {
+	var rows []entryRow
+	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+		var objects []string
+		if err := tx.SelectContext(ctx, &objects, db.Rebind(`SELECT object FROM kv_entries WHERE `+cond+
+			` ORDER BY namespace, key LIMIT ? FOR UPDATE SKIP LOCKED`), append(append([]any{}, args...), limit)...); err != nil {
+			return db.Err(err)
+		}
+		if len(objects) == 0 {
+			return nil
+		}
+		q, qargs, err := sqlx.In(`DELETE FROM kv_entries WHERE object IN (?) AND `+cond+` RETURNING `+entryCols, append([]any{objects}, args...)...)
+		if err != nil {
+			return err
+		}
+		return db.Err(tx.SelectContext(ctx, &rows, db.Rebind(q), qargs...))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return entries(rows), nil
 }
 
 // deleteReturning deletes the entries matching cond; a trigger queues their objects.
