@@ -13,7 +13,7 @@ import (
 
 var (
 	keyRule       = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
-	namespaceRule = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	namespaceRule = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*$`) // dots separate non-empty parts
 )
 
 func FuzzValidateNames(f *testing.F) {
