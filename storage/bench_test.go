@@ -215,6 +215,7 @@ func BenchmarkSetConcurrent16(b *testing.B) {
 	ctx := context.Background()
 	const writers, round = 16, 16 * 50
 	for _, p := range benchPairs(b) {
+		createFloorTable(b, p.Pair)
 		upsert := mustPrepare(b, p, floorUpsert)
 		store := func(w, i int) error {
 			_, err := p.Store.Set(ctx, "bench.set16", fmt.Sprintf("w%02d-%02d", w, i%50), storage.String(value1K), storage.SetOptions{})
