@@ -108,52 +108,18 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 			return b.fail("write", name, err)
 		}
 	}
-	tmp := f.Name()
+	// A fresh file's directory entry is synced while its data is written
+	// and synced; a failed write removes the file.
+	var dirErr chan error
 	if fresh {
-		return b.putFresh(ctx, f, name, dir, r, size)
+		dirErr = make(chan error, 1)
+		go func() { dirErr <- b.dirs.sync(dir) }()
 	}
 	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			b.removeEmptyDirs(dir)
-		}
-	}()
-
-	src := &sourceReader{ctx: ctx, r: r}
-	n, err := io.Copy(f, src)
-	if err != nil {
-		if src.err != nil {
-			return fmt.Errorf("write object %q: %w", name, err)
-		}
-		return b.fail("write", name, err)
-	}
-	if size >= 0 && n != size {
-		return kvflow.Errorf(kvflow.EINVALID, "Object %q was announced as %d bytes but the value had %d.", name, size, n)
-	}
-	if err = f.Sync(); err != nil {
-		return b.fail("write", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return b.fail("write", name, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return b.fail("write", name, err)
-	}
-	if err = b.dirs.sync(dir); err != nil {
-		return b.fail("write", name, err)
-	}
-	return nil
-}
-
-// putFresh writes a new file in place: its directory entry is synced while
-// the data is written and synced, and a failed write removes the file.
-func (b *Bucket) putFresh(ctx context.Context, f *os.File, name, dir string, r io.Reader, size int64) (err error) {
-	dirErr := make(chan error, 1)
-	go func() { dirErr <- b.dirs.sync(dir) }()
-	defer func() {
-		if derr := <-dirErr; err == nil && derr != nil {
-			err = b.fail("write", name, derr)
+		if dirErr != nil {
+			if derr := <-dirErr; err == nil && derr != nil {
+				err = b.fail("write", name, derr)
+			}
 		}
 		if err != nil {
 			f.Close()
@@ -161,6 +127,7 @@ func (b *Bucket) putFresh(ctx context.Context, f *os.File, name, dir string, r i
 			b.removeEmptyDirs(dir)
 		}
 	}()
+
 	src := &sourceReader{ctx: ctx, r: r}
 	n, err := io.Copy(f, src)
 	if err != nil {
@@ -176,6 +143,15 @@ func (b *Bucket) putFresh(ctx context.Context, f *os.File, name, dir string, r i
 		return b.fail("write", name, err)
 	}
 	if err = f.Close(); err != nil {
+		return b.fail("write", name, err)
+	}
+	if fresh {
+		return nil
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return b.fail("write", name, err)
+	}
+	if err = b.dirs.sync(dir); err != nil {
 		return b.fail("write", name, err)
 	}
 	return nil
