@@ -47,7 +47,7 @@ A value that starts with '-' goes after "--": kvflow kv set ns n -- -5.
 
 // kvTarget is where kv commands act: the local store or a server.
 type kvTarget interface {
-	set(ctx context.Context, ns, key, text string, t storage.Type, ttl, description string, noOverwrite bool) error
+	set(ctx context.Context, ns, key, text string, t storage.Type, o setOptions) (version int64, err error)
 	get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error
 	list(ctx context.Context, ns, prefix string) ([]client.Entry, error)
 	delete(ctx context.Context, ns, key string) (bool, error)
@@ -71,8 +71,8 @@ func (f *kvFlags) open(cmd *cobra.Command) (kvTarget, error) {
 }
 
 func newKVSetCmd(f *kvFlags) *cobra.Command {
-	var typ, ttl, description string
-	var noOverwrite bool
+	var typ string
+	var o setOptions
 	cmd := &cobra.Command{
 		Use:   "set NAMESPACE KEY VALUE",
 		Short: "Write a value; its type is inferred as the API infers text, unless --type says",
@@ -83,10 +83,14 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
 		Example: `  kvflow kv set company.team my_key "Hello World"
   kvflow kv set company.team count 42 --ttl P30D --description "a counter"
   kvflow kv set company.team code 007 --type STRING --no-overwrite
+  kvflow kv set company.team count 43 --if-version 7
   cat doc.json | kvflow kv set company.team doc - --type JSON`,
 		Args:              cobra.ExactArgs(3),
 		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.ifVersion < 0 {
+				return kvflow.Errorf(kvflow.EINVALID, "--if-version %d is not a version: versions start at 1.", o.ifVersion)
+			}
 			var t storage.Type
 			if typ != "" {
 				var err error
@@ -107,20 +111,30 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
 				return err
 			}
 			defer target.close()
-			if err := target.set(cmd.Context(), args[0], args[1], text, t, ttl, description, noOverwrite); err != nil {
+			version, err := target.set(cmd.Context(), args[0], args[1], text, t, o)
+			if err != nil {
 				return err
 			}
 			if f.asJSON {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"namespace": args[0], "key": args[1], "stored": true})
+				out := map[string]any{"namespace": args[0], "key": args[1], "stored": true}
+				if version > 0 {
+					out["version"] = version
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			if o.ifVersion > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "Stored key '%s' in namespace '%s' at version %d.\n", args[1], args[0], version)
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Stored key '%s' in namespace '%s'.\n", args[1], args[0])
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&typ, "type", "", "type of the value: STRING, NUMBER, BOOLEAN, DATETIME, DATE, DURATION or JSON")
-	cmd.Flags().StringVar(&ttl, "ttl", "", "time to live, an ISO-8601 duration such as PT5M or P30D")
-	cmd.Flags().StringVar(&description, "description", "", "description of the entry")
-	cmd.Flags().BoolVar(&noOverwrite, "no-overwrite", false, "fail if the key already exists")
+	cmd.Flags().StringVar(&o.ttl, "ttl", "", "time to live, an ISO-8601 duration such as PT5M or P30D, or whole seconds")
+	cmd.Flags().StringVar(&o.description, "description", "", "description of the entry")
+	cmd.Flags().BoolVar(&o.noOverwrite, "no-overwrite", false, "fail if the key already exists")
+	cmd.Flags().Int64Var(&o.ifVersion, "if-version", 0, "write only if the key is at this version (compare-and-set); else fail")
 	return cmd
 }
 
@@ -255,29 +269,39 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// setOptions are kv set's flags.
+type setOptions struct {
+	ttl, description string
+	noOverwrite      bool
+	ifVersion        int64 // 0: any version
+}
+
 // localKV works on the configured store.
 type localKV struct{ a *app.App }
 
 func (l localKV) close() { l.a.Close() }
 
-func (l localKV) set(ctx context.Context, ns, key, text string, t storage.Type, ttl, description string, noOverwrite bool) error {
-	o := storage.SetOptions{NoOverwrite: noOverwrite, Description: description}
-	if ttl != "" {
-		d, err := storage.ParseTTL(ttl)
+func (l localKV) set(ctx context.Context, ns, key, text string, t storage.Type, o setOptions) (int64, error) {
+	so := storage.SetOptions{NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion, Description: o.description}
+	if o.ttl != "" {
+		d, err := storage.ParseTTL(o.ttl)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		o.TTL = d
+		so.TTL = d
 	}
 	v := storage.Infer(text)
 	if t != "" {
 		var err error
 		if v, err = storage.ParseAs(t, text); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	_, err := l.a.Store.Set(storage.WithWriter(ctx, storage.WriterCLI), ns, key, v, o)
-	return err
+	e, err := l.a.Store.Set(storage.WithWriter(ctx, storage.WriterCLI), ns, key, v, so)
+	if err != nil {
+		return 0, err
+	}
+	return e.Version, nil
 }
 
 func (l localKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error {
@@ -353,8 +377,13 @@ type remoteKV struct{ c *client.Client }
 
 func (r remoteKV) close() {}
 
-func (r remoteKV) set(ctx context.Context, ns, key, text string, t storage.Type, ttl, description string, noOverwrite bool) error {
-	return r.c.Set(ctx, ns, key, text, client.SetOptions{Type: t, TTL: ttl, Description: description, NoOverwrite: noOverwrite})
+// set returns the new version when it is known: with --if-version, the one after it.
+func (r remoteKV) set(ctx context.Context, ns, key, text string, t storage.Type, o setOptions) (int64, error) {
+	err := r.c.Set(ctx, ns, key, text, client.SetOptions{Type: t, TTL: o.ttl, Description: o.description, NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion})
+	if err != nil || o.ifVersion == 0 {
+		return 0, err
+	}
+	return o.ifVersion + 1, nil
 }
 
 func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error {

@@ -17,96 +17,16 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// addMoreKVCommands adds kv incr, set-many, export and import, and the flags set --if-version
-// and get --default, to the kv command (one hook line in kv.go).
+// addMoreKVCommands adds kv incr, set-many, export and import, and the flag
+// get --default, to the kv command (one hook line in kv.go).
 func addMoreKVCommands(kv *cobra.Command, f *kvFlags) {
 	kv.AddCommand(newKVIncrCmd(f), newKVSetManyCmd(f), newKVExportCmd(f), newKVImportCmd(f))
 	for _, c := range kv.Commands() {
 		switch c.Name() {
-		case "set":
-			addIfVersion(c, f)
 		case "get":
 			addDefault(c, f)
 		}
 	}
-}
-
-// addIfVersion gives kv set --if-version N: write only if the key is at version N.
-func addIfVersion(set *cobra.Command, f *kvFlags) {
-	var ifVersion int64
-	set.Flags().Int64Var(&ifVersion, "if-version", 0, "write only if the key is at this version (compare-and-set); else fail")
-	set.Example += "\n  kvflow kv set company.team count 43 --if-version 7"
-	plain := set.RunE
-	set.RunE = func(cmd *cobra.Command, args []string) error {
-		if ifVersion == 0 {
-			return plain(cmd, args)
-		}
-		if ifVersion < 0 {
-			return kvflow.Errorf(kvflow.EINVALID, "--if-version %d is not a version: versions start at 1.", ifVersion)
-		}
-		typ, _ := cmd.Flags().GetString("type")
-		ttl, _ := cmd.Flags().GetString("ttl")
-		description, _ := cmd.Flags().GetString("description")
-		var t storage.Type
-		if typ != "" {
-			var err error
-			if t, err = storage.ParseType(typ); err != nil {
-				return err
-			}
-		}
-		text := args[2]
-		if text == "-" {
-			b, err := io.ReadAll(cmd.InOrStdin())
-			if err != nil {
-				return kvflow.Errorf(kvflow.EINVALID, "Cannot read the value from stdin: %v.", err)
-			}
-			text = string(b)
-		}
-		target, err := f.open(cmd)
-		if err != nil {
-			return err
-		}
-		defer target.close()
-		var version int64
-		switch tg := target.(type) {
-		case remoteKV:
-			err = tg.c.Set(cmd.Context(), args[0], args[1], text, client.SetOptions{Type: t, TTL: ttl, Description: description, IfVersion: ifVersion})
-			version = ifVersion + 1
-		case localKV:
-			var e *storage.Entry
-			e, err = localSetIf(cmd.Context(), tg, args[0], args[1], text, t, ttl, description, ifVersion)
-			if e != nil {
-				version = e.Version
-			}
-		}
-		if err != nil {
-			return err
-		}
-		if f.asJSON {
-			return printJSON(cmd.OutOrStdout(), map[string]any{"namespace": args[0], "key": args[1], "stored": true, "version": version})
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Stored key '%s' in namespace '%s' at version %d.\n", args[1], args[0], version)
-		return nil
-	}
-}
-
-func localSetIf(ctx context.Context, l localKV, ns, key, text string, t storage.Type, ttl, description string, ifVersion int64) (*storage.Entry, error) {
-	o := storage.SetOptions{IfVersion: ifVersion, Description: description}
-	if ttl != "" {
-		d, err := storage.ParseTTL(ttl)
-		if err != nil {
-			return nil, err
-		}
-		o.TTL = d
-	}
-	v := storage.Infer(text)
-	if t != "" {
-		var err error
-		if v, err = storage.ParseAs(t, text); err != nil {
-			return nil, err
-		}
-	}
-	return l.a.Store.Set(ctx, ns, key, v, o)
 }
 
 // addDefault gives kv get --default VALUE: printed (typed as set infers it)

@@ -7,7 +7,7 @@ import (
 )
 
 // moreSession exercises kv_more.go's commands; local and server answer alike
-// (a stale --if-version fails with exit 1 either way).
+// (a stale --if-version fails with exit 6, a conflict, either way).
 func moreSession() []kvCase {
 	return []kvCase{
 		{args: "kv set ns.more big 12345678901234567890"},
