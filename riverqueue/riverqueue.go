@@ -181,7 +181,10 @@ func (q *Queue) Start(ctx context.Context, runner Runner) error {
 	if q.cfg.Workers <= 0 {
 		return nil
 	}
-	if err := q.client.Start(ctx); err != nil {
+	// River stops hard, cancelling running jobs, when the context given to
+	// Start ends; kvflow stops it itself (Stop), after the engine's shutdown
+	// has let running executions end or killed them.
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot start the job queue: %v.", err)
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
