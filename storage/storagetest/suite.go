@@ -826,6 +826,52 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("DeleteIf_RacingCompareAndSet_OneWinsPerVersion", func(t *testing.T) {
+		// 4 compare-and-deletes and 4 compare-and-sets race for each
+		// version: exactly one wins, and what is read back is the winner's.
+		s := open(t, storage.Options{CacheSize: -1}).Store
+		for round := 0; round < 20; round++ {
+			e := mustSet(t, s, ns, "race", storage.String("base"), storage.SetOptions{})
+			var wg sync.WaitGroup
+			var wins atomic.Int32
+			var setWinner atomic.Value
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var err error
+					if g%2 == 0 {
+						err = s.DeleteIf(ctx, ns, "race", e.Version)
+					} else {
+						v := fmt.Sprintf("set-%d-%d", round, g)
+						if _, err = s.Set(ctx, ns, "race", storage.String(v), storage.SetOptions{IfVersion: e.Version}); err == nil {
+							setWinner.Store(v)
+						}
+					}
+					switch kvflow.ErrorCode(err) {
+					case "":
+						wins.Add(1)
+					case kvflow.ECONFLICT, kvflow.ENOTFOUND:
+					default:
+						t.Errorf("round %d: %v", round, err)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := wins.Load(); n != 1 {
+				t.Fatalf("round %d: %d conditional writes of version %d won, want 1", round, n, e.Version)
+			}
+			_, got, err := s.Get(ctx, ns, "race")
+			if w, ok := setWinner.Load().(string); ok {
+				if err != nil || got.V != w {
+					t.Fatalf("round %d: a compare-and-set of %q won, read back %v, %v", round, w, got.V, err)
+				}
+			} else if kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+				t.Fatalf("round %d: a compare-and-delete won, read back %v, %v", round, got.V, err)
+			}
+		}
+	})
+
 	historyAcceptance(t, open)
 
 	t.Run("Namespaces_WithCounts", func(t *testing.T) {
