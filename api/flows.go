@@ -219,7 +219,8 @@ func (s *Server) flowCounts(ctx context.Context) (map[string]int, error) {
 }
 
 // execute starts an execution of a stored flow with inputs from a JSON
-// object or form fields. With ?wait=true it answers when the execution ends.
+// object or form fields. With ?wait=true it answers when the execution ends;
+// with ?kvSnapshot=true its KV reads see the store as it was at its start.
 func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	if !s.flowsReady(w, r, true) {
 		return
@@ -229,13 +230,15 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	wait := false
-	if v := r.URL.Query().Get("wait"); v != "" {
-		var err error
-		if wait, err = strconv.ParseBool(v); err != nil {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "wait=%q is not a boolean: expected true or false.", clipS(v)))
-			return
-		}
+	wait, err := boolQuery(r, "wait")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	snapshot, err := boolQuery(r, "kvSnapshot")
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
 	inputs, err := s.readInputs(w, r)
 	if err != nil {
@@ -255,6 +258,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	f.Revision = rec.Revision
 	// The execution may reach what both its deployer and this caller may.
 	f.Scope = rec.Scope.Intersect(s.scope)
+	f.KVSnapshot = f.KVSnapshot || snapshot // this one execution may ask for what the flow does not
 	ex, err := s.cfg.Engine.Start(r.Context(), f, inputs)
 	if err != nil {
 		writeError(w, r, err)
@@ -272,6 +276,19 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		ex = end
 	}
 	writeJSON(w, http.StatusOK, ex)
+}
+
+// boolQuery reads an optional boolean query parameter.
+func boolQuery(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, kvflow.Errorf(kvflow.EINVALID, "%s=%q is not a boolean: expected true or false.", name, clipS(v))
+	}
+	return b, nil
 }
 
 // readInputs reads execution inputs: a JSON object, or form fields

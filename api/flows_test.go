@@ -325,3 +325,64 @@ func TestExecutions_TaskTimeout_OwnCode(t *testing.T) {
 		t.Fatalf("504 maps back to %q, want %q", got, kvflow.ETIMEOUT)
 	}
 }
+
+// ?kvSnapshot=true pins one execution's KV reads to its start, though its
+// flow does not ask for it; without it the same flow reads the new value.
+func TestExecutions_KVSnapshotPerExecution(t *testing.T) {
+	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+		ts := startFlowServer(t, pair, Config{})
+		ctx := context.Background()
+		const src = `id: reader
+namespace: company.team
+tasks:
+  - {id: pause, type: io.kestra.plugin.core.flow.Sleep, duration: PT0.3S}
+  - {id: read, type: io.kestra.plugin.core.kv.Get, key: k}
+outputs:
+  - {id: k, type: STRING, value: "{{ kv('k') }}"}
+`
+		if _, err := ts.Client.CreateFlow(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		for _, snapshot := range []bool{true, false} {
+			c.Set(time.Now()) // the store's clock, which dates versions, follows the engine's
+			if r := do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/k", `"before"`, "Content-Type: application/json"); r.Status != 200 {
+				t.Fatalf("PUT k = %d %s", r.Status, r.Body)
+			}
+			ex, err := ts.Client.ExecuteWith(ctx, "company.team", "reader", nil, client.ExecuteOptions{KVSnapshot: snapshot})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (ex.KVSnapshot != nil) != snapshot {
+				t.Fatalf("kvSnapshot=%v: execution's snapshot point = %v", snapshot, ex.KVSnapshot)
+			}
+			// Another writer changes k while the execution sleeps.
+			c.Set(time.Now().Add(time.Millisecond))
+			if r := do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/k", `"after"`, "Content-Type: application/json"); r.Status != 200 {
+				t.Fatalf("PUT k = %d %s", r.Status, r.Body)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for !ex.State.Terminated() {
+				if time.Now().After(deadline) {
+					t.Fatalf("execution still %s after 30s", ex.State)
+				}
+				time.Sleep(20 * time.Millisecond)
+				if ex, err = ts.Client.Execution(ctx, ex.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := "after"
+			if snapshot {
+				want = "before"
+			}
+			if ex.State != client.SUCCESS || ex.Outputs["k"] != want || ex.TaskRuns[1].Outputs["value"] != want {
+				t.Errorf("kvSnapshot=%v: %s, outputs %v, Get %v; want %q", snapshot, ex.State, ex.Outputs, ex.TaskRuns[1].Outputs, want)
+			}
+			if (ex.KVSnapshot != nil) != snapshot || (snapshot && !ex.KVSnapshot.Equal(ex.Start)) {
+				t.Errorf("kvSnapshot=%v: stored snapshot point = %v, start %v", snapshot, ex.KVSnapshot, ex.Start)
+			}
+		}
+		if r := do(t, "POST", ts.URL+"/api/v1/executions/company.team/reader?kvSnapshot=maybe", "{}", "Content-Type: application/json"); r.Status != 422 || !strings.Contains(r.Message(), "kvSnapshot") {
+			t.Errorf("kvSnapshot=maybe = %d %s, want 422 naming kvSnapshot", r.Status, r.Body)
+		}
+	})
+}

@@ -264,6 +264,17 @@ func (c *Client) DeleteFlow(ctx context.Context, ns, id string) error {
 // Execute starts an execution of a stored flow; with wait it returns once
 // the execution has ended.
 func (c *Client) Execute(ctx context.Context, ns, flowID string, inputs map[string]any, wait bool) (*Execution, error) {
+	return c.ExecuteWith(ctx, ns, flowID, inputs, ExecuteOptions{Wait: wait})
+}
+
+// ExecuteOptions are the choices of one execution beside its inputs.
+type ExecuteOptions struct {
+	Wait       bool // answer when the execution ends
+	KVSnapshot bool // pin its KV reads to the store as it was at its start
+}
+
+// ExecuteWith starts an execution of a stored flow as o asks.
+func (c *Client) ExecuteWith(ctx context.Context, ns, flowID string, inputs map[string]any, o ExecuteOptions) (*Execution, error) {
 	if inputs == nil {
 		inputs = map[string]any{}
 	}
@@ -272,8 +283,11 @@ func (c *Client) Execute(ctx context.Context, ns, flowID string, inputs map[stri
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Inputs cannot be sent as JSON: %v.", err)
 	}
 	q := url.Values{}
-	if wait {
+	if o.Wait {
 		q.Set("wait", "true")
+	}
+	if o.KVSnapshot {
+		q.Set("kvSnapshot", "true")
 	}
 	var out Execution
 	err = c.do(ctx, "POST", "/api/v1/executions/"+url.PathEscape(ns)+"/"+url.PathEscape(flowID), q, jsonHeader(), bytes.NewReader(body), &out)

@@ -40,7 +40,7 @@ func newExecutionCmd() *cobra.Command {
 
 func newExecutionRunCmd(f *remoteFlags) *cobra.Command {
 	var inputs []string
-	var wait bool
+	var wait, snapshot bool
 	cmd := &cobra.Command{
 		Use:   "run NAMESPACE FLOW_ID",
 		Short: "Start an execution of a stored flow; with --wait, follow its logs and exit with its state",
@@ -60,7 +60,7 @@ for SUCCESS or WARNING and 1 for FAILED or KILLED.`,
 				return err
 			}
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
-			ex, err := c.Execute(ctx, args[0], args[1], given, false)
+			ex, err := c.ExecuteWith(ctx, args[0], args[1], given, client.ExecuteOptions{KVSnapshot: snapshot})
 			if err != nil {
 				return reportRemoteInvalid(cmd, err)
 			}
@@ -96,6 +96,7 @@ for SUCCESS or WARNING and 1 for FAILED or KILLED.`,
 	}
 	cmd.Flags().StringArrayVarP(&inputs, "input", "i", nil, "an input as `key=value` (repeat for more)")
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the logs until the execution ends and exit with its state")
+	cmd.Flags().BoolVar(&snapshot, "kv-snapshot", false, "pin the execution's KV reads to the store as it was when it started")
 	return cmd
 }
 
