@@ -186,6 +186,13 @@ type ExecutionRepository interface {
 	// Heartbeat marks the executions worker holds as alive and returns
 	// those whose kill was requested.
 	Heartbeat(ctx context.Context, worker string) (kill []string, err error)
+	// PendingEnds returns up to limit executions (id, namespace, flow and
+	// state only), oldest end first, that ended before endedBefore and whose
+	// end the trigger loops have not handled yet (see EndsHandled).
+	PendingEnds(ctx context.Context, endedBefore time.Time, limit int) ([]*Execution, error)
+	// EndsHandled records that the Flow triggers of these ended executions
+	// have fired.
+	EndsHandled(ctx context.Context, ids []string) error
 	// RequestKill asks for an execution to be killed: one not yet running
 	// is KILLED at once (true), a running one by its worker (false).
 	RequestKill(ctx context.Context, id string) (killedNow bool, err error)

@@ -103,7 +103,7 @@ func kvFeedKey(f *Flow, tr *Trigger, ns string) string {
 // in order and a failure stops the feed until the next poll, so none is
 // skipped; after a restart each trigger resumes after its last fired change.
 func (t *Triggers) kvLoop(ctx context.Context) {
-	defer t.kvDone.Done()
+	defer t.loops.Done()
 	pos := map[string]int64{} // feed key → last seq read
 	ticker := time.NewTicker(kvPoll)
 	defer ticker.Stop()

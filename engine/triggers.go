@@ -22,12 +22,14 @@ type Triggers struct {
 	log    *slog.Logger
 	stop   context.CancelFunc
 	done   chan struct{}
-	kvDone sync.WaitGroup
+	loops  sync.WaitGroup // kvLoop and endLoop
 
 	mu       sync.Mutex
 	flows    map[string]*Flow     // ns/id → parsed flow with triggers
 	loaded   time.Time            // when flows was read
 	next     map[string]time.Time // schedule key → its next tick
+	firedMu  sync.Mutex
+	fired    map[string]time.Time // ends this process fired → when, until endLoop marks them handled
 	inflight sync.WaitGroup
 }
 
@@ -37,17 +39,22 @@ const reloadEvery = time.Second
 // StartTriggers starts the trigger loops on eng.
 func StartTriggers(eng *Engine, repo Repository, logger *slog.Logger) *Triggers {
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &Triggers{e: eng, repo: repo, log: logger, stop: cancel, done: make(chan struct{}), flows: map[string]*Flow{}, next: map[string]time.Time{}}
+	t := &Triggers{e: eng, repo: repo, log: logger, stop: cancel, done: make(chan struct{}), flows: map[string]*Flow{}, next: map[string]time.Time{}, fired: map[string]time.Time{}}
 	eng.OnEnd(func(ex *Execution) {
 		t.inflight.Add(1)
 		go func() {
 			defer t.inflight.Done()
-			t.flowEnded(ctx, ex)
+			if t.flowEnded(ctx, ex) == nil { // else logged, and endLoop tries again
+				t.firedMu.Lock()
+				t.fired[ex.ID] = time.Now()
+				t.firedMu.Unlock()
+			}
 		}()
 	})
 	go t.scheduleLoop(ctx)
-	t.kvDone.Add(1)
+	t.loops.Add(2)
 	go t.kvLoop(ctx)
+	go t.endLoop(ctx)
 	return t
 }
 
@@ -55,7 +62,7 @@ func StartTriggers(eng *Engine, repo Repository, logger *slog.Logger) *Triggers 
 func (t *Triggers) Stop() {
 	t.stop()
 	<-t.done
-	t.kvDone.Wait()
+	t.loops.Wait()
 	t.inflight.Wait()
 }
 
@@ -166,25 +173,29 @@ func (t *Triggers) firstTick(ctx context.Context, key string, s *Schedule, now t
 // fired the same tick or end) is not an error.
 func (t *Triggers) fire(ctx context.Context, f *Flow, tr *Trigger, keyPrefix string, tick time.Time, vars map[string]any) {
 	info := &kvflow.TriggerInfo{ID: tr.ID, Type: tr.Type, Variables: vars, Key: fmt.Sprintf("%s%020d", keyPrefix, tick.UnixMicro())}
-	t.start(ctx, f, tr, info)
+	_ = t.start(ctx, f, tr, info) // logged; the next tick tries again
 }
 
-func (t *Triggers) start(ctx context.Context, f *Flow, tr *Trigger, info *kvflow.TriggerInfo) {
+func (t *Triggers) start(ctx context.Context, f *Flow, tr *Trigger, info *kvflow.TriggerInfo) error {
 	_, err := t.e.StartTriggered(ctx, f, tr.Inputs, info)
 	switch {
 	case err == nil:
 	case kvflow.ErrorCode(err) == kvflow.ECONFLICT:
 		// Fired already, by this process or another.
 	case ctx.Err() != nil:
+		return err
 	default:
 		t.log.Warn("triggers: cannot start an execution", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
+		return err
 	}
+	return nil
 }
 
-// flowEnded fires the Flow triggers an ended execution matches.
-func (t *Triggers) flowEnded(ctx context.Context, ex *Execution) {
-	flows := t.reload(ctx, false)
-	for _, f := range flows {
+// flowEnded fires the Flow triggers an ended execution matches; an error
+// when one could not be started.
+func (t *Triggers) flowEnded(ctx context.Context, ex *Execution) error {
+	var first error
+	for _, f := range t.reload(ctx, false) {
 		for _, tr := range f.Triggers {
 			spec, ok := tr.Spec.(*FlowSpec)
 			if !ok || tr.Disabled || !spec.Matches(ex) {
@@ -195,7 +206,91 @@ func (t *Triggers) flowEnded(ctx context.Context, ex *Execution) {
 				vars["outputs"] = map[string]any{}
 			}
 			key := fmt.Sprintf("flow:%s/%s/%s/%s", f.Namespace, f.ID, tr.ID, ex.ID)
-			t.start(ctx, f, tr, &kvflow.TriggerInfo{ID: tr.ID, Type: tr.Type, Variables: vars, Key: key})
+			if err := t.start(ctx, f, tr, &kvflow.TriggerInfo{ID: tr.ID, Type: tr.Type, Variables: vars, Key: key}); err != nil && first == nil {
+				first = err
+			}
 		}
 	}
+	return first
+}
+
+// endGrace is how long the process that ended an execution has to fire
+// its Flow triggers before endLoop does it.
+const endGrace = 2 * time.Second
+
+// endLoop fires the Flow triggers of ends that no process handled (their
+// worker died between saving the end and firing, or the execution was
+// killed before it ran) and marks ends handled in batches. Firing twice is
+// harmless: the trigger key makes the second start a conflict.
+func (t *Triggers) endLoop(ctx context.Context) {
+	defer t.loops.Done()
+	tick := time.NewTicker(reloadEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for t.sweepEnds(ctx) {
+		}
+	}
+}
+
+// sweepEnds handles one batch of pending ends; true when it was full.
+func (t *Triggers) sweepEnds(ctx context.Context) bool {
+	const batch = 500
+	ends, err := t.repo.PendingEnds(ctx, time.Now().Add(-endGrace), batch)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.log.Warn("triggers: cannot read ended executions", "err", err)
+		}
+		return false
+	}
+	flows := t.reload(ctx, false)
+	var handled []string
+	for _, end := range ends {
+		t.firedMu.Lock()
+		_, done := t.fired[end.ID]
+		t.firedMu.Unlock()
+		if !done && matchesFlowTrigger(flows, end) {
+			ex, err := t.e.Execution(ctx, end.ID) // with its outputs
+			if err == nil {
+				err = t.flowEnded(ctx, ex)
+			}
+			if err != nil && kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+				continue // tried again at the next tick
+			}
+		}
+		handled = append(handled, end.ID)
+	}
+	if err := t.repo.EndsHandled(ctx, handled); err != nil {
+		if ctx.Err() == nil {
+			t.log.Warn("triggers: cannot mark ended executions handled", "err", err)
+		}
+		return false
+	}
+	t.firedMu.Lock()
+	for _, id := range handled {
+		delete(t.fired, id)
+	}
+	for id, at := range t.fired { // handled by another process meanwhile
+		if time.Since(at) > time.Minute {
+			delete(t.fired, id)
+		}
+	}
+	t.firedMu.Unlock()
+	return len(ends) == batch && len(handled) > 0
+}
+
+// matchesFlowTrigger reports whether an end fires any Flow trigger.
+func matchesFlowTrigger(flows map[string]*Flow, ex *Execution) bool {
+	for _, f := range flows {
+		for _, tr := range f.Triggers {
+			if spec, ok := tr.Spec.(*FlowSpec); ok && !tr.Disabled && spec.Matches(ex) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/storage"
 )
@@ -187,9 +189,9 @@ func (db *DB) CreateExecutionTx(ctx context.Context, tx Execer, e *kvflow.Execut
 		}
 	}
 	_, err = tx.ExecContext(ctx, db.Rebind(`
-		INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, trigger_id, trigger_type, trigger_key, scope, kv_snapshot)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		e.ID, e.Namespace, e.FlowID, e.FlowRevision, string(e.State), string(labels), e.Error, e.Start.UnixMicro(), micros(e.End), tid, ttype, tkey, scopeText(e.Scope), micros(e.KVSnapshot))
+		INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, trigger_id, trigger_type, trigger_key, scope, kv_snapshot, end_pending)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		e.ID, e.Namespace, e.FlowID, e.FlowRevision, string(e.State), string(labels), e.Error, e.Start.UnixMicro(), micros(e.End), tid, ttype, tkey, scopeText(e.Scope), micros(e.KVSnapshot), endPending(e.State))
 	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ECONFLICT {
 		return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' already exists (or its trigger already fired).", e.ID)
 	} else if err != nil {
@@ -198,14 +200,52 @@ func (db *DB) CreateExecutionTx(ctx context.Context, tx Execer, e *kvflow.Execut
 	return db.upsertTaskRuns(ctx, tx, e.ID, e.TaskRuns)
 }
 
+// endPending is the end_pending of a row in state st: 1 once it has ended.
+func endPending(st kvflow.State) int {
+	if st.Terminated() {
+		return 1
+	}
+	return 0
+}
+
+// PendingEnds implements kvflow.ExecutionRepository.
+func (db *DB) PendingEnds(ctx context.Context, endedBefore time.Time, limit int) ([]*kvflow.Execution, error) {
+	var rows []struct {
+		ID        string `db:"id"`
+		Namespace string `db:"namespace"`
+		FlowID    string `db:"flow_id"`
+		State     string `db:"state"`
+	}
+	err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT id, namespace, flow_id, state FROM executions
+		WHERE end_pending = 1 AND ended_at < ? ORDER BY ended_at LIMIT ?`), endedBefore.UnixMicro(), limit)
+	out := make([]*kvflow.Execution, len(rows))
+	for i, r := range rows {
+		out[i] = &kvflow.Execution{ID: r.ID, Namespace: r.Namespace, FlowID: r.FlowID, State: kvflow.State(r.State)}
+	}
+	return out, db.Err(err)
+}
+
+// EndsHandled implements kvflow.ExecutionRepository.
+func (db *DB) EndsHandled(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	q, args, err := sqlx.In(`UPDATE executions SET end_pending = 0 WHERE id IN (?)`, ids)
+	if err != nil {
+		return db.Err(err)
+	}
+	_, err = db.X.ExecContext(ctx, db.Rebind(q), args...)
+	return db.Err(err)
+}
+
 // SaveExecution implements kvflow.ExecutionRepository: one transaction
 // updates the execution's row, upserts the task runs that changed (many
 // rows per statement) and appends the new log lines.
 func (db *DB) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
 	e := s.Execution
 	return db.Tx(ctx, func(tx *sql.Tx) error {
-		q := `UPDATE executions SET state = ?, error = ?, ended_at = ? WHERE id = ?`
-		args := []any{string(e.State), e.Error, micros(e.End), e.ID}
+		q := `UPDATE executions SET state = ?, error = ?, ended_at = ?, end_pending = ? WHERE id = ?`
+		args := []any{string(e.State), e.Error, micros(e.End), endPending(e.State), e.ID}
 		if s.Claim != 0 {
 			q += ` AND claim = ?`
 			args = append(args, s.Claim)
@@ -470,7 +510,7 @@ func (db *DB) Heartbeat(ctx context.Context, worker string) ([]string, error) {
 // RequestKill implements kvflow.ExecutionRepository.
 func (db *DB) RequestKill(ctx context.Context, id string) (bool, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	res, err := db.X.ExecContext(ctx, db.Rebind(`UPDATE executions SET state = 'KILLED', ended_at = ?, kill_requested = 1
+	res, err := db.X.ExecContext(ctx, db.Rebind(`UPDATE executions SET state = 'KILLED', ended_at = ?, kill_requested = 1, end_pending = 1
 		WHERE id = ? AND state = 'CREATED' AND worker = ''`), now.UnixMicro(), id)
 	if err != nil {
 		return false, db.Err(err)

@@ -1,0 +1,103 @@
+package engine_test
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+// An end no process fired triggers for — its worker saved it and died, or
+// the execution was killed before it ran — still fires its Flow triggers,
+// once, from the pending ends the database keeps.
+func TestTriggers_PendingEndsFireFlowTriggers(t *testing.T) {
+	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			const b = `id: b
+namespace: company.team
+tasks:
+  - {id: echo, type: test.Echo, value: "{{ trigger.executionId }} {{ trigger.state }}"}
+triggers:
+  - id: after_a
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - {type: io.kestra.plugin.core.condition.ExecutionFlow, namespace: company.team, flowId: a}
+      - {type: io.kestra.plugin.core.condition.ExecutionStatus, in: [SUCCESS, KILLED]}
+`
+			if _, err := p.DB.SaveFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: "b", Source: b, Triggers: []string{engine.FlowTrigger}}); err != nil {
+				t.Fatal(err)
+			}
+			// A worker saved a's SUCCESS, then died before firing.
+			end := time.Now().Add(-time.Minute)
+			done := &kvflow.Execution{ID: "a-ended", Namespace: "company.team", FlowID: "a", FlowRevision: 1, State: kvflow.SUCCESS, Start: end.Add(-time.Second), End: &end, Labels: map[string]string{}}
+			if err := p.DB.CreateExecution(ctx, done); err != nil {
+				t.Fatal(err)
+			}
+			// Another was killed before any worker took it.
+			queued := &kvflow.Execution{ID: "a-killed", Namespace: "company.team", FlowID: "a", FlowRevision: 1, State: kvflow.CREATED, Start: time.Now(), Labels: map[string]string{}}
+			if err := p.DB.CreateExecution(ctx, queued); err != nil {
+				t.Fatal(err)
+			}
+			if now, err := p.DB.RequestKill(ctx, queued.ID); err != nil || !now {
+				t.Fatalf("RequestKill = %v, %v", now, err)
+			}
+			e := engineOn(t, p)
+			trig := engine.StartTriggers(e, p.DB, slog.New(slog.DiscardHandler))
+			defer trig.Stop()
+
+			want := []string{"a-ended SUCCESS", "a-killed KILLED"}
+			var got []string
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				list, err := p.DB.ListExecutions(ctx, kvflow.ExecutionQuery{Namespace: "company.team", FlowID: "b"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = got[:0]
+				for _, ex := range list {
+					full, err := e.Execution(ctx, ex.ID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if full.State == engine.SUCCESS {
+						got = append(got, full.TaskRuns[0].Outputs["value"].(string))
+					}
+				}
+				slices.Sort(got)
+				if len(got) >= len(want) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("b ran for %q, want once for each of %q", got, want)
+			}
+			// Both ends are handled: no process fires them again.
+			deadline = time.Now().Add(10 * time.Second)
+			for {
+				ends, err := p.DB.PendingEnds(ctx, time.Now().Add(time.Hour), 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pending := map[string]bool{}
+				for _, end := range ends {
+					pending[end.ID] = true
+				}
+				if !pending["a-ended"] && !pending["a-killed"] {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("ends still pending: %v", pending)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
