@@ -17,12 +17,12 @@ import (
 // (schedule:<ns>/<flow>/<trigger>@<tick>, flow:<ns>/<flow>/<trigger>/<execution>)
 // and the database refuses the second.
 type Triggers struct {
-	e      *Engine
-	repo   Repository
-	log    *slog.Logger
-	stop   context.CancelFunc
-	done   chan struct{}
-	loops  sync.WaitGroup // kvLoop and endLoop
+	e     *Engine
+	repo  Repository
+	log   *slog.Logger
+	stop  context.CancelFunc
+	done  chan struct{}
+	loops sync.WaitGroup // kvLoop and endLoop
 
 	mu       sync.Mutex
 	flows    map[string]*Flow     // ns/id → parsed flow with triggers
