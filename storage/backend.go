@@ -55,9 +55,10 @@ type Index interface {
 	// by writer at at. It returns the removed entry, or nil when there was none.
 	DeleteEntry(ctx context.Context, ns, key, writer string, at time.Time) (*Entry, error)
 
-	// DeleteEntryIf removes the entry only if it is live at now and at version,
-	// in one statement, and returns it; nil when it was not.
-	DeleteEntryIf(ctx context.Context, ns, key string, version int64, now time.Time) (*Entry, error)
+	// DeleteEntryIf removes the entry only if it is live at now and at
+	// version, recording a tombstone written by writer, and returns it; nil
+	// when it was not.
+	DeleteEntryIf(ctx context.Context, ns, key string, version int64, writer string, now time.Time) (*Entry, error)
 
 	// PurgeEntries removes up to q.Limit matching entries in one transaction,
 	// queues their objects as garbage and returns them.

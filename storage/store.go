@@ -491,7 +491,7 @@ func (s *Store) DeleteIf(ctx context.Context, ns, key string, version int64) err
 	if err := validateNames(ns, key); err != nil {
 		return err
 	}
-	e, err := s.index.DeleteEntryIf(ctx, ns, key, version, s.now())
+	e, err := s.index.DeleteEntryIf(ctx, ns, key, version, WriterFrom(ctx), s.now())
 	if err != nil {
 		return unavailable(err, "Cannot delete key '%s' in namespace '%s': the database is unreachable", key, ns)
 	}

@@ -232,14 +232,29 @@ func (db *DB) DeleteEntry(ctx context.Context, ns, key, writer string, at time.T
 	return &e, nil
 }
 
-// DeleteEntryIf implements storage.Index.
-func (db *DB) DeleteEntryIf(ctx context.Context, ns, key string, version int64, now time.Time) (*storage.Entry, error) {
-	gone, err := db.deleteReturning(ctx, `namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)`,
-		ns, key, version, now.UnixMicro())
+// DeleteEntryIf implements storage.Index: as DeleteEntry, guarded by the
+// version and liveness in the statement that marks the row.
+func (db *DB) DeleteEntryIf(ctx context.Context, ns, key string, version int64, writer string, now time.Time) (*storage.Entry, error) {
+	var gone []entryRow
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		gone = gone[:0]
+		res, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_entries SET deleted_by = ?, deleted_at = ?
+			WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)`),
+			writer, now.UnixMicro(), ns, key, version, now.UnixMicro())
+		if err != nil {
+			return db.Err(err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return db.Err(err)
+		}
+		// The row is ours (locked, or SQLite's one writer) until the commit.
+		return db.Err(tx.SelectContext(ctx, &gone, db.Rebind(`DELETE FROM kv_entries WHERE namespace = ? AND key = ? RETURNING `+entryCols), ns, key))
+	})
 	if err != nil || len(gone) == 0 {
 		return nil, err
 	}
-	return &gone[0], nil
+	e := gone[0].entry()
+	return &e, nil
 }
 
 // PurgeEntries implements storage.Index.

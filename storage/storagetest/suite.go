@@ -818,8 +818,13 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		if err := s.DeleteIf(ctx, ns, "cad", 1); kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "version 2") {
 			t.Errorf("DeleteIf at a stale version = %v, want ECONFLICT naming version 2", err)
 		}
-		if err := s.DeleteIf(ctx, ns, "cad", 2); err != nil {
+		if err := s.DeleteIf(storage.WithWriter(ctx, storage.TokenWriter("ops")), ns, "cad", 2); err != nil {
 			t.Errorf("DeleteIf at the current version = %v", err)
+		}
+		// The tombstone names who deleted.
+		if pg, err := s.History(ctx, ns, "cad", storage.HistoryOptions{}); err != nil || len(pg.Versions) != 3 ||
+			pg.Versions[0].Change != storage.DELETE || pg.Versions[0].Writer != storage.TokenWriter("ops") {
+			t.Errorf("history after DeleteIf = %s, %v; want a tombstone written by %s", summary(pg.Versions), err, storage.TokenWriter("ops"))
 		}
 		if err := s.DeleteIf(ctx, ns, "cad", 2); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 			t.Errorf("DeleteIf of a deleted key = %v, want ENOTFOUND", err)
