@@ -83,6 +83,7 @@ type Engine struct {
 	finished  map[string]*run // only without a Repo, the last maxFinished
 	order     []string
 	watches   map[string]*watch
+	starting  map[string]chan struct{} // runs here about to register: closed when they do or give up
 	closing   bool
 	heartbeat bool // the heartbeat loop runs
 	onEnd     []func(*Execution)
@@ -113,7 +114,7 @@ var (
 // New returns an engine.
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, reg: opts.Registry, bucket: opts.Bucket, tpl: opts.Templates, log: opts.Logger,
-		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}}
+		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}, starting: map[string]chan struct{}{}}
 	if e.reg == nil {
 		e.reg = plugin.Default
 	}
@@ -211,21 +212,46 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 		if closing {
 			return nil, shuttingDown(flow)
 		}
-		if err := e.opts.Queue.Submit(ctx, ex, func(ctx context.Context) error { return e.SaveObject(ctx, ex) }); err != nil {
-			return nil, err
+		write := func(ctx context.Context) error { return e.SaveObject(ctx, ex) }
+		here := false
+		if flow.Concurrency == nil { // a limited flow waits for its turn through the queue
+			select {
+			case e.here <- struct{}{}:
+				here = true
+			default: // busy: the queue hands it to a worker
+			}
+		}
+		if !here {
+			if err := e.opts.Queue.Submit(ctx, ex, write); err != nil {
+				return nil, err
+			}
+		} else {
+			// Run here at once; the job waits a heartbeat timeout, in case
+			// this process dies before it claims the execution.
+			job, err := e.opts.Queue.SubmitHeld(ctx, ex, write, e.opts.HeartbeatTimeout)
+			if err != nil {
+				<-e.here
+				return nil, err
+			}
+			mine := *ex // the caller keeps ex; the run changes its copy
+			mine.TaskRuns = []*TaskRun{}
+			e.mu.Lock()
+			e.starting[ex.ID] = make(chan struct{}) // Wait waits for the run, not the database
+			e.mu.Unlock()
+			go func() {
+				err := e.claimAndRun(e.base, &mine, flow, nil, false)
+				<-e.here
+				e.started(ex.ID) // if it never registered
+				if err != nil {
+					e.log.Warn("engine: execution could not run here; the queue will hand it out", "execution", ex.ID, "err", err)
+				}
+				if err := e.opts.Queue.Settle(context.WithoutCancel(e.base), job, err == nil); err != nil {
+					e.log.Warn("engine: cannot settle an execution's job; the queue will find it over", "execution", ex.ID, "err", err)
+				}
+			}()
 		}
 		if trig != nil {
 			e.triggerFires.Add(1)
-		}
-		select {
-		case e.here <- struct{}{}:
-			go func() {
-				defer func() { <-e.here }()
-				if err := e.Work(e.base, ex.ID); err != nil && !errors.Is(err, kvflow.ErrWaitTurn) {
-					e.log.Warn("engine: execution could not run here; the queue will hand it out", "execution", ex.ID, "err", err)
-				}
-			}()
-		default: // busy: the queue hands it to a worker
 		}
 		return ex, nil
 	}
@@ -298,6 +324,10 @@ func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine)) (*run,
 	}
 	e.running[ex.ID] = r
 	e.wg.Add(1)
+	if ch := e.starting[ex.ID]; ch != nil {
+		close(ch)
+		delete(e.starting, ex.ID)
+	}
 	return r, nil
 }
 
@@ -330,6 +360,14 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 	if ferr != nil && kvflow.ErrorCode(ferr) == kvflow.EUNAVAILABLE {
 		return ferr // the queue retries
 	}
+	return e.claimAndRun(ctx, ex, flow, ferr, true)
+}
+
+// claimAndRun claims ex and runs it to its end. stored is false for an
+// execution this process has just created, whose inputs and trigger
+// variables are in ex already; ferr is why its flow did not load.
+func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, ferr error, stored bool) (err error) {
+	repo, id := e.opts.Repo, ex.ID
 	limit := 0
 	if ferr == nil && flow.Concurrency != nil {
 		limit = flow.Concurrency.Limit
@@ -349,8 +387,10 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 			return err
 		}
 	}
-	if err := e.readObject(ctx, ex, claim.Takeover); err != nil {
-		return err
+	if stored || claim.Takeover {
+		if err := e.readObject(ctx, ex, claim.Takeover); err != nil {
+			return err
+		}
 	}
 	if ferr != nil {
 		flow = &Flow{ID: ex.FlowID, Namespace: ex.Namespace}
@@ -500,6 +540,16 @@ func (e *Engine) forget(r *run) {
 	e.wg.Done()
 }
 
+// started ends the wait for a run here that registered or gave up.
+func (e *Engine) started(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ch := e.starting[id]; ch != nil {
+		close(ch)
+		delete(e.starting, id)
+	}
+}
+
 // ended calls the OnEnd hooks.
 func (e *Engine) ended(ex *Execution) {
 	e.mu.Lock()
@@ -514,6 +564,15 @@ func (e *Engine) ended(ex *Execution) {
 // logs. An execution of another process is followed through the Repository.
 func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	e.mu.Lock()
+	if ch := e.starting[id]; ch != nil {
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		e.mu.Lock()
+	}
 	r := e.running[id]
 	if r == nil {
 		r = e.finished[id]
