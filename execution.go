@@ -170,6 +170,9 @@ type ExecutionRepository interface {
 	GetExecution(ctx context.Context, id string) (*Execution, error)
 	// ListExecutions returns executions without their task runs.
 	ListExecutions(ctx context.Context, q ExecutionQuery) ([]*Execution, error)
+	// ExecutionStates returns the state of each execution of ids that
+	// exists, in one query.
+	ExecutionStates(ctx context.Context, ids []string) (map[string]State, error)
 	// Logs returns an execution's lines in order.
 	Logs(ctx context.Context, executionID string) ([]LogLine, error)
 

@@ -84,6 +84,7 @@ type Engine struct {
 	order     []string
 	watches   map[string]*watch
 	starting  map[string]chan struct{} // runs here about to register: closed when they do or give up
+	polling   bool                     // pollWatches runs
 	closing   bool
 	heartbeat bool // the heartbeat loop runs
 	onEnd     []func(*Execution)
@@ -98,6 +99,10 @@ type watch struct {
 	done    chan struct{}
 	r       *run
 	waiters int
+	// For the poller, when another process may run it:
+	next  time.Time     // when to read its state again
+	delay time.Duration // then the wait after that
+	since time.Time     // when the watch began
 }
 
 const maxFinished = 1000
@@ -580,10 +585,15 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	var w *watch
 	if r == nil && e.opts.Repo != nil {
 		if w = e.watches[id]; w == nil {
-			w = &watch{done: make(chan struct{})}
+			now := time.Now()
+			w = &watch{done: make(chan struct{}), next: now, delay: 5 * time.Millisecond, since: now}
 			e.watches[id] = w
 		}
 		w.waiters++
+		if !e.polling {
+			e.polling = true
+			go e.pollWatches()
+		}
 	}
 	e.mu.Unlock()
 	if r != nil {
@@ -603,36 +613,80 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			e.mu.Unlock()
 		}()
 	}
-	// Another worker may run it: poll its row every 5ms for the first
-	// second, then less and less often; read its objects once it is over.
-	delay, began := 5*time.Millisecond, time.Now()
+	if w == nil {
+		return e.Execution(ctx, id) // no Repository: ENOTFOUND
+	}
+	// Another worker may run it: the poller tells when it is over.
+	select {
+	case <-w.done:
+		if w.r != nil {
+			return w.r.result(true), nil
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	ex, err := e.Execution(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	for !ex.State.Terminated() {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-w.done:
-			t.Stop()
-			return w.r.result(true), nil
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-		if time.Since(began) > time.Second {
-			delay = min(2*delay, 200*time.Millisecond)
-		}
-		if ex, err = e.opts.Repo.GetExecution(ctx, id); err != nil {
-			return nil, err
-		}
-	}
-	if ex, err = e.Execution(ctx, id); err != nil {
-		return nil, err
-	}
 	ex.Logs, err = e.Logs(ctx, id)
 	return ex, err
+}
+
+// pollWatches reads, in one query, the states of the watched executions
+// due for a look — every 5ms for the first second of a watch, then less
+// and less often, up to 200ms — and ends the watches of those over (or
+// gone). It stops when nothing is watched.
+func (e *Engine) pollWatches() {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		now := time.Now()
+		var due []string
+		e.mu.Lock()
+		if len(e.watches) == 0 {
+			e.polling = false
+			e.mu.Unlock()
+			return
+		}
+		for id, w := range e.watches {
+			if !w.next.After(now) {
+				due = append(due, id)
+				if now.Sub(w.since) > time.Second {
+					w.delay = min(2*w.delay, 200*time.Millisecond)
+				}
+				w.next = now.Add(w.delay)
+			}
+		}
+		e.mu.Unlock()
+		if len(due) == 0 {
+			continue
+		}
+		states, err := e.opts.Repo.ExecutionStates(e.base, due)
+		if err != nil && e.base.Err() != nil {
+			// Shut down: the waits end (and read the execution themselves).
+			e.mu.Lock()
+			for id, w := range e.watches {
+				close(w.done)
+				delete(e.watches, id)
+			}
+			e.polling = false
+			e.mu.Unlock()
+			return
+		} else if err != nil {
+			e.log.Warn("engine: cannot read the states of awaited executions", "err", err)
+			continue
+		}
+		e.mu.Lock()
+		for _, id := range due {
+			st, ok := states[id]
+			if w := e.watches[id]; w != nil && (!ok || st.Terminated()) {
+				close(w.done)
+				delete(e.watches, id)
+			}
+		}
+		e.mu.Unlock()
+	}
 }
 
 // Execution returns an execution as it is now: from memory while this
