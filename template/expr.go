@@ -75,7 +75,7 @@ func (e *syntaxError) Error() string { return e.msg }
 
 // lexExpr splits src[start:end] into tokens with absolute offsets.
 func lexExpr(src string, start, end int) ([]token, error) {
-	var toks []token
+	toks := make([]token, 0, (end-start)/4+4)
 	i := start
 	for i < end {
 		c := src[i]
