@@ -3,10 +3,8 @@ package client
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kvflow/kvflow"
@@ -126,52 +124,12 @@ type FlowTask struct {
 	Type string `json:"type"`
 }
 
-// FieldError is one problem of an invalid flow, placed by line and field.
-type FieldError struct {
-	File    string `json:"file,omitempty"`
-	Line    int    `json:"line,omitempty"`
-	Column  int    `json:"column,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
-
-// Error reads "flow.yaml:12:7: tasks[1].ttl: <message>", as engine.ValidationError.
-func (e FieldError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-			if e.Column > 0 {
-				fmt.Fprintf(&b, ":%d", e.Column)
-			}
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field + ": ")
-	}
-	b.WriteString(e.Message)
-	return b.String()
-}
-
-// FieldErrors is the error of a 422 answer that lists every problem of a
-// flow. Its kvflow code is EINVALID.
-type FieldErrors []FieldError
-
-// Error lists the problems, one per line.
-func (v FieldErrors) Error() string {
-	lines := make([]string, len(v))
-	for i, e := range v {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Unwrap gives kvflow.ErrorCode and kvflow.ErrorMessage an EINVALID error.
-func (v FieldErrors) Unwrap() error {
-	return &kvflow.Error{Code: kvflow.EINVALID, Message: v.Error()}
-}
+// FieldError is one problem of an invalid flow, placed by line and field;
+// FieldErrors, the error of a 422 answer, lists every one (code EINVALID).
+type (
+	FieldError  = kvflow.FieldError
+	FieldErrors = kvflow.FieldErrors
+)
 
 // ErrorBody is the JSON body of every error response.
 type ErrorBody struct {
