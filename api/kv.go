@@ -456,10 +456,12 @@ func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
 }
 
 // listKV answers the namespace's live entries sorted by key, as a JSON array.
-// ?prefix= keeps keys starting with it. Without ?limit= every entry is
-// returned (streamed page by page). With ?limit=N (1–1000) one page is
-// returned; when more follow, the X-Next-Cursor header and a Link rel="next"
-// header give the cursor to pass as ?cursor= for the next page.
+// ?prefix= keeps keys starting with it, ?q= keys containing it anywhere
+// (?ci=true: ignoring case). Without ?limit= every entry is returned
+// (streamed page by page). With ?limit=N (1–1000) one page is returned; when
+// more follow, the X-Next-Cursor header and a Link rel="next" header give the
+// cursor to pass as ?cursor= for the next page. ?offset=N skips N entries
+// first (page numbers), and ?total=true adds the X-Total-Count header.
 func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
@@ -467,17 +469,23 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	o := storage.ListOptions{Prefix: q.Get("prefix"), After: q.Get("cursor")}
+	o, err := listOptions(q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	o.After = q.Get("cursor")
 	paged := q.Has("limit")
-	if paged {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > storage.MaxListLimit {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to %d.", clipS(q.Get("limit")), storage.MaxListLimit))
+	if !paged {
+		o.Limit = storage.MaxListLimit
+	}
+	if paged && q.Get("total") == "true" {
+		n, err := s.cfg.Store.Count(r.Context(), ns, o)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
-		o.Limit = n
-	} else {
-		o.Limit = storage.MaxListLimit
+		w.Header().Set(TotalCountHeader, strconv.Itoa(n))
 	}
 	start := time.Now()
 	page, err := s.cfg.Store.List(r.Context(), ns, o)
@@ -489,8 +497,10 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	if paged {
 		if page.Next != "" {
 			next := url.Values{"limit": {strconv.Itoa(o.Limit)}, "cursor": {page.Next}}
-			if o.Prefix != "" {
-				next.Set("prefix", o.Prefix)
+			for _, p := range []string{"prefix", "q", "ci"} {
+				if q.Get(p) != "" {
+					next.Set(p, q.Get(p))
+				}
 			}
 			w.Header().Set(NextCursorHeader, page.Next)
 			w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
@@ -523,7 +533,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() != nil {
 			return // the caller left
 		}
-		o.After = page.Next
+		o.After, o.Offset = page.Next, 0
 		if page, err = s.cfg.Store.List(r.Context(), ns, o); err != nil {
 			s.log.Error("listing keys failed mid-way", "namespace", ns, "err", err)
 			panic(http.ErrAbortHandler)

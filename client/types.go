@@ -105,6 +105,7 @@ type Flow struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Inputs      []FlowInput       `json:"inputs,omitempty"`
 	Tasks       []FlowTask        `json:"tasks,omitempty"`
+	Triggers    []FlowTrigger     `json:"triggers,omitempty"`
 	Updated     Time              `json:"updated,omitzero"`
 	Source      string            `json:"source"`
 	// Error says why the stored source no longer loads (a task type gone).
@@ -124,6 +125,18 @@ type FlowInput struct {
 type FlowTask struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
+}
+
+// FlowTrigger is a trigger of a flow, with when or where it fires.
+type FlowTrigger struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Disabled bool   `json:"disabled,omitempty"`
+	Cron     string `json:"cron,omitempty"`     // Schedule
+	Timezone string `json:"timezone,omitempty"` // Schedule
+	NextDate Time   `json:"nextDate,omitzero"`  // Schedule, when enabled: its next tick
+	// WebhookPath is where a Webhook trigger listens (POST or GET), key included.
+	WebhookPath string `json:"webhookPath,omitempty"`
 }
 
 // FieldError is one problem of an invalid flow, placed by line and field.
