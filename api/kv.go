@@ -547,15 +547,26 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 
 // inheritedKV answers the live entries of the namespace's ancestors, nearest
 // first (each sorted by key); a key found in a nearer ancestor hides the same
-// key further up. Ancestors the API may not reach are left out.
+// key further up. With ?shadowed=true hidden entries are answered too, each
+// with shadowedBy naming the nearer namespace (the namespace itself
+// included) that holds the key. Ancestors the API may not reach are left out.
 func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
 		writeError(w, r, err)
 		return
 	}
+	shadowed := false
+	switch v := r.URL.Query().Get("shadowed"); v {
+	case "", "false":
+	case "true":
+		shadowed = true
+	default:
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'shadowed' is %q: expected true or false.", clipS(v)))
+		return
+	}
 	out := []Entry{}
-	seen := map[string]bool{}
+	seen := map[string]string{} // key → nearest ancestor holding it
 	for _, anc := range storage.Ancestors(ns)[1:] {
 		if !s.scope.Contains(anc) {
 			continue
@@ -568,15 +579,37 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			for i := range page.Entries {
-				if e := &page.Entries[i]; !seen[e.Key] {
-					seen[e.Key] = true
+				e := &page.Entries[i]
+				if by, ok := seen[e.Key]; !ok {
+					seen[e.Key] = anc
 					out = append(out, EntryOf(e, true))
+				} else if shadowed {
+					x := EntryOf(e, true)
+					x.ShadowedBy = by
+					out = append(out, x)
 				}
 			}
 			if page.Next == "" {
 				break
 			}
 			o.After = page.Next
+		}
+	}
+	if shadowed {
+		// The namespace's own keys hide every inherited one of the same name.
+		own := map[string]bool{}
+		for key := range seen {
+			if _, err := s.cfg.Store.Stat(r.Context(), ns, key); err == nil {
+				own[key] = true
+			} else if c := kvflow.ErrorCode(err); c != kvflow.ENOTFOUND && c != kvflow.EEXPIRED {
+				writeError(w, r, err)
+				return
+			}
+		}
+		for i := range out {
+			if own[out[i].Key] {
+				out[i].ShadowedBy = ns
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

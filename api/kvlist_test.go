@@ -175,3 +175,34 @@ triggers:
 		t.Errorf("POST the webhook path = %d %s", r.Status, r.Body)
 	}
 }
+
+// With ?shadowed=true the inheritance list also answers the entries a nearer
+// namespace hides, marked with that namespace; without it nothing changes.
+func TestInheritance_ShadowedMarked(t *testing.T) {
+	pair := storagetest.LocalPair(t, noOpts)
+	ts := startServer(t, pair, Config{})
+	ctx := context.Background()
+	for _, kv := range [][2]string{{"a", "shared"}, {"a", "top"}, {"a", "mine"}, {"a.b", "shared"}, {"a.b.c", "mine"}} {
+		if _, err := pair.Store.Set(ctx, kv[0], kv[1], str(kv[0]), setOpts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := do(t, "GET", ts.URL+"/api/v1/namespaces/a.b.c/kv/inheritance?shadowed=true", "")
+	var es []Entry
+	if err := json.Unmarshal([]byte(r.Body), &es); err != nil {
+		t.Fatalf("%d %s: %v", r.Status, r.Body, err)
+	}
+	got := []string{}
+	for _, e := range es {
+		got = append(got, e.Namespace+"/"+e.Key+">"+e.ShadowedBy)
+	}
+	if want := "a.b/shared> a/mine>a.b.c a/shared>a.b a/top>"; strings.Join(got, " ") != want {
+		t.Errorf("shadowed inheritance = %v, want %s", got, want)
+	}
+	if r := do(t, "GET", ts.URL+"/api/v1/namespaces/a.b.c/kv/inheritance", ""); strings.Contains(r.Body, "shadowedBy") || strings.Count(r.Body, `"key"`) != 3 {
+		t.Errorf("plain inheritance = %s, want the 3 visible entries unmarked", r.Body)
+	}
+	if r := do(t, "GET", ts.URL+"/api/v1/namespaces/a.b.c/kv/inheritance?shadowed=maybe", ""); r.Status != 422 {
+		t.Errorf("shadowed=maybe = %d, want 422", r.Status)
+	}
+}

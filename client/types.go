@@ -53,6 +53,9 @@ type Entry struct {
 	CreationDate   Time   `json:"creationDate"`
 	UpdateDate     Time   `json:"updateDate"`
 	ExpirationDate Time   `json:"expirationDate,omitzero"`
+	// ShadowedBy names the nearer namespace whose key of the same name hides
+	// this inherited one (GET .../kv/inheritance?shadowed=true only).
+	ShadowedBy string `json:"shadowedBy,omitempty"`
 }
 
 // TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
