@@ -286,7 +286,7 @@ export async function kvTab(body, ns, view) {
       load({ focus: null });
       return;
     }
-    toast(`Deleted ${deleted} ${deleted === 1 ? 'key' : 'keys'} from ${ns}.`);
+    toast(deleted == null ? `Deleted every key of ${ns}.` : `Deleted ${deleted} ${deleted === 1 ? 'key' : 'keys'} from ${ns}.`);
     state.page = 0;
     load({ focus: null });
   }
@@ -324,7 +324,8 @@ export async function kvTab(body, ns, view) {
   await load();
 }
 
-// deleteAllKeys deletes every key of ns and returns how many went:
+// deleteAllKeys deletes every key of ns and returns how many went (null when
+// the server does not say):
 // DELETE ?all=true where the server has it, else the listed keys in batches.
 async function deleteAllKeys(ns) {
   const path = `/namespaces/${enc(ns)}/kv`;
@@ -333,7 +334,7 @@ async function deleteAllKeys(ns) {
     const body = await res.json().catch(() => null);
     if (body && typeof body.deleted === 'number') return body.deleted;
     if (body && Array.isArray(body.keys)) return body.keys.length;
-    return 0;
+    return null; // done, count not given
   } catch (e) {
     if (e.status !== 422 && e.status !== 400) throw e; // a server without ?all=true asks for a body
   }
