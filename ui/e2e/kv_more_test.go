@@ -54,6 +54,7 @@ func TestKV_InheritedPairs_NearestFirstShadowedMarked(t *testing.T) {
 	if got := e.inheritedRows(); !reflect.DeepEqual(got, want) {
 		t.Errorf("inherited = %v, want %v", got, want)
 	}
+	e.screenshot("inherited")
 	if got := e.rows(); !reflect.DeepEqual(got, []string{"region"}) {
 		t.Errorf("own keys = %v, want region", got)
 	}
@@ -98,6 +99,7 @@ func TestKVGlobal_AcrossNamespaces_FilterSearchPagesAndScope(t *testing.T) {
 	if strings.Contains(e.pageText(), "secret") {
 		t.Error("a namespace outside the server's scope is shown")
 	}
+	e.screenshot("global")
 	if got := e.text("#gkv-count"); got != "5 keys" {
 		t.Errorf("count = %q, want 5 keys", got)
 	}
@@ -170,6 +172,7 @@ func TestKV_HistoryDrawer_DiffBetweenAnyTwoAndRestore(t *testing.T) {
 	}
 	e.choose("#hist-to", "3")
 	e.waitJS("the v1→v3 diff", `!!document.querySelector('#hist-diff pre.diff')?.getAttribute('aria-label').includes('version 1 to version 3')`)
+	e.screenshot("history-diff")
 	del, add = diff()
 	if !reflect.DeepEqual(del, []string{`-   "a": 1,`, `-   "b": 2`}) || !reflect.DeepEqual(add, []string{`+   "a": 5`}) {
 		t.Errorf("v1→v3 diff: removed %q, added %q", del, add)

@@ -46,14 +46,15 @@ func TestFlows_TriggersShowNextDateAndWebhookURL_ExecutionShowsItsTriggerAndKill
 	if err != nil || at.In(ny).Hour() != 2 || at.In(ny).Minute() != 30 || !at.After(time.Now()) || time.Until(at) > 25*time.Hour {
 		t.Errorf("next date = %q (%v), want the next 02:30 in New York", next, err)
 	}
-	if got := e.text(`tr[data-trigger="at_two"]`); !strings.Contains(got, "30 2 * * *") || !strings.Contains(got, "America/New_York") {
-		t.Errorf("schedule row reads %q, want the cron and its time zone", got)
+	if got := e.text(`tr[data-trigger="at_two"]`); !strings.Contains(got, "30 2 * * *") || !strings.Contains(got, "America/New_York") || !strings.Contains(got, "02:30:00") {
+		t.Errorf("schedule row reads %q, want the cron, its time zone and 02:30 there", got)
 	}
 	url := e.text(`tr[data-trigger="hook"] .webhook-url`)
 	if want := e.URL + "/api/v1/executions/webhook/company.team/nightly/hook-secret-1"; url != want {
 		t.Fatalf("webhook URL = %q, want %q", url, want)
 	}
 	e.everyControlLabelled()
+	e.screenshot("flow-triggers")
 
 	// The URL shown starts an execution, which shows the trigger that started it.
 	resp, err := http.Post(url, "application/json", strings.NewReader(`{"n": 1}`))

@@ -29,7 +29,8 @@ export function replace(el, ...children) {
 }
 
 // Absolute times name their time zone: "Jul 15, 2024, 08:10:33 CEST".
-const abs = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' });
+const ABS = { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' };
+const abs = new Intl.DateTimeFormat(undefined, ABS);
 const rel = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 const units = [['year', 31536e6], ['month', 2592e6], ['day', 864e5], ['hour', 36e5], ['minute', 6e4], ['second', 1e3]];
 
@@ -42,7 +43,11 @@ export function relative(iso, now = Date.now()) {
   }
 }
 
-export function absolute(iso) {
+// absolute prints iso in the browser's time zone, or in timeZone (an IANA name).
+export function absolute(iso, timeZone) {
+  if (timeZone) {
+    try { return new Intl.DateTimeFormat(undefined, { ...ABS, timeZone }).format(new Date(iso)); } catch { /* unknown here: local */ }
+  }
   return abs.format(new Date(iso));
 }
 

@@ -1,5 +1,5 @@
 // The Flows tab and the flow page: view the YAML, edit it, run the flow.
-import { h, replace, field, setError, toast, confirm, when } from './dom.js';
+import { h, replace, field, setError, toast, confirm, when, absolute } from './dom.js';
 import { request, getJSON, enc, ApiError } from './api.js';
 import { namespaceHeader } from './namespaces.js';
 import { executionsTable, listExecutions } from './executions.js';
@@ -63,7 +63,9 @@ function triggersSection(flow) {
   const detail = (t) => {
     if (t.cron) {
       return [h('div', null, h('code', null, t.cron), t.timezone ? ` in ${t.timezone}` : ''),
-        t.nextDate ? h('div', { class: 'next-date' }, 'Next: ', when(t.nextDate)) : h('div', { class: 'muted' }, 'Not scheduled while disabled.')];
+        t.nextDate ? h('div', { class: 'next-date' }, 'Next: ', when(t.nextDate),
+          t.timezone && t.timezone !== 'UTC' ? h('div', { class: 'muted small' }, `${absolute(t.nextDate, t.timezone)} in ${t.timezone}`) : null)
+          : h('div', { class: 'muted' }, 'Not scheduled while disabled.')];
     }
     if (t.webhookPath) {
       const url = webhookURL(t);
