@@ -310,3 +310,24 @@ func TestKV_ExportImportAndDeleteAll(t *testing.T) {
 	}
 	jsonEqual(t, "n after import", e.detail("n").Value, `12345678901234567890`)
 }
+
+func TestKV_NarrowWindow_GlobalPageInheritedAndDrawerFit(t *testing.T) {
+	e := start(t, options{})
+	e.set("company", "a_parent_key_with_a_long_name.and.dots", "v", client.SetOptions{})
+	e.seed("a_rather_long_key_name.with.dots-and-dashes_0123456789", `{"a": 1}`, client.SetOptions{Type: storage.JSON})
+	e.seed("a_rather_long_key_name.with.dots-and-dashes_0123456789", `{"a": 2, "b": "a long string value that needs wrapping in the diff view"}`, client.SetOptions{Type: storage.JSON})
+	e.do("narrow window", chromedp.EmulateViewport(390, 844))
+	e.open("#/ns/" + ns + "/kv")
+	e.waitJS("the inherited pair", `document.querySelectorAll('table.kv-inherited tbody tr').length === 1`)
+	e.noHorizontalScroll()
+	e.click(`button[aria-label^="History of"]`)
+	e.waitJS("the diff", `!!document.querySelector('#hist-diff pre.diff')`)
+	e.noHorizontalScroll()
+	e.screenshot("narrow-history")
+	e.open("#/kv")
+	e.waitJS("the global list", `document.querySelectorAll('table.kv-global tbody tr[data-key]').length === 2`)
+	e.noHorizontalScroll()
+	e.open("#/namespaces")
+	e.waitJS("the namespace tree", `document.querySelectorAll('table.ns-tree tbody tr').length === 2`)
+	e.noHorizontalScroll()
+}
