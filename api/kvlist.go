@@ -8,11 +8,12 @@ import (
 	"strings"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
 // TotalCountHeader carries how many entries a list selects across its pages.
-const TotalCountHeader = "X-Total-Count"
+const TotalCountHeader = client.TotalCountHeader
 
 // listOptions reads the filters and paging the KV lists share: ?prefix=,
 // ?q= (anywhere in the key), ?ci=true (q ignores case), ?limit=, ?offset=.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -204,5 +206,28 @@ func TestInheritance_ShadowedMarked(t *testing.T) {
 	}
 	if r := do(t, "GET", ts.URL+"/api/v1/namespaces/a.b.c/kv/inheritance?shadowed=maybe", ""); r.Status != 422 {
 		t.Errorf("shadowed=maybe = %d, want 422", r.Status)
+	}
+}
+
+// The Go client reaches the same searches and the global list, within scope.
+func TestClient_SearchAndListAll(t *testing.T) {
+	pair := storagetest.LocalPair(t, noOpts)
+	ctx := context.Background()
+	for _, kv := range [][2]string{{"team.a", "Cfg"}, {"team.a", "other"}, {"team.a.x", "my_cfg"}, {"secret", "cfg"}} {
+		if _, err := pair.Store.Set(ctx, kv[0], kv[1], str(kv[0]), setOpts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := startServer(t, pair, Config{Namespaces: []string{"team.*"}})
+	es, _, err := ts.Client.List(ctx, "team.a", client.ListOptions{Contains: "CFG", IgnoreCase: true})
+	if err != nil || len(es) != 1 || es[0].Key != "Cfg" {
+		t.Errorf("List q=CFG ci = %v, %v", es, err)
+	}
+	es, total, err := ts.Client.ListAll(ctx, "", client.ListOptions{Contains: "cfg", IgnoreCase: true, Limit: 1, Offset: 1})
+	if err != nil || total != 2 || len(es) != 1 || es[0].Namespace != "team.a.x" || es[0].Key != "my_cfg" {
+		t.Errorf("ListAll page 2 = %+v, total %d, %v; want team.a.x/my_cfg of 2 (secret out of scope)", es, total, err)
+	}
+	if _, _, err := ts.Client.ListAll(ctx, "secret", client.ListOptions{}); kvflow.ErrorCode(err) != kvflow.EFORBIDDEN {
+		t.Errorf("ListAll namespace=secret: %v, want EFORBIDDEN", err)
 	}
 }

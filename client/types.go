@@ -78,6 +78,9 @@ type KeysBody struct {
 // NextCursorHeader carries the cursor of the next page of a list.
 const NextCursorHeader = "X-Next-Cursor"
 
+// TotalCountHeader carries how many entries a list selects across its pages.
+const TotalCountHeader = "X-Total-Count"
+
 // PurgeRequest is the body of POST /api/v1/kv/purge.
 type PurgeRequest struct {
 	Namespaces      []string `json:"namespaces,omitempty"`      // none: every namespace
