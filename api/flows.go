@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
@@ -44,6 +45,20 @@ func (s *Server) flowOf(rec engine.FlowRecord) Flow {
 	}
 	for _, t := range f.Tasks {
 		out.Tasks = append(out.Tasks, FlowTask{ID: t.ID, Type: t.Type})
+	}
+	now := time.Now()
+	for _, t := range f.Triggers {
+		ft := FlowTrigger{ID: t.ID, Type: t.Type, Disabled: t.Disabled}
+		switch spec := t.Spec.(type) {
+		case *engine.Schedule:
+			ft.Cron, ft.Timezone = spec.Cron, spec.Location.String()
+			if !t.Disabled {
+				ft.NextDate = Time{Time: spec.Next(now)}
+			}
+		case *engine.WebhookSpec:
+			ft.WebhookPath = "/api/v1/executions/webhook/" + url.PathEscape(rec.Namespace) + "/" + url.PathEscape(rec.ID) + "/" + url.PathEscape(spec.Key)
+		}
+		out.Triggers = append(out.Triggers, ft)
 	}
 	return out
 }

@@ -456,10 +456,12 @@ func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
 }
 
 // listKV answers the namespace's live entries sorted by key, as a JSON array.
-// ?prefix= keeps keys starting with it. Without ?limit= every entry is
-// returned (streamed page by page). With ?limit=N (1–1000) one page is
-// returned; when more follow, the X-Next-Cursor header and a Link rel="next"
-// header give the cursor to pass as ?cursor= for the next page.
+// ?prefix= keeps keys starting with it, ?q= keys containing it anywhere
+// (?ci=true: ignoring case). Without ?limit= every entry is returned
+// (streamed page by page). With ?limit=N (1–1000) one page is returned; when
+// more follow, the X-Next-Cursor header and a Link rel="next" header give the
+// cursor to pass as ?cursor= for the next page. ?offset=N skips N entries
+// first (page numbers), and ?total=true adds the X-Total-Count header.
 func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
@@ -467,17 +469,23 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	o := storage.ListOptions{Prefix: q.Get("prefix"), After: q.Get("cursor")}
+	o, err := listOptions(q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	o.After = q.Get("cursor")
 	paged := q.Has("limit")
-	if paged {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > storage.MaxListLimit {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to %d.", clipS(q.Get("limit")), storage.MaxListLimit))
+	if !paged {
+		o.Limit = storage.MaxListLimit
+	}
+	if paged && q.Get("total") == "true" {
+		n, err := s.cfg.Store.Count(r.Context(), ns, o)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
-		o.Limit = n
-	} else {
-		o.Limit = storage.MaxListLimit
+		w.Header().Set(TotalCountHeader, strconv.Itoa(n))
 	}
 	start := time.Now()
 	page, err := s.cfg.Store.List(r.Context(), ns, o)
@@ -489,8 +497,10 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	if paged {
 		if page.Next != "" {
 			next := url.Values{"limit": {strconv.Itoa(o.Limit)}, "cursor": {page.Next}}
-			if o.Prefix != "" {
-				next.Set("prefix", o.Prefix)
+			for _, p := range []string{"prefix", "q", "ci"} {
+				if q.Get(p) != "" {
+					next.Set(p, q.Get(p))
+				}
 			}
 			w.Header().Set(NextCursorHeader, page.Next)
 			w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
@@ -523,7 +533,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() != nil {
 			return // the caller left
 		}
-		o.After = page.Next
+		o.After, o.Offset = page.Next, 0
 		if page, err = s.cfg.Store.List(r.Context(), ns, o); err != nil {
 			s.log.Error("listing keys failed mid-way", "namespace", ns, "err", err)
 			panic(http.ErrAbortHandler)
@@ -537,15 +547,26 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 
 // inheritedKV answers the live entries of the namespace's ancestors, nearest
 // first (each sorted by key); a key found in a nearer ancestor hides the same
-// key further up. Ancestors the API may not reach are left out.
+// key further up. With ?shadowed=true hidden entries are answered too, each
+// with shadowedBy naming the nearer namespace (the namespace itself
+// included) that holds the key. Ancestors the API may not reach are left out.
 func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
 		writeError(w, r, err)
 		return
 	}
+	shadowed := false
+	switch v := r.URL.Query().Get("shadowed"); v {
+	case "", "false":
+	case "true":
+		shadowed = true
+	default:
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'shadowed' is %q: expected true or false.", clipS(v)))
+		return
+	}
 	out := []Entry{}
-	seen := map[string]bool{}
+	seen := map[string]string{} // key → nearest ancestor holding it
 	for _, anc := range storage.Ancestors(ns)[1:] {
 		if !s.scope.Contains(anc) {
 			continue
@@ -558,15 +579,37 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			for i := range page.Entries {
-				if e := &page.Entries[i]; !seen[e.Key] {
-					seen[e.Key] = true
+				e := &page.Entries[i]
+				if by, ok := seen[e.Key]; !ok {
+					seen[e.Key] = anc
 					out = append(out, EntryOf(e, true))
+				} else if shadowed {
+					x := EntryOf(e, true)
+					x.ShadowedBy = by
+					out = append(out, x)
 				}
 			}
 			if page.Next == "" {
 				break
 			}
 			o.After = page.Next
+		}
+	}
+	if shadowed {
+		// The namespace's own keys hide every inherited one of the same name.
+		own := map[string]bool{}
+		for key := range seen {
+			if _, err := s.cfg.Store.Stat(r.Context(), ns, key); err == nil {
+				own[key] = true
+			} else if c := kvflow.ErrorCode(err); c != kvflow.ENOTFOUND && c != kvflow.EEXPIRED {
+				writeError(w, r, err)
+				return
+			}
+		}
+		for i := range out {
+			if own[out[i].Key] {
+				out[i].ShadowedBy = ns
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -51,6 +51,9 @@ type Entry struct {
 	CreationDate   Time   `json:"creationDate"`
 	UpdateDate     Time   `json:"updateDate"`
 	ExpirationDate Time   `json:"expirationDate,omitzero"`
+	// ShadowedBy names the nearer namespace whose key of the same name hides
+	// this inherited one (GET .../kv/inheritance?shadowed=true only).
+	ShadowedBy string `json:"shadowedBy,omitempty"`
 }
 
 // TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
@@ -72,6 +75,9 @@ type KeysBody struct {
 
 // NextCursorHeader carries the cursor of the next page of a list.
 const NextCursorHeader = "X-Next-Cursor"
+
+// TotalCountHeader carries how many entries a list selects across its pages.
+const TotalCountHeader = "X-Total-Count"
 
 // PurgeRequest is the body of POST /api/v1/kv/purge.
 type PurgeRequest struct {
@@ -103,6 +109,7 @@ type Flow struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Inputs      []FlowInput       `json:"inputs,omitempty"`
 	Tasks       []FlowTask        `json:"tasks,omitempty"`
+	Triggers    []FlowTrigger     `json:"triggers,omitempty"`
 	Updated     Time              `json:"updated,omitzero"`
 	Source      string            `json:"source"`
 	// Error says why the stored source no longer loads (a task type gone).
@@ -122,6 +129,18 @@ type FlowInput struct {
 type FlowTask struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
+}
+
+// FlowTrigger is a trigger of a flow, with when or where it fires.
+type FlowTrigger struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Disabled bool   `json:"disabled,omitempty"`
+	Cron     string `json:"cron,omitempty"`     // Schedule
+	Timezone string `json:"timezone,omitempty"` // Schedule
+	NextDate Time   `json:"nextDate,omitzero"`  // Schedule, when enabled: its next tick
+	// WebhookPath is where a Webhook trigger listens (POST or GET), key included.
+	WebhookPath string `json:"webhookPath,omitempty"`
 }
 
 // FieldError is one problem of an invalid flow, placed by line and field;
