@@ -265,12 +265,11 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, flowNotFound(err, ns, id))
 		return
 	}
-	f, err := engine.Parse(flowFile(ns, id), []byte(rec.Source), s.registry())
+	f, err := s.cfg.Engine.ParseStored(flowFile(ns, id), rec)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	f.Revision = rec.Revision
 	// The execution may reach what both its deployer and this caller may.
 	f.Scope = rec.Scope.Intersect(s.scope)
 	f.KVSnapshot = f.KVSnapshot || snapshot // this one execution may ask for what the flow does not
@@ -490,12 +489,12 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	f, err := engine.Parse(flowFile(ns, id), []byte(rec.Source), s.registry())
+	f, err := s.cfg.Engine.ParseStored(flowFile(ns, id), rec)
 	if err != nil {
 		writeError(w, r, notFound)
 		return
 	}
-	f.Revision, f.Scope = rec.Revision, rec.Scope // anonymous: the deployer's scope alone
+	f.Scope = rec.Scope // anonymous: the deployer's scope alone
 	var trig *engine.Trigger
 	for _, t := range f.Triggers {
 		if spec, ok := t.Spec.(*engine.WebhookSpec); ok && !t.Disabled && subtle.ConstantTimeCompare([]byte(spec.Key), []byte(key)) == 1 {

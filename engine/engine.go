@@ -83,6 +83,7 @@ type Engine struct {
 	finished  map[string]*run // only without a Repo, the last maxFinished
 	order     []string
 	watches   map[string]*watch
+	flows     flowCache
 	starting  map[string]chan struct{} // runs here about to register: closed when they do or give up
 	polling   bool                     // pollWatches runs
 	closing   bool
@@ -456,11 +457,10 @@ func (e *Engine) loadFlow(ctx context.Context, ex *Execution) (*Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := Parse(ex.Namespace+"/"+ex.FlowID+".yaml", []byte(rec.Source), e.reg)
+	f, err := e.ParseStored(ex.Namespace+"/"+ex.FlowID+".yaml", rec)
 	if err != nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Flow '%s' of namespace '%s' no longer loads: %s", ex.FlowID, ex.Namespace, kvflow.ErrorMessage(err))
 	}
-	f.Revision = rec.Revision
 	return f, nil
 }
 
