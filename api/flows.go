@@ -300,7 +300,7 @@ func boolQuery(r *http.Request, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, kvflow.Errorf(kvflow.EINVALID, "%s=%q is not a boolean: expected true or false.", name, clipS(v))
+		return false, kvflow.Errorf(kvflow.EINVALID, "%s=%q is not a boolean: expected true or false.", name, kvflow.Clip(v))
 	}
 	return b, nil
 }
@@ -419,13 +419,13 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if eq.FlowID != "" {
-		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "flowId=%q needs a namespace: add ?namespace=.", clipS(eq.FlowID)))
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "flowId=%q needs a namespace: add ?namespace=.", kvflow.Clip(eq.FlowID)))
 		return
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to 1000.", clipS(v)))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to 1000.", kvflow.Clip(v)))
 			return
 		}
 		eq.Limit = n

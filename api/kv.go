@@ -101,7 +101,7 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 	if ow := param(r, "overwrite", "overwrite"); ow != "" {
 		b, err := strconv.ParseBool(ow)
 		if err != nil {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Overwrite %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", clipS(ow), key, ns))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Overwrite %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", kvflow.Clip(ow), key, ns))
 			return
 		}
 		o.NoOverwrite = !b
@@ -173,7 +173,7 @@ func parseValue(contentType string, typ storage.Type, body []byte) (storage.Valu
 	if contentType != "" {
 		var err error
 		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
-			return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is invalid: %v.", clipS(contentType), err)
+			return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is invalid: %v.", kvflow.Clip(contentType), err)
 		}
 	}
 	switch {
@@ -193,7 +193,7 @@ func parseValue(contentType string, typ storage.Type, body []byte) (storage.Valu
 		}
 		return storage.Infer(string(body)), nil
 	}
-	return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is not supported for a value: send application/json (a JSON value) or text/plain.", clipS(mt))
+	return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is not supported for a value: send application/json (a JSON value) or text/plain.", kvflow.Clip(mt))
 }
 
 // readBody reads the whole body up to MaxBodyBytes; what names the target in errors.
@@ -562,7 +562,7 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	case "true":
 		shadowed = true
 	default:
-		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'shadowed' is %q: expected true or false.", clipS(v)))
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'shadowed' is %q: expected true or false.", kvflow.Clip(v)))
 		return
 	}
 	out := []Entry{}
@@ -666,12 +666,4 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// clipS shortens user input quoted in an error message.
-func clipS(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }

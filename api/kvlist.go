@@ -24,19 +24,19 @@ func listOptions(q url.Values) (storage.ListOptions, error) {
 	case "true":
 		o.IgnoreCase = true
 	default:
-		return o, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'ci' is %q: expected true or false.", clipS(ci))
+		return o, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'ci' is %q: expected true or false.", kvflow.Clip(ci))
 	}
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > storage.MaxListLimit {
-			return o, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to %d.", clipS(q.Get("limit")), storage.MaxListLimit)
+			return o, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to %d.", kvflow.Clip(q.Get("limit")), storage.MaxListLimit)
 		}
 		o.Limit = n
 	}
 	if q.Has("offset") {
 		n, err := strconv.Atoi(q.Get("offset"))
 		if err != nil || n < 0 {
-			return o, kvflow.Errorf(kvflow.EINVALID, "Offset %q is out of range: expected a number from 0 up.", clipS(q.Get("offset")))
+			return o, kvflow.Errorf(kvflow.EINVALID, "Offset %q is out of range: expected a number from 0 up.", kvflow.Clip(q.Get("offset")))
 		}
 		o.Offset = n
 	}

@@ -117,7 +117,7 @@ func ValueOf(t storage.Type, raw json.RawMessage) (storage.Value, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return storage.Value{}, kvflow.Errorf(kvflow.EINTERNAL, "The server sent a %s value that is not a JSON string: %s.", t, clip(string(raw)))
+		return storage.Value{}, kvflow.Errorf(kvflow.EINTERNAL, "The server sent a %s value that is not a JSON string: %s.", t, kvflow.Clip(string(raw)))
 	}
 	return storage.ParseAs(t, s)
 }
@@ -482,14 +482,6 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// clip shortens text quoted in an error message.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }
 
 // Increment adds by to the NUMBER at ns/key atomically (see the server's
