@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -334,18 +333,10 @@ func (s *Server) readInputs(w http.ResponseWriter, r *http.Request) (map[string]
 		}
 		return formInputs(vals), nil
 	}
-	var in map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.UseNumber()
-	if err := dec.Decode(&in); err != nil || in == nil {
+	v, err := storage.DecodeJSON(body)
+	in, ok := v.(map[string]any)
+	if err != nil || !ok {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "The inputs must be a JSON object such as {\"name\": \"value\"} or form fields.")
-	}
-	for k, v := range in {
-		if n, ok := v.(json.Number); ok {
-			if v, err := storage.FromJSON([]byte(n)); err == nil {
-				in[k] = v.V
-			}
-		}
 	}
 	return in, nil
 }
