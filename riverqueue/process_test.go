@@ -301,7 +301,14 @@ func (c *cluster) waitAll(ns, flow string, n int, within time.Duration) []execut
 			return list
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("after %s: %d executions, %d over, want %d over", within, len(list), over, n)
+			var open []string
+			for _, ex := range list {
+				if ex.State == "CREATED" || ex.State == "RUNNING" {
+					full := c.execution(ex.ID)
+					open = append(open, fmt.Sprintf("%s %s worker=%q tasks=%+v logs=%q", ex.ID, ex.State, full.Worker, full.TaskRuns, c.logs(ex.ID)))
+				}
+			}
+			c.t.Fatalf("after %s: %d executions, %d over, want %d over; not over: %v", within, len(list), over, n, open)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
