@@ -186,9 +186,10 @@ type ExecutionRepository interface {
 	// LastTriggerKey returns the greatest trigger key starting with prefix
 	// ("" when none): where a schedule stopped.
 	LastTriggerKey(ctx context.Context, prefix string) (string, error)
-	// Heartbeat marks the executions worker holds as alive and returns
-	// those whose kill was requested.
-	Heartbeat(ctx context.Context, worker string) (kill []string, err error)
+	// Heartbeat marks the executions of ids that worker holds as alive (the
+	// ones it runs: one it holds but no longer runs goes silent and is taken
+	// over) and returns those whose kill was requested.
+	Heartbeat(ctx context.Context, worker string, ids []string) (kill []string, err error)
 	// PendingEnds returns up to limit executions (id, namespace, flow and
 	// state only), oldest end first, that ended before endedBefore and whose
 	// end the trigger loops have not handled yet (see EndsHandled).

@@ -484,8 +484,14 @@ func (e *Engine) startHeartbeat() {
 				return
 			case <-t.C:
 			}
+			e.mu.Lock()
+			ids := make([]string, 0, len(e.running))
+			for id := range e.running {
+				ids = append(ids, id)
+			}
+			e.mu.Unlock()
 			ctx, cancel := context.WithTimeout(e.base, e.opts.HeartbeatTimeout)
-			kill, err := e.opts.Repo.Heartbeat(ctx, e.opts.Worker)
+			kill, err := e.opts.Repo.Heartbeat(ctx, e.opts.Worker, ids)
 			cancel()
 			if err != nil {
 				e.log.Warn("engine: heartbeat failed", "worker", e.opts.Worker, "err", err)

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -214,4 +215,39 @@ func TestSave_Incremental_TaskRunRowsGrowWithFlowLength(t *testing.T) {
 		}
 	}
 	t.Logf("%d tasks, %d saves, %d task-run rows written", n, repo.saves, repo.rows)
+}
+
+// A heartbeat keeps alive only the executions the worker still runs: one
+// it holds in the database but no longer runs (its run ended without its
+// save) goes silent, and is released for another worker to take over.
+func TestRepository_HeartbeatKeepsOnlyRunningExecutionsAlive(t *testing.T) {
+	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			for _, id := range []string{"runs", "orphan"} {
+				ex := &kvflow.Execution{ID: id, Namespace: "company.team", FlowID: "f", FlowRevision: 1, State: kvflow.CREATED, Start: time.Now(), Labels: map[string]string{}}
+				if err := p.DB.CreateExecution(ctx, ex); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.DB.ClaimExecution(ctx, id, "w1", time.Now().Add(-time.Minute), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+			silentSince := time.Now()
+			time.Sleep(20 * time.Millisecond)
+			if _, err := p.DB.Heartbeat(ctx, "w1", []string{"runs"}); err != nil {
+				t.Fatal(err)
+			}
+			var released []string
+			err := p.DB.Tx(ctx, func(tx *sql.Tx) error {
+				var err error
+				released, err = p.DB.ReleaseStale(ctx, tx, silentSince, 10)
+				return err
+			})
+			if err != nil || len(released) != 1 || released[0] != "orphan" {
+				t.Fatalf("released %v, %v; want only the execution w1 no longer runs", released, err)
+			}
+		})
+	}
 }

@@ -512,13 +512,20 @@ func (db *DB) LastTriggerKey(ctx context.Context, prefix string) (string, error)
 }
 
 // Heartbeat implements kvflow.ExecutionRepository.
-func (db *DB) Heartbeat(ctx context.Context, worker string) ([]string, error) {
+func (db *DB) Heartbeat(ctx context.Context, worker string, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	var rows []struct {
 		ID   string `db:"id"`
 		Kill int    `db:"kill_requested"`
 	}
-	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`UPDATE executions SET heartbeat_at = ?
-		WHERE worker = ? AND state IN ('CREATED', 'RUNNING') RETURNING id, kill_requested`), time.Now().UnixMicro(), worker); err != nil {
+	q, args, err := sqlx.In(`UPDATE executions SET heartbeat_at = ?
+		WHERE worker = ? AND id IN (?) AND state IN ('CREATED', 'RUNNING') RETURNING id, kill_requested`, time.Now().UnixMicro(), worker, ids)
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(q), args...); err != nil {
 		return nil, db.Err(err)
 	}
 	var kill []string
