@@ -215,11 +215,9 @@ type Queue interface {
 	// engine stores the inputs there), so an execution refused as a
 	// duplicate leaves nothing behind.
 	Submit(ctx context.Context, e *Execution, write func(context.Context) error) error
-	// SubmitHeld is Submit for an execution the calling process runs itself
-	// at once: its job is offered to workers only after hold, should this
-	// process die first. It returns the job for Settle.
-	SubmitHeld(ctx context.Context, e *Execution, write func(context.Context) error, hold time.Duration) (job int64, err error)
-	// Settle ends a held job: withdrawn when its execution ran here to its
-	// end (ran), else offered to workers at once.
-	Settle(ctx context.Context, job int64, ran bool) error
+	// SubmitHere is Submit for an execution the calling process runs itself
+	// at once: it is created claimed by e.Worker (claim 1), with no job.
+	// Should the process die before it ends, the execution goes silent and
+	// is taken over like any other.
+	SubmitHere(ctx context.Context, e *Execution, write func(context.Context) error) error
 }

@@ -232,27 +232,24 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 				return nil, err
 			}
 		} else {
-			// Run here at once; the job waits a heartbeat timeout, in case
-			// this process dies before it claims the execution.
-			job, err := e.opts.Queue.SubmitHeld(ctx, ex, write, e.opts.HeartbeatTimeout)
-			if err != nil {
+			// Run here at once: created claimed by this worker, without a
+			// job; should this process die, the execution goes silent and
+			// is taken over after the heartbeat timeout.
+			mine := *ex // the caller keeps ex; the run changes its copy
+			mine.TaskRuns, mine.Worker = []*TaskRun{}, e.opts.Worker
+			if err := e.opts.Queue.SubmitHere(ctx, &mine, write); err != nil {
 				<-e.here
 				return nil, err
 			}
-			mine := *ex // the caller keeps ex; the run changes its copy
-			mine.TaskRuns = []*TaskRun{}
 			e.mu.Lock()
 			e.starting[ex.ID] = make(chan struct{}) // Wait waits for the run, not the database
 			e.mu.Unlock()
 			go func() {
-				err := e.claimAndRun(e.base, &mine, flow, nil, false)
+				err := e.claimAndRun(e.base, &mine, flow, nil, false, 1)
 				<-e.here
 				e.started(ex.ID) // if it never registered
 				if err != nil {
-					e.log.Warn("engine: execution could not run here; the queue will hand it out", "execution", ex.ID, "err", err)
-				}
-				if err := e.opts.Queue.Settle(context.WithoutCancel(e.base), job, err == nil); err != nil {
-					e.log.Warn("engine: cannot settle an execution's job; the queue will find it over", "execution", ex.ID, "err", err)
+					e.log.Warn("engine: execution could not run here; it is taken over after the heartbeat timeout", "execution", ex.ID, "err", err)
 				}
 			}()
 		}
@@ -366,23 +363,27 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 	if ferr != nil && kvflow.ErrorCode(ferr) == kvflow.EUNAVAILABLE {
 		return ferr // the queue retries
 	}
-	return e.claimAndRun(ctx, ex, flow, ferr, true)
+	return e.claimAndRun(ctx, ex, flow, ferr, true, 0)
 }
 
 // claimAndRun claims ex and runs it to its end. stored is false for an
 // execution this process has just created, whose inputs and trigger
-// variables are in ex already; ferr is why its flow did not load.
-func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, ferr error, stored bool) (err error) {
+// variables are in ex already; claimed, when not 0, is the claim it was
+// created with; ferr is why its flow did not load.
+func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, ferr error, stored bool, claimed int64) (err error) {
 	repo, id := e.opts.Repo, ex.ID
 	limit := 0
 	if ferr == nil && flow.Concurrency != nil {
 		limit = flow.Concurrency.Limit
 	}
-	claim, err := repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout), limit)
-	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
-		return nil // over, or a live worker holds it
-	} else if err != nil {
-		return err
+	claim := kvflow.Claim{Claim: claimed}
+	if claimed == 0 {
+		claim, err = repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout), limit)
+		if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+			return nil // over, or a live worker holds it
+		} else if err != nil {
+			return err
+		}
 	}
 	if claim.OverLimit {
 		return e.overLimit(ctx, ex, flow)

@@ -171,7 +171,8 @@ func (db *DB) CreateExecution(ctx context.Context, e *kvflow.Execution) error {
 
 // CreateExecutionTx inserts a new execution inside the caller's transaction
 // (the queue adds the execution's job to the same one): ECONFLICT when its
-// id or its trigger key exists.
+// id or its trigger key exists. With e.Worker set, the execution is
+// created claimed by that worker (claim 1, heartbeat now).
 func (db *DB) CreateExecutionTx(ctx context.Context, tx Execer, e *kvflow.Execution) error {
 	labels, err := json.Marshal(e.Labels)
 	if err != nil {
@@ -188,10 +189,16 @@ func (db *DB) CreateExecutionTx(ctx context.Context, tx Execer, e *kvflow.Execut
 			tkey = &t.Key
 		}
 	}
+	var heartbeat, claim int64 // an execution created with a worker is created claimed by it
+	if e.Worker != "" {
+		heartbeat, claim = time.Now().UnixMicro(), 1
+	}
 	_, err = tx.ExecContext(ctx, db.Rebind(`
-		INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, trigger_id, trigger_type, trigger_key, scope, kv_snapshot, end_pending)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		e.ID, e.Namespace, e.FlowID, e.FlowRevision, string(e.State), string(labels), e.Error, e.Start.UnixMicro(), micros(e.End), tid, ttype, tkey, scopeText(e.Scope), micros(e.KVSnapshot), endPending(e.State))
+		INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, trigger_id, trigger_type, trigger_key, scope, kv_snapshot, end_pending,
+			worker, heartbeat_at, claim)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		e.ID, e.Namespace, e.FlowID, e.FlowRevision, string(e.State), string(labels), e.Error, e.Start.UnixMicro(), micros(e.End), tid, ttype, tkey, scopeText(e.Scope), micros(e.KVSnapshot), endPending(e.State),
+		e.Worker, heartbeat, claim)
 	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ECONFLICT {
 		return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' already exists (or its trigger already fired).", e.ID)
 	} else if err != nil {
