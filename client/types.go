@@ -53,12 +53,14 @@ type Entry struct {
 	CreationDate   Time   `json:"creationDate"`
 	UpdateDate     Time   `json:"updateDate"`
 	ExpirationDate Time   `json:"expirationDate,omitzero"`
+	Sensitive      bool   `json:"sensitive,omitempty"` // the value is sealed at rest and masked unless revealed
 }
 
 // TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
 type TypedValue struct {
-	Type  string `json:"type"`
-	Value any    `json:"value"`
+	Type      string `json:"type"`
+	Value     any    `json:"value"`
+	Sensitive bool   `json:"sensitive,omitempty"`
 }
 
 // EntryDetail is the body of GET .../kv/{key}/detail: the metadata and the value.
