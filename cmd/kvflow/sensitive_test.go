@@ -76,6 +76,15 @@ outputs:
 		strings.Contains(out+errOut, cliMarker) || strings.Contains(out+errOut, strings.ToUpper(cliMarker)) {
 		t.Errorf("kvflow run: exit %d\n%s%s", code, out, errOut)
 	}
+	// One task outside a flow: outputs and logs masked unless --reveal.
+	runKVCases(t, dir, nil, []kvCase{
+		{args: "task run io.kestra.plugin.core.kv.Get -n company.team --prop key=pw", wantOut: `{"value":"******"}` + "\n"},
+		{args: "task run io.kestra.plugin.core.kv.Get -n company.team --prop key=pw --reveal", wantOut: `{"value":"` + cliMarker + `"}` + "\n"},
+	})
+	_, errOut, code = kvflowCmdIn(t, dir, "", "task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "--prop", "message={{ kv('pw') | upper }}!")
+	if code != 0 || !strings.Contains(errOut, "******!") || strings.Contains(errOut, strings.ToUpper(cliMarker)) {
+		t.Errorf("task run Log: exit %d, stderr %q", code, errOut)
+	}
 	// A wrong key: a clear error naming the key and what to configure.
 	t.Setenv("KVFLOW_SECRET_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
 	runKVCases(t, dir, nil, []kvCase{
