@@ -97,3 +97,32 @@ func TestSensitive_CLI_Server(t *testing.T) {
 	url := startAPIServer(t, pair, "cli-token")
 	runKVCases(t, t.TempDir(), []string{"--server", url, "--token", "cli-token"}, sensitiveSession())
 }
+
+// Rotation as the README describes it: the new key current, the old one in
+// KVFLOW_SECRET_OLD_KEYS for reads; an export and an import with overwrite
+// seal every entry again, after which the old key can go.
+func TestSensitive_CLI_KeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	oldKey, newKey := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+	t.Setenv("KVFLOW_SECRET_KEY_FILE", "")
+	t.Setenv("KVFLOW_SECRET_KEY", oldKey)
+	t.Setenv("KVFLOW_SECRET_OLD_KEYS", "")
+	runKVCases(t, dir, nil, []kvCase{{args: "kv set company.team pw " + cliMarker + " --sensitive"}})
+	t.Setenv("KVFLOW_SECRET_KEY", newKey)
+	runKVCases(t, dir, nil, []kvCase{
+		{args: "kv get company.team pw --reveal", wantCode: 1, errHas: "which is not configured"},
+	})
+	t.Setenv("KVFLOW_SECRET_OLD_KEYS", oldKey)
+	file := filepath.Join(t.TempDir(), "kv.jsonl")
+	runKVCases(t, dir, nil, []kvCase{
+		{args: "kv get company.team pw --reveal", wantOut: cliMarker + "\n"},
+		{args: "kv export company.team -o " + file},
+		{args: "kv import " + file + " --on-conflict overwrite", outHas: "Imported 1 entries"},
+	})
+	t.Setenv("KVFLOW_SECRET_OLD_KEYS", "")
+	runKVCases(t, dir, nil, []kvCase{
+		{args: "kv get company.team pw --reveal", wantOut: cliMarker + "\n"},
+		{args: "kv get company.team pw", wantOut: "******\n"},
+		{args: "kv get company.team pw --version 1 --reveal", wantCode: 1, errHas: "which is not configured"},
+	})
+}
