@@ -4,6 +4,7 @@ package kvflow
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Error codes. The HTTP layer (api) holds the only code-to-status map.
@@ -67,4 +68,18 @@ func ErrorMessage(err error) string {
 		return e.Error()
 	}
 	return "Internal error."
+}
+
+// Clip shortens s for a message: at most 80 bytes, cut on a character
+// boundary and ended with "..." when it was longer.
+func Clip(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	cut := max - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -170,6 +170,9 @@ type ExecutionRepository interface {
 	GetExecution(ctx context.Context, id string) (*Execution, error)
 	// ListExecutions returns executions without their task runs.
 	ListExecutions(ctx context.Context, q ExecutionQuery) ([]*Execution, error)
+	// ExecutionStates returns the state of each execution of ids that
+	// exists, in one query.
+	ExecutionStates(ctx context.Context, ids []string) (map[string]State, error)
 	// Logs returns an execution's lines in order.
 	Logs(ctx context.Context, executionID string) ([]LogLine, error)
 
@@ -211,4 +214,11 @@ type Queue interface {
 	// engine stores the inputs there), so an execution refused as a
 	// duplicate leaves nothing behind.
 	Submit(ctx context.Context, e *Execution, write func(context.Context) error) error
+	// SubmitHeld is Submit for an execution the calling process runs itself
+	// at once: its job is offered to workers only after hold, should this
+	// process die first. It returns the job for Settle.
+	SubmitHeld(ctx context.Context, e *Execution, write func(context.Context) error, hold time.Duration) (job int64, err error)
+	// Settle ends a held job: withdrawn when its execution ran here to its
+	// end (ran), else offered to workers at once.
+	Settle(ctx context.Context, job int64, ran bool) error
 }

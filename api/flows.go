@@ -3,13 +3,13 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
@@ -44,6 +44,20 @@ func (s *Server) flowOf(rec engine.FlowRecord) Flow {
 	}
 	for _, t := range f.Tasks {
 		out.Tasks = append(out.Tasks, FlowTask{ID: t.ID, Type: t.Type})
+	}
+	now := time.Now()
+	for _, t := range f.Triggers {
+		ft := FlowTrigger{ID: t.ID, Type: t.Type, Disabled: t.Disabled}
+		switch spec := t.Spec.(type) {
+		case *engine.Schedule:
+			ft.Cron, ft.Timezone = spec.Cron, spec.Location.String()
+			if !t.Disabled {
+				ft.NextDate = Time{Time: spec.Next(now)}
+			}
+		case *engine.WebhookSpec:
+			ft.WebhookPath = "/api/v1/executions/webhook/" + url.PathEscape(rec.Namespace) + "/" + url.PathEscape(rec.ID) + "/" + url.PathEscape(spec.Key)
+		}
+		out.Triggers = append(out.Triggers, ft)
 	}
 	return out
 }
@@ -250,12 +264,11 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, flowNotFound(err, ns, id))
 		return
 	}
-	f, err := engine.Parse(flowFile(ns, id), []byte(rec.Source), s.registry())
+	f, err := s.cfg.Engine.ParseStored(flowFile(ns, id), rec)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	f.Revision = rec.Revision
 	// The execution may reach what both its deployer and this caller may.
 	f.Scope = rec.Scope.Intersect(s.scope)
 	f.KVSnapshot = f.KVSnapshot || snapshot // this one execution may ask for what the flow does not
@@ -286,7 +299,7 @@ func boolQuery(r *http.Request, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, kvflow.Errorf(kvflow.EINVALID, "%s=%q is not a boolean: expected true or false.", name, clipS(v))
+		return false, kvflow.Errorf(kvflow.EINVALID, "%s=%q is not a boolean: expected true or false.", name, kvflow.Clip(v))
 	}
 	return b, nil
 }
@@ -320,18 +333,10 @@ func (s *Server) readInputs(w http.ResponseWriter, r *http.Request) (map[string]
 		}
 		return formInputs(vals), nil
 	}
-	var in map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.UseNumber()
-	if err := dec.Decode(&in); err != nil || in == nil {
+	v, err := storage.DecodeJSON(body)
+	in, ok := v.(map[string]any)
+	if err != nil || !ok {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "The inputs must be a JSON object such as {\"name\": \"value\"} or form fields.")
-	}
-	for k, v := range in {
-		if n, ok := v.(json.Number); ok {
-			if v, err := storage.FromJSON([]byte(n)); err == nil {
-				in[k] = v.V
-			}
-		}
 	}
 	return in, nil
 }
@@ -405,13 +410,13 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if eq.FlowID != "" {
-		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "flowId=%q needs a namespace: add ?namespace=.", clipS(eq.FlowID)))
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "flowId=%q needs a namespace: add ?namespace=.", kvflow.Clip(eq.FlowID)))
 		return
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to 1000.", clipS(v)))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to 1000.", kvflow.Clip(v)))
 			return
 		}
 		eq.Limit = n
@@ -475,12 +480,12 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	f, err := engine.Parse(flowFile(ns, id), []byte(rec.Source), s.registry())
+	f, err := s.cfg.Engine.ParseStored(flowFile(ns, id), rec)
 	if err != nil {
 		writeError(w, r, notFound)
 		return
 	}
-	f.Revision, f.Scope = rec.Revision, rec.Scope // anonymous: the deployer's scope alone
+	f.Scope = rec.Scope // anonymous: the deployer's scope alone
 	var trig *engine.Trigger
 	for _, t := range f.Triggers {
 		if spec, ok := t.Spec.(*engine.WebhookSpec); ok && !t.Disabled && subtle.ConstantTimeCompare([]byte(spec.Key), []byte(key)) == 1 {

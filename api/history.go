@@ -41,9 +41,9 @@ func intParam(r *http.Request, name string, def, max int64) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || (max > 0 && n > max) {
 		if max > 0 {
-			return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a number from 0 to %d.", name, clipS(s), max)
+			return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a number from 0 to %d.", name, kvflow.Clip(s), max)
 		}
-		return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a whole number, 0 or more.", name, clipS(s))
+		return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a whole number, 0 or more.", name, kvflow.Clip(s))
 	}
 	return n, nil
 }
@@ -89,7 +89,7 @@ func (s *Server) versionsKV(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getKVVersion(w http.ResponseWriter, r *http.Request, ns, key string) {
 	n, err := strconv.ParseInt(r.URL.Query().Get("version"), 10, 64)
 	if err != nil || n < 1 {
-		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'version' is %q: expected a version number, 1 or more.", clipS(r.URL.Query().Get("version"))))
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'version' is %q: expected a version number, 1 or more.", kvflow.Clip(r.URL.Query().Get("version"))))
 		return
 	}
 	start := time.Now()
@@ -129,7 +129,7 @@ func (s *Server) restoreKV(w http.ResponseWriter, r *http.Request) {
 	if m := r.Header.Get("If-Match"); m != "" {
 		t := strings.Trim(strings.TrimPrefix(strings.TrimSpace(m), "W/"), `"`)
 		if o.IfVersion, err = strconv.ParseInt(t, 10, 64); err != nil || o.IfVersion < 1 {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Header If-Match is %q: expected the version number the key is at.", clipS(m)))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Header If-Match is %q: expected the version number the key is at.", kvflow.Clip(m)))
 			return
 		}
 	}
@@ -204,7 +204,7 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 	since, err := intParam(r, "since", -1, 0)
 	if err == nil && since < 0 && r.Header.Get("Last-Event-ID") != "" {
 		if since, err = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err != nil || since < 0 {
-			err = kvflow.Errorf(kvflow.EINVALID, "Header Last-Event-ID is %q: expected a change seq.", clipS(r.Header.Get("Last-Event-ID")))
+			err = kvflow.Errorf(kvflow.EINVALID, "Header Last-Event-ID is %q: expected a change seq.", kvflow.Clip(r.Header.Get("Last-Event-ID")))
 		}
 	}
 	if err == nil && since < 0 {

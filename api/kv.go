@@ -101,7 +101,7 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 	if ow := param(r, "overwrite", "overwrite"); ow != "" {
 		b, err := strconv.ParseBool(ow)
 		if err != nil {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Overwrite %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", clipS(ow), key, ns))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Overwrite %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", kvflow.Clip(ow), key, ns))
 			return
 		}
 		o.NoOverwrite = !b
@@ -109,7 +109,7 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 	if sv := param(r, "sensitive", "sensitive"); sv != "" {
 		b, err := strconv.ParseBool(sv)
 		if err != nil {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Sensitive %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", clipS(sv), key, ns))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Sensitive %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", kvflow.Clip(sv), key, ns))
 			return
 		}
 		o.Sensitive = b
@@ -181,7 +181,7 @@ func parseValue(contentType string, typ storage.Type, body []byte) (storage.Valu
 	if contentType != "" {
 		var err error
 		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
-			return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is invalid: %v.", clipS(contentType), err)
+			return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is invalid: %v.", kvflow.Clip(contentType), err)
 		}
 	}
 	switch {
@@ -201,7 +201,7 @@ func parseValue(contentType string, typ storage.Type, body []byte) (storage.Valu
 		}
 		return storage.Infer(string(body)), nil
 	}
-	return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is not supported for a value: send application/json (a JSON value) or text/plain.", clipS(mt))
+	return storage.Value{}, kvflow.Errorf(kvflow.EINVALID, "Content type %q is not supported for a value: send application/json (a JSON value) or text/plain.", kvflow.Clip(mt))
 }
 
 // readBody reads the whole body up to MaxBodyBytes; what names the target in errors.
@@ -466,10 +466,12 @@ func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
 }
 
 // listKV answers the namespace's live entries sorted by key, as a JSON array.
-// ?prefix= keeps keys starting with it. Without ?limit= every entry is
-// returned (streamed page by page). With ?limit=N (1–1000) one page is
-// returned; when more follow, the X-Next-Cursor header and a Link rel="next"
-// header give the cursor to pass as ?cursor= for the next page.
+// ?prefix= keeps keys starting with it, ?q= keys containing it anywhere
+// (?ci=true: ignoring case). Without ?limit= every entry is returned
+// (streamed page by page). With ?limit=N (1–1000) one page is returned; when
+// more follow, the X-Next-Cursor header and a Link rel="next" header give the
+// cursor to pass as ?cursor= for the next page. ?offset=N skips N entries
+// first (page numbers), and ?total=true adds the X-Total-Count header.
 func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
@@ -477,17 +479,23 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	o := storage.ListOptions{Prefix: q.Get("prefix"), After: q.Get("cursor")}
+	o, err := listOptions(q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	o.After = q.Get("cursor")
 	paged := q.Has("limit")
-	if paged {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > storage.MaxListLimit {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Limit %q is out of range: expected a number from 1 to %d.", clipS(q.Get("limit")), storage.MaxListLimit))
+	if !paged {
+		o.Limit = storage.MaxListLimit
+	}
+	if paged && q.Get("total") == "true" {
+		n, err := s.cfg.Store.Count(r.Context(), ns, o)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
-		o.Limit = n
-	} else {
-		o.Limit = storage.MaxListLimit
+		w.Header().Set(TotalCountHeader, strconv.Itoa(n))
 	}
 	start := time.Now()
 	page, err := s.cfg.Store.List(r.Context(), ns, o)
@@ -499,8 +507,10 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	if paged {
 		if page.Next != "" {
 			next := url.Values{"limit": {strconv.Itoa(o.Limit)}, "cursor": {page.Next}}
-			if o.Prefix != "" {
-				next.Set("prefix", o.Prefix)
+			for _, p := range []string{"prefix", "q", "ci"} {
+				if q.Get(p) != "" {
+					next.Set(p, q.Get(p))
+				}
 			}
 			w.Header().Set(NextCursorHeader, page.Next)
 			w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
@@ -533,7 +543,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() != nil {
 			return // the caller left
 		}
-		o.After = page.Next
+		o.After, o.Offset = page.Next, 0
 		if page, err = s.cfg.Store.List(r.Context(), ns, o); err != nil {
 			s.log.Error("listing keys failed mid-way", "namespace", ns, "err", err)
 			panic(http.ErrAbortHandler)
@@ -547,15 +557,26 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 
 // inheritedKV answers the live entries of the namespace's ancestors, nearest
 // first (each sorted by key); a key found in a nearer ancestor hides the same
-// key further up. Ancestors the API may not reach are left out.
+// key further up. With ?shadowed=true hidden entries are answered too, each
+// with shadowedBy naming the nearer namespace (the namespace itself
+// included) that holds the key. Ancestors the API may not reach are left out.
 func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
 		writeError(w, r, err)
 		return
 	}
+	shadowed := false
+	switch v := r.URL.Query().Get("shadowed"); v {
+	case "", "false":
+	case "true":
+		shadowed = true
+	default:
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'shadowed' is %q: expected true or false.", kvflow.Clip(v)))
+		return
+	}
 	out := []Entry{}
-	seen := map[string]bool{}
+	seen := map[string]string{} // key → nearest ancestor holding it
 	for _, anc := range storage.Ancestors(ns)[1:] {
 		if !s.scope.Contains(anc) {
 			continue
@@ -568,15 +589,37 @@ func (s *Server) inheritedKV(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			for i := range page.Entries {
-				if e := &page.Entries[i]; !seen[e.Key] {
-					seen[e.Key] = true
+				e := &page.Entries[i]
+				if by, ok := seen[e.Key]; !ok {
+					seen[e.Key] = anc
 					out = append(out, EntryOf(e, true))
+				} else if shadowed {
+					x := EntryOf(e, true)
+					x.ShadowedBy = by
+					out = append(out, x)
 				}
 			}
 			if page.Next == "" {
 				break
 			}
 			o.After = page.Next
+		}
+	}
+	if shadowed {
+		// The namespace's own keys hide every inherited one of the same name.
+		own := map[string]bool{}
+		for key := range seen {
+			if _, err := s.cfg.Store.Stat(r.Context(), ns, key); err == nil {
+				own[key] = true
+			} else if c := kvflow.ErrorCode(err); c != kvflow.ENOTFOUND && c != kvflow.EEXPIRED {
+				writeError(w, r, err)
+				return
+			}
+		}
+		for i := range out {
+			if own[out[i].Key] {
+				out[i].ShadowedBy = ns
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -633,14 +676,6 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// clipS shortens user input quoted in an error message.
-func clipS(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }
 
 // shown is a value as detail answers it: a sensitive one is storage.Mask

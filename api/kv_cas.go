@@ -42,14 +42,14 @@ func parseCond(r *http.Request, ns, key string) (cond, error) {
 			t := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
 			n, err := strconv.ParseInt(t, 10, 64)
 			if err != nil || n < 1 {
-				return c, kvflow.Errorf(kvflow.EINVALID, "If-Match %q for key '%s' in namespace '%s' is not a version: expected an ETag such as \"3\" or *.", clipS(h), key, ns)
+				return c, kvflow.Errorf(kvflow.EINVALID, "If-Match %q for key '%s' in namespace '%s' is not a version: expected an ETag such as \"3\" or *.", kvflow.Clip(h), key, ns)
 			}
 			c.version = n
 		}
 	}
 	if h := strings.TrimSpace(r.Header.Get("If-None-Match")); h != "" {
 		if h != "*" || r.Method != http.MethodPut {
-			return c, kvflow.Errorf(kvflow.EINVALID, "If-None-Match %q for key '%s' in namespace '%s' is not supported: only * on PUT (create only).", clipS(h), key, ns)
+			return c, kvflow.Errorf(kvflow.EINVALID, "If-None-Match %q for key '%s' in namespace '%s' is not supported: only * on PUT (create only).", kvflow.Clip(h), key, ns)
 		}
 		c.ifNoneMatch = true
 	}
@@ -174,7 +174,7 @@ func (s *Server) incrementKV(w http.ResponseWriter, r *http.Request) {
 		}
 		for k := range m {
 			if k != "by" && k != "ttl" && k != "description" {
-				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Field '%s' of an increment is unknown: expected by, ttl or description.", clipS(k)))
+				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Field '%s' of an increment is unknown: expected by, ttl or description.", kvflow.Clip(k)))
 				return
 			}
 		}
@@ -263,7 +263,7 @@ func (s *Server) exportKV(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("includeChildren"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'includeChildren' is %q: expected true or false.", clipS(v)))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'includeChildren' is %q: expected true or false.", kvflow.Clip(v)))
 			return
 		}
 		o.IncludeChildren = b
@@ -299,7 +299,7 @@ func (s *Server) importKV(w http.ResponseWriter, r *http.Request) {
 	for _, m := range q["namespaceMap"] {
 		from, to, ok := strings.Cut(m, "=")
 		if !ok {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'namespaceMap' is %q: expected old=new.", clipS(m)))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'namespaceMap' is %q: expected old=new.", kvflow.Clip(m)))
 			return
 		}
 		o.NamespaceMap[from] = to

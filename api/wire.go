@@ -19,6 +19,7 @@ type (
 	Flow             = client.Flow
 	FlowInput        = client.FlowInput
 	FlowTask         = client.FlowTask
+	FlowTrigger      = client.FlowTrigger
 	FieldError       = client.FieldError
 	ErrorBody        = client.ErrorBody
 	Version          = client.Version

@@ -137,7 +137,7 @@ func ValueOf(t storage.Type, raw json.RawMessage) (storage.Value, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return storage.Value{}, kvflow.Errorf(kvflow.EINTERNAL, "The server sent a %s value that is not a JSON string: %s.", t, clip(string(raw)))
+		return storage.Value{}, kvflow.Errorf(kvflow.EINTERNAL, "The server sent a %s value that is not a JSON string: %s.", t, kvflow.Clip(string(raw)))
 	}
 	return storage.ParseAs(t, s)
 }
@@ -166,17 +166,25 @@ func (c *Client) detail(ctx context.Context, ns, key string, q url.Values) (*Ent
 
 // ListOptions select a page of entries.
 type ListOptions struct {
-	Prefix string
-	Limit  int    // 0: every entry in one answer
-	Cursor string // the next cursor of the previous page
+	Prefix     string
+	Contains   string // keys containing it anywhere
+	IgnoreCase bool   // Contains ignores case
+	Limit      int    // 0: every entry in one answer
+	Cursor     string // the next cursor of the previous page
+	Offset     int    // skip this many entries first
 }
 
-// List returns entries of ns sorted by key, and the cursor of the next page
-// ("" on the last one, and always when Limit is 0).
-func (c *Client) List(ctx context.Context, ns string, o ListOptions) ([]Entry, string, error) {
+// query encodes o's filters and paging.
+func (o ListOptions) query() url.Values {
 	q := url.Values{}
 	if o.Prefix != "" {
 		q.Set("prefix", o.Prefix)
+	}
+	if o.Contains != "" {
+		q.Set("q", o.Contains)
+		if o.IgnoreCase {
+			q.Set("ci", "true")
+		}
 	}
 	if o.Limit > 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
@@ -184,12 +192,40 @@ func (c *Client) List(ctx context.Context, ns string, o ListOptions) ([]Entry, s
 	if o.Cursor != "" {
 		q.Set("cursor", o.Cursor)
 	}
+	if o.Offset > 0 {
+		q.Set("offset", strconv.Itoa(o.Offset))
+	}
+	return q
+}
+
+// List returns entries of ns sorted by key, and the cursor of the next page
+// ("" on the last one, and always when Limit is 0).
+func (c *Client) List(ctx context.Context, ns string, o ListOptions) ([]Entry, string, error) {
+	q := o.query()
 	var out []Entry
 	var next string
 	err := c.doResp(ctx, "GET", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", q, nil, nil, &out, func(resp *http.Response) {
 		next = resp.Header.Get(NextCursorHeader)
 	})
 	return out, next, err
+}
+
+// ListAll returns one page of entries across the namespaces the server lets
+// the API reach (namespace, when set, and those below it), sorted by
+// namespace then key, with the number of entries the filters select.
+// o.Limit 0 is the server's default page; o.Cursor is not used.
+func (c *Client) ListAll(ctx context.Context, namespace string, o ListOptions) ([]Entry, int, error) {
+	q := o.query()
+	q.Del("cursor")
+	if namespace != "" {
+		q.Set("namespace", namespace)
+	}
+	var out []Entry
+	var total int
+	err := c.doResp(ctx, "GET", "/api/v1/kv", q, nil, nil, &out, func(resp *http.Response) {
+		total, _ = strconv.Atoi(resp.Header.Get(TotalCountHeader))
+	})
+	return out, total, err
 }
 
 // Keys returns every live key of ns starting with prefix, in order.
@@ -476,14 +512,6 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// clip shortens text quoted in an error message.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }
 
 // Increment adds by to the NUMBER at ns/key atomically (see the server's

@@ -3,10 +3,8 @@ package client
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kvflow/kvflow"
@@ -53,7 +51,10 @@ type Entry struct {
 	CreationDate   Time   `json:"creationDate"`
 	UpdateDate     Time   `json:"updateDate"`
 	ExpirationDate Time   `json:"expirationDate,omitzero"`
-	Sensitive      bool   `json:"sensitive,omitempty"` // the value is sealed at rest and masked unless revealed
+	// ShadowedBy names the nearer namespace whose key of the same name hides
+	// this inherited one (GET .../kv/inheritance?shadowed=true only).
+	ShadowedBy string `json:"shadowedBy,omitempty"`
+	Sensitive  bool   `json:"sensitive,omitempty"` // the value is sealed at rest and masked unless revealed
 }
 
 // TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
@@ -76,6 +77,9 @@ type KeysBody struct {
 
 // NextCursorHeader carries the cursor of the next page of a list.
 const NextCursorHeader = "X-Next-Cursor"
+
+// TotalCountHeader carries how many entries a list selects across its pages.
+const TotalCountHeader = "X-Total-Count"
 
 // PurgeRequest is the body of POST /api/v1/kv/purge.
 type PurgeRequest struct {
@@ -107,6 +111,7 @@ type Flow struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Inputs      []FlowInput       `json:"inputs,omitempty"`
 	Tasks       []FlowTask        `json:"tasks,omitempty"`
+	Triggers    []FlowTrigger     `json:"triggers,omitempty"`
 	Updated     Time              `json:"updated,omitzero"`
 	Source      string            `json:"source"`
 	// Error says why the stored source no longer loads (a task type gone).
@@ -128,52 +133,24 @@ type FlowTask struct {
 	Type string `json:"type"`
 }
 
-// FieldError is one problem of an invalid flow, placed by line and field.
-type FieldError struct {
-	File    string `json:"file,omitempty"`
-	Line    int    `json:"line,omitempty"`
-	Column  int    `json:"column,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
+// FlowTrigger is a trigger of a flow, with when or where it fires.
+type FlowTrigger struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Disabled bool   `json:"disabled,omitempty"`
+	Cron     string `json:"cron,omitempty"`     // Schedule
+	Timezone string `json:"timezone,omitempty"` // Schedule
+	NextDate Time   `json:"nextDate,omitzero"`  // Schedule, when enabled: its next tick
+	// WebhookPath is where a Webhook trigger listens (POST or GET), key included.
+	WebhookPath string `json:"webhookPath,omitempty"`
 }
 
-// Error reads "flow.yaml:12:7: tasks[1].ttl: <message>", as engine.ValidationError.
-func (e FieldError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-			if e.Column > 0 {
-				fmt.Fprintf(&b, ":%d", e.Column)
-			}
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field + ": ")
-	}
-	b.WriteString(e.Message)
-	return b.String()
-}
-
-// FieldErrors is the error of a 422 answer that lists every problem of a
-// flow. Its kvflow code is EINVALID.
-type FieldErrors []FieldError
-
-// Error lists the problems, one per line.
-func (v FieldErrors) Error() string {
-	lines := make([]string, len(v))
-	for i, e := range v {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Unwrap gives kvflow.ErrorCode and kvflow.ErrorMessage an EINVALID error.
-func (v FieldErrors) Unwrap() error {
-	return &kvflow.Error{Code: kvflow.EINVALID, Message: v.Error()}
-}
+// FieldError is one problem of an invalid flow, placed by line and field;
+// FieldErrors, the error of a 422 answer, lists every one (code EINVALID).
+type (
+	FieldError  = kvflow.FieldError
+	FieldErrors = kvflow.FieldErrors
+)
 
 // ErrorBody is the JSON body of every error response.
 type ErrorBody struct {

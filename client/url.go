@@ -20,7 +20,7 @@ func ServerURL(raw string) (string, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", kvflow.Errorf(kvflow.EINVALID, "Server URL %q is invalid: expected http://host:port, https://host or host:port.", clip(raw))
+		return "", kvflow.Errorf(kvflow.EINVALID, "Server URL %q is invalid: expected http://host:port, https://host or host:port.", kvflow.Clip(raw))
 	}
 	p := strings.TrimRight(u.Path, "/")
 	for _, suffix := range []string{"/api/v1", "/ui"} {

@@ -118,7 +118,7 @@ func decodeStruct(file string, n *yaml.Node, v reflect.Value, prefix string, set
 			continue
 		}
 		if err := val.Decode(f.Addr().Interface()); err != nil {
-			*errs = append(*errs, fmt.Sprintf("%s: %s: %q is not %s", at(val), key, clip(nodeText(val)), expected(f.Type())))
+			*errs = append(*errs, fmt.Sprintf("%s: %s: %q is not %s", at(val), key, kvflow.Clip(nodeText(val)), expected(f.Type())))
 			continue
 		}
 		*set = append(*set, key)
@@ -153,13 +153,6 @@ func nodeText(n *yaml.Node) string {
 	enc.SetIndent(2)
 	enc.Encode(n)
 	return strings.Join(strings.Fields(b.String()), " ")
-}
-
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:57] + "..."
-	}
-	return s
 }
 
 // nearest is the name closest to typed (same letters in another case, or

@@ -83,6 +83,9 @@ type Engine struct {
 	finished  map[string]*run // only without a Repo, the last maxFinished
 	order     []string
 	watches   map[string]*watch
+	flows     flowCache
+	starting  map[string]chan struct{} // runs here about to register: closed when they do or give up
+	polling   bool                     // pollWatches runs
 	closing   bool
 	heartbeat bool // the heartbeat loop runs
 	onEnd     []func(*Execution)
@@ -97,6 +100,10 @@ type watch struct {
 	done    chan struct{}
 	r       *run
 	waiters int
+	// For the poller, when another process may run it:
+	next  time.Time     // when to read its state again
+	delay time.Duration // then the wait after that
+	since time.Time     // when the watch began
 }
 
 const maxFinished = 1000
@@ -113,7 +120,7 @@ var (
 // New returns an engine.
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, reg: opts.Registry, bucket: opts.Bucket, tpl: opts.Templates, log: opts.Logger,
-		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}}
+		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}, starting: map[string]chan struct{}{}}
 	if e.reg == nil {
 		e.reg = plugin.Default
 	}
@@ -211,21 +218,46 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 		if closing {
 			return nil, shuttingDown(flow)
 		}
-		if err := e.opts.Queue.Submit(ctx, ex, func(ctx context.Context) error { return e.SaveObject(ctx, ex) }); err != nil {
-			return nil, err
+		write := func(ctx context.Context) error { return e.SaveObject(ctx, ex) }
+		here := false
+		if flow.Concurrency == nil { // a limited flow waits for its turn through the queue
+			select {
+			case e.here <- struct{}{}:
+				here = true
+			default: // busy: the queue hands it to a worker
+			}
+		}
+		if !here {
+			if err := e.opts.Queue.Submit(ctx, ex, write); err != nil {
+				return nil, err
+			}
+		} else {
+			// Run here at once; the job waits a heartbeat timeout, in case
+			// this process dies before it claims the execution.
+			job, err := e.opts.Queue.SubmitHeld(ctx, ex, write, e.opts.HeartbeatTimeout)
+			if err != nil {
+				<-e.here
+				return nil, err
+			}
+			mine := *ex // the caller keeps ex; the run changes its copy
+			mine.TaskRuns = []*TaskRun{}
+			e.mu.Lock()
+			e.starting[ex.ID] = make(chan struct{}) // Wait waits for the run, not the database
+			e.mu.Unlock()
+			go func() {
+				err := e.claimAndRun(e.base, &mine, flow, nil, false)
+				<-e.here
+				e.started(ex.ID) // if it never registered
+				if err != nil {
+					e.log.Warn("engine: execution could not run here; the queue will hand it out", "execution", ex.ID, "err", err)
+				}
+				if err := e.opts.Queue.Settle(context.WithoutCancel(e.base), job, err == nil); err != nil {
+					e.log.Warn("engine: cannot settle an execution's job; the queue will find it over", "execution", ex.ID, "err", err)
+				}
+			}()
 		}
 		if trig != nil {
 			e.triggerFires.Add(1)
-		}
-		select {
-		case e.here <- struct{}{}:
-			go func() {
-				defer func() { <-e.here }()
-				if err := e.Work(e.base, ex.ID); err != nil && !errors.Is(err, kvflow.ErrWaitTurn) {
-					e.log.Warn("engine: execution could not run here; the queue will hand it out", "execution", ex.ID, "err", err)
-				}
-			}()
-		default: // busy: the queue hands it to a worker
 		}
 		return ex, nil
 	}
@@ -298,6 +330,10 @@ func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine)) (*run,
 	}
 	e.running[ex.ID] = r
 	e.wg.Add(1)
+	if ch := e.starting[ex.ID]; ch != nil {
+		close(ch)
+		delete(e.starting, ex.ID)
+	}
 	return r, nil
 }
 
@@ -330,6 +366,14 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 	if ferr != nil && kvflow.ErrorCode(ferr) == kvflow.EUNAVAILABLE {
 		return ferr // the queue retries
 	}
+	return e.claimAndRun(ctx, ex, flow, ferr, true)
+}
+
+// claimAndRun claims ex and runs it to its end. stored is false for an
+// execution this process has just created, whose inputs and trigger
+// variables are in ex already; ferr is why its flow did not load.
+func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, ferr error, stored bool) (err error) {
+	repo, id := e.opts.Repo, ex.ID
 	limit := 0
 	if ferr == nil && flow.Concurrency != nil {
 		limit = flow.Concurrency.Limit
@@ -349,8 +393,10 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 			return err
 		}
 	}
-	if err := e.readObject(ctx, ex, claim.Takeover); err != nil {
-		return err
+	if stored || claim.Takeover {
+		if err := e.readObject(ctx, ex, claim.Takeover); err != nil {
+			return err
+		}
 	}
 	if ferr != nil {
 		flow = &Flow{ID: ex.FlowID, Namespace: ex.Namespace}
@@ -411,11 +457,10 @@ func (e *Engine) loadFlow(ctx context.Context, ex *Execution) (*Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := Parse(ex.Namespace+"/"+ex.FlowID+".yaml", []byte(rec.Source), e.reg)
+	f, err := e.ParseStored(ex.Namespace+"/"+ex.FlowID+".yaml", rec)
 	if err != nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Flow '%s' of namespace '%s' no longer loads: %s", ex.FlowID, ex.Namespace, kvflow.ErrorMessage(err))
 	}
-	f.Revision = rec.Revision
 	return f, nil
 }
 
@@ -500,6 +545,16 @@ func (e *Engine) forget(r *run) {
 	e.wg.Done()
 }
 
+// started ends the wait for a run here that registered or gave up.
+func (e *Engine) started(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ch := e.starting[id]; ch != nil {
+		close(ch)
+		delete(e.starting, id)
+	}
+}
+
 // ended calls the OnEnd hooks.
 func (e *Engine) ended(ex *Execution) {
 	e.mu.Lock()
@@ -514,6 +569,15 @@ func (e *Engine) ended(ex *Execution) {
 // logs. An execution of another process is followed through the Repository.
 func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	e.mu.Lock()
+	if ch := e.starting[id]; ch != nil {
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		e.mu.Lock()
+	}
 	r := e.running[id]
 	if r == nil {
 		r = e.finished[id]
@@ -521,10 +585,15 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	var w *watch
 	if r == nil && e.opts.Repo != nil {
 		if w = e.watches[id]; w == nil {
-			w = &watch{done: make(chan struct{})}
+			now := time.Now()
+			w = &watch{done: make(chan struct{}), next: now, delay: 5 * time.Millisecond, since: now}
 			e.watches[id] = w
 		}
 		w.waiters++
+		if !e.polling {
+			e.polling = true
+			go e.pollWatches()
+		}
 	}
 	e.mu.Unlock()
 	if r != nil {
@@ -544,36 +613,80 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 			e.mu.Unlock()
 		}()
 	}
-	// Another worker may run it: poll its row every 5ms for the first
-	// second, then less and less often; read its objects once it is over.
-	delay, began := 5*time.Millisecond, time.Now()
+	if w == nil {
+		return e.Execution(ctx, id) // no Repository: ENOTFOUND
+	}
+	// Another worker may run it: the poller tells when it is over.
+	select {
+	case <-w.done:
+		if w.r != nil {
+			return w.r.result(true), nil
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	ex, err := e.Execution(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	for !ex.State.Terminated() {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-w.done:
-			t.Stop()
-			return w.r.result(true), nil
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-		if time.Since(began) > time.Second {
-			delay = min(2*delay, 200*time.Millisecond)
-		}
-		if ex, err = e.opts.Repo.GetExecution(ctx, id); err != nil {
-			return nil, err
-		}
-	}
-	if ex, err = e.Execution(ctx, id); err != nil {
-		return nil, err
-	}
 	ex.Logs, err = e.Logs(ctx, id)
 	return ex, err
+}
+
+// pollWatches reads, in one query, the states of the watched executions
+// due for a look — every 5ms for the first second of a watch, then less
+// and less often, up to 200ms — and ends the watches of those over (or
+// gone). It stops when nothing is watched.
+func (e *Engine) pollWatches() {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		now := time.Now()
+		var due []string
+		e.mu.Lock()
+		if len(e.watches) == 0 {
+			e.polling = false
+			e.mu.Unlock()
+			return
+		}
+		for id, w := range e.watches {
+			if !w.next.After(now) {
+				due = append(due, id)
+				if now.Sub(w.since) > time.Second {
+					w.delay = min(2*w.delay, 200*time.Millisecond)
+				}
+				w.next = now.Add(w.delay)
+			}
+		}
+		e.mu.Unlock()
+		if len(due) == 0 {
+			continue
+		}
+		states, err := e.opts.Repo.ExecutionStates(e.base, due)
+		if err != nil && e.base.Err() != nil {
+			// Shut down: the waits end (and read the execution themselves).
+			e.mu.Lock()
+			for id, w := range e.watches {
+				close(w.done)
+				delete(e.watches, id)
+			}
+			e.polling = false
+			e.mu.Unlock()
+			return
+		} else if err != nil {
+			e.log.Warn("engine: cannot read the states of awaited executions", "err", err)
+			continue
+		}
+		e.mu.Lock()
+		for _, id := range due {
+			st, ok := states[id]
+			if w := e.watches[id]; w != nil && (!ok || st.Terminated()) {
+				close(w.done)
+				delete(e.watches, id)
+			}
+		}
+		e.mu.Unlock()
+	}
 }
 
 // Execution returns an execution as it is now: from memory while this

@@ -3,63 +3,18 @@ package engine
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
 )
 
 // ValidationError is one problem in a flow file, or in the inputs given to
-// a run: the file and line (when known), the path of the field
-// (tasks[1].ttl) and what is wrong.
-type ValidationError struct {
-	File    string `json:"file,omitempty"`
-	Line    int    `json:"line,omitempty"`
-	Column  int    `json:"column,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-}
+// a run (kvflow.FieldError).
+type ValidationError = kvflow.FieldError
 
-// Error reads "flow.yaml:12: tasks[1].ttl: <message>", or
-// "flow.yaml:12:9: ..." when the column is known.
-func (e ValidationError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-			if e.Column > 0 {
-				fmt.Fprintf(&b, ":%d", e.Column)
-			}
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Message)
-	return b.String()
-}
-
-// ValidationErrors are all the problems found at once, in file order. As an
-// error its kvflow code is EINVALID.
-type ValidationErrors []ValidationError
-
-// Error lists the problems, one per line.
-func (v ValidationErrors) Error() string {
-	lines := make([]string, len(v))
-	for i, e := range v {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Unwrap gives kvflow.ErrorCode and kvflow.ErrorMessage an EINVALID error
-// with the same text.
-func (v ValidationErrors) Unwrap() error {
-	return &kvflow.Error{Code: kvflow.EINVALID, Message: v.Error()}
-}
+// ValidationErrors are all the problems found at once, in file order; as an
+// error their code is EINVALID.
+type ValidationErrors = kvflow.FieldErrors
 
 // errs collects validation errors for one file.
 type errs struct {
@@ -77,7 +32,8 @@ func (e *errs) addAt(line, col int, field, format string, args ...any) {
 
 func (e *errs) addField(fe []plugin.FieldError) {
 	for _, f := range fe {
-		e.list = append(e.list, ValidationError{File: e.file, Line: f.Line, Field: f.Field, Message: f.Message})
+		f.File = e.file
+		e.list = append(e.list, f)
 	}
 }
 

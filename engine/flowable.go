@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 
@@ -110,20 +109,13 @@ func forEachValues(v any) ([]any, error) {
 		if !strings.HasPrefix(s, "[") {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "expected a list or a JSON array, got %s", show(x))
 		}
-		var list []any
-		dec := json.NewDecoder(strings.NewReader(s))
-		dec.UseNumber()
-		if err := dec.Decode(&list); err != nil {
+		v, err := storage.DecodeJSON([]byte(s))
+		if err != nil {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "%s is not a valid JSON array: %s", show(x), storage.JSONErrorText(err))
 		}
-		for i, e := range list {
-			if n, ok := e.(json.Number); ok {
-				if iv, err := n.Int64(); err == nil {
-					list[i] = iv
-				} else if f, err := n.Float64(); err == nil {
-					list[i] = f
-				}
-			}
+		list, ok := v.([]any)
+		if !ok {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "expected a list or a JSON array, got %s", show(x))
 		}
 		return list, nil
 	case nil:

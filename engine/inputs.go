@@ -25,7 +25,7 @@ func parseInputType(s string) (InputType, error) {
 	for i, k := range InputTypes {
 		names[i] = string(k)
 	}
-	return "", fmt.Errorf("type %q is not supported; expected one of %s", clip(s), strings.Join(names, ", "))
+	return "", fmt.Errorf("type %q is not supported; expected one of %s", kvflow.Clip(s), strings.Join(names, ", "))
 }
 
 // ResolveInputs checks the inputs given to a run against the flow's

@@ -76,7 +76,7 @@ func decodeKVTrigger(n *yaml.Node, path string) (any, []plugin.FieldError) {
 		case storage.SET, storage.DELETE, storage.EXPIRE:
 			out.On = append(out.On, k)
 		default:
-			errs = append(errs, fieldErr(lines["on"], path+".on", "%q is not a change: expected SET, DELETE or EXPIRE", clip(on)))
+			errs = append(errs, fieldErr(lines["on"], path+".on", "%q is not a change: expected SET, DELETE or EXPIRE", kvflow.Clip(on)))
 		}
 	}
 	return out, errs

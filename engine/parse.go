@@ -118,7 +118,7 @@ func (p *parser) flow(src []byte) *Flow {
 
 	f := &Flow{ID: spec.ID, Namespace: spec.Namespace, Description: spec.Description, Labels: spec.Labels, Variables: spec.Variables, KVSnapshot: spec.KVSnapshot}
 	if spec.ID != "" && !idRe.MatchString(spec.ID) {
-		p.errs.add(lines["id"], "id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", clip(spec.ID))
+		p.errs.add(lines["id"], "id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", kvflow.Clip(spec.ID))
 	}
 	if spec.Namespace != "" {
 		if err := storage.ValidateNamespace(spec.Namespace); err != nil {
@@ -152,7 +152,7 @@ func (p *parser) inputs(specs []inputSpec, list *yaml.Node) []Input {
 		in := Input{ID: s.ID, Description: s.Description, Required: s.Required == nil || *s.Required}
 		if s.ID != "" {
 			if !idRe.MatchString(s.ID) {
-				p.errs.add(lines["id"], path+".id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", clip(s.ID))
+				p.errs.add(lines["id"], path+".id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", kvflow.Clip(s.ID))
 			} else if seen[s.ID] {
 				p.errs.add(lines["id"], path+".id", "duplicate input id %q", s.ID)
 			}
@@ -191,7 +191,7 @@ func (p *parser) outputs(specs []outputSpec, list *yaml.Node) []Output {
 		o := Output{ID: s.ID}
 		if s.ID != "" {
 			if !idRe.MatchString(s.ID) {
-				p.errs.add(lines["id"], path+".id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", clip(s.ID))
+				p.errs.add(lines["id"], path+".id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", kvflow.Clip(s.ID))
 			} else if seen[s.ID] {
 				p.errs.add(lines["id"], path+".id", "duplicate output id %q", s.ID)
 			}
@@ -253,7 +253,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 
 	if spec.ID != "" {
 		if !idRe.MatchString(spec.ID) {
-			p.errs.add(lines["id"], path+".id", "%q is not a valid task id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", clip(spec.ID))
+			p.errs.add(lines["id"], path+".id", "%q is not a valid task id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", kvflow.Clip(spec.ID))
 		} else if first, dup := p.ids[spec.ID]; dup {
 			p.errs.add(lines["id"], path+".id", "duplicate task id %q, already used at %s", spec.ID, first)
 		} else {
@@ -265,9 +265,9 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 		d, err := storage.ParseDuration(strings.TrimSpace(spec.Timeout))
 		switch {
 		case err != nil:
-			p.errs.add(lines["timeout"], path+".timeout", "%q is not an ISO-8601 duration such as PT30S or PT5M", clip(spec.Timeout))
+			p.errs.add(lines["timeout"], path+".timeout", "%q is not an ISO-8601 duration such as PT30S or PT5M", kvflow.Clip(spec.Timeout))
 		case d.D <= 0:
-			p.errs.add(lines["timeout"], path+".timeout", "%q must be positive", clip(spec.Timeout))
+			p.errs.add(lines["timeout"], path+".timeout", "%q must be positive", kvflow.Clip(spec.Timeout))
 		default:
 			t.Timeout = d.D
 		}
@@ -285,7 +285,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 		def, ok = flowable.def, true
 	}
 	if !ok {
-		p.errs.add(lines["type"], path+".type", "unknown task type %q%s", clip(spec.Type), p.suggest(spec.Type))
+		p.errs.add(lines["type"], path+".type", "unknown task type %q%s", kvflow.Clip(spec.Type), p.suggest(spec.Type))
 		return t
 	}
 	var branches map[string][]*Task
@@ -346,7 +346,7 @@ func (p *parser) retry(s *retrySpec, n *yaml.Node, path string) *Retry {
 	lines := keyLines(n)
 	r := &Retry{WarningOnRetry: s.WarningOnRetry}
 	if s.Type != "" && !strings.EqualFold(s.Type, "constant") {
-		p.errs.add(lines["type"], path+".type", "retry type %q is not supported; expected constant", clip(s.Type))
+		p.errs.add(lines["type"], path+".type", "retry type %q is not supported; expected constant", kvflow.Clip(s.Type))
 	}
 	duration := func(key, text string, required bool) time.Duration {
 		if text == "" {
@@ -357,11 +357,11 @@ func (p *parser) retry(s *retrySpec, n *yaml.Node, path string) *Retry {
 		}
 		d, err := storage.ParseDuration(strings.TrimSpace(text))
 		if err != nil {
-			p.errs.add(lines[key], path+"."+key, "%q is not an ISO-8601 duration such as PT1S or PT5M", clip(text))
+			p.errs.add(lines[key], path+"."+key, "%q is not an ISO-8601 duration such as PT1S or PT5M", kvflow.Clip(text))
 			return 0
 		}
 		if d.D <= 0 {
-			p.errs.add(lines[key], path+"."+key, "%q must be positive", clip(text))
+			p.errs.add(lines[key], path+"."+key, "%q must be positive", kvflow.Clip(text))
 			return 0
 		}
 		return d.D
@@ -480,11 +480,4 @@ func line(n *yaml.Node) int {
 		return 0
 	}
 	return n.Line
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }

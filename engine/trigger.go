@@ -10,6 +10,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
 )
 
@@ -193,7 +194,7 @@ func decodeSchedule(n *yaml.Node, path string) (any, []plugin.FieldError) {
 	if s.Timezone != nil {
 		loc, err := time.LoadLocation(*s.Timezone)
 		if err != nil || *s.Timezone == "" || *s.Timezone == "Local" {
-			errs = append(errs, fieldErr(lines["timezone"], path+".timezone", "%q is not a known time zone: expected an IANA name such as Europe/Paris or UTC", clip(*s.Timezone)))
+			errs = append(errs, fieldErr(lines["timezone"], path+".timezone", "%q is not a known time zone: expected an IANA name such as Europe/Paris or UTC", kvflow.Clip(*s.Timezone)))
 		} else {
 			out.Location = loc
 		}
@@ -204,7 +205,7 @@ func decodeSchedule(n *yaml.Node, path string) (any, []plugin.FieldError) {
 		case "NONE":
 			out.RecoverLast = false
 		default:
-			errs = append(errs, fieldErr(lines["recoverMissedSchedules"], path+".recoverMissedSchedules", "%q is not supported: expected LAST (run the last missed tick once) or NONE", clip(*s.RecoverMissedSchedules)))
+			errs = append(errs, fieldErr(lines["recoverMissedSchedules"], path+".recoverMissedSchedules", "%q is not supported: expected LAST (run the last missed tick once) or NONE", kvflow.Clip(*s.RecoverMissedSchedules)))
 		}
 	}
 	if s.Cron == nil {
@@ -220,17 +221,17 @@ func decodeSchedule(n *yaml.Node, path string) (any, []plugin.FieldError) {
 	}
 	switch {
 	case strings.HasPrefix(expr, "@") && !cronDescriptors[expr]:
-		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q is not a known schedule: expected 5 fields (6 with withSeconds: true) or one of @yearly, @monthly, @weekly, @daily, @hourly", clip(expr)))
+		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q is not a known schedule: expected 5 fields (6 with withSeconds: true) or one of @yearly, @monthly, @weekly, @daily, @hourly", kvflow.Clip(expr)))
 	case !strings.HasPrefix(expr, "@") && fields != want:
 		names := "minute hour day-of-month month day-of-week"
 		if s.WithSeconds {
 			names = "second " + names + ", as withSeconds is true"
 		}
-		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q has %d fields: expected %d (%s)", clip(expr), fields, want, names))
+		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q has %d fields: expected %d (%s)", kvflow.Clip(expr), fields, want, names))
 	default:
 		sched, err := cron.NewParser(opts | cron.Descriptor).Parse(expr)
 		if err != nil {
-			errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q is not a valid cron expression: %v", clip(expr), err))
+			errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q is not a valid cron expression: %v", kvflow.Clip(expr), err))
 		} else {
 			out.Cron, out.sched = expr, sched
 		}
@@ -260,7 +261,7 @@ func decodeFlowTrigger(n *yaml.Node, path string) (any, []plugin.FieldError) {
 				case SUCCESS, WARNING, FAILED, KILLED:
 					out = append(out, st)
 				default:
-					errs = append(errs, fieldErr(cl, cp+"."+field, "%q is not a state: expected SUCCESS, WARNING, FAILED or KILLED", clip(n)))
+					errs = append(errs, fieldErr(cl, cp+"."+field, "%q is not a state: expected SUCCESS, WARNING, FAILED or KILLED", kvflow.Clip(n)))
 				}
 			}
 			return out
@@ -280,7 +281,7 @@ func decodeFlowTrigger(n *yaml.Node, path string) (any, []plugin.FieldError) {
 				errs = append(errs, fieldErr(cl, cp, "ExecutionStatus needs in or notIn"))
 			}
 		default:
-			errs = append(errs, fieldErr(cl, cp+".type", "%q is not a known condition: expected io.kestra.plugin.core.condition.ExecutionFlow, ExecutionNamespace or ExecutionStatus", clip(c.Type)))
+			errs = append(errs, fieldErr(cl, cp+".type", "%q is not a known condition: expected io.kestra.plugin.core.condition.ExecutionFlow, ExecutionNamespace or ExecutionStatus", kvflow.Clip(c.Type)))
 		}
 		out.Conditions = append(out.Conditions, fc)
 	}
@@ -346,7 +347,7 @@ func (p *parser) triggers(list *yaml.Node) []*Trigger {
 		if h.ID == "" {
 			p.errs.add(n.Line, path+".id", "the property is required")
 		} else if !idRe.MatchString(h.ID) {
-			p.errs.add(lines["id"], path+".id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", clip(h.ID))
+			p.errs.add(lines["id"], path+".id", "%q is not a valid id: it must start with a letter or a digit and contain only letters, digits, underscores (_) and hyphens (-)", kvflow.Clip(h.ID))
 		} else if first, dup := seen[h.ID]; dup {
 			p.errs.add(lines["id"], path+".id", "duplicate trigger id %q: triggers[%d] has it too", h.ID, first)
 		} else {
@@ -357,7 +358,7 @@ func (p *parser) triggers(list *yaml.Node) []*Trigger {
 			p.errs.add(n.Line, path+".type", "the property is required")
 			continue
 		} else if !ok {
-			p.errs.add(lines["type"], path+".type", "unknown trigger type %q: expected one of %s", clip(h.Type), strings.Join(triggerTypeNames(), ", "))
+			p.errs.add(lines["type"], path+".type", "unknown trigger type %q: expected one of %s", kvflow.Clip(h.Type), strings.Join(triggerTypeNames(), ", "))
 			continue
 		}
 		spec, ferrs := tt.Decode(n, path)
@@ -389,7 +390,7 @@ func (p *parser) concurrency(s *concurrencySpec, n *yaml.Node) *Concurrency {
 	switch c.Behavior {
 	case QUEUE, CANCEL, FAIL:
 	default:
-		p.errs.add(lines["behavior"], "concurrency.behavior", "%q is not supported: expected QUEUE, CANCEL or FAIL", clip(s.Behavior))
+		p.errs.add(lines["behavior"], "concurrency.behavior", "%q is not supported: expected QUEUE, CANCEL or FAIL", kvflow.Clip(s.Behavior))
 	}
 	return c
 }

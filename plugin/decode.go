@@ -19,20 +19,8 @@ import (
 // leaves them to the caller.
 var Reserved = []string{"id", "type", "description", "disabled", "timeout", "retry", "allowFailure"}
 
-// FieldError is one problem found in a YAML document: its line (0 when not
-// known), the path of the field (tasks[1].ttl) and what is wrong.
-type FieldError struct {
-	Line    int
-	Field   string
-	Message string
-}
-
-func (e FieldError) Error() string {
-	if e.Field == "" {
-		return e.Message
-	}
-	return e.Field + ": " + e.Message
-}
+// FieldError is a problem of one property, placed by line and field path.
+type FieldError = kvflow.FieldError
 
 // DecodeStrict decodes n into out, a pointer, strictly:
 //   - a mapping key that names no field (by yaml tag, or the lowercased

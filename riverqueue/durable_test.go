@@ -2,6 +2,7 @@ package riverqueue_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -234,4 +235,55 @@ func grepLines(text string, prefixes ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A server that runs the executions it creates itself (their jobs held
+// back) is killed with SIGKILL while they sleep: a worker takes every one
+// over after the heartbeat timeout, and the tasks that had finished do not
+// run again.
+func TestServer_SIGKILL_ExecutionsItRanHereTakenOver(t *testing.T) {
+	c := newCluster(t, "postgres")
+	c.start("api", "server", "--workers", "0")
+	runner := c.start("runner", "server", "--workers", "4", "--heartbeat-timeout", "2s")
+	c.start("worker", "worker", "--workers", "4", "--heartbeat-timeout", "2s")
+	c.createFlow(longFlow)
+	const n = 4
+	addr := runner.cmd.Args[len(runner.cmd.Args)-1]
+	for range n {
+		res, err := http.Post("http://"+addr+"/api/v1/executions/company.team/long", "application/json", strings.NewReader("{}"))
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("execute on the runner: %v %v", res, err)
+		}
+		res.Body.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sleeping := 0
+		for _, ex := range c.list("company.team", "long") {
+			for _, tr := range c.execution(ex.ID).TaskRuns {
+				if tr.TaskID == "wait" && tr.State == "RUNNING" && strings.Contains(runner.output(), tr.Attempts[0].Worker) {
+					sleeping++
+				}
+			}
+		}
+		if sleeping == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d executions sleep on the server that created them", sleeping, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	runner.kill9(t)
+	for _, ex := range c.waitAll("company.team", "long", n, 60*time.Second) {
+		if ex.State != "SUCCESS" {
+			t.Fatalf("execution %s ended %s: %s", ex.ID, ex.State, ex.Error)
+		}
+		if logs := c.logs(ex.ID); !strings.Contains(logs, "taken over") {
+			t.Errorf("execution %s: the logs do not tell the takeover: %s", ex.ID, logs)
+		}
+	}
+	if b, a := c.kvNumber("company.team", "before"), c.kvNumber("company.team", "after"); b != n || a != n {
+		t.Fatalf("before = %v, after = %v, want %d each: a finished task ran again or one was lost", b, a, n)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/storage/sqldb"
@@ -153,25 +154,51 @@ func (q *Queue) migrate(ctx context.Context, driver riverdriver.Driver[*sql.Tx])
 
 // Submit implements kvflow.Queue.
 func (q *Queue) Submit(ctx context.Context, e *kvflow.Execution, write func(context.Context) error) error {
-	return q.db.Tx(ctx, func(tx *sql.Tx) error { return q.SubmitTx(ctx, tx, e, write) })
+	_, err := q.SubmitHeld(ctx, e, write, 0)
+	return err
 }
 
-// SubmitTx creates the execution and its job inside the caller's
-// transaction: a trigger that also advances its own position there fires
-// exactly once. ECONFLICT when the execution (or its trigger key) exists.
-func (q *Queue) SubmitTx(ctx context.Context, tx *sql.Tx, e *kvflow.Execution, write func(context.Context) error) error {
-	if err := q.db.CreateExecutionTx(ctx, tx, e); err != nil {
-		return err
+// SubmitHeld implements kvflow.Queue: the job is inserted scheduled hold
+// from now, in the transaction that creates the execution. ECONFLICT when
+// the execution (or its trigger key) exists.
+func (q *Queue) SubmitHeld(ctx context.Context, e *kvflow.Execution, write func(context.Context) error, hold time.Duration) (int64, error) {
+	var opts *river.InsertOpts
+	if hold > 0 {
+		opts = &river.InsertOpts{ScheduledAt: time.Now().Add(hold)}
 	}
-	if write != nil {
-		if err := write(ctx); err != nil {
+	var job int64
+	err := q.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := q.db.CreateExecutionTx(ctx, tx, e); err != nil {
 			return err
 		}
+		if write != nil {
+			if err := write(ctx); err != nil {
+				return err
+			}
+		}
+		res, err := q.client.InsertTx(ctx, tx, executionArgs{ExecutionID: e.ID}, opts)
+		if err != nil {
+			return q.db.Err(err)
+		}
+		job = res.Job.ID
+		return nil
+	})
+	return job, err
+}
+
+// Settle implements kvflow.Queue. A job River already runs (its hold
+// passed) is left to finish: it finds the execution over or held.
+func (q *Queue) Settle(ctx context.Context, job int64, ran bool) error {
+	var err error
+	if ran {
+		_, err = q.client.JobDelete(ctx, job)
+	} else {
+		_, err = q.client.JobRetry(ctx, job)
 	}
-	if _, err := q.client.InsertTx(ctx, tx, executionArgs{ExecutionID: e.ID}, nil); err != nil {
-		return q.db.Err(err)
+	if err == nil || errors.Is(err, rivertype.ErrJobRunning) || errors.Is(err, rivertype.ErrNotFound) {
+		return nil
 	}
-	return nil
+	return q.db.Err(err)
 }
 
 // Start runs jobs with runner until Close, and the reaper that takes over

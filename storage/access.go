@@ -45,7 +45,7 @@ func ParseScope(text string) (Scope, error) {
 	if text != "" {
 		for _, p := range strings.Split(text, ",") {
 			if err := ValidatePattern(p); err != nil {
-				return Scope{}, kvflow.Errorf(kvflow.EINVALID, "Scope %q is invalid: %s", clip(text), kvflow.ErrorMessage(err))
+				return Scope{}, kvflow.Errorf(kvflow.EINVALID, "Scope %q is invalid: %s", kvflow.Clip(text), kvflow.ErrorMessage(err))
 			}
 		}
 	}

@@ -51,6 +51,9 @@ type Index interface {
 
 	// ListEntries returns live entries of ns in key order.
 	ListEntries(ctx context.Context, ns string, q ListQuery) ([]Entry, error)
+	// CountEntries returns how many live entries of ns q selects, ignoring
+	// q.After, q.Offset and q.Limit.
+	CountEntries(ctx context.Context, ns string, q ListQuery) (int, error)
 
 	// DeleteEntry removes the entry, recording a tombstone version written
 	// by writer at at. It returns the removed entry, or nil when there was none.
@@ -119,10 +122,13 @@ type PutCondition struct {
 
 // ListQuery selects live entries of one namespace.
 type ListQuery struct {
-	Prefix string    // keys starting with Prefix
-	After  string    // keys after this one (keyset pagination)
-	Limit  int       // at most this many
-	Now    time.Time // entries expired at Now are hidden
+	Prefix   string    // keys starting with Prefix
+	Contains string    // keys containing Contains anywhere; "" matches all
+	Fold     bool      // Contains ignores case (keys are ASCII)
+	After    string    // keys after this one (keyset pagination)
+	Offset   int       // skip this many matching entries first
+	Limit    int       // at most this many
+	Now      time.Time // entries expired at Now are hidden
 }
 
 // PurgeQuery selects entries to purge.

@@ -196,7 +196,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (Impor
 		o.OnConflict = OnConflictSkip
 	case OnConflictSkip, OnConflictOverwrite, OnConflictFail:
 	default:
-		return res, kvflow.Errorf(kvflow.EINVALID, "On-conflict %q is unknown: expected skip, overwrite or fail.", clip(o.OnConflict))
+		return res, kvflow.Errorf(kvflow.EINVALID, "On-conflict %q is unknown: expected skip, overwrite or fail.", kvflow.Clip(o.OnConflict))
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	for lineNo := 1; ; lineNo++ {

@@ -35,11 +35,11 @@ func ValidateNamespace(ns string) error {
 	case ns == "":
 		return kvflow.Errorf(kvflow.EINVALID, "Namespace cannot be empty.")
 	case len(ns) > MaxNamespaceLen:
-		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is %d characters long; the limit is %d.", clip(ns), len(ns), MaxNamespaceLen)
+		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is %d characters long; the limit is %d.", kvflow.Clip(ns), len(ns), MaxNamespaceLen)
 	case !matchName(ns, false):
-		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: it must start with a lowercase letter or a digit and contain only lowercase letters, digits, dots (.), underscores (_) and hyphens (-).", clip(ns))
+		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: it must start with a lowercase letter or a digit and contain only lowercase letters, digits, dots (.), underscores (_) and hyphens (-).", kvflow.Clip(ns))
 	case strings.Contains(ns, "..") || strings.HasSuffix(ns, "."):
-		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: its dots must separate non-empty parts (no \"..\" and no trailing dot).", clip(ns))
+		return kvflow.Errorf(kvflow.EINVALID, "Namespace %q is invalid: its dots must separate non-empty parts (no \"..\" and no trailing dot).", kvflow.Clip(ns))
 	}
 	return nil
 }
@@ -50,9 +50,9 @@ func ValidateKey(key string) error {
 	case key == "":
 		return kvflow.Errorf(kvflow.EINVALID, "Key cannot be null or empty.")
 	case len(key) > MaxKeyLen:
-		return kvflow.Errorf(kvflow.EINVALID, "Key %q is %d characters long; the limit is %d.", clip(key), len(key), MaxKeyLen)
+		return kvflow.Errorf(kvflow.EINVALID, "Key %q is %d characters long; the limit is %d.", kvflow.Clip(key), len(key), MaxKeyLen)
 	case !matchName(key, true):
-		return kvflow.Errorf(kvflow.EINVALID, "Key %q is invalid: a key must start with an alphanumeric character (uppercase or lowercase) and can contain alphanumeric characters (uppercase or lowercase), dots (.), underscores (_), and hyphens (-) only.", clip(key))
+		return kvflow.Errorf(kvflow.EINVALID, "Key %q is invalid: a key must start with an alphanumeric character (uppercase or lowercase) and can contain alphanumeric characters (uppercase or lowercase), dots (.), underscores (_), and hyphens (-) only.", kvflow.Clip(key))
 	}
 	return nil
 }
@@ -89,12 +89,4 @@ func Ancestors(ns string) []string {
 		}
 	}
 	return out
-}
-
-// clip shortens a name for an error message so hostile input cannot flood it.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }

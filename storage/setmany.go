@@ -42,7 +42,7 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 	for i, be := range entries {
 		refuse := func(err error) error {
 			msg := strings.TrimSuffix(kvflow.ErrorMessage(err), ".")
-			return kvflow.Errorf(kvflow.EINVALID, "Entry %d (key '%s') of the batch for namespace '%s' is refused, so nothing was written: %s.", i, clip(be.Key), ns, msg)
+			return kvflow.Errorf(kvflow.EINVALID, "Entry %d (key '%s') of the batch for namespace '%s' is refused, so nothing was written: %s.", i, kvflow.Clip(be.Key), ns, msg)
 		}
 		if err := s.checkSet(ns, be.Key, SetOptions{TTL: be.TTL, Description: be.Description}); err != nil {
 			return nil, refuse(err)
@@ -140,7 +140,7 @@ func ParseBatch(doc any) ([]BatchEntry, error) {
 			be, err := batchEntry(m)
 			if err != nil {
 				key, _ := m["key"].(string)
-				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry %d (key '%s') of the batch is refused, so nothing was written: %s.", i, clip(key), strings.TrimSuffix(kvflow.ErrorMessage(err), "."))
+				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry %d (key '%s') of the batch is refused, so nothing was written: %s.", i, kvflow.Clip(key), strings.TrimSuffix(kvflow.ErrorMessage(err), "."))
 			}
 			out[i] = be
 		}
@@ -149,11 +149,11 @@ func ParseBatch(doc any) ([]BatchEntry, error) {
 		out := make([]BatchEntry, 0, len(d))
 		for _, k := range sortedKeys(d) {
 			if d[k] == nil {
-				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry '%s' of the batch is refused, so nothing was written: its value is null.", clip(k))
+				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry '%s' of the batch is refused, so nothing was written: its value is null.", kvflow.Clip(k))
 			}
 			v, err := FromGo(d[k])
 			if err != nil {
-				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry '%s' of the batch is refused, so nothing was written: %s.", clip(k), strings.TrimSuffix(kvflow.ErrorMessage(err), "."))
+				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry '%s' of the batch is refused, so nothing was written: %s.", kvflow.Clip(k), strings.TrimSuffix(kvflow.ErrorMessage(err), "."))
 			}
 			out = append(out, BatchEntry{Key: k, Value: v})
 		}
@@ -168,7 +168,7 @@ func batchEntry(m map[string]any) (BatchEntry, error) {
 		switch k {
 		case "key", "value", "type", "ttl", "description", "sensitive":
 		default:
-			return be, kvflow.Errorf(kvflow.EINVALID, "field '%s' is unknown; expected key, value, type, ttl, description or sensitive", clip(k))
+			return be, kvflow.Errorf(kvflow.EINVALID, "field '%s' is unknown; expected key, value, type, ttl, description or sensitive", kvflow.Clip(k))
 		}
 	}
 	key, ok := m["key"].(string)

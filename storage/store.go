@@ -449,9 +449,16 @@ func (s *Store) Open(ctx context.Context, ns, key string) (*Entry, io.ReadCloser
 
 // ListOptions select one page of keys.
 type ListOptions struct {
-	Prefix string // only keys starting with Prefix
-	After  string // the page after this key (Page.Next of the previous page)
-	Limit  int    // page size: 0 means DefaultListLimit; at most MaxListLimit
+	Prefix     string // only keys starting with Prefix
+	Contains   string // only keys containing Contains anywhere
+	IgnoreCase bool   // Contains matches regardless of case
+	After      string // the page after this key (Page.Next of the previous page)
+	Offset     int    // skip this many matching keys first (page numbers); After is cheaper
+	Limit      int    // page size: 0 means DefaultListLimit; at most MaxListLimit
+}
+
+func (o ListOptions) query(now time.Time) ListQuery {
+	return ListQuery{Prefix: o.Prefix, Contains: o.Contains, Fold: o.IgnoreCase, After: o.After, Offset: o.Offset, Limit: o.Limit, Now: now}
 }
 
 // Page is one page of entries; Next is "" on the last page.
@@ -471,7 +478,12 @@ func (s *Store) List(ctx context.Context, ns string, o ListOptions) (Page, error
 	case o.Limit < 0 || o.Limit > MaxListLimit:
 		return Page{}, kvflow.Errorf(kvflow.EINVALID, "Limit %d is out of range: expected 1 to %d.", o.Limit, MaxListLimit)
 	}
-	es, err := s.index.ListEntries(ctx, ns, ListQuery{Prefix: o.Prefix, After: o.After, Limit: o.Limit + 1, Now: s.now()})
+	if o.Offset < 0 {
+		return Page{}, kvflow.Errorf(kvflow.EINVALID, "Offset %d is out of range: expected 0 or more.", o.Offset)
+	}
+	q := o.query(s.now())
+	q.Limit++
+	es, err := s.index.ListEntries(ctx, ns, q)
 	if err != nil {
 		return Page{}, unavailable(err, "Cannot list keys in namespace '%s': the database is unreachable", ns)
 	}
@@ -480,6 +492,19 @@ func (s *Store) List(ctx context.Context, ns string, o ListOptions) (Page, error
 		p.Entries, p.Next = es[:o.Limit], es[o.Limit-1].Key
 	}
 	return p, nil
+}
+
+// Count returns how many live entries of ns o selects (o.After, o.Offset
+// and o.Limit aside).
+func (s *Store) Count(ctx context.Context, ns string, o ListOptions) (int, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return 0, err
+	}
+	n, err := s.index.CountEntries(ctx, ns, o.query(s.now()))
+	if err != nil {
+		return 0, unavailable(err, "Cannot count keys in namespace '%s': the database is unreachable", ns)
+	}
+	return n, nil
 }
 
 // Keys returns every live key of ns that starts with prefix, in order.

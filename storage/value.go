@@ -43,7 +43,7 @@ func ParseType(s string) (Type, error) {
 			return t, nil
 		}
 	}
-	return "", kvflow.Errorf(kvflow.EINVALID, "Type %q is unknown; expected one of STRING, NUMBER, BOOLEAN, DATETIME, DATE, DURATION, JSON.", clip(s))
+	return "", kvflow.Errorf(kvflow.EINVALID, "Type %q is unknown; expected one of STRING, NUMBER, BOOLEAN, DATETIME, DATE, DURATION, JSON.", kvflow.Clip(s))
 }
 
 // Value is a typed value. V holds, by type:
@@ -417,7 +417,7 @@ var durationRe = regexp.MustCompile(`^(?i)([-+]?)P(?:([-+]?[0-9]+)D)?(T(?:([-+]?
 func ParseDuration(s string) (Duration, error) {
 	m := durationRe.FindStringSubmatch(s)
 	if m == nil || (m[2] == "" && m[3] == "") || strings.EqualFold(m[3], "T") {
-		return Duration{}, kvflow.Errorf(kvflow.EINVALID, "%q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", clip(s))
+		return Duration{}, kvflow.Errorf(kvflow.EINVALID, "%q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", kvflow.Clip(s))
 	}
 	var total big.Int
 	add := func(num string, unit time.Duration) {
@@ -443,7 +443,7 @@ func ParseDuration(s string) (Duration, error) {
 		total.Neg(&total)
 	}
 	if !total.IsInt64() {
-		return Duration{}, kvflow.Errorf(kvflow.EINVALID, "Duration %q is too long: the limit is about 292 years.", clip(s))
+		return Duration{}, kvflow.Errorf(kvflow.EINVALID, "Duration %q is too long: the limit is about 292 years.", kvflow.Clip(s))
 	}
 	return Duration{Text: s, D: time.Duration(total.Int64())}, nil
 }
@@ -491,19 +491,19 @@ func ParseTTL(s string) (time.Duration, error) {
 	if s != "" && strings.Trim(s, "0123456789") == "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n > int64(math.MaxInt64/time.Second) {
-			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is too long: the limit is about 292 years.", clip(s))
+			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is too long: the limit is about 292 years.", kvflow.Clip(s))
 		}
 		if n == 0 {
-			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", clip(s))
+			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", kvflow.Clip(s))
 		}
 		return time.Duration(n) * time.Second, nil
 	}
 	d, err := ParseDuration(s)
 	if err != nil {
-		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", clip(s))
+		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", kvflow.Clip(s))
 	}
 	if d.D <= 0 {
-		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", clip(s))
+		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", kvflow.Clip(s))
 	}
 	return d.D, nil
 }

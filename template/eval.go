@@ -388,7 +388,7 @@ func (ev *evaluator) index(e *expr, base, sub any) (any, error) {
 			if e.name == "." {
 				return nil, ev.undefined(e, "'%s' is not defined: '%s' has %d items.", label(e), label(e.a), len(l))
 			}
-			return nil, ev.undefined(e, "'%s' is not defined: '%s' has %d items and the index is %s.", label(e), label(e.a), len(l), clip(Text(sub)))
+			return nil, ev.undefined(e, "'%s' is not defined: '%s' has %d items and the index is %s.", label(e), label(e.a), len(l), kvflow.Clip(Text(sub)))
 		}
 		return l[i], nil
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/kvflow/kvflow"
 )
 
 // Kestra's expression language (Pebble's, with Kestra's additions) is parsed
@@ -75,7 +77,7 @@ func (e *syntaxError) Error() string { return e.msg }
 
 // lexExpr splits src[start:end] into tokens with absolute offsets.
 func lexExpr(src string, start, end int) ([]token, error) {
-	var toks []token
+	toks := make([]token, 0, (end-start)/4+4)
 	i := start
 	for i < end {
 		c := src[i]
@@ -111,7 +113,7 @@ func lexExpr(src string, start, end int) ([]token, error) {
 			if isFloat {
 				f, err := strconv.ParseFloat(text, 64)
 				if err != nil {
-					return nil, &syntaxError{i, fmt.Sprintf("%q is not a number.", clip(text))}
+					return nil, &syntaxError{i, fmt.Sprintf("%q is not a number.", kvflow.Clip(text))}
 				}
 				num = f
 			} else if n, err := strconv.ParseInt(text, 10, 64); err == nil {
@@ -119,7 +121,7 @@ func lexExpr(src string, start, end int) ([]token, error) {
 			} else {
 				f, err := strconv.ParseFloat(text, 64)
 				if err != nil {
-					return nil, &syntaxError{i, fmt.Sprintf("%q is not a number.", clip(text))}
+					return nil, &syntaxError{i, fmt.Sprintf("%q is not a number.", kvflow.Clip(text))}
 				}
 				num = f
 			}
@@ -221,9 +223,9 @@ func describe(t token) string {
 	case 0:
 		return "end of the expression"
 	case 's':
-		return "string " + strconv.Quote(clip(t.val))
+		return "string " + strconv.Quote(kvflow.Clip(t.val))
 	}
-	return "'" + clip(t.val) + "'"
+	return "'" + kvflow.Clip(t.val) + "'"
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
@@ -575,7 +577,7 @@ func (p *parser) primary() (*expr, error) {
 			return e, nil
 		}
 		if strings.HasPrefix(t.val, "__") {
-			return nil, &syntaxError{t.pos, fmt.Sprintf("Names starting with '__' are reserved ('%s').", clip(t.val))}
+			return nil, &syntaxError{t.pos, fmt.Sprintf("Names starting with '__' are reserved ('%s').", kvflow.Clip(t.val))}
 		}
 		if p.is('p', "(") {
 			args, names, err := p.arguments("'"+t.val+"' function", t.pos)

@@ -581,7 +581,7 @@ func (e *Engine) kv(c *call) (any, error) {
 		return nil, err
 	}
 	if e.store == nil {
-		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The 'kv' function cannot read key '%s': no KV store is configured.", clip(key))
+		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The 'kv' function cannot read key '%s': no KV store is configured.", kvflow.Clip(key))
 	}
 
 	from := st.ns
@@ -649,7 +649,7 @@ type VersionedKV interface {
 func (e *Engine) kvVersion(st *renderState, candidates []string, key string, version int64, errorOnMissing bool) (any, error) {
 	vkv, ok := e.store.(VersionedKV)
 	if !ok {
-		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The 'kv' function cannot read version %d of key '%s': this KV store keeps no history.", version, clip(key))
+		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The 'kv' function cannot read version %d of key '%s': this KV store keeps no history.", version, kvflow.Clip(key))
 	}
 	var first error
 	for _, cand := range candidates {
@@ -765,7 +765,7 @@ func (c *call) zone(i int) (*time.Location, error) {
 	}
 	loc, lerr := time.LoadLocation(name)
 	if lerr != nil || name == "" || name == "Local" {
-		return nil, c.errorf("does not know the time zone %q.", clip(name))
+		return nil, c.errorf("does not know the time zone %q.", kvflow.Clip(name))
 	}
 	return loc, nil
 }
@@ -942,7 +942,7 @@ func numberFilter(c *call) (any, error) {
 		}
 	case "FLOAT", "DOUBLE", "BIGDECIMAL":
 	default:
-		return nil, c.errorf("filter does not know the type %q; expected INT, LONG, FLOAT, DOUBLE, BIGDECIMAL or BIGINTEGER.", clip(typ))
+		return nil, c.errorf("filter does not know the type %q; expected INT, LONG, FLOAT, DOUBLE, BIGDECIMAL or BIGINTEGER.", kvflow.Clip(typ))
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
@@ -1045,7 +1045,7 @@ func replaceFilter(c *call) (any, error) {
 		if re, _ := c.arg(2).(bool); re {
 			rx, err := regexp.Compile(from)
 			if err != nil {
-				return nil, c.errorf("filter cannot compile the regular expression %q: %v.", clip(from), err)
+				return nil, c.errorf("filter cannot compile the regular expression %q: %v.", kvflow.Clip(from), err)
 			}
 			return limited(rx.ReplaceAllString(s, to))
 		}
@@ -1293,11 +1293,11 @@ func jqFilter(c *call) (any, error) {
 	}
 	q, err := gojq.Parse(src)
 	if err != nil {
-		return nil, c.errorf("filter cannot parse %q: %v.", clip(src), err)
+		return nil, c.errorf("filter cannot parse %q: %v.", kvflow.Clip(src), err)
 	}
 	code, err := gojq.Compile(q)
 	if err != nil {
-		return nil, c.errorf("filter cannot compile %q: %v.", clip(src), err)
+		return nil, c.errorf("filter cannot compile %q: %v.", kvflow.Clip(src), err)
 	}
 	in := c.in
 	if s, ok := in.(string); ok {

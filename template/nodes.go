@@ -290,14 +290,6 @@ func same(n, e any) bool {
 	return reflect.TypeOf(n) == reflect.TypeOf(e)
 }
 
-// clip shortens text quoted in a message.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
-}
-
 func tooLong() error {
 	return kvflow.Errorf(kvflow.ETOOLARGE, "A value built by the template is over the limit of %d bytes.", MaxOutput)
 }

@@ -121,7 +121,7 @@ type refuseLoader struct{}
 
 func (refuseLoader) Abs(base, name string) string { return name }
 func (refuseLoader) Get(path string) (io.Reader, error) {
-	return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Templates cannot read files (%q).", clip(path))
+	return nil, kvflow.Errorf(kvflow.EFORBIDDEN, "Templates cannot read files (%q).", kvflow.Clip(path))
 }
 
 // Render renders src with data. When src is exactly one {{ expression }}

@@ -382,7 +382,7 @@ func (tr *translator) tag(i, last int) (int, error) {
 		for _, v := range strings.Split(vars, ",") {
 			v = strings.TrimSpace(v)
 			if !isIdent(v) {
-				return 0, errAt(src, argStart, kvflow.EINVALID, fmt.Sprintf("%q is not a loop variable name.", clip(v)))
+				return 0, errAt(src, argStart, kvflow.EINVALID, fmt.Sprintf("%q is not a loop variable name.", kvflow.Clip(v)))
 			}
 			names = append(names, v)
 		}
@@ -458,7 +458,7 @@ func (tr *translator) tag(i, last int) (int, error) {
 				return 0, errAt(src, p, kvflow.EINVALID, fmt.Sprintf("The tag '%s' is not allowed in kvflow templates.", name))
 			}
 		}
-		return 0, errAt(src, p, kvflow.EINVALID, fmt.Sprintf("Tag '%s' does not exist; expected for, if, elseif, else, set, with or verbatim.", clip(name)))
+		return 0, errAt(src, p, kvflow.EINVALID, fmt.Sprintf("Tag '%s' does not exist; expected for, if, elseif, else, set, with or verbatim.", kvflow.Clip(name)))
 	}
 	return end, nil
 }

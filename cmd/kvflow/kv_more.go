@@ -173,7 +173,8 @@ func newKVExportCmd(f *kvFlags) *cobra.Command {
 		Long: `Write every live entry of the namespaces named (all when none is) as JSON Lines,
 one entry a line: namespace, key, type, value (typed, exact), description,
 absolute expiration, version and dates. Expired entries are left out. The
-count goes to stderr; the lines to stdout or --output.`,
+lines go to stdout or --output; on a terminal, stderr shows the count and
+rate as they go, and the total at the end (--json: {"exported": N}).`,
 		Example: `  kvflow kv export company.team --include-children > team.jsonl
   kvflow kv export --server http://127.0.0.1:8080 -o all.jsonl`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -191,6 +192,8 @@ count goes to stderr; the lines to stdout or --output.`,
 				return err
 			}
 			defer target.close()
+			bar := startProgress(cmd.ErrOrStderr(), "Exported")
+			w = bar.Writer(w)
 			n := 0
 			switch tg := target.(type) {
 			case localKV:
@@ -217,6 +220,7 @@ count goes to stderr; the lines to stdout or --output.`,
 					}
 				}
 			}
+			bar.Stop()
 			if err != nil {
 				return err
 			}
@@ -270,6 +274,8 @@ that does not parse stops the import with its line number.`,
 				return err
 			}
 			defer target.close()
+			bar := startProgress(cmd.ErrOrStderr(), "Read")
+			r = bar.Reader(r)
 			var res storage.ImportResult
 			switch tg := target.(type) {
 			case localKV:
@@ -277,6 +283,7 @@ that does not parse stops the import with its line number.`,
 			case remoteKV:
 				res, err = remoteImport(cmd.Context(), tg.c, r, o)
 			}
+			bar.Stop()
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Before stopping: %d written, %d skipped, %d expired.\n", res.Written, res.Skipped, res.Expired)
 				return err

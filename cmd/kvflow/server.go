@@ -101,6 +101,9 @@ listens on a loopback address, unless --insecure is given.`,
 			}
 			defer dur.close()
 			eng := dur.eng
+			if d.workers > 0 {
+				logger.Info("executions run here too", "worker", eng.Worker(), "workers", d.workers, "heartbeat_timeout", d.heartbeat)
+			}
 			if cfg.Server.Flows != "" {
 				n, changed, err := loadFlowDir(ctx, cfg.Server.Flows, a.DB, eng.Registry())
 				if err != nil {

@@ -291,18 +291,18 @@ func checkName(name string) error {
 	case name == "":
 		return kvflow.Errorf(kvflow.EINVALID, "Object name cannot be empty.")
 	case strings.HasPrefix(name, "/"):
-		return kvflow.Errorf(kvflow.EINVALID, "Object name %q starts with /; names are relative to the storage directory.", clip(name))
+		return kvflow.Errorf(kvflow.EINVALID, "Object name %q starts with /; names are relative to the storage directory.", kvflow.Clip(name))
 	case strings.ContainsAny(name, "\\\x00"):
-		return kvflow.Errorf(kvflow.EINVALID, "Object name %q contains a backslash or a NUL byte; use / to separate parts.", clip(name))
+		return kvflow.Errorf(kvflow.EINVALID, "Object name %q contains a backslash or a NUL byte; use / to separate parts.", kvflow.Clip(name))
 	}
 	for _, seg := range strings.Split(name, "/") {
 		switch {
 		case seg == "..":
-			return kvflow.Errorf(kvflow.EINVALID, "Object name %q contains a \"..\" part, which would leave the storage directory.", clip(name))
+			return kvflow.Errorf(kvflow.EINVALID, "Object name %q contains a \"..\" part, which would leave the storage directory.", kvflow.Clip(name))
 		case seg == "" || seg == ".":
-			return kvflow.Errorf(kvflow.EINVALID, "Object name %q has an empty or \".\" part between slashes.", clip(name))
+			return kvflow.Errorf(kvflow.EINVALID, "Object name %q has an empty or \".\" part between slashes.", kvflow.Clip(name))
 		case strings.HasPrefix(seg, tmpPrefix):
-			return kvflow.Errorf(kvflow.EINVALID, "Object name %q uses the reserved prefix %q.", clip(name), tmpPrefix)
+			return kvflow.Errorf(kvflow.EINVALID, "Object name %q uses the reserved prefix %q.", kvflow.Clip(name), tmpPrefix)
 		}
 	}
 	return nil
@@ -314,13 +314,13 @@ func checkPrefix(prefix string) error {
 	case prefix == "":
 		return nil
 	case strings.HasPrefix(prefix, "/"):
-		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q starts with /; prefixes are relative to the storage directory.", clip(prefix))
+		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q starts with /; prefixes are relative to the storage directory.", kvflow.Clip(prefix))
 	case strings.ContainsAny(prefix, "\\\x00"):
-		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q contains a backslash or a NUL byte; use / to separate parts.", clip(prefix))
+		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q contains a backslash or a NUL byte; use / to separate parts.", kvflow.Clip(prefix))
 	}
 	for _, seg := range strings.Split(prefix, "/") {
 		if seg == ".." || seg == "." {
-			return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q contains a %q part.", clip(prefix), seg)
+			return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q contains a %q part.", kvflow.Clip(prefix), seg)
 		}
 	}
 	return nil
@@ -365,14 +365,14 @@ func syncDir(dir string) error {
 func (b *Bucket) fail(op, name string, err error) error {
 	return &kvflow.Error{
 		Code:    kvflow.EUNAVAILABLE,
-		Message: fmt.Sprintf("Storage directory cannot %s object %q: %v.", op, clip(name), unwrapPath(err)),
+		Message: fmt.Sprintf("Storage directory cannot %s object %q: %v.", op, kvflow.Clip(name), unwrapPath(err)),
 		Err:     err,
 	}
 }
 
 // notFound is the error for a missing object; it matches fs.ErrNotExist.
 func notFound(name string) error {
-	return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: fmt.Sprintf("Object %q does not exist.", clip(name)), Err: iofs.ErrNotExist}
+	return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: fmt.Sprintf("Object %q does not exist.", kvflow.Clip(name)), Err: iofs.ErrNotExist}
 }
 
 // unwrapPath drops the paths from a *PathError or an *os.LinkError: messages
@@ -405,11 +405,4 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 		s.err = err
 	}
 	return n, err
-}
-
-func clip(s string) string {
-	if len(s) > 120 {
-		return s[:117] + "..."
-	}
-	return s
 }

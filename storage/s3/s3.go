@@ -289,7 +289,7 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 // Iter lists the objects under prefix, in key order.
 func (b *Bucket) Iter(ctx context.Context, prefix string, fn func(name string, modified time.Time) error) error {
 	if strings.HasPrefix(prefix, "/") {
-		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q starts with /; prefixes are relative to the bucket.", clip(prefix))
+		return kvflow.Errorf(kvflow.EINVALID, "Object prefix %q starts with /; prefixes are relative to the bucket.", kvflow.Clip(prefix))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -328,7 +328,7 @@ func (b *Bucket) fail(ctx context.Context, op, name string, err error) error {
 	if errors.As(err, &kerr) {
 		return err
 	}
-	what := fmt.Sprintf("%s object %q", op, clip(name))
+	what := fmt.Sprintf("%s object %q", op, kvflow.Clip(name))
 	if name == "" {
 		what = fmt.Sprintf("%s bucket %q", op, b.cfg.Bucket)
 	}
@@ -384,7 +384,7 @@ func errorCode(err error) string {
 
 // notFound is the error for a missing object; it matches fs.ErrNotExist.
 func notFound(name string) error {
-	return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: fmt.Sprintf("Object %q does not exist.", clip(name)), Err: iofs.ErrNotExist}
+	return &kvflow.Error{Code: kvflow.ENOTFOUND, Message: fmt.Sprintf("Object %q does not exist.", kvflow.Clip(name)), Err: iofs.ErrNotExist}
 }
 
 // checkName applies the same rule as the local directory backend, so names
@@ -394,17 +394,17 @@ func checkName(what, name string) error {
 	case name == "":
 		return kvflow.Errorf(kvflow.EINVALID, "%s cannot be empty.", what)
 	case strings.HasPrefix(name, "/"):
-		return kvflow.Errorf(kvflow.EINVALID, "%s %q starts with /; names are relative to the bucket.", what, clip(name))
+		return kvflow.Errorf(kvflow.EINVALID, "%s %q starts with /; names are relative to the bucket.", what, kvflow.Clip(name))
 	case strings.ContainsAny(name, "\\\x00"):
-		return kvflow.Errorf(kvflow.EINVALID, "%s %q contains a backslash or a NUL byte; use / to separate parts.", what, clip(name))
+		return kvflow.Errorf(kvflow.EINVALID, "%s %q contains a backslash or a NUL byte; use / to separate parts.", what, kvflow.Clip(name))
 	}
 	for _, seg := range strings.Split(name, "/") {
 		if seg == "" || seg == "." || seg == ".." {
-			return kvflow.Errorf(kvflow.EINVALID, "%s %q has an empty, \".\" or \"..\" part between slashes.", what, clip(name))
+			return kvflow.Errorf(kvflow.EINVALID, "%s %q has an empty, \".\" or \"..\" part between slashes.", what, kvflow.Clip(name))
 		}
 	}
 	if err := s3utils.CheckValidObjectName(name); err != nil {
-		return kvflow.Errorf(kvflow.EINVALID, "%s %q is invalid: %v.", what, clip(name), strings.TrimSuffix(err.Error(), "."))
+		return kvflow.Errorf(kvflow.EINVALID, "%s %q is invalid: %v.", what, kvflow.Clip(name), strings.TrimSuffix(err.Error(), "."))
 	}
 	return nil
 }
@@ -416,13 +416,6 @@ func sentence(s string) string {
 		return s
 	}
 	return s + "."
-}
-
-func clip(s string) string {
-	if len(s) > 120 {
-		return s[:117] + "..."
-	}
-	return s
 }
 
 // trackReader remembers how a caller's reader ended, to tell its failures

@@ -225,6 +225,29 @@ func (db *DB) PendingEnds(ctx context.Context, endedBefore time.Time, limit int)
 	return out, db.Err(err)
 }
 
+// ExecutionStates implements kvflow.ExecutionRepository.
+func (db *DB) ExecutionStates(ctx context.Context, ids []string) (map[string]kvflow.State, error) {
+	out := make(map[string]kvflow.State, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	q, args, err := sqlx.In(`SELECT id, state FROM executions WHERE id IN (?)`, ids)
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	var rows []struct {
+		ID    string `db:"id"`
+		State string `db:"state"`
+	}
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(q), args...); err != nil {
+		return nil, db.Err(err)
+	}
+	for _, r := range rows {
+		out[r.ID] = kvflow.State(r.State)
+	}
+	return out, nil
+}
+
 // EndsHandled implements kvflow.ExecutionRepository.
 func (db *DB) EndsHandled(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {

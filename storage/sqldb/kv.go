@@ -2,6 +2,7 @@ package sqldb
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -167,6 +168,40 @@ func (db *DB) GetEntry(ctx context.Context, ns, key string) (*storage.Entry, err
 // ListEntries implements storage.Index. A prefix becomes a key range, so the
 // primary key index serves it.
 func (db *DB) ListEntries(ctx context.Context, ns string, q storage.ListQuery) ([]storage.Entry, error) {
+	where, args := db.listWhere(ns, q)
+	if q.After != "" {
+		where = append(where, "key > ?")
+		args = append(args, q.After)
+	}
+	args = append(args, q.Limit, q.Offset)
+	query := `SELECT ` + entryCols + ` FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` ORDER BY key LIMIT ? OFFSET ?`
+	var rows []entryRow
+	st, err := db.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.SelectContext(ctx, &rows, args...); err != nil {
+		return nil, db.Err(err)
+	}
+	return entries(rows), nil
+}
+
+// CountEntries implements storage.Index.
+func (db *DB) CountEntries(ctx context.Context, ns string, q storage.ListQuery) (int, error) {
+	where, args := db.listWhere(ns, q)
+	st, err := db.stmt(ctx, `SELECT COUNT(*) FROM kv_entries WHERE `+strings.Join(where, " AND "))
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := st.GetContext(ctx, &n, args...); err != nil {
+		return 0, db.Err(err)
+	}
+	return n, nil
+}
+
+// listWhere is the filter of ListEntries and CountEntries.
+func (db *DB) listWhere(ns string, q storage.ListQuery) ([]string, []any) {
 	where := []string{"namespace = ?", "(expires_at IS NULL OR expires_at > ?)"}
 	args := []any{ns, q.Now.UnixMicro()}
 	if q.Prefix != "" {
@@ -177,21 +212,21 @@ func (db *DB) ListEntries(ctx context.Context, ns string, q storage.ListQuery) (
 			args = append(args, upper)
 		}
 	}
-	if q.After != "" {
-		where = append(where, "key > ?")
-		args = append(args, q.After)
+	if q.Contains != "" {
+		// A position function, not LIKE: no wildcard to escape, and SQLite's
+		// LIKE ignores case where PostgreSQL's does not.
+		find := "instr(%s, ?) > 0"
+		if db.Dialect == Postgres {
+			find = "strpos(%s, ?) > 0"
+		}
+		col, sub := "key", q.Contains
+		if q.Fold {
+			col, sub = "lower(key)", strings.ToLower(sub)
+		}
+		where = append(where, fmt.Sprintf(find, col))
+		args = append(args, sub)
 	}
-	args = append(args, q.Limit)
-	query := `SELECT ` + entryCols + ` FROM kv_entries WHERE ` + strings.Join(where, " AND ") + ` ORDER BY key LIMIT ?`
-	var rows []entryRow
-	st, err := db.stmt(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.SelectContext(ctx, &rows, args...); err != nil {
-		return nil, db.Err(err)
-	}
-	return entries(rows), nil
+	return where, args
 }
 
 // prefixEnd is the smallest string greater than every string starting with p.

@@ -220,6 +220,63 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("List_ContainsIgnoreCaseOffsetAndCount", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		for _, k := range []string{"alpha_Cfg", "beta.cfg", "cfg", "gamma", "x_CFG_y", "axb", "a_b"} {
+			mustSet(t, s, ns, k, storage.String(k), storage.SetOptions{})
+		}
+		mustSet(t, s, "company.team2", "cfg", storage.String("z"), storage.SetOptions{})
+		exp := time.Millisecond
+		mustSet(t, s, ns, "old_cfg", storage.String("gone"), storage.SetOptions{TTL: exp})
+		time.Sleep(5 * time.Millisecond)
+		keys := func(o storage.ListOptions) []string {
+			t.Helper()
+			p, err := s.List(ctx, ns, o)
+			if err != nil {
+				t.Fatalf("List %+v: %v", o, err)
+			}
+			out := []string{}
+			for _, e := range p.Entries {
+				out = append(out, e.Key)
+			}
+			return out
+		}
+		count := func(o storage.ListOptions) int {
+			t.Helper()
+			n, err := s.Count(ctx, ns, o)
+			if err != nil {
+				t.Fatalf("Count %+v: %v", o, err)
+			}
+			return n
+		}
+		if got, want := keys(storage.ListOptions{Contains: "cfg"}), []string{"beta.cfg", "cfg"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("Contains cfg = %v, want %v (case kept, expired hidden)", got, want)
+		}
+		folded := storage.ListOptions{Contains: "cFg", IgnoreCase: true}
+		if got, want := keys(folded), []string{"alpha_Cfg", "beta.cfg", "cfg", "x_CFG_y"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("Contains cFg ignoring case = %v, want %v", got, want)
+		}
+		if got := count(folded); got != 4 {
+			t.Errorf("Count ignoring case = %d, want 4", got)
+		}
+		if got, want := keys(storage.ListOptions{Contains: "_"}), []string{"a_b", "alpha_Cfg", "x_CFG_y"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("Contains _ = %v, want %v (no wildcard)", got, want)
+		}
+		folded.Offset, folded.Limit = 1, 2
+		if got, want := keys(folded), []string{"beta.cfg", "cfg"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("page at offset 1 = %v, want %v", got, want)
+		}
+		if got := count(storage.ListOptions{Prefix: "a", Limit: 1, Offset: 9}); got != 3 {
+			t.Errorf("Count prefix a = %d, want 3 (paging ignored)", got)
+		}
+		if got := count(storage.ListOptions{}); got != 7 {
+			t.Errorf("Count all = %d, want 7", got)
+		}
+		if _, err := s.List(ctx, ns, storage.ListOptions{Offset: -1}); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("negative offset = %v, want EINVALID", err)
+		}
+	})
+
 	t.Run("Delete_ReportsExistence", func(t *testing.T) {
 		s := open(t, storage.Options{}).Store
 		mustSet(t, s, ns, "k", storage.String("v"), storage.SetOptions{})

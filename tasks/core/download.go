@@ -168,7 +168,7 @@ func parseURI(s string) (*url.URL, error) {
 		if err == nil {
 			shown = u.Redacted()
 		}
-		return nil, kvflow.Errorf(kvflow.EINVALID, "%q is not an http or https URL such as https://example.com/data.csv.", clip(shown))
+		return nil, kvflow.Errorf(kvflow.EINVALID, "%q is not an http or https URL such as https://example.com/data.csv.", kvflow.Clip(shown))
 	}
 	return u, nil
 }
@@ -181,7 +181,7 @@ func parseMethod(s string) (string, error) {
 	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions:
 		return m, nil
 	}
-	return "", kvflow.Errorf(kvflow.EINVALID, "%q is not an HTTP method; expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.", clip(s))
+	return "", kvflow.Errorf(kvflow.EINVALID, "%q is not an HTTP method; expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS.", kvflow.Clip(s))
 }
 
 // headerValues reads the headers property: each value a scalar or a list.
@@ -271,11 +271,4 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		c.err = err
 	}
 	return n, err
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }

@@ -298,7 +298,7 @@ func TestKV_CustomDuration_SetsTTLAndBadOneIsRefused(t *testing.T) {
 	}
 }
 
-func TestKV_SearchByPrefixAndPages_FollowTheCursor(t *testing.T) {
+func TestKV_SearchAnywhereIgnoringCase_TotalAndPageNumbers(t *testing.T) {
 	e := start(t, options{})
 	for i := range 30 {
 		e.seed(fmt.Sprintf("app.%03d", i), "1", client.SetOptions{})
@@ -306,12 +306,17 @@ func TestKV_SearchByPrefixAndPages_FollowTheCursor(t *testing.T) {
 	for i := range 60 {
 		e.seed(fmt.Sprintf("db.%03d", i), "1", client.SetOptions{})
 	}
+	e.seed("legacy_DB_url", "x", client.SetOptions{})
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
+	if got := e.text("#kv-count"); got != "91 keys" {
+		t.Errorf("count reads %q, want 91 keys", got)
+	}
 	e.everyControlLabelled()
 	e.choose("#kv-limit", "25")
-	e.typeInto("#kv-search", "db.")
-	e.waitJS("the filtered page", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.000'`)
+	// "db" is found anywhere in the key, in any case: 60 db.* keys and legacy_DB_url.
+	e.typeInto("#kv-search", "db")
+	e.waitJS("the filtered page", `document.querySelector('#kv-count').textContent.startsWith('61 keys')`)
 
 	want := func(from, to int) []string {
 		var out []string
@@ -323,29 +328,46 @@ func TestKV_SearchByPrefixAndPages_FollowTheCursor(t *testing.T) {
 	if got := e.rows(); !reflect.DeepEqual(got, want(0, 25)) {
 		t.Fatalf("page 1 = %v, want db.000–db.024", got)
 	}
-	e.click(".pager button:last-child")
+	if got := evalTo[[]string](e, `[...document.querySelectorAll('.pager .pages button')].map(b => b.textContent)`); !reflect.DeepEqual(got, []string{"1", "2", "3"}) {
+		t.Errorf("page numbers = %v, want 1 2 3", got)
+	}
+	e.click("#kv-next")
 	e.waitJS("page 2", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.025'`)
 	if got := e.rows(); !reflect.DeepEqual(got, want(25, 50)) {
 		t.Fatalf("page 2 = %v, want db.025–db.049", got)
 	}
-	e.click(".pager button:last-child")
+	e.click(`.pager .pages button[aria-label="Page 3"]`)
 	e.waitJS("page 3", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.050'`)
-	if got := e.rows(); !reflect.DeepEqual(got, want(50, 60)) {
-		t.Fatalf("page 3 = %v, want db.050–db.059", got)
+	if got := e.rows(); !reflect.DeepEqual(got, append(want(50, 60), "legacy_DB_url")) {
+		t.Fatalf("page 3 = %v, want db.050–db.059 and legacy_DB_url", got)
 	}
-	if !evalTo[bool](e, `document.querySelector('.pager button:last-child').disabled`) {
+	if !evalTo[bool](e, `document.querySelector('#kv-next').disabled`) {
 		t.Error("Next is enabled on the last page")
 	}
-	if got := e.text(".pager-status"); !strings.Contains(got, "Page 3") || !strings.Contains(got, "51–60") {
-		t.Errorf("pager reads %q, want page 3, keys 51–60", got)
+	if got := e.text(".pager-status"); !strings.Contains(got, "Page 3 of 3") || !strings.Contains(got, "51–61 of 61") {
+		t.Errorf("pager reads %q, want page 3 of 3, keys 51–61 of 61", got)
 	}
-	e.click(".pager button:first-child")
+	if got := evalTo[string](e, `document.querySelector('.pager .pages button[aria-current=page]').textContent`); got != "3" {
+		t.Errorf("current page button = %q, want 3", got)
+	}
+	e.click("#kv-prev")
 	e.waitJS("back on page 2", `document.querySelector('table.kv tbody tr[data-key]').dataset.key === 'db.025'`)
+
+	// Case kept: "DB" is only in legacy_DB_url.
+	e.click("#kv-ci")
+	e.typeInto("#kv-search", "DB")
+	e.waitJS("the case-sensitive result", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 1`)
+	if got := e.rows(); !reflect.DeepEqual(got, []string{"legacy_DB_url"}) {
+		t.Errorf("case-sensitive DB = %v, want legacy_DB_url", got)
+	}
+	if e.visible(".pager .pages") {
+		t.Error("page numbers shown for a single page")
+	}
 
 	e.typeInto("#kv-search", "nothing")
 	e.waitJS("the empty result", `!!document.querySelector('.tab-body .empty')`)
 	if got := e.text(".tab-body .empty"); !strings.Contains(got, "nothing") {
-		t.Errorf("empty result reads %q, want it to name the prefix", got)
+		t.Errorf("empty result reads %q, want it to name the search", got)
 	}
 }
 

@@ -13,8 +13,8 @@ func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 	e := start(t, options{})
 	e.seed("greeting", "Hello", client.SetOptions{}) // company.team holds one key
 	e.open("#/namespaces")
-	e.waitJS("the list", `!!document.querySelector('table.table tbody tr')`)
-	if got := e.text(`table.table tbody tr td[data-label="Keys"]`); got != "1" {
+	e.waitJS("the list", `!!document.querySelector('table.table tbody tr[data-ns="company.team"]')`)
+	if got := e.text(`tr[data-ns="company.team"] td[data-label="Keys"]`); got != "1" {
 		t.Errorf("company.team key count reads %q, want 1", got)
 	}
 
@@ -58,7 +58,15 @@ func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 		t.Errorf("namespaces through the API = %v, want data.eu-west_1 among them", ids)
 	}
 	e.open("#/namespaces")
-	e.waitJS("both namespaces listed", `document.querySelectorAll('table.table tbody tr').length === 2`)
+	// A tree: each implicit parent before its children, marked, children indented.
+	e.waitJS("both namespaces and their parents listed", `document.querySelectorAll('table.table tbody tr').length === 4`)
+	got := evalTo[[]string](e, `[...document.querySelectorAll('table.ns-tree tbody tr')].map(r => r.dataset.ns + (r.classList.contains('implicit') ? ' (parent)' : '') + ' ' + r.querySelector('td').dataset.depth)`)
+	if want := []string{"company (parent) 0", "company.team 1", "data (parent) 0", "data.eu-west_1 1"}; !slices.Equal(got, want) {
+		t.Errorf("namespace tree = %v, want %v", got, want)
+	}
+	if pad := evalTo[[]string](e, `[...document.querySelectorAll('table.ns-tree tbody tr td:first-child')].map(td => getComputedStyle(td).paddingLeft)`); pad[0] == pad[1] {
+		t.Errorf("child not indented: paddings %v", pad)
+	}
 	e.noHorizontalScroll()
 }
 

@@ -1,9 +1,10 @@
 // The UI's entry point: hash routes to pages.
-import { h, replace } from './dom.js';
+import { h, replace, refreshTimes } from './dom.js';
 import { hasToken, forgetToken } from './api.js';
 import { namespacesPage, namespacePage } from './namespaces.js';
 import { flowPage, newFlowPage } from './flows.js';
 import { executionsPage, executionPage } from './executions.js';
+import { globalKvPage } from './kv.js';
 
 const main = document.getElementById('main');
 
@@ -14,6 +15,7 @@ const routes = [
   [/^\/ns\/([^/]+)\/new-flow$/, (m, [ns], v) => newFlowPage(m, ns, v)],
   [/^\/ns\/([^/]+)\/flows\/([^/]+)(?:\/(edit|run))?$/, (m, [ns, id, mode], v) => flowPage(m, ns, id, mode || 'view', v)],
   [/^\/ns\/([^/]+)(?:\/(overview|flows|kv|executions))?$/, (m, [ns, tab], v) => namespacePage(m, ns, tab || 'overview', v)],
+  [/^\/kv$/, (m, _, v) => globalKvPage(m, v)],
   [/^\/executions$/, (m, _, v) => executionsPage(m, {}, v)],
   [/^\/executions\/([^/]+)$/, (m, [id], v) => executionPage(m, id, v)],
 ];
@@ -31,7 +33,7 @@ async function route() {
   };
   current = view;
   const path = decodeURIComponentSafe(location.hash.replace(/^#/, '').split('?')[0]);
-  const section = path.startsWith('/executions') ? 'executions' : 'namespaces';
+  const section = path.startsWith('/executions') ? 'executions' : path.startsWith('/kv') ? 'kv' : 'namespaces';
   for (const a of document.querySelectorAll('[data-nav]')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
@@ -69,4 +71,6 @@ const syncToken = () => { forget.hidden = !hasToken(); };
 forget.addEventListener('click', () => { forgetToken(); syncToken(); route(); });
 document.addEventListener('kvflow:token', syncToken);
 syncToken();
+// "3 minutes ago" stays true while the page is open.
+setInterval(() => refreshTimes(main), 15000);
 route();

@@ -28,7 +28,9 @@ export function replace(el, ...children) {
   return append(el, children);
 }
 
-const abs = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+// Absolute times name their time zone: "Jul 15, 2024, 08:10:33 CEST".
+const ABS = { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' };
+const abs = new Intl.DateTimeFormat(undefined, ABS);
 const rel = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 const units = [['year', 31536e6], ['month', 2592e6], ['day', 864e5], ['hour', 36e5], ['minute', 6e4], ['second', 1e3]];
 
@@ -41,14 +43,28 @@ export function relative(iso, now = Date.now()) {
   }
 }
 
-export function absolute(iso) {
+// absolute prints iso in the browser's time zone, or in timeZone (an IANA name).
+export function absolute(iso, timeZone) {
+  if (timeZone) {
+    try { return new Intl.DateTimeFormat(undefined, { ...ABS, timeZone }).format(new Date(iso)); } catch { /* unknown here: local */ }
+  }
   return abs.format(new Date(iso));
 }
 
-// when shows a time as relative text with the absolute time beside it.
+// when shows a time as relative text with the absolute time beside it; the
+// relative text is kept current by refreshTimes.
 export function when(iso, empty = '—') {
   if (!iso) return h('span', { class: 'muted' }, empty);
-  return h('time', { datetime: iso, title: iso }, relative(iso), h('span', { class: 'abs' }, absolute(iso)));
+  return h('time', { datetime: iso, title: iso }, h('span', { class: 'rel' }, relative(iso)), h('span', { class: 'abs' }, absolute(iso)));
+}
+
+// refreshTimes rewrites the relative text of every time when() made.
+export function refreshTimes(root = document) {
+  const now = Date.now();
+  for (const el of root.querySelectorAll('time[datetime] > .rel')) {
+    const t = relative(el.parentElement.getAttribute('datetime'), now);
+    if (el.textContent !== t) el.textContent = t;
+  }
 }
 
 // duration formats milliseconds as "1.2 s", "3 min 4 s".

@@ -18,7 +18,7 @@ export async function listExecutions(query) {
 
 export function executionsTable(execs, { showNamespace = true, showFlow = true } = {}) {
   if (!execs.length) return h('p', { class: 'empty' }, 'No executions yet.');
-  const cols = ['Execution', showNamespace && 'Namespace', showFlow && 'Flow', 'State', 'Started', 'Duration'].filter(Boolean);
+  const cols = ['Execution', showNamespace && 'Namespace', showFlow && 'Flow', 'Trigger', 'State', 'Started', 'Duration'].filter(Boolean);
   return h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
     h('caption', { class: 'sr-only' }, 'Executions'),
     h('thead', null, h('tr', null, cols.map((c) => h('th', { scope: 'col' }, c)))),
@@ -29,10 +29,17 @@ export function executionsTable(execs, { showNamespace = true, showFlow = true }
         h('th', { scope: 'row', 'data-label': 'Execution' }, h('a', { href: `#/executions/${enc(x.id)}`, class: 'mono' }, shortId(x.id))),
         showNamespace && h('td', { 'data-label': 'Namespace' }, h('a', { href: `#/ns/${enc(x.namespace)}/executions` }, x.namespace)),
         showFlow && h('td', { 'data-label': 'Flow' }, h('a', { href: `#/ns/${enc(x.namespace)}/flows/${enc(x.flowId)}` }, x.flowId)),
+        h('td', { 'data-label': 'Trigger', class: 'trigger' }, triggerLabel(x)),
         h('td', { 'data-label': 'State' }, stateBadge(stateOf(x))),
         h('td', { 'data-label': 'Started' }, when(start)),
         h('td', { 'data-label': 'Duration' }, start ? duration(new Date(end || Date.now()) - new Date(start)) : '—'));
     }))));
+}
+
+// triggerLabel says what started an execution: a trigger's id and kind, or "Manual".
+export function triggerLabel(x) {
+  if (!x.trigger) return h('span', { class: 'muted' }, 'Manual');
+  return [h('span', { class: 'mono' }, x.trigger.id), h('span', { class: 'muted' }, ` (${String(x.trigger.type).split('.').pop()})`)];
 }
 
 const shortId = (id) => (String(id).length > 24 ? String(id).slice(0, 24) + '…' : String(id));
@@ -117,12 +124,12 @@ export async function executionPage(main, id, view) {
               toast('Kill requested.');
               clearTimeout(timer);
               await load();
-            } catch (e) { toast(e.message, 'error'); }
+            } catch (e) { toast(e.message, 'bad'); }
           } }, 'Kill') : null,
           h('a', { class: 'button', href: `#/ns/${enc(x.namespace)}/flows/${enc(x.flowId)}/run` }, 'Run again'))),
       h('dl', { class: 'facts' },
         h('dt', null, 'Flow'), h('dd', null, `${x.namespace} / ${x.flowId}`),
-        x.trigger ? [h('dt', null, 'Trigger'), h('dd', null, h('span', { class: 'mono' }, x.trigger.id), ` (${String(x.trigger.type).split('.').pop()})`)] : null,
+        h('dt', null, 'Trigger'), h('dd', { id: 'exec-trigger' }, triggerLabel(x)),
         x.worker ? [h('dt', null, 'Worker'), h('dd', { class: 'mono' }, x.worker)] : null,
         h('dt', null, 'Started'), h('dd', null, when(start)),
         h('dt', null, 'Ended'), h('dd', null, running ? h('span', { class: 'muted' }, 'still running…') : when(end)),

@@ -1,5 +1,5 @@
 // The Flows tab and the flow page: view the YAML, edit it, run the flow.
-import { h, replace, field, setError, toast, confirm } from './dom.js';
+import { h, replace, field, setError, toast, confirm, when, absolute } from './dom.js';
 import { request, getJSON, enc, ApiError } from './api.js';
 import { namespaceHeader } from './namespaces.js';
 import { executionsTable, listExecutions } from './executions.js';
@@ -27,6 +27,7 @@ export async function flowsTab(body, ns, view) {
     h('th', { scope: 'row', 'data-label': 'Flow' }, h('a', { href: flowHref(ns, f.id) }, f.id)),
     h('td', { 'data-label': 'Description', class: 'desc' }, f.error ? h('span', { class: 'error small' }, f.error) : f.description || ''),
     h('td', { 'data-label': 'Tasks', class: 'num' }, String((f.tasks || []).length)),
+    h('td', { 'data-label': 'Triggers', class: 'triggers' }, triggerSummary(f.triggers || [])),
     h('td', { class: 'actions-cell' },
       h('a', { class: 'button', href: flowHref(ns, f.id, 'run'), 'aria-label': `Run ${f.id}` }, 'Run'),
       h('a', { class: 'button', href: flowHref(ns, f.id, 'edit'), 'aria-label': `Edit ${f.id}` }, 'Edit')));
@@ -35,9 +36,58 @@ export async function flowsTab(body, ns, view) {
     flows.length
       ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
         h('caption', { class: 'sr-only' }, `Flows in ${ns}`),
-        h('thead', null, h('tr', null, ['Flow', 'Description', 'Tasks', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', null, h('tr', null, ['Flow', 'Description', 'Tasks', 'Triggers', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', null, flows.map(row))))
       : h('p', { class: 'empty' }, 'No flows in this namespace yet.'));
+}
+
+// triggerKind is the last part of a trigger type: Schedule, Webhook, Flow.
+const triggerKind = (t) => String(t.type).split('.').pop();
+
+// webhookURL is where a Webhook trigger listens, on this server.
+const webhookURL = (t) => location.origin + t.webhookPath;
+
+// triggerSummary shows each trigger in a line: kind, and the next schedule date.
+function triggerSummary(triggers) {
+  if (!triggers.length) return h('span', { class: 'muted' }, '—');
+  return h('ul', { class: 'plain' }, triggers.map((t) => h('li', { 'data-trigger': t.id },
+    h('span', { class: 'type' }, triggerKind(t)), ' ', t.id,
+    t.disabled ? h('span', { class: 'muted' }, ' (disabled)') : null,
+    t.nextDate ? [h('span', { class: 'muted' }, ' · next '), when(t.nextDate)] : null)));
+}
+
+// triggersSection lists a flow's triggers with what each needs: the cron,
+// its time zone and next date, or the webhook's URL.
+function triggersSection(flow) {
+  const ts = flow.triggers || [];
+  const detail = (t) => {
+    if (t.cron) {
+      return [h('div', null, h('code', null, t.cron), t.timezone ? ` in ${t.timezone}` : ''),
+        t.nextDate ? h('div', { class: 'next-date' }, 'Next: ', when(t.nextDate),
+          t.timezone && t.timezone !== 'UTC' ? h('div', { class: 'muted small' }, `${absolute(t.nextDate, t.timezone)} in ${t.timezone}`) : null)
+          : h('div', { class: 'muted' }, 'Not scheduled while disabled.')];
+    }
+    if (t.webhookPath) {
+      const url = webhookURL(t);
+      return h('div', { class: 'webhook' }, h('code', { class: 'webhook-url' }, url), ' ',
+        h('button', { type: 'button', class: 'small', 'aria-label': `Copy the URL of ${t.id}`, onclick: async () => {
+          try { await navigator.clipboard.writeText(url); toast('Webhook URL copied.'); } catch { toast('Copy the URL by hand: the browser refused.', 'bad'); }
+        } }, 'Copy'),
+        h('div', { class: 'hint' }, 'POST (or GET) starts an execution; the body is trigger.body. The key in the URL is its secret.'));
+    }
+    if (triggerKind(t) === 'Flow') return h('span', { class: 'muted' }, 'Runs when another flow’s execution ends.');
+    return '';
+  };
+  return h('section', { 'aria-labelledby': 'trg-title' }, h('h2', { id: 'trg-title' }, 'Triggers'),
+    ts.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'table triggers' },
+      h('caption', { class: 'sr-only' }, `Triggers of ${flow.id}`),
+      h('thead', null, h('tr', null, ['Trigger', 'Type', 'When or where', 'State'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', null, ts.map((t) => h('tr', { 'data-trigger': t.id },
+        h('th', { scope: 'row', 'data-label': 'Trigger' }, t.id),
+        h('td', { 'data-label': 'Type' }, h('span', { class: 'type', title: t.type }, triggerKind(t))),
+        h('td', { 'data-label': 'When or where' }, detail(t)),
+        h('td', { 'data-label': 'State' }, t.disabled ? h('span', { class: 'muted' }, 'Disabled') : 'Enabled'))))))
+      : h('p', { class: 'muted' }, 'No triggers: this flow runs when started from here, the API or the CLI.'));
 }
 
 export function flowHref(ns, id, mode) {
@@ -71,6 +121,7 @@ export async function flowPage(main, ns, id, mode, view) {
   replace(body,
     flow.error && h('p', { class: 'error', role: 'alert' }, flow.error),
     flow.description && h('p', { class: 'lead' }, flow.description),
+    triggersSection(flow),
     h('section', { 'aria-labelledby': 'src-title' }, h('h2', { id: 'src-title' }, 'Source'),
       h('pre', { class: 'code', tabindex: 0, 'aria-label': `YAML source of ${id}` }, flow.source)),
     h('section', { 'aria-labelledby': 'fx-title' }, h('h2', { id: 'fx-title' }, 'Recent executions'),

@@ -1,5 +1,6 @@
 // The KV Store tab: a paged table of keys and the New/Edit Key-Value dialog.
 import { h, replace, field, setError, toast, modal, confirm, when, debounce } from './dom.js';
+import { openHistory } from './history.js';
 import { request, getJSON, enc, ApiError } from './api.js';
 
 export const TYPES = ['STRING', 'NUMBER', 'BOOLEAN', 'DATETIME', 'DATE', 'DURATION', 'JSON'];
@@ -45,31 +46,83 @@ export function checkValue(t, text) {
   return '';
 }
 
-// listKeys fetches one page of entries; next is the cursor of the following page or ''.
-async function listKeys(ns, { prefix, limit, cursor }) {
-  const res = await request('GET', `/namespaces/${enc(ns)}/kv`, { query: { prefix, limit, cursor } });
+// listKeys fetches one page of entries with the number of all that match.
+async function listKeys(ns, { q, ci, limit, offset }) {
+  const res = await request('GET', `/namespaces/${enc(ns)}/kv`, { query: { q, ci: q && ci ? 'true' : '', limit, offset, total: 'true' } });
   const entries = await res.json();
-  return { entries, next: res.headers.get('X-Next-Cursor') || '' };
+  return { entries, total: Number(res.headers.get('X-Total-Count') || entries.length) };
+}
+
+// matches reports whether key contains q (ignoring case when ci), as the API's q= does.
+export const matches = (key, q, ci) => (ci ? key.toLowerCase().includes(q.toLowerCase()) : key.includes(q));
+
+// pageNumbers returns the pages to offer around cur (0-based) among n: the
+// first, the last and two either side, with null for each gap.
+export function pageNumbers(cur, n) {
+  const out = [];
+  for (let p = 0; p < n; p++) {
+    if (p === 0 || p === n - 1 || Math.abs(p - cur) <= 2) out.push(p);
+    else if (out[out.length - 1] !== null) out.push(null);
+  }
+  return out;
+}
+
+// pager builds Previous, page numbers and Next; go(p) shows page p (0-based).
+export function pager(idPrefix, go) {
+  const prev = h('button', { type: 'button', id: `${idPrefix}-prev`, disabled: true }, '← Previous');
+  const next = h('button', { type: 'button', id: `${idPrefix}-next`, disabled: true }, 'Next →');
+  const pages = h('span', { class: 'pages' });
+  const status = h('p', { class: 'muted pager-status', 'aria-live': 'polite' });
+  const el = h('nav', { class: 'pager', 'aria-label': 'Pages', hidden: true }, prev, h('div', { class: 'pager-mid' }, pages, status), next);
+  let cur = 0;
+  prev.addEventListener('click', () => go(cur - 1));
+  next.addEventListener('click', () => go(cur + 1));
+  // update shows page (0-based) of count entries shown, total matching, limit a page.
+  const update = (page, count, total, limit, what) => {
+    cur = page;
+    const n = Math.max(1, Math.ceil(total / limit));
+    const first = page * limit + 1;
+    status.textContent = count ? `Page ${page + 1} of ${n} · ${first}–${first + count - 1} of ${total} ${what}` : '';
+    prev.disabled = page === 0;
+    next.disabled = first + count - 1 >= total;
+    replace(pages, pageNumbers(page, n).map((p) => (p === null ? h('span', { class: 'gap', 'aria-hidden': 'true' }, '…')
+      : h('button', { type: 'button', class: 'page', 'aria-label': `Page ${p + 1}`, 'aria-current': p === page ? 'page' : null, onclick: () => go(p) }, String(p + 1)))));
+    pages.hidden = n < 2;
+    el.hidden = n < 2 && !count;
+  };
+  return { el, update };
 }
 
 export async function kvTab(body, ns, view) {
-  const state = { prefix: '', limit: 50, cursors: [''], page: 0, next: '' };
-  const search = h('input', { id: 'kv-search', type: 'search', autocomplete: 'off', spellcheck: 'false', placeholder: 'Key prefix' });
+  const state = { q: '', ci: true, limit: 50, page: 0, total: 0, entries: [] };
+  const search = h('input', { id: 'kv-search', type: 'search', autocomplete: 'off', spellcheck: 'false', placeholder: 'Part of a key' });
+  const ci = h('input', { id: 'kv-ci', type: 'checkbox', checked: true });
   const limit = h('select', { id: 'kv-limit' }, [25, 50, 100, 200].map((n) => h('option', { value: n, selected: n === state.limit }, String(n))));
+  const count = h('p', { id: 'kv-count', class: 'muted count' });
   const table = h('div', { class: 'table-wrap' });
-  const status = h('p', { class: 'muted pager-status', 'aria-live': 'polite' });
-  const prev = h('button', { type: 'button', disabled: true, onclick: () => go(state.page - 1) }, '← Previous');
-  const next = h('button', { type: 'button', disabled: true, onclick: () => go(state.page + 1) }, 'Next →');
   const error = h('p', { class: 'error', role: 'alert', hidden: true });
-  const pager = h('div', { class: 'pager', hidden: true }, prev, status, next);
-  const newBtn = h('button', { type: 'button', class: 'primary', onclick: async () => { if (await openKvForm(ns)) load(); } }, 'New Key-Value');
+  const pg = pager('kv', (p) => { state.page = p; load(); });
+  const inherited = h('section', { id: 'kv-inherited', 'aria-labelledby': 'kv-inherited-title', hidden: !ns.includes('.') });
+  const newBtn = h('button', { type: 'button', class: 'primary', id: 'kv-new', onclick: async () => {
+    const key = await openKvForm(ns);
+    if (key) load({ focus: key });
+  } }, 'New Key-Value');
+  const importInput = h('input', { type: 'file', accept: '.jsonl,.ndjson,application/x-ndjson,application/json', hidden: true, 'aria-label': 'File to import' });
   let seq = 0;
+  let inheritedAll = [];
 
-  async function load() {
+  // load shows the current page; focus names a key whose row gets the focus
+  // (or, when it is gone, the table gets it).
+  async function load({ focus } = {}) {
     const my = ++seq;
     let page;
     try {
-      page = await listKeys(ns, { prefix: state.prefix, limit: state.limit, cursor: state.cursors[state.page] });
+      page = await listKeys(ns, { q: state.q, ci: state.ci, limit: state.limit, offset: state.page * state.limit });
+      // A page emptied by a delete shows the one before it.
+      if (!page.entries.length && state.page > 0 && page.total > 0) {
+        state.page = Math.ceil(page.total / state.limit) - 1;
+        page = await listKeys(ns, { q: state.q, ci: state.ci, limit: state.limit, offset: state.page * state.limit });
+      }
     } catch (e) {
       if (my !== seq || !view.alive) return;
       error.textContent = e.message;
@@ -80,39 +133,35 @@ export async function kvTab(body, ns, view) {
     if (my !== seq || !view.alive) return;
     error.hidden = true;
     setError(search, '');
-    state.next = page.next;
+    state.entries = page.entries;
+    state.total = page.total;
     renderRows(page.entries);
-    const first = state.page * state.limit + 1;
-    status.textContent = page.entries.length
-      ? `Page ${state.page + 1} · keys ${first}–${first + page.entries.length - 1}${state.prefix ? ` starting with “${state.prefix}”` : ''}`
-      : '';
-    prev.disabled = state.page === 0;
-    next.disabled = !state.next;
-    pager.hidden = prev.disabled && next.disabled;
-  }
-
-  function go(p) {
-    if (p > state.page) state.cursors[p] = state.next;
-    state.page = p;
-    load();
+    count.textContent = state.q
+      ? `${page.total} ${page.total === 1 ? 'key contains' : 'keys contain'} “${state.q}”${state.ci ? ' (any case)' : ''}`
+      : `${page.total} ${page.total === 1 ? 'key' : 'keys'}`;
+    pg.update(state.page, page.entries.length, page.total, state.limit, 'keys');
+    renderInherited();
+    if (focus !== undefined) {
+      const btn = table.querySelector(`tr[data-key="${CSS.escape(focus || '')}"] button.key`);
+      (btn || table.querySelector('table') || table).focus();
+    }
   }
 
   function reset() {
-    state.cursors = [''];
     state.page = 0;
     load();
   }
 
   function renderRows(entries) {
     if (!entries.length) {
-      replace(table, h('p', { class: 'empty' }, state.prefix
-        ? `No key starts with “${state.prefix}”.`
+      replace(table, h('p', { class: 'empty', tabindex: -1 }, state.q
+        ? `No key contains “${state.q}”.`
         : 'No keys in this namespace yet. Use “New Key-Value” to add one.'));
       return;
     }
     const tbody = h('tbody');
     for (const e of entries) tbody.append(...row(e));
-    replace(table, h('table', { class: 'table kv' },
+    replace(table, h('table', { class: 'table kv', tabindex: -1 },
       h('caption', { class: 'sr-only' }, `Keys in ${ns}`),
       h('thead', null, h('tr', null, ['Key', 'Type', 'Description', 'Last update', 'Expiry', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
       tbody));
@@ -128,9 +177,18 @@ export async function kvTab(body, ns, view) {
       h('td', { 'data-label': 'Last update' }, when(e.updateDate)),
       h('td', { 'data-label': 'Expiry' }, when(e.expirationDate, 'Never')),
       h('td', { class: 'actions-cell' },
+        h('button', { type: 'button', 'aria-label': `History of ${e.key}`, onclick: async () => {
+          if (await openHistory(ns, e.key)) load({ focus: e.key });
+          else focusRow(e.key);
+        } }, 'History'),
         h('button', { type: 'button', 'aria-label': `Edit ${e.key}`, onclick: () => edit(e) }, 'Edit'),
         h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${e.key}`, onclick: () => del(e) }, 'Delete')));
     return [tr, detail];
+  }
+
+  function focusRow(key) {
+    const btn = table.querySelector(`tr[data-key="${CSS.escape(key)}"] button.key`);
+    if (btn) btn.focus();
   }
 
   async function edit(e) {
@@ -139,15 +197,16 @@ export async function kvTab(body, ns, view) {
       cur = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
     } catch (err) {
       toast(err.message, 'bad');
-      if (err.status === 404 || err.status === 410) load();
+      if (err.status === 404 || err.status === 410) load({ focus: null });
       return;
     }
-    if (await openKvForm(ns, e, cur)) load();
+    if (await openKvForm(ns, e, cur)) load({ focus: e.key });
+    else focusRow(e.key);
   }
 
   async function del(e) {
     const yes = await confirm(`Delete ${e.key}?`, `The key “${e.key}” and its value will be deleted from namespace ${ns}. This cannot be undone.`);
-    if (!yes) return;
+    if (!yes) { focusRow(e.key); return; }
     try {
       await request('DELETE', `/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
     } catch (err) {
@@ -155,24 +214,174 @@ export async function kvTab(body, ns, view) {
       return;
     }
     toast(`Deleted ${e.key}.`);
-    load();
+    // The focus goes to the next row (or the previous one at the end).
+    const i = state.entries.findIndex((x) => x.key === e.key);
+    const near = state.entries[i + 1] || state.entries[i - 1];
+    load({ focus: near ? near.key : null });
   }
 
+  async function loadInherited() {
+    if (!ns.includes('.')) return;
+    try {
+      inheritedAll = await getJSON(`/namespaces/${enc(ns)}/kv/inheritance`, { shadowed: 'true' });
+    } catch (e) {
+      inheritedAll = e;
+    }
+    if (view.alive) renderInherited();
+  }
+
+  // renderInherited lists the parents' pairs that match the search, nearest
+  // namespace first; a pair hidden by a nearer key of the same name is marked.
+  function renderInherited() {
+    if (!ns.includes('.')) return;
+    const title = h('h2', { id: 'kv-inherited-title' }, 'Inherited from parent namespaces');
+    if (inheritedAll instanceof Error) return replace(inherited, title, h('p', { class: 'error' }, inheritedAll.message));
+    const rows = inheritedAll.filter((e) => !state.q || matches(e.key, state.q, state.ci));
+    const shadowed = rows.filter((e) => e.shadowedBy).length;
+    replace(inherited, title,
+      h('p', { class: 'muted' }, `Flows in ${ns} read these with kv() when ${ns} has no key of the same name. `,
+        rows.length ? `${rows.length} ${rows.length === 1 ? 'pair' : 'pairs'}${shadowed ? `, ${shadowed} shadowed` : ''}.` : ''),
+      rows.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'table kv-inherited' },
+        h('caption', { class: 'sr-only' }, `Keys ${ns} inherits`),
+        h('thead', null, h('tr', null, ['Key', 'From', 'Type', 'Description', 'Last update', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', null, rows.map((e) => h('tr', { 'data-key': e.key, 'data-ns': e.namespace, class: e.shadowedBy ? 'shadowed' : null },
+          h('th', { scope: 'row', 'data-label': 'Key', class: 'key' }, e.key),
+          h('td', { 'data-label': 'From' }, h('a', { href: `#/ns/${enc(e.namespace)}/kv` }, e.namespace)),
+          h('td', { 'data-label': 'Type' }, h('span', { class: 'type' }, e.type || '—')),
+          h('td', { 'data-label': 'Description', class: 'desc' }, e.description || ''),
+          h('td', { 'data-label': 'Last update' }, when(e.updateDate)),
+          h('td', { 'data-label': 'Status' }, e.shadowedBy
+            ? h('span', { class: 'badge shadow', title: `${e.shadowedBy} has a key ${e.key}, which is the one read` }, `Shadowed by ${e.shadowedBy}`)
+            : h('span', { class: 'badge' }, 'Inherited'))))))) 
+        : h('p', { class: 'muted none' }, state.q ? `No inherited key contains “${state.q}”.` : 'The parent namespaces hold no keys.'));
+  }
+
+  async function exportAll() {
+    let blob;
+    try {
+      const res = await request('GET', `/namespaces/${enc(ns)}/kv/export`);
+      blob = await res.blob();
+    } catch (e) {
+      toast(e.message, 'bad');
+      return;
+    }
+    const a = h('a', { href: URL.createObjectURL(blob), download: `${ns}.kv.jsonl` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    toast(`Exported ${ns}.`);
+  }
+
+  async function deleteAll() {
+    const n = state.q ? null : state.total;
+    const yes = await confirm(`Delete every key of ${ns}?`,
+      `All ${n == null ? '' : n + ' '}keys of namespace ${ns} will be deleted (not those of its parents or children). This cannot be undone.`, 'Delete all keys');
+    if (!yes) return;
+    let deleted;
+    try {
+      deleted = await deleteAllKeys(ns);
+    } catch (e) {
+      toast(e.message, 'bad');
+      load({ focus: null });
+      return;
+    }
+    toast(deleted == null ? `Deleted every key of ${ns}.` : `Deleted ${deleted} ${deleted === 1 ? 'key' : 'keys'} from ${ns}.`);
+    state.page = 0;
+    load({ focus: null });
+  }
+
+  importInput.addEventListener('change', async () => {
+    const file = importInput.files[0];
+    importInput.value = '';
+    if (!file) return;
+    const res = await openImport(ns, file);
+    if (res) load({ focus: null });
+  });
+
   search.addEventListener('input', debounce(() => {
-    const p = search.value.trim();
-    if (p === state.prefix) return;
-    state.prefix = p;
+    const q = search.value.trim();
+    if (q === state.q) return;
+    state.q = q;
     reset();
   }, 250));
+  ci.addEventListener('change', () => { state.ci = ci.checked; if (state.q) reset(); });
   limit.addEventListener('change', () => { state.limit = Number(limit.value); reset(); });
 
   replace(body,
-    h('div', { class: 'section-head' }, h('h2', null, 'KV Store'), newBtn),
+    h('div', { class: 'section-head' }, h('h2', null, 'KV Store'),
+      h('div', { class: 'head-actions' },
+        h('button', { type: 'button', id: 'kv-export', onclick: exportAll }, 'Export'),
+        h('button', { type: 'button', id: 'kv-import', onclick: () => importInput.click() }, 'Import…'), importInput,
+        h('button', { type: 'button', id: 'kv-delete-all', class: 'danger', onclick: deleteAll }, 'Delete all keys'),
+        newBtn)),
     h('div', { class: 'toolbar' },
-      field('Search by key prefix', search),
+      field('Search keys', search, 'Matches anywhere in the key.'),
+      h('div', { class: 'field compact' }, ci, h('label', { for: 'kv-ci' }, 'Ignore case')),
       h('div', { class: 'field compact' }, h('label', { for: 'kv-limit' }, 'Per page'), limit)),
-    error, table, pager);
+    count, error, table, pg.el, inherited);
+  loadInherited();
   await load();
+}
+
+// deleteAllKeys deletes every key of ns and returns how many went (null when
+// the server does not say):
+// DELETE ?all=true where the server has it, else the listed keys in batches.
+async function deleteAllKeys(ns) {
+  const path = `/namespaces/${enc(ns)}/kv`;
+  try {
+    const res = await request('DELETE', path, { query: { all: 'true' } });
+    const body = await res.json().catch(() => null);
+    if (body && typeof body.deleted === 'number') return body.deleted;
+    if (body && Array.isArray(body.keys)) return body.keys.length;
+    return null; // done, count not given
+  } catch (e) {
+    if (e.status !== 422 && e.status !== 400) throw e; // a server without ?all=true asks for a body
+  }
+  const keys = (await getJSON(path)).map((e) => e.key);
+  let n = 0;
+  for (let i = 0; i < keys.length; i += 1000) {
+    const res = await request('DELETE', path, { json: { keys: keys.slice(i, i + 1000) } });
+    n += (await res.json()).keys.length;
+  }
+  return n;
+}
+
+// openImport asks how to treat existing keys, then imports file; it
+// resolves with the server's counts, or undefined when cancelled.
+function openImport(ns, file) {
+  return modal((close) => {
+    const mode = h('select', { id: 'kv-import-mode' },
+      h('option', { value: 'skip' }, 'Keep the existing value (skip)'),
+      h('option', { value: 'overwrite' }, 'Replace it (overwrite)'),
+      h('option', { value: 'fail' }, 'Stop the import (fail)'));
+    const err = h('p', { class: 'error', role: 'alert', hidden: true });
+    const go = h('button', { type: 'submit', class: 'primary' }, 'Import');
+    const form = h('form', { class: 'import-form' },
+      h('h2', { id: 'kv-import-title' }, `Import into ${ns}`),
+      h('p', null, 'File ', h('strong', null, file.name), ` (${file.size} bytes), JSON Lines as Export writes them.`),
+      err,
+      field('When a key already exists', mode),
+      h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => close() }, 'Cancel'), go));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      go.disabled = true;
+      err.hidden = true;
+      let res;
+      try {
+        res = await (await request('POST', `/namespaces/${enc(ns)}/kv/import`, { query: { onConflict: mode.value }, headers: { 'Content-Type': 'application/x-ndjson' }, body: file })).json();
+      } catch (e) {
+        go.disabled = false;
+        err.textContent = e.message;
+        err.hidden = false;
+        return;
+      }
+      toast(`Imported into ${ns}: ${res.written ?? 0} written, ${res.skipped ?? 0} skipped${res.expired ? `, ${res.expired} expired` : ''}.`);
+      close(res);
+    });
+    queueMicrotask(() => mode.focus());
+    return form;
+  }, 'kv-import-title');
 }
 
 async function showValue(ns, e, toggle, detail) {
@@ -199,7 +408,7 @@ function localInput(iso) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-// openKvForm opens the New/Edit Key-Value dialog; it resolves true once saved.
+// openKvForm opens the New/Edit Key-Value dialog; it resolves with the key once saved.
 // entry and current (the GET answer) are given when editing.
 export function openKvForm(ns, entry, current) {
   const editing = !!entry;
@@ -341,11 +550,105 @@ export function openKvForm(ns, entry, current) {
         return;
       }
       toast(`Saved ${key.value}.`);
-      close(true);
+      close(key.value);
     });
 
     sync();
     queueMicrotask(() => (editing ? widgetFor(type.value) : key).focus());
     return form;
   }, 'kv-form-title');
+}
+
+// globalKvPage lists pairs across every namespace the server lets this UI
+// reach, with a namespace filter (that namespace and those below it).
+export async function globalKvPage(main, view) {
+  document.title = 'KV Store · kvflow';
+  const params = new URLSearchParams(location.hash.split('?')[1] || '');
+  const state = { ns: params.get('namespace') || '', q: '', ci: true, limit: 50, page: 0 };
+  const nsSel = h('select', { id: 'gkv-ns' }, h('option', { value: '' }, 'All namespaces'));
+  const search = h('input', { id: 'gkv-search', type: 'search', autocomplete: 'off', spellcheck: 'false', placeholder: 'Part of a key' });
+  const ci = h('input', { id: 'gkv-ci', type: 'checkbox', checked: true });
+  const limit = h('select', { id: 'gkv-limit' }, [25, 50, 100, 200].map((n) => h('option', { value: n, selected: n === state.limit }, String(n))));
+  const count = h('p', { id: 'gkv-count', class: 'muted count' });
+  const table = h('div', { class: 'table-wrap' });
+  const error = h('p', { class: 'error', role: 'alert', hidden: true });
+  const pg = pager('gkv', (p) => { state.page = p; load(); });
+  let seq = 0;
+
+  async function load() {
+    const my = ++seq;
+    let entries;
+    let total;
+    try {
+      const res = await request('GET', '/kv', { query: { namespace: state.ns, q: state.q, ci: state.q && state.ci ? 'true' : '', limit: state.limit, offset: state.page * state.limit } });
+      entries = await res.json();
+      total = Number(res.headers.get('X-Total-Count') || entries.length);
+    } catch (e) {
+      if (my !== seq || !view.alive) return;
+      error.textContent = e.message;
+      error.hidden = false;
+      return;
+    }
+    if (my !== seq || !view.alive) return;
+    error.hidden = true;
+    const where = state.ns ? ` in ${state.ns} and below` : '';
+    count.textContent = state.q ? `${total} ${total === 1 ? 'key contains' : 'keys contain'} “${state.q}”${where}` : `${total} ${total === 1 ? 'key' : 'keys'}${where}`;
+    pg.update(state.page, entries.length, total, state.limit, 'keys');
+    if (!entries.length) {
+      replace(table, h('p', { class: 'empty' }, state.q ? `No key contains “${state.q}”${where}.` : `No keys${where}.`));
+      return;
+    }
+    const tbody = h('tbody');
+    for (const e of entries) {
+      const detail = h('tr', { class: 'detail', hidden: true }, h('td', { colspan: 6 }));
+      const toggle = h('button', { type: 'button', class: 'link key', 'aria-expanded': 'false', title: 'Show the value', onclick: () => showValue(e.namespace, e, toggle, detail) }, e.key);
+      tbody.append(h('tr', { 'data-key': e.key, 'data-ns': e.namespace },
+        h('td', { 'data-label': 'Namespace' }, h('a', { href: `#/ns/${enc(e.namespace)}/kv` }, e.namespace)),
+        h('th', { scope: 'row', 'data-label': 'Key' }, toggle),
+        h('td', { 'data-label': 'Type' }, h('span', { class: 'type' }, e.type || '—')),
+        h('td', { 'data-label': 'Description', class: 'desc' }, e.description || ''),
+        h('td', { 'data-label': 'Last update' }, when(e.updateDate)),
+        h('td', { 'data-label': 'Expiry' }, when(e.expirationDate, 'Never'))), detail);
+    }
+    replace(table, h('table', { class: 'table kv-global' },
+      h('caption', { class: 'sr-only' }, 'Keys across namespaces'),
+      h('thead', null, h('tr', null, ['Namespace', 'Key', 'Type', 'Description', 'Last update', 'Expiry'].map((c) => h('th', { scope: 'col' }, c)))),
+      tbody));
+  }
+  const reset = () => { state.page = 0; load(); };
+  nsSel.addEventListener('change', () => {
+    state.ns = nsSel.value;
+    history.replaceState(null, '', state.ns ? `#/kv?namespace=${enc(state.ns)}` : '#/kv');
+    reset();
+  });
+  search.addEventListener('input', debounce(() => { const q = search.value.trim(); if (q !== state.q) { state.q = q; reset(); } }, 250));
+  ci.addEventListener('change', () => { state.ci = ci.checked; if (state.q) reset(); });
+  limit.addEventListener('change', () => { state.limit = Number(limit.value); reset(); });
+
+  replace(main,
+    h('div', { class: 'page-head' }, h('h1', null, 'KV Store')),
+    h('p', { class: 'muted' }, 'Key-value pairs of every namespace you may reach.'),
+    h('div', { class: 'toolbar' },
+      h('div', { class: 'field' }, h('label', { for: 'gkv-ns' }, 'Namespace'), nsSel),
+      field('Search keys', search, 'Matches anywhere in the key.'),
+      h('div', { class: 'field compact' }, ci, h('label', { for: 'gkv-ci' }, 'Ignore case')),
+      h('div', { class: 'field compact' }, h('label', { for: 'gkv-limit' }, 'Per page'), limit)),
+    count, error, table, pg.el);
+  const nss = await getJSON('/namespaces').catch(() => []);
+  if (!view.alive) return;
+  const ids = withParents(nss.map((n) => n.id));
+  if (state.ns && !ids.includes(state.ns)) ids.push(state.ns);
+  for (const id of ids.sort()) nsSel.append(h('option', { value: id }, '\u00a0\u00a0'.repeat(id.split('.').length - 1) + id));
+  nsSel.value = state.ns;
+  await load();
+}
+
+// withParents adds every namespace's parents to ids: a.b.c brings a.b and a.
+export function withParents(ids) {
+  const all = new Set();
+  for (const id of ids) {
+    const parts = id.split('.');
+    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('.'));
+  }
+  return [...all].sort();
 }

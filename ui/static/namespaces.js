@@ -1,7 +1,7 @@
 // The Namespaces page and the namespace page's tabs.
 import { h, replace, field, setError, toast } from './dom.js';
 import { request, getJSON, enc, ApiError } from './api.js';
-import { kvTab } from './kv.js';
+import { kvTab, withParents } from './kv.js';
 import { flowsTab } from './flows.js';
 import { executionsTable, executionsTab, listExecutions } from './executions.js';
 
@@ -53,17 +53,31 @@ export async function namespacesPage(main, _params, view) {
     location.hash = `#/ns/${enc(ns)}/kv`;
   });
 
+  // The list is a tree: parents first, implicit ones (holding nothing
+  // themselves) included, each level indented.
   const render = () => {
     const q = filter.value.trim().toLowerCase();
-    const rows = all.filter((n) => n.id.includes(q));
     if (!all.length) return replace(list, h('p', { class: 'muted' }, 'No namespaces yet. Create one above, or set a key or save a flow in one.'));
-    replace(list, h('table', { class: 'table' },
-      h('caption', { class: 'sr-only' }, 'Namespaces'),
+    const byId = new Map(all.map((n) => [n.id, n]));
+    const ids = withParents(all.map((n) => n.id)).filter((id) => id.includes(q));
+    const count = (v, href) => (typeof v === 'number' ? h('a', { href }, String(v)) : h('span', { class: 'muted' }, '—'));
+    const rows = ids.map((id) => {
+      const n = byId.get(id) || { id, implicit: true };
+      const depth = id.split('.').length - 1;
+      const name = h('td', { 'data-label': 'Namespace', class: 'ns-name', 'data-depth': depth },
+        h('a', { href: `#/ns/${enc(id)}` }, depth ? id.slice(id.lastIndexOf('.') + 1) : id),
+        depth ? h('span', { class: 'sr-only' }, ` (${id})`) : null,
+        n.implicit ? h('span', { class: 'badge muted', title: 'A parent of other namespaces; it was never created and holds nothing itself' }, 'parent') : null);
+      name.style.paddingLeft = `${0.75 + depth * 1.25}rem`;
+      return h('tr', { 'data-ns': id, class: n.implicit ? 'implicit' : null },
+        name,
+        h('td', { class: 'num', 'data-label': 'Flows' }, count(n.flows, `#/ns/${enc(id)}/flows`)),
+        h('td', { class: 'num', 'data-label': 'Keys' }, count(n.keys, `#/ns/${enc(id)}/kv`)));
+    });
+    replace(list, h('table', { class: 'table ns-tree' },
+      h('caption', { class: 'sr-only' }, 'Namespaces, parents before children'),
       h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Namespace'), h('th', { scope: 'col', class: 'num' }, 'Flows'), h('th', { scope: 'col', class: 'num' }, 'Keys'))),
-      h('tbody', null, rows.map((n) => h('tr', null,
-        h('td', { 'data-label': 'Namespace' }, h('a', { href: `#/ns/${enc(n.id)}` }, n.id)),
-        h('td', { class: 'num', 'data-label': 'Flows' }, h('a', { href: `#/ns/${enc(n.id)}/flows` }, String(n.flows))),
-        h('td', { class: 'num', 'data-label': 'Keys' }, h('a', { href: `#/ns/${enc(n.id)}/kv` }, String(n.keys))))))),
+      h('tbody', null, rows)),
     rows.length ? null : h('p', { class: 'muted' }, 'No namespace matches the filter.'));
   };
   filter.addEventListener('input', render);
@@ -83,7 +97,9 @@ const TABS = [['overview', 'Overview'], ['flows', 'Flows'], ['kv', 'KV Store'], 
 
 export function namespaceHeader(ns, tab) {
   return [
-    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/namespaces' }, 'Namespaces'), ' / ', h('span', null, ns)),
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/namespaces' }, 'Namespaces'), ' / ',
+      ns.split('.').slice(0, -1).map((_, i, a) => { const p = a.slice(0, i + 1).join('.'); return [h('a', { href: `#/ns/${enc(p)}/${tab}` }, p), ' / ']; }),
+      h('span', null, ns)),
     h('div', { class: 'page-head' }, h('h1', null, ns)),
     h('nav', { class: 'tabs', 'aria-label': 'Namespace sections' }, TABS.map(([id, label]) =>
       h('a', { href: `#/ns/${enc(ns)}/${id}`, 'aria-current': id === tab ? 'page' : null }, label))),
