@@ -429,3 +429,17 @@ func (c *Config) Keys() (*seal.Keyring, error) {
 	}
 	return nil, nil
 }
+
+// KeySource says where the key of sensitive entries comes from, for the
+// server's start-up line: never the key itself.
+func (c *Config) KeySource() string {
+	switch {
+	case c.SecretKey != "":
+		return "secretKey"
+	case c.SecretKeyFile != "":
+		return c.SecretKeyFile
+	case strings.HasPrefix(c.DatabaseURL, "sqlite:"):
+		return filepath.Join(c.DataDir, "secret.key") + " (made on first use)"
+	}
+	return "none: sensitive writes are refused until KVFLOW_SECRET_KEY or secretKeyFile is set"
+}

@@ -30,6 +30,12 @@ func TestKeys_ByConfiguration(t *testing.T) {
 	if err != nil || len(b) != seal.KeySize {
 		t.Errorf("secret.key: %v", err)
 	}
+	if got := pg.KeySource(); !strings.HasPrefix(got, "none: sensitive writes are refused") {
+		t.Errorf("KeySource on PostgreSQL without a key = %q", got)
+	}
+	if got := lite.KeySource(); got != filepath.Join(dir, "secret.key")+" (made on first use)" {
+		t.Errorf("KeySource on the embedded default = %q", got)
+	}
 	pg.SecretKey = seal.NewKey()
 	if k, err := pg.Keys(); err != nil || k == nil {
 		t.Errorf("PostgreSQL with a key: %v, %v", k, err)
