@@ -63,6 +63,15 @@ func TestSensitive_NeverLeaks(t *testing.T) {
 			if r := do(t, "GET", kv+"pw", ""); r.Status != 200 || r.Body != `{"type":"STRING","value":"`+marker+`","sensitive":true}` {
 				t.Errorf("GET = %d %s", r.Status, r.Body)
 			}
+			if r := do(t, "HEAD", kv+"pw", ""); r.Header.Get("KV-Sensitive") != "true" {
+				t.Errorf("HEAD headers = %v, want KV-Sensitive: true", r.Header)
+			}
+			if r := do(t, "GET", kv+"pw/versions", ""); !strings.Contains(r.Body, `"sensitive":true`) || strings.Contains(r.Body, marker) {
+				t.Errorf("versions = %s, want the flag and no value", r.Body)
+			}
+			if r := do(t, "GET", kv+"pw?version=1", ""); r.Body != `{"type":"STRING","value":"`+marker+`","sensitive":true}` {
+				t.Errorf("GET ?version=1 = %s", r.Body)
+			}
 			if r := do(t, "GET", kv+"pw/detail", ""); !strings.Contains(r.Body, `"value":"******"`) || !strings.Contains(r.Body, `"sensitive":true`) || strings.Contains(r.Body, marker) {
 				t.Errorf("detail = %s, want the value masked", r.Body)
 			}
@@ -103,6 +112,11 @@ func TestSensitive_NeverLeaks(t *testing.T) {
 			if !strings.Contains(list.Body, `"key":"pw","type":"STRING","version":1,`) || !strings.Contains(list.Body, `"sensitive":true`) {
 				t.Errorf("list = %s, want the flag", list.Body)
 			}
+			global := do(t, "GET", ts.URL+"/api/v1/kv?namespace=company.team", "")
+			if !strings.Contains(global.Body, `"sensitive":true`) {
+				t.Errorf("global list = %d %s, want the flag", global.Status, global.Body)
+			}
+			list.Body += global.Body
 			stored, _ := json.Marshal(ex)
 			exec := do(t, "GET", ts.URL+"/api/v1/executions/"+ex.ID, "")
 			dump := storagetest.DumpDB(t, pair)
