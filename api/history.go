@@ -20,7 +20,7 @@ import (
 // VersionOf is v as the versions route shows it.
 func VersionOf(v *storage.Version) Version {
 	out := Version{Version: v.Version, Change: string(v.Change), Type: string(v.Type), Description: v.Description,
-		Size: v.Size, Hash: v.Hash, Writer: v.Writer, CreationDate: Time{Time: v.Created}, UpdateDate: Time{Time: v.Updated}}
+		Size: v.Size, Hash: v.Hash, Writer: v.Writer, CreationDate: Time{Time: v.Created}, UpdateDate: Time{Time: v.Updated}, Sensitive: v.Sensitive}
 	if v.Expires != nil {
 		out.ExpirationDate = Time{Time: *v.Expires}
 	}
@@ -93,14 +93,14 @@ func (s *Server) getKVVersion(w http.ResponseWriter, r *http.Request, ns, key st
 		return
 	}
 	start := time.Now()
-	_, v, err := s.cfg.Store.GetVersion(r.Context(), ns, key, n)
+	ver, v, err := s.cfg.Store.GetVersion(r.Context(), ns, key, n)
 	s.metrics.observe("kv_get", start)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	s.metrics.retrieved.WithLabelValues(ns).Inc()
-	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue()})
+	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue(), Sensitive: ver.Sensitive})
 }
 
 // restoreKV writes a new version holding an old version's value, type and

@@ -20,7 +20,7 @@ import (
 // EntryOf is e as the list routes show it; withNS keeps its namespace.
 func EntryOf(e *storage.Entry, withNS bool) Entry {
 	out := Entry{Key: e.Key, Type: string(e.Type), Description: e.Description, Version: e.Version,
-		CreationDate: Time{Time: e.Created}, UpdateDate: Time{Time: e.Updated}}
+		CreationDate: Time{Time: e.Created}, UpdateDate: Time{Time: e.Updated}, Sensitive: e.Sensitive}
 	if withNS {
 		out.Namespace = e.Namespace
 	}
@@ -105,6 +105,14 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		o.NoOverwrite = !b
+	}
+	if sv := param(r, "sensitive", "sensitive"); sv != "" {
+		b, err := strconv.ParseBool(sv)
+		if err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Sensitive %q for key '%s' in namespace '%s' is not a boolean: expected true or false.", kvflow.Clip(sv), key, ns))
+			return
+		}
+		o.Sensitive = b
 	}
 	c, err := parseCond(r, ns, key)
 	if err == nil {
@@ -288,7 +296,9 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.retrieved.WithLabelValues(ns).Inc()
 	w.Header().Set("ETag", etag(e.Version))
-	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue()})
+	// A sensitive value is answered here in clear: this is the read programs
+	// make, and whoever may read the key may reveal it. Detail masks it.
+	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue(), Sensitive: e.Sensitive})
 }
 
 // streamString answers a STRING value too large to hold in memory as the
@@ -360,7 +370,7 @@ func (s *Server) detailKV(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.retrieved.WithLabelValues(ns).Inc()
 	w.Header().Set("ETag", etag(e.Version))
-	writeJSON(w, http.StatusOK, EntryDetail{Entry: EntryOf(e, true), Value: v.JSONValue()})
+	writeJSON(w, http.StatusOK, EntryDetail{Entry: EntryOf(e, true), Value: shown(r, e, v)})
 }
 
 // deleteKV answers true when a live entry was deleted, false when there was none.
@@ -666,4 +676,15 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// shown is a value as detail answers it: a sensitive one is storage.Mask
+// unless the request says ?reveal=true.
+func shown(r *http.Request, e *storage.Entry, v storage.Value) any {
+	if e.Sensitive {
+		if reveal, _ := strconv.ParseBool(r.URL.Query().Get("reveal")); !reveal {
+			return storage.Mask
+		}
+	}
+	return v.JSONValue()
 }

@@ -144,6 +144,9 @@ func (s *Server) headKV(w http.ResponseWriter, r *http.Request) {
 	if e.Description != "" {
 		h.Set("KV-Description", url.PathEscape(e.Description))
 	}
+	if e.Sensitive {
+		h.Set("KV-Sensitive", "true")
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

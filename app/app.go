@@ -28,11 +28,15 @@ func Open(ctx context.Context, cfg config.Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := cfg.Keys()
+	if err != nil {
+		return nil, err
+	}
 	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}
-	return &App{Config: cfg, DB: db, Bucket: bucket, Store: storage.New(db, bucket, storage.Options{})}, nil
+	return &App{Config: cfg, DB: db, Bucket: bucket, Store: storage.New(db, bucket, storage.Options{Keys: keys})}, nil
 }
 
 // OpenBucket opens s3://bucket/prefix?endpoint=… or file:///dir.

@@ -49,6 +49,7 @@ type SetOptions struct {
 	// IfVersion, when set, writes only if the entry is at this version
 	// (If-Match); otherwise EPRECONDITION.
 	IfVersion int64
+	Sensitive bool // seal the value at rest and mask it (header sensitive: true)
 }
 
 // Set writes body as the value of ns/key.
@@ -80,6 +81,9 @@ func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) er
 	if o.IfVersion > 0 {
 		h.Set("If-Match", ETag(o.IfVersion))
 	}
+	if o.Sensitive {
+		h.Set("sensitive", "true")
+	}
 	return c.do(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil)
 }
 
@@ -103,11 +107,27 @@ func (c *Client) Get(ctx context.Context, ns, key string) (storage.Type, json.Ra
 
 // GetValue returns ns/key as a typed value.
 func (c *Client) GetValue(ctx context.Context, ns, key string) (storage.Value, error) {
-	t, raw, err := c.Get(ctx, ns, key)
-	if err != nil {
-		return storage.Value{}, err
+	v, _, err := c.GetTyped(ctx, ns, key)
+	return v, err
+}
+
+// GetTyped returns ns/key as a typed value, and whether it is sensitive
+// (the value is in clear: the caller masks it for display).
+func (c *Client) GetTyped(ctx context.Context, ns, key string) (storage.Value, bool, error) {
+	return c.getTyped(ctx, ns, key, nil)
+}
+
+func (c *Client) getTyped(ctx context.Context, ns, key string, q url.Values) (storage.Value, bool, error) {
+	var tv struct {
+		Type      storage.Type    `json:"type"`
+		Value     json.RawMessage `json:"value"`
+		Sensitive bool            `json:"sensitive"`
 	}
-	return ValueOf(t, raw)
+	if err := c.do(ctx, "GET", kvPath(ns, key), q, nil, nil, &tv); err != nil {
+		return storage.Value{}, false, err
+	}
+	v, err := ValueOf(tv.Type, tv.Value)
+	return v, tv.Sensitive, err
 }
 
 // ValueOf rebuilds a typed value from the API's type and JSON value.
@@ -123,12 +143,22 @@ func ValueOf(t storage.Type, raw json.RawMessage) (storage.Value, error) {
 }
 
 // Detail returns the metadata and the value of ns/key.
+// A sensitive value is "******": Reveal gives it.
 func (c *Client) Detail(ctx context.Context, ns, key string) (*EntryDetail, error) {
+	return c.detail(ctx, ns, key, nil)
+}
+
+// Reveal is Detail with a sensitive value shown (?reveal=true).
+func (c *Client) Reveal(ctx context.Context, ns, key string) (*EntryDetail, error) {
+	return c.detail(ctx, ns, key, url.Values{"reveal": {"true"}})
+}
+
+func (c *Client) detail(ctx context.Context, ns, key string, q url.Values) (*EntryDetail, error) {
 	var d struct {
 		Entry
 		Value json.RawMessage `json:"value"`
 	}
-	if err := c.do(ctx, "GET", kvPath(ns, key)+"/detail", nil, nil, nil, &d); err != nil {
+	if err := c.do(ctx, "GET", kvPath(ns, key)+"/detail", q, nil, nil, &d); err != nil {
 		return nil, err
 	}
 	return &EntryDetail{Entry: d.Entry, Value: d.Value}, nil

@@ -33,15 +33,13 @@ func (c *Client) History(ctx context.Context, ns, key string, limit int, cursor 
 
 // GetVersion returns one version's value as the API answers it.
 func (c *Client) GetVersion(ctx context.Context, ns, key string, version int64) (storage.Value, error) {
-	var tv struct {
-		Type  storage.Type    `json:"type"`
-		Value json.RawMessage `json:"value"`
-	}
-	q := url.Values{"version": {strconv.FormatInt(version, 10)}}
-	if err := c.do(ctx, "GET", kvPath(ns, key), q, nil, nil, &tv); err != nil {
-		return storage.Value{}, err
-	}
-	return ValueOf(tv.Type, tv.Value)
+	v, _, err := c.GetVersionTyped(ctx, ns, key, version)
+	return v, err
+}
+
+// GetVersionTyped is GetVersion, also telling whether the version is sensitive.
+func (c *Client) GetVersionTyped(ctx context.Context, ns, key string, version int64) (storage.Value, bool, error) {
+	return c.getTyped(ctx, ns, key, url.Values{"version": {strconv.FormatInt(version, 10)}})
 }
 
 // Restore writes a new version holding version's value; ifMatch (0: none)
@@ -132,6 +130,7 @@ type Version struct {
 	CreationDate   Time   `json:"creationDate"`
 	UpdateDate     Time   `json:"updateDate"`
 	ExpirationDate Time   `json:"expirationDate,omitzero"`
+	Sensitive      bool   `json:"sensitive,omitempty"`
 }
 
 // Change is one change in GET .../kv/changes and in watch events. It never

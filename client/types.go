@@ -54,12 +54,14 @@ type Entry struct {
 	// ShadowedBy names the nearer namespace whose key of the same name hides
 	// this inherited one (GET .../kv/inheritance?shadowed=true only).
 	ShadowedBy string `json:"shadowedBy,omitempty"`
+	Sensitive  bool   `json:"sensitive,omitempty"` // the value is sealed at rest and masked unless revealed
 }
 
 // TypedValue is the body of GET .../kv/{key}: {"type":"STRING","value":"Hello World"}.
 type TypedValue struct {
-	Type  string `json:"type"`
-	Value any    `json:"value"`
+	Type      string `json:"type"`
+	Value     any    `json:"value"`
+	Sensitive bool   `json:"sensitive,omitempty"`
 }
 
 // EntryDetail is the body of GET .../kv/{key}/detail: the metadata and the value.

@@ -16,6 +16,7 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/seal"
 )
 
 // Config is everything kvflow can be told. The zero value plus Defaults is
@@ -31,6 +32,16 @@ type Config struct {
 	// own and its ancestors, whoever deployed them: source → targets. A source
 	// or target ending in ".*" covers a namespace and all below it; "*" any.
 	AllowedNamespaces map[string][]string `yaml:"allowedNamespaces"`
+
+	// SecretKey seals the values of sensitive entries (AES-256-GCM): base64
+	// of 32 bytes. SecretKeyFile names a file holding one instead. With
+	// neither, the embedded default (a sqlite:// database) keeps a key in
+	// DataDir/secret.key, made on the first sensitive write; a PostgreSQL
+	// server refuses sensitive writes until one is set.
+	SecretKey     string `yaml:"secretKey"`
+	SecretKeyFile string `yaml:"secretKeyFile"`
+	// SecretOldKeys are former keys, kept to read what they sealed (rotation).
+	SecretOldKeys []string `yaml:"secretOldKeys"`
 
 	Download Download `yaml:"download"`
 	Server   Server   `yaml:"server"`
@@ -195,6 +206,17 @@ func (c *Config) FromEnv(getenv func(string) string) ([]string, error) {
 	str(&c.DataDir, "dataDir")
 	str(&c.DatabaseURL, "databaseURL")
 	str(&c.StorageURL, "storageURL")
+	str(&c.SecretKey, "secretKey")
+	str(&c.SecretKeyFile, "secretKeyFile")
+	if v := getenv("KVFLOW_SECRET_OLD_KEYS"); v != "" {
+		c.SecretOldKeys = nil
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.SecretOldKeys = append(c.SecretOldKeys, k)
+			}
+		}
+		set = append(set, "secretOldKeys")
+	}
 	str(&c.Server.Addr, "server.addr")
 	str(&c.Server.Token, "server.token")
 	str(&c.Server.TokenFile, "server.tokenFile")
@@ -291,6 +313,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	abs("dataDir", c.DataDir)
+	if c.SecretKey != "" && c.SecretKeyFile != "" {
+		errs = append(errs, "secretKey: set secretKey or secretKeyFile, not both")
+	}
+	if c.SecretKey != "" {
+		if _, err := seal.ParseKey(c.SecretKey); err != nil {
+			errs = append(errs, "secretKey: "+err.Error())
+		}
+	}
+	if c.SecretKeyFile != "" {
+		abs("secretKeyFile", c.SecretKeyFile)
+	}
+	for i, k := range c.SecretOldKeys {
+		if _, err := seal.ParseKey(k); err != nil {
+			errs = append(errs, fmt.Sprintf("secretOldKeys[%d]: %v", i, err))
+		}
+	}
 	for from, tos := range c.AllowedNamespaces {
 		for _, ns := range append([]string{from}, tos...) {
 			if err := storage.ValidatePattern(ns); err != nil {
@@ -352,3 +390,56 @@ func (c *Config) HTTPClient() *http.Client {
 // APIScope is what API callers may reach, and so what the flows they deploy
 // and the executions they start may reach (server.namespaces).
 func (c *Config) APIScope() storage.Scope { return storage.NewScope(c.Server.Namespaces...) }
+
+// Keys is the keyring of sensitive entries: SecretKey, else the key in
+// SecretKeyFile, else on a sqlite:// database the key in DataDir/secret.key
+// (created, mode 0600, by the first sensitive write), each with
+// SecretOldKeys for reads; nil when there is none (PostgreSQL without a key).
+// Call it after Validate.
+func (c *Config) Keys() (*seal.Keyring, error) {
+	var old [][]byte
+	for i, k := range c.SecretOldKeys {
+		b, err := seal.ParseKey(k)
+		if err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "secretOldKeys[%d]: %v.", i, err)
+		}
+		old = append(old, b)
+	}
+	switch {
+	case c.SecretKey != "":
+		k, err := seal.ParseKey(c.SecretKey)
+		if err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "secretKey (KVFLOW_SECRET_KEY): %v.", err)
+		}
+		return seal.New(k, old...)
+	case c.SecretKeyFile != "":
+		b, err := os.ReadFile(c.SecretKeyFile)
+		if err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "secretKeyFile: cannot read %s: %v.", c.SecretKeyFile, err)
+		}
+		k, err := seal.ParseKey(string(b))
+		if err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "secretKeyFile %s: %v.", c.SecretKeyFile, err)
+		}
+		return seal.New(k, old...)
+	case strings.HasPrefix(c.DatabaseURL, "sqlite:"):
+		return seal.FileKeyring(filepath.Join(c.DataDir, "secret.key"), old...)
+	case len(old) > 0: // reads of old values only
+		return seal.FileKeyring("", old...)
+	}
+	return nil, nil
+}
+
+// KeySource says where the key of sensitive entries comes from, for the
+// server's start-up line: never the key itself.
+func (c *Config) KeySource() string {
+	switch {
+	case c.SecretKey != "":
+		return "secretKey"
+	case c.SecretKeyFile != "":
+		return c.SecretKeyFile
+	case strings.HasPrefix(c.DatabaseURL, "sqlite:"):
+		return filepath.Join(c.DataDir, "secret.key") + " (made on first use)"
+	}
+	return "none: sensitive writes are refused until KVFLOW_SECRET_KEY or secretKeyFile is set"
+}

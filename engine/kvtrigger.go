@@ -194,10 +194,13 @@ func (t *Triggers) kvFire(ctx context.Context, f *Flow, tr *Trigger, spec *KVSpe
 			if spec.Matches(c) {
 				vars := map[string]any{"namespace": ns, "key": c.Key, "version": c.Version, "change": string(c.Change), "type": string(c.Type), "value": nil}
 				if c.Change == storage.SET {
-					_, v, err := t.e.opts.Store.GetVersion(ctx, ns, c.Key, c.Version)
+					ver, v, err := t.e.opts.Store.GetVersion(ctx, ns, c.Key, c.Version)
 					switch kvflow.ErrorCode(err) {
 					case "":
 						vars["value"] = kvValue(v)
+						if ver.Sensitive { // trigger variables are stored: a flow reads the value with kv()
+							vars["value"] = storage.Mask
+						}
 					case kvflow.ENOTFOUND: // purged by retention meanwhile: no value
 					default:
 						return after

@@ -47,10 +47,15 @@ type run struct {
 	flowCtx map[string]any
 	execCtx map[string]any
 	vars    map[string]any
+
+	// secrets are the sensitive values this run read or wrote and what its
+	// templates derived from them: logs, errors and the outputs it stores
+	// or returns are masked with them (the outputs templates see are not).
+	secrets *storage.Secrets
 }
 
 func newRun(e *Engine, flow *Flow, ex *Execution, onLog func(LogLine)) *run {
-	r := &run{e: e, flow: flow, exec: ex, onLog: onLog, done: make(chan struct{}), outputs: map[string]any{}, changed: map[*TaskRun]struct{}{}}
+	r := &run{e: e, flow: flow, exec: ex, onLog: onLog, done: make(chan struct{}), outputs: map[string]any{}, changed: map[*TaskRun]struct{}{}, secrets: &storage.Secrets{}}
 	r.flowCtx = map[string]any{"id": flow.ID, "namespace": flow.Namespace, "revision": flow.Revision}
 	r.execCtx = map[string]any{"id": ex.ID, "startDate": ex.Start}
 	r.vars = map[string]any{}
@@ -125,6 +130,7 @@ func (r *run) execute(parent context.Context) error {
 	defer close(r.done)
 	// Every template of the run, tasks' or not, obeys the execution's scope.
 	parent = storage.WithScope(parent, r.exec.Scope)
+	parent = storage.WithSecrets(parent, r.secrets)
 	if at := r.exec.KVSnapshot; at != nil { // kvSnapshot: reads see the store as at the start
 		parent = storage.WithSnapshot(parent, storage.Snapshot{At: *at, Execution: r.exec.ID})
 	}
@@ -252,13 +258,14 @@ func (r *run) renderOutputs(ctx context.Context) error {
 		out[o.ID] = v
 	}
 	r.mu.Lock()
-	r.exec.Outputs = out
+	r.exec.Outputs, _ = r.secrets.MaskAny(out).(map[string]any)
 	r.mu.Unlock()
 	return nil
 }
 
 // fail records the first reason the execution failed.
 func (r *run) fail(msg string) {
+	msg = r.secrets.MaskText(msg)
 	r.mu.Lock()
 	if r.exec.Error == "" {
 		r.exec.Error = msg
@@ -643,9 +650,10 @@ func (r *run) setOutputs(t *Task, tr *TaskRun, sc scope, out plugin.Outputs) {
 	if m == nil {
 		m = map[string]any{}
 	}
+	stored, _ := r.secrets.MaskAny(m).(map[string]any)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tr.Outputs = m
+	tr.Outputs = stored
 	r.touch(tr)
 	if len(m) == 0 {
 		return // a task without outputs has no outputs.<taskId>
@@ -697,6 +705,7 @@ func (r *run) newTaskRun(t *Task, sc scope) (tr *TaskRun, resumed bool) {
 }
 
 func (r *run) endTaskRun(tr *TaskRun, st State, msg string) {
+	msg = r.secrets.MaskText(msg)
 	end := now()
 	r.mu.Lock()
 	tr.State, tr.End, tr.Error = st, &end, msg
@@ -758,6 +767,7 @@ func (r *run) logLines() []LogLine {
 
 // log adds a line to the execution's logs.
 func (r *run) log(taskID, taskRunID, level, msg string) {
+	msg = r.secrets.MaskText(msg)
 	line := LogLine{ExecutionID: r.exec.ID, TaskID: taskID, TaskRunID: taskRunID, Time: time.Now().UTC(), Level: level, Message: msg}
 	r.logMu.Lock()
 	defer r.logMu.Unlock()

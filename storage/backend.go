@@ -21,6 +21,7 @@ type Entry struct {
 	Updated     time.Time
 	Expires     *time.Time // nil: never
 	Writer      string     // who wrote it (WithWriter); "" when unknown
+	Sensitive   bool       // the object is sealed (encrypted) and the value masked wherever it could leak
 }
 
 // Expired reports whether the entry's TTL has passed at now.

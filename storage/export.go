@@ -29,6 +29,10 @@ type ExportLine struct {
 	Version     int64           `json:"version,omitempty"`
 	Created     *time.Time      `json:"creationDate,omitempty"`
 	Updated     *time.Time      `json:"updateDate,omitempty"`
+	// Sensitive entries are exported with their value in clear (an export is
+	// a backup: keep the file as safe as the key) and the flag, so an import
+	// seals them again with the importing store's key.
+	Sensitive bool `json:"sensitive,omitempty"`
 }
 
 // ExportOptions select what Export writes.
@@ -120,7 +124,7 @@ func writeExportLine(w io.Writer, e *Entry, v Value) error {
 	}
 	created, updated := e.Created, e.Updated
 	line := ExportLine{Namespace: e.Namespace, Key: e.Key, Type: v.Type, Value: raw, Description: e.Description,
-		Expires: e.Expires, Version: e.Version, Created: &created, Updated: &updated}
+		Expires: e.Expires, Version: e.Version, Created: &created, Updated: &updated, Sensitive: e.Sensitive}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -238,7 +242,7 @@ func (s *Store) importLine(ctx context.Context, lineNo int, text []byte, o Impor
 	if err != nil {
 		return bad("%s", kvflow.ErrorMessage(err))
 	}
-	so := SetOptions{Description: l.Description, NoOverwrite: o.OnConflict != OnConflictOverwrite}
+	so := SetOptions{Description: l.Description, NoOverwrite: o.OnConflict != OnConflictOverwrite, Sensitive: l.Sensitive}
 	if l.Expires != nil {
 		if !l.Expires.After(s.now()) {
 			res.Expired++

@@ -159,6 +159,7 @@ func (s *Store) GetVersion(ctx context.Context, ns, key string, version int64) (
 	}
 	if s.cache != nil {
 		if c, ok := s.cache.Get(v.Object); ok {
+			revealed(ctx, &v.Entry, c)
 			return v, Value{c.Type, copyJSON(c.V)}, nil
 		}
 	}
@@ -174,6 +175,7 @@ func (s *Store) GetVersion(ctx context.Context, ns, key string, version int64) (
 	if s.cache != nil {
 		s.cache.Add(v.Object, Value{val.Type, copyJSON(val.V)})
 	}
+	revealed(ctx, &v.Entry, val)
 	return v, val, nil
 }
 
@@ -222,8 +224,8 @@ func (s *Store) Restore(ctx context.Context, ns, key string, version int64, o Se
 			}
 		}
 	}
-	o.TTL, o.Description = 0, v.Description
-	if v.Size > MaxValueSize { // only a STRING can be that large: stream it
+	o.TTL, o.Description, o.Sensitive = 0, v.Description, v.Sensitive
+	if v.Size > MaxValueSize && !v.Sensitive { // only a STRING can be that large: stream it
 		rc, err := s.bucket.Get(ctx, v.Object)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, purged(ns, key, version)
@@ -414,6 +416,7 @@ func (s *Store) getAt(ctx context.Context, ns, key string, snap Snapshot) (*Entr
 	}
 	if s.cache != nil {
 		if c, ok := s.cache.Get(v.Object); ok {
+			revealed(ctx, &v.Entry, c)
 			return &v.Entry, Value{c.Type, copyJSON(c.V)}, nil
 		}
 	}
@@ -429,6 +432,7 @@ func (s *Store) getAt(ctx context.Context, ns, key string, snap Snapshot) (*Entr
 	if s.cache != nil {
 		s.cache.Add(v.Object, Value{val.Type, copyJSON(val.V)})
 	}
+	revealed(ctx, &v.Entry, val)
 	return &v.Entry, val, nil
 }
 

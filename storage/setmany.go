@@ -16,6 +16,7 @@ type BatchEntry struct {
 	Value       Value
 	TTL         time.Duration // 0: never expires
 	Description string
+	Sensitive   bool // sealed and masked, as SetOptions.Sensitive
 }
 
 // MaxBatch bounds the entries of one SetMany.
@@ -57,10 +58,18 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 		if err := EncodeION(&buf, be.Value); err != nil {
 			return nil, refuse(kvflow.Errorf(kvflow.EINVALID, "the value cannot be encoded: %v", err))
 		}
-		if buf.Len() > MaxValueSize {
-			return nil, refuse(kvflow.Errorf(kvflow.EINVALID, "the value is %d bytes; the limit is %d", buf.Len(), MaxValueSize))
+		body := buf.Bytes()
+		if be.Sensitive {
+			SecretsFrom(ctx).AddValue(be.Value)
+			var err error
+			if body, err = s.seal(ns, be.Key, body); err != nil {
+				return nil, err
+			}
 		}
-		bodies[i] = buf.Bytes()
+		if len(body) > MaxValueSize {
+			return nil, refuse(kvflow.Errorf(kvflow.EINVALID, "the value is %d bytes; the limit is %d", len(body), MaxValueSize))
+		}
+		bodies[i] = body
 	}
 
 	// Objects first, a few at a time; each under a fresh name no reader sees yet.
@@ -79,7 +88,7 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 				return
 			}
 			out[i] = &Entry{Namespace: ns, Key: entries[i].Key, Type: entries[i].Value.Type, Object: name,
-				Size: int64(len(bodies[i])), Hash: sha256Hex(bodies[i]), Description: entries[i].Description}
+				Size: int64(len(bodies[i])), Hash: sha256Hex(bodies[i]), Description: entries[i].Description, Sensitive: entries[i].Sensitive}
 		}(i)
 	}
 	wg.Wait()
@@ -114,7 +123,7 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 }
 
 // ParseBatch reads the entries of a batch write as the API, the SetMany task
-// and the CLI take them: a list of {key, value, type?, ttl?, description?}
+// and the CLI take them: a list of {key, value, type?, ttl?, description?, sensitive?}
 // objects, or a map of key to value. A value's JSON type gives its KV type
 // unless type says otherwise (then a string value is parsed as that type);
 // ttl is ISO-8601 or whole seconds. An entry that does not fit is refused
@@ -126,7 +135,7 @@ func ParseBatch(doc any) ([]BatchEntry, error) {
 		for i, raw := range d {
 			m, ok := raw.(map[string]any)
 			if !ok {
-				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry %d of the batch must be an object {key, value, type?, ttl?, description?}, not %s.", i, Describe(raw))
+				return nil, kvflow.Errorf(kvflow.EINVALID, "Entry %d of the batch must be an object {key, value, type?, ttl?, description?, sensitive?}, not %s.", i, Describe(raw))
 			}
 			be, err := batchEntry(m)
 			if err != nil {
@@ -150,16 +159,16 @@ func ParseBatch(doc any) ([]BatchEntry, error) {
 		}
 		return out, nil
 	}
-	return nil, kvflow.Errorf(kvflow.EINVALID, "A batch is a list of {key, value, type?, ttl?, description?} objects or a map of key to value, not %s.", Describe(doc))
+	return nil, kvflow.Errorf(kvflow.EINVALID, "A batch is a list of {key, value, type?, ttl?, description?, sensitive?} objects or a map of key to value, not %s.", Describe(doc))
 }
 
 func batchEntry(m map[string]any) (BatchEntry, error) {
 	var be BatchEntry
 	for k := range m {
 		switch k {
-		case "key", "value", "type", "ttl", "description":
+		case "key", "value", "type", "ttl", "description", "sensitive":
 		default:
-			return be, kvflow.Errorf(kvflow.EINVALID, "field '%s' is unknown; expected key, value, type, ttl or description", kvflow.Clip(k))
+			return be, kvflow.Errorf(kvflow.EINVALID, "field '%s' is unknown; expected key, value, type, ttl, description or sensitive", kvflow.Clip(k))
 		}
 	}
 	key, ok := m["key"].(string)
@@ -197,6 +206,13 @@ func batchEntry(m map[string]any) (BatchEntry, error) {
 		if be.TTL, err = ParseTTL(tv.Text()); err != nil {
 			return be, err
 		}
+	}
+	if sv, ok := m["sensitive"]; ok && sv != nil {
+		b, isBool := sv.(bool)
+		if !isBool {
+			return be, kvflow.Errorf(kvflow.EINVALID, "field 'sensitive' must be true or false")
+		}
+		be.Sensitive = b
 	}
 	if d, ok := m["description"]; ok && d != nil {
 		s, isText := d.(string)

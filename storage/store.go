@@ -24,6 +24,7 @@ import (
 	"github.com/rs/xid"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage/seal"
 )
 
 const (
@@ -46,6 +47,7 @@ type Store struct {
 	cache  *lru.Cache[string, Value] // decoded values by object name; names are unique per write, so never stale
 	log    *slog.Logger
 	wrote  signal // fired after each write or delete this process makes
+	keys   *seal.Keyring
 }
 
 // Options tune a Store; the zero value is fine.
@@ -53,11 +55,14 @@ type Options struct {
 	Now       func() time.Time // clock, for tests
 	CacheSize int              // values kept decoded in memory; 0: 4096, <0: none
 	Logger    *slog.Logger
+	// Keys seal the values of sensitive entries; nil: sensitive writes are
+	// refused (EUNAVAILABLE) and sensitive reads fail.
+	Keys *seal.Keyring
 }
 
 // New returns a Store over an index and a bucket.
 func New(index Index, bucket Bucket, opts Options) *Store {
-	s := &Store{index: index, bucket: bucket, now: opts.Now, log: opts.Logger}
+	s := &Store{index: index, bucket: bucket, now: opts.Now, log: opts.Logger, keys: opts.Keys}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -80,6 +85,7 @@ type SetOptions struct {
 	TTL         time.Duration // 0: never expires; negative is refused
 	ExpiresAt   time.Time     // an absolute expiry; when set it wins over TTL
 	Description string
+	Sensitive   bool // seal the value object and mask the value (see Secrets)
 }
 
 // Set writes v under ns/key and returns the new metadata. The value object is
@@ -96,10 +102,18 @@ func (s *Store) Set(ctx context.Context, ns, key string, v Value, o SetOptions) 
 	if err := EncodeION(&buf, v); err != nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Value for key '%s' in namespace '%s' cannot be encoded: %v.", key, ns, err)
 	}
-	if buf.Len() > MaxValueSize {
-		return nil, kvflow.Errorf(kvflow.ETOOLARGE, "Value for key '%s' in namespace '%s' is %d bytes; the limit for a whole value is %d bytes.", key, ns, buf.Len(), MaxValueSize)
+	body := buf.Bytes()
+	if o.Sensitive {
+		SecretsFrom(ctx).AddValue(v) // what an execution writes as sensitive, it masks from now on
+		var err error
+		if body, err = s.seal(ns, key, body); err != nil {
+			return nil, err
+		}
 	}
-	return s.put(ctx, ns, key, v.Type, bytes.NewReader(buf.Bytes()), int64(buf.Len()), sha256Hex(buf.Bytes()), o)
+	if len(body) > MaxValueSize {
+		return nil, kvflow.Errorf(kvflow.ETOOLARGE, "Value for key '%s' in namespace '%s' is %d bytes; the limit for a whole value is %d bytes.", key, ns, len(body), MaxValueSize)
+	}
+	return s.put(ctx, ns, key, v.Type, bytes.NewReader(body), int64(len(body)), sha256Hex(body), o)
 }
 
 // SetStream writes the bytes of r as a STRING value, with memory that does
@@ -107,6 +121,16 @@ func (s *Store) Set(ctx context.Context, ns, key string, v Value, o SetOptions) 
 func (s *Store) SetStream(ctx context.Context, ns, key string, r io.Reader, o SetOptions) (*Entry, error) {
 	if err := s.checkSet(ns, key, o); err != nil {
 		return nil, err
+	}
+	if o.Sensitive { // sealed whole: read it whole, within the limit
+		data, err := io.ReadAll(io.LimitReader(&utf8Checker{r: r}, MaxValueSize+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(data) > MaxValueSize {
+			return nil, kvflow.Errorf(kvflow.ETOOLARGE, "Sensitive value for key '%s' in namespace '%s' is over the limit of %d bytes.", key, ns, MaxValueSize)
+		}
+		return s.Set(ctx, ns, key, Value{STRING, string(data)}, o)
 	}
 	pr, pw := io.Pipe()
 	go func() {
@@ -204,7 +228,7 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 	now := s.now().UTC().Truncate(time.Microsecond)
 	e := &Entry{
 		Namespace: ns, Key: key, Type: t, Object: name, Size: size, Hash: sum,
-		Description: o.Description, Updated: now, Writer: WriterFrom(ctx),
+		Description: o.Description, Updated: now, Writer: WriterFrom(ctx), Sensitive: o.Sensitive,
 	}
 	if !o.ExpiresAt.IsZero() {
 		exp := o.ExpiresAt.UTC().Truncate(time.Microsecond)
@@ -257,7 +281,7 @@ func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o Se
 			if next, err = AddNumbers(v, delta); err != nil {
 				return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Cannot increment key '%s' in namespace '%s': %v", key, ns, err)
 			}
-			write = SetOptions{IfVersion: cur.Version, TTL: o.TTL, Description: o.Description}
+			write = SetOptions{IfVersion: cur.Version, TTL: o.TTL, Description: o.Description, Sensitive: cur.Sensitive}
 			if o.Description == "" {
 				write.Description = cur.Description
 			}
@@ -292,6 +316,7 @@ func (s *Store) get(ctx context.Context, ns, key string) (*Entry, Value, error) 
 		}
 		if s.cache != nil {
 			if v, ok := s.cache.Get(e.Object); ok {
+				revealed(ctx, e, v)
 				return e, Value{v.Type, copyJSON(v.V)}, nil
 			}
 		}
@@ -309,6 +334,7 @@ func (s *Store) get(ctx context.Context, ns, key string) (*Entry, Value, error) 
 		if s.cache != nil {
 			s.cache.Add(e.Object, Value{v.Type, copyJSON(v.V)})
 		}
+		revealed(ctx, e, v)
 		return e, v, nil
 	}
 }
@@ -367,6 +393,11 @@ func (s *Store) read(ctx context.Context, e *Entry) (Value, error) {
 	if err := verify(e, int64(len(data)), sha256Hex(data)); err != nil {
 		return Value{}, err
 	}
+	if e.Sensitive {
+		if data, err = s.open(e, data); err != nil {
+			return Value{}, err
+		}
+	}
 	v, err := DecodeION(data, e.Type)
 	if err != nil {
 		return Value{}, kvflow.Errorf(kvflow.EINTERNAL, "Value for key '%s' in namespace '%s' cannot be decoded as %s: %v.", e.Key, e.Namespace, e.Type, err)
@@ -392,9 +423,10 @@ func (s *Store) Open(ctx context.Context, ns, key string) (*Entry, io.ReadCloser
 		if e, err = s.live(ctx, ns, key); err != nil {
 			return nil, nil, err
 		}
-		if e.Type != STRING {
+		if e.Type != STRING || e.Sensitive {
 			var v Value
 			if v, err = s.read(ctx, e); err == nil {
+				revealed(ctx, e, v)
 				return e, io.NopCloser(strings.NewReader(v.Text())), nil
 			}
 		} else if rc, err = s.bucket.Get(ctx, e.Object); err == nil {

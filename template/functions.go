@@ -612,9 +612,10 @@ func (e *Engine) kv(c *call) (any, error) {
 	}
 	expiredIn := ""
 	for _, cand := range candidates {
-		_, val, err := e.store.Get(st.ctx, cand, key)
+		ent, val, err := e.store.Get(st.ctx, cand, key)
 		switch kvflow.ErrorCode(err) {
 		case "":
+			st.tainted = st.tainted || ent.Sensitive
 			return kvValue(val), nil
 		case kvflow.ENOTFOUND:
 			continue
@@ -652,9 +653,10 @@ func (e *Engine) kvVersion(st *renderState, candidates []string, key string, ver
 	}
 	var first error
 	for _, cand := range candidates {
-		_, val, err := vkv.GetVersion(st.ctx, cand, key, version)
+		ver, val, err := vkv.GetVersion(st.ctx, cand, key, version)
 		switch kvflow.ErrorCode(err) {
 		case "":
+			st.tainted = st.tainted || ver.Sensitive
 			return kvValue(val), nil
 		case kvflow.ENOTFOUND:
 			if first == nil {

@@ -28,6 +28,9 @@ type renderState struct {
 	overflow bool
 	depth    int   // render() nesting
 	err      error // the evaluator's error, placed in the source
+	// tainted: what is being evaluated read a sensitive value, so its
+	// result is recorded in the context's storage.Secrets (see taint).
+	tainted bool
 }
 
 // interrupted returns an error when the render must stop: the output is over
@@ -68,7 +71,7 @@ func evalIn(ec *pongo2.ExecutionContext, n *pongo2.Value) (any, *renderState, er
 		return nil, nil, kvflow.Errorf(kvflow.EINTERNAL, "Template functions are unavailable outside a kvflow render.")
 	}
 	ev := &evaluator{st: st, data: st.data, ec: ec}
-	v, err := ev.eval(st.c.t.exprs[n.Integer()])
+	v, err := st.evalTainting(ev, st.c.t.exprs[n.Integer()])
 	if err != nil && st.err == nil {
 		st.err = err
 	}

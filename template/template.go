@@ -270,6 +270,7 @@ func (e *Engine) renderNested(parent *renderState, src string, data Context) (an
 	st.c, st.data, st.err, st.overflow = c, data, nil, false
 	v, err := st.run(true)
 	parent.steps, parent.depth = st.steps, st.depth
+	parent.tainted = parent.tainted || st.tainted
 	return v, err
 }
 
@@ -284,7 +285,7 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 	}()
 	if c.t.lone != nil {
 		ev := &evaluator{st: st, data: st.data}
-		v, err := ev.eval(c.t.lone)
+		v, err := st.evalTainting(ev, c.t.lone)
 		if err != nil {
 			return nil, c.place(err)
 		}
@@ -301,7 +302,7 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 				w.Write([]byte(p.text))
 				continue
 			}
-			v, err := ev.eval(c.t.exprs[p.expr])
+			v, err := st.evalTainting(ev, c.t.exprs[p.expr])
 			if err != nil {
 				return nil, c.place(err)
 			}
@@ -321,6 +322,9 @@ func (st *renderState) run(wantValue bool) (v any, err error) {
 	}
 	if err := st.interrupted(); err != nil {
 		return nil, err
+	}
+	if st.tainted {
+		st.taint(w.buf.String())
 	}
 	return w.buf.String(), nil
 }

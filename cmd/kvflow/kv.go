@@ -48,7 +48,7 @@ A value that starts with '-' goes after "--": kvflow kv set ns n -- -5.
 // kvTarget is where kv commands act: the local store or a server.
 type kvTarget interface {
 	set(ctx context.Context, ns, key, text string, t storage.Type, o setOptions) (version int64, err error)
-	get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error
+	get(ctx context.Context, ns, key string, w io.Writer, asJSON, reveal bool) error
 	list(ctx context.Context, ns, prefix string) ([]client.Entry, error)
 	delete(ctx context.Context, ns, key string) (bool, error)
 	purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error)
@@ -135,11 +135,13 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
 	cmd.Flags().StringVar(&o.description, "description", "", "description of the entry")
 	cmd.Flags().BoolVar(&o.noOverwrite, "no-overwrite", false, "fail if the key already exists")
 	cmd.Flags().Int64Var(&o.ifVersion, "if-version", 0, "write only if the key is at this version (compare-and-set); else fail")
+	cmd.Flags().BoolVar(&o.sensitive, "sensitive", false, "seal the value at rest and mask it (get prints ****** unless --reveal)")
 	return cmd
 }
 
 func newKVGetCmd(f *kvFlags) *cobra.Command {
-	return &cobra.Command{
+	var reveal bool
+	cmd := &cobra.Command{
 		Use:               "get NAMESPACE KEY",
 		Short:             "Print a value (with --json: {\"type\":…,\"value\":…} as the API answers)",
 		Args:              cobra.ExactArgs(2),
@@ -150,9 +152,11 @@ func newKVGetCmd(f *kvFlags) *cobra.Command {
 				return err
 			}
 			defer target.close()
-			return target.get(cmd.Context(), args[0], args[1], cmd.OutOrStdout(), f.asJSON)
+			return target.get(cmd.Context(), args[0], args[1], cmd.OutOrStdout(), f.asJSON, reveal)
 		},
 	}
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "print a sensitive value instead of ******")
+	return cmd
 }
 
 func newKVKeysCmd(f *kvFlags) *cobra.Command {
@@ -274,6 +278,7 @@ type setOptions struct {
 	ttl, description string
 	noOverwrite      bool
 	ifVersion        int64 // 0: any version
+	sensitive        bool
 }
 
 // localKV works on the configured store.
@@ -282,7 +287,7 @@ type localKV struct{ a *app.App }
 func (l localKV) close() { l.a.Close() }
 
 func (l localKV) set(ctx context.Context, ns, key, text string, t storage.Type, o setOptions) (int64, error) {
-	so := storage.SetOptions{NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion, Description: o.description}
+	so := storage.SetOptions{NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion, Description: o.description, Sensitive: o.sensitive}
 	if o.ttl != "" {
 		d, err := storage.ParseTTL(o.ttl)
 		if err != nil {
@@ -304,8 +309,8 @@ func (l localKV) set(ctx context.Context, ns, key, text string, t storage.Type, 
 	return e.Version, nil
 }
 
-func (l localKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error {
-	_, v, err := l.a.Store.Get(ctx, ns, key)
+func (l localKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON, reveal bool) error {
+	e, v, err := l.a.Store.Get(ctx, ns, key)
 	if kvflow.ErrorCode(err) == kvflow.ETOOLARGE && !asJSON {
 		// Too large to hold: stream the text.
 		_, rc, err := l.a.Store.Open(ctx, ns, key)
@@ -321,7 +326,7 @@ func (l localKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bo
 	} else if err != nil {
 		return err
 	}
-	return printValue(w, v, asJSON)
+	return printShown(w, v, e.Sensitive, reveal, asJSON)
 }
 
 // printValue prints a value's text, or with asJSON the API's {"type","value"}.
@@ -330,6 +335,23 @@ func printValue(w io.Writer, v storage.Value, asJSON bool) error {
 		return printJSON(w, client.TypedValue{Type: string(v.Type), Value: v.JSONValue()})
 	}
 	_, err := fmt.Fprintln(w, v.Text())
+	return err
+}
+
+// printShown is printValue for a stored value: a sensitive one prints as
+// storage.Mask unless reveal, and with asJSON carries "sensitive": true.
+func printShown(w io.Writer, v storage.Value, sensitive, reveal, asJSON bool) error {
+	switch {
+	case !sensitive:
+		return printValue(w, v, asJSON)
+	case asJSON && reveal:
+		return printJSON(w, client.TypedValue{Type: string(v.Type), Value: v.JSONValue(), Sensitive: true})
+	case asJSON:
+		return printJSON(w, client.TypedValue{Type: string(v.Type), Value: storage.Mask, Sensitive: true})
+	case reveal:
+		return printValue(w, v, false)
+	}
+	_, err := fmt.Fprintln(w, storage.Mask)
 	return err
 }
 
@@ -379,19 +401,19 @@ func (r remoteKV) close() {}
 
 // set returns the new version when it is known: with --if-version, the one after it.
 func (r remoteKV) set(ctx context.Context, ns, key, text string, t storage.Type, o setOptions) (int64, error) {
-	err := r.c.Set(ctx, ns, key, text, client.SetOptions{Type: t, TTL: o.ttl, Description: o.description, NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion})
+	err := r.c.Set(ctx, ns, key, text, client.SetOptions{Type: t, TTL: o.ttl, Description: o.description, NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion, Sensitive: o.sensitive})
 	if err != nil || o.ifVersion == 0 {
 		return 0, err
 	}
 	return o.ifVersion + 1, nil
 }
 
-func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON bool) error {
-	v, err := r.c.GetValue(ctx, ns, key)
+func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON, reveal bool) error {
+	v, sensitive, err := r.c.GetTyped(ctx, ns, key)
 	if err != nil {
 		return err
 	}
-	return printValue(w, v, asJSON)
+	return printShown(w, v, sensitive, reveal, asJSON)
 }
 
 func (r remoteKV) list(ctx context.Context, ns, prefix string) ([]client.Entry, error) {

@@ -43,16 +43,21 @@ func addGetVersion(get *cobra.Command, f *kvFlags) {
 		}
 		defer target.close()
 		var v storage.Value
+		var sensitive bool
 		switch t := target.(type) {
 		case localKV:
-			_, v, err = t.a.Store.GetVersion(cmd.Context(), args[0], args[1], version)
+			var ver *storage.Version
+			if ver, v, err = t.a.Store.GetVersion(cmd.Context(), args[0], args[1], version); err == nil {
+				sensitive = ver.Sensitive
+			}
 		case remoteKV:
-			v, err = t.c.GetVersion(cmd.Context(), args[0], args[1], version)
+			v, sensitive, err = t.c.GetVersionTyped(cmd.Context(), args[0], args[1], version)
 		}
 		if err != nil {
 			return err
 		}
-		return printValue(cmd.OutOrStdout(), v, f.asJSON)
+		reveal, _ := cmd.Flags().GetBool("reveal")
+		return printShown(cmd.OutOrStdout(), v, sensitive, reveal, f.asJSON)
 	}
 }
 

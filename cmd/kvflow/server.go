@@ -94,7 +94,7 @@ listens on a loopback address, unless --insecure is given.`,
 			}
 			defer a.Close()
 			logger.Info("kvflow "+versionString()+" starting", "data_dir", cfg.DataDir,
-				"database", config.RedactURL(cfg.DatabaseURL), "storage", config.RedactURL(cfg.StorageURL))
+				"database", config.RedactURL(cfg.DatabaseURL), "storage", config.RedactURL(cfg.StorageURL), "secret_key", cfg.KeySource())
 			dur, err := openDurable(ctx, a, d, logger)
 			if err != nil {
 				return err

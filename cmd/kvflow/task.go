@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -26,6 +28,7 @@ func newTaskCmd() *cobra.Command {
 
 func newTaskRunCmd() *cobra.Command {
 	var ns, propsJSON string
+	var reveal bool
 	var props []string
 	cmd := &cobra.Command{
 		Use:   "run TYPE",
@@ -57,17 +60,28 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 				return err
 			}
 			defer a.Close()
+			// Sensitive values the task reads or writes are masked in its
+			// logs, error and outputs unless --reveal.
+			secrets := &storage.Secrets{}
+			if !reveal {
+				logger = slog.New(maskHandler{logger.Handler(), secrets})
+			}
 			rc := &plugin.RunContext{
 				Namespace: ns, Store: a.Store, Bucket: a.Bucket,
 				Access: storage.Access{Policy: a.Config.Policy()}, HTTPClient: a.Config.HTTPClient(),
 				Logger: logger,
 			}
-			out, err := plugin.RunTask(cmd.Context(), plugin.Default, args[0], given, rc)
-			if err != nil {
+			out, err := plugin.RunTask(storage.WithSecrets(cmd.Context(), secrets), plugin.Default, args[0], given, rc)
+			if err != nil && !reveal {
+				return &kvflow.Error{Code: kvflow.ErrorCode(err), Message: secrets.MaskText(kvflow.ErrorMessage(err))}
+			} else if err != nil {
 				return err
 			}
 			if out == nil {
 				out = plugin.Outputs{}
+			}
+			if !reveal {
+				out, _ = secrets.MaskAny(map[string]any(out)).(map[string]any)
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetEscapeHTML(false)
@@ -77,6 +91,7 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace the task runs in (required)")
 	cmd.Flags().StringArrayVarP(&props, "prop", "p", nil, "a property as `key=value` (text) or key:=JSON (typed); repeat for more")
 	cmd.Flags().StringVar(&propsJSON, "props-json", "", "all properties as one JSON object")
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "print sensitive values the task reads instead of ******")
 	cmd.RegisterFlagCompletionFunc("namespace", completeNamespaceFlag(&serverFlags{}, ""))
 	return cmd
 }
@@ -131,4 +146,30 @@ func newTaskListCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// maskHandler masks sensitive values in log records' messages and text attributes.
+type maskHandler struct {
+	slog.Handler
+	secrets *storage.Secrets
+}
+
+func (h maskHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, h.secrets.MaskText(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindString {
+			a.Value = slog.StringValue(h.secrets.MaskText(a.Value.String()))
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h maskHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return maskHandler{h.Handler.WithAttrs(attrs), h.secrets}
+}
+
+func (h maskHandler) WithGroup(name string) slog.Handler {
+	return maskHandler{h.Handler.WithGroup(name), h.secrets}
 }

@@ -14,7 +14,7 @@ import (
 // Versions and changes are written by triggers on kv_entries
 // (migrations/*/010_history.sql); this file reads and prunes them.
 
-const versionCols = `namespace, key, version, change, type, object, size, hash, description, created_at, updated_at, expires_at, writer`
+const versionCols = `namespace, key, version, change, type, object, size, hash, description, created_at, updated_at, expires_at, writer, sensitive`
 
 type versionRow struct {
 	Namespace   string  `db:"namespace"`
@@ -30,11 +30,12 @@ type versionRow struct {
 	Updated     int64   `db:"updated_at"`
 	Expires     *int64  `db:"expires_at"`
 	Writer      string  `db:"writer"`
+	Sensitive   bool    `db:"sensitive"`
 }
 
 func (r *versionRow) version() storage.Version {
 	e := entryRow{Namespace: r.Namespace, Key: r.Key, Type: r.Type, Version: r.Version, Size: r.Size, Hash: r.Hash,
-		Description: r.Description, Created: r.Created, Updated: r.Updated, Expires: r.Expires, Writer: r.Writer}
+		Description: r.Description, Created: r.Created, Updated: r.Updated, Expires: r.Expires, Writer: r.Writer, Sensitive: r.Sensitive}
 	if r.Object != nil {
 		e.Object = *r.Object
 	}

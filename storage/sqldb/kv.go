@@ -14,7 +14,7 @@ import (
 
 var _ storage.Index = (*DB)(nil)
 
-const entryCols = `namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at, writer`
+const entryCols = `namespace, key, type, object, version, size, hash, description, created_at, updated_at, expires_at, writer, sensitive`
 
 // entryRow is an entry as stored: times in unix microseconds.
 type entryRow struct {
@@ -30,13 +30,14 @@ type entryRow struct {
 	Updated     int64  `db:"updated_at"`
 	Expires     *int64 `db:"expires_at"`
 	Writer      string `db:"writer"`
+	Sensitive   bool   `db:"sensitive"`
 }
 
 func (r *entryRow) entry() storage.Entry {
 	e := storage.Entry{
 		Namespace: r.Namespace, Key: r.Key, Type: storage.Type(r.Type), Object: r.Object,
 		Version: r.Version, Size: r.Size, Hash: r.Hash, Description: r.Description,
-		Created: fromMicros(r.Created), Updated: fromMicros(r.Updated), Writer: r.Writer,
+		Created: fromMicros(r.Created), Updated: fromMicros(r.Updated), Writer: r.Writer, Sensitive: r.Sensitive,
 	}
 	if r.Expires != nil {
 		t := fromMicros(*r.Expires)
@@ -67,7 +68,7 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 	query, args := putEntry, putEntryArgs(e, !c.NoOverwrite)
 	if c.IfVersion > 0 {
 		query, args = updateVersion, []any{string(e.Type), e.Object, e.Size, e.Hash,
-			e.Description, now, micros(e.Expires), e.Writer, e.Namespace, e.Key, c.IfVersion, now}
+			e.Description, now, micros(e.Expires), e.Writer, e.Sensitive, e.Namespace, e.Key, c.IfVersion, now}
 	}
 	st, err := db.stmt(ctx, query)
 	for attempt := 0; err == nil; attempt++ {
@@ -122,13 +123,13 @@ func (db *DB) PutEntries(ctx context.Context, es []*storage.Entry) error {
 func putEntryArgs(e *storage.Entry, overwrite bool) []any {
 	now := e.Updated.UnixMicro()
 	return []any{e.Namespace, e.Key, string(e.Type), e.Object, e.Namespace, e.Key,
-		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), e.Writer, overwrite}
+		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), e.Writer, e.Sensitive, overwrite}
 }
 
 // updateVersion replaces a live entry only if it is still at the given version.
 const updateVersion = `
 UPDATE kv_entries SET type = ?, object = ?, size = ?, hash = ?, description = ?, updated_at = ?, expires_at = ?,
-	writer = ?, version = version + 1
+	writer = ?, sensitive = ?, version = version + 1
 WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)
 RETURNING version, created_at`
 
@@ -139,11 +140,11 @@ RETURNING version, created_at`
 const putEntry = `
 INSERT INTO kv_entries AS e (` + entryCols + `)
 VALUES (?, ?, ?, ?, COALESCE((SELECT MAX(version) FROM kv_versions WHERE namespace = ? AND key = ?), 0) + 1,
-	?, ?, ?, ?, ?, ?, ?)
+	?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (namespace, key) DO UPDATE SET
 	type = excluded.type, object = excluded.object, size = excluded.size, hash = excluded.hash,
 	description = excluded.description, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-	writer = excluded.writer, version = e.version + 1,
+	writer = excluded.writer, sensitive = excluded.sensitive, version = e.version + 1,
 	created_at = CASE WHEN e.expires_at <= excluded.updated_at THEN excluded.created_at ELSE e.created_at END
 WHERE ? OR e.expires_at <= excluded.updated_at
 RETURNING version, created_at`

@@ -25,6 +25,7 @@ type Set struct {
 	TTL           plugin.Property[time.Duration] `yaml:"ttl"`       // ISO-8601, e.g. PT5M or P30D
 	KVType        plugin.Property[storage.Type]  `yaml:"kvType"`
 	KVDescription plugin.Property[string]        `yaml:"kvDescription"`
+	Sensitive     plugin.Property[bool]          `yaml:"sensitive"` // seal the value and mask it in logs and outputs
 }
 
 // Validate checks the literal properties when the flow loads.
@@ -48,6 +49,7 @@ func (t *Set) Validate() error {
 		t.TTL.Check("ttl"),
 		t.KVType.Check("kvType"),
 		t.KVDescription.Check("kvDescription"),
+		t.Sensitive.Check("sensitive"),
 	)
 }
 
@@ -73,6 +75,10 @@ func (t *Set) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 	if err != nil {
 		return nil, err
 	}
+	sensitive, err := t.Sensitive.Get(ctx, rc, "sensitive", false)
+	if err != nil {
+		return nil, err
+	}
 	// Rendered here rather than with Value.Get, which refuses a null result
 	// before this task can say which key it was for.
 	raw := t.Value.Raw()
@@ -93,7 +99,7 @@ func (t *Set) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 			return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot set value for key '%s' in namespace '%s': %s", key, ns, kvflow.ErrorMessage(err))
 		}
 	}
-	e, err := rc.Store.Set(writer(ctx, rc), ns, key, v, storage.SetOptions{NoOverwrite: !overwrite, TTL: ttl, Description: desc})
+	e, err := rc.Store.Set(writer(ctx, rc), ns, key, v, storage.SetOptions{NoOverwrite: !overwrite, TTL: ttl, Description: desc, Sensitive: sensitive})
 	if err != nil {
 		return nil, err
 	}

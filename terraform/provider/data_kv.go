@@ -86,6 +86,9 @@ func (d *kvDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 	}
 	raw, _ := det.Value.(json.RawMessage)
 	text, err := TextOf(storage.Type(det.Type), raw)
+	if det.Sensitive { // the server masks it; this attribute is not a secret one
+		text, err = storage.Mask, nil
+	}
 	if err != nil {
 		addError(&resp.Diagnostics, summary, err)
 		return

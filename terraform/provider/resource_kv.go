@@ -45,6 +45,7 @@ type kvModel struct {
 	Description types.String `tfsdk:"description"`
 	Version     types.Int64  `tfsdk:"version"`
 	UpdateDate  types.String `tfsdk:"update_date"`
+	Sensitive   types.Bool   `tfsdk:"sensitive"`
 }
 
 func (r *kvResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -71,7 +72,8 @@ func (r *kvResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *r
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"value": schema.StringAttribute{
-				Required: true,
+				Required:  true,
+				Sensitive: true, // plans and outputs show (sensitive value)
 				Description: "The value as text: a JSON document for JSON, ISO-8601 for DATETIME, DATE and DURATION. " +
 					"Compared by meaning: reformatted JSON, 1.0 against 1 or an instant in another zone is no change.",
 			},
@@ -88,6 +90,10 @@ func (r *kvResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *r
 			"description": schema.StringAttribute{
 				Optional:    true,
 				Description: "Free-text description.",
+			},
+			"sensitive": schema.BoolAttribute{
+				Optional:    true,
+				Description: "Seal the value at rest on the server and mask it in its logs, outputs, UI and CLI.",
 			},
 			"version": schema.Int64Attribute{
 				Computed:    true,
@@ -217,7 +223,8 @@ func (r *kvResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		plan.Value = state.Value
 	}
 	if plan.Namespace.Equal(state.Namespace) && plan.Key.Equal(state.Key) && plan.Value.Equal(state.Value) &&
-		plan.Type.Equal(state.Type) && plan.TTL.Equal(state.TTL) && plan.Description.Equal(state.Description) {
+		plan.Type.Equal(state.Type) && plan.TTL.Equal(state.TTL) && plan.Description.Equal(state.Description) &&
+		plan.Sensitive.Equal(state.Sensitive) {
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &state)...)
 		return
 	}
@@ -259,7 +266,7 @@ func (r *kvResource) write(ctx context.Context, m *kvModel, diags *diag.Diagnost
 		typ = InferType(m.Value.ValueString())
 	}
 	err := r.client.Set(ctx, ns, key, m.Value.ValueString(), client.SetOptions{
-		Type: typ, TTL: m.TTL.ValueString(), Description: m.Description.ValueString(),
+		Type: typ, TTL: m.TTL.ValueString(), Description: m.Description.ValueString(), Sensitive: m.Sensitive.ValueBool(),
 	})
 	if err != nil {
 		addError(diags, fmt.Sprintf("Cannot write key %q in namespace %q", key, ns), err, kvAttrs...)
@@ -287,7 +294,7 @@ func (r *kvResource) Read(ctx context.Context, req resource.ReadRequest, resp *r
 		return
 	}
 	ns, key := state.Namespace.ValueString(), state.Key.ValueString()
-	d, err := r.client.Detail(ctx, ns, key)
+	d, err := r.client.Reveal(ctx, ns, key)
 	switch kvflow.ErrorCode(err) {
 	case "":
 	case kvflow.ENOTFOUND, kvflow.EEXPIRED: // gone: plan to create it again
@@ -316,6 +323,12 @@ func (r *kvResource) Read(ctx context.Context, req resource.ReadRequest, resp *r
 		state.Description = types.StringValue(d.Description)
 	case state.Description.ValueString() != "":
 		state.Description = types.StringNull()
+	}
+	switch { // as with the description: unset and false are the same
+	case d.Sensitive:
+		state.Sensitive = types.BoolValue(true)
+	case state.Sensitive.ValueBool():
+		state.Sensitive = types.BoolValue(false)
 	}
 	state.Version = types.Int64Value(d.Version)
 	state.UpdateDate = types.StringValue(d.UpdateDate.UTC().Format(client.TimeFormat))

@@ -27,7 +27,7 @@ type testServer struct {
 func startServer(t *testing.T, token string, namespaces ...string) *testServer {
 	t.Helper()
 	c := storagetest.NewClock()
-	pair := storagetest.LocalPair(t, storage.Options{Now: c.Now})
+	pair := storagetest.LocalPair(t, storage.Options{Now: c.Now, Keys: storagetest.TestKeys(t)})
 	srv := api.New(api.Config{
 		Store: pair.Store, DB: pair.DB, Token: token, Namespaces: namespaces,
 		SweepInterval: -1,

@@ -1,0 +1,60 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kvflow/kvflow/storage/seal"
+)
+
+// The keyring of sensitive entries: the configured key, else on the
+// embedded default a key file in the data directory, else none.
+func TestKeys_ByConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	pg := Config{DataDir: dir, DatabaseURL: "postgres://u@127.0.0.1/db"}
+	if k, err := pg.Keys(); err != nil || k != nil {
+		t.Errorf("PostgreSQL without a key: %v, %v; want none", k, err)
+	}
+	lite := Config{DataDir: dir}
+	lite.Defaults()
+	k, err := lite.Keys()
+	if err != nil || k == nil {
+		t.Fatalf("embedded default: %v, %v", k, err)
+	}
+	if _, err := k.Seal([]byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := seal.ParseKey(readFile(t, filepath.Join(dir, "secret.key")))
+	if err != nil || len(b) != seal.KeySize {
+		t.Errorf("secret.key: %v", err)
+	}
+	if got := pg.KeySource(); !strings.HasPrefix(got, "none: sensitive writes are refused") {
+		t.Errorf("KeySource on PostgreSQL without a key = %q", got)
+	}
+	if got := lite.KeySource(); got != filepath.Join(dir, "secret.key")+" (made on first use)" {
+		t.Errorf("KeySource on the embedded default = %q", got)
+	}
+	pg.SecretKey = seal.NewKey()
+	if k, err := pg.Keys(); err != nil || k == nil {
+		t.Errorf("PostgreSQL with a key: %v, %v", k, err)
+	}
+	bad := Config{DataDir: dir, SecretKey: "c2hvcnQ=", SecretKeyFile: "relative.key", SecretOldKeys: []string{"nope"}}
+	err = bad.Validate()
+	for _, want := range []string{"secretKey: set secretKey or secretKeyFile, not both", "secretKey: the key is 5 bytes",
+		"secretKeyFile: \"relative.key\" must be an absolute path", "secretOldKeys[0]: the key is 3 bytes"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want it to say %q", err, want)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
