@@ -275,3 +275,10 @@ func marshal(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// PatchResult answers PATCH .../kv/{key} (a JSON merge patch): the new value and version.
+type PatchResult struct {
+	Type    string `json:"type"`
+	Value   any    `json:"value"`
+	Version int64  `json:"version"`
+}

@@ -1,0 +1,81 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
+)
+
+const mergePatch = "Content-Type: application/merge-patch+json"
+
+func TestPatch_JSONMergePatch_IfMatchAndTypes(t *testing.T) {
+	ts := startServer(t, storagetest.LocalPair(t, storage.Options{}), Config{})
+	url := ts.URL + "/api/v1/namespaces/company.team/kv/cfg"
+	// Created when missing, nulls dropped.
+	r := do(t, "PATCH", url, `{"a":{"x":1},"n":null}`, mergePatch)
+	if r.Status != 200 || r.Header.Get("ETag") != `"1"` || strings.TrimSpace(r.Body) != `{"type":"JSON","value":{"a":{"x":1}},"version":1}` {
+		t.Fatalf("PATCH creating = %d %s ETag %s", r.Status, r.Body, r.Header.Get("ETag"))
+	}
+	r = do(t, "PATCH", url, `{"a":{"y":12345678901234567890,"x":null},"d":0.1}`, mergePatch, `If-Match: "1"`)
+	if r.Status != 200 || r.Header.Get("ETag") != `"2"` {
+		t.Fatalf("PATCH with If-Match = %d %s", r.Status, r.Body)
+	}
+	if g := do(t, "GET", url, ""); strings.TrimSpace(g.Body) != `{"type":"JSON","value":{"a":{"y":12345678901234567890},"d":0.1}}` {
+		t.Errorf("GET after PATCH = %s", g.Body)
+	}
+	r = do(t, "PATCH", url, `{"a":1}`, mergePatch, `If-Match: "1"`)
+	var pre PreconditionBody
+	if json.Unmarshal([]byte(r.Body), &pre); r.Status != 412 || pre.Version == nil || *pre.Version != 2 {
+		t.Errorf("PATCH at a stale version = %d %s, want 412 with version 2", r.Status, r.Body)
+	}
+	if r := do(t, "PATCH", ts.URL+"/api/v1/namespaces/company.team/kv/none", `{"a":1}`, mergePatch, `If-Match: *`); r.Status != 412 {
+		t.Errorf("PATCH If-Match * on a missing key = %d %s, want 412", r.Status, r.Body)
+	}
+	for _, bad := range []struct{ body, ct string }{{`{"a":`, mergePatch}, {`null`, mergePatch}, {`{"a":1}`, "Content-Type: text/plain"}} {
+		if r := do(t, "PATCH", url, bad.body, bad.ct); r.Status != 422 || r.Message() == "" {
+			t.Errorf("PATCH %s (%s) = %d %s, want 422 with a message", bad.body, bad.ct, r.Status, r.Body)
+		}
+	}
+	// A scalar patch replaces (RFC 7386), through the client too.
+	v, version, err := ts.Client.Patch(t.Context(), "company.team", "cfg", "text", 2)
+	if err != nil || v.V != "text" || version != 3 {
+		t.Errorf("client Patch = %v, %d, %v", v, version, err)
+	}
+}
+
+func TestPatch_ConcurrentDistinctFields_AllLand(t *testing.T) {
+	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+		ts := startServer(t, pair, Config{})
+		url := ts.URL + "/api/v1/namespaces/company.team/kv/shared"
+		const n = 8
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if r := do(t, "PATCH", url, fmt.Sprintf(`{"f%d":%d}`, i, i), mergePatch); r.Status != 200 {
+					t.Errorf("PATCH f%d = %d %s", i, r.Status, r.Body)
+				}
+			}()
+		}
+		wg.Wait()
+		var got struct {
+			Value map[string]int `json:"value"`
+		}
+		r := do(t, "GET", url, "")
+		json.Unmarshal([]byte(r.Body), &got)
+		for i := 0; i < n; i++ {
+			if v, ok := got.Value[fmt.Sprintf("f%d", i)]; !ok || v != i {
+				t.Errorf("after %d concurrent PATCHes, field f%d is missing: %s", n, i, r.Body)
+			}
+		}
+		if r.Header.Get("ETag") != fmt.Sprintf(`"%d"`, n) {
+			t.Errorf("ETag = %s, want version %d", r.Header.Get("ETag"), n)
+		}
+	})
+}

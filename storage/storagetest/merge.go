@@ -1,0 +1,111 @@
+package storagetest
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// mergeAcceptance checks Merge: deep merge, creation, metadata kept, JSON
+// merge patch nulls, refusals, and concurrent merges of distinct fields.
+func mergeAcceptance(t *testing.T, open Opener) {
+	ctx := context.Background()
+	const ns = "company.team"
+
+	t.Run("Merge_DeepMergesCreatesAndKeepsMetadata", func(t *testing.T) {
+		clock := NewClock()
+		s := open(t, storage.Options{Now: clock.Now}).Store
+		v, e, err := s.Merge(ctx, ns, "cfg", map[string]any{"a": map[string]any{"x": 1}, "big": "keep"}, storage.MergeOptions{})
+		if err != nil || e.Version != 1 || v.Type != storage.JSON {
+			t.Fatalf("Merge creating = %v, %+v, %v", v, e, err)
+		}
+		mustSet(t, s, ns, "cfg", storage.Value{Type: storage.JSON, V: map[string]any{
+			"a": map[string]any{"x": int64(1), "y": int64(2)}, "list": []any{int64(1), int64(2)}, "gone": "soon"}},
+			storage.SetOptions{Description: "config", TTL: time.Hour})
+		patch, err := storage.DecodeJSON([]byte(`{"a":{"y":3,"z":12345678901234567890},"list":[0.1],"gone":null,"n":null}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(time.Minute)
+		_, e, err = s.Merge(ctx, ns, "cfg", patch, storage.MergeOptions{NullDeletes: true})
+		if err != nil {
+			t.Fatalf("Merge: %v", err)
+		}
+		got, gv, err := s.Get(ctx, ns, "cfg")
+		want := `{"a":{"x":1,"y":3,"z":12345678901234567890},"list":[0.1]}`
+		if err != nil || gv.Text() != want {
+			t.Errorf("merged value = %s, %v; want %s", gv.Text(), err, want)
+		}
+		if got.Description != "config" || got.Expires == nil || !got.Expires.Equal(clock.Now().Add(-time.Minute).Add(time.Hour)) || got.Version != e.Version {
+			t.Errorf("metadata after Merge = %+v; want description and absolute expiry kept", got)
+		}
+		// Without NullDeletes a null is stored (Kestra's Put deep merge).
+		if _, _, err := s.Merge(ctx, ns, "cfg", map[string]any{"n": nil}, storage.MergeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, gv, _ := s.Get(ctx, ns, "cfg"); gv.Text() != `{"a":{"x":1,"y":3,"z":12345678901234567890},"list":[0.1],"n":null}` {
+			t.Errorf("after merging a null = %s", gv.Text())
+		}
+	})
+
+	t.Run("Merge_RefusalsAndReplacement", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		mustSet(t, s, ns, "text", storage.String("hello"), storage.SetOptions{Description: "d"})
+		if _, _, err := s.Merge(ctx, ns, "text", map[string]any{"a": 1}, storage.MergeOptions{ObjectOnly: true}); kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+			t.Errorf("field update of a STRING = %v, want ECONFLICT", err)
+		}
+		if _, _, err := s.Merge(ctx, ns, "nope", map[string]any{"a": 1}, storage.MergeOptions{ErrorOnMissing: true}); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("Merge with ErrorOnMissing on a missing key = %v, want ENOTFOUND", err)
+		}
+		if _, _, err := s.Merge(ctx, ns, "text", map[string]any{"a": 1}, storage.MergeOptions{IfVersion: 7}); kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+			t.Errorf("Merge at the wrong version = %v, want ECONFLICT", err)
+		}
+		// A scalar patch replaces, keeping the description.
+		v, e, err := s.Merge(ctx, ns, "text", "new", storage.MergeOptions{IfVersion: 1})
+		if err != nil || v.V != "new" || e.Version != 2 || e.Description != "d" {
+			t.Errorf("replacing Merge = %v, %+v, %v", v, e, err)
+		}
+		if _, _, err := s.Merge(ctx, ns, "text", nil, storage.MergeOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID {
+			t.Errorf("null patch = %v, want EINVALID", err)
+		}
+	})
+
+	t.Run("Merge_ConcurrentDistinctFields_AllLand", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		const writers, rounds = 8, 3
+		var wg sync.WaitGroup
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := 0; r < rounds; r++ {
+					field := fmt.Sprintf("f%d_%d", w, r)
+					if _, _, err := s.Merge(ctx, ns, "shared", map[string]any{"fields": map[string]any{field: int64(w*100 + r)}}, storage.MergeOptions{}); err != nil {
+						t.Errorf("Merge %s: %v", field, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		e, v, err := s.Get(ctx, ns, "shared")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{}
+		for w := 0; w < writers; w++ {
+			for r := 0; r < rounds; r++ {
+				want[fmt.Sprintf("f%d_%d", w, r)] = int64(w*100 + r)
+			}
+		}
+		if got := v.V.(map[string]any)["fields"]; !reflect.DeepEqual(got, want) || e.Version != writers*rounds {
+			t.Errorf("after %d concurrent merges: version %d, fields %v; want every field", writers*rounds, e.Version, got)
+		}
+	})
+}
