@@ -79,3 +79,35 @@ func TestPatch_ConcurrentDistinctFields_AllLand(t *testing.T) {
 		}
 	})
 }
+
+func TestDeleteAll_EveryKeyOfTheNamespace_BodyFormKept(t *testing.T) {
+	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+		ts := startServer(t, pair, Config{})
+		base := ts.URL + "/api/v1/namespaces/company.team"
+		for _, k := range []string{"a", "b", "c"} {
+			do(t, "PUT", base+"/kv/"+k, "1")
+		}
+		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team.child/kv/keep", "1")
+		if r := do(t, "DELETE", base+"/kv", `{"keys":["a","zz"]}`, "Content-Type: application/json"); r.Status != 200 || strings.TrimSpace(r.Body) != `{"keys":["a"]}` {
+			t.Errorf("DELETE with a body = %d %s", r.Status, r.Body)
+		}
+		if r := do(t, "DELETE", base+"/kv?all=true", `{"keys":["b"]}`, "Content-Type: application/json"); r.Status != 422 || !strings.Contains(r.Message(), "all=true") {
+			t.Errorf("DELETE ?all=true with a body = %d %s, want 422", r.Status, r.Body)
+		}
+		if r := do(t, "DELETE", base+"/kv?all=maybe", ""); r.Status != 422 || !strings.Contains(r.Message(), "'all'") {
+			t.Errorf("DELETE ?all=maybe = %d %s, want 422 naming all", r.Status, r.Body)
+		}
+		if r := do(t, "DELETE", base+"/kv?all=true", ""); r.Status != 200 || strings.TrimSpace(r.Body) != `{"keys":["b","c"]}` {
+			t.Errorf("DELETE ?all=true = %d %s", r.Status, r.Body)
+		}
+		if r := do(t, "GET", base+"/kv", ""); strings.TrimSpace(r.Body) != "[]" {
+			t.Errorf("keys left: %s", r.Body)
+		}
+		if r := do(t, "GET", ts.URL+"/api/v1/namespaces/company.team.child/kv/keep", ""); r.Status != 200 {
+			t.Errorf("child key after DELETE ?all=true = %d", r.Status)
+		}
+		if r := do(t, "GET", base+"/kv/c/versions", ""); !strings.Contains(r.Body, `"DELETE"`) {
+			t.Errorf("history of c = %s, want a DELETE tombstone", r.Body)
+		}
+	})
+}

@@ -200,6 +200,14 @@ func (c *Client) BulkDelete(ctx context.Context, ns string, keys []string) ([]st
 	return out.Keys, err
 }
 
+// DeleteAll removes every key of ns (not those of namespaces below it) and
+// returns the keys that existed.
+func (c *Client) DeleteAll(ctx context.Context, ns string) ([]string, error) {
+	var out KeysBody
+	err := c.do(ctx, "DELETE", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", url.Values{"all": {"true"}}, nil, nil, &out)
+	return out.Keys, err
+}
+
 // Purge removes expired entries (or, with All, every matching entry).
 func (c *Client) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error) {
 	body, _ := json.Marshal(req)

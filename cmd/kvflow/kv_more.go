@@ -25,6 +25,8 @@ func addMoreKVCommands(kv *cobra.Command, f *kvFlags) {
 		switch c.Name() {
 		case "get":
 			addDefault(c, f)
+		case "delete":
+			addDeleteAll(c, f)
 		}
 	}
 }

@@ -109,3 +109,44 @@ func mergeAcceptance(t *testing.T, open Opener) {
 		}
 	})
 }
+
+// deleteAllAcceptance checks DeleteAll: every live key of the namespace,
+// each with a tombstone, and nothing of another namespace (a child's included).
+func deleteAllAcceptance(t *testing.T, open Opener) {
+	ctx := context.Background()
+	t.Run("DeleteAll_EveryKeyWithATombstone_ChildrenKept", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		var want []string
+		for i := 0; i < 1005; i++ { // more than one page
+			want = append(want, fmt.Sprintf("k%04d", i))
+		}
+		batch := make([]storage.BatchEntry, len(want))
+		for i, k := range want {
+			batch[i] = storage.BatchEntry{Key: k, Value: storage.String("v")}
+		}
+		if _, err := s.SetMany(ctx, "gone.ns", batch); err != nil {
+			t.Fatal(err)
+		}
+		mustSet(t, s, "gone.ns.child", "stay", storage.String("v"), storage.SetOptions{})
+		mustSet(t, s, "other", "stay", storage.String("v"), storage.SetOptions{})
+		got, err := s.DeleteAll(ctx, "gone.ns")
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("DeleteAll = %d keys, %v; want %d", len(got), err, len(want))
+		}
+		if keys, _ := s.Keys(ctx, "gone.ns", ""); len(keys) != 0 {
+			t.Errorf("keys left after DeleteAll: %d", len(keys))
+		}
+		for _, ns := range []string{"gone.ns.child", "other"} {
+			if _, err := s.Stat(ctx, ns, "stay"); err != nil {
+				t.Errorf("%s/stay after DeleteAll of gone.ns: %v", ns, err)
+			}
+		}
+		h, err := s.History(ctx, "gone.ns", "k0500", storage.HistoryOptions{})
+		if err != nil || len(h.Versions) != 2 || !h.Versions[0].Tombstone() {
+			t.Errorf("history of a deleted key = %+v, %v; want a tombstone over its version", h, err)
+		}
+		if got, err := s.DeleteAll(ctx, "gone.ns"); err != nil || len(got) != 0 {
+			t.Errorf("DeleteAll of an empty namespace = %v, %v", got, err)
+		}
+	})
+}
