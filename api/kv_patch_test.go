@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -110,4 +111,47 @@ func TestDeleteAll_EveryKeyOfTheNamespace_BodyFormKept(t *testing.T) {
 			t.Errorf("history of c = %s, want a DELETE tombstone", r.Body)
 		}
 	})
+}
+
+func TestNamespaces_HierarchyWithImplicitParentsAndCounts_Scoped(t *testing.T) {
+	pair := storagetest.LocalPair(t, storage.Options{})
+	ts := startServer(t, pair, Config{})
+	for _, nk := range []string{"co.team.a.b/k1", "co.team.a.b/k2", "co.team/k", "co.other/k", "co.team-x/k", "zz/k"} {
+		ns, key, _ := strings.Cut(nk, "/")
+		if r := do(t, "PUT", ts.URL+"/api/v1/namespaces/"+ns+"/kv/"+key, "1"); r.Status != 200 {
+			t.Fatalf("PUT %s = %d", nk, r.Status)
+		}
+	}
+	list := func(url string) string {
+		nss, err := (&client.Client{BaseURL: url}).Namespaces(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, n := range nss {
+			fmt.Fprintf(&b, "%s parent=%s own=%d/%d total=%d implicit=%v\n", n.ID, n.Parent, n.Keys, n.KeyCount, n.TotalKeyCount, n.Implicit)
+		}
+		return b.String()
+	}
+	want := `co parent= own=0/0 total=5 implicit=true
+co.other parent=co own=1/1 total=1 implicit=false
+co.team parent=co own=1/1 total=3 implicit=false
+co.team.a parent=co.team own=0/0 total=2 implicit=true
+co.team.a.b parent=co.team.a own=2/2 total=2 implicit=false
+co.team-x parent=co own=1/1 total=1 implicit=false
+zz parent= own=1/1 total=1 implicit=false
+`
+	if got := list(ts.URL); got != want {
+		t.Errorf("namespaces:\n%s\nwant:\n%s", got, want)
+	}
+	// A scoped server lists what it may reach: parents outside its scope are
+	// left out, and so are the keys of namespaces outside it.
+	scoped := startServer(t, pair, Config{Namespaces: []string{"co.team.a.*", "co.team"}})
+	want = `co.team parent=co own=1/1 total=3 implicit=false
+co.team.a parent=co.team own=0/0 total=2 implicit=true
+co.team.a.b parent=co.team.a own=2/2 total=2 implicit=false
+`
+	if got := list(scoped.URL); got != want {
+		t.Errorf("scoped namespaces:\n%s\nwant:\n%s", got, want)
+	}
 }
