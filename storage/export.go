@@ -9,9 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvflow/kvflow"
 )
@@ -38,6 +40,10 @@ type ExportOptions struct {
 	Prefix          string   // only keys starting with Prefix
 }
 
+// exportAhead bounds how many values Export holds at once: readers run at
+// most this many entries ahead of the writer, so memory stays flat.
+const exportAhead = 64
+
 // Export writes every live entry selected as JSON Lines, namespace by
 // namespace and key by key, a page at a time, so memory stays flat. Expired
 // entries are left out. It returns the number of lines written.
@@ -48,6 +54,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	n := 0
+	var line []byte
 	for _, ns := range nss {
 		lo := ListOptions{Prefix: o.Prefix, Limit: MaxListLimit}
 		for {
@@ -55,35 +62,67 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 			if err != nil {
 				return n, err
 			}
-			// Values are read 32 at a time by 8 readers, then written in key order.
-			for lo := 0; lo < len(page.Entries); lo += 32 {
-				window := page.Entries[lo:min(lo+32, len(page.Entries))]
-				vals := make([]Value, len(window))
-				ents := make([]*Entry, len(window))
-				errs := make([]error, len(window))
-				var wg sync.WaitGroup
-				sem := make(chan struct{}, 8)
-				for i := range window {
-					wg.Add(1)
-					sem <- struct{}{}
-					go func(i int) {
-						defer func() { <-sem; wg.Done() }()
-						ents[i], vals[i], errs[i] = s.exportRead(ctx, ns, &window[i])
-					}(i)
+			// 8 readers fetch values in page order, up to exportAhead
+			// entries ahead of the writer, which writes them in key order.
+			results := make([]exportResult, len(page.Entries))
+			for i := range results {
+				results[i].done = make(chan struct{})
+			}
+			slots := make(chan struct{}, exportAhead)
+			next := make(chan int)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			go func() {
+				defer close(next)
+				for i := range page.Entries {
+					select {
+					case slots <- struct{}{}:
+					case <-stop:
+						return
+					}
+					select {
+					case next <- i:
+					case <-stop:
+						return
+					}
 				}
-				wg.Wait()
-				for i := range window {
-					if errs[i] != nil {
-						return n, errs[i]
+			}()
+			for r := 0; r < 8; r++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range next {
+						res := &results[i]
+						res.e, res.v, res.err = s.exportRead(ctx, ns, &page.Entries[i])
+						close(res.done)
 					}
-					if ents[i] == nil {
-						continue // deleted or expired since the page was read
+				}()
+			}
+			var werr error
+			for i := range results {
+				res := &results[i]
+				<-res.done
+				switch {
+				case res.err != nil:
+					werr = res.err
+				case res.e == nil: // deleted or expired since the page was read
+				default:
+					if line, werr = appendExportLine(line[:0], res.e, res.v); werr == nil {
+						if _, werr = bw.Write(line); werr == nil {
+							n++
+						}
 					}
-					if err := writeExportLine(bw, ents[i], vals[i]); err != nil {
-						return n, err
-					}
-					n++
 				}
+				*res = exportResult{} // drop the value
+				<-slots
+				if werr != nil {
+					break
+				}
+			}
+			close(stop)
+			wg.Wait()
+			if werr != nil {
+				return n, werr
 			}
 			if page.Next == "" {
 				break
@@ -92,6 +131,14 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 		}
 	}
 	return n, bw.Flush()
+}
+
+// exportResult is one value Export read, ready once done is closed.
+type exportResult struct {
+	done chan struct{}
+	e    *Entry
+	v    Value
+	err  error
 }
 
 // exportRead reads a listed entry's value; nil entry when it is gone.
@@ -113,22 +160,102 @@ func (s *Store) exportRead(ctx context.Context, ns string, e *Entry) (*Entry, Va
 	return fresh, v, err
 }
 
-func writeExportLine(w io.Writer, e *Entry, v Value) error {
-	raw, err := json.Marshal(v.JSONValue())
-	if err != nil {
-		return kvflow.Errorf(kvflow.EINTERNAL, "Cannot export key '%s' in namespace '%s': %v.", e.Key, e.Namespace, err)
+// appendExportLine appends e and v as one ExportLine of JSON and a newline.
+// It writes the line by hand: encoding/json would scan the value twice more
+// (once to check the raw message, once to compact it), the hot spot of an
+// export of text values.
+func appendExportLine(b []byte, e *Entry, v Value) ([]byte, error) {
+	b = append(b, `{"namespace":`...)
+	b = appendJSONString(b, e.Namespace)
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, e.Key)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, string(v.Type))
+	b = append(b, `,"value":`...)
+	switch x := v.JSONValue().(type) {
+	case string:
+		b = appendJSONString(b, x)
+	default:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(x); err != nil {
+			return b, kvflow.Errorf(kvflow.EINTERNAL, "Cannot export key '%s' in namespace '%s': %v.", e.Key, e.Namespace, err)
+		}
+		b = append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 	}
-	created, updated := e.Created, e.Updated
-	line := ExportLine{Namespace: e.Namespace, Key: e.Key, Type: v.Type, Value: raw, Description: e.Description,
-		Expires: e.Expires, Version: e.Version, Created: &created, Updated: &updated}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(line); err != nil {
-		return err
+	if e.Description != "" {
+		b = append(b, `,"description":`...)
+		b = appendJSONString(b, e.Description)
 	}
-	_, err = w.Write(buf.Bytes())
-	return err
+	if e.Expires != nil {
+		b = appendJSONTime(append(b, `,"expirationDate":`...), *e.Expires)
+	}
+	if e.Version != 0 {
+		b = strconv.AppendInt(append(b, `,"version":`...), e.Version, 10)
+	}
+	b = appendJSONTime(append(b, `,"creationDate":`...), e.Created)
+	b = appendJSONTime(append(b, `,"updateDate":`...), e.Updated)
+	return append(b, "}\n"...), nil
+}
+
+// appendJSONTime appends t as encoding/json writes a time.Time.
+func appendJSONTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it without HTML escaping (U+2028 and U+2029 included; invalid
+// UTF-8 becomes U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 func (s *Store) exportNamespaces(ctx context.Context, o ExportOptions) ([]string, error) {
@@ -181,10 +308,20 @@ type ImportResult struct {
 	Expired int `json:"expired"` // lines whose expiry has passed: not written
 }
 
-// Import reads JSON Lines as Export writes them and writes each entry, line
-// by line, with its type, description and absolute expiry. A line that does
-// not parse stops the import with its line number; with OnConflict fail an
-// existing key stops it too. Lines before the stop are written.
+// importBatch bounds the lines Import writes together: their objects upload
+// in parallel, then their metadata is written in one transaction.
+const (
+	importBatch      = 500
+	importBatchBytes = 16 << 20 // and the bytes of their values
+	importUploads    = 16
+)
+
+// Import reads JSON Lines as Export writes them and writes each entry with
+// its type, description and absolute expiry, a batch of lines at a time:
+// their value objects upload in parallel, then their metadata is written in
+// one transaction. A line that does not parse stops the import with its line
+// number; with OnConflict fail an existing key stops it too. Lines before
+// the stop are written, none after it.
 func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportResult, error) {
 	var res ImportResult
 	switch o.OnConflict {
@@ -195,14 +332,32 @@ func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (Impor
 		return res, kvflow.Errorf(kvflow.EINVALID, "On-conflict %q is unknown: expected skip, overwrite or fail.", clip(o.OnConflict))
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
+	var batch []importItem
+	size := 0
 	for lineNo := 1; ; lineNo++ {
 		text, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(text)) > 0 {
-			if werr := s.importLine(ctx, lineNo, text, o, &res); werr != nil {
-				return res, werr
+			it, perr := s.importLine(lineNo, text, o)
+			if perr != nil {
+				if werr := s.importWrite(ctx, batch, o, &res); werr != nil {
+					return res, werr
+				}
+				return res, perr
+			}
+			if it == nil {
+				res.Expired++
+			} else {
+				batch, size = append(batch, *it), size+len(it.body)
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		eof := errors.Is(err, io.EOF)
+		if len(batch) > 0 && (len(batch) == importBatch || size >= importBatchBytes || eof || err != nil) {
+			if werr := s.importWrite(ctx, batch, o, &res); werr != nil {
+				return res, werr
+			}
+			batch, size = batch[:0], 0
+		}
+		if eof {
 			return res, nil
 		} else if err != nil {
 			return res, kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot read the import at line %d: %v.", lineNo, err)
@@ -210,7 +365,15 @@ func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (Impor
 	}
 }
 
-func (s *Store) importLine(ctx context.Context, lineNo int, text []byte, o ImportOptions, res *ImportResult) error {
+// importItem is one parsed line, its value encoded, ready to write.
+type importItem struct {
+	line int
+	e    Entry
+	body []byte
+}
+
+// importLine parses and checks one line; nil when it has expired.
+func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importItem, error) {
 	bad := func(format string, args ...any) error {
 		return kvflow.Errorf(kvflow.EINVALID, "Line %d of the import: "+format, append([]any{lineNo}, args...)...)
 	}
@@ -218,47 +381,121 @@ func (s *Store) importLine(ctx context.Context, lineNo int, text []byte, o Impor
 	dec := json.NewDecoder(bytes.NewReader(text))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&l); err != nil {
-		return bad("not an export line: %s.", JSONErrorText(err))
+		return nil, bad("not an export line: %s.", JSONErrorText(err))
 	}
 	if to, ok := o.NamespaceMap[l.Namespace]; ok {
 		l.Namespace = to
 	}
 	if err := ValidateNamespace(l.Namespace); err != nil {
-		return bad("%s", kvflow.ErrorMessage(err))
+		return nil, bad("%s", kvflow.ErrorMessage(err))
 	}
 	if o.Allow != nil {
 		if err := o.Allow(l.Namespace); err != nil {
-			return kvflow.Errorf(kvflow.ErrorCode(err), "Line %d of the import: %s", lineNo, kvflow.ErrorMessage(err))
+			return nil, kvflow.Errorf(kvflow.ErrorCode(err), "Line %d of the import: %s", lineNo, kvflow.ErrorMessage(err))
 		}
 	}
 	if len(l.Value) == 0 {
-		return bad("the value is missing.")
+		return nil, bad("the value is missing.")
 	}
 	v, err := ValueFromJSON(l.Type, l.Value)
 	if err != nil {
-		return bad("%s", kvflow.ErrorMessage(err))
+		return nil, bad("%s", kvflow.ErrorMessage(err))
 	}
-	so := SetOptions{Description: l.Description, NoOverwrite: o.OnConflict != OnConflictOverwrite}
+	if err := s.checkSet(l.Namespace, l.Key, SetOptions{Description: l.Description}); err != nil {
+		return nil, bad("%s", kvflow.ErrorMessage(err))
+	}
+	if err := checkValue(v); err != nil {
+		return nil, bad("%s", kvflow.ErrorMessage(err))
+	}
+	var buf bytes.Buffer
+	if err := EncodeION(&buf, v); err != nil {
+		return nil, bad("the value cannot be encoded: %v.", err)
+	}
+	if buf.Len() > MaxValueSize {
+		return nil, bad("the value is %d bytes; the limit for a whole value is %d bytes.", buf.Len(), MaxValueSize)
+	}
+	it := &importItem{line: lineNo, body: buf.Bytes(), e: Entry{Namespace: l.Namespace, Key: l.Key, Type: v.Type,
+		Size: int64(buf.Len()), Hash: sha256Hex(buf.Bytes()), Description: l.Description}}
 	if l.Expires != nil {
 		if !l.Expires.After(s.now()) {
-			res.Expired++
-			return nil
+			return nil, nil
 		}
-		so.ExpiresAt = *l.Expires
+		exp := l.Expires.UTC().Truncate(time.Microsecond)
+		it.e.Expires = &exp
 	}
-	_, err = s.Set(ctx, l.Namespace, l.Key, v, so)
-	switch {
-	case err == nil:
-		res.Written++
-	case kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.OnConflict == OnConflictSkip:
-		res.Skipped++
-	case kvflow.ErrorCode(err) == kvflow.ECONFLICT:
-		return kvflow.Errorf(kvflow.ECONFLICT, "Line %d of the import: key '%s' exists in namespace '%s' and on-conflict is fail; nothing after this line was written.", lineNo, l.Key, l.Namespace)
-	case kvflow.ErrorCode(err) == kvflow.EINVALID:
-		return bad("%s", kvflow.ErrorMessage(err))
-	default:
-		return err
+	return it, nil
+}
+
+// importWrite uploads a batch's objects in parallel, then writes their
+// metadata in one transaction under the conflict policy, and counts.
+func (s *Store) importWrite(ctx context.Context, batch []importItem, o ImportOptions, res *ImportResult) error {
+	if len(batch) == 0 {
+		return nil
 	}
+	errs := make([]error, len(batch))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(importUploads, len(batch)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				it := &batch[i]
+				it.e.Object = ObjectName(it.e.Namespace, it.e.Key)
+				if err := s.bucket.Put(ctx, it.e.Object, bytes.NewReader(it.body), int64(len(it.body))); err != nil {
+					it.e.Object = ""
+					errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s' (line %d of the import): the object store is unreachable", it.e.Key, it.e.Namespace, it.line)
+				}
+			}
+		}()
+	}
+	for i := range batch {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	drop := func(keep []bool) { // objects no entry points to
+		for i := range batch {
+			if batch[i].e.Object != "" && (keep == nil || !keep[i]) {
+				if err := s.bucket.Delete(context.WithoutCancel(ctx), batch[i].e.Object); err != nil {
+					s.log.Warn("kv: leaving orphan object", "object", batch[i].e.Object, "err", err)
+				}
+			}
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			drop(nil)
+			return err
+		}
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	writer := WriterFrom(ctx)
+	entries := make([]*Entry, len(batch))
+	for i := range batch {
+		batch[i].e.Updated, batch[i].e.Writer = now, writer
+		entries[i] = &batch[i].e
+	}
+	fail := o.OnConflict == OnConflictFail
+	written, err := s.index.PutEntriesCond(ctx, entries, o.OnConflict != OnConflictOverwrite, fail)
+	if err != nil {
+		drop(nil)
+		return unavailable(err, "Cannot write the metadata of lines %d to %d of the import: the database is unreachable", batch[0].line, batch[len(batch)-1].line)
+	}
+	drop(written)
+	for i, ok := range written {
+		switch {
+		case ok:
+			res.Written++
+		case fail:
+			it := batch[i]
+			s.wrote.fire()
+			return kvflow.Errorf(kvflow.ECONFLICT, "Line %d of the import: key '%s' exists in namespace '%s' and on-conflict is fail; nothing after this line was written.", it.line, it.e.Key, it.e.Namespace)
+		default:
+			res.Skipped++
+		}
+	}
+	s.wrote.fire()
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +148,34 @@ func deleteAllAcceptance(t *testing.T, open Opener) {
 		}
 		if got, err := s.DeleteAll(ctx, "gone.ns"); err != nil || len(got) != 0 {
 			t.Errorf("DeleteAll of an empty namespace = %v, %v", got, err)
+		}
+	})
+}
+
+// importBatchAcceptance checks that a batched import stops exactly at a
+// conflicting line under fail: the lines before it written, none after.
+func importBatchAcceptance(t *testing.T, open Opener) {
+	ctx := context.Background()
+	t.Run("Import_FailMidBatch_LinesBeforeWrittenNoneAfter", func(t *testing.T) {
+		s := open(t, storage.Options{}).Store
+		mustSet(t, s, "imp", "b", storage.String("mine"), storage.SetOptions{})
+		in := `{"namespace":"imp","key":"a","type":"STRING","value":"1"}
+{"namespace":"imp","key":"b","type":"STRING","value":"2"}
+{"namespace":"imp","key":"c","type":"STRING","value":"3"}
+`
+		res, err := s.Import(ctx, strings.NewReader(in), storage.ImportOptions{OnConflict: storage.OnConflictFail})
+		if kvflow.ErrorCode(err) != kvflow.ECONFLICT || !strings.Contains(err.Error(), "Line 2 ") || res.Written != 1 {
+			t.Fatalf("Import fail = %+v, %v; want ECONFLICT at line 2 after 1 written", res, err)
+		}
+		if keys, _ := s.Keys(ctx, "imp", ""); !reflect.DeepEqual(keys, []string{"a", "b"}) {
+			t.Errorf("keys after the stopped import = %v, want [a b]", keys)
+		}
+		if _, v, _ := s.Get(ctx, "imp", "b"); v.V != "mine" {
+			t.Errorf("b = %v, want it kept", v.V)
+		}
+		res, err = s.Import(ctx, strings.NewReader(in), storage.ImportOptions{})
+		if err != nil || res.Written != 1 || res.Skipped != 2 {
+			t.Errorf("re-run with skip = %+v, %v; want c written, a and b skipped", res, err)
 		}
 	})
 }
