@@ -313,15 +313,15 @@ type ImportResult struct {
 const (
 	importBatch      = 500
 	importBatchBytes = 16 << 20 // and the bytes of their values
-	importUploads    = 16
+	importUploads    = 64
 )
 
 // Import reads JSON Lines as Export writes them and writes each entry with
 // its type, description and absolute expiry, a batch of lines at a time:
 // their value objects upload in parallel, then their metadata is written in
-// one transaction. A line that does not parse stops the import with its line
-// number; with OnConflict fail an existing key stops it too. Lines before
-// the stop are written, none after it.
+// one transaction, while the next batch uploads. A line that does not parse
+// stops the import with its line number; with OnConflict fail an existing
+// key stops it too. Lines before the stop are written, none after it.
 func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportResult, error) {
 	var res ImportResult
 	switch o.OnConflict {
@@ -331,36 +331,91 @@ func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (Impor
 	default:
 		return res, kvflow.Errorf(kvflow.EINVALID, "On-conflict %q is unknown: expected skip, overwrite or fail.", clip(o.OnConflict))
 	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready := make(chan importReady, 1) // one batch uploads while the previous one commits
+	go s.importRead(rctx, r, o, ready)
+	var err error
+	for b := range ready {
+		switch {
+		case err != nil: // stopped: what was uploaded meanwhile is dropped
+			s.importDrop(ctx, b.items, nil)
+			continue
+		case b.err != nil:
+			err = b.err
+		default:
+			err = s.importCommit(ctx, b.items, o, &res)
+			if err == nil {
+				res.Expired += b.expired
+				err = b.stop
+			}
+		}
+		if err != nil {
+			stop()
+		}
+	}
+	return res, err
+}
+
+// importReady is a batch of lines whose objects are uploaded; stop is the
+// error to report once it is written (a bad line after it), err one that
+// stops the import before it (its objects already dropped).
+type importReady struct {
+	items   []importItem
+	expired int
+	stop    error
+	err     error
+}
+
+// importRead parses lines into batches, uploads each batch's objects and
+// hands it over, until the input ends, a line is bad or ctx is cancelled.
+func (s *Store) importRead(ctx context.Context, r io.Reader, o ImportOptions, ready chan<- importReady) {
+	defer close(ready)
+	send := func(b importReady) bool {
+		if b.err == nil && len(b.items) > 0 {
+			if b.err = s.importUpload(ctx, b.items); b.err != nil {
+				b.items = nil
+			}
+		}
+		select {
+		case ready <- b:
+			return b.err == nil && b.stop == nil
+		case <-ctx.Done():
+			s.importDrop(ctx, b.items, nil)
+			return false
+		}
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	var batch []importItem
+	var b importReady
 	size := 0
 	for lineNo := 1; ; lineNo++ {
 		text, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(text)) > 0 {
 			it, perr := s.importLine(lineNo, text, o)
-			if perr != nil {
-				if werr := s.importWrite(ctx, batch, o, &res); werr != nil {
-					return res, werr
-				}
-				return res, perr
-			}
-			if it == nil {
-				res.Expired++
-			} else {
-				batch, size = append(batch, *it), size+len(it.body)
+			switch {
+			case perr != nil:
+				b.stop = perr
+				send(b)
+				return
+			case it == nil:
+				b.expired++
+			default:
+				b.items, size = append(b.items, *it), size+len(it.body)
 			}
 		}
-		eof := errors.Is(err, io.EOF)
-		if len(batch) > 0 && (len(batch) == importBatch || size >= importBatchBytes || eof || err != nil) {
-			if werr := s.importWrite(ctx, batch, o, &res); werr != nil {
-				return res, werr
-			}
-			batch, size = batch[:0], 0
-		}
-		if eof {
-			return res, nil
+		if errors.Is(err, io.EOF) {
+			send(b)
+			return
 		} else if err != nil {
-			return res, kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot read the import at line %d: %v.", lineNo, err)
+			b.stop = kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot read the import at line %d: %v.", lineNo, err)
+			send(b)
+			return
+		}
+		if len(b.items) == importBatch || size >= importBatchBytes {
+			if !send(b) {
+				return
+			}
+			b, size = importReady{}, 0
 		}
 	}
 }
@@ -426,12 +481,9 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 	return it, nil
 }
 
-// importWrite uploads a batch's objects in parallel, then writes their
-// metadata in one transaction under the conflict policy, and counts.
-func (s *Store) importWrite(ctx context.Context, batch []importItem, o ImportOptions, res *ImportResult) error {
-	if len(batch) == 0 {
-		return nil
-	}
+// importUpload uploads a batch's objects in parallel; on error it removes
+// those it uploaded.
+func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 	errs := make([]error, len(batch))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -454,20 +506,32 @@ func (s *Store) importWrite(ctx context.Context, batch []importItem, o ImportOpt
 	}
 	close(next)
 	wg.Wait()
-	drop := func(keep []bool) { // objects no entry points to
-		for i := range batch {
-			if batch[i].e.Object != "" && (keep == nil || !keep[i]) {
-				if err := s.bucket.Delete(context.WithoutCancel(ctx), batch[i].e.Object); err != nil {
-					s.log.Warn("kv: leaving orphan object", "object", batch[i].e.Object, "err", err)
-				}
+	for _, err := range errs {
+		if err != nil {
+			s.importDrop(ctx, batch, nil)
+			return err
+		}
+	}
+	return nil
+}
+
+// importDrop removes the uploaded objects of a batch that no entry points
+// to: all of them, or those keep does not mark.
+func (s *Store) importDrop(ctx context.Context, batch []importItem, keep []bool) {
+	for i := range batch {
+		if batch[i].e.Object != "" && (keep == nil || !keep[i]) {
+			if err := s.bucket.Delete(context.WithoutCancel(ctx), batch[i].e.Object); err != nil {
+				s.log.Warn("kv: leaving orphan object", "object", batch[i].e.Object, "err", err)
 			}
 		}
 	}
-	for _, err := range errs {
-		if err != nil {
-			drop(nil)
-			return err
-		}
+}
+
+// importCommit writes an uploaded batch's metadata in one transaction under
+// the conflict policy, and counts.
+func (s *Store) importCommit(ctx context.Context, batch []importItem, o ImportOptions, res *ImportResult) error {
+	if len(batch) == 0 {
+		return nil
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	writer := WriterFrom(ctx)
@@ -479,23 +543,22 @@ func (s *Store) importWrite(ctx context.Context, batch []importItem, o ImportOpt
 	fail := o.OnConflict == OnConflictFail
 	written, err := s.index.PutEntriesCond(ctx, entries, o.OnConflict != OnConflictOverwrite, fail)
 	if err != nil {
-		drop(nil)
+		s.importDrop(ctx, batch, nil)
 		return unavailable(err, "Cannot write the metadata of lines %d to %d of the import: the database is unreachable", batch[0].line, batch[len(batch)-1].line)
 	}
-	drop(written)
+	s.importDrop(ctx, batch, written)
+	s.wrote.fire()
 	for i, ok := range written {
 		switch {
 		case ok:
 			res.Written++
 		case fail:
 			it := batch[i]
-			s.wrote.fire()
 			return kvflow.Errorf(kvflow.ECONFLICT, "Line %d of the import: key '%s' exists in namespace '%s' and on-conflict is fail; nothing after this line was written.", it.line, it.e.Key, it.e.Namespace)
 		default:
 			res.Skipped++
 		}
 	}
-	s.wrote.fire()
 	return nil
 }
 
