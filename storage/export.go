@@ -56,11 +56,27 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 	n := 0
 	var line []byte
 	for _, ns := range nss {
-		lo := ListOptions{Prefix: o.Prefix, Limit: MaxListLimit}
+		type listed struct {
+			page Page
+			err  error
+		}
+		list := func(after string) chan listed {
+			c := make(chan listed, 1)
+			go func() {
+				page, err := s.List(ctx, ns, ListOptions{Prefix: o.Prefix, After: after, Limit: MaxListLimit})
+				c <- listed{page, err}
+			}()
+			return c
+		}
+		pending := list("")
 		for {
-			page, err := s.List(ctx, ns, lo)
+			got := <-pending
+			page, err := got.page, got.err
 			if err != nil {
 				return n, err
+			}
+			if page.Next != "" {
+				pending = list(page.Next) // the next page is listed while this one is written
 			}
 			// 8 readers fetch values in page order, up to exportAhead
 			// entries ahead of the writer, which writes them in key order.
@@ -127,7 +143,6 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 			if page.Next == "" {
 				break
 			}
-			lo.After = page.Next
 		}
 	}
 	return n, bw.Flush()
