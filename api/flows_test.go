@@ -101,7 +101,7 @@ func TestFlows_CRUD(t *testing.T) {
 		if err != nil || len(flows) != 1 || flows[0].ID != "hello" {
 			t.Fatalf("Client.Flows = %+v, %v", flows, err)
 		}
-		if r := do(t, "GET", ts.URL+"/api/v1/namespaces", ""); r.Body != `[{"id":"company.team","flows":1,"keys":0}]` {
+		if r := do(t, "GET", ts.URL+"/api/v1/namespaces", ""); r.Body != `[{"id":"company","flows":0,"keys":0,"keyCount":0,"totalKeyCount":0,"implicit":true},{"id":"company.team","flows":1,"keys":0,"keyCount":0,"totalKeyCount":0,"parent":"company"}]` {
 			t.Fatalf("namespaces with a flow = %s", r.Body)
 		}
 

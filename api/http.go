@@ -240,6 +240,7 @@ func (s *Server) routeTable() []route {
 		{Method: "POST", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}/increment", handler: s.incrementKV},
 		{Method: "POST", Pattern: "/api/v1/kv/purge", handler: s.purgeKV},
 		{Method: "GET", Pattern: "/api/v1/kv", handler: s.listAllKV},
+		{Method: "PATCH", Pattern: "/api/v1/namespaces/{namespace}/kv/{key}", handler: s.patchKV},
 
 		{Method: "POST", Pattern: "/api/v1/flows", handler: s.createFlow},
 		{Method: "GET", Pattern: "/api/v1/flows", handler: s.listFlows},

@@ -422,13 +422,26 @@ func (s *Server) deleteKV(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, deleted)
 }
 
-// bulkDeleteKV deletes the keys listed in {"keys":[…]} and answers the ones
-// that existed. Every key is checked before any is deleted.
+// bulkDeleteKV deletes the keys listed in {"keys":[…]}, or with ?all=true
+// (and no body) every key of the namespace, and answers the ones that
+// existed. Every listed key is checked before any is deleted; each delete is
+// a tombstone in the key's history.
 func (s *Server) bulkDeleteKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if v := r.URL.Query().Get("all"); v != "" {
+		all, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Query parameter 'all' is %q: expected true or false.", kvflow.Clip(v)))
+			return
+		}
+		if all {
+			s.deleteAllKV(w, r, ns)
+			return
+		}
 	}
 	body, err := s.readBody(w, r, fmt.Sprintf("the keys to delete in namespace '%s'", ns))
 	if err != nil {
@@ -687,4 +700,26 @@ func shown(r *http.Request, e *storage.Entry, v storage.Value) any {
 		}
 	}
 	return v.JSONValue()
+}
+
+// deleteAllKV deletes every key of ns; a body listing keys as well is refused.
+func (s *Server) deleteAllKV(w http.ResponseWriter, r *http.Request, ns string) {
+	body, err := s.readBody(w, r, fmt.Sprintf("the keys to delete in namespace '%s'", ns))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Deleting every key of namespace '%s' (all=true) takes no body: send either all=true or {\"keys\": […]}.", ns))
+		return
+	}
+	start := time.Now()
+	keys, err := s.cfg.Store.DeleteAll(r.Context(), ns)
+	s.metrics.observe("kv_delete", start)
+	s.metrics.deleted.WithLabelValues(ns).Add(float64(len(keys)))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, KeysBody{Keys: keys})
 }

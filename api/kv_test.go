@@ -622,8 +622,8 @@ func TestGet_HugeString_Streamed(t *testing.T) {
 func TestWrongMethod_405WithAllow(t *testing.T) {
 	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
 	r := do(t, "POST", ts.URL+"/api/v1/namespaces/ns/kv/k", "1")
-	if r.Status != 405 || r.Header.Get("Allow") != "GET, PUT, DELETE" || !strings.Contains(r.Message(), "POST") {
-		t.Fatalf("POST on a key = %d %v %s, want 405 with Allow: GET, PUT, DELETE", r.Status, r.Header.Get("Allow"), r.Body)
+	if r.Status != 405 || r.Header.Get("Allow") != "GET, PUT, DELETE, PATCH" || !strings.Contains(r.Message(), "POST") {
+		t.Fatalf("POST on a key = %d %v %s, want 405 with Allow: GET, PUT, DELETE, PATCH", r.Status, r.Header.Get("Allow"), r.Body)
 	}
 	if r := do(t, "GET", ts.URL+"/api/v1/namespaces/ns/kv/k/nothing", ""); r.Status != 404 {
 		t.Fatalf("GET an unknown path = %d %s, want 404", r.Status, r.Body)

@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,14 +48,54 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
 	for id, n := range counts {
 		get(id).Flows = n
 	}
+	writeJSON(w, http.StatusOK, s.hierarchy(all))
+}
+
+// hierarchy lists the namespaces the API may reach, each parent before its
+// children, with their implicit parents (those the scope allows)
+// and key counts: keyCount its own, totalKeyCount with every listed one below.
+// A parent outside the scope is left out, and so are counts of namespaces
+// outside it.
+func (s *Server) hierarchy(all map[string]*Namespace) []Namespace {
+	for id := range all {
+		for p := parentOf(id); p != ""; p = parentOf(p) {
+			if all[p] == nil {
+				all[p] = &Namespace{ID: p, Implicit: true}
+			}
+		}
+	}
 	out := []Namespace{}
 	for id, ns := range all {
 		if s.scope.Contains(id) {
+			ns.KeyCount, ns.Parent = ns.Keys, parentOf(id)
 			out = append(out, *ns)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	writeJSON(w, http.StatusOK, out)
+	// By segments, so children follow their parent (a-b sorts before a.b as text).
+	sort.Slice(out, func(i, j int) bool {
+		return slices.Compare(strings.Split(out[i].ID, "."), strings.Split(out[j].ID, ".")) < 0
+	})
+	// Add each namespace's keys to its own total and every listed ancestor's.
+	index := make(map[string]int, len(out))
+	for i, ns := range out {
+		index[ns.ID] = i
+	}
+	for _, ns := range out {
+		for p := ns.ID; p != ""; p = parentOf(p) {
+			if i, ok := index[p]; ok {
+				out[i].TotalKeyCount += ns.Keys
+			}
+		}
+	}
+	return out
+}
+
+// parentOf is the namespace one segment up, "" for a top-level one.
+func parentOf(ns string) string {
+	if i := strings.LastIndexByte(ns, '.'); i > 0 {
+		return ns[:i]
+	}
+	return ""
 }
 
 // createNamespace records a namespace from {"id":"company.team"} (or a form
@@ -89,11 +130,11 @@ func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	ns := Namespace{ID: req.ID}
+	ns := Namespace{ID: req.ID, Parent: parentOf(req.ID)}
 	if stats, err := s.cfg.Store.Namespaces(r.Context()); err == nil { // it may already hold entries
 		for _, st := range stats {
 			if st.Namespace == req.ID {
-				ns.Keys = st.Keys
+				ns.Keys, ns.KeyCount, ns.TotalKeyCount = st.Keys, st.Keys, st.Keys
 			}
 		}
 	}

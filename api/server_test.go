@@ -198,7 +198,7 @@ func TestNamespaces_ListAndCreate(t *testing.T) {
 		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/a", "1")
 		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/b", "1")
 		r := do(t, "POST", ts.URL+"/api/v1/namespaces", `{"id":"company.data"}`, "Content-Type: application/json")
-		if r.Status != 201 || r.Body != `{"id":"company.data","flows":0,"keys":0}` {
+		if r.Status != 201 || r.Body != `{"id":"company.data","flows":0,"keys":0,"keyCount":0,"totalKeyCount":0,"parent":"company"}` {
 			t.Fatalf("POST namespace = %d %s", r.Status, r.Body)
 		}
 		if r := do(t, "POST", ts.URL+"/api/v1/namespaces", `{"id":"company.data"}`); r.Status != 409 || !strings.Contains(r.Body, "'company.data' already exists") {
@@ -213,13 +213,17 @@ func TestNamespaces_ListAndCreate(t *testing.T) {
 			}
 		}
 		r = do(t, "GET", ts.URL+"/api/v1/namespaces", "")
-		want := `[{"id":"company.data","flows":0,"keys":0},{"id":"company.team","flows":0,"keys":2},{"id":"form.made","flows":0,"keys":0}]`
+		want := `[{"id":"company","flows":0,"keys":0,"keyCount":0,"totalKeyCount":2,"implicit":true},` +
+			`{"id":"company.data","flows":0,"keys":0,"keyCount":0,"totalKeyCount":0,"parent":"company"},` +
+			`{"id":"company.team","flows":0,"keys":2,"keyCount":2,"totalKeyCount":2,"parent":"company"},` +
+			`{"id":"form","flows":0,"keys":0,"keyCount":0,"totalKeyCount":0,"implicit":true},` +
+			`{"id":"form.made","flows":0,"keys":0,"keyCount":0,"totalKeyCount":0,"parent":"form"}]`
 		if r.Status != 200 || r.Body != want {
 			t.Fatalf("GET namespaces = %d %s, want %s", r.Status, r.Body, want)
 		}
 		// An allow-list hides and refuses the others.
 		ts2 := startServer(t, pair, Config{Namespaces: []string{"company.team"}})
-		if r := do(t, "GET", ts2.URL+"/api/v1/namespaces", ""); r.Body != `[{"id":"company.team","flows":0,"keys":2}]` {
+		if r := do(t, "GET", ts2.URL+"/api/v1/namespaces", ""); r.Body != `[{"id":"company.team","flows":0,"keys":2,"keyCount":2,"totalKeyCount":2,"parent":"company"}]` {
 			t.Fatalf("restricted GET namespaces = %s", r.Body)
 		}
 		if r := do(t, "POST", ts2.URL+"/api/v1/namespaces", `{"id":"elsewhere"}`); r.Status != 403 {

@@ -30,6 +30,7 @@ type (
 	IncrementResult  = client.IncrementResult
 	BatchResult      = client.BatchResult
 	ImportError      = client.ImportError
+	PatchResult      = client.PatchResult
 	// LogLine is one line of an execution's logs.
 	LogLine = engine.LogLine
 )

@@ -266,6 +266,14 @@ func (c *Client) BulkDelete(ctx context.Context, ns string, keys []string) ([]st
 	return out.Keys, err
 }
 
+// DeleteAll removes every key of ns (not those of namespaces below it) and
+// returns the keys that existed.
+func (c *Client) DeleteAll(ctx context.Context, ns string) ([]string, error) {
+	var out KeysBody
+	err := c.do(ctx, "DELETE", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv", url.Values{"all": {"true"}}, nil, nil, &out)
+	return out.Keys, err
+}
+
 // Purge removes expired entries (or, with All, every matching entry).
 func (c *Client) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error) {
 	body, _ := json.Marshal(req)
@@ -601,4 +609,33 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader, onConflict 
 	h := http.Header{"Content-Type": {"application/x-ndjson"}}
 	err := c.do(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/import", q, h, r, &res)
 	return res, err
+}
+
+// Patch applies a JSON merge patch (RFC 7386) to ns/key atomically: an
+// object merges into a JSON object value, a null removes a field, anything
+// else replaces; a missing key is created. ifVersion > 0 sends If-Match (a
+// mismatch is EPRECONDITION). It returns the new value and version.
+func (c *Client) Patch(ctx context.Context, ns, key string, patch any, ifVersion int64) (storage.Value, int64, error) {
+	body, err := marshal(patch)
+	if err != nil {
+		return storage.Value{}, 0, kvflow.Errorf(kvflow.EINVALID, "The patch of key '%s' cannot be sent: %v.", key, err)
+	}
+	h := http.Header{"Content-Type": {"application/merge-patch+json"}}
+	if ifVersion > 0 {
+		h.Set("If-Match", ETag(ifVersion))
+	}
+	var out struct {
+		Type    string          `json:"type"`
+		Value   json.RawMessage `json:"value"`
+		Version int64           `json:"version"`
+	}
+	if err := c.do(ctx, "PATCH", kvPath(ns, key), nil, h, bytes.NewReader(body), &out); err != nil {
+		return storage.Value{}, 0, err
+	}
+	t, err := storage.ParseType(out.Type)
+	if err != nil {
+		return storage.Value{}, 0, err
+	}
+	v, err := ValueOf(t, out.Value)
+	return v, out.Version, err
 }

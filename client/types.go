@@ -100,6 +100,15 @@ type Namespace struct {
 	ID    string `json:"id"`
 	Flows int    `json:"flows"` // flows saved in it
 	Keys  int    `json:"keys"`  // live KV entries in it
+	// KeyCount is Keys again, under the name the namespace list documents.
+	KeyCount int `json:"keyCount"`
+	// TotalKeyCount counts the live KV entries of this namespace and of every
+	// listed namespace below it.
+	TotalKeyCount int    `json:"totalKeyCount"`
+	Parent        string `json:"parent,omitempty"` // the namespace one segment up; "" at the top
+	// Implicit marks a parent listed only because namespaces below it exist:
+	// it holds no flows or keys and was never created.
+	Implicit bool `json:"implicit,omitempty"`
 }
 
 // Flow is a stored flow as the API shows it.
@@ -253,4 +262,11 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// PatchResult answers PATCH .../kv/{key} (a JSON merge patch): the new value and version.
+type PatchResult struct {
+	Type    string `json:"type"`
+	Value   any    `json:"value"`
+	Version int64  `json:"version"`
 }

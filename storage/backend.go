@@ -46,6 +46,12 @@ type Index interface {
 	// and Created.
 	PutEntries(ctx context.Context, entries []*Entry) error
 
+	// PutEntriesCond writes entries in one transaction as PutEntry does with
+	// PutCondition{NoOverwrite: noOverwrite}, and reports which it wrote: one
+	// that meets a live entry is left out (and, with stopAtConflict, every
+	// one after it). On error none is written.
+	PutEntriesCond(ctx context.Context, entries []*Entry, noOverwrite, stopAtConflict bool) ([]bool, error)
+
 	// GetEntry returns the entry, expired or not, or ENOTFOUND.
 	GetEntry(ctx context.Context, ns, key string) (*Entry, error)
 

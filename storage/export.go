@@ -9,9 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvflow/kvflow"
 )
@@ -42,6 +44,10 @@ type ExportOptions struct {
 	Prefix          string   // only keys starting with Prefix
 }
 
+// exportAhead bounds how many values Export holds at once: readers run at
+// most this many entries ahead of the writer, so memory stays flat.
+const exportAhead = 64
+
 // Export writes every live entry selected as JSON Lines, namespace by
 // namespace and key by key, a page at a time, so memory stays flat. Expired
 // entries are left out. It returns the number of lines written.
@@ -52,50 +58,106 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	n := 0
+	var line []byte
 	for _, ns := range nss {
-		lo := ListOptions{Prefix: o.Prefix, Limit: MaxListLimit}
+		type listed struct {
+			page Page
+			err  error
+		}
+		list := func(after string) chan listed {
+			c := make(chan listed, 1)
+			go func() {
+				page, err := s.List(ctx, ns, ListOptions{Prefix: o.Prefix, After: after, Limit: MaxListLimit})
+				c <- listed{page, err}
+			}()
+			return c
+		}
+		pending := list("")
 		for {
-			page, err := s.List(ctx, ns, lo)
+			got := <-pending
+			page, err := got.page, got.err
 			if err != nil {
 				return n, err
 			}
-			// Values are read 32 at a time by 8 readers, then written in key order.
-			for lo := 0; lo < len(page.Entries); lo += 32 {
-				window := page.Entries[lo:min(lo+32, len(page.Entries))]
-				vals := make([]Value, len(window))
-				ents := make([]*Entry, len(window))
-				errs := make([]error, len(window))
-				var wg sync.WaitGroup
-				sem := make(chan struct{}, 8)
-				for i := range window {
-					wg.Add(1)
-					sem <- struct{}{}
-					go func(i int) {
-						defer func() { <-sem; wg.Done() }()
-						ents[i], vals[i], errs[i] = s.exportRead(ctx, ns, &window[i])
-					}(i)
+			if page.Next != "" {
+				pending = list(page.Next) // the next page is listed while this one is written
+			}
+			// 8 readers fetch values in page order, up to exportAhead
+			// entries ahead of the writer, which writes them in key order.
+			results := make([]exportResult, len(page.Entries))
+			for i := range results {
+				results[i].done = make(chan struct{})
+			}
+			slots := make(chan struct{}, exportAhead)
+			next := make(chan int)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			go func() {
+				defer close(next)
+				for i := range page.Entries {
+					select {
+					case slots <- struct{}{}:
+					case <-stop:
+						return
+					}
+					select {
+					case next <- i:
+					case <-stop:
+						return
+					}
 				}
-				wg.Wait()
-				for i := range window {
-					if errs[i] != nil {
-						return n, errs[i]
+			}()
+			for r := 0; r < 8; r++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range next {
+						res := &results[i]
+						res.e, res.v, res.err = s.exportRead(ctx, ns, &page.Entries[i])
+						close(res.done)
 					}
-					if ents[i] == nil {
-						continue // deleted or expired since the page was read
+				}()
+			}
+			var werr error
+			for i := range results {
+				res := &results[i]
+				<-res.done
+				switch {
+				case res.err != nil:
+					werr = res.err
+				case res.e == nil: // deleted or expired since the page was read
+				default:
+					if line, werr = appendExportLine(line[:0], res.e, res.v); werr == nil {
+						if _, werr = bw.Write(line); werr == nil {
+							n++
+						}
 					}
-					if err := writeExportLine(bw, ents[i], vals[i]); err != nil {
-						return n, err
-					}
-					n++
 				}
+				*res = exportResult{} // drop the value
+				<-slots
+				if werr != nil {
+					break
+				}
+			}
+			close(stop)
+			wg.Wait()
+			if werr != nil {
+				return n, werr
 			}
 			if page.Next == "" {
 				break
 			}
-			lo.After = page.Next
 		}
 	}
 	return n, bw.Flush()
+}
+
+// exportResult is one value Export read, ready once done is closed.
+type exportResult struct {
+	done chan struct{}
+	e    *Entry
+	v    Value
+	err  error
 }
 
 // exportRead reads a listed entry's value; nil entry when it is gone.
@@ -117,22 +179,105 @@ func (s *Store) exportRead(ctx context.Context, ns string, e *Entry) (*Entry, Va
 	return fresh, v, err
 }
 
-func writeExportLine(w io.Writer, e *Entry, v Value) error {
-	raw, err := json.Marshal(v.JSONValue())
-	if err != nil {
-		return kvflow.Errorf(kvflow.EINTERNAL, "Cannot export key '%s' in namespace '%s': %v.", e.Key, e.Namespace, err)
+// appendExportLine appends e and v as one ExportLine of JSON and a newline.
+// It writes the line by hand: encoding/json would scan the value twice more
+// (once to check the raw message, once to compact it), the hot spot of an
+// export of text values.
+func appendExportLine(b []byte, e *Entry, v Value) ([]byte, error) {
+	b = append(b, `{"namespace":`...)
+	b = appendJSONString(b, e.Namespace)
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, e.Key)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, string(v.Type))
+	b = append(b, `,"value":`...)
+	switch x := v.JSONValue().(type) {
+	case string:
+		b = appendJSONString(b, x)
+	default:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(x); err != nil {
+			return b, kvflow.Errorf(kvflow.EINTERNAL, "Cannot export key '%s' in namespace '%s': %v.", e.Key, e.Namespace, err)
+		}
+		b = append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 	}
-	created, updated := e.Created, e.Updated
-	line := ExportLine{Namespace: e.Namespace, Key: e.Key, Type: v.Type, Value: raw, Description: e.Description,
-		Expires: e.Expires, Version: e.Version, Created: &created, Updated: &updated, Sensitive: e.Sensitive}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(line); err != nil {
-		return err
+	if e.Description != "" {
+		b = append(b, `,"description":`...)
+		b = appendJSONString(b, e.Description)
 	}
-	_, err = w.Write(buf.Bytes())
-	return err
+	if e.Expires != nil {
+		b = appendJSONTime(append(b, `,"expirationDate":`...), *e.Expires)
+	}
+	if e.Version != 0 {
+		b = strconv.AppendInt(append(b, `,"version":`...), e.Version, 10)
+	}
+	b = appendJSONTime(append(b, `,"creationDate":`...), e.Created)
+	b = appendJSONTime(append(b, `,"updateDate":`...), e.Updated)
+	if e.Sensitive {
+		b = append(b, `,"sensitive":true`...)
+	}
+	return append(b, "}\n"...), nil
+}
+
+// appendJSONTime appends t as encoding/json writes a time.Time.
+func appendJSONTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it without HTML escaping (U+2028 and U+2029 included; invalid
+// UTF-8 becomes U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 func (s *Store) exportNamespaces(ctx context.Context, o ExportOptions) ([]string, error) {
@@ -185,10 +330,20 @@ type ImportResult struct {
 	Expired int `json:"expired"` // lines whose expiry has passed: not written
 }
 
-// Import reads JSON Lines as Export writes them and writes each entry, line
-// by line, with its type, description and absolute expiry. A line that does
-// not parse stops the import with its line number; with OnConflict fail an
-// existing key stops it too. Lines before the stop are written.
+// importBatch bounds the lines Import writes together: their objects upload
+// in parallel, then their metadata is written in one transaction.
+const (
+	importBatch      = 500
+	importBatchBytes = 16 << 20 // and the bytes of their values
+	importUploads    = 64
+)
+
+// Import reads JSON Lines as Export writes them and writes each entry with
+// its type, description and absolute expiry, a batch of lines at a time:
+// their value objects upload in parallel, then their metadata is written in
+// one transaction, while the next batch uploads. A line that does not parse
+// stops the import with its line number; with OnConflict fail an existing
+// key stops it too. Lines before the stop are written, none after it.
 func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportResult, error) {
 	var res ImportResult
 	switch o.OnConflict {
@@ -198,23 +353,104 @@ func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (Impor
 	default:
 		return res, kvflow.Errorf(kvflow.EINVALID, "On-conflict %q is unknown: expected skip, overwrite or fail.", kvflow.Clip(o.OnConflict))
 	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready := make(chan importReady, 1) // one batch uploads while the previous one commits
+	go s.importRead(rctx, r, o, ready)
+	var err error
+	for b := range ready {
+		switch {
+		case err != nil: // stopped: what was uploaded meanwhile is dropped
+			s.importDrop(ctx, b.items, nil)
+			continue
+		case b.err != nil:
+			err = b.err
+		default:
+			err = s.importCommit(ctx, b.items, o, &res)
+			if err == nil {
+				res.Expired += b.expired
+				err = b.stop
+			}
+		}
+		if err != nil {
+			stop()
+		}
+	}
+	return res, err
+}
+
+// importReady is a batch of lines whose objects are uploaded; stop is the
+// error to report once it is written (a bad line after it), err one that
+// stops the import before it (its objects already dropped).
+type importReady struct {
+	items   []importItem
+	expired int
+	stop    error
+	err     error
+}
+
+// importRead parses lines into batches, uploads each batch's objects and
+// hands it over, until the input ends, a line is bad or ctx is cancelled.
+func (s *Store) importRead(ctx context.Context, r io.Reader, o ImportOptions, ready chan<- importReady) {
+	defer close(ready)
+	send := func(b importReady) bool {
+		if b.err == nil && len(b.items) > 0 {
+			if b.err = s.importUpload(ctx, b.items); b.err != nil {
+				b.items = nil
+			}
+		}
+		select {
+		case ready <- b:
+			return b.err == nil && b.stop == nil
+		case <-ctx.Done():
+			s.importDrop(ctx, b.items, nil)
+			return false
+		}
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
+	var b importReady
+	size := 0
 	for lineNo := 1; ; lineNo++ {
 		text, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(text)) > 0 {
-			if werr := s.importLine(ctx, lineNo, text, o, &res); werr != nil {
-				return res, werr
+			it, perr := s.importLine(lineNo, text, o)
+			switch {
+			case perr != nil:
+				b.stop = perr
+				send(b)
+				return
+			case it == nil:
+				b.expired++
+			default:
+				b.items, size = append(b.items, *it), size+len(it.body)
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			return res, nil
+			send(b)
+			return
 		} else if err != nil {
-			return res, kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot read the import at line %d: %v.", lineNo, err)
+			b.stop = kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot read the import at line %d: %v.", lineNo, err)
+			send(b)
+			return
+		}
+		if len(b.items) == importBatch || size >= importBatchBytes {
+			if !send(b) {
+				return
+			}
+			b, size = importReady{}, 0
 		}
 	}
 }
 
-func (s *Store) importLine(ctx context.Context, lineNo int, text []byte, o ImportOptions, res *ImportResult) error {
+// importItem is one parsed line, its value encoded, ready to write.
+type importItem struct {
+	line int
+	e    Entry
+	body []byte
+}
+
+// importLine parses and checks one line; nil when it has expired.
+func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importItem, error) {
 	bad := func(format string, args ...any) error {
 		return kvflow.Errorf(kvflow.EINVALID, "Line %d of the import: "+format, append([]any{lineNo}, args...)...)
 	}
@@ -222,46 +458,134 @@ func (s *Store) importLine(ctx context.Context, lineNo int, text []byte, o Impor
 	dec := json.NewDecoder(bytes.NewReader(text))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&l); err != nil {
-		return bad("not an export line: %s.", JSONErrorText(err))
+		return nil, bad("not an export line: %s.", JSONErrorText(err))
 	}
 	if to, ok := o.NamespaceMap[l.Namespace]; ok {
 		l.Namespace = to
 	}
 	if err := ValidateNamespace(l.Namespace); err != nil {
-		return bad("%s", kvflow.ErrorMessage(err))
+		return nil, bad("%s", kvflow.ErrorMessage(err))
 	}
 	if o.Allow != nil {
 		if err := o.Allow(l.Namespace); err != nil {
-			return kvflow.Errorf(kvflow.ErrorCode(err), "Line %d of the import: %s", lineNo, kvflow.ErrorMessage(err))
+			return nil, kvflow.Errorf(kvflow.ErrorCode(err), "Line %d of the import: %s", lineNo, kvflow.ErrorMessage(err))
 		}
 	}
 	if len(l.Value) == 0 {
-		return bad("the value is missing.")
+		return nil, bad("the value is missing.")
 	}
 	v, err := ValueFromJSON(l.Type, l.Value)
 	if err != nil {
-		return bad("%s", kvflow.ErrorMessage(err))
+		return nil, bad("%s", kvflow.ErrorMessage(err))
 	}
-	so := SetOptions{Description: l.Description, NoOverwrite: o.OnConflict != OnConflictOverwrite, Sensitive: l.Sensitive}
+	if err := s.checkSet(l.Namespace, l.Key, SetOptions{Description: l.Description}); err != nil {
+		return nil, bad("%s", kvflow.ErrorMessage(err))
+	}
+	if err := checkValue(v); err != nil {
+		return nil, bad("%s", kvflow.ErrorMessage(err))
+	}
+	var buf bytes.Buffer
+	if err := EncodeION(&buf, v); err != nil {
+		return nil, bad("the value cannot be encoded: %v.", err)
+	}
+	if buf.Len() > MaxValueSize {
+		return nil, bad("the value is %d bytes; the limit for a whole value is %d bytes.", buf.Len(), MaxValueSize)
+	}
+	body := buf.Bytes()
+	if l.Sensitive { // sealed again with this store's key
+		if body, err = s.seal(l.Namespace, l.Key, body); err != nil {
+			return nil, err
+		}
+	}
+	it := &importItem{line: lineNo, body: body, e: Entry{Namespace: l.Namespace, Key: l.Key, Type: v.Type,
+		Size: int64(len(body)), Hash: sha256Hex(body), Description: l.Description, Sensitive: l.Sensitive}}
 	if l.Expires != nil {
 		if !l.Expires.After(s.now()) {
-			res.Expired++
-			return nil
+			return nil, nil
 		}
-		so.ExpiresAt = *l.Expires
+		exp := l.Expires.UTC().Truncate(time.Microsecond)
+		it.e.Expires = &exp
 	}
-	_, err = s.Set(ctx, l.Namespace, l.Key, v, so)
-	switch {
-	case err == nil:
-		res.Written++
-	case kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.OnConflict == OnConflictSkip:
-		res.Skipped++
-	case kvflow.ErrorCode(err) == kvflow.ECONFLICT:
-		return kvflow.Errorf(kvflow.ECONFLICT, "Line %d of the import: key '%s' exists in namespace '%s' and on-conflict is fail; nothing after this line was written.", lineNo, l.Key, l.Namespace)
-	case kvflow.ErrorCode(err) == kvflow.EINVALID:
-		return bad("%s", kvflow.ErrorMessage(err))
-	default:
-		return err
+	return it, nil
+}
+
+// importUpload uploads a batch's objects in parallel; on error it removes
+// those it uploaded.
+func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
+	errs := make([]error, len(batch))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(importUploads, len(batch)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				it := &batch[i]
+				it.e.Object = ObjectName(it.e.Namespace, it.e.Key)
+				if err := s.bucket.Put(ctx, it.e.Object, bytes.NewReader(it.body), int64(len(it.body))); err != nil {
+					it.e.Object = ""
+					errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s' (line %d of the import): the object store is unreachable", it.e.Key, it.e.Namespace, it.line)
+				}
+			}
+		}()
+	}
+	for i := range batch {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			s.importDrop(ctx, batch, nil)
+			return err
+		}
+	}
+	return nil
+}
+
+// importDrop removes the uploaded objects of a batch that no entry points
+// to: all of them, or those keep does not mark.
+func (s *Store) importDrop(ctx context.Context, batch []importItem, keep []bool) {
+	for i := range batch {
+		if batch[i].e.Object != "" && (keep == nil || !keep[i]) {
+			if err := s.bucket.Delete(context.WithoutCancel(ctx), batch[i].e.Object); err != nil {
+				s.log.Warn("kv: leaving orphan object", "object", batch[i].e.Object, "err", err)
+			}
+		}
+	}
+}
+
+// importCommit writes an uploaded batch's metadata in one transaction under
+// the conflict policy, and counts.
+func (s *Store) importCommit(ctx context.Context, batch []importItem, o ImportOptions, res *ImportResult) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	writer := WriterFrom(ctx)
+	entries := make([]*Entry, len(batch))
+	for i := range batch {
+		batch[i].e.Updated, batch[i].e.Writer = now, writer
+		entries[i] = &batch[i].e
+	}
+	fail := o.OnConflict == OnConflictFail
+	written, err := s.index.PutEntriesCond(ctx, entries, o.OnConflict != OnConflictOverwrite, fail)
+	if err != nil {
+		s.importDrop(ctx, batch, nil)
+		return unavailable(err, "Cannot write the metadata of lines %d to %d of the import: the database is unreachable", batch[0].line, batch[len(batch)-1].line)
+	}
+	s.importDrop(ctx, batch, written)
+	s.wrote.fire()
+	for i, ok := range written {
+		switch {
+		case ok:
+			res.Written++
+		case fail:
+			it := batch[i]
+			return kvflow.Errorf(kvflow.ECONFLICT, "Line %d of the import: key '%s' exists in namespace '%s' and on-conflict is fail; nothing after this line was written.", it.line, it.e.Key, it.e.Namespace)
+		default:
+			res.Skipped++
+		}
 	}
 	return nil
 }

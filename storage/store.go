@@ -541,6 +541,36 @@ func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
 	return e != nil && !e.Expired(s.now()), nil
 }
 
+// DeleteAll deletes every live key of ns, each as Delete does (a tombstone
+// version in its history), and returns the keys it deleted, in order. Keys
+// written meanwhile may survive; on error, the keys deleted so far are returned.
+func (s *Store) DeleteAll(ctx context.Context, ns string) ([]string, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return nil, err
+	}
+	deleted := []string{}
+	after := ""
+	for {
+		p, err := s.List(ctx, ns, ListOptions{After: after, Limit: MaxListLimit})
+		if err != nil {
+			return deleted, err
+		}
+		for _, e := range p.Entries {
+			ok, err := s.Delete(ctx, ns, e.Key)
+			if err != nil {
+				return deleted, err
+			}
+			if ok {
+				deleted = append(deleted, e.Key)
+			}
+		}
+		if p.Next == "" {
+			return deleted, nil
+		}
+		after = p.Next
+	}
+}
+
 // DeleteIf deletes ns/key only if it is live at version (compare-and-delete):
 // ENOTFOUND or EEXPIRED when there is no live entry, ECONFLICT naming the
 // current version when it has another.

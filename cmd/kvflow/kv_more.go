@@ -17,14 +17,16 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// addMoreKVCommands adds kv incr, set-many, export and import, and the flag
+// addMoreKVCommands adds kv incr, set-many, export, import and patch, and the flag
 // get --default, to the kv command (one hook line in kv.go).
 func addMoreKVCommands(kv *cobra.Command, f *kvFlags) {
-	kv.AddCommand(newKVIncrCmd(f), newKVSetManyCmd(f), newKVExportCmd(f), newKVImportCmd(f))
+	kv.AddCommand(newKVIncrCmd(f), newKVSetManyCmd(f), newKVExportCmd(f), newKVImportCmd(f), newKVPatchCmd(f))
 	for _, c := range kv.Commands() {
 		switch c.Name() {
 		case "get":
 			addDefault(c, f)
+		case "delete":
+			addDeleteAll(c, f)
 		}
 	}
 }

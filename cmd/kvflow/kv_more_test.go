@@ -34,6 +34,11 @@ func moreSession() []kvCase {
 		{args: "kv get ns.more d", wantCode: 3},
 		{args: "kv set-many ns.more - --json", stdin: `{"m1": 1, "m2": {"deep": 12345678901234567890}}`, wantOut: `[{"key":"m1","version":1},{"key":"m2","version":1}]` + "\n"},
 		{args: "kv get ns.more m2", wantOut: `{"deep":12345678901234567890}` + "\n"},
+		{args: "kv patch ns.more m2 {\"add\":0.1}", wantOut: `{"add":0.1,"deep":12345678901234567890}` + "\n"},
+		{args: "kv patch ns.more m2 {\"deep\":null} --if-version 2 --json", wantOut: `{"type":"JSON","value":{"add":0.1},"version":3}` + "\n"},
+		{args: "kv patch ns.more m2 {\"x\":1} --if-version 2", wantCode: 6, errHas: "version"},
+		{args: "kv patch ns.more fresh -", stdin: `{"a":{"b":1}}`, wantOut: `{"a":{"b":1}}` + "\n"},
+		{args: "kv patch ns.more fresh {oops", wantCode: 2, errHas: "not valid JSON"},
 	}
 }
 

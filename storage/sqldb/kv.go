@@ -119,6 +119,43 @@ func (db *DB) PutEntries(ctx context.Context, es []*storage.Entry) error {
 	})
 }
 
+// PutEntriesCond implements storage.Index: the putEntry statement for each
+// entry, in one transaction, refusing to replace a live entry when
+// noOverwrite is set.
+func (db *DB) PutEntriesCond(ctx context.Context, es []*storage.Entry, noOverwrite, stopAtConflict bool) ([]bool, error) {
+	st, err := db.stmt(ctx, putEntry)
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	var written []bool
+	err = db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		written = make([]bool, len(es)) // afresh: a retried batch starts over
+		txst := tx.StmtxContext(ctx, st)
+		for i, e := range es {
+			var got struct {
+				Version int64 `db:"version"`
+				Created int64 `db:"created_at"`
+			}
+			err := db.Err(txst.GetContext(ctx, &got, putEntryArgs(e, !noOverwrite)...))
+			switch {
+			case kvflow.ErrorCode(err) == kvflow.ENOTFOUND && stopAtConflict:
+				return nil
+			case kvflow.ErrorCode(err) == kvflow.ENOTFOUND:
+				continue
+			case err != nil:
+				return err
+			}
+			e.Version, e.Created = got.Version, fromMicros(got.Created)
+			written[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return written, nil
+}
+
 // putEntryArgs are putEntry's arguments for e.
 func putEntryArgs(e *storage.Entry, overwrite bool) []any {
 	now := e.Updated.UnixMicro()

@@ -936,6 +936,9 @@ func StoreAcceptance(t *testing.T, open Opener) {
 
 	historyAcceptance(t, open)
 	sensitiveAcceptance(t, open)
+	mergeAcceptance(t, open)
+	deleteAllAcceptance(t, open)
+	importBatchAcceptance(t, open)
 
 	t.Run("Namespaces_WithCounts", func(t *testing.T) {
 		s := open(t, storage.Options{}).Store

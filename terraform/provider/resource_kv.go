@@ -233,29 +233,37 @@ func (r *kvResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 }
 
 func (r *kvResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	r.apply(ctx, req.Plan, &resp.State, &resp.Diagnostics)
+	r.apply(ctx, req.Plan, &resp.State, 0, &resp.Diagnostics)
 }
 
+// Update writes only over the version Terraform last read (If-Match): a
+// change made since, by anyone else, fails the apply instead of being lost.
 func (r *kvResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	r.apply(ctx, req.Plan, &resp.State, &resp.Diagnostics)
+	var prior types.Int64
+	if resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("version"), &prior)...); resp.Diagnostics.HasError() {
+		return
+	}
+	r.apply(ctx, req.Plan, &resp.State, prior.ValueInt64(), &resp.Diagnostics)
 }
 
-// apply writes the planned pair (create and update are the same PUT) and
-// records the result as the new state.
-func (r *kvResource) apply(ctx context.Context, p tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
+// apply writes the planned pair (create and update are the same PUT, an
+// update conditional on ifVersion when > 0) and records the result as the
+// new state.
+func (r *kvResource) apply(ctx context.Context, p tfsdk.Plan, state *tfsdk.State, ifVersion int64, diags *diag.Diagnostics) {
 	var plan kvModel
 	if diags.Append(p.Get(ctx, &plan)...); diags.HasError() {
 		return
 	}
-	if r.write(ctx, &plan, diags); diags.HasError() {
+	if r.write(ctx, &plan, ifVersion, diags); diags.HasError() {
 		return
 	}
 	diags.Append(state.Set(ctx, &plan)...)
 }
 
-// write PUTs the planned pair with its type, TTL and description, then
-// reads back the version and update date the server gave it.
-func (r *kvResource) write(ctx context.Context, m *kvModel, diags *diag.Diagnostics) {
+// write PUTs the planned pair with its type, TTL and description (only over
+// version ifVersion when > 0), then reads back the version and update date
+// the server gave it.
+func (r *kvResource) write(ctx context.Context, m *kvModel, ifVersion int64, diags *diag.Diagnostics) {
 	if r.client == nil {
 		diags.AddError("Provider not configured", "The kvflow provider was not configured before writing a pair.")
 		return
@@ -267,7 +275,13 @@ func (r *kvResource) write(ctx context.Context, m *kvModel, diags *diag.Diagnost
 	}
 	err := r.client.Set(ctx, ns, key, m.Value.ValueString(), client.SetOptions{
 		Type: typ, TTL: m.TTL.ValueString(), Description: m.Description.ValueString(), Sensitive: m.Sensitive.ValueBool(),
+		IfVersion: ifVersion,
 	})
+	if kvflow.ErrorCode(err) == kvflow.EPRECONDITION {
+		diags.AddError(fmt.Sprintf("Key %q in namespace %q changed since Terraform read it", key, ns),
+			kvflow.ErrorMessage(err)+" It was not overwritten: run terraform plan again to see the change, then apply.")
+		return
+	}
 	if err != nil {
 		addError(diags, fmt.Sprintf("Cannot write key %q in namespace %q", key, ns), err, kvAttrs...)
 		return

@@ -1,0 +1,113 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// exactNumbers are NUMBER pairs whose text float64 would change, and one
+// given as an HCL number literal rather than a string.
+const exactNumbers = `
+resource "kvflow_kv" "big" {
+  namespace = "tf.num"
+  key       = "big"
+  value     = %q
+}
+
+resource "kvflow_kv" "tenth" {
+  namespace = "tf.num"
+  key       = "tenth"
+  value     = %q
+}
+
+resource "kvflow_kv" "one" {
+  namespace = "tf.num"
+  key       = "one"
+  type      = "NUMBER"
+  value     = %q
+}
+
+resource "kvflow_kv" "literal" {
+  namespace = "tf.num"
+  key       = "literal"
+  type      = "NUMBER"
+  value     = 98765432109876543210.5
+}
+`
+
+func TestAcceptance_ExactNumbersAndIfMatch(t *testing.T) {
+	const token = "tf-cas-token"
+	ts := startServer(t, token, "tf.*")
+	tf := newTerraform(t, "KVFLOW_API_TOKEN="+token)
+	ctx := context.Background()
+	c := ts.Client
+	config := func(big, tenth, one string) string {
+		return fmt.Sprintf(providerBlock, ts.URL) + fmt.Sprintf(exactNumbers, big, tenth, one)
+	}
+	text := func(key string) string {
+		t.Helper()
+		v, err := c.GetValue(ctx, "tf.num", key)
+		if err != nil || v.Type != storage.NUMBER {
+			t.Fatalf("tf.num/%s = %v, %v; want a NUMBER", key, v, err)
+		}
+		return v.Text()
+	}
+
+	t.Run("Apply_EveryDigitKept", func(t *testing.T) {
+		tf.write(config("12345678901234567890", "0.1", "1"))
+		tf.must("apply", "-no-color", "-input=false", "-auto-approve")
+		for key, want := range map[string]string{"big": "12345678901234567890", "tenth": "0.1", "one": "1", "literal": "98765432109876543210.5"} {
+			if got := text(key); got != want {
+				t.Errorf("tf.num/%s = %s, want %s", key, got, want)
+			}
+		}
+	})
+
+	t.Run("Plan_SameNumberOtherText_NoChanges", func(t *testing.T) {
+		tf.write(config("1.2345678901234567890e19", "0.10", "1.0"))
+		out, errOut, code := tf.run("plan", "-no-color", "-input=false", "-detailed-exitcode")
+		if code != 0 {
+			t.Fatalf("plan exited %d, want 0 (no changes)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	})
+
+	t.Run("Plan_LastDigitChanged_Updates", func(t *testing.T) {
+		tf.write(config("12345678901234567891", "0.1", "1"))
+		wantActions(t, tf.planActions(), map[string][]string{
+			"kvflow_kv.big": {"update"}, "kvflow_kv.tenth": {"no-op"}, "kvflow_kv.one": {"no-op"}, "kvflow_kv.literal": {"no-op"},
+		})
+		tf.must("apply", "-no-color", "-input=false", "tfplan")
+		if got := text("big"); got != "12345678901234567891" {
+			t.Errorf("tf.num/big = %s after the update, want 12345678901234567891", got)
+		}
+	})
+
+	t.Run("ConcurrentChange_BetweenPlanAndApply_ReportedNotOverwritten", func(t *testing.T) {
+		tf.write(config("12345678901234567891", "0.1", "2"))
+		wantActions(t, tf.planActions(), map[string][]string{"kvflow_kv.one": {"update"}})
+		// Someone else writes the key after the plan read it.
+		if err := c.Set(ctx, "tf.num", "one", "5", client.SetOptions{Type: storage.NUMBER}); err != nil {
+			t.Fatal(err)
+		}
+		stderr := tf.fails("apply", "-no-color", "-input=false", "tfplan")
+		for _, want := range []string{`Key "one" in namespace "tf.num" changed since Terraform read it`, "version", "It was not overwritten"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("apply over a concurrent change: stderr lacks %q:\n%s", want, stderr)
+			}
+		}
+		if got := text("one"); got != "5" {
+			t.Errorf("tf.num/one = %s after the refused apply, want the concurrent 5 kept", got)
+		}
+		// A fresh plan sees the change and applies over it knowingly.
+		wantActions(t, tf.planActions(), map[string][]string{"kvflow_kv.one": {"update"}})
+		tf.must("apply", "-no-color", "-input=false", "tfplan")
+		if got := text("one"); got != "2" {
+			t.Errorf("tf.num/one = %s after a fresh plan and apply, want 2", got)
+		}
+	})
+}
