@@ -2,9 +2,11 @@ package sqldb
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/kvflow/kvflow"
 )
@@ -151,5 +153,20 @@ func (db *DB) write(ctx context.Context, fn func(context.Context, *sqlx.Tx) erro
 	if db.batch != nil {
 		return db.batch.write(ctx, fn)
 	}
-	return db.tx(ctx, func(tx *sqlx.Tx) error { return fn(ctx, tx) })
+	for attempt := 0; ; attempt++ {
+		err := db.tx(ctx, func(tx *sqlx.Tx) error { return fn(ctx, tx) })
+		if !deadlocked(err) || attempt == 4 {
+			return err
+		}
+		// PostgreSQL rolled this transaction back to break a lock cycle
+		// (a batch takes many entry rows and the namespace's feed counter;
+		// a lone write, one row then the counter): run it again.
+	}
+}
+
+// deadlocked reports whether PostgreSQL chose err's transaction as the
+// victim of a deadlock: nothing of it was written.
+func deadlocked(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && pqErr.Code == "40P01"
 }

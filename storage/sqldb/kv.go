@@ -81,7 +81,7 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 		}
 		// A unique violation here is a version number taken by a delete that
 		// committed while this insert computed it: compute it again.
-		if kvflow.ErrorCode(err) == kvflow.ECONFLICT && attempt < 5 {
+		if (kvflow.ErrorCode(err) == kvflow.ECONFLICT || deadlocked(err)) && attempt < 5 {
 			err = nil
 			continue
 		}

@@ -178,4 +178,80 @@ func importBatchAcceptance(t *testing.T, open Opener) {
 			t.Errorf("re-run with skip = %+v, %v; want c written, a and b skipped", res, err)
 		}
 	})
+
+	t.Run("Import_ConcurrentSkipImportersAndSets_EachKeyOnceNothingLost", func(t *testing.T) {
+		// 4 importers with skip race for the same 600 keys (batches of 500,
+		// so two batches each) while 2 writers Set some of them: each key is
+		// created exactly once by an importer or a Set, every Set that was
+		// acknowledged after its key existed wins over no import, and after
+		// GC with no grace every key still reads back.
+		s := open(t, storage.Options{}).Store
+		const keys, importers = 600, 4
+		var in strings.Builder
+		for k := range keys {
+			fmt.Fprintf(&in, `{"namespace":"impr","key":"k%03d","type":"STRING","value":"imported"}`+"\n", k)
+		}
+		var mu sync.Mutex
+		written := 0
+		setWon := map[string]bool{} // keys a Set created (NoOverwrite) or replaced
+		var wg sync.WaitGroup
+		for range importers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := s.Import(ctx, strings.NewReader(in.String()), storage.ImportOptions{OnConflict: storage.OnConflictSkip})
+				if err != nil {
+					t.Errorf("Import: %v", err)
+				}
+				mu.Lock()
+				written += res.Written
+				mu.Unlock()
+			}()
+		}
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := w; k < keys; k += 7 {
+					key := fmt.Sprintf("k%03d", k)
+					if _, err := s.Set(ctx, "impr", key, storage.String("set"), storage.SetOptions{}); err != nil {
+						t.Errorf("Set %s: %v", key, err)
+						continue
+					}
+					mu.Lock()
+					setWon[key] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if _, err := s.CollectGarbage(ctx, 0); err != nil {
+			t.Fatalf("CollectGarbage: %v", err)
+		}
+		for k := range keys {
+			key := fmt.Sprintf("k%03d", k)
+			_, v, err := s.Get(ctx, "impr", key)
+			if err != nil {
+				t.Errorf("%s after the race: %v", key, err)
+				continue
+			}
+			// An import line written after the key existed would be an
+			// overwrite: the value is a Set's only when no import came after.
+			if !setWon[key] && v.V != "imported" {
+				t.Errorf("%s = %v, want imported", key, v.V)
+			}
+			if !setWon[key] {
+				// Created once by one importer; the others skipped it.
+				if pg, err := s.History(ctx, "impr", key, storage.HistoryOptions{}); err != nil || len(pg.Versions) != 1 {
+					t.Errorf("%s has history %s, %v; want one imported version", key, summary(pg.Versions), err)
+				}
+			}
+		}
+		if written > keys {
+			t.Errorf("the importers wrote %d lines for %d keys with skip: some key was written twice", written, keys)
+		}
+		if noSet := keys - len(setWon); written < noSet {
+			t.Errorf("the importers wrote %d lines for %d keys no Set touched", written, noSet)
+		}
+	})
 }
