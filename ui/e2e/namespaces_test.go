@@ -99,3 +99,20 @@ func TestAuth_TokenAskedOnceAndKeptForTheSession(t *testing.T) {
 		t.Error("no way to forget the token")
 	}
 }
+
+// A user who starts typing before a page has finished loading keeps the focus:
+// the move of focus to the new page's content must not steal it.
+func TestNavigation_TypingWhileThePageLoadsKeepsTheFocus(t *testing.T) {
+	e := start(t, options{})
+	e.seed("greeting", "Hello", client.SetOptions{})
+	e.open("#/kv")
+	e.waitJS("the global KV page", `document.querySelector('#main').textContent.includes('greeting')`)
+	e.eval(`(() => { const f = window.fetch; window.fetch = (...a) => new Promise((r) => setTimeout(r, 700)).then(() => f(...a)); })()`)
+	e.eval(`location.hash = '#/namespaces'`)
+	e.typeInto("#ns-name", "company")
+	e.waitJS("the list, loaded slowly", `!!document.querySelector('table.table tbody tr[data-ns="company.team"]')`)
+	e.waitJS("the route settled", `new Promise((r) => setTimeout(() => r(true), 100))`)
+	if got := evalTo[string](e, `document.activeElement.id`); got != "ns-name" {
+		t.Errorf("focus after the page loaded is on %q, want the field being typed in", got)
+	}
+}

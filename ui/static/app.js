@@ -63,8 +63,11 @@ function showError(e) {
     h('p', null, h('button', { type: 'button', onclick: route }, 'Try again')));
 }
 
-// Focus moves to the page's content on navigation, for keyboard and screen-reader users.
-window.addEventListener('hashchange', () => { route().then(() => main.focus({ preventScroll: true })); });
+// Focus moves to the page's content on navigation, for keyboard and screen-reader users,
+// unless the user is already typing in it while the page was still loading.
+window.addEventListener('hashchange', () => {
+  route().then(() => { if (!main.contains(document.activeElement)) main.focus({ preventScroll: true }); });
+});
 
 const forget = document.getElementById('forget-token');
 const syncToken = () => { forget.hidden = !hasToken(); };
