@@ -93,6 +93,7 @@ type parser struct {
 
 	order map[string]int // task id → document order, for outputs.<id> in templates
 	refs  []tplRef       // outputs.<id> found in templates (templates.go)
+	tpls  []tplCheck     // templates to compile (templates.go)
 	lines []string       // the file, to place template errors in block scalars
 }
 
@@ -136,6 +137,7 @@ func (p *parser) flow(src []byte) *Flow {
 	for i, o := range item0(valueNode(root, "outputs")) {
 		p.checkTemplates(valueNode(o, "value"), fmt.Sprintf("outputs[%d].value", i), -1)
 	}
+	p.compileTemplates()
 	p.checkRefs()
 	f.Triggers = p.triggers(valueNode(root, "triggers"))
 	f.Concurrency = p.concurrency(spec.Concurrency, valueNode(root, "concurrency"))

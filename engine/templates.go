@@ -3,7 +3,10 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
 
@@ -51,24 +54,54 @@ func (p *parser) checkTemplates(n *yaml.Node, path string, from int) {
 		if n.Tag != "!!str" || !(strings.Contains(n.Value, "{{") || strings.Contains(n.Value, "{%")) {
 			return
 		}
-		refs, err := template.Check(n.Value)
-		if err != nil {
-			line, col, msg := n.Line, n.Column, kvflow.ErrorMessage(err)
+		p.tpls = append(p.tpls, tplCheck{n: n, path: path, from: from})
+	}
+}
+
+// tplCheck is a template found by checkTemplates, compiled by compileTemplates.
+type tplCheck struct {
+	n    *yaml.Node
+	path string
+	from int
+	refs []template.Ref
+	err  error
+}
+
+// compileTemplates compiles the templates found, on every core (they are
+// independent), then reports their errors and references in document order.
+func (p *parser) compileTemplates() {
+	jobs := p.tpls
+	workers := min(runtime.GOMAXPROCS(0), len(jobs)/8+1)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(jobs); i = int(next.Add(1)) - 1 {
+				jobs[i].refs, jobs[i].err = template.Check(jobs[i].n.Value)
+			}
+		})
+	}
+	wg.Wait()
+	for _, j := range jobs {
+		n := j.n
+		if j.err != nil {
+			line, col, msg := n.Line, n.Column, kvflow.ErrorMessage(j.err)
 			var loc *template.Location
-			if errors.As(err, &loc) {
+			if errors.As(j.err, &loc) {
 				msg = loc.Reason
 				if loc.Line > 0 {
 					line, col = p.filePos(n, loc.Line, loc.Col)
 				}
 			}
-			p.errs.addAt(line, col, path, "%s", msg)
-			return
+			p.errs.addAt(line, col, j.path, "%s", msg)
+			continue
 		}
-		for _, r := range refs {
+		for _, r := range j.refs {
 			line, col := p.filePos(n, r.Line, r.Col)
-			p.refs = append(p.refs, tplRef{task: r.Task, line: line, col: col, field: path, from: from, later: from >= 0})
+			p.refs = append(p.refs, tplRef{task: r.Task, line: line, col: col, field: j.path, from: j.from, later: j.from >= 0})
 		}
 	}
+	p.tpls = nil
 }
 
 // filePos maps a line and column inside scalar n's text to the file.

@@ -51,11 +51,13 @@ func runProbes(list []probe) error {
 		return err
 	}
 	e := newEngine(Options{})
+	set := e.takeSet()
 	for _, tag := range bannedTags {
-		if _, err := e.set.FromString("{% " + tag + " %}"); err == nil || !strings.Contains(err.Error(), "sandbox") {
+		if _, err := set.FromString("{% " + tag + " %}"); err == nil || !strings.Contains(err.Error(), "sandbox") {
 			return fmt.Errorf("template: pongo2 does not behave as kvflow relies on: the tag %q is not banned (%v)", tag, err)
 		}
 	}
+	e.putSet(set)
 	for _, p := range list {
 		c := e.compile(p.src)
 		var got any

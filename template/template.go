@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flosch/pongo2/v6"
@@ -64,9 +65,10 @@ type Engine struct {
 	store     KV
 	policy    storage.Policy
 	maxRender time.Duration
-	set       *pongo2.TemplateSet
-
-	compileMu sync.Mutex // pongo2 v6 compiles racily on one set
+	// sets are pongo2 template sets configured alike, made as needed up to one
+	// per core: pongo2 v6 compiles racily on one set, so a compile takes one.
+	sets     chan *pongo2.TemplateSet
+	setsMade atomic.Int32
 
 	mu    sync.Mutex
 	cache map[string]*list.Element // source → *compiled in lru
@@ -101,20 +103,36 @@ func newEngine(opts Options) *Engine {
 		store:     opts.KV,
 		policy:    opts.Policy,
 		maxRender: opts.MaxRenderTime,
-		set:       pongo2.NewSet("kvflow", refuseLoader{}),
+		sets:      make(chan *pongo2.TemplateSet, runtime.GOMAXPROCS(0)),
 		cache:     map[string]*list.Element{},
 		lru:       list.New(),
 	}
 	if e.maxRender <= 0 {
 		e.maxRender = DefaultMaxRenderTime
 	}
+	return e
+}
+
+// takeSet returns a template set for one compile; putSet gives it back.
+func (e *Engine) takeSet() *pongo2.TemplateSet {
+	select {
+	case set := <-e.sets:
+		return set
+	default:
+	}
+	if int(e.setsMade.Add(1)) > cap(e.sets) {
+		return <-e.sets
+	}
+	set := pongo2.NewSet("kvflow", refuseLoader{})
 	for _, tag := range bannedTags {
-		if err := e.set.BanTag(tag); err != nil {
+		if err := set.BanTag(tag); err != nil {
 			panic(fmt.Sprintf("template: cannot ban pongo2 tag %q: %v", tag, err))
 		}
 	}
-	return e
+	return set
 }
+
+func (e *Engine) putSet(set *pongo2.TemplateSet) { e.sets <- set }
 
 // refuseLoader is the set's only loader: templates cannot load anything.
 type refuseLoader struct{}
@@ -430,9 +448,9 @@ func (e *Engine) build(src string) (c *compiled) {
 	if t.lone != nil || t.direct != nil {
 		return c
 	}
-	e.compileMu.Lock()
-	defer e.compileMu.Unlock()
-	tpl, err := e.set.FromString(t.out)
+	set := e.takeSet()
+	defer e.putSet(set)
+	tpl, err := set.FromString(t.out)
 	if err != nil {
 		c.err = c.pongoError(err)
 		return c
