@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/kvflow/kvflow"
 )
 
 // Entry is the metadata of one key. The value lives in the Bucket under Object;
@@ -37,19 +39,21 @@ type Index interface {
 	// e.Created (kept from a live previous entry). It returns ECONFLICT and
 	// changes nothing when c.NoOverwrite is set and a live entry exists, or
 	// when c.IfVersion is set and the live entry has another version (or none).
-	// A replaced entry's object is queued as garbage, stamped with the wall
-	// clock, in the same transaction.
+	// It consumes e.Object's write intent in the same statement or
+	// transaction, and writes nothing but ErrIntentGone when garbage
+	// collection took the intent first.
 	PutEntry(ctx context.Context, e *Entry, c PutCondition) error
 
 	// PutEntries writes every entry as PutEntry does with no condition, all in
 	// one transaction: all of them or, on error, none. It sets each Version
-	// and Created.
+	// and Created, and consumes every entry's intent as PutEntry does.
 	PutEntries(ctx context.Context, entries []*Entry) error
 
 	// PutEntriesCond writes entries in one transaction as PutEntry does with
 	// PutCondition{NoOverwrite: noOverwrite}, and reports which it wrote: one
 	// that meets a live entry is left out (and, with stopAtConflict, every
-	// one after it). On error none is written.
+	// one after it). On error none is written. Every entry's intent is
+	// consumed as PutEntry does.
 	PutEntriesCond(ctx context.Context, entries []*Entry, noOverwrite, stopAtConflict bool) ([]bool, error)
 
 	// GetEntry returns the entry, expired or not, or ENOTFOUND.
@@ -109,16 +113,33 @@ type Index interface {
 	// garbage queue holds or a write intent names.
 	Referenced(ctx context.Context, objects []string) (map[string]bool, error)
 
-	// AddIntent records that object is being written (a stream) at at.
-	AddIntent(ctx context.Context, object string, at time.Time) error
-	// DropIntents forgets intents, once their writes committed or were collected.
-	DropIntents(ctx context.Context, objects []string) error
-	// StaleIntents returns up to limit objects of intents started before olderThan.
-	StaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error)
+	// AddIntents records that objects are being written, at at: every write
+	// records its object's intent before or while uploading it, and PutEntry,
+	// PutEntries and PutEntriesCond consume the intents of their entries'
+	// objects in their own transaction. Garbage collection takes stale
+	// intents instead of listing the bucket.
+	AddIntents(ctx context.Context, at time.Time, intents []Intent) error
+	// RenewIntent moves a pending intent's start to at (a long stream's
+	// heartbeat); false when it is gone (collected: the write cannot commit).
+	RenewIntent(ctx context.Context, in Intent, at time.Time) (bool, error)
+	// TakeStaleIntents removes up to limit intents started before olderThan
+	// and returns their objects: writes that never committed, and now never
+	// will, since their metadata write finds no intent.
+	TakeStaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error)
 
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
 }
+
+// Intent names an object a write is putting in the bucket.
+type Intent struct {
+	Namespace string
+	Object    string
+}
+
+// ErrIntentGone is a metadata write whose object's intent garbage collection
+// took as stale, so the object may be gone: nothing was written.
+var ErrIntentGone = kvflow.Errorf(kvflow.EUNAVAILABLE, "Garbage collection removed the value object before its metadata was written; write it again.")
 
 // PutCondition guards a write.
 type PutCondition struct {

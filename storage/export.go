@@ -512,6 +512,12 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 // importUpload uploads a batch's objects in parallel; on error it removes
 // those it uploaded.
 func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
+	intents := make([]Intent, len(batch))
+	for i := range batch {
+		batch[i].e.Object = ObjectName(batch[i].e.Namespace, batch[i].e.Key)
+		intents[i] = Intent{Namespace: batch[i].e.Namespace, Object: batch[i].e.Object}
+	}
+	wait := s.recordIntents(ctx, intents)
 	errs := make([]error, len(batch))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -521,8 +527,8 @@ func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 			defer wg.Done()
 			for i := range next {
 				it := &batch[i]
-				it.e.Object = ObjectName(it.e.Namespace, it.e.Key)
-				if err := s.bucket.Put(ctx, it.e.Object, bytes.NewReader(it.body), int64(len(it.body))); err != nil {
+				n := int64(len(it.body))
+				if err := s.bucket.Put(ctx, it.e.Object, &gatedBody{r: bytes.NewReader(it.body), size: n, left: n, wait: wait}, n); err != nil {
 					it.e.Object = ""
 					errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s' (line %d of the import): the object store is unreachable", it.e.Key, it.e.Namespace, it.line)
 				}
@@ -534,6 +540,10 @@ func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 	}
 	close(next)
 	wg.Wait()
+	if err := wait(); err != nil {
+		s.importDrop(ctx, batch, nil)
+		return unavailable(err, "Cannot write values of lines %d to %d of the import: the database is unreachable", batch[0].line, batch[len(batch)-1].line)
+	}
 	for _, err := range errs {
 		if err != nil {
 			s.importDrop(ctx, batch, nil)

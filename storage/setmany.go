@@ -72,7 +72,13 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 		bodies[i] = body
 	}
 
-	// Objects first, a few at a time; each under a fresh name no reader sees yet.
+	// Objects first, a few at a time; each under a fresh name no reader sees
+	// yet, with the batch's intents recorded meanwhile.
+	intents := make([]Intent, len(entries))
+	for i := range entries {
+		intents[i] = Intent{Namespace: ns, Object: ObjectName(ns, entries[i].Key)}
+	}
+	wait := s.recordIntents(ctx, intents)
 	out := make([]*Entry, len(entries))
 	errs := make([]error, len(entries))
 	sem := make(chan struct{}, 8)
@@ -82,8 +88,9 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 		sem <- struct{}{}
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			name := ObjectName(ns, entries[i].Key)
-			if err := s.bucket.Put(ctx, name, bytes.NewReader(bodies[i]), int64(len(bodies[i]))); err != nil {
+			name := intents[i].Object
+			n := int64(len(bodies[i]))
+			if err := s.bucket.Put(ctx, name, &gatedBody{r: bytes.NewReader(bodies[i]), size: n, left: n, wait: wait}, n); err != nil {
 				errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s': the object store is unreachable", entries[i].Key, ns)
 				return
 			}
@@ -100,6 +107,10 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 				}
 			}
 		}
+	}
+	if err := wait(); err != nil {
+		cleanup()
+		return nil, unavailable(err, "Cannot write %d keys in namespace '%s': the database is unreachable", len(out), ns)
 	}
 	for _, err := range errs {
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -195,28 +196,58 @@ func checkValue(v Value) error {
 	return nil
 }
 
-// put writes body, whose size and hash are given or, for a stream (size -1),
-// measured on the way.
+// put writes body, whose size and hash are given (then body is an
+// io.ReadSeeker) or, for a stream (size -1), measured on the way. A whole
+// value whose intent garbage collection took while it uploaded (possible only
+// with a grace shorter than the upload) is written again under a fresh name.
 func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions) (*Entry, error) {
+	for attempt := 0; ; attempt++ {
+		e, err := s.putOnce(ctx, ns, key, t, body, size, sum, o)
+		if !errors.Is(err, ErrIntentGone) || size < 0 || attempt == 2 {
+			return e, err
+		}
+		if _, err := body.(io.Seeker).Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// intentRenewal is how often a stream renews its write intent.
+const intentRenewal = DefaultGCGrace / 5
+
+func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions) (*Entry, error) {
 	name := ObjectName(ns, key)
+	intent := []Intent{{Namespace: ns, Object: name}}
 	var h hash.Hash
 	var cr *countingReader
 	if size < 0 {
 		h = sha256.New()
 		cr = &countingReader{r: io.TeeReader(body, h)}
 		body = cr
-		// A stream may take long: an intent keeps garbage collection off its
-		// object (whose Last-Modified may be the upload's start) until it commits.
-		if err := s.index.AddIntent(ctx, name, time.Now()); err != nil {
+		// A stream may take long: its intent is recorded before the upload
+		// starts and renewed while it runs, so that garbage collection never
+		// takes it from a live upload.
+		if err := s.index.AddIntents(ctx, time.Now(), intent); err != nil {
 			return nil, unavailable(err, "Cannot write value for key '%s' in namespace '%s': the database is unreachable", key, ns)
 		}
-		defer func() {
-			if err := s.index.DropIntents(context.WithoutCancel(ctx), []string{name}); err != nil {
-				s.log.Warn("kv: leaving a write intent for garbage collection", "object", name, "err", err)
-			}
-		}()
+		var stop func()
+		ctx, stop = s.renewIntent(ctx, intent[0])
+		defer stop()
+	} else {
+		// A whole value records its intent while it uploads, and its last
+		// byte waits for it: no added latency, and no object without one.
+		wait := s.recordIntents(ctx, intent)
+		body = &gatedBody{r: body.(io.ReadSeeker), size: size, left: size, wait: wait}
 	}
 	if err := s.bucket.Put(ctx, name, body, size); err != nil {
+		// The intent stays: garbage collection removes what was uploaded.
+		if cause := context.Cause(ctx); errors.Is(cause, ErrIntentGone) {
+			return nil, cause
+		}
+		var ierr intentError
+		if errors.As(err, &ierr) {
+			return nil, unavailable(ierr.err, "Cannot write value for key '%s' in namespace '%s': the database is unreachable", key, ns)
+		}
 		if kvflow.ErrorCode(err) == kvflow.EINVALID {
 			return nil, err
 		}
@@ -238,19 +269,100 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 		e.Expires = &exp
 	}
 	if err := s.index.PutEntry(ctx, e, PutCondition{NoOverwrite: o.NoOverwrite, IfVersion: o.IfVersion}); err != nil {
-		// The object is unreferenced: remove it now; garbage collection would later.
-		if derr := s.bucket.Delete(context.WithoutCancel(ctx), name); derr != nil {
-			s.log.Warn("kv: leaving orphan object", "object", name, "err", derr)
-		}
-		if kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.IfVersion > 0 {
+		s.dropObject(ctx, name) // unreferenced: remove it now rather than at the next full sweep
+		switch {
+		case errors.Is(err, ErrIntentGone):
+			return nil, err
+		case kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.IfVersion > 0:
 			return nil, kvflow.Errorf(kvflow.ECONFLICT, "Cannot set value for key '%s' in namespace '%s': it is no longer at version %d.", key, ns, o.IfVersion)
-		} else if kvflow.ErrorCode(err) == kvflow.ECONFLICT {
+		case kvflow.ErrorCode(err) == kvflow.ECONFLICT:
 			return nil, kvflow.Errorf(kvflow.ECONFLICT, "Cannot set value for key '%s' in namespace '%s'. Key already exists and `overwrite` is set to `false`.", key, ns)
 		}
 		return nil, unavailable(err, "Cannot write metadata for key '%s' in namespace '%s': the database is unreachable", key, ns)
 	}
 	s.wrote.fire()
 	return e, nil
+}
+
+// renewIntent renews a stream's intent every intentRenewal until stop; the
+// returned context ends, with cause ErrIntentGone, if the intent was taken.
+func (s *Store) renewIntent(ctx context.Context, in Intent) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(intentRenewal)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if ok, err := s.index.RenewIntent(ctx, in, time.Now()); err == nil && !ok {
+					cancel(ErrIntentGone)
+					return
+				} else if err != nil {
+					s.log.Warn("kv: cannot renew a stream's write intent", "object", in.Object, "err", err)
+				}
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
+}
+
+// recordIntents records intents in the background; the returned function
+// waits for that and may be called many times.
+func (s *Store) recordIntents(ctx context.Context, intents []Intent) func() error {
+	recorded := make(chan error, 1)
+	go func() { recorded <- s.index.AddIntents(ctx, time.Now(), intents) }()
+	return sync.OnceValue(func() error {
+		if err := <-recorded; err != nil {
+			return intentError{err}
+		}
+		return nil
+	})
+}
+
+// intentError is an intent that could not be recorded, as a bucket returns it.
+type intentError struct{ err error }
+
+func (e intentError) Error() string { return "record write intent: " + e.err.Error() }
+func (e intentError) Unwrap() error { return e.err }
+
+// gatedBody is a whole value's bytes whose last byte is read only once wait
+// succeeds: the bucket cannot complete the object before its intent is
+// recorded, so every object in the bucket is named by an entry, a version,
+// the garbage queue or an intent.
+type gatedBody struct {
+	r          io.ReadSeeker
+	size, left int64
+	wait       func() error // nil once it succeeded
+}
+
+func (g *gatedBody) Read(p []byte) (int, error) {
+	if g.wait != nil && int64(len(p)) >= g.left {
+		if err := g.wait(); err != nil {
+			return 0, err
+		}
+		g.wait = nil
+	}
+	n, err := g.r.Read(p)
+	g.left -= int64(n)
+	return n, err
+}
+
+func (g *gatedBody) Seek(offset int64, whence int) (int64, error) {
+	pos, err := g.r.Seek(offset, whence)
+	g.left = g.size - pos
+	return pos, err
+}
+
+// dropObject removes an object no entry points to.
+func (s *Store) dropObject(ctx context.Context, name string) {
+	if err := s.bucket.Delete(context.WithoutCancel(ctx), name); err != nil {
+		s.log.Warn("kv: leaving orphan object", "object", name, "err", err)
+	}
 }
 
 // Increment atomically adds delta to the NUMBER at ns/key, creating it at
@@ -674,80 +786,70 @@ func globToLike(glob string) string {
 	return b.String()
 }
 
-// CollectGarbage deletes value objects nothing points to any more: first the
-// ones of purged versions (queued by the index), then those of streamed
-// writes that never committed (their intents), then orphans left by a crash
-// between a whole value's object write and its metadata write. Only objects
-// queued, intended or written more than grace ago, by the wall clock, are
-// touched; an object with a younger intent is never touched.
+// CollectGarbage deletes value objects nothing points to any more, from the
+// database's records alone, so its work follows the garbage, not the bucket:
+// the objects of purged versions (the garbage queue) and those of writes that
+// never committed (intents older than grace, taken so that their writes can
+// no longer commit). An object whose intent is younger than grace is never
+// touched, whatever its Last-Modified. Objects no record names (written
+// before intents existed, or by a process that crashed before recording one)
+// are SweepOrphans's.
 func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, error) {
 	cutoff := time.Now().Add(-grace)
 	removed := 0
 	for {
-		names, err := s.index.Garbage(ctx, cutoff, 500)
+		names, err := s.index.Garbage(ctx, cutoff, gcBatch)
 		if err != nil {
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
-		for _, name := range names {
-			if err := s.bucket.Delete(ctx, name); err != nil {
-				return removed, unavailable(err, "Cannot collect garbage: the object store is unreachable")
-			}
+		if err := s.deleteObjects(ctx, names); err != nil {
+			return removed, err
 		}
 		if err := s.index.DropGarbage(ctx, names); err != nil {
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
 		removed += len(names)
-		if len(names) < 500 {
+		if len(names) < gcBatch {
 			break
 		}
 	}
-	// Streamed writes that never committed: their intents are older than grace.
 	for {
-		names, err := s.index.StaleIntents(ctx, cutoff, 500)
-		if err == nil {
-			err = s.index.DropIntents(ctx, names)
-		}
-		var ref map[string]bool
-		if err == nil {
-			ref, err = s.index.Referenced(ctx, names)
-		}
+		names, err := s.index.TakeStaleIntents(ctx, cutoff, gcBatch)
 		if err != nil {
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
-		for _, name := range names {
-			if !ref[name] {
-				if err := s.bucket.Delete(ctx, name); err != nil {
-					return removed, unavailable(err, "Cannot collect garbage: the object store is unreachable")
-				}
-				removed++
-			}
+		n, err := s.deleteUnreferenced(ctx, names) // an intent of an older release may have committed
+		if removed += n; err != nil {
+			return removed, err
 		}
-		if len(names) < 500 {
-			break
+		if len(names) < gcBatch {
+			return removed, nil
 		}
 	}
+}
+
+// gcBatch is how many objects garbage collection handles at a time.
+const gcBatch = 500
+
+// SweepOrphans lists the whole bucket and deletes the value objects older
+// than grace that no entry, version, queued garbage or write intent names:
+// what CollectGarbage cannot see. It costs a listing of every object: run it
+// rarely (`kvflow kv gc --full`).
+func (s *Store) SweepOrphans(ctx context.Context, grace time.Duration) (int, error) {
+	cutoff := time.Now().Add(-grace)
+	removed := 0
 	var batch []string
 	sweep := func() error {
-		ref, err := s.index.Referenced(ctx, batch)
-		if err != nil {
-			return unavailable(err, "Cannot collect garbage: the database is unreachable")
-		}
-		for _, name := range batch {
-			if !ref[name] {
-				if err := s.bucket.Delete(ctx, name); err != nil {
-					return unavailable(err, "Cannot collect garbage: the object store is unreachable")
-				}
-				removed++
-			}
-		}
+		n, err := s.deleteUnreferenced(ctx, batch)
+		removed += n
 		batch = batch[:0]
-		return nil
+		return err
 	}
 	err := s.bucket.Iter(ctx, "", func(name string, modified time.Time) error {
 		if !IsValueObject(name) || !modified.Before(cutoff) {
 			return nil
 		}
-		if batch = append(batch, name); len(batch) == 500 {
+		if batch = append(batch, name); len(batch) == gcBatch {
 			return sweep()
 		}
 		return nil
@@ -759,6 +861,40 @@ func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, e
 		err = unavailable(err, "Cannot collect garbage: the object store is unreachable")
 	}
 	return removed, err
+}
+
+// deleteUnreferenced deletes those of names the index does not reference.
+func (s *Store) deleteUnreferenced(ctx context.Context, names []string) (int, error) {
+	ref, err := s.index.Referenced(ctx, names)
+	if err != nil {
+		return 0, unavailable(err, "Cannot collect garbage: the database is unreachable")
+	}
+	var drop []string
+	for _, name := range names {
+		if !ref[name] {
+			drop = append(drop, name)
+		}
+	}
+	return len(drop), s.deleteObjects(ctx, drop)
+}
+
+// deleteObjects deletes objects, a few at a time.
+func (s *Store) deleteObjects(ctx context.Context, names []string) error {
+	errs := make(chan error, len(names))
+	sem := make(chan struct{}, 8)
+	for _, name := range names {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- s.bucket.Delete(ctx, name)
+		}()
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			return unavailable(err, "Cannot collect garbage: the object store is unreachable")
+		}
+	}
+	return nil
 }
 
 // MissingObjects returns the live entries whose value object is not in the

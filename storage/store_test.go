@@ -3,7 +3,9 @@ package storage_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,10 +109,26 @@ func TestCrash_KillDuringWriteLoop_OnlyOrphansRemain(t *testing.T) {
 			if _, err := s.CollectGarbage(ctx, 0); err != nil {
 				t.Fatal(err)
 			}
-			objects := 0
-			b.Iter(ctx, "", func(string, time.Time) error { objects++; return nil })
-			if objects != len(keys) {
-				t.Errorf("%d objects after garbage collection, want one per key (%d)", objects, len(keys))
+			count := func() (n int) {
+				b.Iter(ctx, "", func(string, time.Time) error { n++; return nil })
+				return n
+			}
+			// Every write records an intent while it uploads, so garbage
+			// collection finds what a crash left, except on a local directory
+			// a file created in the instant before its intent committed: at
+			// most one per crash, found by the full sweep.
+			leftover := 0
+			if strings.HasPrefix(tc.storage, "file:") {
+				leftover = 3
+			}
+			if n := count(); n < len(keys) || n > len(keys)+leftover {
+				t.Errorf("%d objects after garbage collection, want one per key (%d) and at most %d more", n, len(keys), leftover)
+			}
+			if _, err := s.SweepOrphans(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(); n != len(keys) {
+				t.Errorf("%d objects after the full sweep, want one per key (%d)", n, len(keys))
 			}
 		})
 	}
@@ -227,7 +245,8 @@ func eventually[T any](op func() (T, error)) (T, error) {
 
 // An object whose write intent is younger than the grace period is never
 // collected, even when its Last-Modified is older (a multipart upload's is its
-// start); once the intent is stale, its object goes.
+// start); once the intent is stale, its object goes and its write can no
+// longer commit.
 func TestCollectGarbage_WriteIntentProtectsAnOldLookingObject(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -237,39 +256,52 @@ func TestCollectGarbage_WriteIntentProtectsAnOldLookingObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := storage.New(db, b, storage.Options{})
-	name := storage.ObjectName("company.team", "big")
-	if err := db.AddIntent(ctx, name, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Put(ctx, name, strings.NewReader(`"x"`), 3); err != nil {
-		t.Fatal(err)
-	}
 	old := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(filepath.Join(dir, "objects", filepath.FromSlash(name)), old, old); err != nil {
+	upload := func(name string) {
+		t.Helper()
+		if err := b.Put(ctx, name, strings.NewReader(`"x"`), 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(dir, "objects", filepath.FromSlash(name)), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := storage.Intent{Namespace: "company.team", Object: storage.ObjectName("company.team", "big")}
+	if err := db.AddIntents(ctx, time.Now(), []storage.Intent{live}); err != nil {
 		t.Fatal(err)
 	}
+	upload(live.Object)
 	if n, err := s.CollectGarbage(ctx, 5*time.Minute); err != nil || n != 0 {
 		t.Fatalf("GC removed %d, %v; want the in-flight object kept", n, err)
 	}
-	if err := db.AddIntent(ctx, storage.ObjectName("company.team", "never"), time.Now().Add(-time.Hour)); err != nil {
+	if n, err := s.SweepOrphans(ctx, 5*time.Minute); err != nil || n != 0 {
+		t.Fatalf("SweepOrphans removed %d, %v; want the in-flight object kept", n, err)
+	}
+
+	stale := storage.Intent{Namespace: "company.team", Object: storage.ObjectName("company.team", "stale")}
+	if err := db.AddIntents(ctx, old, []storage.Intent{stale}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.DropIntents(ctx, []string{name}); err != nil {
-		t.Fatal(err)
+	upload(stale.Object)
+	if n, err := s.CollectGarbage(ctx, 5*time.Minute); err != nil || n != 1 {
+		t.Fatalf("GC removed %d, %v; want the stale intent's object", n, err)
 	}
-	// Without its intent the old-looking object is an orphan; the stale intent
-	// of a write that never uploaded anything goes too.
-	if n, err := s.CollectGarbage(ctx, 5*time.Minute); err != nil || n != 2 {
-		t.Fatalf("GC removed %d, %v; want the orphan and the stale intent's (absent) object", n, err)
+	if _, err := b.Get(ctx, stale.Object); !errors.Is(err, iofs.ErrNotExist) {
+		t.Errorf("stale intent's object: %v, want it gone", err)
 	}
-	if left, _ := db.StaleIntents(ctx, time.Now(), 10); len(left) != 0 {
-		t.Errorf("intents left: %v", left)
+	e := &storage.Entry{Namespace: "company.team", Key: "stale", Type: storage.STRING, Object: stale.Object, Size: 3, Updated: time.Now()}
+	if err := db.PutEntry(ctx, e, storage.PutCondition{}); !errors.Is(err, storage.ErrIntentGone) {
+		t.Fatalf("PutEntry after its intent was collected: %v, want ErrIntentGone", err)
 	}
-	// A committed stream leaves no intent.
+	if _, err := db.GetEntry(ctx, "company.team", "stale"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		t.Errorf("entry after a refused write: %v, want not found", err)
+	}
+
+	// A committed stream leaves no intent; the in-flight one is still there.
 	if _, err := s.SetStream(ctx, "company.team", "s", strings.NewReader("streamed"), storage.SetOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := db.StaleIntents(ctx, time.Now().Add(time.Hour), 10); len(left) != 0 {
-		t.Errorf("intents left after a committed stream: %v", left)
+	if left, err := db.TakeStaleIntents(ctx, time.Now().Add(time.Hour), 10); err != nil || len(left) != 1 || left[0] != live.Object {
+		t.Errorf("intents left: %v, %v; want only %s", left, err, live.Object)
 	}
 }

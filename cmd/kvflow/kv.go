@@ -39,7 +39,7 @@ A value that starts with '-' goes after "--": kvflow kv set ns n -- -5.
 	}
 	f.add(cmd, "kvflow server, as http://host:port or host:port (env KVFLOW_SERVER); default: the local store")
 	cmd.PersistentFlags().BoolVar(&f.asJSON, "json", false, "print JSON")
-	cmd.AddCommand(newKVSetCmd(f), newKVGetCmd(f), newKVKeysCmd(f), newKVDeleteCmd(f), newKVPurgeCmd(f))
+	cmd.AddCommand(newKVSetCmd(f), newKVGetCmd(f), newKVKeysCmd(f), newKVDeleteCmd(f), newKVPurgeCmd(f), newKVGCCmd(f))
 	addKVHistory(cmd, f)
 	addMoreKVCommands(cmd, f) // kv_more.go
 	return cmd

@@ -25,9 +25,16 @@ func openSQLite(t *testing.T) *DB {
 	return db
 }
 
-func entry(key string) *storage.Entry {
-	return &storage.Entry{Namespace: "ns", Key: key, Type: storage.STRING, Object: "ns/_kv/" + key + ".ion." + fmt.Sprint(time.Now().UnixNano()),
+// entry is an entry of namespace ns whose object's write intent is recorded,
+// as the store does before it writes the metadata.
+func entry(t *testing.T, db *DB, key string) *storage.Entry {
+	t.Helper()
+	e := &storage.Entry{Namespace: "ns", Key: key, Type: storage.STRING, Object: storage.ObjectName("ns", key),
 		Size: 1, Hash: "h", Updated: time.Now()}
+	if err := db.AddIntents(context.Background(), time.Now(), []storage.Intent{{Namespace: e.Namespace, Object: e.Object}}); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // holdCommitter keeps the committer busy until release is closed, so that the
@@ -91,14 +98,18 @@ func TestGroupCommit_OneBatch_FailingWriteFailsAlone(t *testing.T) {
 func TestGroupCommit_TwoCreatesOfOneKeyInOneBatch_OneWins(t *testing.T) {
 	db := openSQLite(t)
 	ctx := context.Background()
+	errs := make([]error, 8)
+	es := make([]*storage.Entry, len(errs))
+	for i := range es {
+		es[i] = entry(t, db, "same")
+	}
 	release, held := holdCommitter(t, db)
 	var wg sync.WaitGroup
-	errs := make([]error, 8)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = db.PutEntry(ctx, entry("same"), storage.PutCondition{NoOverwrite: true})
+			errs[i] = db.PutEntry(ctx, es[i], storage.PutCondition{NoOverwrite: true})
 		}()
 	}
 	for len(db.batch.reqs) < len(errs) {
@@ -124,10 +135,11 @@ func TestGroupCommit_TwoCreatesOfOneKeyInOneBatch_OneWins(t *testing.T) {
 
 func TestGroupCommit_CanceledBeforeItsBatch_NotWritten(t *testing.T) {
 	db := openSQLite(t)
+	late := entry(t, db, "late")
 	release, held := holdCommitter(t, db)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- db.PutEntry(ctx, entry("late"), storage.PutCondition{}) }()
+	go func() { errc <- db.PutEntry(ctx, late, storage.PutCondition{}) }()
 	for len(db.batch.reqs) < 1 {
 		time.Sleep(time.Millisecond)
 	}
@@ -144,8 +156,9 @@ func TestGroupCommit_CanceledBeforeItsBatch_NotWritten(t *testing.T) {
 
 func TestGroupCommit_Closed_RefusesWrites(t *testing.T) {
 	db := openSQLite(t)
+	x := entry(t, db, "x")
 	db.batch.close()
-	err := db.PutEntry(context.Background(), entry("x"), storage.PutCondition{})
+	err := db.PutEntry(context.Background(), x, storage.PutCondition{})
 	if kvflow.ErrorCode(err) != kvflow.EUNAVAILABLE {
 		t.Errorf("write after close = %v, want EUNAVAILABLE", err)
 	}

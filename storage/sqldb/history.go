@@ -231,30 +231,91 @@ func (db *DB) PruneChanges(ctx context.Context, before time.Time, limit int) (in
 	return len(rows), err
 }
 
-// AddIntent implements storage.Index.
-func (db *DB) AddIntent(ctx context.Context, object string, at time.Time) error {
-	_, err := db.X.ExecContext(ctx, db.Rebind(`INSERT INTO kv_intents (object, started_at) VALUES (?, ?)`), object, at.UnixMicro())
-	return db.Err(err)
-}
-
-// DropIntents implements storage.Index.
-func (db *DB) DropIntents(ctx context.Context, objects []string) error {
-	if len(objects) == 0 {
+// AddIntents implements storage.Index in one statement (through the group
+// commit on SQLite). One intent, the common case, uses a prepared statement.
+func (db *DB) AddIntents(ctx context.Context, at time.Time, intents []storage.Intent) error {
+	if len(intents) == 0 {
 		return nil
 	}
-	q, args, err := sqlx.In(`DELETE FROM kv_intents WHERE object IN (?)`, objects)
-	if err != nil {
-		return err
+	args := make([]any, 0, 3*len(intents))
+	for _, in := range intents {
+		args = append(args, in.Namespace, in.Object, at.UnixMicro())
 	}
-	_, err = db.X.ExecContext(ctx, db.Rebind(q), args...)
-	return db.Err(err)
+	query := `INSERT INTO kv_intents (namespace, object, started_at) VALUES (?, ?, ?)` + strings.Repeat(", (?, ?, ?)", len(intents)-1)
+	exec := func(ctx context.Context, x sqlx.ExecerContext) error {
+		var err error
+		if len(intents) == 1 {
+			var st *sqlx.Stmt
+			if st, err = db.stmt(ctx, query); err == nil {
+				if tx, ok := x.(*sqlx.Tx); ok {
+					st = tx.StmtxContext(ctx, st)
+				}
+				_, err = st.ExecContext(ctx, args...)
+			}
+		} else {
+			_, err = x.ExecContext(ctx, db.Rebind(query), args...)
+		}
+		return db.Err(err)
+	}
+	if db.batch != nil {
+		return db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error { return exec(ctx, tx) })
+	}
+	return exec(ctx, db.X)
 }
 
-// StaleIntents implements storage.Index.
-func (db *DB) StaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
+// RenewIntent implements storage.Index.
+func (db *DB) RenewIntent(ctx context.Context, in storage.Intent, at time.Time) (bool, error) {
+	var n int64
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_intents SET started_at = ? WHERE namespace = ? AND object = ?`),
+			at.UnixMicro(), in.Namespace, in.Object)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return db.Err(err)
+	})
+	return n == 1, err
+}
+
+// TakeStaleIntents implements storage.Index.
+func (db *DB) TakeStaleIntents(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
 	var names []string
-	err := db.X.SelectContext(ctx, &names, db.Rebind(`SELECT object FROM kv_intents WHERE started_at < ? ORDER BY started_at LIMIT ?`), olderThan.UnixMicro(), limit)
-	return names, db.Err(err)
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		names = names[:0]
+		return db.Err(tx.SelectContext(ctx, &names, db.Rebind(`DELETE FROM kv_intents WHERE (namespace, object) IN (
+			SELECT namespace, object FROM kv_intents WHERE started_at < ? ORDER BY started_at LIMIT ?) RETURNING object`),
+			olderThan.UnixMicro(), limit))
+	})
+	return names, err
+}
+
+// takeIntents deletes the intents of es's objects inside tx, or returns
+// storage.ErrIntentGone when one is missing (garbage collection took it).
+func (db *DB) takeIntents(ctx context.Context, tx *sqlx.Tx, es []*storage.Entry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString(`DELETE FROM kv_intents WHERE (namespace, object) IN (`)
+	args := make([]any, 0, 2*len(es))
+	for i, e := range es {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?)")
+		args = append(args, e.Namespace, e.Object)
+	}
+	q.WriteString(")")
+	res, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...)
+	if err != nil {
+		return db.Err(err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return db.Err(err)
+	} else if n != int64(len(es)) {
+		return storage.ErrIntentGone
+	}
+	return nil
 }
 
 // FeedHead implements storage.Index.

@@ -56,28 +56,44 @@ func micros(t *time.Time) *int64 {
 	return &us
 }
 
-// PutEntry implements storage.Index in one statement, in both dialects: an
-// upsert, or with IfVersion an update of that version. Triggers record the
+// PutEntry implements storage.Index in one statement on PostgreSQL (the
+// intent's DELETE in a CTE), one transaction of the group commit on SQLite:
+// an upsert, or with IfVersion an update of that version. Triggers record the
 // version and the change (010_history.sql).
 func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondition) error {
 	now := e.Updated.UnixMicro()
 	var got struct {
-		Version int64 `db:"version"`
-		Created int64 `db:"created_at"`
+		Intent  int64  `db:"intent"`
+		Version *int64 `db:"version"`
+		Created *int64 `db:"created_at"`
 	}
-	query, args := putEntry, putEntryArgs(e, !c.NoOverwrite)
+	query, args := putSQL, putEntryArgs(e, !c.NoOverwrite)
 	if c.IfVersion > 0 {
-		query, args = updateVersion, []any{string(e.Type), e.Object, e.Size, e.Hash,
+		query, args = updateSQL, []any{string(e.Type), e.Object, e.Size, e.Hash,
 			e.Description, now, micros(e.Expires), e.Writer, e.Sensitive, e.Namespace, e.Key, c.IfVersion, now}
+	}
+	if db.batch == nil {
+		query, args = withIntent(query), append([]any{e.Namespace, e.Object}, args...)
+	} else {
+		query = fmt.Sprintf(query, "", "")
 	}
 	st, err := db.stmt(ctx, query)
 	for attempt := 0; err == nil; attempt++ {
 		if db.batch != nil {
 			err = db.Err(db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+				if err := db.takeIntents(ctx, tx, []*storage.Entry{e}); err != nil {
+					return err
+				}
+				got.Intent = 1
 				return tx.StmtxContext(ctx, st).GetContext(ctx, &got, args...)
 			}))
 		} else {
 			err = db.Err(st.GetContext(ctx, &got, args...))
+			if err == nil && got.Intent == 0 {
+				err = storage.ErrIntentGone
+			} else if err == nil && got.Version == nil {
+				err = &kvflow.Error{Code: kvflow.ENOTFOUND}
+			}
 		}
 		// A unique violation here is a version number taken by a delete that
 		// committed while this insert computed it: compute it again.
@@ -92,37 +108,35 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 	} else if err != nil {
 		return err
 	}
-	e.Version, e.Created = got.Version, fromMicros(got.Created)
+	e.Version, e.Created = *got.Version, fromMicros(*got.Created)
 	return nil
 }
 
-// PutEntries implements storage.Index: the putEntry statement for each entry,
-// in one transaction (the group commit's on SQLite, its own on PostgreSQL).
-func (db *DB) PutEntries(ctx context.Context, es []*storage.Entry) error {
-	st, err := db.stmt(ctx, putEntry)
-	if err != nil {
-		return db.Err(err)
-	}
-	return db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
-		txst := tx.StmtxContext(ctx, st)
-		for _, e := range es {
-			var got struct {
-				Version int64 `db:"version"`
-				Created int64 `db:"created_at"`
-			}
-			if err := txst.GetContext(ctx, &got, putEntryArgs(e, true)...); err != nil {
-				return db.Err(err)
-			}
-			e.Version, e.Created = got.Version, fromMicros(got.Created)
-		}
-		return nil
-	})
+// withIntent makes a put statement (putSQL or updateSQL) consume the
+// object's intent, on PostgreSQL, in the same statement (two more arguments
+// first) and write only if there was one. It always returns one row: intent 0
+// when the intent was gone, a NULL version when the write's condition failed.
+func withIntent(put string) string {
+	return `WITH intent AS (DELETE FROM kv_intents WHERE namespace = ? AND object = ? RETURNING 1),
+put AS (` + fmt.Sprintf(put, "FROM intent", "AND EXISTS (SELECT 1 FROM intent)") + `)
+SELECT (SELECT count(*) FROM intent) AS intent, put.version, put.created_at FROM (SELECT 1) AS one LEFT JOIN put ON TRUE`
 }
 
-// PutEntriesCond implements storage.Index: the putEntry statement for each
-// entry, in one transaction, refusing to replace a live entry when
-// noOverwrite is set.
+// PutEntries implements storage.Index: the entries' intents taken, then the
+// putEntry statement for each entry, in one transaction (the group commit's
+// on SQLite, its own on PostgreSQL).
+func (db *DB) PutEntries(ctx context.Context, es []*storage.Entry) error {
+	_, err := db.putEntries(ctx, es, false, false)
+	return err
+}
+
+// PutEntriesCond implements storage.Index as PutEntries does, refusing to
+// replace a live entry when noOverwrite is set.
 func (db *DB) PutEntriesCond(ctx context.Context, es []*storage.Entry, noOverwrite, stopAtConflict bool) ([]bool, error) {
+	return db.putEntries(ctx, es, noOverwrite, stopAtConflict)
+}
+
+func (db *DB) putEntries(ctx context.Context, es []*storage.Entry, noOverwrite, stopAtConflict bool) ([]bool, error) {
 	st, err := db.stmt(ctx, putEntry)
 	if err != nil {
 		return nil, db.Err(err)
@@ -130,6 +144,9 @@ func (db *DB) PutEntriesCond(ctx context.Context, es []*storage.Entry, noOverwri
 	var written []bool
 	err = db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		written = make([]bool, len(es)) // afresh: a retried batch starts over
+		if err := db.takeIntents(ctx, tx, es); err != nil {
+			return err
+		}
 		txst := tx.StmtxContext(ctx, st)
 		for i, e := range es {
 			var got struct {
@@ -163,21 +180,22 @@ func putEntryArgs(e *storage.Entry, overwrite bool) []any {
 		e.Size, e.Hash, e.Description, now, now, micros(e.Expires), e.Writer, e.Sensitive, overwrite}
 }
 
-// updateVersion replaces a live entry only if it is still at the given version.
-const updateVersion = `
+// updateSQL replaces a live entry only if it is still at the given version.
+// Its %s are for withIntent.
+const updateSQL = `
 UPDATE kv_entries SET type = ?, object = ?, size = ?, hash = ?, description = ?, updated_at = ?, expires_at = ?,
 	writer = ?, sensitive = ?, version = version + 1
-WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)
+WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?) %[2]s
 RETURNING version, created_at`
 
-// putEntry upserts an entry. Versions go on from the key's history, so a
-// key deleted at version 4 (tombstone 5) comes back as version 6. An expired
+// putSQL upserts an entry. Versions go on from the key's history, so a key
+// deleted at version 4 (tombstone 5) comes back as version 6. An expired
 // entry is replaced as if new (a new creation date); a live one only when
-// overwrite is true, otherwise no row comes back.
-const putEntry = `
+// overwrite is true, otherwise no row comes back. Its %s are for withIntent.
+const putSQL = `
 INSERT INTO kv_entries AS e (` + entryCols + `)
-VALUES (?, ?, ?, ?, COALESCE((SELECT MAX(version) FROM kv_versions WHERE namespace = ? AND key = ?), 0) + 1,
-	?, ?, ?, ?, ?, ?, ?, ?)
+SELECT ?, ?, ?, ?, COALESCE((SELECT MAX(version) FROM kv_versions WHERE namespace = ? AND key = ?), 0) + 1,
+	?, ?, ?, ?, ?, ?, ?, ? %[1]s WHERE TRUE -- WHERE: SQLite's parser needs it before ON CONFLICT
 ON CONFLICT (namespace, key) DO UPDATE SET
 	type = excluded.type, object = excluded.object, size = excluded.size, hash = excluded.hash,
 	description = excluded.description, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
@@ -185,6 +203,9 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 	created_at = CASE WHEN e.expires_at <= excluded.updated_at THEN excluded.created_at ELSE e.created_at END
 WHERE ? OR e.expires_at <= excluded.updated_at
 RETURNING version, created_at`
+
+// putEntry is putSQL as it stands: for a batch whose intents were taken first.
+var putEntry = fmt.Sprintf(putSQL, "", "")
 
 const getEntry = `SELECT ` + entryCols + ` FROM kv_entries WHERE namespace = ? AND key = ?`
 

@@ -327,8 +327,17 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		mustSet(t, s, ns, "k", storage.String("v2"), storage.SetOptions{})
 		mustSet(t, s, ns, "gone", storage.String("v"), storage.SetOptions{})
 		s.Delete(ctx, ns, "gone")
-		orphan := storage.ObjectName(ns, "crashed")
-		if err := p.Bucket.Put(ctx, orphan, strings.NewReader(`"x"`), 3); err != nil {
+		// A write that crashed between its upload and its metadata: its intent names it.
+		crashed := storage.ObjectName(ns, "crashed")
+		if err := p.DB.AddIntents(ctx, time.Now(), []storage.Intent{{Namespace: ns, Object: crashed}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Bucket.Put(ctx, crashed, strings.NewReader(`"x"`), 3); err != nil {
+			t.Fatal(err)
+		}
+		// An object no record names (a crash before the intent was recorded).
+		orphan := storage.ObjectName(ns, "orphan")
+		if err := p.Bucket.Put(ctx, orphan, strings.NewReader(`"y"`), 3); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := s.CollectGarbage(ctx, time.Hour); err != nil || n != 0 {
@@ -336,7 +345,13 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		}
 		time.Sleep(10 * time.Millisecond)
 		if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 1 {
-			t.Errorf("GC removed %d, %v; want the orphan only (history keeps the replaced and the deleted value)", n, err)
+			t.Errorf("GC removed %d, %v; want the crashed write's object only (history keeps the replaced and the deleted value)", n, err)
+		}
+		if n, err := s.SweepOrphans(ctx, time.Hour); err != nil || n != 0 {
+			t.Errorf("SweepOrphans within grace removed %d, %v", n, err)
+		}
+		if n, err := s.SweepOrphans(ctx, 0); err != nil || n != 1 {
+			t.Errorf("SweepOrphans removed %d, %v; want the orphan only", n, err)
 		}
 		// Keeping one version per key makes the replaced and the deleted value garbage.
 		if n, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil || n != 2 {
@@ -939,6 +954,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 	mergeAcceptance(t, open)
 	deleteAllAcceptance(t, open)
 	importBatchAcceptance(t, open)
+	gcAcceptance(t, open)
 
 	t.Run("Namespaces_WithCounts", func(t *testing.T) {
 		s := open(t, storage.Options{}).Store
