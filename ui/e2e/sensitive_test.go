@@ -25,6 +25,10 @@ func (e *env) notInPage(what, marker string) {
 	}
 }
 
+// goneDialog is true once a closed dialog has left the page (its close
+// event, which removes it, comes after close()).
+const goneDialog = `!document.querySelector('dialog:not(#token-dialog)')`
+
 // revealed fetches a sensitive entry through the API, value shown.
 func (e *env) revealed(key string) *client.EntryDetail {
 	e.t.Helper()
@@ -85,7 +89,7 @@ func TestKV_Sensitive_FormMarksIt_MaskedInListAndEditUntilRevealed(t *testing.T)
 	e.typeInto("#kv-description", "Primary database password")
 	e.notInPage("the edit dialog after typing", marker)
 	e.click("dialog[open] button[type=submit]")
-	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	e.waitJS("the dialog to be gone", goneDialog)
 	if d := e.revealed("db_password"); !d.Sensitive || fmt.Sprintf("%s", d.Value) != `"`+marker+`"` || d.Description != "Primary database password" || d.Version != 2 {
 		t.Errorf("after editing the description: sensitive %v value %s description %q version %d, want the value kept at version 2",
 			d.Sensitive, d.Value, d.Description, d.Version)
@@ -98,7 +102,7 @@ func TestKV_Sensitive_FormMarksIt_MaskedInListAndEditUntilRevealed(t *testing.T)
 	e.click("#kv-reveal")
 	e.waitJS("the value in its field", fmt.Sprintf(`document.querySelector('#kv-value').value === %q && document.activeElement.id === 'kv-value'`, marker))
 	e.do("press Escape", chromedp.KeyEvent(kb.Escape))
-	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	e.waitJS("the dialog to be gone", goneDialog)
 	e.notInPage("the list after the dialog closed", marker)
 
 	// History marks both versions and compares them only once revealed.
@@ -111,7 +115,7 @@ func TestKV_Sensitive_FormMarksIt_MaskedInListAndEditUntilRevealed(t *testing.T)
 	e.click("#hist-reveal")
 	e.waitJS("the diff with the value", fmt.Sprintf(`(document.querySelector('#hist-diff pre.diff') || {}).textContent?.includes(%q)`, marker))
 	e.do("press Escape", chromedp.KeyEvent(kb.Escape))
-	e.waitJS("the drawer to close", `!document.querySelector('dialog[open]')`)
+	e.waitJS("the drawer to be gone", goneDialog)
 	e.notInPage("the list after the history closed", marker)
 }
 
