@@ -119,11 +119,12 @@ func TestKV_Sensitive_FormMarksIt_MaskedInListAndEditUntilRevealed(t *testing.T)
 	e.notInPage("the list after the history closed", marker)
 }
 
-func TestKV_Sensitive_SetThroughAPI_MaskedInNamespaceAndGlobalLists(t *testing.T) {
+func TestKV_Sensitive_SetThroughAPI_MaskedInNamespaceInheritedAndGlobalLists(t *testing.T) {
 	e := start(t, options{store: storage.Options{Keys: storagetest.TestKeys(t)}})
 	marker := fmt.Sprintf("mArKeR-api-%d", time.Now().UnixNano())
 	e.seed("api_token", marker, client.SetOptions{Sensitive: true})
 	e.seed("plain", `"visible"`, client.SetOptions{})
+	e.set("company", "root_token", marker+"-root", client.SetOptions{Sensitive: true})
 
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the list", `!!document.querySelector('tr[data-key="plain"]')`)
@@ -136,6 +137,10 @@ func TestKV_Sensitive_SetThroughAPI_MaskedInNamespaceAndGlobalLists(t *testing.T
 	e.click(`tr[data-key="api_token"] button.key`)
 	if got := e.text(`tr.detail pre.value`); got != storage.Mask {
 		t.Errorf("opened row shows %q, want %s", got, storage.Mask)
+	}
+	e.waitJS("the inherited pairs", `!!document.querySelector('table.kv-inherited tr[data-key="root_token"]')`)
+	if got := e.text(`table.kv-inherited tr[data-key="root_token"] .badge.sensitive`); got != "sensitive" {
+		t.Errorf("inherited badge = %q, want sensitive", got)
 	}
 	e.notInPage("the namespace list", marker)
 
