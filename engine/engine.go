@@ -394,8 +394,12 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 			return err
 		}
 	}
+	var sealed *sealedState
+	if claim.Takeover {
+		sealed = &sealedState{}
+	}
 	if stored || claim.Takeover {
-		if err := e.readObject(ctx, ex, claim.Takeover); err != nil {
+		if err := e.readObject(ctx, ex, claim.Takeover, sealed); err != nil {
 			return err
 		}
 	}
@@ -407,7 +411,7 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 		return err
 	}
 	r.claim = claim.Claim
-	r.resume(claim.Takeover)
+	r.resume(claim.Takeover, sealed)
 	defer func() {
 		// A task that panics fails its execution, never the worker.
 		if p := recover(); p != nil {
@@ -719,7 +723,7 @@ func (e *Engine) Execution(ctx context.Context, id string) (*Execution, error) {
 		}
 		return nil, err
 	}
-	if err := e.readObject(ctx, ex, !ex.State.Terminated()); err != nil {
+	if err := e.readObject(ctx, ex, !ex.State.Terminated(), nil); err != nil {
 		return nil, err
 	}
 	return ex, nil

@@ -15,6 +15,8 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/seal"
 	"github.com/kvflow/kvflow/template"
 )
 
@@ -31,6 +33,70 @@ type executionObject struct {
 	Outputs  map[string]any          `json:"outputs,omitempty"`
 	Trigger  map[string]any          `json:"trigger,omitempty"`
 	TaskRuns map[string]taskRunValue `json:"taskRuns,omitempty"`
+	// Sealed is a sealedState encrypted with the store's key (saves only).
+	Sealed []byte `json:"sealed,omitempty"`
+}
+
+// sealedState is what a save of a durable run keeps, sealed, besides the
+// masked record: the texts to mask and the real values and outputs of the
+// task runs it masks, so a worker that takes the execution over feeds the
+// real ones to later tasks and masks as the first worker did.
+type sealedState struct {
+	Secrets []string             `json:"secrets,omitempty"`
+	Runs    map[string]hiddenRun `json:"runs,omitempty"`
+	Problem string               `json:"-"` // why a sealed part did not open
+}
+
+func sealAD(id string) string { return "kvflow execution " + id }
+
+// sealState seals st for execution id; nil, with a warning, when the store
+// cannot (no key): a takeover then restores the masked outputs.
+func (e *Engine) sealState(id string, st sealedState) []byte {
+	if e.opts.Store == nil {
+		return nil
+	}
+	plain, err := json.Marshal(st)
+	if err == nil {
+		var out []byte
+		if out, err = e.opts.Store.SealBytes(plain, sealAD(id)); err == nil {
+			return out
+		}
+	}
+	e.log.Warn("engine: cannot seal the real outputs of an execution; a worker that takes it over gets them masked", "execution", id, "err", err)
+	return nil
+}
+
+// openState adds what sealed holds to st.
+func (e *Engine) openState(id string, sealed []byte, st *sealedState) {
+	var plain []byte
+	var err error = seal.ErrNoKey
+	if e.opts.Store != nil {
+		plain, err = e.opts.Store.OpenBytes(sealed, sealAD(id))
+	}
+	var part sealedState
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(plain))
+		dec.UseNumber()
+		err = dec.Decode(&part)
+	}
+	if err != nil {
+		st.Problem = fmt.Sprintf("The real outputs the previous worker saved cannot be read (%v): the tasks that follow see them masked (%s).", err, storage.Mask)
+		return
+	}
+	st.Secrets = append(st.Secrets, part.Secrets...)
+	if st.Runs == nil {
+		st.Runs = map[string]hiddenRun{}
+	}
+	for id, h := range part.Runs {
+		cur := st.Runs[id]
+		if h.Value != "" {
+			cur.Value = h.Value
+		}
+		if h.Outputs != nil {
+			cur.Outputs = numbersIn(h.Outputs)
+		}
+		st.Runs[id] = cur
+	}
 }
 
 type taskRunValue struct {
@@ -109,6 +175,7 @@ func (r *run) flush(ctx context.Context, final bool) error {
 	head.TaskRuns, head.Logs = nil, nil
 	save := kvflow.ExecutionSave{Execution: &head, Logs: r.pending, Claim: r.claim}
 	var values map[string]taskRunValue
+	var hidden map[string]hiddenRun
 	changed := r.changed
 	for tr := range changed {
 		save.TaskRuns = append(save.TaskRuns, cloneTaskRun(tr))
@@ -117,6 +184,12 @@ func (r *run) flush(ctx context.Context, final bool) error {
 				values = map[string]taskRunValue{}
 			}
 			values[tr.ID] = taskRunValue{Value: tr.Value, Outputs: tr.Outputs}
+			if h, ok := r.hidden[tr.ID]; ok {
+				if hidden == nil {
+					hidden = map[string]hiddenRun{}
+				}
+				hidden[tr.ID] = h
+			}
 		}
 	}
 	sort.Slice(save.TaskRuns, func(i, j int) bool { return save.TaskRuns[i].Seq < save.TaskRuns[j].Seq })
@@ -135,7 +208,11 @@ func (r *run) flush(ctx context.Context, final bool) error {
 		r.mu.Unlock()
 	}
 	if len(values) > 0 {
-		if err := r.e.putObject(ctx, name, r.exec.ID, executionObject{TaskRuns: values}); err != nil {
+		obj := executionObject{TaskRuns: values}
+		if len(hidden) > 0 {
+			obj.Sealed = r.e.sealState(r.exec.ID, sealedState{Secrets: r.secrets.Texts(), Runs: hidden})
+		}
+		if err := r.e.putObject(ctx, name, r.exec.ID, obj); err != nil {
 			restore()
 			return err
 		}
@@ -193,10 +270,10 @@ func (e *Engine) putObject(ctx context.Context, name, id string, obj executionOb
 
 // readObject fills an execution read from the Repository with its inputs,
 // outputs, trigger variables and ForEach values from the Bucket; with
-// saves, also those the saves of a running execution wrote. A missing
-// object (an execution without inputs that has not ended yet) is not an
-// error.
-func (e *Engine) readObject(ctx context.Context, ex *Execution, saves bool) error {
+// saves, also those the saves of a running execution wrote, and with
+// sealed, what they sealed. A missing object (an execution without inputs
+// that has not ended yet) is not an error.
+func (e *Engine) readObject(ctx context.Context, ex *Execution, saves bool, sealed *sealedState) error {
 	if e.bucket == nil {
 		return nil
 	}
@@ -235,6 +312,9 @@ func (e *Engine) readObject(ctx context.Context, ex *Execution, saves bool) erro
 			if tr := byID[id]; tr != nil {
 				tr.Value, tr.Outputs = v.Value, numbersIn(v.Outputs)
 			}
+		}
+		if sealed != nil && obj.Sealed != nil {
+			e.openState(ex.ID, obj.Sealed, sealed)
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -49,13 +50,25 @@ type run struct {
 	vars    map[string]any
 
 	// secrets are the sensitive values this run read or wrote and what its
-	// templates derived from them: logs, errors and the outputs it stores
-	// or returns are masked with them (the outputs templates see are not).
+	// templates derived from them: logs, errors, ForEach values and the
+	// outputs it stores or returns are masked with them (the values and
+	// outputs templates see are not).
 	secrets *storage.Secrets
+	// hidden holds, by task run id, what the masked record of a task run
+	// leaves out. A durable run saves it sealed (see flush), so a worker
+	// that takes the execution over goes on with the real values.
+	hidden map[string]hiddenRun
+}
+
+// hiddenRun is a task run's real ForEach value and outputs, when its
+// record shows them masked.
+type hiddenRun struct {
+	Value   string         `json:"value,omitempty"`
+	Outputs map[string]any `json:"outputs,omitempty"`
 }
 
 func newRun(e *Engine, flow *Flow, ex *Execution, onLog func(LogLine)) *run {
-	r := &run{e: e, flow: flow, exec: ex, onLog: onLog, done: make(chan struct{}), outputs: map[string]any{}, changed: map[*TaskRun]struct{}{}, secrets: &storage.Secrets{}}
+	r := &run{e: e, flow: flow, exec: ex, onLog: onLog, done: make(chan struct{}), outputs: map[string]any{}, changed: map[*TaskRun]struct{}{}, secrets: &storage.Secrets{}, hidden: map[string]hiddenRun{}}
 	r.flowCtx = map[string]any{"id": flow.ID, "namespace": flow.Namespace, "revision": flow.Revision}
 	r.execCtx = map[string]any{"id": ex.ID, "startDate": ex.Start}
 	r.vars = map[string]any{}
@@ -73,12 +86,23 @@ func runKey(taskID, parentID, value string) string {
 
 // resume prepares a run of an execution another worker started: its task
 // runs are kept, and runTask reuses them instead of running finished ones
-// again.
-func (r *run) resume(takeover bool) {
+// again. sealed is what the previous worker saved sealed: the texts to
+// mask and the real values of masked task runs.
+func (r *run) resume(takeover bool, sealed *sealedState) {
+	if sealed != nil {
+		for _, t := range sealed.Secrets {
+			r.secrets.Add(t)
+		}
+		maps.Copy(r.hidden, sealed.Runs)
+	}
 	r.prior = map[string]*TaskRun{}
 	prev := ""
 	for _, tr := range r.exec.TaskRuns {
-		r.prior[runKey(tr.TaskID, tr.ParentID, tr.Value)] = tr
+		value := tr.Value
+		if h, ok := r.hidden[tr.ID]; ok && h.Value != "" {
+			value = h.Value
+		}
+		r.prior[runKey(tr.TaskID, tr.ParentID, value)] = tr
 		if n := len(tr.Attempts); n > 0 && tr.Attempts[n-1].State == RUNNING && tr.Attempts[n-1].Worker != "" {
 			prev = tr.Attempts[n-1].Worker
 		}
@@ -89,6 +113,9 @@ func (r *run) resume(takeover bool) {
 			msg += ": worker " + prev + " stopped heartbeating"
 		}
 		r.log("", "", "WARN", msg+".")
+		if sealed != nil && sealed.Problem != "" {
+			r.log("", "", "WARN", sealed.Problem)
+		}
 	}
 }
 
@@ -654,6 +681,11 @@ func (r *run) setOutputs(t *Task, tr *TaskRun, sc scope, out plugin.Outputs) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tr.Outputs = stored
+	if !reflect.DeepEqual(stored, m) {
+		h := r.hidden[tr.ID]
+		h.Outputs = m
+		r.hidden[tr.ID] = h
+	}
 	r.touch(tr)
 	if len(m) == 0 {
 		return // a task without outputs has no outputs.<taskId>
@@ -675,14 +707,19 @@ func withValue(cur any, path []string, leaf map[string]any) any {
 	return m
 }
 
-// restoreOutputs puts back the outputs of a task run a previous worker finished.
+// restoreOutputs puts back the outputs of a task run a previous worker
+// finished: the real ones when its record masks them.
 func (r *run) restoreOutputs(t *Task, tr *TaskRun, sc scope) {
-	if len(tr.Outputs) == 0 {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.outputs[t.ID] = withValue(r.outputs[t.ID], sc.values, tr.Outputs)
+	out := tr.Outputs
+	if h := r.hidden[tr.ID]; h.Outputs != nil {
+		out = h.Outputs
+	}
+	if len(out) == 0 {
+		return
+	}
+	r.outputs[t.ID] = withValue(r.outputs[t.ID], sc.values, out)
 	r.outSnap = nil
 }
 
@@ -698,7 +735,11 @@ func (r *run) newTaskRun(t *Task, sc scope) (tr *TaskRun, resumed bool) {
 	if prev := r.prior[runKey(t.ID, sc.parentID, value)]; prev != nil {
 		return prev, true
 	}
-	tr = &TaskRun{ID: xid.New().String(), TaskID: t.ID, ParentID: sc.parentID, Value: value, State: RUNNING, Start: now(), Seq: len(r.exec.TaskRuns)}
+	// A ForEach value from a sensitive one is recorded masked.
+	tr = &TaskRun{ID: xid.New().String(), TaskID: t.ID, ParentID: sc.parentID, Value: r.secrets.MaskText(value), State: RUNNING, Start: now(), Seq: len(r.exec.TaskRuns)}
+	if tr.Value != value {
+		r.hidden[tr.ID] = hiddenRun{Value: value}
+	}
 	r.exec.TaskRuns = append(r.exec.TaskRuns, tr)
 	r.touch(tr)
 	return tr, false

@@ -50,6 +50,18 @@ func (s *Store) open(e *Entry, sealed []byte) ([]byte, error) {
 
 func sealAD(ns, key string) []byte { return []byte(ns + "\x00" + key) }
 
+// SealBytes encrypts plain with the store's key, authenticating ad too: for
+// secrets kept outside a KV entry (a durable execution's real outputs).
+// seal.ErrNoKey when no key is configured.
+func (s *Store) SealBytes(plain []byte, ad string) ([]byte, error) {
+	return s.keys.Seal(plain, []byte(ad))
+}
+
+// OpenBytes decrypts what SealBytes made with the same ad.
+func (s *Store) OpenBytes(sealed []byte, ad string) ([]byte, error) {
+	return s.keys.Open(sealed, []byte(ad))
+}
+
 // Secrets is a set of sensitive texts to mask: the values read, and what
 // templates rendered from them. It is safe for concurrent use.
 type Secrets struct {
@@ -127,6 +139,20 @@ func (s *Secrets) addLeaves(x any) {
 	}
 }
 
+// Texts returns the recorded texts, in no order.
+func (s *Secrets) Texts() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.set))
+	for t := range s.set {
+		out = append(out, t)
+	}
+	return out
+}
+
 // Empty reports whether nothing is to be masked.
 func (s *Secrets) Empty() bool {
 	if s == nil {
@@ -177,7 +203,8 @@ func (s *Secrets) replacer() *strings.Replacer {
 }
 
 // MaskAny returns x with every string masked (MaskText) and every other
-// scalar whose text is recorded replaced by Mask, through maps and lists.
+// scalar whose text is recorded replaced by Mask, through maps (their keys
+// too: outputs.<task> of a ForEach is keyed by its values) and lists.
 // x itself is not changed.
 func (s *Secrets) MaskAny(x any) any {
 	if s.Empty() {
@@ -189,7 +216,7 @@ func (s *Secrets) MaskAny(x any) any {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			out[k] = s.MaskAny(e)
+			out[s.MaskText(k)] = s.MaskAny(e)
 		}
 		return out
 	case []any:

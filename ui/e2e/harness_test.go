@@ -60,7 +60,8 @@ type env struct {
 
 type options struct {
 	token  string
-	engine bool // run flows
+	engine bool            // run flows
+	store  storage.Options // the store's (Keys for sensitive entries)
 	cfg    func(*api.Config, storagetest.Pair)
 }
 
@@ -71,7 +72,7 @@ type options struct {
 func start(t testing.TB, o options) *env {
 	t.Helper()
 	exe := chromium(t)
-	pair := storagetest.LocalPair(t, storage.Options{})
+	pair := storagetest.LocalPair(t, o.store)
 	cfg := api.Config{Store: pair.Store, DB: pair.DB, UI: ui.Handler(), Token: o.token, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.engine {

@@ -18,6 +18,7 @@ export function openHistory(ns, key) {
     let versions = [];
     let cursor = '';
     const values = new Map(); // version → its value, fetched once
+    let revealed = false; // sensitive versions are compared only once revealed
     const list = h('div', { class: 'table-wrap' }, h('p', { class: 'muted' }, 'Loading versions…'));
     const more = h('button', { type: 'button', hidden: true, onclick: () => fetchPage() }, 'Older versions');
     const from = h('select', { id: 'hist-from' });
@@ -54,7 +55,8 @@ export function openHistory(ns, key) {
         h('caption', { class: 'sr-only' }, `Versions of ${key}, newest first`),
         h('thead', null, h('tr', null, ['Version', 'Change', 'Type', 'Written by', 'When', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', null, versions.map((v) => h('tr', { 'data-version': v.version },
-          h('th', { scope: 'row', 'data-label': 'Version' }, `v${v.version}`, v.version === live() ? h('span', { class: 'badge' }, 'current') : null),
+          h('th', { scope: 'row', 'data-label': 'Version' }, `v${v.version}`, v.version === live() ? h('span', { class: 'badge' }, 'current') : null,
+            v.sensitive ? h('span', { class: 'badge sensitive', title: 'Sensitive: the value is hidden until revealed' }, 'sensitive') : null),
           h('td', { 'data-label': 'Change' }, v.change),
           h('td', { 'data-label': 'Type' }, v.type ? h('span', { class: 'type' }, v.type) : '—'),
           h('td', { 'data-label': 'Written by', class: 'writer' }, v.writer || h('span', { class: 'muted' }, 'unknown')),
@@ -84,6 +86,16 @@ export function openHistory(ns, key) {
       const my = ++diffSeq;
       const a = Number(from.value);
       const b = Number(to.value);
+      const hidden = [a, b].filter((n) => versions.some((v) => v.version === n && v.sensitive));
+      if (hidden.length && !revealed) {
+        replace(diff, h('div', { class: 'hidden-value' },
+          h('p', { class: 'hint', id: 'hist-hidden-note' }, `${hidden.map((n) => `v${n}`).join(' and ')} ${hidden.length === 1 ? 'is' : 'are'} sensitive: the values are hidden.`),
+          h('button', { type: 'button', id: 'hist-reveal', 'aria-describedby': 'hist-hidden-note', onclick: () => {
+            revealed = true;
+            showDiff().then(() => diff.querySelector('pre.diff')?.focus());
+          } }, 'Reveal and compare')));
+        return;
+      }
       replace(diff, h('p', { class: 'muted' }, 'Loading values…'));
       let va;
       let vb;

@@ -4,6 +4,11 @@ import { openHistory } from './history.js';
 import { request, getJSON, enc, ApiError } from './api.js';
 
 export const TYPES = ['STRING', 'NUMBER', 'BOOLEAN', 'DATETIME', 'DATE', 'DURATION', 'JSON'];
+export const MASK = '******';
+
+// sensitiveBadge marks an entry whose value is encrypted and masked.
+export const sensitiveBadge = (e) => (e.sensitive
+  ? h('span', { class: 'badge sensitive', title: 'Sensitive: encrypted at rest, shown as ****** until revealed' }, 'sensitive') : null);
 const KEY_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
 const NUMBER_RE = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$/;
 // The durations kvflow reads: days, hours, minutes and seconds (no years, months or weeks).
@@ -171,7 +176,7 @@ export async function kvTab(body, ns, view) {
     const detail = h('tr', { class: 'detail', hidden: true }, h('td', { colspan: 6 }));
     const toggle = h('button', { type: 'button', class: 'link key', 'aria-expanded': 'false', title: 'Show the value', onclick: () => showValue(ns, e, toggle, detail) }, e.key);
     const tr = h('tr', { 'data-key': e.key },
-      h('th', { scope: 'row', 'data-label': 'Key' }, toggle),
+      h('th', { scope: 'row', 'data-label': 'Key' }, toggle, sensitiveBadge(e)),
       h('td', { 'data-label': 'Type' }, h('span', { class: 'type' }, e.type || '—')),
       h('td', { 'data-label': 'Description', class: 'desc' }, e.description || ''),
       h('td', { 'data-label': 'Last update' }, when(e.updateDate)),
@@ -194,7 +199,8 @@ export async function kvTab(body, ns, view) {
   async function edit(e) {
     let cur;
     try {
-      cur = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
+      // A sensitive value stays on the server until the form reveals it.
+      cur = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}${e.sensitive ? '/detail' : ''}`);
     } catch (err) {
       toast(err.message, 'bad');
       if (err.status === 404 || err.status === 410) load({ focus: null });
@@ -245,7 +251,7 @@ export async function kvTab(body, ns, view) {
         h('caption', { class: 'sr-only' }, `Keys ${ns} inherits`),
         h('thead', null, h('tr', null, ['Key', 'From', 'Type', 'Description', 'Last update', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', null, rows.map((e) => h('tr', { 'data-key': e.key, 'data-ns': e.namespace, class: e.shadowedBy ? 'shadowed' : null },
-          h('th', { scope: 'row', 'data-label': 'Key', class: 'key' }, e.key),
+          h('th', { scope: 'row', 'data-label': 'Key', class: 'key' }, e.key, sensitiveBadge(e)),
           h('td', { 'data-label': 'From' }, h('a', { href: `#/ns/${enc(e.namespace)}/kv` }, e.namespace)),
           h('td', { 'data-label': 'Type' }, h('span', { class: 'type' }, e.type || '—')),
           h('td', { 'data-label': 'Description', class: 'desc' }, e.description || ''),
@@ -388,16 +394,57 @@ async function showValue(ns, e, toggle, detail) {
   const open = toggle.getAttribute('aria-expanded') === 'true';
   toggle.setAttribute('aria-expanded', String(!open));
   detail.hidden = open;
-  if (open) return;
   const cell = detail.firstChild;
+  if (open) {
+    if (e.sensitive) replace(cell); // a revealed value leaves the page with its row
+    return;
+  }
+  if (e.sensitive) {
+    replace(cell, maskedValue(ns, e));
+    return;
+  }
   replace(cell, h('span', { class: 'muted' }, 'Loading value…'));
   try {
     const v = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
-    const text = v.type === 'JSON' ? JSON.stringify(v.value, null, 2) : String(v.value);
-    replace(cell, h('div', { class: 'value-view' }, h('span', { class: 'type' }, v.type), h('pre', { class: 'value', tabindex: 0, 'aria-label': `Value of ${e.key}` }, text)));
+    replace(cell, h('div', { class: 'value-view' }, h('span', { class: 'type' }, v.type), h('pre', { class: 'value', tabindex: 0, 'aria-label': `Value of ${e.key}` }, shownText(v))));
   } catch (err) {
     replace(cell, h('p', { class: 'error' }, err.message));
   }
+}
+
+const shownText = (v) => (v.type === 'JSON' ? JSON.stringify(v.value, null, 2) : String(v.value));
+
+// maskedValue shows a sensitive value as ****** with a Reveal button that
+// fetches it; Hide drops it from the page again.
+function maskedValue(ns, e) {
+  const pre = h('pre', { class: 'value masked', tabindex: 0, 'aria-label': `Value of ${e.key} (hidden)` }, MASK);
+  const err = h('p', { class: 'error', role: 'alert', hidden: true });
+  const btn = h('button', { type: 'button', class: 'reveal', 'aria-label': `Reveal the value of ${e.key}`, onclick: async () => {
+    err.hidden = true;
+    if (btn.textContent === 'Hide') {
+      replace(pre, MASK);
+      pre.classList.add('masked');
+      pre.setAttribute('aria-label', `Value of ${e.key} (hidden)`);
+      btn.textContent = 'Reveal';
+      btn.setAttribute('aria-label', `Reveal the value of ${e.key}`);
+      return;
+    }
+    btn.disabled = true;
+    try {
+      const v = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
+      replace(pre, shownText(v));
+      pre.classList.remove('masked');
+      pre.setAttribute('aria-label', `Value of ${e.key}`);
+      btn.textContent = 'Hide';
+      btn.setAttribute('aria-label', `Hide the value of ${e.key}`);
+    } catch (x) {
+      err.textContent = x.message;
+      err.hidden = false;
+    }
+    btn.disabled = false;
+    btn.focus();
+  } }, 'Reveal');
+  return [h('div', { class: 'value-view' }, h('span', { class: 'type' }, e.type), pre, btn), err];
 }
 
 // localInput turns an ISO instant into a datetime-local input's value.
@@ -409,7 +456,9 @@ function localInput(iso) {
 }
 
 // openKvForm opens the New/Edit Key-Value dialog; it resolves with the key once saved.
-// entry and current (the GET answer) are given when editing.
+// entry and current (the GET answer, or the masked detail of a sensitive
+// entry) are given when editing. A sensitive value is not in the form until
+// Reveal; left untouched, it is kept.
 export function openKvForm(ns, entry, current) {
   const editing = !!entry;
   return modal((close) => {
@@ -423,7 +472,11 @@ export function openKvForm(ns, entry, current) {
     const desc = h('input', { id: 'kv-description', name: 'description', autocomplete: 'off', maxlength: 1000 });
     const ttl = h('select', { id: 'kv-ttl', name: 'ttl' });
     const custom = h('input', { id: 'kv-ttl-custom', name: 'ttlCustom', autocomplete: 'off', spellcheck: 'false', placeholder: 'P2DT12H' });
+    const sensitive = h('input', { id: 'kv-sensitive', name: 'sensitive', type: 'checkbox', checked: editing && !!(current.sensitive ?? entry.sensitive), 'aria-describedby': 'kv-sensitive-hint' });
     const formError = h('p', { class: 'error', role: 'alert', hidden: true });
+    // hiddenValue: editing a sensitive entry whose value has not been revealed.
+    let hiddenValue = editing && current.sensitive && current.value === MASK;
+    let boolTouched = false;
 
     const keepLeft = editing && entry.expirationDate ? Math.round((new Date(entry.expirationDate) - Date.now()) / 1000) : 0;
     if (keepLeft > 0) ttl.append(h('option', { value: 'keep' }, `Keep current expiry (${when(entry.expirationDate).firstChild.textContent})`));
@@ -437,7 +490,31 @@ export function openKvForm(ns, entry, current) {
     const datetimeField = field('Value (date and time, your local time)', datetime, 'Saved as a UTC instant.');
     const customField = field('Custom duration', custom, 'ISO-8601, for example PT30M, PT12H, P3D or P1DT6H.');
 
-    bool.addEventListener('change', () => { boolText.textContent = String(bool.checked); });
+    bool.addEventListener('change', () => { boolText.textContent = String(bool.checked); boolTouched = true; });
+
+    const revealBtn = h('button', { type: 'button', id: 'kv-reveal', 'aria-describedby': 'kv-hidden-note' }, 'Reveal current value');
+    const hiddenNote = h('div', { class: 'hidden-value', hidden: !hiddenValue },
+      h('p', { class: 'hint', id: 'kv-hidden-note' }, `The current value is hidden (${MASK}). Enter a new one, or leave it empty to keep it.`), revealBtn);
+    // keepsValue: the user neither revealed nor entered a value, so the current one is kept.
+    const keepsValue = () => hiddenValue && (widgetFor(type.value) === bool ? !boolTouched : widgetFor(type.value).value === '');
+    revealBtn.addEventListener('click', async () => {
+      revealBtn.disabled = true;
+      let v;
+      try {
+        v = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(entry.key)}`);
+      } catch (e) {
+        revealBtn.disabled = false;
+        formError.textContent = e.message;
+        formError.hidden = false;
+        return;
+      }
+      hiddenValue = false;
+      hiddenNote.hidden = true;
+      type.value = v.type;
+      fill(v.value);
+      sync();
+      widgetFor(type.value).focus();
+    });
 
     // Each type keeps its own widget, so switching types loses nothing.
     const widgetFor = (t) => (t === 'BOOLEAN' ? bool : t === 'DATE' ? date : t === 'DATETIME' ? datetime : text);
@@ -448,7 +525,7 @@ export function openKvForm(ns, entry, current) {
       dateField.hidden = t !== 'DATE';
       datetimeField.hidden = t !== 'DATETIME';
       text.rows = t === 'JSON' || t === 'STRING' ? 6 : 2;
-      text.placeholder = { NUMBER: '42', DURATION: 'PT5M', JSON: '{"name": "John Doe"}' }[t] || '';
+      text.placeholder = hiddenValue ? `${MASK} (hidden: leave empty to keep it)` : { NUMBER: '42', DURATION: 'PT5M', JSON: '{"name": "John Doe"}' }[t] || '';
       customField.hidden = ttl.value !== 'custom';
       checkValueNow(false);
     };
@@ -466,7 +543,7 @@ export function openKvForm(ns, entry, current) {
     const checkValueNow = (loud = true) => {
       for (const w of [text, date, datetime]) if (w !== widgetFor(type.value)) setError(w, '');
       const w = widgetFor(type.value);
-      if (w === bool) return '';
+      if (w === bool || keepsValue()) { setError(w, ''); return ''; }
       const msg = checkValue(type.value, w === datetime ? datetime.value : w.value);
       setError(w, !loud && w.value === '' ? '' : msg);
       return msg;
@@ -491,14 +568,17 @@ export function openKvForm(ns, entry, current) {
     ttl.addEventListener('change', () => { sync(); if (ttl.value === 'custom') custom.focus(); });
     custom.addEventListener('input', () => checkTtlNow(false));
 
-    if (editing) {
-      type.value = current.type || entry.type || 'STRING';
-      desc.value = entry.description || '';
-      const v = current.value;
+    // fill puts a value of the selected type in its widget.
+    const fill = (v) => {
       if (type.value === 'BOOLEAN') { bool.checked = v === true; boolText.textContent = String(bool.checked); }
       else if (type.value === 'DATE') date.value = v;
       else if (type.value === 'DATETIME') datetime.value = localInput(v);
       else text.value = type.value === 'JSON' ? JSON.stringify(v, null, 2) : String(v);
+    };
+    if (editing) {
+      type.value = current.type || entry.type || 'STRING';
+      desc.value = entry.description || '';
+      if (!hiddenValue) fill(current.value);
       ttl.value = keepLeft > 0 ? 'keep' : '';
     }
 
@@ -519,7 +599,9 @@ export function openKvForm(ns, entry, current) {
       formError,
       field('Key', key, editing ? 'The key cannot be changed.' : 'Letters, digits, dots, underscores and hyphens, starting with a letter or a digit.'),
       field('Type', type),
-      textField, boolField, dateField, datetimeField,
+      hiddenNote, textField, boolField, dateField, datetimeField,
+      h('div', { class: 'field compact check' }, sensitive, h('label', { for: 'kv-sensitive' }, 'Sensitive')),
+      h('p', { class: 'hint check-hint', id: 'kv-sensitive-hint' }, `Encrypted at rest and shown as ${MASK} in lists, logs and outputs until revealed.`),
       field('Description', desc),
       field('Expiration', ttl),
       customField,
@@ -537,12 +619,15 @@ export function openKvForm(ns, entry, current) {
       const ttlValue = ttl.value === 'keep' ? `PT${Math.max(1, Math.round((new Date(entry.expirationDate) - Date.now()) / 1000))}S`
         : ttl.value === 'custom' ? custom.value.trim() : ttl.value;
       if (ttlValue) headers.ttl = ttlValue;
+      if (sensitive.checked) headers.sensitive = 'true'; // a write without it stores a plain version
       // A header carries only ASCII safely; other descriptions go as a query parameter.
       if (/^[\x20-\x7e]*$/.test(desc.value)) headers.description = desc.value;
       else query.description = desc.value;
       save.disabled = true;
       try {
-        await request('PUT', `/namespaces/${enc(ns)}/kv/${enc(key.value)}`, { headers, query, body: valueText() });
+        // A hidden value left as it was is read at the last moment, never shown.
+        const body = keepsValue() ? await keptBody(`/namespaces/${enc(ns)}/kv/${enc(entry.key)}`) : valueText();
+        await request('PUT', `/namespaces/${enc(ns)}/kv/${enc(key.value)}`, { headers, query, body });
       } catch (e) {
         save.disabled = false;
         const f = e instanceof ApiError ? fieldFor(e) : null;
@@ -554,9 +639,22 @@ export function openKvForm(ns, entry, current) {
     });
 
     sync();
-    queueMicrotask(() => (editing ? widgetFor(type.value) : key).focus());
+    queueMicrotask(() => (hiddenValue ? revealBtn : editing ? widgetFor(type.value) : key).focus());
     return form;
   }, 'kv-form-title');
+}
+
+// keptBody reads a value as the body of a PUT that keeps it: a NUMBER digit
+// for digit (it may not fit a double).
+async function keptBody(path) {
+  const text = await (await request('GET', path)).text();
+  let exact;
+  const v = JSON.parse(text, (k, x, c) => {
+    if (k === 'value' && c && c.source) exact = c.source;
+    return x;
+  });
+  if (v.type === 'JSON') return JSON.stringify(v.value);
+  return v.type === 'NUMBER' && exact ? exact : String(v.value);
 }
 
 // globalKvPage lists pairs across every namespace the server lets this UI
@@ -604,7 +702,7 @@ export async function globalKvPage(main, view) {
       const toggle = h('button', { type: 'button', class: 'link key', 'aria-expanded': 'false', title: 'Show the value', onclick: () => showValue(e.namespace, e, toggle, detail) }, e.key);
       tbody.append(h('tr', { 'data-key': e.key, 'data-ns': e.namespace },
         h('td', { 'data-label': 'Namespace' }, h('a', { href: `#/ns/${enc(e.namespace)}/kv` }, e.namespace)),
-        h('th', { scope: 'row', 'data-label': 'Key' }, toggle),
+        h('th', { scope: 'row', 'data-label': 'Key' }, toggle, sensitiveBadge(e)),
         h('td', { 'data-label': 'Type' }, h('span', { class: 'type' }, e.type || '—')),
         h('td', { 'data-label': 'Description', class: 'desc' }, e.description || ''),
         h('td', { 'data-label': 'Last update' }, when(e.updateDate)),
