@@ -145,15 +145,15 @@ func gcAcceptance(t *testing.T, open Opener) {
 		if n, _, err := p.Store.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil || n != 10 {
 			t.Fatalf("PruneHistory: %d, %v; want 10", n, err)
 		}
-		cb := &countingBucket{Bucket: p.Bucket}
+		cb := &CountingBucket{Bucket: p.Bucket}
 		s := storage.New(p.DB, cb, storage.Options{CacheSize: -1})
 		n, err := s.CollectGarbage(ctx, 0)
 		if err != nil || n != 15 {
 			t.Fatalf("CollectGarbage = %d, %v; want 15 (10 replaced, 5 crashed)", n, err)
 		}
-		if cb.iters.Load() != 0 || cb.gets.Load() != 0 || cb.puts.Load() != 0 || cb.deletes.Load() != 15 {
+		if cb.Lists.Load() != 0 || cb.Gets.Load() != 0 || cb.Puts.Load() != 0 || cb.Deletes.Load() != 15 {
 			t.Errorf("object-store calls: %d lists, %d gets, %d puts, %d deletes; want only 15 deletes (one per garbage object)",
-				cb.iters.Load(), cb.gets.Load(), cb.puts.Load(), cb.deletes.Load())
+				cb.Lists.Load(), cb.Gets.Load(), cb.Puts.Load(), cb.Deletes.Load())
 		}
 		if got := countObjects(t, p.Bucket); got != len(batch) {
 			t.Errorf("%d objects left, want %d", got, len(batch))
@@ -161,28 +161,28 @@ func gcAcceptance(t *testing.T, open Opener) {
 	})
 }
 
-// countingBucket counts a bucket's calls.
-type countingBucket struct {
+// CountingBucket counts a bucket's calls.
+type CountingBucket struct {
 	storage.Bucket
-	iters, gets, puts, deletes atomic.Int64
+	Lists, Gets, Puts, Deletes atomic.Int64
 }
 
-func (b *countingBucket) Put(ctx context.Context, name string, r io.Reader, size int64) error {
-	b.puts.Add(1)
+func (b *CountingBucket) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	b.Puts.Add(1)
 	return b.Bucket.Put(ctx, name, r, size)
 }
 
-func (b *countingBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	b.gets.Add(1)
+func (b *CountingBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	b.Gets.Add(1)
 	return b.Bucket.Get(ctx, name)
 }
 
-func (b *countingBucket) Delete(ctx context.Context, name string) error {
-	b.deletes.Add(1)
+func (b *CountingBucket) Delete(ctx context.Context, name string) error {
+	b.Deletes.Add(1)
 	return b.Bucket.Delete(ctx, name)
 }
 
-func (b *countingBucket) Iter(ctx context.Context, prefix string, fn func(string, time.Time) error) error {
-	b.iters.Add(1)
+func (b *CountingBucket) Iter(ctx context.Context, prefix string, fn func(string, time.Time) error) error {
+	b.Lists.Add(1)
 	return b.Bucket.Iter(ctx, prefix, fn)
 }
