@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -42,7 +43,7 @@ outputs:
 // A sensitive value never shows in logs, outputs, errors, the database, list
 // or detail responses; the bucket holds it sealed; GET answers it in clear.
 func TestSensitive_NeverLeaks(t *testing.T) {
-	for _, open := range []func(testing.TB, storage.Options) storagetest.Pair{storagetest.LocalPair, storagetest.ServicePair} {
+	for _, open := range []func(testing.TB, storage.Options) testpair.Pair{testpair.Local, testpair.Service} {
 		pair := open(t, storage.Options{Keys: storagetest.TestKeys(t)})
 		t.Run(pair.Name, func(t *testing.T) {
 			ctx := context.Background()
@@ -119,7 +120,7 @@ func TestSensitive_NeverLeaks(t *testing.T) {
 			list.Body += global.Body
 			stored, _ := json.Marshal(ex)
 			exec := do(t, "GET", ts.URL+"/api/v1/executions/"+ex.ID, "")
-			dump := storagetest.DumpDB(t, pair)
+			dump := pair.Dump(t)
 			for what, s := range map[string]string{"logs": text.String(), "execution": string(stored) + exec.Body, "list": list.Body, "database": dump} {
 				for _, secret := range []string{marker, upper, strings.ToLower(marker)} {
 					if strings.Contains(s, secret) {
@@ -146,7 +147,7 @@ func TestSensitive_NeverLeaks(t *testing.T) {
 // Without a key (a PostgreSQL server with no KVFLOW_SECRET_KEY) a sensitive
 // write is refused with 503 naming what to configure; plain writes work.
 func TestSensitive_NoKey_WriteRefused(t *testing.T) {
-	pair := storagetest.ServicePair(t, storage.Options{})
+	pair := testpair.Service(t, storage.Options{})
 	ts := startServer(t, pair, Config{})
 	kv := ts.URL + "/api/v1/namespaces/company.team/kv/"
 	r := do(t, "PUT", kv+"pw", "x", "sensitive: true")

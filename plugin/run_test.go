@@ -12,9 +12,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 type inner struct {
@@ -91,7 +91,7 @@ func testRegistry(t *testing.T) *plugin.Registry {
 }
 
 func TestRunTask_RunsOneTaskOutsideAFlow(t *testing.T) {
-	store := storagetest.LocalStore(t)
+	store := testpair.LocalStore(t)
 	out, err := plugin.RunTask(context.Background(), testRegistry(t), "test.Sample",
 		map[string]any{"key": "{{ flow.namespace }}-k", "ttl": "PT5M"}, &plugin.RunContext{Namespace: "company.team", Store: store})
 	if err != nil {
@@ -131,7 +131,7 @@ func TestRunTask_RefusesBadPropertiesAndTypes(t *testing.T) {
 }
 
 func TestPutFile_StoresUnderTheExecutionAndOpensByURI(t *testing.T) {
-	p := storagetest.LocalPair(t, storage.Options{})
+	p := testpair.Local(t, storage.Options{})
 	rc := &plugin.RunContext{Namespace: "company.team", FlowID: "f", ExecutionID: "e1", TaskRunID: "tr1", TaskID: "dl", Bucket: p.Bucket}
 	ctx := context.Background()
 	for name, want := range map[string]string{

@@ -261,63 +261,6 @@ func historyAcceptance(t *testing.T, open Opener) {
 		}
 	})
 
-	t.Run("FeedPosition_AdvancedInTheConsumersTransaction", func(t *testing.T) {
-		p := open(t, storage.Options{})
-		for i := 0; i < 3; i++ {
-			mustSet(t, p.Store, ns, fmt.Sprint("k", i), storage.String("v"), storage.SetOptions{})
-		}
-		pos, err := p.DB.FeedPosition(ctx, p.DB.X, "trigger-1", ns)
-		if err != nil || pos != 0 {
-			t.Fatalf("first position = %d, %v", pos, err)
-		}
-		cs, _ := p.Store.Changes(ctx, ns, pos, 2)
-		// A consumer that fails rolls back: its position does not move.
-		tx, err := p.DB.X.BeginTxx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.DB.AdvanceFeed(ctx, tx, "trigger-1", ns, pos, cs[1].Seq); err != nil {
-			t.Fatal(err)
-		}
-		tx.Rollback()
-		if pos, _ := p.DB.FeedPosition(ctx, p.DB.X, "trigger-1", ns); pos != 0 {
-			t.Fatalf("position after a rollback = %d, want 0", pos)
-		}
-		// Two processes race from the same position: one wins, the other gets ECONFLICT.
-		var wins, conflicts int
-		for i := 0; i < 2; i++ {
-			tx, err := p.DB.X.BeginTxx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = p.DB.AdvanceFeed(ctx, tx, "trigger-1", ns, 0, cs[1].Seq)
-			switch kvflow.ErrorCode(err) {
-			case "":
-				wins++
-				if err := tx.Commit(); err != nil {
-					t.Fatal(err)
-				}
-			case kvflow.ECONFLICT:
-				conflicts++
-				tx.Rollback()
-			default:
-				t.Fatal(err)
-			}
-		}
-		if wins != 1 || conflicts != 1 {
-			t.Errorf("wins %d, conflicts %d; want 1 and 1", wins, conflicts)
-		}
-		if pos, _ := p.DB.FeedPosition(ctx, p.DB.X, "trigger-1", ns); pos != 2 {
-			t.Errorf("position = %d, want 2", pos)
-		}
-		if err := p.DB.AdvanceFeed(ctx, p.DB.X, "trigger-1", ns, 2, 3); err != nil {
-			t.Errorf("advance from 2 = %v", err)
-		}
-		if pos, _ := p.DB.FeedPosition(ctx, p.DB.X, "trigger-2", ns); pos != 0 {
-			t.Errorf("another consumer's position = %d, want its own 0", pos)
-		}
-	})
-
 	t.Run("Changes_ConcurrentWriters_GapFreeEveryVersionOnce", func(t *testing.T) {
 		s := open(t, storage.Options{}).Store
 		const writers, each = 4, 25

@@ -124,12 +124,12 @@ func sensitiveAcceptance(t *testing.T, open Opener) {
 	t.Run("Sensitive_WrongOrMissingKey_ClearError", func(t *testing.T) {
 		p := open(t, storage.Options{Keys: TestKeys(t), CacheSize: -1})
 		mustSet(t, p.Store, ns, "pw", storage.String("hunter2"), storage.SetOptions{Sensitive: true})
-		wrong := storage.New(p.DB, p.Bucket, storage.Options{Keys: TestKeys(t), CacheSize: -1})
+		wrong := storage.New(p.Index, p.Bucket, storage.Options{Keys: TestKeys(t), CacheSize: -1})
 		_, _, err := wrong.Get(ctx, ns, "pw")
 		if kvflow.ErrorCode(err) != kvflow.EINTERNAL || !strings.Contains(err.Error(), "sensitive key 'pw'") || !strings.Contains(err.Error(), "not configured") {
 			t.Errorf("Get with a wrong key = %v, want EINTERNAL naming the key and the missing key id", err)
 		}
-		none := storage.New(p.DB, p.Bucket, storage.Options{CacheSize: -1})
+		none := storage.New(p.Index, p.Bucket, storage.Options{CacheSize: -1})
 		_, _, err = none.Get(ctx, ns, "pw")
 		if kvflow.ErrorCode(err) != kvflow.EINTERNAL || !strings.Contains(err.Error(), "KVFLOW_SECRET_KEY") {
 			t.Errorf("Get without a key = %v, want EINTERNAL naming KVFLOW_SECRET_KEY", err)
@@ -151,9 +151,9 @@ func sensitiveAcceptance(t *testing.T, open Opener) {
 		nk1, _ := seal.ParseKey(newKey)
 		before, _ := seal.New(ok1)
 		after, _ := seal.New(nk1, ok1)
-		s1 := storage.New(p.DB, p.Bucket, storage.Options{Keys: before, CacheSize: -1})
+		s1 := storage.New(p.Index, p.Bucket, storage.Options{Keys: before, CacheSize: -1})
 		mustSet(t, s1, ns, "rotated", storage.String("v-old"), storage.SetOptions{Sensitive: true})
-		s2 := storage.New(p.DB, p.Bucket, storage.Options{Keys: after, CacheSize: -1})
+		s2 := storage.New(p.Index, p.Bucket, storage.Options{Keys: after, CacheSize: -1})
 		if _, v, err := s2.Get(ctx, ns, "rotated"); err != nil || v.V != "v-old" {
 			t.Errorf("read after rotation = %v, %v", v.V, err)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -20,9 +19,6 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/storage"
 )
-
-// Opener makes a fresh, empty store on one backend pair.
-type Opener func(tb testing.TB, opts storage.Options) Pair
 
 // Clock is a settable clock for TTL tests.
 type Clock struct {
@@ -986,44 +982,4 @@ func countObjects(t testing.TB, b storage.Bucket) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// DumpDB returns every row of every table of the pair's database as text.
-func DumpDB(t testing.TB, p Pair) string {
-	t.Helper()
-	ctx := context.Background()
-	var tables []string
-	q := `SELECT name FROM sqlite_master WHERE type = 'table'`
-	if p.DB.Dialect == "postgres" {
-		q = `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`
-	}
-	if err := p.DB.X.SelectContext(ctx, &tables, q); err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, table := range tables {
-		rows, err := p.DB.X.QueryxContext(ctx, `SELECT * FROM `+table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			row, err := rows.SliceScan()
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, "%s: ", table)
-			for _, col := range row {
-				if raw, ok := col.([]byte); ok {
-					col = string(raw)
-				}
-				fmt.Fprintf(&b, "%v | ", col)
-			}
-			b.WriteString("\n")
-		}
-		if err := rows.Err(); err != nil && !errors.Is(err, io.EOF) {
-			t.Fatal(err)
-		}
-		rows.Close()
-	}
-	return b.String()
 }

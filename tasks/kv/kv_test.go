@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
@@ -36,7 +37,7 @@ type env struct {
 	db     *sqldb.DB
 }
 
-type pairFunc func(testing.TB, storage.Options) storagetest.Pair
+type pairFunc func(testing.TB, storage.Options) testpair.Pair
 
 var startTime = time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)
 

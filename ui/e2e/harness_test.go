@@ -23,8 +23,8 @@ import (
 	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/internal/netguard"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	_ "github.com/kvflow/kvflow/tasks/all"
 	"github.com/kvflow/kvflow/ui"
 )
@@ -61,7 +61,7 @@ type env struct {
 type options struct {
 	token  string
 	engine bool // run flows
-	cfg    func(*api.Config, storagetest.Pair)
+	cfg    func(*api.Config, testpair.Pair)
 }
 
 // start serves a fresh store with the UI and opens a 1280×800 browser tab
@@ -71,7 +71,7 @@ type options struct {
 func start(t testing.TB, o options) *env {
 	t.Helper()
 	exe := chromium(t)
-	pair := storagetest.LocalPair(t, storage.Options{})
+	pair := testpair.Local(t, storage.Options{})
 	cfg := api.Config{Store: pair.Store, DB: pair.DB, UI: ui.Handler(), Token: o.token, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.engine {
