@@ -16,7 +16,7 @@ import (
 
 // The client covers the KV API and turns answers back into kvflow errors.
 func TestClient_KVRoundTrip(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{Namespaces: []string{"company.*"}})
 		cl := ts.Client
 		ctx := context.Background()

@@ -106,8 +106,17 @@ func startServer(tb testing.TB, pair testpair.Pair, cfg Config) *testServer {
 	return ts
 }
 
-// pairs runs fn on a fresh store of each backend pair, with a fake clock.
-func pairs(t *testing.T, fn func(t *testing.T, pair testpair.Pair, c *clock)) {
+// onLocal runs fn on a fresh store on the embedded default, SQLite + a local
+// directory, with a fake clock: the conformance suite (storagetest) covers
+// every backend pair, so API tests need only this one.
+func onLocal(t *testing.T, fn func(t *testing.T, pair testpair.Pair, c *clock)) {
+	c := newClock()
+	fn(t, testpair.Local(t, storage.Options{Now: c.Now}), c)
+}
+
+// onBothPairs runs fn on a fresh store of each backend pair, with a fake
+// clock: only for a test of a PostgreSQL behaviour, which says which.
+func onBothPairs(t *testing.T, fn func(t *testing.T, pair testpair.Pair, c *clock)) {
 	for _, mk := range []struct {
 		name string
 		open func(testing.TB, storage.Options) testpair.Pair

@@ -50,7 +50,7 @@ func TestPatch_JSONMergePatch_IfMatchAndTypes(t *testing.T) {
 }
 
 func TestPatch_ConcurrentDistinctFields_AllLand(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		url := ts.URL + "/api/v1/namespaces/company.team/kv/shared"
 		const n = 8
@@ -82,7 +82,7 @@ func TestPatch_ConcurrentDistinctFields_AllLand(t *testing.T) {
 }
 
 func TestDeleteAll_EveryKeyOfTheNamespace_BodyFormKept(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team"
 		for _, k := range []string{"a", "b", "c"} {

@@ -20,7 +20,7 @@ import (
 
 // The seed's curl session, call for call, with byte-exact answers.
 func TestSeedCurlSession_AnswersAsDocumented(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		json := "Content-Type: application/json"
@@ -73,7 +73,7 @@ func TestSeedCurlSession_AnswersAsDocumented(t *testing.T) {
 
 // Each error code's status, with a message naming what went wrong.
 func TestKV_StatusCodes(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{Namespaces: []string{"company.*"}, MaxBodyBytes: 1024})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		do(t, "PUT", base+"/present", "1")
@@ -182,7 +182,7 @@ func TestKV_ObjectStoreDown_Unavailable(t *testing.T) {
 
 // PUT bodies × content types × explicit types → the stored type and value.
 func TestPut_BodiesAndContentTypes_StoredType(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		const js, text, form = "application/json", "text/plain", "application/x-www-form-urlencoded"
 		for i, tc := range []struct {
@@ -301,7 +301,7 @@ func doBody(tb testing.TB, method, url, body string, noContentType bool, headers
 // A ttl header sets the expiration; past it the key answers 410, leaves the
 // list, and the sweeper purges it.
 func TestPut_TTL_ExpiresThenGone(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		if r := do(t, "PUT", base+"/session", `"abc"`, "Content-Type: application/json", "ttl: PT5M", "description: a session"); r.Status != 200 {
@@ -362,7 +362,7 @@ func grepLines(s, sub string) string {
 
 // Bulk delete answers the keys that existed; a bad key refuses the whole call.
 func TestBulkDelete_ReturnsDeletedKeys(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		for _, k := range []string{"a", "b", "c"} {
@@ -392,7 +392,7 @@ func TestBulkDelete_ReturnsDeletedKeys(t *testing.T) {
 
 // List: sorted, by prefix, one page at a time with a cursor.
 func TestList_PrefixLimitCursor(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/ns/kv"
 		for _, k := range []string{"b2", "a1", "test_3", "test_1", "test_2", "c"} {
@@ -441,7 +441,7 @@ func TestList_PrefixLimitCursor(t *testing.T) {
 
 // A namespace with more keys than one storage page lists them all.
 func TestList_ManyKeys_AllStreamed(t *testing.T) {
-	pair := testpair.Service(t, noOpts) // PostgreSQL takes parallel writes
+	pair := testpair.Local(t, noOpts)
 	ts := startServer(t, pair, Config{})
 	ctx := context.Background()
 	const n = 1003 // more than one storage page of 1000
@@ -507,7 +507,7 @@ func TestInheritance_NearestFirst(t *testing.T) {
 
 // Oversized, invalid JSON, bad keys, bad TTLs: a 4xx and nothing written.
 func TestBadInput_NothingStored(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{MaxBodyBytes: 4096})
 		base := ts.URL + "/api/v1/namespaces/bad.input/kv"
 		big := strings.Repeat("x", 4097)

@@ -38,7 +38,7 @@ func keysOf(t *testing.T, r response) []string {
 // The namespace's list finds keys containing a text, ignoring case on
 // request, pages by offset with a total, and keeps its cursor paging.
 func TestListKV_SearchAnywhereOffsetTotal(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		ctx := context.Background()
 		for _, k := range []string{"app_Config", "db.config", "config", "other", "x_CONFIG_y"} {
@@ -76,7 +76,7 @@ func TestListKV_SearchAnywhereOffsetTotal(t *testing.T) {
 // pages across namespace boundaries with a total, and never shows a
 // namespace outside the server's scope.
 func TestListAllKV_AcrossNamespacesWithinScope(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ctx := context.Background()
 		for _, kv := range [][2]string{{"team.a", "k1"}, {"team.a", "k2"}, {"team.a.sub", "k3"}, {"team.b", "k4"}, {"secret", "k5"}, {"teamx", "K6"}} {
 			if _, err := pair.Store.Set(ctx, kv[0], kv[1], str(kv[0]), setOpts); err != nil {

@@ -193,7 +193,7 @@ func TestMetrics_CountKVOperations(t *testing.T) {
 
 // Namespaces come from KV entries and explicit creation; creating one twice conflicts.
 func TestNamespaces_ListAndCreate(t *testing.T) {
-	pairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/a", "1")
 		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/b", "1")
