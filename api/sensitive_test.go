@@ -140,8 +140,9 @@ func TestSensitive_NeverLeaks(t *testing.T) {
 	}
 }
 
-// Without a key (as on PostgreSQL with no KVFLOW_SECRET_KEY; here a store opened with none) a sensitive
-// write is refused with 503 naming what to configure; plain writes work.
+// Without a key (as on PostgreSQL with no KVFLOW_SECRET_KEY; here a store
+// opened with none) a sensitive write is refused with 503 naming what to
+// configure; plain writes work.
 func TestSensitive_NoKey_WriteRefused(t *testing.T) {
 	pair := testpair.Local(t, storage.Options{})
 	ts := startServer(t, pair, Config{})
