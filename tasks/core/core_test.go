@@ -23,6 +23,7 @@ import (
 	"github.com/kvflow/kvflow/internal/netguard"
 	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
+	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/tasks/core"
@@ -62,7 +63,7 @@ func (e *env) rc() *plugin.RunContext {
 	}
 }
 
-func decode(t testing.TB, typ, src string) (plugin.Task, []plugin.FieldError) {
+func decode(t testing.TB, typ, src string) (plugin.Task, []kvflow.FieldError) {
 	t.Helper()
 	def, ok := plugin.Default.Lookup(typ)
 	if !ok {
@@ -72,7 +73,7 @@ func decode(t testing.TB, typ, src string) (plugin.Task, []plugin.FieldError) {
 	if err := yaml.Unmarshal([]byte(src), &n); err != nil {
 		t.Fatalf("bad test YAML %q: %v", src, err)
 	}
-	return plugin.DecodeTask(def, n.Content[0], "")
+	return taskrun.DecodeTask(def, n.Content[0], "")
 }
 
 func (e *env) run(typ, src string) (plugin.Outputs, error) {
@@ -81,7 +82,7 @@ func (e *env) run(typ, src string) (plugin.Outputs, error) {
 	if len(errs) > 0 {
 		e.t.Fatalf("decoding %s %q: %v", typ, src, errs)
 	}
-	return plugin.Call(context.Background(), task, e.rc())
+	return taskrun.Call(context.Background(), task, e.rc())
 }
 
 type (

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/internal/netguard"
+	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/tasks/core"
 )
@@ -43,7 +44,7 @@ func (e *env) download(uri string, client *http.Client) (plugin.Outputs, error) 
 	}
 	rc := e.rc()
 	rc.HTTPClient = client
-	return plugin.Call(context.Background(), task, rc)
+	return taskrun.Call(context.Background(), task, rc)
 }
 
 // By default Download refuses internal addresses, checked on the address
