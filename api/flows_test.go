@@ -292,9 +292,9 @@ func TestServe_Shutdown_MarksRunningExecutions(t *testing.T) {
 // Two creates of the same flow at once: the database lets one in, the
 // other gets 409 (no check-then-write window).
 func TestFlows_ConcurrentCreate_OneConflict(t *testing.T) {
-	// Both pairs: only PostgreSQL runs the two inserts concurrently (SQLite
-	// takes one writer at a time), so only there does the 409 come from its
-	// unique violation.
+	// Both pairs: only PostgreSQL runs the two creates' transactions at once
+	// (SQLite takes one writer at a time), so only there could a
+	// check-then-write window let both in.
 	onBothPairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startFlowServer(t, pair, Config{})
 		for round := range 5 {
