@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // BenchmarkKV measures GET and PUT through the server on PostgreSQL + MinIO
@@ -25,7 +25,7 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkKV -benchtime 2000x ./api/
 func BenchmarkKV(b *testing.B) {
-	pair := storagetest.ServicePair(b, storage.Options{})
+	pair := testpair.Service(b, storage.Options{})
 	ctx := context.Background()
 	const ns, keys = "bench", 1000
 	value := strings.Repeat("v", 1024)

@@ -10,13 +10,13 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // The client covers the KV API and turns answers back into kvflow errors.
 func TestClient_KVRoundTrip(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{Namespaces: []string{"company.*"}})
 		cl := ts.Client
 		ctx := context.Background()

@@ -14,8 +14,8 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	_ "github.com/kvflow/kvflow/tasks/all"
 )
 
@@ -43,7 +43,7 @@ outputs:
 `
 
 // startFlowServer serves with an engine on the pair.
-func startFlowServer(t *testing.T, pair storagetest.Pair, cfg Config) *testServer {
+func startFlowServer(t *testing.T, pair testpair.Pair, cfg Config) *testServer {
 	t.Helper()
 	cfg.Engine = engine.New(engine.Options{Store: pair.Store, Bucket: pair.Bucket, Repo: pair.DB, FlushInterval: 20 * time.Millisecond})
 	return startServer(t, pair, cfg)
@@ -52,7 +52,7 @@ func startFlowServer(t *testing.T, pair storagetest.Pair, cfg Config) *testServe
 // Flows: create, refuse duplicates and invalid YAML (every error with its
 // line), read, list, update, delete.
 func TestFlows_CRUD(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startFlowServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/flows"
 		r := do(t, "POST", base, helloFlow, "Content-Type: application/x-yaml")
@@ -129,7 +129,7 @@ func TestFlows_CRUD(t *testing.T) {
 // Executions: run with JSON or form inputs, wait or follow, read state,
 // outputs and logs, list them.
 func TestExecutions_RunAndFollow(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startFlowServer(t, pair, Config{})
 		ctx := context.Background()
 		if _, err := ts.Client.CreateFlow(ctx, helloFlow); err != nil {
@@ -220,7 +220,7 @@ func logLines(ls []client.LogLine) string {
 
 // With an allow-list, flows and executions elsewhere are refused or hidden.
 func TestFlows_NamespaceAllowList(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	open := startFlowServer(t, pair, Config{})
 	if _, err := open.Client.CreateFlow(context.Background(), helloFlow); err != nil {
 		t.Fatal(err)
@@ -270,7 +270,7 @@ func init() {
 
 // Shutting down kills executions still running and marks them KILLED.
 func TestServe_Shutdown_MarksRunningExecutions(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	ts := startFlowServer(t, pair, Config{ShutdownTimeout: 2 * time.Second})
 	slow := "id: slow\nnamespace: company.team\ntasks:\n  - id: wait\n    type: " + blockType + "\n"
 	if _, err := ts.Client.CreateFlow(context.Background(), slow); err != nil {
@@ -292,7 +292,10 @@ func TestServe_Shutdown_MarksRunningExecutions(t *testing.T) {
 // Two creates of the same flow at once: the database lets one in, the
 // other gets 409 (no check-then-write window).
 func TestFlows_ConcurrentCreate_OneConflict(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	// Both pairs: only PostgreSQL runs the two creates' transactions at once
+	// (SQLite takes one writer at a time), so only there could a
+	// check-then-write window let both in.
+	onBothPairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startFlowServer(t, pair, Config{})
 		for round := range 5 {
 			src := strings.Replace(helloFlow, "id: hello", fmt.Sprintf("id: race%d", round), 1)
@@ -329,7 +332,7 @@ func TestExecutions_TaskTimeout_OwnCode(t *testing.T) {
 // ?kvSnapshot=true pins one execution's KV reads to its start, though its
 // flow does not ask for it; without it the same flow reads the new value.
 func TestExecutions_KVSnapshotPerExecution(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startFlowServer(t, pair, Config{})
 		ctx := context.Background()
 		const src = `id: reader

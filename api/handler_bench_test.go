@@ -8,14 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // BenchmarkHandlerGET is the server's own cost for a GET, without network:
 // the handler called in-process, beside the Store.Get it makes.
 func BenchmarkHandlerGET(b *testing.B) {
-	pair := storagetest.LocalPair(b, storage.Options{})
+	pair := testpair.Local(b, storage.Options{})
 	ctx := context.Background()
 	if _, err := pair.Store.Set(ctx, "bench", "k", storage.String(strings.Repeat("v", 1024)), storage.SetOptions{}); err != nil {
 		b.Fatal(err)

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(testsvc.Main(m)) }
@@ -56,7 +56,7 @@ type testServer struct {
 	URL    string
 	Server *Server
 	Client *client.Client
-	Pair   storagetest.Pair
+	Pair   testpair.Pair
 	Clock  *clock // nil unless the store runs on a fake clock
 	Logs   *syncBuffer
 
@@ -65,7 +65,7 @@ type testServer struct {
 
 // startServer serves cfg (Store and DB taken from pair) on 127.0.0.1:0
 // until the test ends.
-func startServer(tb testing.TB, pair storagetest.Pair, cfg Config) *testServer {
+func startServer(tb testing.TB, pair testpair.Pair, cfg Config) *testServer {
 	tb.Helper()
 	ts := &testServer{Pair: pair, Logs: &syncBuffer{}}
 	cfg.Store, cfg.DB = pair.Store, pair.DB
@@ -106,12 +106,21 @@ func startServer(tb testing.TB, pair storagetest.Pair, cfg Config) *testServer {
 	return ts
 }
 
-// pairs runs fn on a fresh store of each backend pair, with a fake clock.
-func pairs(t *testing.T, fn func(t *testing.T, pair storagetest.Pair, c *clock)) {
+// onLocal runs fn on a fresh store on the embedded default, SQLite + a local
+// directory, with a fake clock: the conformance suite (storagetest) covers
+// every backend pair, so API tests need only this one.
+func onLocal(t *testing.T, fn func(t *testing.T, pair testpair.Pair, c *clock)) {
+	c := newClock()
+	fn(t, testpair.Local(t, storage.Options{Now: c.Now}), c)
+}
+
+// onBothPairs runs fn on a fresh store of each backend pair, with a fake
+// clock: only for a test of a PostgreSQL behaviour, which says which.
+func onBothPairs(t *testing.T, fn func(t *testing.T, pair testpair.Pair, c *clock)) {
 	for _, mk := range []struct {
 		name string
-		open func(testing.TB, storage.Options) storagetest.Pair
-	}{{"sqlite+dir", storagetest.LocalPair}, {"postgres+minio", storagetest.ServicePair}} {
+		open func(testing.TB, storage.Options) testpair.Pair
+	}{{"sqlite+dir", testpair.Local}, {"postgres+minio", testpair.Service}} {
 		t.Run(mk.name, func(t *testing.T) {
 			c := newClock()
 			fn(t, mk.open(t, storage.Options{Now: c.Now}), c)
@@ -186,12 +195,12 @@ var (
 func str(s string) storage.Value { return storage.String(s) }
 
 // newStore is a store on the pair's database and bucket.
-func newStore(p storagetest.Pair) *storage.Store { return storage.New(p.DB, p.Bucket, noOpts) }
+func newStore(p testpair.Pair) *storage.Store { return storage.New(p.DB, p.Bucket, noOpts) }
 
 // testsvcMinIO is a private MinIO the test may stop and start.
 func testsvcMinIO(t *testing.T) *testsvc.MinIO { return testsvc.NewMinIO(t) }
 
 // newStoreWithClock is a store on the pair's database and bucket with a fake clock.
-func newStoreWithClock(p storagetest.Pair, c *clock) *storage.Store {
+func newStoreWithClock(p testpair.Pair, c *clock) *storage.Store {
 	return storage.New(p.DB, p.Bucket, storage.Options{Now: c.Now})
 }

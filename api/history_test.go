@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 func TestKVHistory_VersionsReadRestore(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		js := "Content-Type: application/json"
@@ -128,7 +128,7 @@ func watch(ctx context.Context, t *testing.T, url string, n int, headers ...stri
 }
 
 func TestKVWatch_ResumesFromSinceNothingMissed(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -208,7 +208,7 @@ func TestKVWatch_ResumesFromSinceNothingMissed(t *testing.T) {
 
 // The sweeper applies the configured retention, then collects the objects.
 func TestSweep_PrunesHistoryByRetention(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{History: storage.HistoryPolicy{Default: storage.Retention{Versions: 2}}})
 		ctx := context.Background()
 		var first string

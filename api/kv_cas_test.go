@@ -11,12 +11,12 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 func TestCAS_ETagIfMatchIfNoneMatch_200Or412(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		url := ts.URL + "/api/v1/namespaces/company.team/kv/k"
 		// Each step runs on the state the previous ones left; "k" starts missing.
@@ -82,7 +82,7 @@ func TestCAS_ETagIfMatchIfNoneMatch_200Or412(t *testing.T) {
 }
 
 func TestHead_MetadataAsHeaders_200_404_410(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv/"
 		do(t, "PUT", base+"h", "42", "ttl: 3600", "description: the answer")
@@ -102,7 +102,7 @@ func TestHead_MetadataAsHeaders_200_404_410(t *testing.T) {
 }
 
 func TestIncrement_ConcurrentClients_ExactSum(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		const clients, each = 8, 15
 		var wg sync.WaitGroup
@@ -156,7 +156,7 @@ func TestIncrement_ConcurrentClients_ExactSum(t *testing.T) {
 }
 
 func TestExactNumbers_ThroughTheAPI(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv/"
 		for i, n := range []string{"12345678901234567890", "0.1", "3.14159265358979323846264338327950288419716939937510", "-98765432109876543210.000000000000000000001"} {
@@ -182,7 +182,7 @@ func TestExactNumbers_ThroughTheAPI(t *testing.T) {
 }
 
 func TestSetMany_AllOrNothing_OverTheAPI(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		bad := `[{"key":"a","value":1},{"key":"b","value":"x","ttl":"soon"},{"key":"c","value":true}]`
@@ -211,7 +211,7 @@ func TestSetMany_AllOrNothing_OverTheAPI(t *testing.T) {
 }
 
 func TestExportImport_OverTheAPI(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		do(t, "PUT", base+"/big", "12345678901234567890", "ttl: PT1H", "description: big")

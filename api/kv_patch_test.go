@@ -8,14 +8,14 @@ import (
 	"testing"
 
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 const mergePatch = "Content-Type: application/merge-patch+json"
 
 func TestPatch_JSONMergePatch_IfMatchAndTypes(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, storage.Options{}), Config{})
+	ts := startServer(t, testpair.Local(t, storage.Options{}), Config{})
 	url := ts.URL + "/api/v1/namespaces/company.team/kv/cfg"
 	// Created when missing, nulls dropped.
 	r := do(t, "PATCH", url, `{"a":{"x":1},"n":null}`, mergePatch)
@@ -50,7 +50,7 @@ func TestPatch_JSONMergePatch_IfMatchAndTypes(t *testing.T) {
 }
 
 func TestPatch_ConcurrentDistinctFields_AllLand(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		url := ts.URL + "/api/v1/namespaces/company.team/kv/shared"
 		const n = 8
@@ -82,7 +82,7 @@ func TestPatch_ConcurrentDistinctFields_AllLand(t *testing.T) {
 }
 
 func TestDeleteAll_EveryKeyOfTheNamespace_BodyFormKept(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team"
 		for _, k := range []string{"a", "b", "c"} {
@@ -114,7 +114,7 @@ func TestDeleteAll_EveryKeyOfTheNamespace_BodyFormKept(t *testing.T) {
 }
 
 func TestNamespaces_HierarchyWithImplicitParentsAndCounts_Scoped(t *testing.T) {
-	pair := storagetest.LocalPair(t, storage.Options{})
+	pair := testpair.Local(t, storage.Options{})
 	ts := startServer(t, pair, Config{})
 	for _, nk := range []string{"co.team.a.b/k1", "co.team.a.b/k2", "co.team/k", "co.other/k", "co.team-x/k", "zz/k"} {
 		ns, key, _ := strings.Cut(nk, "/")

@@ -13,13 +13,14 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/storage/s3/s3test"
 )
 
 // The seed's curl session, call for call, with byte-exact answers.
 func TestSeedCurlSession_AnswersAsDocumented(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		json := "Content-Type: application/json"
@@ -72,7 +73,7 @@ func TestSeedCurlSession_AnswersAsDocumented(t *testing.T) {
 
 // Each error code's status, with a message naming what went wrong.
 func TestKV_StatusCodes(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{Namespaces: []string{"company.*"}, MaxBodyBytes: 1024})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		do(t, "PUT", base+"/present", "1")
@@ -152,9 +153,7 @@ func TestStatusOf_EveryCode(t *testing.T) {
 // With the object store down, writes and readiness answer 503 and say why.
 func TestKV_ObjectStoreDown_Unavailable(t *testing.T) {
 	m := testsvcMinIO(t)
-	pair := storagetest.Pair{Name: "sqlite+private-minio", DB: storagetest.LocalPair(t, noOpts).DB}
-	pair.Bucket = storagetest.OpenS3(t, m.S3URL())
-	pair.Store = newStore(pair)
+	pair := testpair.New("sqlite+private-minio", testpair.Local(t, noOpts).DB, s3test.Open(t, m.S3URL()), noOpts)
 	ts := startServer(t, pair, Config{})
 	if r := do(t, "GET", ts.URL+"/readyz", ""); r.Status != 200 {
 		t.Fatalf("readyz with services up = %d %s", r.Status, r.Body)
@@ -183,7 +182,7 @@ func TestKV_ObjectStoreDown_Unavailable(t *testing.T) {
 
 // PUT bodies × content types × explicit types → the stored type and value.
 func TestPut_BodiesAndContentTypes_StoredType(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		const js, text, form = "application/json", "text/plain", "application/x-www-form-urlencoded"
 		for i, tc := range []struct {
@@ -302,7 +301,7 @@ func doBody(tb testing.TB, method, url, body string, noContentType bool, headers
 // A ttl header sets the expiration; past it the key answers 410, leaves the
 // list, and the sweeper purges it.
 func TestPut_TTL_ExpiresThenGone(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		if r := do(t, "PUT", base+"/session", `"abc"`, "Content-Type: application/json", "ttl: PT5M", "description: a session"); r.Status != 200 {
@@ -363,7 +362,7 @@ func grepLines(s, sub string) string {
 
 // Bulk delete answers the keys that existed; a bad key refuses the whole call.
 func TestBulkDelete_ReturnsDeletedKeys(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/company.team/kv"
 		for _, k := range []string{"a", "b", "c"} {
@@ -393,7 +392,7 @@ func TestBulkDelete_ReturnsDeletedKeys(t *testing.T) {
 
 // List: sorted, by prefix, one page at a time with a cursor.
 func TestList_PrefixLimitCursor(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		base := ts.URL + "/api/v1/namespaces/ns/kv"
 		for _, k := range []string{"b2", "a1", "test_3", "test_1", "test_2", "c"} {
@@ -442,7 +441,7 @@ func TestList_PrefixLimitCursor(t *testing.T) {
 
 // A namespace with more keys than one storage page lists them all.
 func TestList_ManyKeys_AllStreamed(t *testing.T) {
-	pair := storagetest.ServicePair(t, noOpts) // PostgreSQL takes parallel writes
+	pair := testpair.Local(t, noOpts)
 	ts := startServer(t, pair, Config{})
 	ctx := context.Background()
 	const n = 1003 // more than one storage page of 1000
@@ -476,7 +475,7 @@ func TestList_ManyKeys_AllStreamed(t *testing.T) {
 
 // Inheritance lists ancestors' entries, nearest first; the nearer one wins.
 func TestInheritance_NearestFirst(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	ts := startServer(t, pair, Config{})
 	ctx := context.Background()
 	for _, kv := range [][2]string{{"a", "shared"}, {"a", "top"}, {"a.b", "shared"}, {"a.b", "mid"}, {"a.b.c", "own"}, {"ab", "other"}} {
@@ -508,7 +507,7 @@ func TestInheritance_NearestFirst(t *testing.T) {
 
 // Oversized, invalid JSON, bad keys, bad TTLs: a 4xx and nothing written.
 func TestBadInput_NothingStored(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{MaxBodyBytes: 4096})
 		base := ts.URL + "/api/v1/namespaces/bad.input/kv"
 		big := strings.Repeat("x", 4097)
@@ -595,7 +594,7 @@ func TestJSONStringWriter_DecodesBack(t *testing.T) {
 
 // A STRING too large to hold whole is streamed as the same JSON.
 func TestGet_HugeString_Streamed(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	ts := startServer(t, pair, Config{})
 	ctx := context.Background()
 	line := strings.Repeat("x", 1023) + "\n"
@@ -620,7 +619,7 @@ func TestGet_HugeString_Streamed(t *testing.T) {
 
 // A known path with another method answers 405 in JSON with Allow.
 func TestWrongMethod_405WithAllow(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
+	ts := startServer(t, testpair.Local(t, noOpts), Config{})
 	r := do(t, "POST", ts.URL+"/api/v1/namespaces/ns/kv/k", "1")
 	if r.Status != 405 || r.Header.Get("Allow") != "GET, PUT, DELETE, PATCH" || !strings.Contains(r.Message(), "POST") {
 		t.Fatalf("POST on a key = %d %v %s, want 405 with Allow: GET, PUT, DELETE, PATCH", r.Status, r.Header.Get("Allow"), r.Body)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // keysOf decodes a list answer as "ns/key" (or "key" without a namespace).
@@ -38,7 +38,7 @@ func keysOf(t *testing.T, r response) []string {
 // The namespace's list finds keys containing a text, ignoring case on
 // request, pages by offset with a total, and keeps its cursor paging.
 func TestListKV_SearchAnywhereOffsetTotal(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		ctx := context.Background()
 		for _, k := range []string{"app_Config", "db.config", "config", "other", "x_CONFIG_y"} {
@@ -76,7 +76,7 @@ func TestListKV_SearchAnywhereOffsetTotal(t *testing.T) {
 // pages across namespace boundaries with a total, and never shows a
 // namespace outside the server's scope.
 func TestListAllKV_AcrossNamespacesWithinScope(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ctx := context.Background()
 		for _, kv := range [][2]string{{"team.a", "k1"}, {"team.a", "k2"}, {"team.a.sub", "k3"}, {"team.b", "k4"}, {"secret", "k5"}, {"teamx", "K6"}} {
 			if _, err := pair.Store.Set(ctx, kv[0], kv[1], str(kv[0]), setOpts); err != nil {
@@ -129,7 +129,7 @@ func TestListAllKV_AcrossNamespacesWithinScope(t *testing.T) {
 
 // A flow's triggers come with the next schedule date and the webhook path.
 func TestFlow_TriggersNextDateAndWebhookPath(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	ts := startFlowServer(t, pair, Config{})
 	src := `id: trig
 namespace: company.team
@@ -181,7 +181,7 @@ triggers:
 // With ?shadowed=true the inheritance list also answers the entries a nearer
 // namespace hides, marked with that namespace; without it nothing changes.
 func TestInheritance_ShadowedMarked(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	ts := startServer(t, pair, Config{})
 	ctx := context.Background()
 	for _, kv := range [][2]string{{"a", "shared"}, {"a", "top"}, {"a", "mine"}, {"a.b", "shared"}, {"a.b.c", "mine"}} {
@@ -211,7 +211,7 @@ func TestInheritance_ShadowedMarked(t *testing.T) {
 
 // The Go client reaches the same searches and the global list, within scope.
 func TestClient_SearchAndListAll(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	ctx := context.Background()
 	for _, kv := range [][2]string{{"team.a", "Cfg"}, {"team.a", "other"}, {"team.a.x", "my_cfg"}, {"secret", "cfg"}} {
 		if _, err := pair.Store.Set(ctx, kv[0], kv[1], str(kv[0]), setOpts); err != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 // Every registered route is in the OpenAPI document and every documented
@@ -84,7 +84,7 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 
 // The document is served as JSON at /api/v1/openapi.json.
 func TestOpenAPI_Served(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
+	ts := startServer(t, testpair.Local(t, noOpts), Config{})
 	r := do(t, "GET", ts.URL+"/api/v1/openapi.json", "")
 	if r.Status != 200 || r.Body != string(openapiJSON) || r.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /api/v1/openapi.json = %d %s (%d bytes)", r.Status, r.Header.Get("Content-Type"), len(r.Body))

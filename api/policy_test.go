@@ -8,14 +8,14 @@ import (
 
 	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // startScopedServer serves with an engine whose policy has grants (source →
 // targets, as allowedNamespaces), and a token.
-func startScopedServer(t *testing.T, pair storagetest.Pair, namespaces []string, grants map[string][]string) *testServer {
+func startScopedServer(t *testing.T, pair testpair.Pair, namespaces []string, grants map[string][]string) *testServer {
 	t.Helper()
 	eng := engine.New(engine.Options{Store: pair.Store, Repo: pair.DB, Policy: storage.NewPolicy(grants), FlushInterval: 20 * time.Millisecond})
 	return startServer(t, pair, Config{Engine: eng, Token: "t0k", Namespaces: namespaces})
@@ -56,7 +56,7 @@ func wantValue(t *testing.T, s *storage.Store, ns, key string, want any) {
 // with a task naming it, not with kv(), not through kv() inheritance, not
 // with PurgeKV, and not later, when the stored flow runs on its own.
 func TestFlows_CannotEscapeTheAPIScope(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	ctx := context.Background()
 	seed(t, pair.Store, "team", "secret", str("s3cr3t"))
 	seed(t, pair.Store, "team", "n", storage.Value{Type: storage.NUMBER, V: int64(1)})
@@ -165,7 +165,7 @@ func TestFlows_CannotEscapeTheAPIScope(t *testing.T) {
 // Inside the scope, ancestors and granted children stay reachable; granted
 // children outside the scope are not, and PurgeKV does not touch them.
 func TestFlows_ScopeKeepsAncestorsAndGrantedChildren(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	seed(t, pair.Store, "team", "secret", str("s3cr3t"))
 	grants := map[string][]string{"team.a": {"team.a.*"}}
 

@@ -11,12 +11,12 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/client"
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 // With a token, every API route and /metrics need it; health checks do not.
 func TestAuth_TokenRequired(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{Token: "s3cret-token"})
+	ts := startServer(t, testpair.Local(t, noOpts), Config{Token: "s3cret-token"})
 	kv := ts.URL + "/api/v1/namespaces/company.team/kv/k"
 	for _, tc := range []struct {
 		name, method, url string
@@ -61,7 +61,7 @@ func TestAuth_TokenRequired(t *testing.T) {
 
 // Without a token, no header is needed.
 func TestAuth_NoToken_Open(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
+	ts := startServer(t, testpair.Local(t, noOpts), Config{})
 	if r := do(t, "PUT", ts.URL+"/api/v1/namespaces/ns/kv/k", "1"); r.Status != 200 {
 		t.Fatalf("PUT without a token configured = %d %s", r.Status, r.Body)
 	}
@@ -72,7 +72,7 @@ func TestAuth_NoToken_Open(t *testing.T) {
 
 // Without a token the server refuses a non-loopback address unless insecure.
 func TestListen_NonLoopbackWithoutToken_Refused(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	s := New(Config{Store: pair.Store, DB: pair.DB, SweepInterval: -1})
 	err := s.ListenAndServe(context.Background(), "0.0.0.0:0")
 	if kvflow.ErrorCode(err) != kvflow.EFORBIDDEN || !strings.Contains(err.Error(), "--insecure") {
@@ -97,7 +97,7 @@ func TestListen_NonLoopbackWithoutToken_Refused(t *testing.T) {
 
 // Request logs carry method, path, status and duration, never a value.
 func TestRequestLog_NeverHoldsValues(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
+	ts := startServer(t, testpair.Local(t, noOpts), Config{})
 	const marker = "VALUE-MARKER-7f3a9c"
 	do(t, "PUT", ts.URL+"/api/v1/namespaces/ns/kv/k?type=STRING", marker, "description: desc-"+marker)
 	do(t, "PUT", ts.URL+"/api/v1/namespaces/ns/kv/j", `{"x":"`+marker+`"}`, "Content-Type: application/json")
@@ -117,7 +117,7 @@ func TestRequestLog_NeverHoldsValues(t *testing.T) {
 
 // On shutdown, a request already in flight finishes and is answered.
 func TestServe_Shutdown_InFlightRequestFinishes(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
+	ts := startServer(t, testpair.Local(t, noOpts), Config{})
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("PUT", ts.URL+"/api/v1/namespaces/ns/kv/slow", pr)
 	req.Header.Set("Content-Type", "text/plain")
@@ -164,7 +164,7 @@ func TestServe_Shutdown_InFlightRequestFinishes(t *testing.T) {
 
 // KV operations move the per-namespace counters and latency histograms.
 func TestMetrics_CountKVOperations(t *testing.T) {
-	ts := startServer(t, storagetest.LocalPair(t, noOpts), Config{})
+	ts := startServer(t, testpair.Local(t, noOpts), Config{})
 	base := ts.URL + "/api/v1/namespaces/company.team/kv"
 	do(t, "PUT", base+"/a", "1")
 	do(t, "PUT", base+"/a", "2")
@@ -193,7 +193,7 @@ func TestMetrics_CountKVOperations(t *testing.T) {
 
 // Namespaces come from KV entries and explicit creation; creating one twice conflicts.
 func TestNamespaces_ListAndCreate(t *testing.T) {
-	pairs(t, func(t *testing.T, pair storagetest.Pair, c *clock) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
 		ts := startServer(t, pair, Config{})
 		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/a", "1")
 		do(t, "PUT", ts.URL+"/api/v1/namespaces/company.team/kv/b", "1")
@@ -235,7 +235,7 @@ func TestNamespaces_ListAndCreate(t *testing.T) {
 // Purge removes expired entries, or all matching ones; restricted servers
 // need named, allowed namespaces.
 func TestPurge_ExpiredAndAll(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	c := newClock()
 	pair.Store = newStoreWithClock(pair, c)
 	ts := startServer(t, pair, Config{})
@@ -272,7 +272,7 @@ func TestPurge_ExpiredAndAll(t *testing.T) {
 
 // The sweeper runs on its own at the configured interval.
 func TestSweeper_PurgesOnInterval(t *testing.T) {
-	pair := storagetest.LocalPair(t, noOpts)
+	pair := testpair.Local(t, noOpts)
 	c := newClock()
 	pair.Store = newStoreWithClock(pair, c)
 	ts := startServer(t, pair, Config{SweepInterval: 20 * time.Millisecond, SweepBatch: 2})

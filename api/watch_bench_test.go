@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // BenchmarkWatch_100Watchers measures, on PostgreSQL + MinIO, the time from a
@@ -24,7 +24,7 @@ import (
 //
 //	go test -run '^$' -bench Watch -benchtime 50x ./api/
 func BenchmarkWatch_100Watchers(b *testing.B) {
-	pair := storagetest.ServicePair(b, storage.Options{})
+	pair := testpair.Service(b, storage.Options{})
 	ctx := context.Background()
 	srv := New(Config{Store: pair.Store, DB: pair.DB, SweepInterval: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

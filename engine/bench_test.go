@@ -8,16 +8,16 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	_ "github.com/kvflow/kvflow/tasks/all"
 )
 
 // benchEngine is an engine with the built-in tasks on SQLite + a directory,
 // recording executions and logs as kvflow run does.
-func benchEngine(b *testing.B) (*engine.Engine, storagetest.Pair) {
-	p := storagetest.LocalPair(b, storage.Options{})
+func benchEngine(b *testing.B) (*engine.Engine, testpair.Pair) {
+	p := testpair.Local(b, storage.Options{})
 	e := engine.New(engine.Options{Store: p.Store, Bucket: p.Bucket, Repo: p.DB})
 	b.Cleanup(func() { e.Shutdown(context.Background()) })
 	return e, p

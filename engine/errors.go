@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/plugin"
 )
 
 // ValidationError is one problem in a flow file, or in the inputs given to
@@ -30,7 +29,7 @@ func (e *errs) addAt(line, col int, field, format string, args ...any) {
 	e.list = append(e.list, ValidationError{File: e.file, Line: line, Column: col, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-func (e *errs) addField(fe []plugin.FieldError) {
+func (e *errs) addField(fe []kvflow.FieldError) {
 	for _, f := range fe {
 		f.File = e.file
 		e.list = append(e.list, f)

@@ -210,7 +210,7 @@ var flowables = map[string]flowable{
 }
 
 // The flowable types are registered in plugin.Default so that listings
-// and plugin.RunTask know them; Parse knows them whatever the registry.
+// and taskrun.Run know them; Parse knows them whatever the registry.
 func init() {
 	for _, f := range flowables {
 		if _, ok := plugin.Default.Lookup(f.def.Type); !ok {

@@ -9,7 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -50,9 +50,9 @@ type kvTriggerSpec struct {
 	On          []string       `yaml:"on"`
 }
 
-func decodeKVTrigger(n *yaml.Node, path string) (any, []plugin.FieldError) {
+func decodeKVTrigger(n *yaml.Node, path string) (any, []kvflow.FieldError) {
 	var s kvTriggerSpec
-	errs := plugin.DecodeStrict(n, &s, path)
+	errs := taskrun.DecodeStrict(n, &s, path)
 	lines := keyLines(n)
 	out := &KVSpec{Namespace: s.Namespace, Key: s.Key, Prefix: s.Prefix}
 	if s.Namespace != "" {

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
 )
@@ -50,7 +51,7 @@ type outputSpec struct {
 	Description string    `yaml:"description"`
 }
 
-// taskSpec holds the properties every task has (plugin.Reserved).
+// taskSpec holds the properties every task has (taskrun.Reserved).
 type taskSpec struct {
 	ID           string     `yaml:"id" required:"true"`
 	Type         string     `yaml:"type" required:"true"`
@@ -110,11 +111,11 @@ func (p *parser) flow(src []byte) *Flow {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		p.errs.add(root.Line, "", "a flow is a map with id, namespace and tasks, not %s", plugin.DescribeNode(root))
+		p.errs.add(root.Line, "", "a flow is a map with id, namespace and tasks, not %s", taskrun.DescribeNode(root))
 		return nil
 	}
 	var spec flowSpec
-	p.errs.addField(plugin.DecodeStrict(root, &spec, ""))
+	p.errs.addField(taskrun.DecodeStrict(root, &spec, ""))
 	lines := keyLines(root)
 
 	f := &Flow{ID: spec.ID, Namespace: spec.Namespace, Description: spec.Description, Labels: spec.Labels, Variables: spec.Variables, KVSnapshot: spec.KVSnapshot}
@@ -234,14 +235,14 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 		n = n.Alias
 	}
 	if n.Kind != yaml.MappingNode {
-		p.errs.add(n.Line, path, "a task is a map with id and type, not %s", plugin.DescribeNode(n))
+		p.errs.add(n.Line, path, "a task is a map with id and type, not %s", taskrun.DescribeNode(n))
 		return nil
 	}
 	common := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
 	props := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		dst := props
-		for _, r := range plugin.Reserved {
+		for _, r := range taskrun.Reserved {
 			if n.Content[i].Value == r {
 				dst = common
 			}
@@ -249,7 +250,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
 	}
 	var spec taskSpec
-	p.errs.addField(plugin.DecodeStrict(common, &spec, path))
+	p.errs.addField(taskrun.DecodeStrict(common, &spec, path))
 	lines := keyLines(common)
 	t := &Task{ID: spec.ID, Type: spec.Type, Description: spec.Description, Disabled: spec.Disabled, AllowFailure: spec.AllowFailure, Line: n.Line, Path: path}
 
@@ -308,7 +309,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 				v = v.Alias
 			}
 			if v.Kind != yaml.SequenceNode {
-				p.errs.add(v.Line, bp, "expected a list of tasks, got %s", plugin.DescribeNode(v))
+				p.errs.add(v.Line, bp, "expected a list of tasks, got %s", taskrun.DescribeNode(v))
 				continue
 			}
 			list := make([]yaml.Node, len(v.Content))
@@ -327,7 +328,7 @@ func (p *parser) task(n *yaml.Node, path string) *Task {
 		}
 		props = kept
 	}
-	impl, fe := plugin.DecodeTask(def, props, path)
+	impl, fe := taskrun.DecodeTask(def, props, path)
 	p.errs.addField(fe)
 	from := len(p.order) // the task's own order is len-1; it cannot read its own outputs
 	if o, ok := p.order[spec.ID]; ok {

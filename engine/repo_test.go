@@ -11,14 +11,14 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // The records of an execution: states, dates, attempts and logs in the
 // database; inputs and outputs only in the Bucket.
 func TestRepository_KeepsStatesInTheDatabaseAndValuesInTheBucket(t *testing.T) {
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			ctx := context.Background()
 			e := engineOn(t, p)
@@ -125,7 +125,7 @@ outputs:
 }
 
 func TestRepository_Flows_RevisionGrowsOnEachSave(t *testing.T) {
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			ctx := context.Background()
 			at := time.Date(2024, 7, 15, 6, 10, 33, 123456000, time.UTC)
@@ -185,7 +185,7 @@ func (c *countingRepo) SaveExecution(ctx context.Context, s kvflow.ExecutionSave
 // writes each task run a bounded number of times, not every task run at
 // every save (which grows with n²).
 func TestSave_Incremental_TaskRunRowsGrowWithFlowLength(t *testing.T) {
-	p := storagetest.LocalPair(t, storage.Options{})
+	p := testpair.Local(t, storage.Options{})
 	const n = 300
 	var src strings.Builder
 	src.WriteString("id: long\nnamespace: company.team\ntasks:\n")
@@ -221,7 +221,7 @@ func TestSave_Incremental_TaskRunRowsGrowWithFlowLength(t *testing.T) {
 // it holds in the database but no longer runs (its run ended without its
 // save) goes silent, and is released for another worker to take over.
 func TestRepository_HeartbeatKeepsOnlyRunningExecutionsAlive(t *testing.T) {
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			ctx := context.Background()
 			for _, id := range []string{"runs", "orphan"} {

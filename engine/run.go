@@ -14,6 +14,7 @@ import (
 	"github.com/rs/xid"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/template"
@@ -506,7 +507,7 @@ func (r *run) attempt(ctx context.Context, t *Task, tr *TaskRun, sc scope, n int
 	}
 	ch := make(chan result, 1)
 	go func() {
-		out, err := plugin.Call(actx, t.Impl, rc)
+		out, err := taskrun.Call(actx, t.Impl, rc)
 		ch <- result{out, err}
 	}()
 	select {
@@ -548,7 +549,7 @@ func (r *run) runFlowable(ctx context.Context, t *Task, tr *TaskRun, sc scope) (
 	case *Sequential:
 		return r.runTasks(ctx, x.Tasks, inner), nil
 	case *Parallel:
-		limit, err := x.Concurrency.Get(ctx, rc, "concurrency", 0)
+		limit, err := x.Concurrency.Get(ctx, rc, 0)
 		if err != nil {
 			return FAILED, err
 		}
@@ -559,7 +560,7 @@ func (r *run) runFlowable(ctx context.Context, t *Task, tr *TaskRun, sc scope) (
 			return r.runTask(ctx, x.Tasks[i], inner)
 		}), nil
 	case *If:
-		cond, err := x.Condition.Get(ctx, rc, "condition", nil)
+		cond, err := x.Condition.Get(ctx, rc, nil)
 		if err != nil {
 			return FAILED, err
 		}
@@ -570,7 +571,7 @@ func (r *run) runFlowable(ctx context.Context, t *Task, tr *TaskRun, sc scope) (
 		}
 		return r.runTasks(ctx, x.Else, inner), nil
 	case *ForEach:
-		raw, err := x.Values.Get(ctx, rc, "values", nil)
+		raw, err := x.Values.Get(ctx, rc, nil)
 		if err != nil {
 			return FAILED, err
 		}
@@ -578,7 +579,7 @@ func (r *run) runFlowable(ctx context.Context, t *Task, tr *TaskRun, sc scope) (
 		if err != nil {
 			return FAILED, kvflow.Errorf(kvflow.EINVALID, "Task '%s', property 'values': %s.", t.ID, strings.TrimSuffix(kvflow.ErrorMessage(err), "."))
 		}
-		limit, err := x.ConcurrencyLimit.Get(ctx, rc, "concurrencyLimit", 1)
+		limit, err := x.ConcurrencyLimit.Get(ctx, rc, 1)
 		if err != nil {
 			return FAILED, err
 		}

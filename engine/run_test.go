@@ -13,8 +13,8 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 func mustParse(t testing.TB, src string) *engine.Flow {
@@ -27,13 +27,13 @@ func mustParse(t testing.TB, src string) *engine.Flow {
 }
 
 // newEngine is an engine on SQLite + a local directory.
-func newEngine(t testing.TB, tweak ...func(*engine.Options)) (*engine.Engine, storagetest.Pair) {
+func newEngine(t testing.TB, tweak ...func(*engine.Options)) (*engine.Engine, testpair.Pair) {
 	t.Helper()
-	p := storagetest.LocalPair(t, storage.Options{})
+	p := testpair.Local(t, storage.Options{})
 	return engineOn(t, p, tweak...), p
 }
 
-func engineOn(t testing.TB, p storagetest.Pair, tweak ...func(*engine.Options)) *engine.Engine {
+func engineOn(t testing.TB, p testpair.Pair, tweak ...func(*engine.Options)) *engine.Engine {
 	opts := engine.Options{Store: p.Store, Bucket: p.Bucket, Repo: p.DB, Registry: testRegistry()}
 	for _, f := range tweak {
 		f(&opts)

@@ -6,15 +6,15 @@ import (
 	"testing"
 
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // A flow's scope is kept with it, and an execution's with it, so a worker
 // or a trigger that loads them later runs within the same bounds; and the
 // engine holds every task and template of the execution to it.
 func TestRepository_KeepsScopes(t *testing.T) {
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			ctx := context.Background()
 			scope := storage.NewScope("team.a.*", "prod")

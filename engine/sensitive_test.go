@@ -12,15 +12,16 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // sensitivePair is a store with an encryption key, holding the sensitive
 // STRING pw = marker and the sensitive JSON list = [marker-a, marker-b].
-func sensitivePair(t *testing.T, marker string) storagetest.Pair {
+func sensitivePair(t *testing.T, marker string) testpair.Pair {
 	t.Helper()
-	p := storagetest.LocalPair(t, storage.Options{Keys: storagetest.TestKeys(t)})
+	p := testpair.Local(t, storage.Options{Keys: storagetest.TestKeys(t)})
 	set := func(key string, v storage.Value, sensitive bool) {
 		t.Helper()
 		if _, err := p.Store.Set(context.Background(), "company.team", key, v, storage.SetOptions{Sensitive: sensitive}); err != nil {
@@ -37,7 +38,7 @@ func sensitivePair(t *testing.T, marker string) storagetest.Pair {
 }
 
 // kvText reads a key's value as text.
-func kvText(t *testing.T, p storagetest.Pair, key string) string {
+func kvText(t *testing.T, p testpair.Pair, key string) string {
 	t.Helper()
 	_, v, err := p.Store.Get(context.Background(), "company.team", key)
 	if err != nil {
@@ -48,7 +49,7 @@ func kvText(t *testing.T, p storagetest.Pair, key string) string {
 
 // noMarkerInObjects fails the test when an execution object in the bucket
 // holds marker.
-func noMarkerInObjects(t *testing.T, p storagetest.Pair, marker string) {
+func noMarkerInObjects(t *testing.T, p testpair.Pair, marker string) {
 	t.Helper()
 	ctx := context.Background()
 	n := 0
@@ -279,7 +280,7 @@ tasks:
 }
 
 // holding reports whether execution id's first hold task run is running.
-func holding(t *testing.T, p storagetest.Pair, id string) bool {
+func holding(t *testing.T, p testpair.Pair, id string) bool {
 	t.Helper()
 	ex, err := p.DB.GetExecution(context.Background(), id)
 	if err != nil {

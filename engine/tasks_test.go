@@ -24,7 +24,7 @@ type echo struct {
 }
 
 func (t *echo) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	v, err := t.Value.Get(ctx, rc, "value", nil)
+	v, err := t.Value.Get(ctx, rc, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ type flaky struct {
 }
 
 func (t *flaky) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	n, err := t.Failures.Get(ctx, rc, "failures", 1<<30)
+	n, err := t.Failures.Get(ctx, rc, 1<<30)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ type sleep struct {
 }
 
 func (t *sleep) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	d, err := t.Duration.Get(ctx, rc, "duration", 0)
+	d, err := t.Duration.Get(ctx, rc, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func gaugeOf(group string) *gaugeState {
 }
 
 func (t *gauge) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	group, err := t.Group.Get(ctx, rc, "group", "")
+	group, err := t.Group.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
@@ -131,22 +131,22 @@ func (t *kvSet) Validate() error {
 }
 
 func (t *kvSet) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	key, err := t.Key.Get(ctx, rc, "key", "")
+	key, err := t.Key.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	v, err := t.Value.Get(ctx, rc, "value", nil)
+	v, err := t.Value.Get(ctx, rc, nil)
 	if err != nil {
 		return nil, err
 	}
-	ns, err := t.Namespace.Get(ctx, rc, "namespace", "")
+	ns, err := t.Namespace.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
 	if ns, err = rc.TargetNamespace(ns); err != nil {
 		return nil, err
 	}
-	ttl, err := t.TTL.Get(ctx, rc, "ttl", 0)
+	ttl, err := t.TTL.Get(ctx, rc, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ type kvGet struct {
 }
 
 func (t *kvGet) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	key, err := t.Key.Get(ctx, rc, "key", "")
+	key, err := t.Key.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +184,11 @@ type file struct {
 }
 
 func (t *file) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	name, err := t.Name.Get(ctx, rc, "name", "")
+	name, err := t.Name.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	content, err := t.Content.Get(ctx, rc, "content", "")
+	content, err := t.Content.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
-	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/internal/taskrun"
 )
 
 // Trigger is one entry of a flow's triggers: what starts its executions
@@ -33,7 +33,7 @@ type Trigger struct {
 // change feed.
 type TriggerType struct {
 	Type   string
-	Decode func(n *yaml.Node, path string) (any, []plugin.FieldError)
+	Decode func(n *yaml.Node, path string) (any, []kvflow.FieldError)
 }
 
 var (
@@ -158,21 +158,21 @@ type conditionSpec struct {
 }
 
 // builtinSpec decodes n strictly and returns the spec with the lines of its keys.
-func builtinSpec(n *yaml.Node, path string) (triggerSpec, map[string]int, []plugin.FieldError) {
+func builtinSpec(n *yaml.Node, path string) (triggerSpec, map[string]int, []kvflow.FieldError) {
 	var s triggerSpec
-	errs := plugin.DecodeStrict(n, &s, path)
+	errs := taskrun.DecodeStrict(n, &s, path)
 	return s, keyLines(n), errs
 }
 
-func fieldErr(line int, field, format string, args ...any) plugin.FieldError {
-	return plugin.FieldError{Line: line, Field: field, Message: fmt.Sprintf(format, args...)}
+func fieldErr(line int, field, format string, args ...any) kvflow.FieldError {
+	return kvflow.FieldError{Line: line, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // only refuses the properties of other trigger types.
-func only(s triggerSpec, lines map[string]int, path string, allowed ...string) []plugin.FieldError {
+func only(s triggerSpec, lines map[string]int, path string, allowed ...string) []kvflow.FieldError {
 	present := map[string]bool{"cron": s.Cron != nil, "withSeconds": s.WithSeconds, "timezone": s.Timezone != nil,
 		"recoverMissedSchedules": s.RecoverMissedSchedules != nil, "conditions": s.Conditions != nil, "key": s.Key != nil}
-	var errs []plugin.FieldError
+	var errs []kvflow.FieldError
 	for _, k := range []string{"cron", "withSeconds", "timezone", "recoverMissedSchedules", "conditions", "key"} {
 		ok := false
 		for _, a := range allowed {
@@ -187,7 +187,7 @@ func only(s triggerSpec, lines map[string]int, path string, allowed ...string) [
 
 var cronDescriptors = map[string]bool{"@yearly": true, "@annually": true, "@monthly": true, "@weekly": true, "@daily": true, "@midnight": true, "@hourly": true}
 
-func decodeSchedule(n *yaml.Node, path string) (any, []plugin.FieldError) {
+func decodeSchedule(n *yaml.Node, path string) (any, []kvflow.FieldError) {
 	s, lines, errs := builtinSpec(n, path)
 	errs = append(errs, only(s, lines, path, "cron", "withSeconds", "timezone", "recoverMissedSchedules")...)
 	out := &Schedule{Location: time.UTC, RecoverLast: true}
@@ -239,7 +239,7 @@ func decodeSchedule(n *yaml.Node, path string) (any, []plugin.FieldError) {
 	return out, errs
 }
 
-func decodeFlowTrigger(n *yaml.Node, path string) (any, []plugin.FieldError) {
+func decodeFlowTrigger(n *yaml.Node, path string) (any, []kvflow.FieldError) {
 	s, lines, errs := builtinSpec(n, path)
 	errs = append(errs, only(s, lines, path, "conditions")...)
 	out := &FlowSpec{}
@@ -288,7 +288,7 @@ func decodeFlowTrigger(n *yaml.Node, path string) (any, []plugin.FieldError) {
 	return out, errs
 }
 
-func decodeWebhook(n *yaml.Node, path string) (any, []plugin.FieldError) {
+func decodeWebhook(n *yaml.Node, path string) (any, []kvflow.FieldError) {
 	s, lines, errs := builtinSpec(n, path)
 	errs = append(errs, only(s, lines, path, "key")...)
 	if s.Key == nil || *s.Key == "" {
@@ -322,7 +322,7 @@ func (p *parser) triggers(list *yaml.Node) []*Trigger {
 		return nil
 	}
 	if list.Kind != yaml.SequenceNode {
-		p.errs.add(list.Line, "triggers", "expected a list of triggers, not %s", plugin.DescribeNode(list))
+		p.errs.add(list.Line, "triggers", "expected a list of triggers, not %s", taskrun.DescribeNode(list))
 		return nil
 	}
 	var out []*Trigger
@@ -330,7 +330,7 @@ func (p *parser) triggers(list *yaml.Node) []*Trigger {
 	for i, n := range list.Content {
 		path := fmt.Sprintf("triggers[%d]", i)
 		if n.Kind != yaml.MappingNode {
-			p.errs.add(n.Line, path, "a trigger is a map with id and type, not %s", plugin.DescribeNode(n))
+			p.errs.add(n.Line, path, "a trigger is a map with id and type, not %s", taskrun.DescribeNode(n))
 			continue
 		}
 		lines := keyLines(n)

@@ -9,15 +9,15 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // An end no process fired triggers for — its worker saved it and died, or
 // the execution was killed before it ran — still fires its Flow triggers,
 // once, from the pending ends the database keeps.
 func TestTriggers_PendingEndsFireFlowTriggers(t *testing.T) {
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			ctx := context.Background()
 			const b = `id: b

@@ -17,10 +17,10 @@ import (
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/config"
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	_ "github.com/kvflow/kvflow/tasks/all"
 )
 
@@ -46,7 +46,7 @@ func TestExamples(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			x := &examples{t: t, p: p, srv: srv.URL}
 			cfg := config.Config{AllowedNamespaces: map[string][]string{"company.team.etl": {"company.shared"}},
@@ -66,7 +66,7 @@ func TestExamples(t *testing.T) {
 
 type examples struct {
 	t   *testing.T
-	p   storagetest.Pair
+	p   testpair.Pair
 	eng *engine.Engine
 	srv string
 }

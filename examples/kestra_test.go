@@ -14,9 +14,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 var updateKestra = flag.Bool("update-kestra", false, "rewrite kestra/expected.yaml from the current results")
@@ -53,7 +53,7 @@ func TestKestraFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]kestraResult{} // outputs as the engine gave them, for -update-kestra
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			eng := engine.New(engine.Options{Store: p.Store, Bucket: p.Bucket, Repo: p.DB})
 			defer eng.Shutdown(context.Background())

@@ -19,11 +19,13 @@ import (
 // is checked when the flow loads; a template is rendered and converted when
 // the task runs. Supported T: string, bool, int, float64, time.Duration
 // (ISO-8601 text such as PT5M), storage.Type, []string, map[string]any and
-// any (keeps the rendered value's own type).
+// any (keeps the rendered value's own type). Its name in errors is its YAML
+// key, from the field's yaml tag.
 type Property[T any] struct {
-	raw  any  // the YAML value, decoded as plain Go data
-	set  bool // present in the flow
-	Line int  // line in the flow file, when decoded from YAML
+	raw  any    // the YAML value, decoded as plain Go data
+	set  bool   // present in the flow
+	Name string // the YAML key, set when decoded from a flow's properties
+	Line int    // line in the flow file, when decoded from YAML
 }
 
 // Of returns a property holding a literal or template value, for code that
@@ -72,19 +74,19 @@ func hasTemplate(v any) bool {
 	return false
 }
 
-// Check converts a literal value at load time; templates pass. name is the
-// property's name for the error.
-func (p Property[T]) Check(name string) error {
+// Check converts a literal value at load time; templates pass.
+func (p Property[T]) Check() error {
 	if !p.IsSet() || p.IsTemplate() {
 		return nil
 	}
-	_, err := convert[T](name, p.raw)
+	_, err := convert[T](p.Name, p.raw)
 	return err
 }
 
 // Get renders the property (every string inside it) and converts the result
 // to T. An unset property yields def.
-func (p Property[T]) Get(ctx context.Context, rc *RunContext, name string, def T) (T, error) {
+func (p Property[T]) Get(ctx context.Context, rc *RunContext, def T) (T, error) {
+	name := p.Name
 	if !p.IsSet() {
 		return def, nil
 	}

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/riverqueue"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // recorder is a Runner that notes the executions the queue hands it.
@@ -40,7 +40,7 @@ func (r *recorder) when(id string) (time.Time, bool) {
 // it has no job: it is silent, so a worker takes it over after the
 // heartbeat timeout, not before.
 func TestQueue_SubmitHere_TakenOverWhenItsProcessDies(t *testing.T) {
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			ctx := context.Background()
 			q, err := riverqueue.Open(ctx, p.DB, riverqueue.Config{Workers: 2, Logger: slog.New(slog.DiscardHandler)})

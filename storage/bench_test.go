@@ -18,10 +18,12 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/s3"
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/storage/s3/s3test"
+	"github.com/kvflow/kvflow/storage/sqldb/sqldbtest"
 )
 
 // Benchmarks of the store beside a floor: the same database and object store
@@ -32,7 +34,7 @@ import (
 var value1K = strings.Repeat("abcdefghijklmnop", 64)
 
 type benchPair struct {
-	storagetest.Pair
+	testpair.Pair
 	floor floor
 }
 
@@ -45,7 +47,7 @@ type floor interface {
 }
 
 func benchPairs(b *testing.B) []benchPair {
-	local := storagetest.LocalPair(b, storage.Options{CacheSize: -1})
+	local := testpair.Local(b, storage.Options{CacheSize: -1})
 	dir := filepath.Join(b.TempDir(), "floor")
 	os.MkdirAll(dir, 0o755)
 	url := testsvc.S3URL(b)
@@ -57,9 +59,8 @@ func benchPairs(b *testing.B) []benchPair {
 	if err != nil {
 		b.Fatal(err)
 	}
-	db := storagetest.OpenDB(b, testsvc.PostgresURL(b))
-	svc := storagetest.Pair{Name: "postgres+minio", DB: db, Bucket: storagetest.OpenS3(b, url)}
-	svc.Store = storage.New(db, svc.Bucket, storage.Options{CacheSize: -1})
+	db := sqldbtest.OpenURL(b, testsvc.PostgresURL(b))
+	svc := testpair.New("postgres+minio", db, s3test.Open(b, url), storage.Options{CacheSize: -1})
 	pairs := []benchPair{
 		{local, &fileFloor{dir: dir}},
 		{svc, &minioFloor{client: client, bucket: cfg.Bucket}},
@@ -145,7 +146,7 @@ ON CONFLICT (namespace, key) DO UPDATE SET object = excluded.object, version = f
 
 // createFloorTable makes floor_entries: kv_entries' columns and indexes as
 // issue 2 measured them, with no trigger.
-func createFloorTable(b *testing.B, p storagetest.Pair) {
+func createFloorTable(b *testing.B, p testpair.Pair) {
 	collate := ""
 	if p.DB.Dialect == "postgres" {
 		collate = `COLLATE "C"`
@@ -350,7 +351,7 @@ func BenchmarkList(b *testing.B) {
 // one namespace and reports the median.
 func BenchmarkList_1MKeys_Postgres(b *testing.B) {
 	ctx := context.Background()
-	p := storagetest.ServicePair(b, storage.Options{})
+	p := testpair.Service(b, storage.Options{})
 	if _, err := p.DB.X.ExecContext(ctx, `INSERT INTO kv_entries (namespace, key, type, object, version, size, hash, description, created_at, updated_at)
 		SELECT 'big.ns', 'key-' || lpad(i::text, 7, '0'), 'STRING', 'obj-' || i, 1, 3, 'h', '', 0, 0 FROM generate_series(0, 999999) AS i`); err != nil {
 		b.Fatal(err)
@@ -456,7 +457,7 @@ func mustPrepare(b *testing.B, p benchPair, query string) *sqlx.Stmt {
 func prefixFor(i int) string { return fmt.Sprintf("key-0%d", i%10) }
 
 // fillMetadata writes n small entries key-0000 … through the store.
-func fillMetadata(b *testing.B, p storagetest.Pair, ns string, n int) {
+func fillMetadata(b *testing.B, p testpair.Pair, ns string, n int) {
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
 		if _, err := p.Store.Set(ctx, ns, fmt.Sprintf("key-%04d", i), storage.String("v"), storage.SetOptions{}); err != nil {

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // Issue 12: a compare-and-set write beside a plain Set of the same key and
@@ -21,8 +21,8 @@ func BenchmarkCAS(b *testing.B) {
 	v := storage.String(value1K)
 	for _, p := range []struct {
 		name string
-		open func(testing.TB, storage.Options) storagetest.Pair
-	}{{"sqlite+dir", storagetest.LocalPair}, {"postgres+minio", storagetest.ServicePair}} {
+		open func(testing.TB, storage.Options) testpair.Pair
+	}{{"sqlite+dir", testpair.Local}, {"postgres+minio", testpair.Service}} {
 		s := p.open(b, storage.Options{CacheSize: -1}).Store
 		b.Run(p.name+"/plain-set", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
@@ -58,8 +58,8 @@ func BenchmarkSetMany(b *testing.B) {
 	const n = 100
 	for _, p := range []struct {
 		name string
-		open func(testing.TB, storage.Options) storagetest.Pair
-	}{{"sqlite+dir", storagetest.LocalPair}, {"postgres+minio", storagetest.ServicePair}} {
+		open func(testing.TB, storage.Options) testpair.Pair
+	}{{"sqlite+dir", testpair.Local}, {"postgres+minio", testpair.Service}} {
 		s := p.open(b, storage.Options{CacheSize: -1}).Store
 		batch := make([]storage.BatchEntry, n)
 		for i := range batch {
@@ -92,7 +92,7 @@ func BenchmarkSetMany(b *testing.B) {
 //	go test ./storage -run '^$' -bench Export -benchtime 5x
 func BenchmarkExport(b *testing.B) {
 	ctx := context.Background()
-	p := storagetest.LocalPair(b, storage.Options{CacheSize: -1})
+	p := testpair.Local(b, storage.Options{CacheSize: -1})
 	s := p.Store
 	const keys = 5000
 	batch := make([]storage.BatchEntry, 100)
@@ -166,7 +166,7 @@ func BenchmarkExport(b *testing.B) {
 //	go test ./storage -run '^$' -bench Import -benchtime 3x
 func BenchmarkImport(b *testing.B) {
 	ctx := context.Background()
-	p := storagetest.ServicePair(b, storage.Options{CacheSize: -1})
+	p := testpair.Service(b, storage.Options{CacheSize: -1})
 	const keys = 2000
 	var in strings.Builder
 	for k := 0; k < keys; k++ {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -24,7 +25,7 @@ import (
 func BenchmarkGC_1MKeys_10kGarbage(b *testing.B) {
 	const live, garbage = 1_000_000, 10_000
 	ctx := context.Background()
-	p := storagetest.ServicePair(b, storage.Options{CacheSize: -1})
+	p := testpair.Service(b, storage.Options{CacheSize: -1})
 	// Filled without the history triggers: a million trigger calls take
 	// minutes here, and garbage collection reads no history row it would make.
 	if _, err := p.DB.X.ExecContext(ctx, `ALTER TABLE kv_entries DISABLE TRIGGER USER`); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -23,8 +24,8 @@ func BenchmarkSensitive(b *testing.B) {
 	v := storage.String(value1K)
 	for _, p := range []struct {
 		name string
-		open func(testing.TB, storage.Options) storagetest.Pair
-	}{{"sqlite+dir", storagetest.LocalPair}, {"postgres+minio", storagetest.ServicePair}} {
+		open func(testing.TB, storage.Options) testpair.Pair
+	}{{"sqlite+dir", testpair.Local}, {"postgres+minio", testpair.Service}} {
 		s := p.open(b, storage.Options{CacheSize: -1, Keys: storagetest.TestKeys(b)}).Store
 		plain, sealed := storage.SetOptions{}, storage.SetOptions{Sensitive: true}
 		pair := func(b *testing.B, op func(sensitive bool) error) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/seal"
 	"github.com/kvflow/kvflow/storage/storagetest"
@@ -36,7 +37,7 @@ func TestSecrets_MaskAny_MasksKeysAndValues(t *testing.T) {
 // SealBytes and OpenBytes round-trip under the same associated data only;
 // a store without a key refuses to seal.
 func TestStore_SealBytes_RoundTripBoundToAD(t *testing.T) {
-	s := storagetest.LocalPair(t, storage.Options{Keys: storagetest.TestKeys(t)}).Store
+	s := testpair.Local(t, storage.Options{Keys: storagetest.TestKeys(t)}).Store
 	sealed, err := s.SealBytes([]byte("hello"), "execution 1")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestStore_SealBytes_RoundTripBoundToAD(t *testing.T) {
 	if _, err := s.OpenBytes(sealed, "execution 2"); err == nil {
 		t.Error("OpenBytes under another AD succeeded")
 	}
-	plain := storagetest.LocalStore(t)
+	plain := testpair.LocalStore(t)
 	if _, err := plain.SealBytes([]byte("x"), "a"); !errors.Is(err, seal.ErrNoKey) {
 		t.Errorf("SealBytes without a key: %v, want ErrNoKey", err)
 	}

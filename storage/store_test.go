@@ -16,10 +16,13 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/app"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/fs"
+	"github.com/kvflow/kvflow/storage/s3/s3test"
 	"github.com/kvflow/kvflow/storage/sqldb"
+	"github.com/kvflow/kvflow/storage/sqldb/sqldbtest"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
@@ -32,11 +35,11 @@ func TestMain(m *testing.M) {
 }
 
 func TestStore_SQLiteAndDir(t *testing.T) {
-	storagetest.StoreAcceptance(t, storagetest.LocalPair)
+	storagetest.StoreAcceptance(t, testpair.Opener(testpair.Local))
 }
 
 func TestStore_PostgresAndMinIO(t *testing.T) {
-	storagetest.StoreAcceptance(t, storagetest.ServicePair)
+	storagetest.StoreAcceptance(t, testpair.Opener(testpair.Service))
 }
 
 // crashChild writes in a loop until it is killed: the parent's victim.
@@ -82,7 +85,7 @@ func TestCrash_KillDuringWriteLoop_OnlyOrphansRemain(t *testing.T) {
 				killChildMidWrite(t, tc.db, tc.storage, time.Duration(50+round*150)*time.Millisecond)
 			}
 			ctx := context.Background()
-			db := storagetest.OpenDB(t, tc.db)
+			db := sqldbtest.OpenURL(t, tc.db)
 			b, err := app.OpenBucket(ctx, tc.storage)
 			if err != nil {
 				t.Fatal(err)
@@ -161,8 +164,8 @@ func killChildMidWrite(t *testing.T, db, storageURL string, after time.Duration)
 func TestFaults_ObjectStoreDown_SetFailsMetadataUnchanged_Recovers(t *testing.T) {
 	m := testsvc.NewMinIO(t)
 	ctx := context.Background()
-	db := storagetest.OpenDB(t, testsvc.PostgresURL(t))
-	s := storage.New(db, storagetest.OpenS3(t, m.S3URL()), storage.Options{CacheSize: -1})
+	db := sqldbtest.OpenURL(t, testsvc.PostgresURL(t))
+	s := storage.New(db, s3test.Open(t, m.S3URL()), storage.Options{CacheSize: -1})
 	before, err := s.Set(ctx, "faults", "k", storage.String("v1"), storage.SetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +202,7 @@ func TestFaults_DatabaseDown_SetFailsNothingStored_Recovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := storage.New(storagetest.OpenDB(t, pg.URL()), b, storage.Options{CacheSize: -1})
+	s := storage.New(sqldbtest.OpenURL(t, pg.URL()), b, storage.Options{CacheSize: -1})
 	if _, err := s.Set(ctx, "faults", "k", storage.String("v1"), storage.SetOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +253,7 @@ func eventually[T any](op func() (T, error)) (T, error) {
 func TestCollectGarbage_WriteIntentProtectsAnOldLookingObject(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db := storagetest.OpenDB(t, "sqlite://"+filepath.Join(dir, "kv.db"))
+	db := sqldbtest.OpenURL(t, "sqlite://"+filepath.Join(dir, "kv.db"))
 	b, err := fs.New(filepath.Join(dir, "objects"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 	. "github.com/kvflow/kvflow/template"
@@ -40,7 +41,7 @@ func kvStore(t *testing.T) (*storage.Store, *storagetest.Clock) {
 	t.Helper()
 	c := storagetest.NewClock()
 	c.Set(time.Now())
-	return storagetest.LocalPair(t, storage.Options{Now: c.Now}).Store, c
+	return testpair.Local(t, storage.Options{Now: c.Now}).Store, c
 }
 
 func set(t *testing.T, s *storage.Store, ns, key string, v storage.Value, ttl time.Duration) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 	. "github.com/kvflow/kvflow/template"
@@ -14,7 +15,7 @@ import (
 // plain values are not, nor short derived ones.
 func TestTaint_RenderedFromSensitive_IsMasked(t *testing.T) {
 	ctx := context.Background()
-	s := storagetest.LocalPair(t, storage.Options{Keys: storagetest.TestKeys(t)}).Store
+	s := testpair.Local(t, storage.Options{Keys: storagetest.TestKeys(t)}).Store
 	if _, err := s.Set(ctx, "company.team", "pw", storage.String("hunter2-xyz"), storage.SetOptions{Sensitive: true}); err != nil {
 		t.Fatal(err)
 	}

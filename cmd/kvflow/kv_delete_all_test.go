@@ -4,7 +4,7 @@ import (
 	"io"
 	"testing"
 
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 func deleteAllSession() []kvCase {
@@ -29,7 +29,7 @@ func TestKVDeleteAll_LocalStore(t *testing.T) {
 }
 
 func TestKVDeleteAll_Server(t *testing.T) {
-	pair := storagetest.LocalPair(t, storageOpts)
+	pair := testpair.Local(t, storageOpts)
 	url := startAPIServer(t, pair, "cli-token")
 	runKVCases(t, t.TempDir(), []string{"--server", url, "--token", "cli-token"}, deleteAllSession())
 }

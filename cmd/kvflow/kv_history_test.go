@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 // historySession is the same for the local store and a server.
@@ -41,7 +41,7 @@ func TestKVHistoryCommands_LocalStore(t *testing.T) {
 }
 
 func TestKVHistoryCommands_Server(t *testing.T) {
-	pair := storagetest.LocalPair(t, storageOpts)
+	pair := testpair.Local(t, storageOpts)
 	url := startAPIServer(t, pair, "cli-token")
 	extra := []string{"--server", url, "--token", "cli-token"}
 	runKVCases(t, t.TempDir(), extra, historySession())

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 // moreSession exercises kv_more.go's commands; local and server answer alike
@@ -47,7 +47,7 @@ func TestKVMore_LocalStore(t *testing.T) {
 }
 
 func TestKVMore_Server(t *testing.T) {
-	pair := storagetest.LocalPair(t, storageOpts)
+	pair := testpair.Local(t, storageOpts)
 	url := startAPIServer(t, pair, "cli-token")
 	runKVCases(t, t.TempDir(), []string{"--server", url, "--token", "cli-token"}, moreSession())
 }
@@ -73,7 +73,7 @@ func TestKVExportImport_LocalStore(t *testing.T) {
 }
 
 func TestKVExportImport_Server(t *testing.T) {
-	pair := storagetest.LocalPair(t, storageOpts)
+	pair := testpair.Local(t, storageOpts)
 	url := startAPIServer(t, pair, "cli-token")
 	runKVCases(t, t.TempDir(), []string{"--server", url, "--token", "cli-token"}, exportImportSession(t.TempDir()+"/ex.jsonl"))
 }

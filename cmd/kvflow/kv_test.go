@@ -17,8 +17,8 @@ import (
 	"github.com/kvflow/kvflow/app"
 	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/config"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // kvCase is one CLI call and what it must print and return.
@@ -123,7 +123,7 @@ func TestKVCommands_LocalStore(t *testing.T) {
 }
 
 func TestKVCommands_Server(t *testing.T) {
-	pair := storagetest.LocalPair(t, storageOpts)
+	pair := testpair.Local(t, storageOpts)
 	url := startAPIServer(t, pair, "cli-token")
 	extra := []string{"--server", url, "--token", "cli-token"}
 	runKVCases(t, t.TempDir(), extra, kvSession())
@@ -151,7 +151,7 @@ func TestKVCommands_Server(t *testing.T) {
 }
 
 // startAPIServer serves pair on a random loopback port until the test ends.
-func startAPIServer(t *testing.T, pair storagetest.Pair, token string) string {
+func startAPIServer(t *testing.T, pair testpair.Pair, token string) string {
 	t.Helper()
 	srv := api.New(api.Config{Store: pair.Store, DB: pair.DB, Token: token, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -3,11 +3,11 @@ package main
 import (
 	"testing"
 
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 func TestNamespaceList_TreeWithCounts(t *testing.T) {
-	pair := storagetest.LocalPair(t, storageOpts)
+	pair := testpair.Local(t, storageOpts)
 	url := startAPIServer(t, pair, "cli-token")
 	srv := []string{"--server", url, "--token", "cli-token"}
 	runKVCases(t, t.TempDir(), srv, []kvCase{

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -93,7 +94,7 @@ outputs:
 }
 
 func TestSensitive_CLI_Server(t *testing.T) {
-	pair := storagetest.ServicePair(t, storage.Options{Keys: storagetest.TestKeys(t)})
+	pair := testpair.Service(t, storage.Options{Keys: storagetest.TestKeys(t)})
 	url := startAPIServer(t, pair, "cli-token")
 	runKVCases(t, t.TempDir(), []string{"--server", url, "--token", "cli-token"}, sensitiveSession())
 }

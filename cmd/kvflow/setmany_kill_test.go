@@ -15,7 +15,8 @@ import (
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/fs"
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/storage/s3/s3test"
+	"github.com/kvflow/kvflow/storage/sqldb/sqldbtest"
 )
 
 // A real `kvflow kv set-many` process writing a large batch is SIGKILLed
@@ -47,7 +48,7 @@ func TestSetManyProcess_KilledMidBatch_AllOrNothing(t *testing.T) {
 	pairs := map[string]func(t *testing.T) setup{
 		"sqlite+dir": func(t *testing.T) setup {
 			dir := t.TempDir()
-			db := storagetest.OpenDB(t, "sqlite://"+filepath.ToSlash(filepath.Join(dir, "kvflow.db")))
+			db := sqldbtest.OpenURL(t, "sqlite://"+filepath.ToSlash(filepath.Join(dir, "kvflow.db")))
 			b, err := fs.New(filepath.Join(dir, "storage"))
 			if err != nil {
 				t.Fatal(err)
@@ -56,9 +57,9 @@ func TestSetManyProcess_KilledMidBatch_AllOrNothing(t *testing.T) {
 		},
 		"postgres+minio": func(t *testing.T) setup {
 			dbURL, s3URL := testsvc.PostgresURL(t), testsvc.S3URL(t)
-			b := storagetest.OpenS3(t, s3URL)
+			b := s3test.Open(t, s3URL)
 			return setup{[]string{"KVFLOW_DATA_DIR=" + t.TempDir(), "KVFLOW_DATABASE_URL=" + dbURL, "KVFLOW_STORAGE_URL=" + s3URL},
-				storage.New(storagetest.OpenDB(t, dbURL), b, storage.Options{CacheSize: -1}), b}
+				storage.New(sqldbtest.OpenURL(t, dbURL), b, storage.Options{CacheSize: -1}), b}
 		},
 	}
 	for name, open := range pairs {

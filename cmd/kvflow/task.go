@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
 	_ "github.com/kvflow/kvflow/tasks/all" // the built-in task types
@@ -71,7 +72,7 @@ allowed); --prop key:=JSON gives a typed value (42, true, ["a","b"]).`,
 				Access: storage.Access{Policy: a.Config.Policy()}, HTTPClient: a.Config.HTTPClient(),
 				Logger: logger,
 			}
-			out, err := plugin.RunTask(storage.WithSecrets(cmd.Context(), secrets), plugin.Default, args[0], given, rc)
+			out, err := taskrun.Run(storage.WithSecrets(cmd.Context(), secrets), plugin.Default, args[0], given, rc)
 			if err != nil && !reveal {
 				return &kvflow.Error{Code: kvflow.ErrorCode(err), Message: secrets.MaskText(kvflow.ErrorMessage(err))}
 			} else if err != nil {

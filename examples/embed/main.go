@@ -38,11 +38,11 @@ func (g *Greet) Validate() error {
 // Run renders the properties, logs a line and returns the outputs that later
 // tasks reach as outputs.<taskId>.greeting.
 func (g *Greet) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	name, err := g.Name.Get(ctx, rc, "name", "")
+	name, err := g.Name.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	shout, err := g.Shout.Get(ctx, rc, "shout", false)
+	shout, err := g.Shout.Get(ctx, rc, false)
 	if err != nil {
 		return nil, err
 	}

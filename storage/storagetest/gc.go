@@ -14,151 +14,151 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// gcAcceptance: garbage collection reads the database's records, never the
-// bucket's listing, and with no grace at all it never takes an object a live
-// entry or an in-flight write needs.
-func gcAcceptance(t *testing.T, open Opener) {
+// gcNoGraceRacingWritersNoAcknowledgedWriteLost: garbage collection with no
+// grace at all, racing writers of every kind, never takes an object a
+// committed write points to, and leaves no object no record names.
+func gcNoGraceRacingWritersNoAcknowledgedWriteLost(t *testing.T, open Opener) {
 	ctx := context.Background()
-
-	t.Run("GC_NoGrace_RacingWriters_NoAcknowledgedWriteLost", func(t *testing.T) {
-		p := open(t, storage.Options{CacheSize: -1})
-		s := p.Store
-		const ns, writers, rounds = "gc.race", 6, 40
-		var mu sync.Mutex
-		last := map[string]string{} // key → last acknowledged value
-		ack := func(key, v string) { mu.Lock(); last[key] = v; mu.Unlock() }
-		stop := make(chan struct{})
-		var collected atomic.Int64
-		var gcErr error
-		gcDone := make(chan struct{})
-		go func() { // collect and prune as fast as possible, with no grace
-			defer close(gcDone)
-			for {
-				select {
-				case <-stop:
-					return
+	p := open(t, storage.Options{CacheSize: -1})
+	s := p.Store
+	const ns, writers, rounds = "gc.race", 6, 40
+	var mu sync.Mutex
+	last := map[string]string{} // key → last acknowledged value
+	ack := func(key, v string) { mu.Lock(); last[key] = v; mu.Unlock() }
+	stop := make(chan struct{})
+	var collected atomic.Int64
+	var gcErr error
+	gcDone := make(chan struct{})
+	go func() { // collect and prune as fast as possible, with no grace
+		defer close(gcDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
+				gcErr = err
+				return
+			}
+			n, err := s.CollectGarbage(ctx, 0)
+			if err != nil {
+				gcErr = err
+				return
+			}
+			collected.Add(int64(n))
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				key := fmt.Sprintf("k%d", (w*rounds+i)%8)
+				v := fmt.Sprintf("w%d-%d|%s", w, i, strings.Repeat("x", i*50))
+				var err error
+				switch i % 4 {
+				case 0:
+					_, err = s.SetStream(ctx, ns, key, strings.NewReader(v), storage.SetOptions{})
+				case 1:
+					_, err = s.SetMany(ctx, ns, []storage.BatchEntry{{Key: key, Value: storage.String(v)}, {Key: key + "-b", Value: storage.String(v)}})
+					if err == nil {
+						ack(key+"-b", v)
+					}
 				default:
+					_, err = s.Set(ctx, ns, key, storage.String(v), storage.SetOptions{})
 				}
-				if _, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
-					gcErr = err
-					return
+				if err == nil {
+					ack(key, v)
+				} else if !errors.Is(err, storage.ErrIntentGone) { // not acknowledged: allowed
+					t.Errorf("write %s: %v", key, err)
 				}
-				n, err := s.CollectGarbage(ctx, 0)
-				if err != nil {
-					gcErr = err
-					return
-				}
-				collected.Add(int64(n))
 			}
 		}()
-		var wg sync.WaitGroup
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < rounds; i++ {
-					key := fmt.Sprintf("k%d", (w*rounds+i)%8)
-					v := fmt.Sprintf("w%d-%d|%s", w, i, strings.Repeat("x", i*50))
-					var err error
-					switch i % 4 {
-					case 0:
-						_, err = s.SetStream(ctx, ns, key, strings.NewReader(v), storage.SetOptions{})
-					case 1:
-						_, err = s.SetMany(ctx, ns, []storage.BatchEntry{{Key: key, Value: storage.String(v)}, {Key: key + "-b", Value: storage.String(v)}})
-						if err == nil {
-							ack(key+"-b", v)
-						}
-					default:
-						_, err = s.Set(ctx, ns, key, storage.String(v), storage.SetOptions{})
-					}
-					if err == nil {
-						ack(key, v)
-					} else if !errors.Is(err, storage.ErrIntentGone) { // not acknowledged: allowed
-						t.Errorf("write %s: %v", key, err)
-					}
-				}
-			}()
+	}
+	wg.Wait()
+	close(stop)
+	<-gcDone
+	if gcErr != nil {
+		t.Fatalf("garbage collection: %v", gcErr)
+	}
+	if _, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CollectGarbage(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]bool{}
+	mu.Lock()
+	for k := range last {
+		written[k] = true
+	}
+	mu.Unlock()
+	keys, err := s.Keys(ctx, ns, "")
+	if err != nil || len(keys) != len(written) {
+		t.Fatalf("keys = %v, %v; want %d", keys, err, len(written))
+	}
+	for _, k := range keys {
+		if _, v, err := s.Get(ctx, ns, k); err != nil {
+			t.Errorf("Get %s after GC with no grace: %v (an acknowledged write lost its object)", k, err)
+		} else if !strings.HasPrefix(v.V.(string), "w") {
+			t.Errorf("Get %s: %.40q", k, v.V)
 		}
-		wg.Wait()
-		close(stop)
-		<-gcDone
-		if gcErr != nil {
-			t.Fatalf("garbage collection: %v", gcErr)
-		}
-		if _, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.CollectGarbage(ctx, 0); err != nil {
-			t.Fatal(err)
-		}
-		written := map[string]bool{}
-		mu.Lock()
-		for k := range last {
-			written[k] = true
-		}
-		mu.Unlock()
-		keys, err := s.Keys(ctx, ns, "")
-		if err != nil || len(keys) != len(written) {
-			t.Fatalf("keys = %v, %v; want %d", keys, err, len(written))
-		}
-		for _, k := range keys {
-			if _, v, err := s.Get(ctx, ns, k); err != nil {
-				t.Errorf("Get %s after GC with no grace: %v (an acknowledged write lost its object)", k, err)
-			} else if !strings.HasPrefix(v.V.(string), "w") {
-				t.Errorf("Get %s: %.40q", k, v.V)
-			}
-		}
-		// Every object left is a live value: GC left nothing behind, and no
-		// object exists that no record names (SweepOrphans finds none).
-		if n := countObjects(t, p.Bucket); n != len(keys) {
-			t.Errorf("%d objects after GC, want %d (one per live key)", n, len(keys))
-		}
-		if n, err := s.SweepOrphans(ctx, 0); err != nil || n != 0 {
-			t.Errorf("SweepOrphans found %d, %v; want 0", n, err)
-		}
-		t.Logf("%d objects collected while writing", collected.Load())
-	})
+	}
+	// Every object left is a live value: GC left nothing behind, and no
+	// object exists that no record names (SweepOrphans finds none).
+	if n := countObjects(t, p.Bucket); n != len(keys) {
+		t.Errorf("%d objects after GC, want %d (one per live key)", n, len(keys))
+	}
+	if n, err := s.SweepOrphans(ctx, 0); err != nil || n != 0 {
+		t.Errorf("SweepOrphans found %d, %v; want 0", n, err)
+	}
+	t.Logf("%d objects collected while writing", collected.Load())
+}
 
-	t.Run("GC_WorkFollowsTheGarbage_NoListing", func(t *testing.T) {
-		p := open(t, storage.Options{CacheSize: -1})
-		const ns = "gc.cost"
-		batch := make([]storage.BatchEntry, 200)
-		for i := range batch {
-			batch[i] = storage.BatchEntry{Key: fmt.Sprintf("live%03d", i), Value: storage.Value{Type: storage.NUMBER, V: int64(i)}}
-		}
-		if _, err := p.Store.SetMany(ctx, ns, batch); err != nil {
+// gcWorkFollowsTheGarbageNoListing: one object-store call per garbage object,
+// no listing.
+func gcWorkFollowsTheGarbageNoListing(t *testing.T, open Opener) {
+	ctx := context.Background()
+	p := open(t, storage.Options{CacheSize: -1})
+	const ns = "gc.cost"
+	batch := make([]storage.BatchEntry, 200)
+	for i := range batch {
+		batch[i] = storage.BatchEntry{Key: fmt.Sprintf("live%03d", i), Value: storage.Value{Type: storage.NUMBER, V: int64(i)}}
+	}
+	if _, err := p.Store.SetMany(ctx, ns, batch); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ { // 10 replaced values
+		mustSet(t, p.Store, ns, "live000", storage.Value{Type: storage.NUMBER, V: int64(1000 + i)}, storage.SetOptions{})
+	}
+	// 5 writes that crashed after their upload: their intents name them.
+	for i := 0; i < 5; i++ {
+		in := storage.Intent{Namespace: ns, Object: storage.ObjectName(ns, fmt.Sprintf("crashed%d", i))}
+		if err := p.Index.AddIntents(ctx, time.Now().Add(-time.Hour), []storage.Intent{in}); err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < 10; i++ { // 10 replaced values
-			mustSet(t, p.Store, ns, "live000", storage.Value{Type: storage.NUMBER, V: int64(1000 + i)}, storage.SetOptions{})
+		if err := p.Bucket.Put(ctx, in.Object, strings.NewReader("1"), 1); err != nil {
+			t.Fatal(err)
 		}
-		// 5 writes that crashed after their upload: their intents name them.
-		for i := 0; i < 5; i++ {
-			in := storage.Intent{Namespace: ns, Object: storage.ObjectName(ns, fmt.Sprintf("crashed%d", i))}
-			if err := p.DB.AddIntents(ctx, time.Now().Add(-time.Hour), []storage.Intent{in}); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Bucket.Put(ctx, in.Object, strings.NewReader("1"), 1); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if n, _, err := p.Store.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil || n != 10 {
-			t.Fatalf("PruneHistory: %d, %v; want 10", n, err)
-		}
-		cb := &CountingBucket{Bucket: p.Bucket}
-		s := storage.New(p.DB, cb, storage.Options{CacheSize: -1})
-		n, err := s.CollectGarbage(ctx, 0)
-		if err != nil || n != 15 {
-			t.Fatalf("CollectGarbage = %d, %v; want 15 (10 replaced, 5 crashed)", n, err)
-		}
-		if cb.Lists.Load() != 0 || cb.Gets.Load() != 0 || cb.Puts.Load() != 0 || cb.Deletes.Load() != 15 {
-			t.Errorf("object-store calls: %d lists, %d gets, %d puts, %d deletes; want only 15 deletes (one per garbage object)",
-				cb.Lists.Load(), cb.Gets.Load(), cb.Puts.Load(), cb.Deletes.Load())
-		}
-		if got := countObjects(t, p.Bucket); got != len(batch) {
-			t.Errorf("%d objects left, want %d", got, len(batch))
-		}
-	})
+	}
+	if n, _, err := p.Store.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil || n != 10 {
+		t.Fatalf("PruneHistory: %d, %v; want 10", n, err)
+	}
+	cb := &CountingBucket{Bucket: p.Bucket}
+	s := storage.New(p.Index, cb, storage.Options{CacheSize: -1})
+	n, err := s.CollectGarbage(ctx, 0)
+	if err != nil || n != 15 {
+		t.Fatalf("CollectGarbage = %d, %v; want 15 (10 replaced, 5 crashed)", n, err)
+	}
+	if cb.Lists.Load() != 0 || cb.Gets.Load() != 0 || cb.Puts.Load() != 0 || cb.Deletes.Load() != 15 {
+		t.Errorf("object-store calls: %d lists, %d gets, %d puts, %d deletes; want only 15 deletes (one per garbage object)",
+			cb.Lists.Load(), cb.Gets.Load(), cb.Puts.Load(), cb.Deletes.Load())
+	}
+	if got := countObjects(t, p.Bucket); got != len(batch) {
+		t.Errorf("%d objects left, want %d", got, len(batch))
+	}
 }
 
 // CountingBucket counts a bucket's calls.

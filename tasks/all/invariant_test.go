@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // markerFlow sends the marker through every task property and template
@@ -59,7 +59,7 @@ errors:
 // executions.error only as a type, a size and a hash prefix. Every table of
 // both databases is dumped and searched for the marker.
 func TestInvariant5_ErrorMessagesNeverQuoteAValue(t *testing.T) {
-	for _, p := range storagetest.Pairs(t, storage.Options{}) {
+	for _, p := range testpair.All(t, storage.Options{}) {
 		t.Run(p.Name, func(t *testing.T) {
 			const marker = "MARKER-5e2d9a"
 			ctx := context.Background()
@@ -103,7 +103,7 @@ func TestInvariant5_ErrorMessagesNeverQuoteAValue(t *testing.T) {
 				t.Errorf("inputs of the wrong type: %v", err)
 			}
 
-			dump := storagetest.DumpDB(t, p)
+			dump := p.Dump(t)
 			if strings.Contains(dump, marker) {
 				for _, line := range strings.Split(dump, "\n") {
 					if strings.Contains(line, marker) {

@@ -21,10 +21,11 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/internal/netguard"
+	"github.com/kvflow/kvflow/internal/taskrun"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	"github.com/kvflow/kvflow/tasks/core"
 	"github.com/kvflow/kvflow/template"
 )
@@ -41,7 +42,7 @@ type env struct {
 	logs   *logSink
 }
 
-func newEnv(t testing.TB, pair func(testing.TB, storage.Options) storagetest.Pair) *env {
+func newEnv(t testing.TB, pair func(testing.TB, storage.Options) testpair.Pair) *env {
 	p := pair(t, storage.Options{})
 	return &env{t: t, store: p.Store, bucket: p.Bucket, logs: &logSink{}}
 }
@@ -62,7 +63,7 @@ func (e *env) rc() *plugin.RunContext {
 	}
 }
 
-func decode(t testing.TB, typ, src string) (plugin.Task, []plugin.FieldError) {
+func decode(t testing.TB, typ, src string) (plugin.Task, []kvflow.FieldError) {
 	t.Helper()
 	def, ok := plugin.Default.Lookup(typ)
 	if !ok {
@@ -72,7 +73,7 @@ func decode(t testing.TB, typ, src string) (plugin.Task, []plugin.FieldError) {
 	if err := yaml.Unmarshal([]byte(src), &n); err != nil {
 		t.Fatalf("bad test YAML %q: %v", src, err)
 	}
-	return plugin.DecodeTask(def, n.Content[0], "")
+	return taskrun.DecodeTask(def, n.Content[0], "")
 }
 
 func (e *env) run(typ, src string) (plugin.Outputs, error) {
@@ -81,7 +82,7 @@ func (e *env) run(typ, src string) (plugin.Outputs, error) {
 	if len(errs) > 0 {
 		e.t.Fatalf("decoding %s %q: %v", typ, src, errs)
 	}
-	return plugin.Call(context.Background(), task, e.rc())
+	return taskrun.Call(context.Background(), task, e.rc())
 }
 
 type (
@@ -112,7 +113,7 @@ func mustOK(t testing.TB, err error) {
 }
 
 func TestLog(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	ctx := context.Background()
 	if _, err := e.store.Set(ctx, flowNS, "my_json_key", storage.String(`{"name": "John Doe", "age": 32, "address": {"city": "Paris"}}`), storage.SetOptions{}); err != nil {
 		t.Fatal(err)
@@ -165,7 +166,7 @@ func TestLog(t *testing.T) {
 }
 
 func TestReturn(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	for _, c := range []struct {
 		name, src string
 		want      any
@@ -264,10 +265,10 @@ func server(t testing.TB, big []byte) *httptest.Server {
 	return s
 }
 
-func TestDownload_SQLiteDir(t *testing.T)     { testDownload(t, storagetest.LocalPair) }
-func TestDownload_PostgresMinIO(t *testing.T) { testDownload(t, storagetest.ServicePair) }
+func TestDownload_SQLiteDir(t *testing.T)     { testDownload(t, testpair.Local) }
+func TestDownload_PostgresMinIO(t *testing.T) { testDownload(t, testpair.Service) }
 
-func testDownload(t *testing.T, pair func(testing.TB, storage.Options) storagetest.Pair) {
+func testDownload(t *testing.T, pair func(testing.TB, storage.Options) testpair.Pair) {
 	e := newEnv(t, pair)
 	big := make([]byte, 6<<20+123)
 	rand.NewChaCha8([32]byte{1}).Read(big)
@@ -392,7 +393,7 @@ func testDownload(t *testing.T, pair func(testing.TB, storage.Options) storagete
 // BenchmarkDownload_6MiB shows memory per download stays far below the body
 // size (see B/op): the body streams to the bucket.
 func BenchmarkDownload_6MiB(b *testing.B) {
-	e := newEnv(b, storagetest.LocalPair)
+	e := newEnv(b, testpair.Local)
 	big := make([]byte, 6<<20)
 	srv := server(b, big)
 	task, errs := decode(b, core.DownloadType, "uri: "+srv.URL+"/big")

@@ -60,13 +60,13 @@ func (t *Download) Validate() error {
 			errs = append(errs, invalid("headers", "%s", kvflow.ErrorMessage(err)))
 		}
 	}
-	errs = append(errs, t.URI.Check("uri"), t.Headers.Check("headers"), t.Body.Check("body"), t.FailOnEmptyResponse.Check("failOnEmptyResponse"))
+	errs = append(errs, t.URI.Check(), t.Headers.Check(), t.Body.Check(), t.FailOnEmptyResponse.Check())
 	return joinErrors(errs...)
 }
 
 // Run downloads the file.
 func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	raw, err := t.URI.Get(ctx, rc, "uri", "")
+	raw, err := t.URI.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +75,7 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 		return nil, propErr(rc, "uri", err)
 	}
 	where := u.Redacted()
-	methodText, err := t.Method.Get(ctx, rc, "method", "GET")
+	methodText, err := t.Method.Get(ctx, rc, "GET")
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 	if err != nil {
 		return nil, propErr(rc, "method", err)
 	}
-	hm, err := t.Headers.Get(ctx, rc, "headers", nil)
+	hm, err := t.Headers.Get(ctx, rc, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -91,11 +91,11 @@ func (t *Download) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outpu
 	if err != nil {
 		return nil, propErr(rc, "headers", err)
 	}
-	body, err := t.Body.Get(ctx, rc, "body", "")
+	body, err := t.Body.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	failOnEmpty, err := t.FailOnEmptyResponse.Get(ctx, rc, "failOnEmptyResponse", true)
+	failOnEmpty, err := t.FailOnEmptyResponse.Get(ctx, rc, true)
 	if err != nil {
 		return nil, err
 	}

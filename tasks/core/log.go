@@ -42,7 +42,7 @@ func (t *Log) Validate() error {
 		if _, err := parseLevel(lv); err != nil {
 			errs = append(errs, invalid("level", "%s", kvflow.ErrorMessage(err)))
 		}
-	} else if err := t.Level.Check("level"); err != nil {
+	} else if err := t.Level.Check(); err != nil {
 		errs = append(errs, err)
 	}
 	return joinErrors(errs...)
@@ -50,7 +50,7 @@ func (t *Log) Validate() error {
 
 // Run renders each message and logs it.
 func (t *Log) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	lvText, err := t.Level.Get(ctx, rc, "level", "INFO")
+	lvText, err := t.Level.Get(ctx, rc, "INFO")
 	if err != nil {
 		return nil, err
 	}

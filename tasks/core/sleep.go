@@ -18,12 +18,12 @@ func (t *Sleep) Validate() error {
 	if d, ok := t.Duration.Raw().(string); ok && !t.Duration.IsTemplate() && d == "" {
 		return invalid("duration", "the property is required: an ISO-8601 duration such as PT5S.")
 	}
-	return t.Duration.Check("duration")
+	return t.Duration.Check()
 }
 
 // Run waits for the duration or until ctx ends.
 func (t *Sleep) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	d, err := t.Duration.Get(ctx, rc, "duration", 0)
+	d, err := t.Duration.Get(ctx, rc, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,8 +11,8 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/internal/netguard"
+	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/plugin"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	"github.com/kvflow/kvflow/tasks/core"
 )
 
@@ -43,13 +44,13 @@ func (e *env) download(uri string, client *http.Client) (plugin.Outputs, error) 
 	}
 	rc := e.rc()
 	rc.HTTPClient = client
-	return plugin.Call(context.Background(), task, rc)
+	return taskrun.Call(context.Background(), task, rc)
 }
 
 // By default Download refuses internal addresses, checked on the address
 // dialed: literal addresses, names resolving to loopback, and redirects.
 func TestDownload_RefusesInternalAddresses(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	v4, v4hits := hitServer(t, "127.0.0.1:0", nil)
 	v6, v6hits := hitServer(t, "[::1]:0", nil)
 	_, port, _ := net.SplitHostPort(v4.Listener.Addr().String())

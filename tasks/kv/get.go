@@ -24,7 +24,7 @@ type Get struct {
 
 // Validate checks the literal properties when the flow loads.
 func (t *Get) Validate() error {
-	return joinErrors(checkKey(t.Key), checkNamespace(t.Namespace), t.ErrorOnMissing.Check("errorOnMissing"))
+	return joinErrors(checkKey(t.Key), checkNamespace(t.Namespace), t.ErrorOnMissing.Check())
 }
 
 // Run reads the value.
@@ -33,7 +33,7 @@ func (t *Get) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 	if err != nil {
 		return nil, err
 	}
-	errorOnMissing, err := t.ErrorOnMissing.Get(ctx, rc, "errorOnMissing", false)
+	errorOnMissing, err := t.ErrorOnMissing.Get(ctx, rc, false)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,7 @@ func (t *Get) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 		return plugin.Outputs{"value": outputValue(v)}, nil
 	case kvflow.ENOTFOUND, kvflow.EEXPIRED:
 		if t.DefaultValue.IsSet() {
-			dflt, err := t.DefaultValue.Get(ctx, rc, "defaultValue", nil)
+			dflt, err := t.DefaultValue.Get(ctx, rc, nil)
 			if err != nil {
 				return nil, err
 			}
@@ -68,12 +68,12 @@ type GetKeys struct {
 
 // Validate checks the literal properties when the flow loads.
 func (t *GetKeys) Validate() error {
-	return joinErrors(t.Prefix.Check("prefix"), checkNamespace(t.Namespace))
+	return joinErrors(t.Prefix.Check(), checkNamespace(t.Namespace))
 }
 
 // Run lists the keys.
 func (t *GetKeys) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	prefix, err := t.Prefix.Get(ctx, rc, "prefix", "")
+	prefix, err := t.Prefix.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ type Delete struct {
 
 // Validate checks the literal properties when the flow loads.
 func (t *Delete) Validate() error {
-	return joinErrors(checkKey(t.Key), checkNamespace(t.Namespace), t.ErrorOnMissing.Check("errorOnMissing"))
+	return joinErrors(checkKey(t.Key), checkNamespace(t.Namespace), t.ErrorOnMissing.Check())
 }
 
 // Run deletes the key.
@@ -114,7 +114,7 @@ func (t *Delete) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs
 	if err != nil {
 		return nil, err
 	}
-	errorOnMissing, err := t.ErrorOnMissing.Get(ctx, rc, "errorOnMissing", false)
+	errorOnMissing, err := t.ErrorOnMissing.Get(ctx, rc, false)
 	if err != nil {
 		return nil, err
 	}

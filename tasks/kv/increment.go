@@ -38,7 +38,7 @@ func (t *Increment) Validate() error {
 	if t.By.IsSet() && !t.By.IsTemplate() {
 		_, byErr = delta(t.By.Raw())
 	}
-	return joinErrors(checkKey(t.Key), byErr, checkNamespace(t.Namespace), t.TTL.Check("ttl"), t.KVDescription.Check("kvDescription"))
+	return joinErrors(checkKey(t.Key), byErr, checkNamespace(t.Namespace), t.TTL.Check(), t.KVDescription.Check())
 }
 
 // Run renders the properties and increments.
@@ -47,7 +47,7 @@ func (t *Increment) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outp
 	if err != nil {
 		return nil, err
 	}
-	raw, err := t.By.Get(ctx, rc, "by", int64(1))
+	raw, err := t.By.Get(ctx, rc, int64(1))
 	if err != nil {
 		return nil, err
 	}
@@ -55,11 +55,11 @@ func (t *Increment) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outp
 	if err != nil {
 		return nil, propErr(rc, "by", err)
 	}
-	ttl, err := t.TTL.Get(ctx, rc, "ttl", 0)
+	ttl, err := t.TTL.Get(ctx, rc, 0)
 	if err != nil {
 		return nil, err
 	}
-	desc, err := t.KVDescription.Get(ctx, rc, "kvDescription", "")
+	desc, err := t.KVDescription.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}

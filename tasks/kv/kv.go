@@ -46,12 +46,12 @@ func invalid(prop, format string, args ...any) error {
 }
 
 // literal returns a property's value when it is set and holds no template.
-func literal[T any](p plugin.Property[T], name string) (v T, ok bool, err error) {
+func literal[T any](p plugin.Property[T]) (v T, ok bool, err error) {
 	if !p.IsSet() || p.IsTemplate() {
 		return v, false, nil
 	}
 	// A literal is converted without rendering, so no run context is needed.
-	v, err = p.Get(context.Background(), nil, name, v)
+	v, err = p.Get(context.Background(), nil, v)
 	return v, err == nil, err
 }
 
@@ -60,7 +60,7 @@ func checkKey(p plugin.Property[string]) error {
 	if !p.IsSet() {
 		return invalid("key", "the property is required.")
 	}
-	key, ok, err := literal(p, "key")
+	key, ok, err := literal(p)
 	if err != nil || !ok {
 		return err
 	}
@@ -72,7 +72,7 @@ func checkKey(p plugin.Property[string]) error {
 
 // checkNamespace checks an optional namespace property at load time.
 func checkNamespace(p plugin.Property[string]) error {
-	ns, ok, err := literal(p, "namespace")
+	ns, ok, err := literal(p)
 	if err != nil || !ok || ns == "" {
 		return err
 	}
@@ -85,7 +85,7 @@ func checkNamespace(p plugin.Property[string]) error {
 // target renders the key and namespace properties and checks that the flow
 // may reach the namespace. An empty namespace is the flow's own.
 func target(ctx context.Context, rc *plugin.RunContext, keyP, nsP plugin.Property[string]) (ns, key string, err error) {
-	if key, err = keyP.Get(ctx, rc, "key", ""); err != nil {
+	if key, err = keyP.Get(ctx, rc, ""); err != nil {
 		return "", "", err
 	}
 	if err := storage.ValidateKey(key); err != nil {
@@ -101,7 +101,7 @@ func target(ctx context.Context, rc *plugin.RunContext, keyP, nsP plugin.Propert
 }
 
 func targetNamespace(ctx context.Context, rc *plugin.RunContext, nsP plugin.Property[string]) (string, error) {
-	ns, err := nsP.Get(ctx, rc, "namespace", "")
+	ns, err := nsP.Get(ctx, rc, "")
 	if err != nil {
 		return "", err
 	}

@@ -13,6 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/taskrun"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/internal/testsvc"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
@@ -36,7 +38,7 @@ type env struct {
 	db     *sqldb.DB
 }
 
-type pairFunc func(testing.TB, storage.Options) storagetest.Pair
+type pairFunc func(testing.TB, storage.Options) testpair.Pair
 
 var startTime = time.Date(2024, 7, 15, 6, 10, 33, 0, time.UTC)
 
@@ -91,7 +93,7 @@ func (e *env) rc(ns string) *plugin.RunContext {
 }
 
 // decode builds a task of type typ from YAML properties, as a flow load does.
-func decode(t *testing.T, typ, src string) (plugin.Task, []plugin.FieldError) {
+func decode(t *testing.T, typ, src string) (plugin.Task, []kvflow.FieldError) {
 	t.Helper()
 	def, ok := plugin.Default.Lookup(typ)
 	if !ok {
@@ -105,7 +107,7 @@ func decode(t *testing.T, typ, src string) (plugin.Task, []plugin.FieldError) {
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
 		props = n.Content[0]
 	}
-	return plugin.DecodeTask(def, props, "")
+	return taskrun.DecodeTask(def, props, "")
 }
 
 // run decodes and runs a task in a flow of namespace ns.
@@ -115,7 +117,7 @@ func (e *env) run(ns, typ, src string) (plugin.Outputs, error) {
 	if len(errs) > 0 {
 		e.t.Fatalf("decoding %s %q: %v", typ, src, errs)
 	}
-	return plugin.Call(context.Background(), task, e.rc(ns))
+	return taskrun.Call(context.Background(), task, e.rc(ns))
 }
 
 func (e *env) put(ns, key string, v storage.Value, ttl time.Duration) {

@@ -43,15 +43,15 @@ const bothNamespaceProps = "Properties `namespaces` and `namespacePattern` can't
 // Validate checks the literal properties when the flow loads.
 func (t *PurgeKV) Validate() error {
 	errs := []error{
-		t.Namespaces.Check("namespaces"),
-		t.NamespacePattern.Check("namespacePattern"),
-		t.IncludeChildNamespaces.Check("includeChildNamespaces"),
-		t.KeyPattern.Check("keyPattern"),
-		t.ExpiredOnly.Check("expiredOnly"),
-		t.Behavior.Check("behavior"),
+		t.Namespaces.Check(),
+		t.NamespacePattern.Check(),
+		t.IncludeChildNamespaces.Check(),
+		t.KeyPattern.Check(),
+		t.ExpiredOnly.Check(),
+		t.Behavior.Check(),
 	}
-	nss, nsOK, _ := literal(t.Namespaces, "namespaces")
-	pattern, patOK, _ := literal(t.NamespacePattern, "namespacePattern")
+	nss, nsOK, _ := literal(t.Namespaces)
+	pattern, patOK, _ := literal(t.NamespacePattern)
 	if nsOK && patOK && len(nss) > 0 && strings.TrimSpace(pattern) != "" {
 		errs = append(errs, invalid("namespaces", "%s", bothNamespaceProps))
 	}
@@ -60,7 +60,7 @@ func (t *PurgeKV) Validate() error {
 			errs = append(errs, invalid(fmt.Sprintf("namespaces[%d]", i), "%s", kvflow.ErrorMessage(err)))
 		}
 	}
-	if b, ok, _ := literal(t.Behavior, "behavior"); ok {
+	if b, ok, _ := literal(t.Behavior); ok {
 		if _, err := parseBehavior(b); err != nil {
 			errs = append(errs, err)
 		}
@@ -135,11 +135,11 @@ func parseBehavior(m map[string]any) (purgeBehavior, error) {
 
 // Run resolves the namespaces, checks access to all of them, then purges.
 func (t *PurgeKV) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	listed, err := t.Namespaces.Get(ctx, rc, "namespaces", nil)
+	listed, err := t.Namespaces.Get(ctx, rc, nil)
 	if err != nil {
 		return nil, err
 	}
-	pattern, err := t.NamespacePattern.Get(ctx, rc, "namespacePattern", "")
+	pattern, err := t.NamespacePattern.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
@@ -147,15 +147,15 @@ func (t *PurgeKV) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 	if len(listed) > 0 && pattern != "" {
 		return nil, propErr(rc, "namespaces", kvflow.Errorf(kvflow.EINVALID, "%s", bothNamespaceProps))
 	}
-	children, err := t.IncludeChildNamespaces.Get(ctx, rc, "includeChildNamespaces", true)
+	children, err := t.IncludeChildNamespaces.Get(ctx, rc, true)
 	if err != nil {
 		return nil, err
 	}
-	keyPattern, err := t.KeyPattern.Get(ctx, rc, "keyPattern", "")
+	keyPattern, err := t.KeyPattern.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	bm, err := t.Behavior.Get(ctx, rc, "behavior", nil)
+	bm, err := t.Behavior.Get(ctx, rc, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (t *PurgeKV) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 		return nil, propErr(rc, "behavior", err)
 	}
 	if t.ExpiredOnly.IsSet() {
-		eo, err := t.ExpiredOnly.Get(ctx, rc, "expiredOnly", true)
+		eo, err := t.ExpiredOnly.Get(ctx, rc, true)
 		if err != nil {
 			return nil, err
 		}

@@ -42,7 +42,7 @@ func (t *Put) Validate() error {
 			valueErr = invalid("value", "%s", kvflow.ErrorMessage(err))
 		}
 	}
-	return joinErrors(checkKey(t.Key), valueErr, checkNamespace(t.Namespace), t.ErrorOnMissing.Check("errorOnMissing"))
+	return joinErrors(checkKey(t.Key), valueErr, checkNamespace(t.Namespace), t.ErrorOnMissing.Check())
 }
 
 // Run renders the properties and merges.
@@ -51,7 +51,7 @@ func (t *Put) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 	if err != nil {
 		return nil, err
 	}
-	errorOnMissing, err := t.ErrorOnMissing.Get(ctx, rc, "errorOnMissing", false)
+	errorOnMissing, err := t.ErrorOnMissing.Get(ctx, rc, false)
 	if err != nil {
 		return nil, err
 	}

@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	"github.com/kvflow/kvflow/tasks/kv"
 )
 
 func TestPut_MergeEntriesReplaceAndMissing(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	// Created when missing, from a map.
 	out, err := e.run(flowNS, kv.PutType, "key: cfg\nvalue: {name: John, address: {city: Paris, zip: '75001'}}")
 	if err != nil || out["version"] != int64(1) {
@@ -58,7 +58,7 @@ func TestPut_MergeEntriesReplaceAndMissing(t *testing.T) {
 }
 
 func TestPut_ConcurrentRunsOnDistinctFields_AllLand(t *testing.T) {
-	for name, pair := range map[string]pairFunc{"sqlite+dir": storagetest.LocalPair, "postgres+minio": storagetest.ServicePair} {
+	for name, pair := range map[string]pairFunc{"sqlite+dir": testpair.Local, "postgres+minio": testpair.Service} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, pair)
 			const n = 8

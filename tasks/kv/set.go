@@ -33,7 +33,7 @@ func (t *Set) Validate() error {
 	var valueErr error
 	if !t.Value.IsSet() {
 		valueErr = invalid("value", "the property is required.")
-	} else if typ, ok, _ := literal(t.KVType, "kvType"); ok && !t.Value.IsTemplate() {
+	} else if typ, ok, _ := literal(t.KVType); ok && !t.Value.IsTemplate() {
 		// Both literal: the conversion can be checked now.
 		if v, err := storage.FromGo(t.Value.Raw()); err == nil {
 			if _, err := convertValue(typ, v); err != nil {
@@ -45,11 +45,11 @@ func (t *Set) Validate() error {
 		checkKey(t.Key),
 		valueErr,
 		checkNamespace(t.Namespace),
-		t.Overwrite.Check("overwrite"),
-		t.TTL.Check("ttl"),
-		t.KVType.Check("kvType"),
-		t.KVDescription.Check("kvDescription"),
-		t.Sensitive.Check("sensitive"),
+		t.Overwrite.Check(),
+		t.TTL.Check(),
+		t.KVType.Check(),
+		t.KVDescription.Check(),
+		t.Sensitive.Check(),
 	)
 }
 
@@ -59,23 +59,23 @@ func (t *Set) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, e
 	if err != nil {
 		return nil, err
 	}
-	overwrite, err := t.Overwrite.Get(ctx, rc, "overwrite", true)
+	overwrite, err := t.Overwrite.Get(ctx, rc, true)
 	if err != nil {
 		return nil, err
 	}
-	ttl, err := t.TTL.Get(ctx, rc, "ttl", 0)
+	ttl, err := t.TTL.Get(ctx, rc, 0)
 	if err != nil {
 		return nil, err
 	}
-	typ, err := t.KVType.Get(ctx, rc, "kvType", "")
+	typ, err := t.KVType.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	desc, err := t.KVDescription.Get(ctx, rc, "kvDescription", "")
+	desc, err := t.KVDescription.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	sensitive, err := t.Sensitive.Get(ctx, rc, "sensitive", false)
+	sensitive, err := t.Sensitive.Get(ctx, rc, false)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func (t *SetMany) Validate() error {
 			entriesErr = invalid("entries", "%s", kvflow.ErrorMessage(err))
 		}
 	}
-	return joinErrors(entriesErr, checkNamespace(t.Namespace), t.TTL.Check("ttl"))
+	return joinErrors(entriesErr, checkNamespace(t.Namespace), t.TTL.Check())
 }
 
 // batchOf normalises a YAML or rendered value (through JSON, keeping numbers
@@ -62,7 +62,7 @@ func (t *SetMany) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 	if err != nil {
 		return nil, err
 	}
-	raw, err := t.Entries.Get(ctx, rc, "entries", nil)
+	raw, err := t.Entries.Get(ctx, rc, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func (t *SetMany) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 	if err != nil {
 		return nil, propErr(rc, "entries", err)
 	}
-	ttl, err := t.TTL.Get(ctx, rc, "ttl", 0)
+	ttl, err := t.TTL.Get(ctx, rc, 0)
 	if err != nil {
 		return nil, err
 	}

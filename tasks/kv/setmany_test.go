@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	"github.com/kvflow/kvflow/tasks/kv"
 )
 
 func TestSetMany_ListAndMap_AllOrNothing(t *testing.T) {
-	for name, pair := range map[string]pairFunc{"sqlite+dir": storagetest.LocalPair, "postgres+minio": storagetest.ServicePair} {
+	for name, pair := range map[string]pairFunc{"sqlite+dir": testpair.Local, "postgres+minio": testpair.Service} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, pair)
 			out, err := e.run(flowNS, kv.SetManyType, `
@@ -55,7 +55,7 @@ entries:
 }
 
 func TestGet_DefaultValue_ForMissingAndExpired(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	out, err := e.run(flowNS, kv.GetType, "key: nope\nerrorOnMissing: true\ndefaultValue: 42")
 	if err != nil || out["value"] != 42 && out["value"] != int64(42) {
 		t.Fatalf("Get with defaultValue = %#v, %v", out["value"], err)
@@ -69,7 +69,7 @@ func TestGet_DefaultValue_ForMissingAndExpired(t *testing.T) {
 }
 
 func TestSet_TTLInWholeSeconds(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	for key, ttl := range map[string]string{"lit": "3600", "str": "'3600'", "tpl": "'{{ 1800 + 1800 }}'"} {
 		if _, err := e.run(flowNS, kv.SetType, "key: "+key+"\nvalue: x\nttl: "+ttl); err != nil {
 			t.Fatalf("Set with ttl %s: %v", ttl, err)

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	"github.com/kvflow/kvflow/tasks/kv"
 )
 
@@ -28,8 +28,8 @@ type kvCase struct {
 
 const flowNS = "company.team"
 
-func TestKVTasks_SQLiteDir(t *testing.T)     { runKVCases(t, storagetest.LocalPair) }
-func TestKVTasks_PostgresMinIO(t *testing.T) { runKVCases(t, storagetest.ServicePair) }
+func TestKVTasks_SQLiteDir(t *testing.T)     { runKVCases(t, testpair.Local) }
+func TestKVTasks_PostgresMinIO(t *testing.T) { runKVCases(t, testpair.Service) }
 
 func runKVCases(t *testing.T, pair pairFunc) {
 	e := newEnv(t, pair)
@@ -571,7 +571,7 @@ func kvCases() []kvCase {
 
 // TestPurgeKV_Logs_NamespacesAndCount checks the two log lines Kestra writes.
 func TestPurgeKV_Logs_NamespacesAndCount(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	seedFour(e)
 	_, err := e.run(flowNS, kv.PurgeKVType, "namespaces: [company.team]")
 	mustOK(t, err)
@@ -586,7 +586,7 @@ func TestPurgeKV_Logs_NamespacesAndCount(t *testing.T) {
 
 // TestSetThenGet_TypedRoundTrip runs Set then Get through outputs, as a flow does.
 func TestSetThenGet_TypedRoundTrip(t *testing.T) {
-	e := newEnv(t, storagetest.LocalPair)
+	e := newEnv(t, testpair.Local)
 	for _, c := range []struct {
 		value, kvType string
 		want          any

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -27,7 +28,7 @@ type testServer struct {
 func startServer(t *testing.T, token string, namespaces ...string) *testServer {
 	t.Helper()
 	c := storagetest.NewClock()
-	pair := storagetest.LocalPair(t, storage.Options{Now: c.Now, Keys: storagetest.TestKeys(t)})
+	pair := testpair.Local(t, storage.Options{Now: c.Now, Keys: storagetest.TestKeys(t)})
 	srv := api.New(api.Config{
 		Store: pair.Store, DB: pair.DB, Token: token, Namespaces: namespaces,
 		SweepInterval: -1,

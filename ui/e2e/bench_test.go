@@ -8,14 +8,14 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kvflow/kvflow/api"
-	"github.com/kvflow/kvflow/storage/storagetest"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 // seedMany adds n listed keys key.000000… to ns straight into the SQLite
 // metadata table, in one statement: the list and the UI read only metadata,
 // and Store.Set takes about 12 ms a key here, so 100,000 keys would take
 // twenty minutes. Their values do not exist; the benchmark never reads one.
-func seedMany(tb testing.TB, pair storagetest.Pair, n int) {
+func seedMany(tb testing.TB, pair testpair.Pair, n int) {
 	tb.Helper()
 	_, err := pair.DB.X.ExecContext(context.Background(), `
 		WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?)
@@ -49,7 +49,7 @@ func timeInPage(e *env, act, want string) float64 {
 // tab of a namespace with 100,000 keys, 100 per page: the request with the
 // cursor, the answer and the table drawn (ms/page, timed in the page).
 func BenchmarkKVTab_NextPage_100kKeys(b *testing.B) {
-	e := start(b, options{cfg: func(_ *api.Config, p storagetest.Pair) { seedMany(b, p, 100_000) }})
+	e := start(b, options{cfg: func(_ *api.Config, p testpair.Pair) { seedMany(b, p, 100_000) }})
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
 	e.choose("#kv-limit", "100")
@@ -70,7 +70,7 @@ func BenchmarkKVTab_NextPage_100kKeys(b *testing.B) {
 // search box of a namespace with 100,000 keys until its first page shows
 // (ms/search, timed in the page, the 250 ms typing debounce included).
 func BenchmarkKVTab_PrefixSearch_100kKeys(b *testing.B) {
-	e := start(b, options{cfg: func(_ *api.Config, p storagetest.Pair) { seedMany(b, p, 100_000) }})
+	e := start(b, options{cfg: func(_ *api.Config, p testpair.Pair) { seedMany(b, p, 100_000) }})
 	e.open("#/ns/" + ns + "/kv")
 	e.waitJS("the first page", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 50`)
 	var ms float64

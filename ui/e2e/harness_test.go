@@ -23,8 +23,8 @@ import (
 	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/internal/netguard"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 	_ "github.com/kvflow/kvflow/tasks/all"
 	"github.com/kvflow/kvflow/ui"
 )
@@ -62,7 +62,7 @@ type options struct {
 	token  string
 	engine bool            // run flows
 	store  storage.Options // the store's (Keys for sensitive entries)
-	cfg    func(*api.Config, storagetest.Pair)
+	cfg    func(*api.Config, testpair.Pair)
 }
 
 // start serves a fresh store with the UI and opens a 1280×800 browser tab
@@ -72,7 +72,7 @@ type options struct {
 func start(t testing.TB, o options) *env {
 	t.Helper()
 	exe := chromium(t)
-	pair := storagetest.LocalPair(t, o.store)
+	pair := testpair.Local(t, o.store)
 	cfg := api.Config{Store: pair.Store, DB: pair.DB, UI: ui.Handler(), Token: o.token, SweepInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.engine {

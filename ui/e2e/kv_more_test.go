@@ -16,8 +16,8 @@ import (
 
 	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // set writes ns/key through the API.
@@ -80,7 +80,7 @@ func (e *env) globalRows() []string {
 
 func TestKVGlobal_AcrossNamespaces_FilterSearchPagesAndScope(t *testing.T) {
 	// The server lets the API reach company and below only.
-	e := start(t, options{cfg: func(c *api.Config, p storagetest.Pair) { c.Namespaces = []string{"company.*"} }})
+	e := start(t, options{cfg: func(c *api.Config, p testpair.Pair) { c.Namespaces = []string{"company.*"} }})
 	ctx := context.Background()
 	for _, kv := range [][2]string{{"company", "top"}, {"company.team", "Alpha"}, {"company.team", "beta"}, {"company.team.app", "alpha_2"}, {"company.web", "gamma"}} {
 		e.set(kv[0], kv[1], "v", client.SetOptions{})

@@ -1,8 +1,7 @@
-package plugin_test
+package taskrun_test
 
 import (
 	"context"
-	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -12,9 +11,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/internal/taskrun"
+	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
-	"github.com/kvflow/kvflow/storage"
-	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 type inner struct {
@@ -32,11 +31,11 @@ type sample struct {
 }
 
 func (s *sample) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
-	key, err := s.Key.Get(ctx, rc, "key", "")
+	key, err := s.Key.Get(ctx, rc, "")
 	if err != nil {
 		return nil, err
 	}
-	ttl, err := s.TTL.Get(ctx, rc, "ttl", time.Minute)
+	ttl, err := s.TTL.Get(ctx, rc, time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +53,7 @@ func node(t *testing.T, src string) *yaml.Node {
 
 func TestDecodeStrict_ReportsEveryProblemWithLineAndPath(t *testing.T) {
 	var s sample
-	errs := plugin.DecodeStrict(node(t, `
+	errs := taskrun.DecodeStrict(node(t, `
 ttl: 30 days
 enabled: maybe
 count: many
@@ -91,8 +90,8 @@ func testRegistry(t *testing.T) *plugin.Registry {
 }
 
 func TestRunTask_RunsOneTaskOutsideAFlow(t *testing.T) {
-	store := storagetest.LocalStore(t)
-	out, err := plugin.RunTask(context.Background(), testRegistry(t), "test.Sample",
+	store := testpair.LocalStore(t)
+	out, err := taskrun.Run(context.Background(), testRegistry(t), "test.Sample",
 		map[string]any{"key": "{{ flow.namespace }}-k", "ttl": "PT5M"}, &plugin.RunContext{Namespace: "company.team", Store: store})
 	if err != nil {
 		t.Fatal(err)
@@ -122,49 +121,10 @@ func TestRunTask_RefusesBadPropertiesAndTypes(t *testing.T) {
 			`Task 'task', property 'ttl': TTL "soon" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := plugin.RunTask(ctx, reg, tc.typ, tc.props, tc.rc)
+			_, err := taskrun.Run(ctx, reg, tc.typ, tc.props, tc.rc)
 			if kvflow.ErrorCode(err) != kvflow.EINVALID || kvflow.ErrorMessage(err) != tc.want {
 				t.Errorf("err = %v (%s)\nwant %s", err, kvflow.ErrorCode(err), tc.want)
 			}
 		})
-	}
-}
-
-func TestPutFile_StoresUnderTheExecutionAndOpensByURI(t *testing.T) {
-	p := storagetest.LocalPair(t, storage.Options{})
-	rc := &plugin.RunContext{Namespace: "company.team", FlowID: "f", ExecutionID: "e1", TaskRunID: "tr1", TaskID: "dl", Bucket: p.Bucket}
-	ctx := context.Background()
-	for name, want := range map[string]string{
-		"orders.csv":        "orders.csv",
-		"../../etc/passwd":  "passwd",
-		"my file (1).txt":   "my_file__1_.txt",
-		"..":                "file",
-		".hidden":           "hidden",
-		"C:\\dir\\data.bin": "data.bin",
-	} {
-		uri, err := rc.PutFile(ctx, name, strings.NewReader("data of "+name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if uri != "kestra:///_executions/company/team/f/e1/files/tr1/"+want {
-			t.Errorf("%q stored as %s", name, uri)
-		}
-		f, err := rc.OpenFile(ctx, uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(f)
-		f.Close()
-		if string(b) != "data of "+name {
-			t.Errorf("%s holds %q", uri, b)
-		}
-	}
-	for _, uri := range []string{"kestra:///company/team/_kv/k.ion", "kestra:///_executions/../x", "file:///etc/passwd"} {
-		if _, err := rc.OpenFile(ctx, uri); kvflow.ErrorCode(err) != kvflow.EINVALID {
-			t.Errorf("OpenFile(%s) = %v, want EINVALID", uri, err)
-		}
-	}
-	if _, err := rc.OpenFile(ctx, "kestra:///_executions/company/team/f/e1/files/tr1/missing"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
-		t.Errorf("missing file: %v", err)
 	}
 }

@@ -1,4 +1,7 @@
-package plugin
+// Package taskrun is what the engine and the CLI need of tasks beyond package
+// plugin: the strict YAML decoder of flows and task properties, and running
+// one task (Run, Call).
+package taskrun
 
 import (
 	"errors"
@@ -12,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/plugin"
 )
 
 // Reserved are the task properties the engine handles for every task type
@@ -19,22 +23,18 @@ import (
 // leaves them to the caller.
 var Reserved = []string{"id", "type", "description", "disabled", "timeout", "retry", "allowFailure"}
 
-// FieldError is a problem of one property, placed by line and field path.
-type FieldError = kvflow.FieldError
-
 // DecodeStrict decodes n into out, a pointer, strictly:
 //   - a mapping key that names no field (by yaml tag, or the lowercased
 //     field name) is refused, as is a key given twice;
 //   - a field tagged required:"true" must be present;
-//   - a field whose value has a Check(name string) error method (Property)
-//     is checked once decoded.
+//   - a Property gets its key as Name and is checked (Check) once decoded.
 //
 // Every problem is reported, with its line and its path below path.
-func DecodeStrict(n *yaml.Node, out any, path string) []FieldError {
+func DecodeStrict(n *yaml.Node, out any, path string) []kvflow.FieldError {
 	d := &decoder{}
 	v := reflect.ValueOf(out)
 	if v.Kind() != reflect.Pointer || v.IsNil() {
-		return []FieldError{{Field: path, Message: fmt.Sprintf("cannot decode into %T", out)}}
+		return []kvflow.FieldError{{Field: path, Message: fmt.Sprintf("cannot decode into %T", out)}}
 	}
 	d.decode(n, v.Elem(), path)
 	return d.errs
@@ -44,19 +44,19 @@ func DecodeStrict(n *yaml.Node, out any, path string) []FieldError {
 // DecodeStrict, then the task's Validate when it has one and nothing else
 // failed. Reserved keys in props are skipped. path prefixes every field
 // (tasks[2]).
-func DecodeTask(def Definition, props *yaml.Node, path string) (Task, []FieldError) {
+func DecodeTask(def plugin.Definition, props *yaml.Node, path string) (plugin.Task, []kvflow.FieldError) {
 	return decodeTask(def, props, path, Reserved)
 }
 
-func decodeTask(def Definition, props *yaml.Node, path string, skip []string) (Task, []FieldError) {
+func decodeTask(def plugin.Definition, props *yaml.Node, path string, skip []string) (plugin.Task, []kvflow.FieldError) {
 	task := def.New()
 	if task == nil {
-		return nil, []FieldError{{Line: line(props), Field: path, Message: fmt.Sprintf("task type %s returned no task", def.Type)}}
+		return nil, []kvflow.FieldError{{Line: line(props), Field: path, Message: fmt.Sprintf("task type %s returned no task", def.Type)}}
 	}
 	d := &decoder{skip: skip}
 	v := reflect.ValueOf(task)
 	if v.Kind() != reflect.Pointer || v.IsNil() {
-		return nil, []FieldError{{Line: line(props), Field: path, Message: fmt.Sprintf("task type %s must return a pointer, not %T", def.Type, task)}}
+		return nil, []kvflow.FieldError{{Line: line(props), Field: path, Message: fmt.Sprintf("task type %s must return a pointer, not %T", def.Type, task)}}
 	}
 	if props == nil {
 		props = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
@@ -65,7 +65,7 @@ func decodeTask(def Definition, props *yaml.Node, path string, skip []string) (T
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}
-	if val, ok := task.(Validator); ok {
+	if val, ok := task.(plugin.Validator); ok {
 		if err := val.Validate(); err != nil {
 			return nil, placeErrors(err, props, path)
 		}
@@ -76,24 +76,24 @@ func decodeTask(def Definition, props *yaml.Node, path string, skip []string) (T
 // placeErrors turns a Validate error into field errors: an error whose
 // message starts with a property name and a colon is placed on that
 // property's line. errors.Join'ed errors give one field error each.
-func placeErrors(err error, props *yaml.Node, path string) []FieldError {
+func placeErrors(err error, props *yaml.Node, path string) []kvflow.FieldError {
 	var list []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		list = j.Unwrap()
 	} else {
 		list = []error{err}
 	}
-	var out []FieldError
+	var out []kvflow.FieldError
 	for _, e := range list {
 		msg := kvflow.ErrorMessage(e)
 		if _, ok := e.(*kvflow.Error); !ok && kvflow.ErrorCode(e) == kvflow.EINTERNAL {
 			msg = e.Error()
 		}
-		fe := FieldError{Line: line(props), Field: path, Message: msg}
+		fe := kvflow.FieldError{Line: line(props), Field: path, Message: msg}
 		if name, rest, ok := strings.Cut(msg, ": "); ok && props != nil && props.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(props.Content); i += 2 {
 				if props.Content[i].Value == name {
-					fe = FieldError{Line: props.Content[i+1].Line, Field: join(path, name), Message: rest}
+					fe = kvflow.FieldError{Line: props.Content[i+1].Line, Field: join(path, name), Message: rest}
 					break
 				}
 			}
@@ -104,12 +104,12 @@ func placeErrors(err error, props *yaml.Node, path string) []FieldError {
 }
 
 type decoder struct {
-	errs []FieldError
+	errs []kvflow.FieldError
 	skip []string // mapping keys left to the caller, at the top level only
 }
 
 func (d *decoder) add(n *yaml.Node, field, format string, args ...any) {
-	d.errs = append(d.errs, FieldError{Line: line(n), Field: field, Message: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, kvflow.FieldError{Line: line(n), Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 func line(n *yaml.Node) int {
@@ -248,21 +248,20 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-// check runs a decoded value's Check(name) method, when it has one.
+// check gives a decoded Property its key as Name, then runs its Check.
 func (d *decoder) check(n *yaml.Node, v reflect.Value, name, path string) {
-	type checker interface{ Check(name string) error }
-	var c checker
-	if x, ok := v.Interface().(checker); ok {
-		c = x
-	} else if v.CanAddr() {
-		if x, ok := v.Addr().Interface().(checker); ok {
-			c = x
-		}
-	}
-	if c == nil {
+	type checker interface{ Check() error }
+	c, ok := v.Interface().(checker)
+	if !ok {
 		return
 	}
-	if err := c.Check(name); err != nil {
+	if v.Kind() == reflect.Struct {
+		if f := v.FieldByName("Name"); f.Kind() == reflect.String && f.CanSet() {
+			f.SetString(name)
+			c = v.Interface().(checker)
+		}
+	}
+	if err := c.Check(); err != nil {
 		msg := strings.TrimPrefix(kvflow.ErrorMessage(err), name+": ")
 		d.add(n, path, "%s", msg)
 	}

@@ -1,0 +1,104 @@
+package taskrun
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/rs/xid"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/template"
+)
+
+// Run runs one task of type typ outside any flow: props are decoded as a
+// flow's task properties would be (strictly, checked, validated), then the
+// task runs with rc. rc needs Namespace and Store; missing ids are made up,
+// Templates is built from Store and Access.Policy, and Data gets flow,
+// execution and taskrun entries.
+func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string]any, rc *plugin.RunContext) (plugin.Outputs, error) {
+	if reg == nil {
+		reg = plugin.Default
+	}
+	def, ok := reg.Lookup(typ)
+	if !ok {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Task type %q is unknown; known types: %s.", typ, strings.Join(reg.Types(), ", "))
+	}
+	for _, k := range Reserved {
+		if _, ok := props[k]; ok {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "Property '%s' applies to tasks inside a flow only.", k)
+		}
+	}
+	var n yaml.Node
+	if props == nil {
+		props = map[string]any{}
+	}
+	if err := n.Encode(props); err != nil {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Properties cannot be encoded: %v.", err)
+	}
+	task, errs := decodeTask(def, &n, "", nil) // reserved keys were refused above
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return nil, kvflow.Errorf(kvflow.EINVALID, "Properties of %s are invalid: %s.", typ, strings.TrimSuffix(strings.Join(msgs, "; "), "."))
+	}
+	if rc == nil {
+		rc = &plugin.RunContext{}
+	}
+	if rc.Namespace == "" {
+		return nil, kvflow.Errorf(kvflow.EINVALID, "A task needs a namespace to run in.")
+	}
+	if err := storage.ValidateNamespace(rc.Namespace); err != nil {
+		return nil, err
+	}
+	if rc.FlowID == "" {
+		rc.FlowID = "_tasks"
+	}
+	if rc.ExecutionID == "" {
+		rc.ExecutionID = xid.New().String()
+	}
+	if rc.TaskID == "" {
+		rc.TaskID = "task"
+	}
+	if rc.TaskRunID == "" {
+		rc.TaskRunID = xid.New().String()
+	}
+	if rc.Templates == nil {
+		opts := template.Options{Policy: rc.Access.Policy}
+		if rc.Store != nil {
+			opts.KV = rc.Store
+		}
+		rc.Templates = template.New(opts)
+	}
+	if rc.Data == nil {
+		rc.Data = template.Context{
+			"flow":      map[string]any{"id": rc.FlowID, "namespace": rc.Namespace},
+			"execution": map[string]any{"id": rc.ExecutionID, "startDate": time.Now().UTC()},
+			"taskrun":   map[string]any{"id": rc.TaskRunID},
+			"inputs":    map[string]any{},
+			"vars":      map[string]any{},
+			"outputs":   map[string]any{},
+		}
+	}
+	return Call(ctx, task, rc)
+}
+
+// Call runs task.Run, turning a panic into an EINTERNAL error. The task's
+// context carries rc.Access.Scope, so its templates' kv() obeys it too.
+func Call(ctx context.Context, task plugin.Task, rc *plugin.RunContext) (out plugin.Outputs, err error) {
+	ctx = storage.WithScope(ctx, rc.Access.Scope)
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, kvflow.Errorf(kvflow.EINTERNAL, "Task '%s' crashed: %v.", rc.TaskID, r)
+			rc.Log(ctx, slog.LevelDebug, "task panicked", "stack", string(debug.Stack()))
+		}
+	}()
+	return task.Run(ctx, rc)
+}
