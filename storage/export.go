@@ -528,7 +528,7 @@ func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 			for i := range next {
 				it := &batch[i]
 				n := int64(len(it.body))
-				if err := s.bucket.Put(ctx, it.e.Object, &gatedBody{r: bytes.NewReader(it.body), size: n, left: n, wait: wait}, n); err != nil {
+				if err := s.bucket.Put(ctx, it.e.Object, s.gate(bytes.NewReader(it.body), n, wait), n); err != nil {
 					it.e.Object = ""
 					errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s' (line %d of the import): the object store is unreachable", it.e.Key, it.e.Namespace, it.line)
 				}

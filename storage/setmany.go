@@ -90,7 +90,7 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 			defer func() { <-sem; wg.Done() }()
 			name := intents[i].Object
 			n := int64(len(bodies[i]))
-			if err := s.bucket.Put(ctx, name, &gatedBody{r: bytes.NewReader(bodies[i]), size: n, left: n, wait: wait}, n); err != nil {
+			if err := s.bucket.Put(ctx, name, s.gate(bytes.NewReader(bodies[i]), n, wait), n); err != nil {
 				errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s': the object store is unreachable", entries[i].Key, ns)
 				return
 			}

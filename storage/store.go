@@ -220,6 +220,7 @@ func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Rea
 	intent := []Intent{{Namespace: ns, Object: name}}
 	var h hash.Hash
 	var cr *countingReader
+	var wait func() error
 	if size < 0 {
 		h = sha256.New()
 		cr = &countingReader{r: io.TeeReader(body, h)}
@@ -234,18 +235,22 @@ func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Rea
 		ctx, stop = s.renewIntent(ctx, intent[0])
 		defer stop()
 	} else {
-		// A whole value records its intent while it uploads, and its last
-		// byte waits for it: no added latency, and no object without one.
-		wait := s.recordIntents(ctx, intent)
-		body = &gatedBody{r: body.(io.ReadSeeker), size: size, left: size, wait: wait}
+		// A whole value records its intent while it uploads: no added latency.
+		wait = s.recordIntents(ctx, intent)
+		body = s.gate(body.(io.ReadSeeker), size, wait)
 	}
-	if err := s.bucket.Put(ctx, name, body, size); err != nil {
-		// The intent stays: garbage collection removes what was uploaded.
+	err := s.bucket.Put(ctx, name, body, size)
+	if err == nil && wait != nil {
+		err = wait()
+	}
+	if err != nil {
+		// An intent, if recorded, stays: garbage collection removes what was uploaded.
 		if cause := context.Cause(ctx); errors.Is(cause, ErrIntentGone) {
 			return nil, cause
 		}
 		var ierr intentError
 		if errors.As(err, &ierr) {
+			s.dropObject(ctx, name)
 			return nil, unavailable(ierr.err, "Cannot write value for key '%s' in namespace '%s': the database is unreachable", key, ns)
 		}
 		if kvflow.ErrorCode(err) == kvflow.EINVALID {
@@ -312,7 +317,7 @@ func (s *Store) renewIntent(ctx context.Context, in Intent) (context.Context, fu
 }
 
 // recordIntents records intents in the background; the returned function
-// waits for that and may be called many times.
+// waits for that and may be called many times (it returns the same error).
 func (s *Store) recordIntents(ctx context.Context, intents []Intent) func() error {
 	recorded := make(chan error, 1)
 	go func() { recorded <- s.index.AddIntents(ctx, time.Now(), intents) }()
@@ -330,10 +335,21 @@ type intentError struct{ err error }
 func (e intentError) Error() string { return "record write intent: " + e.err.Error() }
 func (e intentError) Unwrap() error { return e.err }
 
+// gate makes a whole value's last byte wait for its write intent, so that an
+// object store, which shows an object only once its upload completes, never
+// holds one that no entry, version, queued garbage or intent names. A bucket
+// that writes in place (a local directory) shows the file from its first byte,
+// so there the wait would add latency and buy nothing: the caller waits after
+// the upload instead, and a crash in between leaves a file for SweepOrphans.
+func (s *Store) gate(r io.ReadSeeker, size int64, wait func() error) io.Reader {
+	if b, ok := s.bucket.(interface{ WritesInPlace() bool }); ok && b.WritesInPlace() {
+		return r
+	}
+	return &gatedBody{r: r, size: size, left: size, wait: wait}
+}
+
 // gatedBody is a whole value's bytes whose last byte is read only once wait
-// succeeds: the bucket cannot complete the object before its intent is
-// recorded, so every object in the bucket is named by an entry, a version,
-// the garbage queue or an intent.
+// succeeds.
 type gatedBody struct {
 	r          io.ReadSeeker
 	size, left int64

@@ -76,6 +76,10 @@ func ParseURL(raw string) (string, error) {
 // Root returns the absolute directory holding the objects.
 func (b *Bucket) Root() string { return b.root }
 
+// WritesInPlace reports that Put shows a value object under its name from
+// its first byte (written in place, not renamed at the end).
+func (b *Bucket) WritesInPlace() bool { return true }
+
 // Put writes r to a temp file beside the target, syncs it, renames it over
 // the target and syncs the directory.
 func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) (err error) {

@@ -2,6 +2,7 @@ package sqldb
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"time"
 
@@ -295,6 +296,14 @@ func (db *DB) takeIntents(ctx context.Context, tx *sqlx.Tx, es []*storage.Entry)
 	if len(es) == 0 {
 		return nil
 	}
+	if len(es) == 1 { // the common case: one prepared statement
+		st, err := db.stmt(ctx, `DELETE FROM kv_intents WHERE namespace = ? AND object = ?`)
+		if err != nil {
+			return err
+		}
+		res, err := tx.StmtxContext(ctx, st).ExecContext(ctx, es[0].Namespace, es[0].Object)
+		return db.intentTaken(res, err, 1)
+	}
 	var q strings.Builder
 	q.WriteString(`DELETE FROM kv_intents WHERE (namespace, object) IN (`)
 	args := make([]any, 0, 2*len(es))
@@ -307,12 +316,18 @@ func (db *DB) takeIntents(ctx context.Context, tx *sqlx.Tx, es []*storage.Entry)
 	}
 	q.WriteString(")")
 	res, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...)
+	return db.intentTaken(res, err, len(es))
+}
+
+// intentTaken checks that a DELETE of intents removed all n of them.
+func (db *DB) intentTaken(res sql.Result, err error, n int) error {
+	var got int64
+	if err == nil {
+		got, err = res.RowsAffected()
+	}
 	if err != nil {
 		return db.Err(err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return db.Err(err)
-	} else if n != int64(len(es)) {
+	} else if got != int64(n) {
 		return storage.ErrIntentGone
 	}
 	return nil
