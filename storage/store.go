@@ -212,8 +212,9 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 	}
 }
 
-// intentRenewal is how often a stream renews its write intent.
-const intentRenewal = DefaultGCGrace / 5
+// intentRenewal is how often a stream renews its write intent (a variable
+// for tests).
+var intentRenewal = DefaultGCGrace / 5
 
 func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions) (*Entry, error) {
 	name := ObjectName(ns, key)
