@@ -2,6 +2,23 @@
 
 package fs
 
-import "os"
+import (
+	"io"
+	"os"
+)
 
-func openRead(path string) (*os.File, error) { return os.Open(path) }
+// openObject opens a file for reading; errIsDir when it is a directory.
+func openObject(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil {
+		f.Close()
+		return nil, err
+	} else if fi.IsDir() {
+		f.Close()
+		return nil, errIsDir
+	}
+	return f, nil
+}
