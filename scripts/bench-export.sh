@@ -1,7 +1,8 @@
 #!/bin/sh
 # Whole-process kv export and kv import on the embedded default (SQLite + a
-# local directory), with wall time and peak RSS, beside a floor measured in
-# the same run: cat of the value files. BENCHMARKS.md records the results.
+# local directory), with wall time and peak RSS, beside floors measured in the
+# same run: reading the value files with tar (open, read, close each) and with
+# cat (which also maps a buffer per file). BENCHMARKS.md records the results.
 #
 #   scripts/bench-export.sh [KEYS...]     (default: 100000 1000000)
 #
@@ -35,6 +36,7 @@ for n in ${@:-100000 1000000}; do
 	fi
 	for i in $(seq "$runs"); do
 		KVFLOW_DATA_DIR=$data timed "kv export, $n keys, run $i" "$bin" kv export -o /dev/null
+		timed "floor: tar of the $n value files, run $i" sh -c "tar -cf - -C '$data/storage' . | cat >/dev/null"
 		timed "floor: cat of the $n value files, run $i" sh -c "find '$data/storage' -type f -exec cat {} + >/dev/null"
 	done
 	if [ -n "${IMPORT:-}" ]; then # IMPORT=1: also import the export into a fresh data directory
