@@ -60,7 +60,7 @@ func (f *smallFile) Read(p []byte) (int, error) {
 	n, err := retry(func() (int, error) { return syscall.Read(f.fd, p) })
 	switch {
 	case err != nil:
-		return 0, &iofs.PathError{Op: "read", Path: "object", Err: err}
+		return 0, err // a bare errno: messages never name the server's files
 	case n == 0:
 		return 0, io.ErrUnexpectedEOF // shorter than when opened
 	}
