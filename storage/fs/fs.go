@@ -170,22 +170,18 @@ func (b *Bucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	rc, err := openObject(path)
 	if err != nil {
-		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || err == errIsDir {
 			return nil, notFound(name)
 		}
 		return nil, b.fail("read", name, err)
 	}
-	if fi, err := f.Stat(); err != nil {
-		f.Close()
-		return nil, b.fail("read", name, err)
-	} else if fi.IsDir() {
-		f.Close()
-		return nil, notFound(name)
-	}
-	return f, nil
+	return rc, nil
 }
+
+// errIsDir is openObject's error for a directory, which is no object.
+var errIsDir = errors.New("is a directory")
 
 // Delete removes the object's file, then any directories it leaves empty.
 func (b *Bucket) Delete(ctx context.Context, name string) error {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/kvflow/kvflow"
@@ -78,26 +80,72 @@ func TestPut_ReaderFails_NoObjectNoTempFile(t *testing.T) {
 }
 
 func TestPut_OverwriteWhileReading_ReaderKeepsOldBytes(t *testing.T) {
+	for _, size := range []int{1 << 20, 10} { // a large object's *os.File, a small one's reader
+		b := mustNew(t, t.TempDir())
+		ctx := context.Background()
+		old := bytes.Repeat([]byte("o"), size)
+		if err := b.Put(ctx, "k", bytes.NewReader(old), int64(len(old))); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := b.Get(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if err := b.Put(ctx, "k", strings.NewReader("new"), 3); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, old) {
+			t.Fatalf("open reader saw %d bytes of a mix, want the old %d bytes", len(got), len(old))
+		}
+	}
+}
+
+// Objects up to 64 KiB are read with plain system calls and end at the size
+// they had when opened; larger ones are files. Both read as io.Readers must.
+func TestGet_SmallAndLargeObjects_ReadLikeReaders(t *testing.T) {
 	b := mustNew(t, t.TempDir())
 	ctx := context.Background()
-	old := bytes.Repeat([]byte("o"), 1<<20)
-	if err := b.Put(ctx, "k", bytes.NewReader(old), int64(len(old))); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := b.Get(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if err := b.Put(ctx, "k", strings.NewReader("new"), 3); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, old) {
-		t.Fatalf("open reader saw %d bytes of a mix, want the old %d bytes", len(got), len(old))
+	for _, size := range []int{0, 1, 13, 64 << 10, 64<<10 + 1, 300 << 10} {
+		want := make([]byte, size)
+		for i := range want {
+			want[i] = byte(i * 7)
+		}
+		name := fmt.Sprintf("ns/_kv/k%d.ion.x", size)
+		if err := b.Put(ctx, name, bytes.NewReader(want), int64(size)); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := b.Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := iotest.TestReader(rc, want); err != nil {
+			t.Errorf("%d bytes: %v", size, err)
+		}
+		if err := rc.Close(); err != nil {
+			t.Errorf("%d bytes: Close = %v", size, err)
+		}
+		if err := rc.Close(); err == nil {
+			t.Errorf("%d bytes: second Close succeeded", size)
+		}
+		// One read of a byte more than the object returns it all and io.EOF
+		// at once, as Store.read asks.
+		if size <= 64<<10 {
+			rc, err := b.Get(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, size+1)
+			n, err := rc.Read(buf)
+			rc.Close()
+			if n != size || err != io.EOF || !bytes.Equal(buf[:n], want) {
+				t.Errorf("%d bytes: Read of %d = %d, %v; want %d, EOF", size, size+1, n, err, size)
+			}
+		}
 	}
 }
 
