@@ -906,12 +906,13 @@ func (s *Store) deleteObjects(ctx context.Context, names []string) error {
 			errs <- s.bucket.Delete(ctx, name)
 		}()
 	}
+	var first error
 	for range names {
-		if err := <-errs; err != nil {
-			return unavailable(err, "Cannot collect garbage: the object store is unreachable")
+		if err := <-errs; err != nil && first == nil {
+			first = unavailable(err, "Cannot collect garbage: the object store is unreachable")
 		}
 	}
-	return nil
+	return first
 }
 
 // MissingObjects returns the live entries whose value object is not in the
