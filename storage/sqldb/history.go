@@ -283,9 +283,12 @@ func (db *DB) TakeStaleIntents(ctx context.Context, olderThan time.Time, limit i
 	var names []string
 	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		names = names[:0]
+		// started_at is tested again outside the subquery: under READ
+		// COMMITTED a row renewed while this waited for its lock is re-checked
+		// against the outer condition only, and kept.
 		return db.Err(tx.SelectContext(ctx, &names, db.Rebind(`DELETE FROM kv_intents WHERE (namespace, object) IN (
-			SELECT namespace, object FROM kv_intents WHERE started_at < ? ORDER BY started_at LIMIT ?) RETURNING object`),
-			olderThan.UnixMicro(), limit))
+			SELECT namespace, object FROM kv_intents WHERE started_at < ? ORDER BY started_at LIMIT ?) AND started_at < ? RETURNING object`),
+			olderThan.UnixMicro(), limit, olderThan.UnixMicro()))
 	})
 	return names, err
 }

@@ -114,6 +114,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		// with no grace never takes what a committed write needs (gc.go).
 		{"GC_NoGrace_RacingWriters_NoAcknowledgedWriteLost", gcNoGraceRacingWritersNoAcknowledgedWriteLost},
 		{"GC_WorkFollowsTheGarbage_NoListing", gcWorkFollowsTheGarbageNoListing},
+		{"GC_TakeStaleIntents_RacingRenewals_EachOnce", gcTakeStaleIntentsRacingRenewalsEachOnce},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 	}
