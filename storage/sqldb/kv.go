@@ -67,15 +67,13 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 		Version *int64 `db:"version"`
 		Created *int64 `db:"created_at"`
 	}
-	query, args := putSQL, putEntryArgs(e, !c.NoOverwrite)
+	query, args := putEntry, putEntryArgs(e, !c.NoOverwrite)
 	if c.IfVersion > 0 {
-		query, args = updateSQL, []any{string(e.Type), e.Object, e.Size, e.Hash,
+		query, args = updateVersion, []any{string(e.Type), e.Object, e.Size, e.Hash,
 			e.Description, now, micros(e.Expires), e.Writer, e.Sensitive, e.Namespace, e.Key, c.IfVersion, now}
 	}
 	if db.batch == nil {
-		query, args = withIntent(query), append([]any{e.Namespace, e.Object}, args...)
-	} else {
-		query = fmt.Sprintf(query, "", "")
+		query, args = withIntent[query], append([]any{e.Namespace, e.Object}, args...)
 	}
 	st, err := db.stmt(ctx, query)
 	for attempt := 0; err == nil; attempt++ {
@@ -112,11 +110,16 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 	return nil
 }
 
-// withIntent makes a put statement (putSQL or updateSQL) consume the
-// object's intent, on PostgreSQL, in the same statement (two more arguments
-// first) and write only if there was one. It always returns one row: intent 0
-// when the intent was gone, a NULL version when the write's condition failed.
-func withIntent(put string) string {
+// withIntent is putEntry and updateVersion made, for PostgreSQL, to consume
+// the object's intent in the same statement (two more arguments first) and
+// write only if there was one. It always returns one row: intent 0 when the
+// intent was gone, a NULL version when the write's condition failed.
+var withIntent = map[string]string{
+	putEntry:      intentCTE(putSQL),
+	updateVersion: intentCTE(updateSQL),
+}
+
+func intentCTE(put string) string {
 	return `WITH intent AS (DELETE FROM kv_intents WHERE namespace = ? AND object = ? RETURNING 1),
 put AS (` + fmt.Sprintf(put, "FROM intent", "AND EXISTS (SELECT 1 FROM intent)") + `)
 SELECT (SELECT count(*) FROM intent) AS intent, put.version, put.created_at FROM (SELECT 1) AS one LEFT JOIN put ON TRUE`
@@ -204,8 +207,12 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 WHERE ? OR e.expires_at <= excluded.updated_at
 RETURNING version, created_at`
 
-// putEntry is putSQL as it stands: for a batch whose intents were taken first.
-var putEntry = fmt.Sprintf(putSQL, "", "")
+// putEntry and updateVersion are the statements as they stand: for SQLite and
+// batches, whose intents are taken first in the same transaction.
+var (
+	putEntry      = fmt.Sprintf(putSQL, "", "")
+	updateVersion = fmt.Sprintf(updateSQL, "", "")
+)
 
 const getEntry = `SELECT ` + entryCols + ` FROM kv_entries WHERE namespace = ? AND key = ?`
 
