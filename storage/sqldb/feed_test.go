@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/kvflow/kvflow"
@@ -78,6 +79,65 @@ func TestFeedPosition_AdvancedInTheConsumersTransaction(t *testing.T) {
 			if pos, _ := db.FeedPosition(ctx, db.X, "trigger-2", ns); pos != 0 {
 				t.Errorf("another consumer's position = %d, want its own 0", pos)
 			}
+		})
+	}
+}
+
+// Many consumers racing for one feed position, each in its own transaction:
+// every committed advance moved from a distinct position, and the position
+// ends at the number of committed advances (none lost, none doubled).
+func TestFeedPosition_ManyRacingConsumers_EachStepOnce(t *testing.T) {
+	for _, dialect := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
+		t.Run(string(dialect), func(t *testing.T) {
+			ctx := context.Background()
+			const ns, consumer = "company.team", "trigger-race"
+			db := sqldbtest.Open(t, dialect)
+			var mu sync.Mutex
+			from := map[int64]int{} // committed advances by the position they moved from
+			var wg sync.WaitGroup
+			for g := 0; g < 16; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 30; i++ {
+						tx, err := db.X.BeginTxx(ctx, nil)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						pos, err := db.FeedPosition(ctx, tx, consumer, ns)
+						if err == nil {
+							err = db.AdvanceFeed(ctx, tx, consumer, ns, pos, pos+1)
+						}
+						if err == nil {
+							err = db.Err(tx.Commit())
+						} else {
+							tx.Rollback()
+						}
+						switch code := kvflow.ErrorCode(err); {
+						case err == nil:
+							mu.Lock()
+							from[pos]++
+							mu.Unlock()
+						case code == kvflow.ECONFLICT, code == kvflow.EUNAVAILABLE: // lost the race, or SQLite busy: not committed
+						default:
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for p, n := range from {
+				if n != 1 {
+					t.Errorf("%d committed advances from position %d, want 1", n, p)
+				}
+			}
+			pos, err := db.FeedPosition(ctx, db.X, consumer, ns)
+			if err != nil || pos != int64(len(from)) || len(from) == 0 {
+				t.Errorf("position %d, %v; want %d committed advances (more than 0)", pos, err, len(from))
+			}
+			t.Logf("%d of 480 attempts committed", len(from))
 		})
 	}
 }
