@@ -558,9 +558,7 @@ func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 func (s *Store) importDrop(ctx context.Context, batch []importItem, keep []bool) {
 	for i := range batch {
 		if batch[i].e.Object != "" && (keep == nil || !keep[i]) {
-			if err := s.bucket.Delete(context.WithoutCancel(ctx), batch[i].e.Object); err != nil {
-				s.log.Warn("kv: leaving orphan object", "object", batch[i].e.Object, "err", err)
-			}
+			s.dropObject(ctx, batch[i].e.Object)
 		}
 	}
 }

@@ -102,9 +102,7 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 	cleanup := func() {
 		for _, e := range out {
 			if e != nil {
-				if err := s.bucket.Delete(context.WithoutCancel(ctx), e.Object); err != nil {
-					s.log.Warn("kv: leaving orphan object", "object", e.Object, "err", err)
-				}
+				s.dropObject(ctx, e.Object)
 			}
 		}
 	}
