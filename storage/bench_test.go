@@ -73,7 +73,7 @@ func benchPairs(b *testing.B) []benchPair {
 			if _, err := p.Store.Set(ctx, "bench.warm", "k"+strconv.Itoa(i), storage.String(value1K), storage.SetOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			if err := p.floor.put(ctx, storage.ObjectName("bench.warm", "f"+strconv.Itoa(i)), []byte(value1K)); err != nil {
+			if err := p.floor.put(ctx, storage.ObjectName("bench.warm"), []byte(value1K)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -194,7 +194,7 @@ func BenchmarkSet(b *testing.B) {
 					b.Fatal(err)
 				}
 			}, func(i int) {
-				name := storage.ObjectName("bench.floor", "k"+strconv.Itoa(i%100))
+				name := storage.ObjectName("bench.floor")
 				if err := p.floor.put(ctx, name, []byte(value1K)); err != nil {
 					b.Fatal(err)
 				}
@@ -224,7 +224,7 @@ func BenchmarkSetConcurrent16(b *testing.B) {
 		}
 		floor := func(w, i int) error {
 			key := fmt.Sprintf("w%02d-%02d", w, i%50)
-			name := storage.ObjectName("bench.floor16", key)
+			name := storage.ObjectName("bench.floor16")
 			if err := p.floor.put(ctx, name, []byte(value1K)); err != nil {
 				return err
 			}
@@ -234,7 +234,7 @@ func BenchmarkSetConcurrent16(b *testing.B) {
 		}
 		// Each half of the floor alone, to see which bounds the writers.
 		objects := func(w, i int) error {
-			return p.floor.put(ctx, storage.ObjectName("bench.objects16", fmt.Sprintf("w%02d-%02d", w, i%50)), []byte(value1K))
+			return p.floor.put(ctx, storage.ObjectName("bench.objects16"), []byte(value1K))
 		}
 		metadata := func(w, i int) error {
 			now := time.Now().UnixMicro()
@@ -293,7 +293,7 @@ func BenchmarkGet(b *testing.B) {
 			if _, err := p.Store.Set(ctx, "bench.get", key, storage.String(value1K), storage.SetOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			floorNames[i] = storage.ObjectName("bench.floor", key)
+			floorNames[i] = storage.ObjectName("bench.floor")
 			if err := p.floor.put(ctx, floorNames[i], []byte(value1K)); err != nil {
 				b.Fatal(err)
 			}

@@ -180,8 +180,8 @@ func BenchmarkImport(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for k := range next {
-						name := storage.ObjectName(fmt.Sprintf("floor.n%d", i), fmt.Sprintf("k%06d", k))
+					for range next {
+						name := storage.ObjectName(fmt.Sprintf("floor.n%d", i))
 						if err := p.Bucket.Put(ctx, name, strings.NewReader(value1K), int64(len(value1K))); err != nil {
 							b.Error(err)
 						}

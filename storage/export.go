@@ -514,7 +514,7 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 	intents := make([]Intent, len(batch))
 	for i := range batch {
-		batch[i].e.Object = ObjectName(batch[i].e.Namespace, batch[i].e.Key)
+		batch[i].e.Object = ObjectName(batch[i].e.Namespace)
 		intents[i] = Intent{Namespace: batch[i].e.Namespace, Object: batch[i].e.Object}
 	}
 	wait := s.recordIntents(ctx, intents)

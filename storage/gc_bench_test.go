@@ -2,7 +2,6 @@ package storage_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -76,7 +75,7 @@ func upload(b *testing.B, bk storage.Bucket, ns string, n int) []string {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				names[i] = storage.ObjectName(ns, fmt.Sprintf("k%d", i))
+				names[i] = storage.ObjectName(ns)
 				if err := bk.Put(context.Background(), names[i], strings.NewReader("1"), 1); err != nil {
 					b.Error(err)
 				}

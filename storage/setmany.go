@@ -76,7 +76,7 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 	// yet, with the batch's intents recorded meanwhile.
 	intents := make([]Intent, len(entries))
 	for i := range entries {
-		intents[i] = Intent{Namespace: ns, Object: ObjectName(ns, entries[i].Key)}
+		intents[i] = Intent{Namespace: ns, Object: ObjectName(ns)}
 	}
 	wait := s.recordIntents(ctx, intents)
 	out := make([]*Entry, len(entries))

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"math"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -49,6 +48,7 @@ type Store struct {
 	log    *slog.Logger
 	wrote  signal // fired after each write or delete this process makes
 	keys   *seal.Keyring
+	names  names // reserved object names (intent.go)
 }
 
 // Options tune a Store; the zero value is fine.
@@ -199,10 +199,11 @@ func checkValue(v Value) error {
 // put writes body, whose size and hash are given (then body is an
 // io.ReadSeeker) or, for a stream (size -1), measured on the way. A whole
 // value whose intent garbage collection took while it uploaded (possible only
-// with a grace shorter than the upload) is written again under a fresh name.
+// with a grace shorter than the upload) is written again under a fresh name,
+// not a reserved one.
 func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions) (*Entry, error) {
 	for attempt := 0; ; attempt++ {
-		e, err := s.putOnce(ctx, ns, key, t, body, size, sum, o)
+		e, err := s.putOnce(ctx, ns, key, t, body, size, sum, o, attempt == 0)
 		if !errors.Is(err, ErrIntentGone) || size < 0 || attempt == 2 {
 			return e, err
 		}
@@ -212,12 +213,14 @@ func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader,
 	}
 }
 
-// intentRenewal is how often a stream renews its write intent (a variable
-// for tests).
-var intentRenewal = DefaultGCGrace / 5
-
-func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions) (*Entry, error) {
-	name := ObjectName(ns, key)
+func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions, reserved bool) (*Entry, error) {
+	var name string
+	if reserved = reserved && size >= 0; reserved {
+		name, reserved = s.takeName(ns)
+	}
+	if !reserved {
+		name = ObjectName(ns)
+	}
 	intent := []Intent{{Namespace: ns, Object: name}}
 	var h hash.Hash
 	var cr *countingReader
@@ -235,8 +238,9 @@ func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Rea
 		var stop func()
 		ctx, stop = s.renewIntent(ctx, intent[0])
 		defer stop()
-	} else {
-		// A whole value records its intent while it uploads: no added latency.
+	} else if !reserved {
+		// Without a reserved name, a whole value records its intent while
+		// it uploads.
 		wait = s.recordIntents(ctx, intent)
 		body = s.gate(body.(io.ReadSeeker), size, wait)
 	}
@@ -288,91 +292,6 @@ func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Rea
 	}
 	s.wrote.fire()
 	return e, nil
-}
-
-// renewIntent renews a stream's intent every intentRenewal until stop; the
-// returned context ends, with cause ErrIntentGone, if the intent was taken.
-func (s *Store) renewIntent(ctx context.Context, in Intent) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(intentRenewal)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if ok, err := s.index.RenewIntent(ctx, in, time.Now()); err == nil && !ok {
-					cancel(ErrIntentGone)
-					return
-				} else if err != nil {
-					s.log.Warn("kv: cannot renew a stream's write intent", "object", in.Object, "err", err)
-				}
-			}
-		}
-	}()
-	return ctx, func() { close(done); cancel(nil) }
-}
-
-// recordIntents records intents in the background; the returned function
-// waits for that and may be called many times (it returns the same error).
-func (s *Store) recordIntents(ctx context.Context, intents []Intent) func() error {
-	recorded := make(chan error, 1)
-	go func() { recorded <- s.index.AddIntents(ctx, time.Now(), intents) }()
-	return sync.OnceValue(func() error {
-		if err := <-recorded; err != nil {
-			return intentError{err}
-		}
-		return nil
-	})
-}
-
-// intentError is an intent that could not be recorded, as a bucket returns it.
-type intentError struct{ err error }
-
-func (e intentError) Error() string { return "record write intent: " + e.err.Error() }
-func (e intentError) Unwrap() error { return e.err }
-
-// gate makes a whole value's last byte wait for its write intent, so that an
-// object store, which shows an object only once its upload completes, never
-// holds one that no entry, version, queued garbage or intent names. A bucket
-// that writes in place (a local directory) shows the file from its first byte,
-// so there the wait would add latency and buy nothing: the caller waits after
-// the upload instead, and a crash in between leaves a file for SweepOrphans.
-func (s *Store) gate(r io.ReadSeeker, size int64, wait func() error) io.Reader {
-	if b, ok := s.bucket.(interface{ WritesInPlace() bool }); ok && b.WritesInPlace() {
-		return r
-	}
-	return &gatedBody{r: r, size: size, left: size, wait: wait}
-}
-
-// gatedBody is a whole value's bytes whose last byte is read only once wait
-// succeeds.
-type gatedBody struct {
-	r          io.ReadSeeker
-	size, left int64
-	wait       func() error // nil once it succeeded
-}
-
-func (g *gatedBody) Read(p []byte) (int, error) {
-	if g.wait != nil && int64(len(p)) >= g.left {
-		if err := g.wait(); err != nil {
-			return 0, err
-		}
-		g.wait = nil
-	}
-	n, err := g.r.Read(p)
-	g.left -= int64(n)
-	return n, err
-}
-
-func (g *gatedBody) Seek(offset int64, whence int) (int64, error) {
-	pos, err := g.r.Seek(offset, whence)
-	g.left = g.size - pos
-	return pos, err
 }
 
 // dropObject removes an object no entry points to.
@@ -979,7 +898,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // IsValueObject reports whether an object name is one ObjectName makes:
-// <namespace path>/_kv/<key>.ion.<id>. Other objects, such as execution files
+// <namespace path>/_kv/<id>.ion, or <key>.ion.<id> from older releases. Other objects, such as execution files
 // under _executions/, are not KV values (namespaces never start with _).
 func IsValueObject(name string) bool {
 	i := strings.LastIndex(name, "/_kv/")
@@ -987,25 +906,15 @@ func IsValueObject(name string) bool {
 		return false
 	}
 	file := name[i+len("/_kv/"):]
-	return !strings.Contains(file, "/") && strings.Contains(file, ".ion.")
+	return !strings.Contains(file, "/") && (strings.HasSuffix(file, ".ion") || strings.Contains(file, ".ion."))
 }
 
-// maxKeyInName is the longest key kept whole in an object name, so that the
-// file part (key, ".ion.", a 20-character id) stays under 200 bytes: file
-// systems and MinIO refuse path segments over 255 bytes.
-const maxKeyInName = 170
-
-// ObjectName is where a new value of ns/key is written:
-// <namespace with . as />/_kv/<key>.ion.<unique id>. A key longer than
-// maxKeyInName keeps its first 150 characters and gets "~" and 16 hex digits
-// of its SHA-256 instead of the rest; the metadata holds the object's name, so
-// nothing is read back from it.
-func ObjectName(ns, key string) string {
-	if len(key) > maxKeyInName {
-		sum := sha256.Sum256([]byte(key))
-		key = key[:150] + "~" + hex.EncodeToString(sum[:8])
-	}
-	return strings.ReplaceAll(ns, ".", "/") + "/_kv/" + key + ".ion." + xid.New().String()
+// ObjectName is a fresh name for a value of namespace ns:
+// <namespace with . as />/_kv/<unique id>.ion. The metadata holds it, so
+// nothing is read back from it; older releases put the key in it
+// (<key>.ion.<id>), and such objects are read as any other.
+func ObjectName(ns string) string {
+	return strings.ReplaceAll(ns, ".", "/") + "/_kv/" + xid.New().String() + ".ion"
 }
 
 // unavailable explains a backend error: an EUNAVAILABLE one, or one that is not

@@ -332,10 +332,12 @@ func TestIONStringReader_ReadsEscapesAndLargeValues(t *testing.T) {
 }
 
 func TestIsValueObject(t *testing.T) {
-	if name := storage.ObjectName("a._kv", "k"); !storage.IsValueObject(name) {
-		t.Errorf("IsValueObject(%q) = false", name)
+	for _, name := range []string{storage.ObjectName("a._kv"), "a/_kv/my_key.ion.cs3l0q8v0000000000g0"} { // today's and older releases'
+		if !storage.IsValueObject(name) {
+			t.Errorf("IsValueObject(%q) = false", name)
+		}
 	}
-	for _, name := range []string{"_executions/a/_kv/f/x.json", "a/_kv/k.json", "a/_kv/sub/k.ion.x", "_kv/k.ion.x"} {
+	for _, name := range []string{"_executions/a/_kv/f/x.json", "a/_kv/k.json", "a/_kv/sub/k.ion.x", "_kv/k.ion.x", "a/_kv/sub/x.ion"} {
 		if storage.IsValueObject(name) {
 			t.Errorf("IsValueObject(%q) = true, want false", name)
 		}

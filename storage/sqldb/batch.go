@@ -16,16 +16,20 @@ const maxBatch = 256
 
 // committer is SQLite's group commit. SQLite has one writer at a time, and
 // writers that race for its lock sleep in its busy handler; instead, KV writes
-// queue here and one goroutine commits whatever is queued in one transaction,
-// each write in its own savepoint so that a failing write fails alone. A
-// write alone in the queue commits at once: there is no timer.
+// queue here and one of them, the leader, commits whatever is queued in one
+// transaction, each write in its own savepoint so that a failing write fails
+// alone. A write that finds no leader leads, on its own goroutine: alone, it
+// commits at once, with no timer and no hand-off to another goroutine. A
+// leader whose own write is committed hands what is still queued to a new
+// goroutine, so no caller waits for others' batches.
 type committer struct {
-	db   *DB
-	reqs chan *writeReq
+	db *DB
 
-	mu     sync.RWMutex // held for reading while sending, so close waits for senders
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	queue   []*writeReq
+	leading bool // a goroutine is committing batches
+	closed  bool
+	idle    sync.Cond // broadcast when leading ends
 }
 
 type writeReq struct {
@@ -38,8 +42,8 @@ type writeReq struct {
 var errClosed = kvflow.Errorf(kvflow.EUNAVAILABLE, "The database is closed.")
 
 func newCommitter(db *DB) *committer {
-	c := &committer{db: db, reqs: make(chan *writeReq, maxBatch), done: make(chan struct{})}
-	go c.loop()
+	c := &committer{db: db}
+	c.idle.L = &c.mu
 	return c
 }
 
@@ -51,46 +55,72 @@ func (c *committer) write(ctx context.Context, fn func(context.Context, *sqlx.Tx
 		return err
 	}
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan struct{})}
-	c.mu.RLock()
+	c.mu.Lock()
 	if c.closed {
-		c.mu.RUnlock()
+		c.mu.Unlock()
 		return errClosed
 	}
-	c.reqs <- r
-	c.mu.RUnlock()
-	<-r.done
+	c.queue = append(c.queue, r)
+	if c.leading {
+		c.mu.Unlock()
+		<-r.done
+		return r.err
+	}
+	c.leading = true
+	c.mu.Unlock()
+	c.lead(r)
 	return r.err
+}
+
+// lead commits queued batches until mine is committed (until the queue is
+// empty when mine is nil), then hands the rest to a new leader or stops.
+func (c *committer) lead(mine *writeReq) {
+	for {
+		c.mu.Lock()
+		if mine != nil && isDone(mine) && len(c.queue) > 0 {
+			c.mu.Unlock()
+			go c.lead(nil)
+			return
+		}
+		if len(c.queue) == 0 {
+			c.leading = false
+			c.idle.Broadcast()
+			c.mu.Unlock()
+			return
+		}
+		n := min(len(c.queue), maxBatch)
+		batch := c.queue[:n:n]
+		if c.queue = c.queue[n:]; len(c.queue) == 0 {
+			c.queue = nil
+		}
+		c.mu.Unlock()
+		c.commit(batch)
+	}
+}
+
+func isDone(r *writeReq) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// queued returns how many writes wait for a batch (for tests).
+func (c *committer) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
 }
 
 func (c *committer) close() {
 	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		close(c.reqs)
+	c.closed = true
+	for c.leading {
+		c.idle.Wait()
 	}
 	c.mu.Unlock()
-	<-c.done
-}
-
-func (c *committer) loop() {
-	defer close(c.done)
-	batch := make([]*writeReq, 0, maxBatch)
-	for r := range c.reqs {
-		batch = append(batch[:0], r)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-c.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		c.commit(batch)
-	}
 }
 
 // commit runs one batch. A write whose context has ended is not run.

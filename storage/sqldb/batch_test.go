@@ -29,7 +29,7 @@ func openSQLite(t *testing.T) *DB {
 // as the store does before it writes the metadata.
 func entry(t *testing.T, db *DB, key string) *storage.Entry {
 	t.Helper()
-	e := &storage.Entry{Namespace: "ns", Key: key, Type: storage.STRING, Object: storage.ObjectName("ns", key),
+	e := &storage.Entry{Namespace: "ns", Key: key, Type: storage.STRING, Object: storage.ObjectName("ns"),
 		Size: 1, Hash: "h", Updated: time.Now()}
 	if err := db.AddIntents(context.Background(), time.Now(), []storage.Intent{{Namespace: e.Namespace, Object: e.Object}}); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestGroupCommit_OneBatch_FailingWriteFailsAlone(t *testing.T) {
 			})
 		}()
 	}
-	for len(db.batch.reqs) < len(errs) {
+	for db.batch.queued() < len(errs) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
@@ -112,7 +112,7 @@ func TestGroupCommit_TwoCreatesOfOneKeyInOneBatch_OneWins(t *testing.T) {
 			errs[i] = db.PutEntry(ctx, es[i], storage.PutCondition{NoOverwrite: true})
 		}()
 	}
-	for len(db.batch.reqs) < len(errs) {
+	for db.batch.queued() < len(errs) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
@@ -140,7 +140,7 @@ func TestGroupCommit_CanceledBeforeItsBatch_NotWritten(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- db.PutEntry(ctx, late, storage.PutCondition{}) }()
-	for len(db.batch.reqs) < 1 {
+	for db.batch.queued() < 1 {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()

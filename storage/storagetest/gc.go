@@ -153,7 +153,7 @@ func gcWorkFollowsTheGarbageNoListing(t *testing.T, open Opener) {
 	}
 	// 5 writes that crashed after their upload: their intents name them.
 	for i := 0; i < 5; i++ {
-		in := storage.Intent{Namespace: ns, Object: storage.ObjectName(ns, fmt.Sprintf("crashed%d", i))}
+		in := storage.Intent{Namespace: ns, Object: storage.ObjectName(ns)}
 		if err := p.Index.AddIntents(ctx, time.Now().Add(-time.Hour), []storage.Intent{in}); err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +216,7 @@ func gcTakeStaleIntentsRacingRenewalsEachOnce(t *testing.T, open Opener) {
 	for r := 0; r < rounds; r++ {
 		intents := make([]storage.Intent, n)
 		for i := range intents {
-			intents[i] = storage.Intent{Namespace: "gc.renew", Object: storage.ObjectName("gc.renew", fmt.Sprintf("r%d-%d", r, i))}
+			intents[i] = storage.Intent{Namespace: "gc.renew", Object: storage.ObjectName("gc.renew")}
 		}
 		if err := p.Index.AddIntents(ctx, time.Now().Add(-time.Hour), intents); err != nil {
 			t.Fatal(err)
@@ -273,6 +273,78 @@ func gcTakeStaleIntentsRacingRenewalsEachOnce(t *testing.T, open Opener) {
 		}
 		if _, err := p.Index.TakeStaleIntents(ctx, time.Now().Add(time.Minute), n); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// countingIndex counts the statements that record write intents.
+type countingIndex struct {
+	storage.Index
+	adds atomic.Int64
+}
+
+func (x *countingIndex) AddIntents(ctx context.Context, at time.Time, intents []storage.Intent) error {
+	x.adds.Add(1)
+	return x.Index.AddIntents(ctx, at, intents)
+}
+
+// gcReservedNamesWritesPayNoIntentStatement: sequential writes take names
+// whose intents were reserved ahead, many per statement; garbage collection
+// with no grace never takes a name still handed out, and a write whose
+// reserved name was taken anyway (a negative grace) is written again.
+func gcReservedNamesWritesPayNoIntentStatement(t *testing.T, open Opener) {
+	ctx := context.Background()
+	p := open(t, storage.Options{CacheSize: -1})
+	x := &countingIndex{Index: p.Index}
+	s := storage.New(x, p.Bucket, storage.Options{CacheSize: -1})
+	const ns, writes = "gc.reserved", 300
+	var expect int64
+	for i := 0; i < writes; i++ {
+		if _, err := s.Set(ctx, ns, fmt.Sprintf("k%d", i%20), storage.Value{Type: storage.NUMBER, V: int64(i)}, storage.SetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if i%40 == 0 { // and increments, which write through the same path
+			v, _, err := s.Increment(ctx, ns, "ctr", storage.Value{Type: storage.NUMBER, V: int64(1)}, storage.SetOptions{})
+			if expect++; err != nil || fmt.Sprint(v.V) != fmt.Sprint(expect) {
+				t.Fatalf("Increment = %v, %v", v.V, err)
+			}
+		}
+		if i%20 == 0 {
+			time.Sleep(2 * time.Millisecond) // let a reservation land, as it would between requests
+		}
+	}
+	// One statement for the first write, then reservations of 1, 2, 4 … 64
+	// names: far fewer statements than writes.
+	if n := x.adds.Load(); n > 40 {
+		t.Errorf("%d statements recorded intents for %d writes; want them reserved many at a time", n, writes+int(expect))
+	}
+	if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 0 {
+		t.Errorf("GC with no grace removed %d, %v; want 0 (every write committed; reserved names are not stale)", n, err)
+	}
+	// A negative grace takes the reserved names too: the next write finds
+	// its intent gone and is written again under a fresh name.
+	if _, err := s.CollectGarbage(ctx, -time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		mustSet(t, s, ns, "after", storage.String(fmt.Sprint(i)), storage.SetOptions{})
+	}
+	if _, v, err := s.Get(ctx, ns, "after"); err != nil || v.V != "4" {
+		t.Errorf("Get after = %v, %v", v.V, err)
+	}
+	// Every write consumed its intent: what is left are reserved names not
+	// yet used, and none names an object.
+	left, err := p.Index.TakeStaleIntents(ctx, time.Now().Add(time.Hour), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 64 {
+		t.Errorf("%d intents left, want at most the last reservation's 64", len(left))
+	}
+	for _, name := range left {
+		if rc, err := p.Bucket.Get(ctx, name); err == nil {
+			rc.Close()
+			t.Errorf("unused reserved name %s names an object", name)
 		}
 	}
 }

@@ -115,6 +115,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		{"GC_NoGrace_RacingWriters_NoAcknowledgedWriteLost", gcNoGraceRacingWritersNoAcknowledgedWriteLost},
 		{"GC_WorkFollowsTheGarbage_NoListing", gcWorkFollowsTheGarbageNoListing},
 		{"GC_TakeStaleIntents_RacingRenewals_EachOnce", gcTakeStaleIntentsRacingRenewalsEachOnce},
+		{"GC_ReservedNames_WritesPayNoIntentStatement", gcReservedNamesWritesPayNoIntentStatement},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 	}
@@ -416,7 +417,7 @@ func collectGarbageRemovesReplacedAndOrphansKeepsLive(t *testing.T, open Opener)
 	mustSet(t, s, ns, "gone", storage.String("v"), storage.SetOptions{})
 	s.Delete(ctx, ns, "gone")
 	// A write that crashed between its upload and its metadata: its intent names it.
-	crashed := storage.ObjectName(ns, "crashed")
+	crashed := storage.ObjectName(ns)
 	if err := p.Index.AddIntents(ctx, time.Now(), []storage.Intent{{Namespace: ns, Object: crashed}}); err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +425,7 @@ func collectGarbageRemovesReplacedAndOrphansKeepsLive(t *testing.T, open Opener)
 		t.Fatal(err)
 	}
 	// An object no record names (a crash before the intent was recorded).
-	orphan := storage.ObjectName(ns, "orphan")
+	orphan := storage.ObjectName(ns)
 	if err := p.Bucket.Put(ctx, orphan, strings.NewReader(`"y"`), 3); err != nil {
 		t.Fatal(err)
 	}
