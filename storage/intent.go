@@ -22,18 +22,19 @@ import (
 // for tests).
 var intentRenewal = DefaultGCGrace / 5
 
-// reservedFor is how long a reserved name may be handed out. Its intent is
+// ReservedFor is how long a reserved name may be handed out. Its intent is
 // dated at the end of that time, not at the reservation, so garbage
 // collection with any grace never takes a name a writer may still use, and a
 // write under a reserved name gets at least the grace, as any other, to
 // commit. A name left unused (a process that stopped or went idle) is
-// collected reservedFor plus the grace after its reservation.
-var reservedFor = 30 * time.Second
+// collected ReservedFor plus the grace after its reservation.
+const ReservedFor = 30 * time.Second
 
-// maxReserved bounds one reservation: a namespace's pool doubles, from one
-// name, each time it runs dry within reservedFor, and starts again at one
-// when names expire unused, so a quiet namespace leaves at most a few
-// unused intents and a busy one reserves its writes 64 at a time.
+// maxReserved bounds one reservation. A namespace's first write reserves
+// nothing (a one-shot command writes once); from its second on, its pool
+// doubles, from one name, each time it runs dry within ReservedFor, and starts
+// again at one when names expire unused, so a quiet namespace leaves at most
+// a few unused intents and a busy one reserves its writes 64 at a time.
 const maxReserved = 64
 
 // names hands out reserved object names, per namespace.
@@ -49,8 +50,9 @@ type namePool struct {
 	filling bool
 }
 
-// take returns a reserved name of ns, or false when none is left; either way
-// it starts a reservation when the pool is dry.
+// takeName returns a reserved name of ns, or false when none is left, and
+// starts a reservation when the pool runs dry (from the namespace's second
+// write on).
 func (s *Store) takeName(ns string) (string, bool) {
 	n := &s.names
 	n.mu.Lock()
@@ -60,8 +62,8 @@ func (s *Store) takeName(ns string) (string, bool) {
 		if n.pools == nil {
 			n.pools = map[string]*namePool{}
 		}
-		p = &namePool{next: 1}
-		n.pools[ns] = p
+		n.pools[ns] = &namePool{next: 1}
+		return "", false
 	}
 	now := time.Now()
 	if len(p.free) > 0 && !now.Before(p.until) {
@@ -87,7 +89,7 @@ func (s *Store) reserve(ns string, p *namePool, size int) {
 	for i := range intents {
 		intents[i] = Intent{Namespace: ns, Object: ObjectName(ns)}
 	}
-	until := time.Now().Add(reservedFor)
+	until := time.Now().Add(ReservedFor)
 	err := s.index.AddIntents(context.Background(), until, intents)
 	s.names.mu.Lock()
 	defer s.names.mu.Unlock()

@@ -22,8 +22,10 @@ func newKVGCCmd(f *kvFlags) *cobra.Command {
 as a server's sweeper does, reading only the database's records: the work follows
 the garbage, not the size of the store. --full also lists every object in the
 bucket and deletes those no record names (left by a crash, or written before
-write intents existed): run it rarely on a large store. Works on the local store
-only (a server collects its own garbage).`,
+write intents existed): run it rarely on a large store. The names a process
+reserves ahead for its writes count from their reservation, so after a crash
+--grace 0 collects what the crash left. Works on the local store only (a server
+collects its own garbage).`,
 		Example: `  kvflow kv gc
   kvflow kv gc --full --grace 1h`,
 		Args: cobra.NoArgs,
@@ -45,7 +47,8 @@ only (a server collects its own garbage).`,
 				Removed int `json:"removed"`
 				Orphans int `json:"orphans"`
 			}{}
-			if res.Removed, err = a.Store.CollectGarbage(cmd.Context(), grace); err != nil {
+			// Reserved names' intents are dated at the end of their reservation.
+			if res.Removed, err = a.Store.CollectGarbage(cmd.Context(), grace-storage.ReservedFor); err != nil {
 				return err
 			}
 			if full {

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/sqldb/sqldbtest"
 )
 
 func TestKVGC_CollectsFromRecords_FullSweepFindsOrphans(t *testing.T) {
@@ -27,5 +32,24 @@ func TestKVGC_CollectsFromRecords_FullSweepFindsOrphans(t *testing.T) {
 	})
 	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
 		t.Errorf("orphan after the full sweep: %v", err)
+	}
+
+	// A process that crashed mid-write under a reserved name: its intent is
+	// dated at the end of the reservation, yet --grace 0 collects it.
+	db := sqldbtest.OpenURL(t, "sqlite://"+filepath.ToSlash(filepath.Join(dir, "kvflow.db")))
+	name := storage.ObjectName("company.team")
+	if err := db.AddIntents(context.Background(), time.Now().Add(storage.ReservedFor), []storage.Intent{{Namespace: "company.team", Object: name}}); err != nil {
+		t.Fatal(err)
+	}
+	crashed := filepath.Join(dir, "storage", filepath.FromSlash(name))
+	if err := os.WriteFile(crashed, []byte(`"x"`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runKVCases(t, dir, nil, []kvCase{
+		{args: "kv gc", wantOut: "Removed 0 objects.\n"},
+		{args: "kv gc --grace 0", wantOut: "Removed 1 objects.\n"},
+	})
+	if _, err := os.Stat(crashed); !os.IsNotExist(err) {
+		t.Errorf("object of a crashed write under a reserved name: %v", err)
 	}
 }
