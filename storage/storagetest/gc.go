@@ -14,10 +14,16 @@ import (
 	"github.com/kvflow/kvflow/storage"
 )
 
-// gcNoGraceRacingWritersNoAcknowledgedWriteLost: garbage collection with no
-// grace at all, racing writers of every kind, never takes an object a
-// committed write points to, and leaves no object no record names.
-func gcNoGraceRacingWritersNoAcknowledgedWriteLost(t *testing.T, open Opener) {
+// gcRacingWritersNoAcknowledgedWriteLost: garbage collection with no grace
+// at all, racing writers of every kind, never takes an object a committed
+// write points to, and leaves no object no record names. A negative grace
+// also takes the intents of reserved names in use, so whole values race GC
+// on their retry under a fresh name as well.
+func gcRacingWritersNoAcknowledgedWriteLost(grace time.Duration) func(*testing.T, Opener) {
+	return func(t *testing.T, open Opener) { gcRacingWriters(t, open, grace) }
+}
+
+func gcRacingWriters(t *testing.T, open Opener, grace time.Duration) {
 	ctx := context.Background()
 	p := open(t, storage.Options{CacheSize: -1})
 	s := p.Store
@@ -41,7 +47,7 @@ func gcNoGraceRacingWritersNoAcknowledgedWriteLost(t *testing.T, open Opener) {
 				gcErr = err
 				return
 			}
-			n, err := s.CollectGarbage(ctx, 0)
+			n, err := s.CollectGarbage(ctx, grace)
 			if err != nil {
 				gcErr = err
 				return
@@ -104,10 +110,13 @@ func gcNoGraceRacingWritersNoAcknowledgedWriteLost(t *testing.T, open Opener) {
 	if _, err := s.CollectGarbage(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, v, err := s.Get(ctx, ns, "ctr"); err != nil || fmt.Sprint(v.V) != fmt.Sprint(incremented.Load()) {
+	if _, v, err := s.Get(ctx, ns, "ctr"); incremented.Load() > 0 && (err != nil || fmt.Sprint(v.V) != fmt.Sprint(incremented.Load())) {
 		t.Errorf("counter after racing GC: %v, %v; want %d acknowledged increments", v.V, err, incremented.Load())
 	}
-	written := map[string]bool{"ctr": true}
+	written := map[string]bool{}
+	if incremented.Load() > 0 {
+		written["ctr"] = true
+	}
 	mu.Lock()
 	for k := range last {
 		written[k] = true
@@ -119,7 +128,7 @@ func gcNoGraceRacingWritersNoAcknowledgedWriteLost(t *testing.T, open Opener) {
 	}
 	for _, k := range keys {
 		if _, v, err := s.Get(ctx, ns, k); err != nil {
-			t.Errorf("Get %s after GC with no grace: %v (an acknowledged write lost its object)", k, err)
+			t.Errorf("Get %s after GC with grace %v: %v (an acknowledged write lost its object)", k, grace, err)
 		} else if s, ok := v.V.(string); k != "ctr" && (!ok || !strings.HasPrefix(s, "w")) {
 			t.Errorf("Get %s: %.40q", k, v.V)
 		}
@@ -132,7 +141,10 @@ func gcNoGraceRacingWritersNoAcknowledgedWriteLost(t *testing.T, open Opener) {
 	if n, err := s.SweepOrphans(ctx, 0); err != nil || n != 0 {
 		t.Errorf("SweepOrphans found %d, %v; want 0", n, err)
 	}
-	t.Logf("%d objects collected while writing", collected.Load())
+	if len(last) == 0 {
+		t.Error("no write was acknowledged: the race tested nothing")
+	}
+	t.Logf("%d objects collected while writing; %d keys and %d increments acknowledged", collected.Load(), len(last), incremented.Load())
 }
 
 // gcWorkFollowsTheGarbageNoListing: one object-store call per garbage object,

@@ -112,7 +112,8 @@ func StoreAcceptance(t *testing.T, open Opener) {
 
 		// Garbage collection reads records, never the bucket's listing, and
 		// with no grace never takes what a committed write needs (gc.go).
-		{"GC_NoGrace_RacingWriters_NoAcknowledgedWriteLost", gcNoGraceRacingWritersNoAcknowledgedWriteLost},
+		{"GC_NoGrace_RacingWriters_NoAcknowledgedWriteLost", gcRacingWritersNoAcknowledgedWriteLost(0)},
+		{"GC_NegativeGrace_TakesReservedNamesInUse_NoAcknowledgedWriteLost", gcRacingWritersNoAcknowledgedWriteLost(-time.Hour)},
 		{"GC_WorkFollowsTheGarbage_NoListing", gcWorkFollowsTheGarbageNoListing},
 		{"GC_TakeStaleIntents_RacingRenewals_EachOnce", gcTakeStaleIntentsRacingRenewalsEachOnce},
 		{"GC_ReservedNames_WritesPayNoIntentStatement", gcReservedNamesWritesPayNoIntentStatement},
