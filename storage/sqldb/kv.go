@@ -67,13 +67,13 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 		Version *int64 `db:"version"`
 		Created *int64 `db:"created_at"`
 	}
-	query, args := putEntry, putEntryArgs(e, !c.NoOverwrite)
+	query, consuming, args := putEntry, putEntryIntent, putEntryArgs(e, !c.NoOverwrite)
 	if c.IfVersion > 0 {
-		query, args = updateVersion, []any{string(e.Type), e.Object, e.Size, e.Hash,
+		query, consuming, args = updateVersion, updateVersionIntent, []any{string(e.Type), e.Object, e.Size, e.Hash,
 			e.Description, now, micros(e.Expires), e.Writer, e.Sensitive, e.Namespace, e.Key, c.IfVersion, now}
 	}
 	if db.batch == nil {
-		query, args = withIntent[query], append([]any{e.Namespace, e.Object}, args...)
+		query, args = consuming, append([]any{e.Namespace, e.Object}, args...)
 	}
 	st, err := db.stmt(ctx, query)
 	for attempt := 0; err == nil; attempt++ {
@@ -110,14 +110,15 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 	return nil
 }
 
-// withIntent is putEntry and updateVersion made, for PostgreSQL, to consume
-// the object's intent in the same statement (two more arguments first) and
-// write only if there was one. It always returns one row: intent 0 when the
-// intent was gone, a NULL version when the write's condition failed.
-var withIntent = map[string]string{
-	putEntry:      intentCTE(putSQL),
-	updateVersion: intentCTE(updateSQL),
-}
+// putEntryIntent and updateVersionIntent are putEntry and updateVersion
+// made, for PostgreSQL, to consume the object's intent in the same statement
+// (two more arguments first) and write only if there was one. They always
+// return one row: intent 0 when the intent was gone, a NULL version when the
+// write's condition failed.
+var (
+	putEntryIntent      = intentCTE(putSQL)
+	updateVersionIntent = intentCTE(updateSQL)
+)
 
 func intentCTE(put string) string {
 	return `WITH intent AS (DELETE FROM kv_intents WHERE namespace = ? AND object = ? RETURNING 1),
@@ -184,7 +185,7 @@ func putEntryArgs(e *storage.Entry, overwrite bool) []any {
 }
 
 // updateSQL replaces a live entry only if it is still at the given version.
-// Its %s are for withIntent.
+// Its %s are for intentCTE.
 const updateSQL = `
 UPDATE kv_entries SET type = ?, object = ?, size = ?, hash = ?, description = ?, updated_at = ?, expires_at = ?,
 	writer = ?, sensitive = ?, version = version + 1
@@ -194,7 +195,7 @@ RETURNING version, created_at`
 // putSQL upserts an entry. Versions go on from the key's history, so a key
 // deleted at version 4 (tombstone 5) comes back as version 6. An expired
 // entry is replaced as if new (a new creation date); a live one only when
-// overwrite is true, otherwise no row comes back. Its %s are for withIntent.
+// overwrite is true, otherwise no row comes back. Its %s are for intentCTE.
 const putSQL = `
 INSERT INTO kv_entries AS e (` + entryCols + `)
 SELECT ?, ?, ?, ?, COALESCE((SELECT MAX(version) FROM kv_versions WHERE namespace = ? AND key = ?), 0) + 1,
