@@ -185,18 +185,48 @@ func (db *DB) write(ctx context.Context, fn func(context.Context, *sqlx.Tx) erro
 	}
 	for attempt := 0; ; attempt++ {
 		err := db.tx(ctx, func(tx *sqlx.Tx) error { return fn(ctx, tx) })
-		if !deadlocked(err) || attempt == 4 {
+		if !db.deadlocked(err) || attempt == 4 {
 			return err
 		}
-		// PostgreSQL rolled this transaction back to break a lock cycle
-		// (a batch takes many entry rows and the namespace's feed counter;
-		// a lone write, one row then the counter): run it again.
+		// PostgreSQL rolled this transaction back to break a lock cycle, which
+		// lockFeeds leaves only to the first writes of a new namespace: run it
+		// again.
 	}
 }
 
 // deadlocked reports whether PostgreSQL chose err's transaction as the
-// victim of a deadlock: nothing of it was written.
-func deadlocked(err error) bool {
+// victim of a deadlock (nothing of it was written), and counts it.
+func (db *DB) deadlocked(err error) bool {
 	var pqErr *pq.Error
-	return errors.As(err, &pqErr) && pqErr.Code == "40P01"
+	if errors.As(err, &pqErr) && pqErr.Code == "40P01" {
+		db.deadlocks.Add(1)
+		return true
+	}
+	return false
 }
+
+// lockFeeds locks, on PostgreSQL, the change-feed counters of namespaces in
+// tx, in namespace order. Every transaction that writes kv_entries takes its
+// namespaces' counters before any entry row (a lone Set in its statement,
+// putEntryIntent): the counter stays locked until the commit anyway, since
+// the triggers take it for each row, and taking it first keeps a batch of
+// many rows and the writers of those rows from waiting on each other. create
+// also creates missing counters at 0, as a batch's first write of a
+// namespace would; a delete needs none, as a namespace without a counter has
+// no entries.
+func (db *DB) lockFeeds(ctx context.Context, tx *sqlx.Tx, namespaces []string, create bool) error {
+	if db.Dialect != Postgres || len(namespaces) == 0 {
+		return nil
+	}
+	query := `SELECT 1 FROM kv_change_seqs WHERE namespace = ANY($1) ORDER BY namespace FOR UPDATE`
+	if create {
+		query = `INSERT INTO kv_change_seqs AS c (namespace, seq) SELECT DISTINCT n, 0 FROM unnest($1::text[]) AS n ORDER BY n
+			ON CONFLICT (namespace) DO UPDATE SET seq = c.seq`
+	}
+	_, err := tx.ExecContext(ctx, query, pq.Array(namespaces))
+	return db.Err(err)
+}
+
+// Deadlocks counts the transactions PostgreSQL chose as a deadlock's victim
+// since db was opened; each was run again.
+func (db *DB) Deadlocks() int64 { return db.deadlocks.Load() }

@@ -3,6 +3,8 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -222,7 +224,9 @@ func (db *DB) PruneChanges(ctx context.Context, before time.Time, limit int) (in
 		for _, r := range rows {
 			top[r.Namespace] = max(top[r.Namespace], r.Seq)
 		}
-		for ns, seq := range top {
+		// In namespace order, as lockFeeds takes these rows.
+		for _, ns := range slices.Sorted(maps.Keys(top)) {
+			seq := top[ns]
 			if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_change_seqs SET pruned = ? WHERE namespace = ? AND pruned < ?`), seq, ns, seq); err != nil {
 				return db.Err(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/storage"
@@ -73,7 +74,7 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 			e.Description, now, micros(e.Expires), e.Writer, e.Sensitive, e.Namespace, e.Key, c.IfVersion, now}
 	}
 	if db.batch == nil {
-		query, args = consuming, append([]any{e.Namespace, e.Object}, args...)
+		query, args = consuming, append([]any{e.Namespace, e.Namespace, e.Object}, args...)
 	}
 	st, err := db.stmt(ctx, query)
 	for attempt := 0; err == nil; attempt++ {
@@ -95,7 +96,7 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 		}
 		// A unique violation here is a version number taken by a delete that
 		// committed while this insert computed it: compute it again.
-		if (kvflow.ErrorCode(err) == kvflow.ECONFLICT || deadlocked(err)) && attempt < 5 {
+		if (kvflow.ErrorCode(err) == kvflow.ECONFLICT || db.deadlocked(err)) && attempt < 5 {
 			err = nil
 			continue
 		}
@@ -111,17 +112,20 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 }
 
 // putEntryIntent and updateVersionIntent are putEntry and updateVersion
-// made, for PostgreSQL, to consume the object's intent in the same statement
-// (two more arguments first) and write only if there was one. They always
-// return one row: intent 0 when the intent was gone, a NULL version when the
-// write's condition failed.
+// made, for PostgreSQL, to lock the namespace's feed counter first (see
+// lockFeeds), then consume the object's intent, in the same statement (three
+// more arguments first), and write only if there was an intent. The data
+// dependencies order them: put reads intent, whose DELETE joins feed. They
+// always return one row: intent 0 when the intent was gone, a NULL version
+// when the write's condition failed.
 var (
 	putEntryIntent      = intentCTE(putSQL)
 	updateVersionIntent = intentCTE(updateSQL)
 )
 
 func intentCTE(put string) string {
-	return `WITH intent AS (DELETE FROM kv_intents WHERE namespace = ? AND object = ? RETURNING 1),
+	return `WITH feed AS (SELECT count(*) FROM (SELECT 1 FROM kv_change_seqs WHERE namespace = ? FOR UPDATE) AS locked),
+intent AS (DELETE FROM kv_intents USING feed WHERE namespace = ? AND object = ? RETURNING 1),
 put AS (` + fmt.Sprintf(put, "FROM intent", "AND EXISTS (SELECT 1 FROM intent)") + `)
 SELECT (SELECT count(*) FROM intent) AS intent, put.version, put.created_at FROM (SELECT 1) AS one LEFT JOIN put ON TRUE`
 }
@@ -148,6 +152,13 @@ func (db *DB) putEntries(ctx context.Context, es []*storage.Entry, noOverwrite, 
 	var written []bool
 	err = db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		written = make([]bool, len(es)) // afresh: a retried batch starts over
+		nss := make([]string, len(es))
+		for i, e := range es {
+			nss[i] = e.Namespace
+		}
+		if err := db.lockFeeds(ctx, tx, nss, true); err != nil {
+			return err
+		}
 		if err := db.takeIntents(ctx, tx, es); err != nil {
 			return err
 		}
@@ -321,6 +332,9 @@ func (db *DB) DeleteEntry(ctx context.Context, ns, key, writer string, at time.T
 	var gone []entryRow
 	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		gone = gone[:0]
+		if err := db.lockFeeds(ctx, tx, []string{ns}, false); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_entries SET deleted_by = ?, deleted_at = ? WHERE namespace = ? AND key = ?`),
 			writer, at.UnixMicro(), ns, key); err != nil {
 			return db.Err(err)
@@ -340,6 +354,9 @@ func (db *DB) DeleteEntryIf(ctx context.Context, ns, key string, version int64, 
 	var gone []entryRow
 	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		gone = gone[:0]
+		if err := db.lockFeeds(ctx, tx, []string{ns}, false); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, db.Rebind(`UPDATE kv_entries SET deleted_by = ?, deleted_at = ?
 			WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?)`),
 			writer, now.UnixMicro(), ns, key, version, now.UnixMicro())
@@ -401,27 +418,33 @@ func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage
 	return db.deleteReturning(ctx, `(namespace, key, object) IN (SELECT namespace, key, object FROM kv_entries WHERE `+cond+` LIMIT ?) AND `+cond, all...)
 }
 
-// purgeLocked is PurgeEntries on PostgreSQL: it locks its rows first, in
-// key order and skipping rows a writer holds, then deletes them. A delete's
-// trigger takes its namespace's change-feed counter, which a concurrent
-// Set takes after its own row: locking every row before any counter keeps
-// the two from waiting on each other.
+// purgeLocked is PurgeEntries on PostgreSQL: it locks the change-feed
+// counters of the namespaces it will delete from (lockFeeds), then its rows,
+// skipping any a writer still holds, then deletes them, re-checking cond.
 func (db *DB) purgeLocked(ctx context.Context, cond string, args []any, limit int) ([]storage.Entry, error) {
 	var rows []entryRow
 	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+		var nss []string
+		if err := tx.SelectContext(ctx, &nss, db.Rebind(`SELECT DISTINCT namespace FROM (SELECT namespace FROM kv_entries WHERE `+cond+
+			` ORDER BY namespace, key LIMIT ?) AS c`), append(append([]any{}, args...), limit)...); err != nil {
+			return db.Err(err)
+		}
+		if len(nss) == 0 {
+			return nil
+		}
+		if err := db.lockFeeds(ctx, tx, nss, false); err != nil {
+			return err
+		}
 		var objects []string
 		if err := tx.SelectContext(ctx, &objects, db.Rebind(`SELECT object FROM kv_entries WHERE `+cond+
-			` ORDER BY namespace, key LIMIT ? FOR UPDATE SKIP LOCKED`), append(append([]any{}, args...), limit)...); err != nil {
+			` AND namespace = ANY(?) ORDER BY namespace, key LIMIT ? FOR UPDATE SKIP LOCKED`), append(append([]any{}, args...), pq.Array(nss), limit)...); err != nil {
 			return db.Err(err)
 		}
 		if len(objects) == 0 {
 			return nil
 		}
-		q, qargs, err := sqlx.In(`DELETE FROM kv_entries WHERE object IN (?) AND `+cond+` RETURNING `+entryCols, append([]any{objects}, args...)...)
-		if err != nil {
-			return err
-		}
-		return db.Err(tx.SelectContext(ctx, &rows, db.Rebind(q), qargs...))
+		return db.Err(tx.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_entries WHERE object = ANY(?) AND `+cond+` RETURNING `+entryCols),
+			append([]any{pq.Array(objects)}, args...)...))
 	})
 	if err != nil {
 		return nil, err

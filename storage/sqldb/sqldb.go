@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -48,6 +49,8 @@ type DB struct {
 	rebound sync.Map   // query text → rebound text
 	stmts   sync.Map   // query text → *sqlx.Stmt
 	batch   *committer // SQLite's group commit; nil on PostgreSQL
+
+	deadlocks atomic.Int64 // PostgreSQL transactions run again after a deadlock
 }
 
 // Open connects to a postgres:// or postgresql:// URL, or to sqlite:///path
