@@ -423,7 +423,8 @@ func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage
 // skipping any a writer still holds, then deletes them, re-checking cond.
 func (db *DB) purgeLocked(ctx context.Context, cond string, args []any, limit int) ([]storage.Entry, error) {
 	var rows []entryRow
-	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		rows = rows[:0]
 		var nss []string
 		if err := tx.SelectContext(ctx, &nss, db.Rebind(`SELECT DISTINCT namespace FROM (SELECT namespace FROM kv_entries WHERE `+cond+
 			` ORDER BY namespace, key LIMIT ?) AS c`), append(append([]any{}, args...), limit)...); err != nil {
