@@ -411,63 +411,29 @@ func (db *DB) PurgeEntries(ctx context.Context, q storage.PurgeQuery) ([]storage
 	// subquery ran is re-checked against the outer conditions only, so without
 	// them a purge would delete the live entry that replaced an expired one.
 	cond := strings.Join(where, " AND ")
-	if db.Dialect == Postgres {
-		return db.purgeLocked(ctx, cond, args, q.Limit)
-	}
-	all := append(append(append([]any{}, args...), q.Limit), args...)
-	return db.deleteReturning(ctx, `(namespace, key, object) IN (SELECT namespace, key, object FROM kv_entries WHERE `+cond+` LIMIT ?) AND `+cond, all...)
-}
-
-// purgeLocked is PurgeEntries on PostgreSQL: it locks the change-feed
-// counters of the namespaces it will delete from (lockFeeds), then its rows,
-// skipping any a writer still holds, then deletes them, re-checking cond.
-func (db *DB) purgeLocked(ctx context.Context, cond string, args []any, limit int) ([]storage.Entry, error) {
 	var rows []entryRow
 	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		rows = rows[:0]
-		var nss []string
-		if err := tx.SelectContext(ctx, &nss, db.Rebind(`SELECT DISTINCT namespace FROM (SELECT namespace FROM kv_entries WHERE `+cond+
-			` ORDER BY namespace, key LIMIT ?) AS c`), append(append([]any{}, args...), limit)...); err != nil {
-			return db.Err(err)
+		c, a := cond, args
+		if db.Dialect == Postgres {
+			// The counters of the namespaces to purge first (lockFeeds), then
+			// the delete, limited to those namespaces, whose writers now wait.
+			var nss []string
+			if err := tx.SelectContext(ctx, &nss, db.Rebind(`SELECT DISTINCT namespace FROM (SELECT namespace FROM kv_entries WHERE `+cond+
+				` LIMIT ?) AS c`), append(append([]any{}, args...), q.Limit)...); err != nil || len(nss) == 0 {
+				return db.Err(err)
+			}
+			if err := db.lockFeeds(ctx, tx, nss, false); err != nil {
+				return err
+			}
+			c, a = cond+` AND namespace = ANY(?)`, append(append([]any{}, args...), pq.Array(nss))
 		}
-		if len(nss) == 0 {
-			return nil
-		}
-		if err := db.lockFeeds(ctx, tx, nss, false); err != nil {
-			return err
-		}
-		var objects []string
-		if err := tx.SelectContext(ctx, &objects, db.Rebind(`SELECT object FROM kv_entries WHERE `+cond+
-			` AND namespace = ANY(?) ORDER BY namespace, key LIMIT ? FOR UPDATE SKIP LOCKED`), append(append([]any{}, args...), pq.Array(nss), limit)...); err != nil {
-			return db.Err(err)
-		}
-		if len(objects) == 0 {
-			return nil
-		}
-		return db.Err(tx.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_entries WHERE object = ANY(?) AND `+cond+` RETURNING `+entryCols),
-			append([]any{pq.Array(objects)}, args...)...))
+		return db.Err(tx.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_entries WHERE (namespace, key, object) IN (
+			SELECT namespace, key, object FROM kv_entries WHERE `+c+` LIMIT ?) AND `+c+` RETURNING `+entryCols),
+			append(append(append([]any{}, a...), q.Limit), a...)...))
 	})
 	if err != nil {
 		return nil, err
-	}
-	return entries(rows), nil
-}
-
-// deleteReturning deletes the entries matching cond; a trigger queues their objects.
-func (db *DB) deleteReturning(ctx context.Context, cond string, args ...any) ([]storage.Entry, error) {
-	var rows []entryRow
-	query := db.Rebind(`DELETE FROM kv_entries WHERE ` + cond + ` RETURNING ` + entryCols)
-	var err error
-	if db.batch != nil {
-		err = db.batch.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
-			rows = rows[:0]
-			return tx.SelectContext(ctx, &rows, query, args...)
-		})
-	} else {
-		err = db.X.SelectContext(ctx, &rows, query, args...)
-	}
-	if err != nil {
-		return nil, db.Err(err)
 	}
 	return entries(rows), nil
 }

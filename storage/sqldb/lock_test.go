@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,9 +17,10 @@ import (
 
 // Batches of many rows in shuffled key orders, lone Sets (some expiring at
 // once), deletes, purges of expired entries across namespaces and feed pruning
-// race on the same keys of two namespaces: every write succeeds and, as every
-// writer takes its namespaces' feed counters before any entry row, PostgreSQL
-// never has to break a deadlock.
+// race on the same keys of two namespaces: every write succeeds, every
+// acknowledged version reads back with its value, and, as every writer takes
+// its namespaces' feed counters before any entry row, PostgreSQL never has to
+// break a deadlock.
 func TestWriters_RacingOnSameKeys_NoDeadlock(t *testing.T) {
 	for _, dialect := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
 		t.Run(string(dialect), func(t *testing.T) {
@@ -37,7 +39,16 @@ func TestWriters_RacingOnSameKeys_NoDeadlock(t *testing.T) {
 				wg     sync.WaitGroup
 				mu     sync.Mutex
 				writes int
+				seq    atomic.Int64
+				acked  = map[storage.Entry]string{} // namespace, key, version → value
 			)
+			ack := func(es []*storage.Entry, vals []string) {
+				mu.Lock()
+				defer mu.Unlock()
+				for i, e := range es {
+					acked[storage.Entry{Namespace: e.Namespace, Key: e.Key, Version: e.Version}] = vals[i]
+				}
+			}
 			fail := func(what string, err error) {
 				t.Errorf("%s: %v", what, err)
 			}
@@ -60,11 +71,15 @@ func TestWriters_RacingOnSameKeys_NoDeadlock(t *testing.T) {
 				}
 			}
 			run(3, func(r *rand.Rand, ns string) error {
-				batch := make([]storage.BatchEntry, keys)
+				batch, vals := make([]storage.BatchEntry, keys), make([]string, keys)
 				for i, k := range r.Perm(keys) {
-					batch[i] = storage.BatchEntry{Key: fmt.Sprintf("k%02d", k), Value: storage.String("batch")}
+					vals[i] = fmt.Sprint("batch-", seq.Add(1))
+					batch[i] = storage.BatchEntry{Key: fmt.Sprintf("k%02d", k), Value: storage.String(vals[i])}
 				}
-				_, err := s.SetMany(ctx, ns, batch)
+				es, err := s.SetMany(ctx, ns, batch)
+				if err == nil {
+					ack(es, vals)
+				}
 				return err
 			}, "SetMany")
 			run(3, func(r *rand.Rand, ns string) error {
@@ -72,7 +87,11 @@ func TestWriters_RacingOnSameKeys_NoDeadlock(t *testing.T) {
 				if r.IntN(2) == 0 {
 					o.TTL = time.Millisecond
 				}
-				_, err := s.Set(ctx, ns, key(r), storage.String("set"), o)
+				v := fmt.Sprint("set-", seq.Add(1))
+				e, err := s.Set(ctx, ns, key(r), storage.String(v), o)
+				if err == nil {
+					ack([]*storage.Entry{e}, []string{v})
+				}
 				return err
 			}, "Set")
 			run(2, func(r *rand.Rand, ns string) error {
@@ -90,6 +109,15 @@ func TestWriters_RacingOnSameKeys_NoDeadlock(t *testing.T) {
 			wg.Wait()
 			if writes != 10*rounds {
 				t.Errorf("%d writes succeeded, want %d", writes, 10*rounds)
+			}
+			for at, want := range acked {
+				_, v, err := s.GetVersion(ctx, at.Namespace, at.Key, at.Version)
+				if err != nil || v.V != want {
+					t.Errorf("%s/%s version %d = %v, %v; want %q", at.Namespace, at.Key, at.Version, v.V, err, want)
+				}
+			}
+			if len(acked) < 3*rounds*keys {
+				t.Errorf("%d versions acknowledged, want at least the batches' %d", len(acked), 3*rounds*keys)
 			}
 			if n := db.Deadlocks(); n != 0 {
 				t.Errorf("PostgreSQL broke %d deadlocks: some writer takes an entry row before its namespace's counter", n)
