@@ -331,3 +331,50 @@ func TestKV_NarrowWindow_GlobalPageInheritedAndDrawerFit(t *testing.T) {
 	e.waitJS("the namespace tree", `document.querySelectorAll('table.ns-tree tbody tr').length === 2`)
 	e.noHorizontalScroll()
 }
+
+func TestKV_BigNumbers_ShownAndKeptDigitForDigit(t *testing.T) {
+	e := start(t, options{})
+	e.seed("big", "12345678901234567890", client.SetOptions{Type: storage.NUMBER})
+	e.seed("dec", "0.10000000000000000001", client.SetOptions{Type: storage.NUMBER})
+	e.seed("doc", `{"id": 12345678901234567890, "ratio": 0.1}`, client.SetOptions{Type: storage.JSON})
+	e.seed("doc", `{"id": 12345678901234567891, "ratio": 0.1}`, client.SetOptions{Type: storage.JSON})
+	e.open("#/ns/" + ns + "/kv")
+	shown := func(key string) string {
+		e.click(fmt.Sprintf(`tr[data-key=%q] button.key`, key))
+		sel := fmt.Sprintf(`pre.value[aria-label="Value of %s"]`, key)
+		e.waitJS("the value of "+key, fmt.Sprintf(`!!document.querySelector(%q)`, sel))
+		return e.text(sel)
+	}
+	if got := shown("big"); got != "12345678901234567890" {
+		t.Errorf("big reads %q", got)
+	}
+	if got := shown("dec"); got != "0.10000000000000000001" {
+		t.Errorf("dec reads %q", got)
+	}
+	if got := shown("doc"); !strings.Contains(got, `"id": 12345678901234567891`) || !strings.Contains(got, `"ratio": 0.1`) {
+		t.Errorf("doc reads %q", got)
+	}
+
+	// Editing shows the stored digits, and saving unchanged keeps them.
+	e.click(`tr[data-key="big"] button[aria-label="Edit big"]`)
+	e.waitJS("the edit dialog", `!!document.querySelector('dialog[open] #kv-value')`)
+	if got := e.value("#kv-value"); got != "12345678901234567890" {
+		t.Errorf("edit field = %q", got)
+	}
+	e.click("dialog[open] button[type=submit]")
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	if d := e.detail("big"); d.Version != 2 {
+		t.Errorf("big version %d after saving, want 2", d.Version)
+	} else {
+		jsonEqual(t, "big after saving", d.Value, `12345678901234567890`)
+	}
+
+	// The history diff tells two integers apart past 2^53.
+	e.click(`button[aria-label="History of doc"]`)
+	e.waitJS("the diff", `!!document.querySelector('#hist-diff pre.diff')`)
+	del := evalTo[[]string](e, `[...document.querySelectorAll('#hist-diff .del')].map(s => s.textContent.trim())`)
+	add := evalTo[[]string](e, `[...document.querySelectorAll('#hist-diff .add')].map(s => s.textContent.trim())`)
+	if !reflect.DeepEqual(del, []string{`-   "id": 12345678901234567890,`}) || !reflect.DeepEqual(add, []string{`+   "id": 12345678901234567891,`}) {
+		t.Errorf("diff: removed %q, added %q", del, add)
+	}
+}

@@ -89,4 +89,19 @@ export async function getJSON(path, query) {
   return res.json();
 }
 
+// exactJSON parses a body keeping every number digit for digit: one a double
+// cannot hold (12345678901234567890, 0.10000000000000000001) comes back as
+// JSON.rawJSON of its text, which JSON.stringify prints as written.
+export function exactJSON(text) {
+  return JSON.parse(text, (k, x, c) => (typeof x === 'number' && c && c.source !== undefined && String(x) !== c.source ? JSON.rawJSON(c.source) : x));
+}
+
+// getExact returns the decoded body of a GET, every number exact.
+export async function getExact(path, query) {
+  return exactJSON(await (await request('GET', path, { query })).text());
+}
+
+// plain prints a scalar from exactJSON as it was written.
+export const plain = (x) => (JSON.isRawJSON(x) ? x.rawJSON : String(x));
+
 export const enc = encodeURIComponent;

@@ -5,7 +5,7 @@
 export function canonical(v) {
   const sort = (x) => {
     if (Array.isArray(x)) return x.map(sort);
-    if (x && typeof x === 'object') return Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort(x[k])]));
+    if (x && typeof x === 'object' && !JSON.isRawJSON(x)) return Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort(x[k])]));
     return x;
   };
   return JSON.stringify(sort(v), null, 2);

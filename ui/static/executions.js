@@ -1,6 +1,6 @@
 // Executions: lists with state colours and the execution page, refreshed while it runs.
 import { h, replace, when, duration, stateBadge, absolute, confirm, toast } from './dom.js';
-import { getJSON, request, enc } from './api.js';
+import { getJSON, getExact, request, enc } from './api.js';
 
 const DONE = new Set(['SUCCESS', 'WARNING', 'FAILED', 'KILLED', 'CANCELLED']);
 
@@ -104,7 +104,7 @@ export async function executionPage(main, id, view) {
   const logBox = h('div', { class: 'logs', tabindex: 0, role: 'log', 'aria-label': 'Logs' });
 
   const load = async () => {
-    const [x, lines] = await Promise.all([getJSON(`/executions/${enc(id)}`), getJSON(`/executions/${enc(id)}/logs`)]);
+    const [x, lines] = await Promise.all([getExact(`/executions/${enc(id)}`), getJSON(`/executions/${enc(id)}/logs`)]);
     if (!view.alive) return;
     const state = stateOf(x);
     const running = !DONE.has(state);

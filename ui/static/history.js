@@ -1,7 +1,7 @@
 // The history drawer of one key: its versions, who wrote each and when, a
 // diff between any two, and Restore.
 import { h, replace, modal, confirm, toast, when } from './dom.js';
-import { request, getJSON, enc } from './api.js';
+import { request, getExact, enc } from './api.js';
 import { canonical, diffLines } from './diff.js';
 
 // valueText prints a version's value for the diff: JSON field by field.
@@ -77,7 +77,7 @@ export function openHistory(ns, key) {
     }
 
     async function valueOf(version) {
-      if (!values.has(version)) values.set(version, getJSON(base, { version }));
+      if (!values.has(version)) values.set(version, getExact(base, { version }));
       return values.get(version);
     }
 

@@ -1,7 +1,7 @@
 // The KV Store tab: a paged table of keys and the New/Edit Key-Value dialog.
 import { h, replace, field, setError, toast, modal, confirm, when, debounce } from './dom.js';
 import { openHistory } from './history.js';
-import { request, getJSON, enc, ApiError } from './api.js';
+import { request, getJSON, getExact, plain, enc, ApiError } from './api.js';
 
 export const TYPES = ['STRING', 'NUMBER', 'BOOLEAN', 'DATETIME', 'DATE', 'DURATION', 'JSON'];
 export const MASK = '******';
@@ -200,7 +200,7 @@ export async function kvTab(body, ns, view) {
     let cur;
     try {
       // A sensitive value stays on the server until the form reveals it.
-      cur = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}${e.sensitive ? '/detail' : ''}`);
+      cur = await getExact(`/namespaces/${enc(ns)}/kv/${enc(e.key)}${e.sensitive ? '/detail' : ''}`);
     } catch (err) {
       toast(err.message, 'bad');
       if (err.status === 404 || err.status === 410) load({ focus: null });
@@ -405,14 +405,14 @@ async function showValue(ns, e, toggle, detail) {
   }
   replace(cell, h('span', { class: 'muted' }, 'Loading value…'));
   try {
-    const v = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
+    const v = await getExact(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
     replace(cell, h('div', { class: 'value-view' }, h('span', { class: 'type' }, v.type), h('pre', { class: 'value', tabindex: 0, 'aria-label': `Value of ${e.key}` }, shownText(v))));
   } catch (err) {
     replace(cell, h('p', { class: 'error' }, err.message));
   }
 }
 
-const shownText = (v) => (v.type === 'JSON' ? JSON.stringify(v.value, null, 2) : String(v.value));
+const shownText = (v) => (v.type === 'JSON' ? JSON.stringify(v.value, null, 2) : plain(v.value));
 
 // maskedValue shows a sensitive value as ****** with a Reveal button that
 // fetches it; Hide drops it from the page again.
@@ -431,7 +431,7 @@ function maskedValue(ns, e) {
     }
     btn.disabled = true;
     try {
-      const v = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
+      const v = await getExact(`/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
       replace(pre, shownText(v));
       pre.classList.remove('masked');
       pre.setAttribute('aria-label', `Value of ${e.key}`);
@@ -501,7 +501,7 @@ export function openKvForm(ns, entry, current) {
       revealBtn.disabled = true;
       let v;
       try {
-        v = await getJSON(`/namespaces/${enc(ns)}/kv/${enc(entry.key)}`);
+        v = await getExact(`/namespaces/${enc(ns)}/kv/${enc(entry.key)}`);
       } catch (e) {
         revealBtn.disabled = false;
         formError.textContent = e.message;
@@ -573,7 +573,7 @@ export function openKvForm(ns, entry, current) {
       if (type.value === 'BOOLEAN') { bool.checked = v === true; boolText.textContent = String(bool.checked); }
       else if (type.value === 'DATE') date.value = v;
       else if (type.value === 'DATETIME') datetime.value = localInput(v);
-      else text.value = type.value === 'JSON' ? JSON.stringify(v, null, 2) : String(v);
+      else text.value = type.value === 'JSON' ? JSON.stringify(v, null, 2) : plain(v);
     };
     if (editing) {
       type.value = current.type || entry.type || 'STRING';
@@ -644,17 +644,10 @@ export function openKvForm(ns, entry, current) {
   }, 'kv-form-title');
 }
 
-// keptBody reads a value as the body of a PUT that keeps it: a NUMBER digit
-// for digit (it may not fit a double).
+// keptBody reads a value as the body of a PUT that keeps it, digit for digit.
 async function keptBody(path) {
-  const text = await (await request('GET', path)).text();
-  let exact;
-  const v = JSON.parse(text, (k, x, c) => {
-    if (k === 'value' && c && c.source) exact = c.source;
-    return x;
-  });
-  if (v.type === 'JSON') return JSON.stringify(v.value);
-  return v.type === 'NUMBER' && exact ? exact : String(v.value);
+  const v = await getExact(path);
+  return v.type === 'JSON' ? JSON.stringify(v.value) : plain(v.value);
 }
 
 // globalKvPage lists pairs across every namespace the server lets this UI
