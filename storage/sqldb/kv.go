@@ -58,9 +58,9 @@ func micros(t *time.Time) *int64 {
 }
 
 // PutEntry implements storage.Index in one statement on PostgreSQL (the
-// intent's DELETE in a CTE), one transaction of the group commit on SQLite:
-// an upsert, or with IfVersion an update of that version. Triggers record the
-// version and the change (010_history.sql).
+// intent's DELETE, the version row and the change in CTEs), one transaction
+// of the group commit on SQLite (triggers record the version and the change):
+// an upsert, or with IfVersion an update of that version.
 func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondition) error {
 	now := e.Updated.UnixMicro()
 	var got struct {
@@ -111,24 +111,45 @@ func (db *DB) PutEntry(ctx context.Context, e *storage.Entry, c storage.PutCondi
 	return nil
 }
 
-// putEntryIntent and updateVersionIntent are putEntry and updateVersion
-// made, for PostgreSQL, to lock the namespace's feed counter first (see
-// lockFeeds), then consume the object's intent, in the same statement (three
-// more arguments first), and write only if there was an intent. The data
-// dependencies order them: put reads intent, whose DELETE joins feed. They
-// always return one row: intent 0 when the intent was gone, a NULL version
-// when the write's condition failed.
+// On PostgreSQL the statement that writes an entry also writes its version
+// row and its change, in CTEs after the write: cheaper than the row trigger
+// that does it on SQLite (015_history_in_statements.sql). A single write
+// first locks the namespace's feed counter (see lockFeeds) and consumes the
+// object's intent, writing only if there was one; the data dependencies order
+// them: put reads intent, whose DELETE joins feed. Such a statement always
+// returns one row: intent 0 when the intent was gone, a NULL version when the
+// write's condition failed. A batch's statement, whose counters and intents
+// were taken first in its transaction, returns no row when the condition
+// failed.
 var (
-	putEntryIntent      = intentCTE(putSQL)
-	updateVersionIntent = intentCTE(updateSQL)
+	putEntryIntent      = pgWrite(putSQL, true)
+	updateVersionIntent = pgWrite(updateSQL, true)
+	putEntryHistory     = pgWrite(putSQL, false)
 )
 
-func intentCTE(put string) string {
+func pgWrite(put string, consume bool) string {
+	if !consume {
+		return `WITH put AS (` + fmt.Sprintf(put, "", "", entryCols) + `)` + historyCTEs + `
+SELECT version, created_at FROM put`
+	}
 	return `WITH feed AS (SELECT count(*) FROM (SELECT 1 FROM kv_change_seqs WHERE namespace = ? FOR UPDATE) AS locked),
 intent AS (DELETE FROM kv_intents USING feed WHERE namespace = ? AND object = ? RETURNING 1),
-put AS (` + fmt.Sprintf(put, "FROM intent", "AND EXISTS (SELECT 1 FROM intent)") + `)
+put AS (` + fmt.Sprintf(put, "FROM intent", "AND EXISTS (SELECT 1 FROM intent)", entryCols) + `)` + historyCTEs + `
 SELECT (SELECT count(*) FROM intent) AS intent, put.version, put.created_at FROM (SELECT 1) AS one LEFT JOIN put ON TRUE`
 }
+
+// historyCTEs record what put wrote: its version row, the namespace's next
+// feed number and the change under it.
+const historyCTEs = `,
+ver AS (INSERT INTO kv_versions (` + entryVersionCols + `, change)
+	SELECT ` + entryVersionCols + `, 'SET' FROM put),
+seq AS (INSERT INTO kv_change_seqs AS c (namespace, seq) SELECT namespace, 1 FROM put
+	ON CONFLICT (namespace) DO UPDATE SET seq = c.seq + 1 RETURNING seq),
+chg AS (INSERT INTO kv_changes (namespace, seq, key, change, version, type, writer, at)
+	SELECT put.namespace, seq.seq, put.key, 'SET', put.version, put.type, put.writer, put.updated_at FROM put, seq)`
+
+// entryVersionCols are the columns an entry and its version rows share.
+const entryVersionCols = `namespace, key, version, type, object, size, hash, description, created_at, updated_at, expires_at, writer, sensitive`
 
 // PutEntries implements storage.Index: the entries' intents taken, then the
 // putEntry statement for each entry, in one transaction (the group commit's
@@ -145,7 +166,11 @@ func (db *DB) PutEntriesCond(ctx context.Context, es []*storage.Entry, noOverwri
 }
 
 func (db *DB) putEntries(ctx context.Context, es []*storage.Entry, noOverwrite, stopAtConflict bool) ([]bool, error) {
-	st, err := db.stmt(ctx, putEntry)
+	query := putEntry
+	if db.Dialect == Postgres {
+		query = putEntryHistory
+	}
+	st, err := db.stmt(ctx, query)
 	if err != nil {
 		return nil, db.Err(err)
 	}
@@ -196,17 +221,18 @@ func putEntryArgs(e *storage.Entry, overwrite bool) []any {
 }
 
 // updateSQL replaces a live entry only if it is still at the given version.
-// Its %s are for intentCTE.
+// Its %[1]s and %[2]s are for pgWrite, %[3]s what it returns.
 const updateSQL = `
 UPDATE kv_entries SET type = ?, object = ?, size = ?, hash = ?, description = ?, updated_at = ?, expires_at = ?,
 	writer = ?, sensitive = ?, version = version + 1
 WHERE namespace = ? AND key = ? AND version = ? AND (expires_at IS NULL OR expires_at > ?) %[2]s
-RETURNING version, created_at`
+RETURNING %[3]s`
 
 // putSQL upserts an entry. Versions go on from the key's history, so a key
 // deleted at version 4 (tombstone 5) comes back as version 6. An expired
 // entry is replaced as if new (a new creation date); a live one only when
-// overwrite is true, otherwise no row comes back. Its %s are for intentCTE.
+// overwrite is true, otherwise no row comes back. Its %[1]s and %[2]s are for pgWrite, %[3]s
+// what it returns.
 const putSQL = `
 INSERT INTO kv_entries AS e (` + entryCols + `)
 SELECT ?, ?, ?, ?, COALESCE((SELECT MAX(version) FROM kv_versions WHERE namespace = ? AND key = ?), 0) + 1,
@@ -217,13 +243,13 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 	writer = excluded.writer, sensitive = excluded.sensitive, version = e.version + 1,
 	created_at = CASE WHEN e.expires_at <= excluded.updated_at THEN excluded.created_at ELSE e.created_at END
 WHERE ? OR e.expires_at <= excluded.updated_at
-RETURNING version, created_at`
+RETURNING %[3]s`
 
-// putEntry and updateVersion are the statements as they stand: for SQLite and
-// batches, whose intents are taken first in the same transaction.
+// putEntry and updateVersion are the statements as they stand, for SQLite,
+// whose intents are taken first in the same transaction.
 var (
-	putEntry      = fmt.Sprintf(putSQL, "", "")
-	updateVersion = fmt.Sprintf(updateSQL, "", "")
+	putEntry      = fmt.Sprintf(putSQL, "", "", "version, created_at")
+	updateVersion = fmt.Sprintf(updateSQL, "", "", "version, created_at")
 )
 
 const getEntry = `SELECT ` + entryCols + ` FROM kv_entries WHERE namespace = ? AND key = ?`
