@@ -124,7 +124,8 @@ type minioFloor struct {
 }
 
 func (m *minioFloor) put(ctx context.Context, name string, data []byte) error {
-	_, err := m.client.PutObject(ctx, m.bucket, "objects/"+name, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+	// Unsigned with a CRC32C trailer, as the s3 bucket writes.
+	_, err := m.client.PutObject(ctx, m.bucket, "objects/"+name, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{DisableContentSha256: true})
 	return err
 }
 

@@ -243,9 +243,14 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 			src = io.MultiReader(&head, src)
 		}
 	}
+	// Over plain HTTP minio-go would sign each chunk of the body (SHA-256 and
+	// HMAC, checked again by the server); unsigned, it sends a CRC32C trailer
+	// that the server checks instead: 1.1 to 1.4 times the uploads a second
+	// here. Over HTTPS it sends that already. Reads check the value's SHA-256.
 	_, err := b.client.PutObject(ctx, b.cfg.Bucket, b.cfg.Prefix+name, src, size, minio.PutObjectOptions{
-		PartSize:   uint64(b.cfg.PartSize),
-		NumThreads: 1,
+		PartSize:             uint64(b.cfg.PartSize),
+		NumThreads:           1,
+		DisableContentSha256: true,
 	})
 	if err == nil {
 		return nil
