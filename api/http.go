@@ -114,6 +114,9 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, scope: storage.NewScope(cfg.Namespaces...), log: cfg.Logger, metrics: newMetrics()}
 	s.stopping, s.stopWatches = context.WithCancel(context.Background())
 	s.metrics.durable(cfg.Engine, cfg.Queue)
+	if d, ok := cfg.DB.(interface{ Deadlocks() int64 }); ok {
+		s.metrics.deadlocks(d.Deadlocks)
+	}
 	if cfg.Engine != nil {
 		// Count the ends of the executions this process runs.
 		cfg.Engine.OnEnd(func(ex *engine.Execution) {

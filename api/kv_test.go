@@ -338,6 +338,8 @@ func TestPut_TTL_ExpiresThenGone(t *testing.T) {
 		}
 		if m := do(t, "GET", ts.URL+"/metrics", "").Body; !strings.Contains(m, `kvflow_kv_keys_expired_purged_total{namespace="company.team"} 1`) {
 			t.Fatalf("metrics lack the purge count:\n%s", grepLines(m, "kvflow_kv"))
+		} else if !strings.Contains(m, "kvflow_db_deadlocks_total 0") {
+			t.Errorf("metrics lack the deadlock count at 0:\n%s", grepLines(m, "kvflow_db"))
 		}
 		for _, ttl := range []string{"30 days", "-PT5M", "PT0S", "P1Y"} {
 			if r := do(t, "PUT", base+"/badttl", "1", "ttl: "+ttl); r.Status != 422 || !strings.Contains(r.Body, "TTL") {

@@ -104,6 +104,14 @@ func (m *metrics) durable(eng *engine.Engine, q QueueStats) {
 			func() float64 { return float64(q.Takeovers()) }))
 }
 
+// deadlocks registers the count of transactions the database broke as a
+// deadlock's victim (each was run again): it should stay at 0.
+func (m *metrics) deadlocks(count func() int64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kvflow_db_deadlocks_total",
+		Help: "Transactions the database broke as a deadlock's victim since this process started; each was run again."},
+		func() float64 { return float64(count()) }))
+}
+
 // observe records how long an operation took since start.
 func (m *metrics) observe(op string, start time.Time) {
 	m.operation.WithLabelValues(op).Observe(time.Since(start).Seconds())
