@@ -135,15 +135,29 @@ func (s *Server) restoreKV(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := s.cfg.Store.Restore(r.Context(), ns, key, req.Version, o)
 	if kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.IfVersion > 0 {
-		err = &kvflow.Error{Code: kvflow.EPRECONDITION, Message: kvflow.ErrorMessage(err), Err: err}
+		err = s.restoreFailed(r.Context(), ns, key, o.IfVersion)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		writeCondError(w, r, err)
 		return
 	}
 	s.metrics.updated.WithLabelValues(ns).Inc()
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(e.Version, 10)))
 	writeJSON(w, http.StatusOK, EntryOf(e, true))
+}
+
+// restoreFailed builds the 412 of a restore whose If-Match is stale, as PUT's
+// with the key's current version: its newest, a tombstone included, since
+// If-Match may name one.
+func (s *Server) restoreFailed(ctx context.Context, ns, key string, ifVersion int64) error {
+	why := fmt.Sprintf("If-Match asks for version %d", ifVersion)
+	page, err := s.cfg.Store.History(ctx, ns, key, storage.HistoryOptions{Limit: 1})
+	if err != nil || len(page.Versions) == 0 {
+		return s.failed(ctx, ns, key, why)
+	}
+	v := page.Versions[0].Version
+	return &preconditionError{version: &v, err: kvflow.Errorf(kvflow.EPRECONDITION,
+		"Precondition failed for key '%s' in namespace '%s': %s; it is at version %d.", key, ns, why, v)}
 }
 
 // changesKV answers the namespace's changes after ?since= (default 0), in

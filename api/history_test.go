@@ -50,8 +50,11 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		}
 
 		// Restore honours If-Match: stale is 412, current (the tombstone) works.
-		if r := do(t, "POST", base+"/k/restore", `{"version":1}`, js, "If-Match: 2"); r.Status != 412 || !strings.Contains(r.Message(), "'k'") {
-			t.Errorf("restore with a stale If-Match = %d %s", r.Status, r.Body)
+		// The 412 carries the current version as PUT's does: here the tombstone.
+		var pre PreconditionBody
+		r = do(t, "POST", base+"/k/restore", `{"version":1}`, js, "If-Match: 2")
+		if json.Unmarshal([]byte(r.Body), &pre); r.Status != 412 || !strings.Contains(r.Message(), "'k'") || pre.Version == nil || *pre.Version != 3 {
+			t.Errorf("restore with a stale If-Match = %d %s, want 412 with version 3", r.Status, r.Body)
 		}
 		r = do(t, "POST", base+"/k/restore", `{"version":1}`, js, `If-Match: "3"`)
 		var e Entry
@@ -61,8 +64,10 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		if r := do(t, "GET", base+"/k", ""); r.Body != `{"type":"STRING","value":"a"}` {
 			t.Errorf("GET after restore = %s", r.Body)
 		}
-		if r := do(t, "POST", base+"/k/restore", `{"version":2}`, js, "If-Match: 3"); r.Status != 412 {
-			t.Errorf("restore at a version the key left = %d %s", r.Status, r.Body)
+		pre = PreconditionBody{}
+		r = do(t, "POST", base+"/k/restore", `{"version":2}`, js, "If-Match: 3")
+		if json.Unmarshal([]byte(r.Body), &pre); r.Status != 412 || pre.Version == nil || *pre.Version != 4 {
+			t.Errorf("restore at a version the key left = %d %s, want 412 with version 4", r.Status, r.Body)
 		}
 		if r := do(t, "POST", base+"/k/restore", `{"version":2}`, js); r.Status != 200 {
 			t.Errorf("unconditional restore = %d %s", r.Status, r.Body)
