@@ -32,16 +32,17 @@ func ChangeOf(c *storage.Change) Change {
 	return Change{Seq: c.Seq, Key: c.Key, Change: string(c.Change), Version: c.Version, Type: string(c.Type), Writer: c.Writer, Date: Time{Time: c.At}}
 }
 
-// intParam reads an optional positive integer query parameter.
+// intParam reads an optional integer query parameter: 0 or more, or with a
+// max (a page size) 1 to max.
 func intParam(r *http.Request, name string, def, max int64) (int64, error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || (max > 0 && n > max) {
+	if err != nil || n < 0 || (max > 0 && (n < 1 || n > max)) {
 		if max > 0 {
-			return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a number from 0 to %d.", name, kvflow.Clip(s), max)
+			return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a number from 1 to %d.", name, kvflow.Clip(s), max)
 		}
 		return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a whole number, 0 or more.", name, kvflow.Clip(s))
 	}
@@ -57,9 +58,6 @@ func (s *Server) versionsKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit, err := intParam(r, "limit", storage.DefaultListLimit, storage.MaxListLimit)
-	if err == nil && limit == 0 {
-		err = kvflow.Errorf(kvflow.EINVALID, "Query parameter 'limit' is 0: expected a number from 1 to %d.", storage.MaxListLimit)
-	}
 	var before int64
 	if err == nil {
 		before, err = intParam(r, "cursor", 0, 0)
@@ -174,9 +172,6 @@ func (s *Server) changesKV(w http.ResponseWriter, r *http.Request) {
 	var limit int64
 	if err == nil {
 		limit, err = intParam(r, "limit", storage.DefaultListLimit, storage.MaxListLimit)
-	}
-	if err == nil && limit == 0 {
-		err = kvflow.Errorf(kvflow.EINVALID, "Query parameter 'limit' is 0: expected a number from 1 to %d.", storage.MaxListLimit)
 	}
 	if err != nil {
 		writeError(w, r, err)

@@ -39,6 +39,12 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		if json.Unmarshal([]byte(r.Body), &vs); len(vs) != 1 || vs[0].Version != 1 || r.Header.Get(NextCursorHeader) != "" {
 			t.Fatalf("page 2 = %s", r.Body)
 		}
+		// A bad page size names the range the routes accept.
+		for _, u := range []string{"/k/versions?limit=0", "/k/versions?limit=5000", "/changes?limit=0", "/changes?limit=5000"} {
+			if r := do(t, "GET", base+u, ""); r.Status != 422 || !strings.Contains(r.Message(), "'limit'") || !strings.Contains(r.Message(), "from 1 to 1000") {
+				t.Errorf("GET %s = %d %s, want 422 naming 1 to 1000", u, r.Status, r.Body)
+			}
+		}
 		if r := do(t, "GET", base+"/k?version=1", ""); r.Status != 200 || r.Body != `{"type":"STRING","value":"a"}` {
 			t.Errorf("GET ?version=1 = %d %s", r.Status, r.Body)
 		}
