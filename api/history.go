@@ -202,7 +202,9 @@ const watchPoll = 250 * time.Millisecond
 // "change" per change, its id the seq and its data
 // {"seq","key","change","version","type"}. ?since=SEQ (or Last-Event-ID)
 // resumes after that seq; without it the stream starts at the current end.
-// ?prefix= keeps keys starting with it. 410 when changes after since were pruned.
+// ?prefix= keeps keys starting with it. ?values=true adds each SET's "value"
+// (a sensitive one masked unless ?reveal=true, as GET's detail route does).
+// 410 when changes after since were pruned.
 func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
@@ -210,7 +212,15 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prefix := r.URL.Query().Get("prefix")
-	since, err := intParam(r, "since", -1, 0)
+	values, err := boolQuery(r, "values")
+	var reveal bool
+	if err == nil {
+		reveal, err = boolQuery(r, "reveal")
+	}
+	since := int64(-1)
+	if err == nil {
+		since, err = intParam(r, "since", -1, 0)
+	}
 	if err == nil && since < 0 && r.Header.Get("Last-Event-ID") != "" {
 		if since, err = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err != nil || since < 0 {
 			err = kvflow.Errorf(kvflow.EINVALID, "Header Last-Event-ID is %q: expected a change seq.", kvflow.Clip(r.Header.Get("Last-Event-ID")))
@@ -258,12 +268,24 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			ev := struct {
-				Seq     int64  `json:"seq"`
-				Key     string `json:"key"`
-				Change  string `json:"change"`
-				Version int64  `json:"version"`
-				Type    string `json:"type"`
-			}{c.Seq, c.Key, string(c.Change), c.Version, string(c.Type)}
+				Seq       int64  `json:"seq"`
+				Key       string `json:"key"`
+				Change    string `json:"change"`
+				Version   int64  `json:"version"`
+				Type      string `json:"type"`
+				Value     any    `json:"value,omitempty"`
+				Sensitive bool   `json:"sensitive,omitempty"`
+			}{Seq: c.Seq, Key: c.Key, Change: string(c.Change), Version: c.Version, Type: string(c.Type)}
+			if values && c.Change == storage.SET {
+				// The version's value, read as GET ?version=N reads it; none
+				// when retention purged it meanwhile.
+				if ver, v, err := s.cfg.Store.GetVersion(ctx, ns, c.Key, c.Version); err == nil {
+					ev.Value, ev.Sensitive = v.JSONValue(), ver.Sensitive
+					if ver.Sensitive && !reveal {
+						ev.Value = storage.Mask
+					}
+				}
+			}
 			fmt.Fprintf(w, "id: %d\nevent: change\ndata: %s\n\n", c.Seq, mustJSON(ev))
 		}
 		if err := rc.Flush(); err != nil {
