@@ -32,16 +32,17 @@ func ChangeOf(c *storage.Change) Change {
 	return Change{Seq: c.Seq, Key: c.Key, Change: string(c.Change), Version: c.Version, Type: string(c.Type), Writer: c.Writer, Date: Time{Time: c.At}}
 }
 
-// intParam reads an optional positive integer query parameter.
+// intParam reads an optional integer query parameter: 0 or more, or with a
+// max (a page size) 1 to max.
 func intParam(r *http.Request, name string, def, max int64) (int64, error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || (max > 0 && n > max) {
+	if err != nil || n < 0 || (max > 0 && (n < 1 || n > max)) {
 		if max > 0 {
-			return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a number from 0 to %d.", name, kvflow.Clip(s), max)
+			return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a number from 1 to %d.", name, kvflow.Clip(s), max)
 		}
 		return 0, kvflow.Errorf(kvflow.EINVALID, "Query parameter '%s' is %q: expected a whole number, 0 or more.", name, kvflow.Clip(s))
 	}
@@ -57,9 +58,6 @@ func (s *Server) versionsKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit, err := intParam(r, "limit", storage.DefaultListLimit, storage.MaxListLimit)
-	if err == nil && limit == 0 {
-		err = kvflow.Errorf(kvflow.EINVALID, "Query parameter 'limit' is 0: expected a number from 1 to %d.", storage.MaxListLimit)
-	}
 	var before int64
 	if err == nil {
 		before, err = intParam(r, "cursor", 0, 0)
@@ -135,15 +133,29 @@ func (s *Server) restoreKV(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := s.cfg.Store.Restore(r.Context(), ns, key, req.Version, o)
 	if kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.IfVersion > 0 {
-		err = &kvflow.Error{Code: kvflow.EPRECONDITION, Message: kvflow.ErrorMessage(err), Err: err}
+		err = s.restoreFailed(r.Context(), ns, key, o.IfVersion)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		writeCondError(w, r, err)
 		return
 	}
 	s.metrics.updated.WithLabelValues(ns).Inc()
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(e.Version, 10)))
 	writeJSON(w, http.StatusOK, EntryOf(e, true))
+}
+
+// restoreFailed builds the 412 of a restore whose If-Match is stale, as PUT's
+// with the key's current version: its newest, a tombstone included, since
+// If-Match may name one.
+func (s *Server) restoreFailed(ctx context.Context, ns, key string, ifVersion int64) error {
+	why := fmt.Sprintf("If-Match asks for version %d", ifVersion)
+	page, err := s.cfg.Store.History(ctx, ns, key, storage.HistoryOptions{Limit: 1})
+	if err != nil || len(page.Versions) == 0 {
+		return s.failed(ctx, ns, key, why)
+	}
+	v := page.Versions[0].Version
+	return &preconditionError{version: &v, err: kvflow.Errorf(kvflow.EPRECONDITION,
+		"Precondition failed for key '%s' in namespace '%s': %s; it is at version %d.", key, ns, why, v)}
 }
 
 // changesKV answers the namespace's changes after ?since= (default 0), in
@@ -160,9 +172,6 @@ func (s *Server) changesKV(w http.ResponseWriter, r *http.Request) {
 	var limit int64
 	if err == nil {
 		limit, err = intParam(r, "limit", storage.DefaultListLimit, storage.MaxListLimit)
-	}
-	if err == nil && limit == 0 {
-		err = kvflow.Errorf(kvflow.EINVALID, "Query parameter 'limit' is 0: expected a number from 1 to %d.", storage.MaxListLimit)
 	}
 	if err != nil {
 		writeError(w, r, err)
@@ -193,7 +202,9 @@ const watchPoll = 250 * time.Millisecond
 // "change" per change, its id the seq and its data
 // {"seq","key","change","version","type"}. ?since=SEQ (or Last-Event-ID)
 // resumes after that seq; without it the stream starts at the current end.
-// ?prefix= keeps keys starting with it. 410 when changes after since were pruned.
+// ?prefix= keeps keys starting with it. ?values=true adds each SET's "value"
+// (a sensitive one masked unless ?reveal=true, as GET's detail route does).
+// 410 when changes after since were pruned.
 func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	if err := s.checkNamespace(ns); err != nil {
@@ -201,7 +212,15 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prefix := r.URL.Query().Get("prefix")
-	since, err := intParam(r, "since", -1, 0)
+	values, err := boolQuery(r, "values")
+	var reveal bool
+	if err == nil {
+		reveal, err = boolQuery(r, "reveal")
+	}
+	since := int64(-1)
+	if err == nil {
+		since, err = intParam(r, "since", -1, 0)
+	}
 	if err == nil && since < 0 && r.Header.Get("Last-Event-ID") != "" {
 		if since, err = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err != nil || since < 0 {
 			err = kvflow.Errorf(kvflow.EINVALID, "Header Last-Event-ID is %q: expected a change seq.", kvflow.Clip(r.Header.Get("Last-Event-ID")))
@@ -249,12 +268,24 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			ev := struct {
-				Seq     int64  `json:"seq"`
-				Key     string `json:"key"`
-				Change  string `json:"change"`
-				Version int64  `json:"version"`
-				Type    string `json:"type"`
-			}{c.Seq, c.Key, string(c.Change), c.Version, string(c.Type)}
+				Seq       int64  `json:"seq"`
+				Key       string `json:"key"`
+				Change    string `json:"change"`
+				Version   int64  `json:"version"`
+				Type      string `json:"type"`
+				Value     any    `json:"value,omitempty"`
+				Sensitive bool   `json:"sensitive,omitempty"`
+			}{Seq: c.Seq, Key: c.Key, Change: string(c.Change), Version: c.Version, Type: string(c.Type)}
+			if values && c.Change == storage.SET {
+				// The version's value, read as GET ?version=N reads it; none
+				// when retention purged it meanwhile.
+				if ver, v, err := s.cfg.Store.GetVersion(ctx, ns, c.Key, c.Version); err == nil {
+					ev.Value, ev.Sensitive = v.JSONValue(), ver.Sensitive
+					if ver.Sensitive && !reveal {
+						ev.Value = storage.Mask
+					}
+				}
+			}
 			fmt.Fprintf(w, "id: %d\nevent: change\ndata: %s\n\n", c.Seq, mustJSON(ev))
 		}
 		if err := rc.Flush(); err != nil {

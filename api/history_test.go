@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 func TestKVHistory_VersionsReadRestore(t *testing.T) {
@@ -39,6 +40,12 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		if json.Unmarshal([]byte(r.Body), &vs); len(vs) != 1 || vs[0].Version != 1 || r.Header.Get(NextCursorHeader) != "" {
 			t.Fatalf("page 2 = %s", r.Body)
 		}
+		// A bad page size names the range the routes accept.
+		for _, u := range []string{"/k/versions?limit=0", "/k/versions?limit=5000", "/changes?limit=0", "/changes?limit=5000"} {
+			if r := do(t, "GET", base+u, ""); r.Status != 422 || !strings.Contains(r.Message(), "'limit'") || !strings.Contains(r.Message(), "from 1 to 1000") {
+				t.Errorf("GET %s = %d %s, want 422 naming 1 to 1000", u, r.Status, r.Body)
+			}
+		}
 		if r := do(t, "GET", base+"/k?version=1", ""); r.Status != 200 || r.Body != `{"type":"STRING","value":"a"}` {
 			t.Errorf("GET ?version=1 = %d %s", r.Status, r.Body)
 		}
@@ -50,8 +57,11 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		}
 
 		// Restore honours If-Match: stale is 412, current (the tombstone) works.
-		if r := do(t, "POST", base+"/k/restore", `{"version":1}`, js, "If-Match: 2"); r.Status != 412 || !strings.Contains(r.Message(), "'k'") {
-			t.Errorf("restore with a stale If-Match = %d %s", r.Status, r.Body)
+		// The 412 carries the current version as PUT's does: here the tombstone.
+		var pre PreconditionBody
+		r = do(t, "POST", base+"/k/restore", `{"version":1}`, js, "If-Match: 2")
+		if json.Unmarshal([]byte(r.Body), &pre); r.Status != 412 || !strings.Contains(r.Message(), "'k'") || pre.Version == nil || *pre.Version != 3 {
+			t.Errorf("restore with a stale If-Match = %d %s, want 412 with version 3", r.Status, r.Body)
 		}
 		r = do(t, "POST", base+"/k/restore", `{"version":1}`, js, `If-Match: "3"`)
 		var e Entry
@@ -61,8 +71,10 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		if r := do(t, "GET", base+"/k", ""); r.Body != `{"type":"STRING","value":"a"}` {
 			t.Errorf("GET after restore = %s", r.Body)
 		}
-		if r := do(t, "POST", base+"/k/restore", `{"version":2}`, js, "If-Match: 3"); r.Status != 412 {
-			t.Errorf("restore at a version the key left = %d %s", r.Status, r.Body)
+		pre = PreconditionBody{}
+		r = do(t, "POST", base+"/k/restore", `{"version":2}`, js, "If-Match: 3")
+		if json.Unmarshal([]byte(r.Body), &pre); r.Status != 412 || pre.Version == nil || *pre.Version != 4 {
+			t.Errorf("restore at a version the key left = %d %s, want 412 with version 4", r.Status, r.Body)
 		}
 		if r := do(t, "POST", base+"/k/restore", `{"version":2}`, js); r.Status != 200 {
 			t.Errorf("unconditional restore = %d %s", r.Status, r.Body)
@@ -231,4 +243,49 @@ func TestSweep_PrunesHistoryByRetention(t *testing.T) {
 			t.Errorf("version 1's object is not queued as garbage: %v, %v", ref, err)
 		}
 	})
+}
+
+// A watch sends values only when asked: a SET's typed value, a sensitive one
+// masked unless revealed, a delete none.
+func TestKVWatch_ValuesWhenAsked(t *testing.T) {
+	pair := testpair.Local(t, storage.Options{Keys: storagetest.TestKeys(t)})
+	ts := startServer(t, pair, Config{})
+	kv := ts.URL + "/api/v1/namespaces/company.team/kv/"
+	do(t, "PUT", kv+"n", `12345678901234567890`, "Content-Type: application/json")
+	do(t, "PUT", kv+"pw?sensitive=true", "s3cret", "Content-Type: text/plain")
+	do(t, "DELETE", kv+"n", "")
+	events := func(q string) []string {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", kv+"watch?since=0"+q, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got []string
+		for sc := bufio.NewScanner(resp.Body); len(got) < 3 && sc.Scan(); {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				got = append(got, data)
+			}
+		}
+		return got
+	}
+	if got := events(""); len(got) != 3 || strings.Contains(strings.Join(got, ""), "value") {
+		t.Errorf("watch = %q, want no values", got)
+	}
+	got := events("&values=true")
+	if len(got) != 3 || got[0] != `{"seq":1,"key":"n","change":"SET","version":1,"type":"NUMBER","value":12345678901234567890}` ||
+		got[1] != `{"seq":2,"key":"pw","change":"SET","version":1,"type":"STRING","value":"******","sensitive":true}` ||
+		got[2] != `{"seq":3,"key":"n","change":"DELETE","version":2,"type":"NUMBER"}` {
+		t.Errorf("watch with values = %q", got)
+	}
+	if got := events("&values=true&reveal=true"); len(got) != 3 || !strings.Contains(got[1], `"value":"s3cret"`) {
+		t.Errorf("watch with values revealed = %q", got)
+	}
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(kv + "watch?values=maybe"); err != nil || resp.StatusCode != 422 {
+		t.Errorf("watch ?values=maybe = %v %v, want 422", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 }

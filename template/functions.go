@@ -574,7 +574,11 @@ func (e *Engine) kv(c *call) (any, error) {
 	var version int64
 	if c.has(3) {
 		if version, ok = toInt(c.arg(3)); !ok || version < 1 {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects the version to be a whole number, 1 or more, not %s.", kindOf(c.arg(3)))
+			got := kindOf(c.arg(3))
+			if _, _, isNum := number(c.arg(3)); isNum {
+				got = fmt.Sprint(c.arg(3)) // "not 0", not "not a number"
+			}
+			return nil, kvflow.Errorf(kvflow.EINVALID, "The 'kv' function expects the version to be a whole number, 1 or more, not %s.", got)
 		}
 	}
 	if err := storage.ValidateKey(key); err != nil {

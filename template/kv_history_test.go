@@ -34,5 +34,7 @@ func TestKV_Version(t *testing.T) {
 	_, err = e.Render(context.Background(), "{{ kv('k', version='x') }}", flowData("a"))
 	wantError(t, err, kvflow.EINVALID, "version to be a whole number")
 	_, err = e.Render(context.Background(), "{{ kv('k', version=0) }}", flowData("a"))
-	wantError(t, err, kvflow.EINVALID, "version to be a whole number")
+	wantError(t, err, kvflow.EINVALID, "version to be a whole number, 1 or more, not 0.")
+	_, err = e.Render(context.Background(), "{{ kv('k', version=2.5) }}", flowData("a"))
+	wantError(t, err, kvflow.EINVALID, "not 2.5.")
 }
