@@ -480,7 +480,9 @@ func (c *Client) doResp(ctx context.Context, method, path string, q url.Values, 
 		io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber() // a value or an output keeps every digit
+	if err := dec.Decode(out); err != nil {
 		return &kvflow.Error{Code: kvflow.EINTERNAL, Message: fmt.Sprintf("The answer of %s %s is not the JSON expected: %v.", method, path, err), Err: err}
 	}
 	return nil
