@@ -609,7 +609,15 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader, onConflict 
 	}
 	var res storage.ImportResult
 	h := http.Header{"Content-Type": {"application/x-ndjson"}}
-	err := c.do(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/import", q, h, r, &res)
+	// An error answer holds the counts so far beside its message.
+	counts := func(resp *http.Response) {
+		if resp.StatusCode >= 300 {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			json.Unmarshal(b, &res)
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+		}
+	}
+	err := c.doResp(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/import", q, h, r, &res, counts)
 	return res, err
 }
 
