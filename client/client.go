@@ -480,7 +480,9 @@ func (c *Client) doResp(ctx context.Context, method, path string, q url.Values, 
 		io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber() // a value or an output keeps every digit
+	if err := dec.Decode(out); err != nil {
 		return &kvflow.Error{Code: kvflow.EINTERNAL, Message: fmt.Sprintf("The answer of %s %s is not the JSON expected: %v.", method, path, err), Err: err}
 	}
 	return nil
@@ -607,7 +609,15 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader, onConflict 
 	}
 	var res storage.ImportResult
 	h := http.Header{"Content-Type": {"application/x-ndjson"}}
-	err := c.do(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/import", q, h, r, &res)
+	// An error answer holds the counts so far beside its message.
+	counts := func(resp *http.Response) {
+		if resp.StatusCode >= 300 {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			json.Unmarshal(b, &res)
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+		}
+	}
+	err := c.doResp(ctx, "POST", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/import", q, h, r, &res, counts)
 	return res, err
 }
 

@@ -183,11 +183,12 @@ func convertInput(t InputType, v any) (any, error) {
 }
 
 // jsonNumbers turns json.Number into int64 or float64, deeply, and int into
-// int64.
+// int64; a number neither holds exactly (12345678901234567890) stays a
+// json.Number, as a NUMBER does.
 func jsonNumbers(v any) any {
 	switch x := v.(type) {
 	case json.Number:
-		if n, err := x.Int64(); err == nil {
+		if n, err := storage.DecodeJSON([]byte(x)); err == nil {
 			return n
 		}
 		f, _ := x.Float64()

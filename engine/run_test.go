@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -824,5 +825,31 @@ outputs:
 				t.Errorf("writer = %q", w)
 			}
 		})
+	}
+}
+
+func TestRun_ExactNumbers_KeepEveryDigitOnceStored(t *testing.T) {
+	e, _ := newEngine(t)
+	ex := run(t, e, `
+id: exact
+namespace: company.team
+tasks:
+  - id: big
+    type: test.Echo
+    value: 12345678901234567890
+  - id: pi
+    type: test.Echo
+    value: 3.14159265358979323846
+`, nil)
+	wantState(t, ex, engine.SUCCESS)
+	// Read back from the database: before, 12345678901234567000 and 3.141592653589793.
+	got, err := e.Execution(context.Background(), ex.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for task, want := range map[string]string{"big": "12345678901234567890", "pi": "3.14159265358979323846"} {
+		if v := runs(got, task)[0].Outputs["value"]; v != json.Number(want) {
+			t.Errorf("%s.value = %#v, want %s", task, v, want)
+		}
 	}
 }

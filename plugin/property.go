@@ -38,8 +38,37 @@ func (p *Property[T]) UnmarshalYAML(n *yaml.Node) error {
 	if err := n.Decode(&v); err != nil {
 		return err
 	}
-	p.raw, p.set, p.Line = v, true, n.Line
+	p.raw, p.set, p.Line = exactNumbers(n, v), true, n.Line
 	return nil
+}
+
+// exactNumbers replaces the numbers YAML read as float64 with loss
+// (12345678901234567890, 3.14159265358979323846) by their exact NUMBER
+// value, as the API's JSON keeps them.
+func exactNumbers(n *yaml.Node, v any) any {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!int" || n.Tag == "!!float" {
+			if x, err := storage.DecodeJSON([]byte(n.Value)); err == nil && storage.IsBigNumber(x) {
+				return x
+			}
+		}
+	case yaml.MappingNode:
+		if m, ok := v.(map[string]any); ok {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if e, ok := m[n.Content[i].Value]; ok {
+					m[n.Content[i].Value] = exactNumbers(n.Content[i+1], e)
+				}
+			}
+		}
+	case yaml.SequenceNode:
+		if l, ok := v.([]any); ok && len(l) == len(n.Content) {
+			for i, c := range n.Content {
+				l[i] = exactNumbers(c, l[i])
+			}
+		}
+	}
+	return v
 }
 
 // MarshalYAML writes the raw value back.

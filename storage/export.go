@@ -494,7 +494,7 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 	body := buf.Bytes()
 	if l.Sensitive { // sealed again with this store's key
 		if body, err = s.seal(l.Namespace, l.Key, body); err != nil {
-			return nil, err
+			return nil, kvflow.Errorf(kvflow.ErrorCode(err), "Line %d of the import: %s", lineNo, kvflow.ErrorMessage(err))
 		}
 	}
 	it := &importItem{line: lineNo, body: body, e: Entry{Namespace: l.Namespace, Key: l.Key, Type: v.Type,

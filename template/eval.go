@@ -573,6 +573,9 @@ func arith(at *expr, op string, a, b any) (any, error) {
 				return nil, &evalError{pos: at.pos, code: kvflow.EINVALID, msg: "The template failed: division by zero."}
 			}
 			if ai == math.MinInt64 && bi == -1 {
+				if op == "%" {
+					return int64(0), nil
+				}
 				break
 			}
 			if op == "/" {
@@ -580,6 +583,8 @@ func arith(at *expr, op string, a, b any) (any, error) {
 			}
 			return ai % bi, nil
 		}
+		// Whole numbers whose result passes int64: a float would drop digits.
+		return nil, &evalError{pos: at.pos, code: kvflow.EINVALID, msg: fmt.Sprintf("Templates cannot compute '%s' exactly: the result of %d %s %d is beyond 64-bit integers; change a counter with io.kvflow.kv.Increment, which is exact.", op, ai, op, bi)}
 	}
 	af, _ := toFloat(a)
 	bf, _ := toFloat(b)

@@ -312,6 +312,28 @@ func TestKV_ExactNumbers_PrintedWholeArithmeticRefused(t *testing.T) {
 	}
 }
 
+func TestKV_Int64Overflow_RefusedNotRounded(t *testing.T) {
+	s, _ := kvStore(t)
+	ns := "company.team"
+	set(t, s, ns, "max", parse(t, storage.NUMBER, "9223372036854775807"), 0)
+	set(t, s, ns, "min", parse(t, storage.NUMBER, "-9223372036854775808"), 0)
+	e := New(Options{KV: s})
+	// Before, these were computed as float64 and printed 9223372036854776000.
+	for _, src := range []string{"{{ kv('max') + 1 }}", "{{ kv('max') * 2 }}", "{{ kv('min') - 1 }}", "{{ -kv('min') }}", "{{ kv('min') / -1 }}", "{{ 9223372036854775807 + 1 }}"} {
+		got, err := e.RenderString(context.Background(), src, flowData(ns))
+		if err == nil {
+			t.Errorf("%s = %q, want an error", src, got)
+			continue
+		}
+		wantError(t, err, kvflow.EINVALID, "beyond 64-bit integers")
+	}
+	for src, want := range map[string]string{"{{ kv('max') - 1 }}": "9223372036854775806", "{{ kv('min') % -1 }}": "0", "{{ kv('min') + 1 }}": "-9223372036854775807"} {
+		if got, err := e.RenderString(context.Background(), src, flowData(ns)); err != nil || got != want {
+			t.Errorf("%s = %q, %v; want %q", src, got, err, want)
+		}
+	}
+}
+
 func TestKV_Default_ForMissingAndExpired(t *testing.T) {
 	s, clock := kvStore(t)
 	ns := "company.team"

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -303,13 +305,15 @@ that does not parse stops the import with its line number.`,
 }
 
 // remoteImport sends each run of lines of one namespace to that namespace's
-// import route, streaming.
+// import route, streaming. The server numbers the lines of each run from 1:
+// its errors are given the file's line numbers.
 func remoteImport(ctx context.Context, c *client.Client, r io.Reader, o storage.ImportOptions) (storage.ImportResult, error) {
 	var total storage.ImportResult
 	br := bufio.NewReaderSize(r, 64<<10)
 	var pw *io.PipeWriter
 	var done chan error
 	var cur string
+	first := 0 // the file's line number of the run's first line
 	finish := func() error {
 		if pw == nil {
 			return nil
@@ -317,17 +321,19 @@ func remoteImport(ctx context.Context, c *client.Client, r io.Reader, o storage.
 		pw.Close()
 		err := <-done
 		pw = nil
-		return err
+		return fileLine(err, first)
 	}
-	for {
+	for lineNo := 1; ; lineNo++ {
 		line, rerr := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) > 0 {
 			var head struct {
 				Namespace string `json:"namespace"`
 			}
 			if err := json.Unmarshal(line, &head); err != nil || head.Namespace == "" {
-				finish()
-				return total, kvflow.Errorf(kvflow.EINVALID, "A line of the import is not an export line (no namespace).")
+				if ferr := finish(); ferr != nil {
+					return total, ferr
+				}
+				return total, kvflow.Errorf(kvflow.EINVALID, "Line %d of the import: not an export line (no namespace).", lineNo)
 			}
 			ns := head.Namespace
 			if to, ok := o.NamespaceMap[ns]; ok {
@@ -337,7 +343,7 @@ func remoteImport(ctx context.Context, c *client.Client, r io.Reader, o storage.
 				if err := finish(); err != nil {
 					return total, err
 				}
-				cur = ns
+				cur, first = ns, lineNo
 				var pr *io.PipeReader
 				pr, pw = io.Pipe()
 				done = make(chan error, 1)
@@ -350,6 +356,8 @@ func remoteImport(ctx context.Context, c *client.Client, r io.Reader, o storage.
 					done <- err
 				}(ns)
 			}
+		}
+		if pw != nil && len(line) > 0 { // blank lines too, so the server counts as the file does
 			if _, err := pw.Write(line); err != nil {
 				return total, finish()
 			}
@@ -364,4 +372,18 @@ func remoteImport(ctx context.Context, c *client.Client, r io.Reader, o storage.
 			return total, kvflow.Errorf(kvflow.EINVALID, "Cannot read the import: %v.", rerr)
 		}
 	}
+}
+
+var importLineRe = regexp.MustCompile(`^Line (\d+) of the import`)
+
+// fileLine turns the server's "Line N of the import" of a run that starts
+// at the file's line first into the file's line number.
+func fileLine(err error, first int) error {
+	m := importLineRe.FindStringSubmatch(kvflow.ErrorMessage(err))
+	if err == nil || m == nil {
+		return err
+	}
+	n, _ := strconv.Atoi(m[1])
+	msg := fmt.Sprintf("Line %d of the import", n+first-1) + kvflow.ErrorMessage(err)[len(m[0]):]
+	return &kvflow.Error{Code: kvflow.ErrorCode(err), Message: msg, Err: err}
 }

@@ -64,7 +64,14 @@ func exportImportSession(file string) []kvCase {
 		{args: "kv get ex.copy.b day --json", wantOut: `{"type":"DATE","value":"2024-07-15"}` + "\n"},
 		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --json", wantOut: `{"written":0,"skipped":2,"expired":0}` + "\n"},
 		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --on-conflict fail", wantCode: 6, errHas: "Line 1"},
-		{args: "kv import -", stdin: "{not json\n", wantCode: 2, errHas: "ine"},
+		{args: "kv import -", stdin: "{not json\n", wantCode: 2, errHas: "Line 1 of the import"},
+		// A stop in a later namespace names the file's line and counts what was
+		// written (before, a server's stop said line 1 and 0 written).
+		{args: "kv import -", stdin: `{"namespace":"ex.n1","key":"k1","type":"STRING","value":"a"}` + "\n\n" +
+			`{"namespace":"ex.n1","key":"k2","type":"STRING","value":"b"}` + "\n" +
+			`{"namespace":"ex.n2","key":"k3","type":"NUMBER","value":"zz"}` + "\n",
+			wantCode: 2, errHas: "Before stopping: 2 written, 0 skipped, 0 expired.\nError: Line 4 of the import: "},
+		{args: "kv import -", stdin: `{"namespace":"ex.n3","key":"k1","type":"STRING","value":"a"}` + "\n{oops\n", wantCode: 2, errHas: "1 written, 0 skipped, 0 expired.\nError: Line 2 of the import"},
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -172,7 +173,9 @@ func printSummary(w io.Writer, ex *engine.Execution) {
 	var wire client.Execution
 	b, err := json.Marshal(ex)
 	if err == nil {
-		err = json.Unmarshal(b, &wire)
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber() // outputs print every digit
+		err = dec.Decode(&wire)
 	}
 	if err != nil {
 		fmt.Fprintf(w, "\nExecution %s of %s.%s: %s\n", ex.ID, ex.Namespace, ex.FlowID, ex.State)

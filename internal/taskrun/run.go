@@ -2,6 +2,7 @@ package taskrun
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -38,7 +39,7 @@ func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string
 	if props == nil {
 		props = map[string]any{}
 	}
-	if err := n.Encode(props); err != nil {
+	if err := n.Encode(yamlNumbers(props)); err != nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Properties cannot be encoded: %v.", err)
 	}
 	task, errs := decodeTask(def, &n, "", nil) // reserved keys were refused above
@@ -101,4 +102,31 @@ func Call(ctx context.Context, task plugin.Task, rc *plugin.RunContext) (out plu
 		}
 	}()
 	return task.Run(ctx, rc)
+}
+
+// yamlNumbers writes the json.Number leaves of v (12345678901234567890,
+// 3.14159265358979323846) as YAML numbers with their exact text: encoded
+// as they are, they would become strings.
+func yamlNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		tag := "!!float"
+		if !strings.ContainsAny(string(x), ".eE") {
+			tag = "!!int"
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: string(x)}
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = yamlNumbers(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = yamlNumbers(e)
+		}
+		return out
+	}
+	return v
 }

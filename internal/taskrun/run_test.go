@@ -2,6 +2,7 @@ package taskrun_test
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/kvflow/kvflow/internal/taskrun"
 	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
+	"github.com/kvflow/kvflow/storage"
 )
 
 type inner struct {
@@ -127,4 +129,33 @@ func TestRunTask_RefusesBadPropertiesAndTypes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRunTask_ExactNumbersFromJSONProperties(t *testing.T) {
+	store := testpair.LocalStore(t)
+	props, err := storage.DecodeJSON([]byte(`{"value":12345678901234567890}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := plugin.NewRegistry()
+	var seen any
+	reg.MustRegister(plugin.Definition{Type: "test.Value", New: func() plugin.Task { return &valueTask{seen: &seen} }})
+	if _, err := taskrun.Run(context.Background(), reg, "test.Value", props.(map[string]any), &plugin.RunContext{Namespace: "company.team", Store: store}); err != nil {
+		t.Fatal(err)
+	}
+	// Before, the number reached the task as the string "12345678901234567890".
+	if seen != json.Number("12345678901234567890") {
+		t.Errorf("value = %#v, want the exact number", seen)
+	}
+}
+
+type valueTask struct {
+	Value plugin.Property[any] `yaml:"value"`
+	seen  *any
+}
+
+func (v *valueTask) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outputs, error) {
+	x, err := v.Value.Get(ctx, rc, nil)
+	*v.seen = x
+	return nil, err
 }
