@@ -76,7 +76,8 @@ type QueueStats interface {
 func (m *metrics) durable(eng *engine.Engine, q QueueStats) {
 	if eng != nil {
 		m.reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_worker_executions_running", Help: "Executions this process runs now."},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_worker_executions_running", Help: "Executions this process runs now.",
+				ConstLabels: prometheus.Labels{"worker": eng.Worker()}},
 				func() float64 { return float64(eng.Running()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kvflow_trigger_fires_total", Help: "Executions created by triggers (schedule, flow, webhook) through this process."},
 				func() float64 { return float64(eng.TriggerFires()) }))
@@ -102,6 +103,16 @@ func (m *metrics) durable(eng *engine.Engine, q QueueStats) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_executions_running", Help: "Executions running on any worker (-1: the database did not answer)."}, depth(true)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kvflow_takeovers_total", Help: "Executions of silent workers this process queued again for takeover."},
 			func() float64 { return float64(q.Takeovers()) }))
+}
+
+// WorkerMetrics serves /metrics for a process without the API (kvflow
+// worker): its running executions, trigger fires and takeovers, the
+// queue's depth and the Go runtime's figures.
+func WorkerMetrics(eng *engine.Engine, q QueueStats) http.Handler {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.durable(eng, q)
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
 // observe records how long an operation took since start.
