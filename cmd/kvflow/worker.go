@@ -122,12 +122,15 @@ takeovers, and the queue's depth.`,
 			if d.workers == 0 {
 				return kvflow.Errorf(kvflow.EINVALID, "--workers 0: a worker needs at least one.")
 			}
+			logger, err := newLogger(cmd, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			a, err := openApp(cmd)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			ctx := cmd.Context()
 			dur, err := openDurable(ctx, a, d, logger)
 			if err != nil {
