@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -362,6 +363,9 @@ func (p *parser) triggers(list *yaml.Node) []*Trigger {
 			continue
 		}
 		spec, ferrs := tt.Decode(n, path)
+		if h.ID == "" { // said once above, not again by the type
+			ferrs = slices.DeleteFunc(ferrs, func(f kvflow.FieldError) bool { return f.Field == path+".id" })
+		}
 		p.errs.addField(ferrs)
 		_ = n.Decode(&h) // disabled and inputs; each type decodes them strictly
 		out = append(out, &Trigger{ID: h.ID, Type: h.Type, Disabled: h.Disabled, Inputs: h.Inputs, Spec: spec, Line: n.Line})
