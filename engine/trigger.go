@@ -373,6 +373,32 @@ func (p *parser) triggers(list *yaml.Node) []*Trigger {
 	return out
 }
 
+// triggerInputs checks that the inputs a trigger gives are the flow's: an
+// unknown one would fail every execution the trigger starts.
+func (p *parser) triggerInputs(list *yaml.Node, inputs []Input) {
+	declared := make([]string, len(inputs))
+	for i, in := range inputs {
+		declared[i] = in.ID
+	}
+	msg := "the flow declares no inputs"
+	if len(declared) > 0 {
+		msg = "the flow declares " + strings.Join(declared, ", ")
+	}
+	for i, n := range item0(list) {
+		lines := keyLines(valueNode(n, "inputs"))
+		ids := make([]string, 0, len(lines))
+		for id := range lines {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			if !slices.Contains(declared, id) {
+				p.errs.add(lines[id], fmt.Sprintf("triggers[%d].inputs.%s", i, id), "unknown input; %s", msg)
+			}
+		}
+	}
+}
+
 // concurrencySpec is the flow's concurrency property.
 type concurrencySpec struct {
 	Limit    int    `yaml:"limit" required:"true"`
