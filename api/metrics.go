@@ -76,7 +76,8 @@ type QueueStats interface {
 func (m *metrics) durable(eng *engine.Engine, q QueueStats) {
 	if eng != nil {
 		m.reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_worker_executions_running", Help: "Executions this process runs now."},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvflow_worker_executions_running", Help: "Executions this process runs now.",
+				ConstLabels: prometheus.Labels{"worker": eng.Worker()}},
 				func() float64 { return float64(eng.Running()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kvflow_trigger_fires_total", Help: "Executions created by triggers (schedule, flow, webhook) through this process."},
 				func() float64 { return float64(eng.TriggerFires()) }))
@@ -110,6 +111,16 @@ func (m *metrics) deadlocks(count func() int64) {
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kvflow_db_deadlocks_total",
 		Help: "Transactions the database broke as a deadlock's victim since this process started; each was run again."},
 		func() float64 { return float64(count()) }))
+}
+
+// WorkerMetrics serves /metrics for a process without the API (kvflow
+// worker): its running executions, trigger fires and takeovers, the
+// queue's depth and the Go runtime's figures.
+func WorkerMetrics(eng *engine.Engine, q QueueStats) http.Handler {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.durable(eng, q)
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
 // observe records how long an operation took since start.

@@ -141,6 +141,7 @@ func (p *parser) flow(src []byte) *Flow {
 	p.compileTemplates()
 	p.checkRefs()
 	f.Triggers = p.triggers(valueNode(root, "triggers"))
+	p.triggerInputs(valueNode(root, "triggers"), f.Inputs)
 	f.Concurrency = p.concurrency(spec.Concurrency, valueNode(root, "concurrency"))
 	return f
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -362,11 +363,40 @@ func (p *parser) triggers(list *yaml.Node) []*Trigger {
 			continue
 		}
 		spec, ferrs := tt.Decode(n, path)
+		if h.ID == "" { // said once above, not again by the type
+			ferrs = slices.DeleteFunc(ferrs, func(f kvflow.FieldError) bool { return f.Field == path+".id" })
+		}
 		p.errs.addField(ferrs)
 		_ = n.Decode(&h) // disabled and inputs; each type decodes them strictly
 		out = append(out, &Trigger{ID: h.ID, Type: h.Type, Disabled: h.Disabled, Inputs: h.Inputs, Spec: spec, Line: n.Line})
 	}
 	return out
+}
+
+// triggerInputs checks that the inputs a trigger gives are the flow's: an
+// unknown one would fail every execution the trigger starts.
+func (p *parser) triggerInputs(list *yaml.Node, inputs []Input) {
+	declared := make([]string, len(inputs))
+	for i, in := range inputs {
+		declared[i] = in.ID
+	}
+	msg := "the flow declares no inputs"
+	if len(declared) > 0 {
+		msg = "the flow declares " + strings.Join(declared, ", ")
+	}
+	for i, n := range item0(list) {
+		lines := keyLines(valueNode(n, "inputs"))
+		ids := make([]string, 0, len(lines))
+		for id := range lines {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			if !slices.Contains(declared, id) {
+				p.errs.add(lines[id], fmt.Sprintf("triggers[%d].inputs.%s", i, id), "unknown input; %s", msg)
+			}
+		}
+	}
 }
 
 // concurrencySpec is the flow's concurrency property.

@@ -2,6 +2,8 @@ package riverqueue_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -115,8 +117,11 @@ func TestWorkers_SIGKILL_TakeoverKeepsFinishedTasks(t *testing.T) {
 	c := newCluster(t, "postgres")
 	c.start("api", "server", "--workers", "0")
 	var workers []*proc
+	var metrics []string // each worker's /metrics (no API there)
 	for i := range 3 {
-		workers = append(workers, c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", "4", "--heartbeat-timeout", "2s"))
+		addr := freeAddr(t)
+		metrics = append(metrics, "http://"+addr+"/metrics")
+		workers = append(workers, c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", "4", "--heartbeat-timeout", "2s", "--metrics-addr", addr))
 	}
 	c.createFlow(longFlow)
 	const n = 9
@@ -145,9 +150,14 @@ func TestWorkers_SIGKILL_TakeoverKeepsFinishedTasks(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	var killed *proc
-	for _, w := range workers {
+	for i, w := range workers {
 		if strings.Contains(w.output(), victim) {
 			killed = w
+			if m := scrape(t, metrics[i]); !strings.Contains(m, `kvflow_worker_executions_running{worker="`+victim+`"} `) ||
+				strings.Contains(m, `kvflow_worker_executions_running{worker="`+victim+`"} 0`) {
+				t.Errorf("the victim's /metrics do not show its running executions:\n%s", m)
+			}
+			metrics = append(metrics[:i], metrics[i+1:]...)
 		}
 	}
 	if killed == nil {
@@ -180,10 +190,43 @@ func TestWorkers_SIGKILL_TakeoverKeepsFinishedTasks(t *testing.T) {
 	if takenOver == 0 {
 		t.Fatalf("no execution was taken over from %s", victim)
 	}
+	takeovers := 0
+	for _, u := range metrics {
+		var n int
+		for _, line := range strings.Split(scrape(t, u), "\n") {
+			if _, err := fmt.Sscanf(line, "kvflow_takeovers_total %d", &n); err == nil {
+				takeovers += n
+			}
+		}
+	}
+	if takeovers != takenOver {
+		t.Errorf("the surviving workers' kvflow_takeovers_total add up to %d, want %d", takeovers, takenOver)
+	}
 	if b, a := c.kvNumber("company.team", "before"), c.kvNumber("company.team", "after"); b != n || a != n {
 		t.Fatalf("before = %v, after = %v, want %d each: a finished task ran again or one was lost", b, a, n)
 	}
 	t.Logf("%d of %d executions taken over from the killed worker", takenOver, n)
+}
+
+// freeAddr is a loopback address no one listens on.
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// scrape reads a /metrics page.
+func scrape(t *testing.T, url string) string {
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
 }
 
 // Kill through the API stops the execution on the worker that holds it.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every usage mistake exits 2 with cobra's message on the first line of
@@ -127,6 +128,33 @@ func TestLogFormat_JSONAndLevel(t *testing.T) {
 	code = Main(context.Background(), []string{"task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi"}, strings.NewReader(""), &stdout, &stderr)
 	if code != 0 || !strings.Contains(stderr.String(), `"msg":"hi"`) {
 		t.Errorf("task run with KVFLOW_LOG_FORMAT=json: exit %d, stderr %s", code, stderr.String())
+	}
+}
+
+// kvflow worker logs like every other command: --log-format json gives
+// JSON lines, from its start to its stop.
+func TestLogFormat_Worker(t *testing.T) {
+	t.Setenv("KVFLOW_DATA_DIR", t.TempDir())
+	t.Setenv("KVFLOW_CONFIG", "")
+	t.Setenv("KVFLOW_DATABASE_URL", "")
+	t.Setenv("KVFLOW_STORAGE_URL", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if code := Main(ctx, []string{"--log-format", "json", "worker", "--workers", "1"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("worker: exit %d: %s", code, stderr.String())
+	}
+	var started, stopped bool
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("worker log line is not JSON: %q", line)
+		}
+		started = started || rec["msg"] == "worker started"
+		stopped = stopped || rec["msg"] == "worker stopped"
+	}
+	if !started || !stopped {
+		t.Errorf("worker logs lack its start or stop:\n%s", stderr.String())
 	}
 }
 

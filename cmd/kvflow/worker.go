@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/app"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/riverqueue"
@@ -93,6 +96,7 @@ func (d *durable) close() {
 
 func newWorkerCmd() *cobra.Command {
 	var d durableFlags
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run executions from the queue (no HTTP API)",
@@ -104,8 +108,11 @@ heartbeating (kill -9, machine loss) has its executions taken over by
 another after --heartbeat-timeout: finished task runs are kept, the
 interrupted task runs again (a new attempt). Schedules and flow triggers run
 in every worker and fire once however many run. SIGINT or SIGTERM stops it:
-executions still running after 30 s are marked KILLED.`,
+executions still running after 30 s are marked KILLED. --metrics-addr
+serves /metrics: this worker's running executions, trigger fires and
+takeovers, and the queue's depth.`,
 		Example: `  kvflow worker --workers 8
+  kvflow worker --metrics-addr 127.0.0.1:9100
   KVFLOW_DATABASE_URL=postgres://… KVFLOW_STORAGE_URL=s3://… kvflow worker`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -115,16 +122,32 @@ executions still running after 30 s are marked KILLED.`,
 			if d.workers == 0 {
 				return kvflow.Errorf(kvflow.EINVALID, "--workers 0: a worker needs at least one.")
 			}
+			logger, err := newLogger(cmd, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			a, err := openApp(cmd)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			ctx := cmd.Context()
 			dur, err := openDurable(ctx, a, d, logger)
 			if err != nil {
 				return err
+			}
+			if metricsAddr != "" {
+				l, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					dur.close()
+					return kvflow.Errorf(kvflow.EINVALID, "--metrics-addr %s: %v", metricsAddr, err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", api.WorkerMetrics(dur.eng, dur.queue))
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				go srv.Serve(l)
+				defer srv.Close()
+				logger.Info("worker metrics", "url", "http://"+l.Addr().String()+"/metrics")
 			}
 			logger.Info("worker started", "worker", dur.eng.Worker(), "workers", d.workers, "heartbeat_timeout", d.heartbeat)
 			<-ctx.Done()
@@ -134,5 +157,6 @@ executions still running after 30 s are marked KILLED.`,
 		},
 	}
 	d.add(cmd, "")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics at this address (host:port); none by default")
 	return cmd
 }
