@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -394,17 +395,20 @@ func (p *parser) retry(s *retrySpec, n *yaml.Node, path string) *Retry {
 }
 
 // suggest names a known type with the same last segment, for a renamed or
-// misspelled package.
+// misspelled package, else lists the known types (as kvflow task run does),
+// so a misspelled name such as kv.Sett is not left without a hint.
 func (p *parser) suggest(typ string) string {
 	short := typ[strings.LastIndex(typ, ".")+1:]
+	known := p.knownTypes()
 	var cands []string
-	for _, k := range p.knownTypes() {
+	for _, k := range known {
 		if strings.EqualFold(k[strings.LastIndex(k, ".")+1:], short) {
 			cands = append(cands, k)
 		}
 	}
 	if len(cands) == 0 {
-		return ""
+		slices.Sort(known)
+		return "; known types: " + strings.Join(known, ", ")
 	}
 	return "; did you mean " + strings.Join(cands, " or ") + "?"
 }
