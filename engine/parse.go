@@ -395,8 +395,8 @@ func (p *parser) retry(s *retrySpec, n *yaml.Node, path string) *Retry {
 }
 
 // suggest names a known type with the same last segment, for a renamed or
-// misspelled package, else lists the known types (as kvflow task run does),
-// so a misspelled name such as kv.Sett is not left without a hint.
+// misspelled package, or the one at most two edits away (kv.Sett), else
+// lists the known types (as kvflow task run does).
 func (p *parser) suggest(typ string) string {
 	short := typ[strings.LastIndex(typ, ".")+1:]
 	known := p.knownTypes()
@@ -406,8 +406,11 @@ func (p *parser) suggest(typ string) string {
 			cands = append(cands, k)
 		}
 	}
+	slices.Sort(known)
+	if near := kvflow.Nearest(typ, known); len(cands) == 0 && near != "" {
+		cands = append(cands, near)
+	}
 	if len(cands) == 0 {
-		slices.Sort(known)
 		return "; known types: " + strings.Join(known, ", ")
 	}
 	return "; did you mean " + strings.Join(cands, " or ") + "?"
