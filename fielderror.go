@@ -56,3 +56,39 @@ func (v FieldErrors) Error() string {
 func (v FieldErrors) Unwrap() error {
 	return &Error{Code: EINVALID, Message: v.Error()}
 }
+
+// Nearest is the name closest to typed (same letters in another case, or
+// at most two edits away), or "": what a "did you mean" hint offers
+// for a misspelled setting, filter or function.
+func Nearest(typed string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if strings.EqualFold(n, typed) {
+			return n
+		}
+		if d := editDistance(strings.ToLower(typed), strings.ToLower(n)); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -106,7 +106,7 @@ func decodeStruct(file string, n *yaml.Node, v reflect.Value, prefix string, set
 		idx, ok := fields[k.Value]
 		if !ok {
 			msg := fmt.Sprintf("%s: unknown setting %q", at(k), key)
-			if near := nearest(k.Value, names); near != "" {
+			if near := kvflow.Nearest(k.Value, names); near != "" {
 				msg += fmt.Sprintf("; did you mean %q?", prefix+near)
 			}
 			*errs = append(*errs, msg)
@@ -153,41 +153,6 @@ func nodeText(n *yaml.Node) string {
 	enc.SetIndent(2)
 	enc.Encode(n)
 	return strings.Join(strings.Fields(b.String()), " ")
-}
-
-// nearest is the name closest to typed (same letters in another case, or
-// at most two edits away), or "".
-func nearest(typed string, names []string) string {
-	best, bestD := "", 3
-	for _, n := range names {
-		if strings.EqualFold(n, typed) {
-			return n
-		}
-		if d := editDistance(strings.ToLower(typed), strings.ToLower(n)); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Value is a setting's value as text, secrets redacted: a URL keeps its

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -395,17 +396,23 @@ func (p *parser) retry(s *retrySpec, n *yaml.Node, path string) *Retry {
 }
 
 // suggest names a known type with the same last segment, for a renamed or
-// misspelled package.
+// misspelled package, or the one at most two edits away (kv.Sett), else
+// lists the known types (as kvflow task run does).
 func (p *parser) suggest(typ string) string {
 	short := typ[strings.LastIndex(typ, ".")+1:]
+	known := p.knownTypes()
 	var cands []string
-	for _, k := range p.knownTypes() {
+	for _, k := range known {
 		if strings.EqualFold(k[strings.LastIndex(k, ".")+1:], short) {
 			cands = append(cands, k)
 		}
 	}
+	slices.Sort(known)
+	if near := kvflow.Nearest(typ, known); len(cands) == 0 && near != "" {
+		cands = append(cands, near)
+	}
 	if len(cands) == 0 {
-		return ""
+		return "; known types: " + strings.Join(known, ", ")
 	}
 	return "; did you mean " + strings.Join(cands, " or ") + "?"
 }

@@ -9,9 +9,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -434,6 +436,16 @@ func (ev *evaluator) test(e *expr) (any, error) {
 	return truthy(v) != e.not, nil
 }
 
+// didYouMean is " Did you mean 'upper'?" for the name of names nearest to a
+// misspelled one (uper, toJSON), or "".
+func didYouMean(name string, names []string) string {
+	slices.Sort(names)
+	if near := kvflow.Nearest(name, names); near != "" {
+		return fmt.Sprintf(" Did you mean '%s'?", near)
+	}
+	return ""
+}
+
 // check reports, at compile time, calls of unknown functions, filters and
 // tests and wrong arguments.
 func check(e *expr) error {
@@ -444,7 +456,7 @@ func check(e *expr) error {
 	case eCall:
 		b, ok := functions[e.name]
 		if !ok {
-			return &syntaxError{e.pos, fmt.Sprintf("Function '%s' does not exist.", e.name)}
+			return &syntaxError{e.pos, fmt.Sprintf("Function '%s' does not exist.%s", e.name, didYouMean(e.name, slices.Collect(maps.Keys(functions))))}
 		}
 		if err := checkArgs(e, b, "'"+e.name+"' function"); err != nil {
 			return err
@@ -455,7 +467,11 @@ func check(e *expr) error {
 				return err
 			}
 		} else if !pongoFilters[e.name] || !pongo2.FilterExists(e.name) {
-			return &syntaxError{e.pos, fmt.Sprintf("Filter '%s' does not exist.", e.name)}
+			names := slices.Collect(maps.Keys(filters))
+			for n := range pongoFilters {
+				names = append(names, n)
+			}
+			return &syntaxError{e.pos, fmt.Sprintf("Filter '%s' does not exist.%s", e.name, didYouMean(e.name, names))}
 		} else if len(e.args) > 1 || len(e.args) == 1 && e.names[0] != "" {
 			return &syntaxError{e.pos, fmt.Sprintf("The filter '%s' takes at most one positional argument.", e.name)}
 		}

@@ -254,6 +254,9 @@ func TestRender_SyntaxErrorNamesLineAndColumn(t *testing.T) {
 		{"{{ 1 +\n  }}", "The expression ends too early.", 2, 3},
 		{"{{ {'a': 1 }}", "'}}' expected", 1, 1},
 		{"{{ x | nofilter }}", "Filter 'nofilter' does not exist.", 1, 8},
+		{"{{ x | uper }}", "Filter 'uper' does not exist. Did you mean 'upper'?", 1, 8},
+		{"{{ x | toJSON }}", "Filter 'toJSON' does not exist. Did you mean 'toJson'?", 1, 8},
+		{"{{ fromJSON('1') }}", "Function 'fromJSON' does not exist. Did you mean 'fromJson'?", 1, 4},
 		{"{% unknowntag %}", "Tag 'unknowntag' does not exist", 1, 4},
 		{"{{ " + strings.Repeat("(", MaxNesting+1) + "1" + strings.Repeat(")", MaxNesting+1) + " }}", "nested more than", 1, 4 + MaxNesting},
 	}

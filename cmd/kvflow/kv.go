@@ -142,8 +142,13 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
 func newKVGetCmd(f *kvFlags) *cobra.Command {
 	var reveal bool
 	cmd := &cobra.Command{
-		Use:               "get NAMESPACE KEY",
-		Short:             "Print a value (with --json: {\"type\":…,\"value\":…} as the API answers)",
+		Use:   "get NAMESPACE KEY",
+		Short: "Print a value (with --json: {\"type\":…,\"value\":…} as the API answers)",
+		Example: `  kvflow kv get company.team my_key
+  kvflow kv get company.team my_key --json
+  kvflow kv get company.team retries --default 3
+  kvflow kv get company.team my_key --version 1
+  kvflow kv get company.team my_key --server localhost:8080`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -162,8 +167,10 @@ func newKVGetCmd(f *kvFlags) *cobra.Command {
 func newKVKeysCmd(f *kvFlags) *cobra.Command {
 	var prefix string
 	cmd := &cobra.Command{
-		Use:               "keys NAMESPACE",
-		Short:             "List live keys, sorted (with --json: the entries with their metadata)",
+		Use:   "keys NAMESPACE",
+		Short: "List live keys, sorted (with --json: the entries with their metadata)",
+		Example: `  kvflow kv keys company.team
+  kvflow kv keys company.team --prefix config_ --json`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeKVArgs(&f.serverFlags, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -191,8 +198,10 @@ func newKVKeysCmd(f *kvFlags) *cobra.Command {
 
 func newKVDeleteCmd(f *kvFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:               "delete NAMESPACE KEY",
-		Short:             "Delete a key (a key that did not exist is not an error)",
+		Use:   "delete NAMESPACE KEY",
+		Short: "Delete a key (a key that did not exist is not an error)",
+		Example: `  kvflow kv delete company.team my_key
+  kvflow kv delete company.team --all --yes`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -116,7 +116,10 @@ func newKVRestoreCmd(f *kvFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restore NAMESPACE KEY VERSION",
 		Short: "Write a new version holding an old version's value, type and description",
-		Args:  cobra.ExactArgs(3),
+		Example: `  kvflow kv history company.team my_key
+  kvflow kv restore company.team my_key 1
+  kvflow kv restore company.team my_key 1 --if-version 3`,
+		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			version, err := strconv.ParseInt(args[2], 10, 64)
 			if err != nil || version < 1 {
@@ -164,6 +167,9 @@ func newKVWatchCmd(f *kvFlags) *cobra.Command {
 		Long: `Print one line per change of a key in NAMESPACE: its seq, key, change (SET,
 DELETE or EXPIRE), version and type; with --json one JSON object per line.
 Without --since it starts with the next change. Stop it with Ctrl-C.`,
+		Example: `  kvflow kv watch company.team
+  kvflow kv watch company.team --prefix config_ --since 0 --json
+  kvflow kv watch company.team --server localhost:8080`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := f.open(cmd)

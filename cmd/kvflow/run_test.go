@@ -139,7 +139,7 @@ tasks:
     value: 1
     ttl: 30 days
   - id: set
-    type: io.kestra.plugin.core.kv.Nope
+    type: io.kestra.plugin.core.kv.Sett
 `)
 	out, errOut, code := kvflowCmd(t, filepath.Join(dir, "data"), "validate", good, bad)
 	if code != 2 {
@@ -150,7 +150,7 @@ tasks:
 	}
 	want := bad + `:8: tasks[0].ttl: TTL "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S
 ` + bad + `:9: tasks[1].id: duplicate task id "set", already used at tasks[0]
-` + bad + `:10: tasks[1].type: unknown task type "io.kestra.plugin.core.kv.Nope"
+` + bad + `:10: tasks[1].type: unknown task type "io.kestra.plugin.core.kv.Sett"; did you mean io.kestra.plugin.core.kv.Set?
 `
 	if errOut != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)

@@ -206,3 +206,35 @@ func TestVersion_StampedOrBuildInfo(t *testing.T) {
 		t.Errorf("unstamped version = %q", got)
 	}
 }
+
+// Every kv command shows examples in its --help, and each example runs a kv
+// command with only flags that command has.
+func TestUsage_KVCommandsHaveExamplesThatParse(t *testing.T) {
+	root := newRoot()
+	kv, _, err := root.Find([]string{"kv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range kv.Commands() {
+		if c.Name() == "help" {
+			continue
+		}
+		if c.Example == "" {
+			t.Errorf("kvflow kv %s --help has no examples", c.Name())
+			continue
+		}
+		for _, line := range strings.Split(c.Example, "\n") {
+			_, cmdline, _ := strings.Cut(line, "kvflow ")
+			cmdline, _, _ = strings.Cut(cmdline, " > ")
+			args := strings.Fields(strings.ReplaceAll(cmdline, "'", ""))
+			found, rest, err := root.Find(args)
+			if err != nil || found.Parent() != kv {
+				t.Errorf("example %q of kv %s runs %v (%v)", line, c.Name(), found.CommandPath(), err)
+				continue
+			}
+			if err := found.ParseFlags(rest); err != nil {
+				t.Errorf("example %q: %v", line, err)
+			}
+		}
+	}
+}
