@@ -181,8 +181,11 @@ type ExecutionRepository interface {
 	// stale);
 	// ENOTFOUND when it is terminal or held by a live worker. With limit > 0
 	// it is claimed only while fewer than limit other executions of its flow
-	// are held (Claim.OverLimit otherwise), atomically across workers.
-	ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int) (Claim, error)
+	// are held (Claim.OverLimit otherwise), atomically across workers. With
+	// atCreation, executions of the flow that were running when this one was
+	// created count too (CANCEL and FAIL judge an execution by the moment it
+	// was created, as Kestra does, not by when a worker slot came free).
+	ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int, atCreation bool) (Claim, error)
 	// LastTriggerKey returns the greatest trigger key starting with prefix
 	// ("" when none): where a schedule stopped.
 	LastTriggerKey(ctx context.Context, prefix string) (string, error)

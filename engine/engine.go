@@ -372,13 +372,14 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 // created with; ferr is why its flow did not load.
 func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, ferr error, stored bool, claimed int64) (err error) {
 	repo, id := e.opts.Repo, ex.ID
-	limit := 0
+	limit, atCreation := 0, false
 	if ferr == nil && flow.Concurrency != nil {
 		limit = flow.Concurrency.Limit
+		atCreation = flow.Concurrency.Behavior == CANCEL || flow.Concurrency.Behavior == FAIL
 	}
 	claim := kvflow.Claim{Claim: claimed}
 	if claimed == 0 {
-		claim, err = repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout), limit)
+		claim, err = repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout), limit, atCreation)
 		if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 			return nil // over, or a live worker holds it
 		} else if err != nil {

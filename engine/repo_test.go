@@ -229,7 +229,7 @@ func TestRepository_HeartbeatKeepsOnlyRunningExecutionsAlive(t *testing.T) {
 				if err := p.DB.CreateExecution(ctx, ex); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := p.DB.ClaimExecution(ctx, id, "w1", time.Now().Add(-time.Minute), 0); err != nil {
+				if _, err := p.DB.ClaimExecution(ctx, id, "w1", time.Now().Add(-time.Minute), 0, false); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -470,7 +470,7 @@ func (db *DB) ListExecutions(ctx context.Context, q kvflow.ExecutionQuery) ([]*k
 }
 
 // ClaimExecution implements kvflow.ExecutionRepository.
-func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int) (kvflow.Claim, error) {
+func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int, atCreation bool) (kvflow.Claim, error) {
 	var c kvflow.Claim
 	now := time.Now().UnixMicro()
 	const claim = `UPDATE executions SET worker = ?, heartbeat_at = ?, claim = claim + 1
@@ -481,7 +481,8 @@ func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.
 	} else {
 		err = db.Tx(ctx, func(tx *sql.Tx) error {
 			var ns, flow string
-			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT namespace, flow_id FROM executions WHERE id = ?`), id).Scan(&ns, &flow); err != nil {
+			var created int64
+			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT namespace, flow_id, started_at FROM executions WHERE id = ?`), id).Scan(&ns, &flow, &created); err != nil {
 				return db.Err(err)
 			}
 			if db.Dialect == Postgres { // SQLite's write transactions are serial already
@@ -489,9 +490,13 @@ func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.
 					return db.Err(err)
 				}
 			}
+			// Held now, or (atCreation) run at some time and not over when
+			// this one was created. One never claimed was not running.
 			var held int
 			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM executions WHERE namespace = ? AND flow_id = ? AND id <> ?
-				AND worker <> '' AND state IN ('CREATED', 'RUNNING')`), ns, flow, id).Scan(&held); err != nil {
+				AND ((worker <> '' AND state IN ('CREATED', 'RUNNING'))
+					OR (? AND claim > 0 AND started_at <= ? AND (ended_at IS NULL OR ended_at > ?)))`),
+				ns, flow, id, atCreation, created, created).Scan(&held); err != nil {
 				return db.Err(err)
 			}
 			if held >= limit {
