@@ -369,8 +369,12 @@ func TestKV_BigNumbers_ShownAndKeptDigitForDigit(t *testing.T) {
 		jsonEqual(t, "big after saving", d.Value, `12345678901234567890`)
 	}
 
-	// The history diff tells two integers apart past 2^53.
-	e.click(`button[aria-label="History of doc"]`)
+	// The history diff tells two integers apart past 2^53. The list is
+	// redrawn after the save: click the button of the redrawn one.
+	e.waitJS("the history drawer", `(() => {
+		if (document.querySelector('dialog[open]')) return !!document.querySelector('dialog[open] table.history');
+		document.querySelector('button[aria-label="History of doc"]')?.click();
+		return false; })()`)
 	e.waitJS("the diff", `!!document.querySelector('#hist-diff pre.diff')`)
 	del := evalTo[[]string](e, `[...document.querySelectorAll('#hist-diff .del')].map(s => s.textContent.trim())`)
 	add := evalTo[[]string](e, `[...document.querySelectorAll('#hist-diff .add')].map(s => s.textContent.trim())`)
