@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,6 +248,81 @@ func TestRepository_HeartbeatKeepsOnlyRunningExecutionsAlive(t *testing.T) {
 			})
 			if err != nil || len(released) != 1 || released[0] != "orphan" {
 				t.Fatalf("released %v, %v; want only the execution w1 no longer runs", released, err)
+			}
+		})
+	}
+}
+
+// Workers racing to claim executions of a flow limited to one: exactly one
+// wins while it runs; with atCreation (CANCEL, FAIL) the ones created while
+// it ran stay refused after it ends, and of those created after its end
+// exactly one wins again. Each claim is read back.
+func TestRepository_ClaimUnderLimit_RacingWorkers(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			n := 0
+			create := func(k int) []string {
+				ids := make([]string, k)
+				for i := range ids {
+					n++
+					ids[i] = fmt.Sprintf("x%02d", n)
+					ex := &kvflow.Execution{ID: ids[i], Namespace: "company.team", FlowID: "lim", FlowRevision: 1, State: kvflow.CREATED, Start: time.Now(), Labels: map[string]string{}}
+					if err := p.DB.CreateExecution(ctx, ex); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(2 * time.Millisecond) // started_at is in microseconds: later writes compare after
+				return ids
+			}
+			// race claims ids from as many goroutines, and returns the winners,
+			// each read back as held by its worker.
+			race := func(ids []string, atCreation bool) []string {
+				claims := make([]kvflow.Claim, len(ids))
+				errs := make([]error, len(ids))
+				var wg sync.WaitGroup
+				for i, id := range ids {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						claims[i], errs[i] = p.DB.ClaimExecution(ctx, id, "w-"+id, time.Now().Add(-time.Minute), 1, atCreation)
+					}()
+				}
+				wg.Wait()
+				var won []string
+				for i, id := range ids {
+					if errs[i] != nil {
+						t.Fatalf("claim %s: %v", id, errs[i])
+					}
+					got, err := p.DB.GetExecution(ctx, id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if claims[i].OverLimit != (got.Worker == "") || (!claims[i].OverLimit && got.Worker != "w-"+id) {
+						t.Fatalf("claim %s = %+v, but the database says worker %q", id, claims[i], got.Worker)
+					}
+					if !claims[i].OverLimit {
+						won = append(won, id)
+					}
+				}
+				return won
+			}
+			first := race(create(8), false)
+			if len(first) != 1 {
+				t.Fatalf("%d claims won under limit 1: %v", len(first), first)
+			}
+			during := create(6) // while first[0] runs
+			end := time.Now()
+			done := &kvflow.Execution{ID: first[0], State: kvflow.SUCCESS, End: &end}
+			if err := p.DB.SaveExecution(ctx, kvflow.ExecutionSave{Execution: done}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Millisecond)
+			if won := race(during, true); len(won) != 0 {
+				t.Fatalf("created while %s ran, yet claimed after its end: %v", first[0], won)
+			}
+			if won := race(create(6), true); len(won) != 1 {
+				t.Fatalf("created after every run ended: %d claims won, want 1: %v", len(won), won)
 			}
 		})
 	}
