@@ -86,6 +86,8 @@ type Engine struct {
 	flows     flowCache
 	starting  map[string]chan struct{} // runs here about to register: closed when they do or give up
 	polling   bool                     // pollWatches runs
+	listening bool                     // ends are heard (endListener), polls are a fallback
+	wake      chan struct{}            // a watched execution ended: poll now
 	closing   bool
 	heartbeat bool // the heartbeat loop runs
 	onEnd     []func(*Execution)
@@ -120,7 +122,8 @@ var (
 // New returns an engine.
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, reg: opts.Registry, bucket: opts.Bucket, tpl: opts.Templates, log: opts.Logger,
-		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}, starting: map[string]chan struct{}{}}
+		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}, starting: map[string]chan struct{}{},
+		wake: make(chan struct{}, 1)}
 	if e.reg == nil {
 		e.reg = plugin.Default
 	}
@@ -599,12 +602,18 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 		if w = e.watches[id]; w == nil {
 			now := time.Now()
 			w = &watch{done: make(chan struct{}), next: now, delay: 5 * time.Millisecond, since: now}
+			if e.listening { // its end will be heard: the first look is a fallback too
+				w.delay, w.next = listenedPoll, now.Add(listenedPoll)
+			}
 			e.watches[id] = w
 		}
 		w.waiters++
 		if !e.polling {
 			e.polling = true
 			go e.pollWatches()
+		}
+		if l, ok := e.opts.Repo.(endListener); ok && !e.listening {
+			e.listening = l.ListenExecutionEnds(e.base, e.heardEnd)
 		}
 	}
 	e.mu.Unlock()
@@ -645,14 +654,47 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	return ex, err
 }
 
+// endListener is a Repository that hears executions end in any process
+// (PostgreSQL's NOTIFY); fn gets "" when some ends may have gone unheard.
+type endListener interface {
+	ListenExecutionEnds(ctx context.Context, fn func(id string)) bool
+}
+
+// listenedPoll is how often a watch polls when ends are heard: only ends
+// missed while the listener was not yet connected wait for it.
+const listenedPoll = 50 * time.Millisecond
+
+// heardEnd has the poller read at once the state of execution id, or of
+// every watched execution when id is "".
+func (e *Engine) heardEnd(id string) {
+	e.mu.Lock()
+	if w := e.watches[id]; w != nil {
+		w.next = time.Time{}
+	} else if id == "" {
+		for _, w := range e.watches {
+			w.next = time.Time{}
+		}
+	}
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
 // pollWatches reads, in one query, the states of the watched executions
-// due for a look — every 5ms for the first second of a watch, then less
+// due for a look — at once when heardEnd names one; otherwise every 5ms
+// (50ms when ends are heard) for the first second of a watch, then less
 // and less often, up to 200ms — and ends the watches of those over (or
 // gone). It stops when nothing is watched.
 func (e *Engine) pollWatches() {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for range tick.C {
+	for {
+		select {
+		case <-tick.C:
+		case <-e.wake:
+		}
 		now := time.Now()
 		var due []string
 		e.mu.Lock()

@@ -78,3 +78,70 @@ func TestQueue_SubmitHere_TakenOverWhenItsProcessDies(t *testing.T) {
 		})
 	}
 }
+
+// hanger is a Runner that takes a job and never claims its execution: a
+// worker that died between River's fetch and the claim.
+type hanger struct {
+	took    chan string
+	release chan struct{}
+}
+
+func (h *hanger) Work(_ context.Context, id string) error {
+	h.took <- id
+	<-h.release
+	return nil
+}
+
+func (h *hanger) HeartbeatTimeout() time.Duration { return time.Second }
+
+// A job fetched by a worker that never claimed its execution is offered
+// again once it has run for the heartbeat timeout (River's rescuer, which
+// runs every 30s), and another worker gets it: the execution is not left
+// CREATED forever.
+func TestQueue_JobOfAWorkerThatDiedBeforeClaiming_IsOfferedAgain(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			quiet := slog.New(slog.DiscardHandler)
+			dead, err := riverqueue.Open(ctx, p.DB, riverqueue.Config{Workers: 1, HeartbeatTimeout: time.Second, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &hanger{took: make(chan string, 4), release: make(chan struct{})}
+			defer func() { close(h.release); dead.Close() }()
+			if err := dead.Start(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			ex := &kvflow.Execution{ID: "fetched-then-dead", Namespace: "company.team", FlowID: "f", FlowRevision: 1,
+				State: kvflow.CREATED, Start: time.Now(), Labels: map[string]string{}}
+			if err := dead.Submit(ctx, ex, nil); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-h.took:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the first worker never took the job")
+			}
+			live, err := riverqueue.Open(ctx, p.DB, riverqueue.Config{Workers: 2, HeartbeatTimeout: time.Second, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer live.Close()
+			rec := &recorder{got: map[string]time.Time{}, timeout: time.Second}
+			if err := live.Start(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(100 * time.Second)
+			for {
+				if _, ok := rec.when(ex.ID); ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the job of a worker that died before claiming was not offered again within 100s")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}

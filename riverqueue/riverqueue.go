@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
@@ -39,8 +41,15 @@ type Config struct {
 	Workers int
 	// PollInterval is how often idle workers look for jobs; 0: 10ms.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// HeartbeatTimeout is the engine's (0: 30s): a job still running after
+	// it is offered again, in case its worker died before claiming it.
+	HeartbeatTimeout time.Duration
+	Logger           *slog.Logger
 }
+
+// listenPoll is how often workers that LISTEN still poll for jobs: those
+// made available with no notification (a snoozed turn coming due).
+const listenPoll = 100 * time.Millisecond
 
 // executionArgs is the job of one execution.
 type executionArgs struct {
@@ -52,7 +61,8 @@ func (executionArgs) Kind() string { return "kvflow.execution" }
 // Queue implements kvflow.Queue on River.
 type Queue struct {
 	db     *sqldb.DB
-	pool   *sql.DB // River's own pool (SQLite), or the shared one
+	pool   *sql.DB       // River's own pool (SQLite), or the shared one
+	listen *pgxpool.Pool // PostgreSQL: the connection River LISTENs on
 	client *river.Client[*sql.Tx]
 	cfg    Config
 	runner atomic.Pointer[Runner]
@@ -74,6 +84,9 @@ func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = 30 * time.Second
+	}
 	q := &Queue{db: db, cfg: cfg, log: cfg.Logger}
 	pool, err := db.OwnPool()
 	if err != nil {
@@ -81,9 +94,23 @@ func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
 	}
 	q.pool = pool
 	var driver riverdriver.Driver[*sql.Tx]
-	if db.Dialect == sqldb.SQLite {
+	switch {
+	case db.Dialect == sqldb.SQLite:
 		driver = riversqlite.New(pool)
-	} else {
+	case cfg.Workers > 0:
+		// lib/pq has no LISTEN River can use; a pgx connection of its own
+		// hears new jobs at once, where polling cost a fetch query every
+		// PollInterval per worker process (BENCHMARKS.md, issue 10).
+		pc, err := pgxpool.ParseConfig(db.URL())
+		if err != nil {
+			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL cannot be used for River's listener: %v.", err)
+		}
+		pc.MaxConns, pc.MinConns = 1, 0
+		if q.listen, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+			return nil, db.Err(err)
+		}
+		driver = riverdatabasesql.NewWithPgxListener(pool, q.listen)
+	default:
 		driver = riverdatabasesql.New(pool)
 	}
 	if err := q.migrate(ctx, driver); err != nil {
@@ -92,12 +119,19 @@ func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
 	}
 	rc := &river.Config{
 		Logger:   quiet(cfg.Logger),
-		PollOnly: true, // database/sql drivers have no LISTEN
-		// An execution runs as long as its tasks say; the engine's
-		// heartbeat, not River's rescuer, decides when a worker is gone.
-		JobTimeout:           -1,
-		RescueStuckJobsAfter: 24 * time.Hour,
+		PollOnly: q.listen == nil,
+		// The engine's heartbeat decides when a worker is gone and who runs
+		// an execution. River's rescuer offers a job again once it has run
+		// for the heartbeat timeout: a worker that died between fetching
+		// the job and claiming the execution left nothing for the heartbeat
+		// to expire. For an execution held by a live worker the new
+		// attempt's claim fails and that job completes; the run itself
+		// ignores River's timeout (work detaches its context).
+		JobTimeout:           cfg.HeartbeatTimeout,
+		RescueStuckJobsAfter: cfg.HeartbeatTimeout,
 		MaxAttempts:          100,
+		// Also how often this process may announce new jobs: every insert.
+		FetchCooldown: time.Millisecond,
 	}
 	if cfg.Workers > 0 {
 		workers := river.NewWorkers()
@@ -105,7 +139,9 @@ func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
 		rc.Workers = workers
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
 		rc.FetchPollInterval = cfg.PollInterval
-		rc.FetchCooldown = time.Millisecond
+		if q.listen != nil { // polling only catches what no notification announced
+			rc.FetchPollInterval = max(cfg.PollInterval, listenPoll)
+		}
 	}
 	if q.client, err = river.NewClient(driver, rc); err != nil {
 		q.closePool()
@@ -114,7 +150,9 @@ func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
 	return q, nil
 }
 
-// quiet logs River's own messages at warning level and above only.
+// quiet logs River's own messages at warning level and above only, but
+// not that a job "appears to be stuck": an execution's job runs past River's
+// timeout (the heartbeat timeout) whenever the execution does.
 func quiet(l *slog.Logger) *slog.Logger {
 	return slog.New(levelFilter{l.Handler(), slog.LevelWarn})
 }
@@ -126,6 +164,21 @@ type levelFilter struct {
 
 func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func (f levelFilter) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasSuffix(r.Message, "Job appears to be stuck") {
+		return nil
+	}
+	return f.Handler.Handle(ctx, r)
+}
+
+func (f levelFilter) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFilter{f.Handler.WithAttrs(as), f.min}
+}
+
+func (f levelFilter) WithGroup(name string) slog.Handler {
+	return levelFilter{f.Handler.WithGroup(name), f.min}
 }
 
 // migrate applies River's migrations, one process at a time on PostgreSQL.
@@ -208,7 +261,7 @@ func (q *Queue) work(ctx context.Context, job *river.Job[executionArgs]) error {
 	if r == nil {
 		return kvflow.Errorf(kvflow.EUNAVAILABLE, "The queue has no runner.")
 	}
-	err := (*r).Work(ctx, job.Args.ExecutionID)
+	err := (*r).Work(context.WithoutCancel(ctx), job.Args.ExecutionID)
 	if errors.Is(err, kvflow.ErrWaitTurn) {
 		return river.JobSnooze(100 * time.Millisecond)
 	}
@@ -296,5 +349,8 @@ func (q *Queue) Close() error {
 func (q *Queue) closePool() {
 	if q.db.Dialect == sqldb.SQLite && q.pool != nil {
 		q.pool.Close()
+	}
+	if q.listen != nil {
+		q.listen.Close()
 	}
 }

@@ -63,7 +63,7 @@ type durable struct {
 // openDurable opens the queue and the engine on it, and with workers
 // starts running executions and the trigger loops.
 func openDurable(ctx context.Context, a *app.App, d durableFlags, logger *slog.Logger) (*durable, error) {
-	q, err := riverqueue.Open(ctx, a.DB, riverqueue.Config{Workers: d.workers, Logger: logger})
+	q, err := riverqueue.Open(ctx, a.DB, riverqueue.Config{Workers: d.workers, HeartbeatTimeout: d.heartbeat, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

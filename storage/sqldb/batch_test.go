@@ -163,3 +163,27 @@ func TestGroupCommit_Closed_RefusesWrites(t *testing.T) {
 		t.Errorf("write after close = %v, want EUNAVAILABLE", err)
 	}
 }
+
+// TestSQLite_CommitsAreSynced checks every pooled connection commits with
+// synchronous=FULL: in WAL mode NORMAL does not sync a commit, so an
+// acknowledged write could be lost to a power cut.
+func TestSQLite_CommitsAreSynced(t *testing.T) {
+	db := openSQLite(t)
+	ctx := context.Background()
+	conns := make([]*sqlx.Conn, 3)
+	for i := range conns {
+		c, err := db.X.Connx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+		var mode int
+		if err := c.GetContext(ctx, &mode, "PRAGMA synchronous"); err != nil {
+			t.Fatal(err)
+		}
+		if mode != 2 {
+			t.Fatalf("connection %d: PRAGMA synchronous = %d, want 2 (FULL)", i, mode)
+		}
+	}
+}

@@ -294,7 +294,15 @@ func (db *DB) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
 		if err := db.upsertTaskRuns(ctx, tx, e.ID, s.TaskRuns); err != nil {
 			return err
 		}
-		return db.appendLogs(ctx, tx, s.Logs)
+		if err := db.appendLogs(ctx, tx, s.Logs); err != nil {
+			return err
+		}
+		if db.Dialect == Postgres && e.State.Terminated() { // wakes waiters of every process
+			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, endChannel, e.ID); err != nil {
+				return db.Err(err)
+			}
+		}
+		return nil
 	})
 }
 

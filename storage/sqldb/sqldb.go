@@ -45,7 +45,7 @@ type DB struct {
 	X       *sqlx.DB
 	Dialect Dialect
 	addr    string     // where it is, for error messages; never holds a password
-	dsn     string     // SQLite: how to open the file again (OwnPool)
+	dsn     string     // how to open another connection (OwnPool, URL)
 	rebound sync.Map   // query text → rebound text
 	stmts   sync.Map   // query text → *sqlx.Stmt
 	batch   *committer // SQLite's group commit; nil on PostgreSQL
@@ -63,7 +63,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	db := &DB{}
 	switch u.Scheme {
 	case "postgres", "postgresql":
-		db.Dialect, db.addr = Postgres, u.Host
+		db.Dialect, db.addr, db.dsn = Postgres, u.Host, rawURL
 		if db.X, err = sqlx.Open("postgres", rawURL); err != nil {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
 		}
@@ -83,7 +83,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		}
 		db.Dialect, db.addr = SQLite, path
 		dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
-			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=case_sensitive_like(1)"
+			"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=case_sensitive_like(1)"
 		db.dsn = dsn
 		if db.X, err = sqlx.Open("sqlite", dsn); err != nil {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
@@ -276,4 +276,13 @@ func (db *DB) OwnPool() (*sql.DB, error) {
 	}
 	p.SetMaxOpenConns(1)
 	return p, nil
+}
+
+// URL returns the PostgreSQL URL db was opened with, for a connection of
+// another driver (River's listener); it holds the password.
+func (db *DB) URL() string {
+	if db.Dialect != Postgres {
+		return ""
+	}
+	return db.dsn
 }
