@@ -230,14 +230,45 @@ func decodeSchedule(n *yaml.Node, path string) (any, []kvflow.FieldError) {
 		}
 		errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q has %d fields: expected %d (%s)", kvflow.Clip(expr), fields, want, names))
 	default:
-		sched, err := cron.NewParser(opts | cron.Descriptor).Parse(expr)
-		if err != nil {
-			errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q is not a valid cron expression: %v", kvflow.Clip(expr), err))
-		} else {
+		parser := cron.NewParser(opts | cron.Descriptor)
+		sched, err := parser.Parse(expr)
+		switch {
+		case err != nil:
+			errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q is not a valid cron expression: %s", kvflow.Clip(expr), cronFieldError(parser, expr, s.WithSeconds, err)))
+		case sched.Next(time.Now().In(out.Location)).IsZero():
+			errs = append(errs, fieldErr(lines["cron"], path+".cron", "%q never fires: no date in the next 5 years matches it", kvflow.Clip(expr)))
+		default:
 			out.Cron, out.sched = expr, sched
 		}
 	}
 	return out, errs
+}
+
+// cronFields name the fields of a 5-field cron expression and what each takes.
+var cronFields = []struct{ name, takes string }{
+	{"minute", "0-59"}, {"hour", "0-23"}, {"day-of-month", "1-31"},
+	{"month", "1-12 or JAN-DEC"}, {"day-of-week", "0-6 or SUN-SAT"},
+}
+
+// cronFieldError says which field of expr (fields counted right) the parser
+// refuses and what it takes, in place of the parser's own message.
+func cronFieldError(p cron.Parser, expr string, withSeconds bool, err error) string {
+	fields := strings.Fields(expr)
+	names := cronFields
+	if withSeconds {
+		names = append([]struct{ name, takes string }{{"second", "0-59"}}, cronFields...)
+	}
+	for i, f := range fields {
+		probe := make([]string, len(fields))
+		for j := range probe {
+			probe[j] = "*"
+		}
+		probe[i] = f
+		if _, ferr := p.Parse(strings.Join(probe, " ")); ferr != nil && i < len(names) {
+			return fmt.Sprintf("the %s field %q is not valid: expected %s, a range (1-5), a list (1,3) or a step (*/15)", names[i].name, kvflow.Clip(f), names[i].takes)
+		}
+	}
+	return err.Error()
 }
 
 func decodeFlowTrigger(n *yaml.Node, path string) (any, []kvflow.FieldError) {
