@@ -76,7 +76,9 @@ func (t *Triggers) reload(ctx context.Context, force bool) map[string]*Flow {
 	}
 	recs, err := t.repo.ListFlows(ctx, "")
 	if err != nil {
-		t.log.Warn("triggers: cannot read flows", "err", err)
+		if ctx.Err() == nil { // not the loops stopping
+			t.log.Warn("triggers: cannot read flows", "err", err)
+		}
 		return t.flows
 	}
 	flows := map[string]*Flow{}

@@ -214,13 +214,13 @@ func newExecutionListCmd(f *remoteFlags) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAMESPACE\tFLOW\tSTATE\tSTARTED\tDURATION")
+			fmt.Fprintln(tw, "ID\tNAMESPACE\tFLOW\tSTATE\tSTARTED\tDURATION\tTRIGGER")
 			for _, ex := range list {
 				took := "-"
 				if ex.End != nil {
 					took = ex.End.Sub(ex.Start).Round(time.Millisecond).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ex.ID, ex.Namespace, ex.FlowID, ex.State, ex.Start.UTC().Format("2006-01-02 15:04:05"), took)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ex.ID, ex.Namespace, ex.FlowID, ex.State, ex.Start.UTC().Format("2006-01-02 15:04:05"), took, triggerName(ex.Trigger))
 			}
 			return tw.Flush()
 		},
@@ -250,6 +250,7 @@ func newExecutionGetCmd(f *remoteFlags) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			printRemoteSummary(w, ex)
+			fmt.Fprintf(w, "Started by: %s\n", triggerName(ex.Trigger))
 			fmt.Fprintln(w, "Task runs:")
 			for _, tr := range ex.TaskRuns {
 				name := tr.TaskID
@@ -328,4 +329,13 @@ func newExecutionKillCmd(f *remoteFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// triggerName says what started an execution: its trigger's id and short
+// type ("daily (Schedule)"), or "-" for an API call, the UI or the CLI.
+func triggerName(t *kvflow.TriggerInfo) string {
+	if t == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s)", t.ID, t.Type[strings.LastIndex(t.Type, ".")+1:])
 }

@@ -132,6 +132,30 @@ outputs:
 	if out, _, code := cli("execution", "list", "-n", "company.team", "--flow", "hello"); code != 0 || strings.Count(out, " hello ") != 2 || !strings.Contains(out, started.ID) {
 		t.Fatalf("execution list: exit %d\n%s", code, out)
 	}
+	if out, _, code := cli("execution", "get", started.ID); code != 0 || !strings.Contains(out, "Started by: -\n") {
+		t.Fatalf("execution get of an API run: exit %d, want Started by: -\n%s", code, out)
+	}
+	// Which trigger started an execution, in get and list.
+	hooked := writeFlow(t, dir, "hooked.yaml", "id: hooked\nnamespace: company.team\ntasks:\n  - {id: say, type: io.kestra.plugin.core.log.Log, message: hi}\ntriggers:\n  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: hook-key-1234}\n")
+	if out, errOut, code := cli("flow", "deploy", hooked); code != 0 {
+		t.Fatalf("flow deploy hooked: exit %d\n%s%s", code, out, errOut)
+	}
+	res, err := http.Post("http://"+addr+"/api/v1/executions/webhook/company.team/hooked/hook-key-1234", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hookedEx struct{ ID string }
+	json.NewDecoder(res.Body).Decode(&hookedEx)
+	res.Body.Close()
+	if res.StatusCode != 200 || hookedEx.ID == "" {
+		t.Fatalf("webhook: %d", res.StatusCode)
+	}
+	if out, _, code := cli("execution", "get", hookedEx.ID); code != 0 || !strings.Contains(out, "Started by: hook (Webhook)\n") {
+		t.Fatalf("execution get of a webhook run: exit %d\n%s", code, out)
+	}
+	if out, _, code := cli("execution", "list", "-n", "company.team", "--flow", "hooked"); code != 0 || !strings.Contains(out, "TRIGGER") || !strings.Contains(out, hookedEx.ID) || !strings.Contains(out, "hook (Webhook)") {
+		t.Fatalf("execution list of a webhook run: exit %d\n%s", code, out)
+	}
 	// DELETE /api/v1/executions/{id}/kill comes with the durable executions
 	// work (branch river): with it a missing execution is a 404 (exit 3);
 	// before it the server answers 405 on that very path (exit 2).
@@ -142,7 +166,7 @@ outputs:
 	// Completion of flow ids comes from the server.
 	var compOut bytes.Buffer
 	code = Main(context.Background(), []string{"__complete", "flow", "get", "--server", srv[1], "company.team", ""}, strings.NewReader(""), &compOut, &bytes.Buffer{})
-	if code != 0 || !strings.HasPrefix(compOut.String(), "fail\nhello\n:") {
+	if code != 0 || !strings.HasPrefix(compOut.String(), "fail\nhello\nhooked\n:") {
 		t.Fatalf("completion of flow ids: exit %d, %q", code, compOut.String())
 	}
 	if _, _, code := cli("flow", "delete", "company.team", "fail"); code != 0 {
