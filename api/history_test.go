@@ -40,6 +40,9 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		if json.Unmarshal([]byte(r.Body), &vs); len(vs) != 1 || vs[0].Version != 1 || r.Header.Get(NextCursorHeader) != "" {
 			t.Fatalf("page 2 = %s", r.Body)
 		}
+		if r := do(t, "GET", base+"/nope/versions", ""); r.Status != 404 || !strings.Contains(r.Message(), "'nope'") {
+			t.Errorf("versions of a key never written = %d %s, want 404 naming it", r.Status, r.Body)
+		}
 		// A bad page size names the range the routes accept.
 		for _, u := range []string{"/k/versions?limit=0", "/k/versions?limit=5000", "/changes?limit=0", "/changes?limit=5000"} {
 			if r := do(t, "GET", base+u, ""); r.Status != 422 || !strings.Contains(r.Message(), "'limit'") || !strings.Contains(r.Message(), "from 1 to 1000") {

@@ -124,7 +124,8 @@ type VersionPage struct {
 }
 
 // History returns the versions of ns/key kept by retention, newest first,
-// tombstones included. A key that never existed has none.
+// tombstones included. ENOTFOUND for a key with none (never written, or
+// every version purged).
 func (s *Store) History(ctx context.Context, ns, key string, o HistoryOptions) (VersionPage, error) {
 	if err := validateNames(ns, key); err != nil {
 		return VersionPage{}, err
@@ -141,6 +142,9 @@ func (s *Store) History(ctx context.Context, ns, key string, o HistoryOptions) (
 	vs, err := s.index.History(ctx, ns, key, HistoryQuery{Before: o.Before, Limit: o.Limit + 1})
 	if err != nil {
 		return VersionPage{}, unavailable(err, "Cannot read the history of key '%s' in namespace '%s': the database is unreachable", key, ns)
+	}
+	if len(vs) == 0 && o.Before == 0 {
+		return VersionPage{}, kvflow.Errorf(kvflow.ENOTFOUND, "Key '%s' has no history in namespace '%s': it was never written, or all its versions were purged.", key, ns)
 	}
 	p := VersionPage{Versions: vs}
 	if len(vs) > o.Limit {

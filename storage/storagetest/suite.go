@@ -1007,6 +1007,9 @@ func deleteIfCompareAndDelete(t *testing.T, open Opener) {
 	if err := s.DeleteIf(ctx, ns, "cad", 2); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 		t.Errorf("DeleteIf of a deleted key = %v, want ENOTFOUND", err)
 	}
+	if pg, err := s.History(ctx, ns, "never-written", storage.HistoryOptions{}); kvflow.ErrorCode(err) != kvflow.ENOTFOUND || !strings.Contains(err.Error(), "never-written") {
+		t.Errorf("history of a key never written = %s, %v; want ENOTFOUND naming it", summary(pg.Versions), err)
+	}
 }
 
 func deleteIfRacingCompareAndSetOneWinsPerVersion(t *testing.T, open Opener) {
