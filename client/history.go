@@ -73,12 +73,31 @@ func (c *Client) Changes(ctx context.Context, ns string, since int64, limit int)
 // since (<0: from now on) until ctx ends, fn fails or the server ends the
 // stream. The last seq fn saw is where to resume.
 func (c *Client) Watch(ctx context.Context, ns, prefix string, since int64, fn func(Change) error) error {
+	return c.WatchWith(ctx, ns, WatchOptions{Prefix: prefix, Since: since}, fn)
+}
+
+// WatchOptions choose what Client.WatchWith follows.
+type WatchOptions struct {
+	Prefix string // keys starting with it
+	Since  int64  // after this seq; <0: from now on
+	Values bool   // each SET carries its value (masked when sensitive, unless Reveal)
+	Reveal bool
+}
+
+// WatchWith is Watch with values on request.
+func (c *Client) WatchWith(ctx context.Context, ns string, o WatchOptions, fn func(Change) error) error {
 	q := url.Values{}
-	if prefix != "" {
-		q.Set("prefix", prefix)
+	if o.Prefix != "" {
+		q.Set("prefix", o.Prefix)
 	}
-	if since >= 0 {
-		q.Set("since", strconv.FormatInt(since, 10))
+	if o.Since >= 0 {
+		q.Set("since", strconv.FormatInt(o.Since, 10))
+	}
+	if o.Values {
+		q.Set("values", "true")
+	}
+	if o.Reveal {
+		q.Set("reveal", "true")
 	}
 	var ferr error
 	err := c.doResp(ctx, "GET", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/watch", q, http.Header{"Accept": {"text/event-stream"}}, nil, nil, func(r *http.Response) {
@@ -133,16 +152,18 @@ type Version struct {
 	Sensitive      bool   `json:"sensitive,omitempty"`
 }
 
-// Change is one change in GET .../kv/changes and in watch events. It never
-// holds a value.
+// Change is one change in GET .../kv/changes and in watch events. Only a
+// watch asked for values holds one: a SET's value as JSON, exact.
 type Change struct {
-	Seq     int64  `json:"seq"`
-	Key     string `json:"key"`
-	Change  string `json:"change"`
-	Version int64  `json:"version"`
-	Type    string `json:"type"`
-	Writer  string `json:"writer,omitempty"`
-	Date    Time   `json:"date"`
+	Seq       int64           `json:"seq"`
+	Key       string          `json:"key"`
+	Change    string          `json:"change"`
+	Version   int64           `json:"version"`
+	Type      string          `json:"type"`
+	Writer    string          `json:"writer,omitempty"`
+	Date      Time            `json:"date,omitzero"`
+	Value     json.RawMessage `json:"value,omitempty"`
+	Sensitive bool            `json:"sensitive,omitempty"`
 }
 
 // RestoreRequest is the body of POST .../kv/{key}/restore.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/api"
+	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
 
@@ -161,14 +163,17 @@ func newKVRestoreCmd(f *kvFlags) *cobra.Command {
 func newKVWatchCmd(f *kvFlags) *cobra.Command {
 	var prefix string
 	var since int64
+	var values, reveal bool
 	cmd := &cobra.Command{
 		Use:   "watch NAMESPACE",
 		Short: "Print the namespace's changes as they happen (--since SEQ resumes after SEQ)",
 		Long: `Print one line per change of a key in NAMESPACE: its seq, key, change (SET,
-DELETE or EXPIRE), version and type; with --json one JSON object per line.
+DELETE or EXPIRE), version and type; with --values also each SET's value
+(a sensitive one masked unless --reveal); with --json one JSON object per line.
 Without --since it starts with the next change. Stop it with Ctrl-C.`,
 		Example: `  kvflow kv watch company.team
   kvflow kv watch company.team --prefix config_ --since 0 --json
+  kvflow kv watch company.team --values
   kvflow kv watch company.team --server localhost:8080`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -185,15 +190,23 @@ Without --since it starts with the next change. Stop it with Ctrl-C.`,
 				if f.asJSON {
 					return printJSON(out, c)
 				}
-				_, err := fmt.Fprintf(out, "%d\t%s\t%s\tv%d\t%s\n", c.Seq, c.Key, c.Change, c.Version, c.Type)
+				line := fmt.Sprintf("%d\t%s\t%s\tv%d\t%s", c.Seq, c.Key, c.Change, c.Version, c.Type)
+				if len(c.Value) > 0 {
+					line += "\t" + string(c.Value)
+				}
+				_, err := fmt.Fprintln(out, line)
 				return err
 			}
+			if reveal && !values {
+				return kvflow.Errorf(kvflow.EINVALID, "--reveal shows sensitive values: it needs --values.")
+			}
+			o := client.WatchOptions{Prefix: prefix, Since: since, Values: values, Reveal: reveal}
 			var werr error
 			switch t := target.(type) {
 			case localKV:
-				werr = watchLocal(cmd.Context(), t.a.Store, args[0], prefix, since, print)
+				werr = watchLocal(cmd.Context(), t.a.Store, args[0], o, print)
 			case remoteKV:
-				werr = t.c.Watch(cmd.Context(), args[0], prefix, since, print)
+				werr = t.c.WatchWith(cmd.Context(), args[0], o, print)
 			}
 			if cmd.Context().Err() != nil {
 				return nil // interrupted: a normal end
@@ -203,12 +216,15 @@ Without --since it starts with the next change. Stop it with Ctrl-C.`,
 	}
 	cmd.Flags().StringVar(&prefix, "prefix", "", "only keys starting with this")
 	cmd.Flags().Int64Var(&since, "since", 0, "print the changes after this seq first")
+	cmd.Flags().BoolVar(&values, "values", false, "print each SET's value too")
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "with --values, show sensitive values instead of masking them")
 	return cmd
 }
 
 // watchLocal follows the local store's feed: its own writes wake it, and it
 // polls for other processes'.
-func watchLocal(ctx context.Context, s *storage.Store, ns, prefix string, since int64, fn func(api.Change) error) error {
+func watchLocal(ctx context.Context, s *storage.Store, ns string, o client.WatchOptions, fn func(api.Change) error) error {
+	prefix, since := o.Prefix, o.Since
 	var err error
 	if since < 0 {
 		if since, err = s.FeedHead(ctx, ns); err != nil {
@@ -224,7 +240,14 @@ func watchLocal(ctx context.Context, s *storage.Store, ns, prefix string, since 
 		for i := range cs {
 			since = cs[i].Seq
 			if len(cs[i].Key) >= len(prefix) && cs[i].Key[:len(prefix)] == prefix {
-				if err := fn(api.ChangeOf(&cs[i])); err != nil {
+				c := api.ChangeOf(&cs[i])
+				c.Date = api.Time{} // as the server's watch events
+				if o.Values && cs[i].Change == storage.SET {
+					if c.Value, c.Sensitive, err = versionJSON(ctx, s, ns, &cs[i], o.Reveal); err != nil {
+						return err
+					}
+				}
+				if err := fn(c); err != nil {
 					return err
 				}
 			}
@@ -239,4 +262,20 @@ func watchLocal(ctx context.Context, s *storage.Store, ns, prefix string, since 
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// versionJSON is the value of a change's version as JSON, masked when
+// sensitive unless reveal; none, as in the server's watch, when it cannot be
+// read (retention purged it meanwhile).
+func versionJSON(ctx context.Context, s *storage.Store, ns string, c *storage.Change, reveal bool) (json.RawMessage, bool, error) {
+	ver, v, err := s.GetVersion(ctx, ns, c.Key, c.Version)
+	if err != nil {
+		return nil, false, nil
+	}
+	val := v.JSONValue()
+	if ver.Sensitive && !reveal {
+		val = storage.Mask
+	}
+	b, err := json.Marshal(val)
+	return b, ver.Sensitive, err
 }

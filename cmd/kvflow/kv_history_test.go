@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow/internal/testpair"
+	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // historySession is the same for the local store and a server.
@@ -38,18 +40,40 @@ func TestKVHistoryCommands_LocalStore(t *testing.T) {
 	if out != "3\th\tDELETE\tv3\tNUMBER\n4\th\tSET\tv4\tSTRING\n" {
 		t.Errorf("watch printed %q", out)
 	}
+	watchValues(t, dir, nil)
+}
+
+// watchValues checks kv watch --values: each SET's value, exact, and a
+// sensitive one masked unless --reveal, which needs --values.
+func watchValues(t *testing.T, dir string, extra []string) {
+	t.Helper()
+	runKVCases(t, dir, extra, []kvCase{
+		{args: "kv set company.team big 12345678901234567890 --type NUMBER"},
+		{args: "kv set company.team pw hunter2 --sensitive"},
+	})
+	since := []string{"kv", "watch", "company.team", "--since", "4", "--values"}
+	out := watchFor(t, dir, append(since, extra...)...)
+	if out != "5\tbig\tSET\tv1\tNUMBER\t12345678901234567890\n6\tpw\tSET\tv1\tSTRING\t\"******\"\n" {
+		t.Errorf("watch --values printed %q", out)
+	}
+	out = watchFor(t, dir, append(append(since, "--reveal", "--json"), extra...)...)
+	if !strings.Contains(out, `"value":12345678901234567890`) || !strings.Contains(out, `"value":"hunter2","sensitive":true`) {
+		t.Errorf("watch --values --reveal --json printed %q", out)
+	}
+	runKVCases(t, dir, extra, []kvCase{{args: "kv watch company.team --reveal", wantCode: 2, errHas: "--values"}})
 }
 
 func TestKVHistoryCommands_Server(t *testing.T) {
-	pair := testpair.Local(t, storageOpts)
+	pair := testpair.Local(t, storage.Options{Keys: storagetest.TestKeys(t)})
 	url := startAPIServer(t, pair, "cli-token")
 	extra := []string{"--server", url, "--token", "cli-token"}
 	runKVCases(t, t.TempDir(), extra, historySession())
 	runKVCases(t, t.TempDir(), extra, []kvCase{{args: "kv history company.team h", outHas: "api"}})
 	out := watchFor(t, t.TempDir(), append([]string{"kv", "watch", "company.team", "--since", "3", "--json"}, extra...)...)
-	if !strings.HasPrefix(out, `{"seq":4,"key":"h","change":"SET","version":4,"type":"STRING","date":"`) || strings.Count(out, "\n") != 1 {
+	if out != `{"seq":4,"key":"h","change":"SET","version":4,"type":"STRING"}`+"\n" {
 		t.Errorf("watch printed %q", out)
 	}
+	watchValues(t, t.TempDir(), extra)
 }
 
 // watchFor runs a watch command for a second, then interrupts it.
