@@ -98,6 +98,7 @@ func (s *Server) getKVVersion(w http.ResponseWriter, r *http.Request, ns, key st
 		return
 	}
 	s.metrics.retrieved.WithLabelValues(ns).Inc()
+	w.Header().Set("ETag", etag(ver.Version)) // the version read, as GET of the live value names its own
 	writeJSON(w, http.StatusOK, TypedValue{Type: string(v.Type), Value: v.JSONValue(), Sensitive: ver.Sensitive})
 }
 

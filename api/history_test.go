@@ -49,7 +49,7 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 				t.Errorf("GET %s = %d %s, want 422 naming 1 to 1000", u, r.Status, r.Body)
 			}
 		}
-		if r := do(t, "GET", base+"/k?version=1", ""); r.Status != 200 || r.Body != `{"type":"STRING","value":"a"}` {
+		if r := do(t, "GET", base+"/k?version=1", ""); r.Status != 200 || r.Body != `{"type":"STRING","value":"a"}` || r.Header.Get("ETag") != `"1"` {
 			t.Errorf("GET ?version=1 = %d %s", r.Status, r.Body)
 		}
 		if r := do(t, "GET", base+"/k?version=3", ""); r.Status != 404 || !strings.Contains(r.Message(), "deletion") {
