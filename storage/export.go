@@ -317,7 +317,7 @@ const (
 // ImportOptions control Import.
 type ImportOptions struct {
 	OnConflict   string            // skip (default), overwrite or fail
-	NamespaceMap map[string]string // old namespace → new (exact match)
+	NamespaceMap map[string]string // old namespace → new, its children with it (the longest match wins)
 	// Allow, when set, vets each line's namespace (after mapping) before
 	// anything of it is written; its error stops the import.
 	Allow func(ns string) error
@@ -460,9 +460,7 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 	if err := dec.Decode(&l); err != nil {
 		return nil, bad("not an export line: %s.", JSONErrorText(err))
 	}
-	if to, ok := o.NamespaceMap[l.Namespace]; ok {
-		l.Namespace = to
-	}
+	l.Namespace = o.mapNamespace(l.Namespace)
 	if err := ValidateNamespace(l.Namespace); err != nil {
 		return nil, bad("%s", kvflow.ErrorMessage(err))
 	}
@@ -614,4 +612,19 @@ func ValueFromJSON(t Type, raw json.RawMessage) (Value, error) {
 		return Value{}, kvflow.Errorf(kvflow.EINVALID, "A %s value must be a JSON string.", t)
 	}
 	return ParseAs(t, s)
+}
+
+// mapNamespace is ns moved by NamespaceMap: old becomes new, and old.child
+// becomes new.child, by the longest old that matches.
+func (o *ImportOptions) mapNamespace(ns string) string {
+	best := ""
+	for from := range o.NamespaceMap {
+		if (ns == from || strings.HasPrefix(ns, from+".")) && len(from) > len(best) {
+			best = from
+		}
+	}
+	if best == "" {
+		return ns
+	}
+	return o.NamespaceMap[best] + ns[len(best):]
 }

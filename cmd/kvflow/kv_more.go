@@ -251,7 +251,8 @@ func newKVImportCmd(f *kvFlags) *cobra.Command {
 expiry (lines already expired are counted, not written). --on-conflict skip
 (the default: re-running an interrupted import completes it), overwrite, or
 fail (stop at the first existing key; nothing after it is written). A line
-that does not parse stops the import with its line number.`,
+that does not parse stops the import with its line number. --namespace-map
+old=new moves old and its children (old.x becomes new.x).`,
 		Example: `  kvflow kv import team.jsonl --namespace-map company.team=company.staging
   kvflow kv import - --on-conflict overwrite < team.jsonl`,
 		Args: cobra.ExactArgs(1),
@@ -300,7 +301,7 @@ that does not parse stops the import with its line number.`,
 		},
 	}
 	cmd.Flags().StringVar(&onConflict, "on-conflict", "skip", "skip, overwrite or fail when a key exists")
-	cmd.Flags().StringArrayVar(&maps, "namespace-map", nil, "old=new: import old's entries into new (repeatable)")
+	cmd.Flags().StringArrayVar(&maps, "namespace-map", nil, "old=new: import old's entries, and its children's, into new (repeatable; the longest old wins)")
 	return cmd
 }
 

@@ -979,6 +979,19 @@ func exportImportRoundTripLosslessConflicts(t *testing.T, open Opener) {
 	if _, v, err := dst.Get(ctx, "moved", "big"); err != nil || v.Text() != "12345678901234567890" {
 		t.Errorf("moved/big = %v, %v", v.V, err)
 	}
+	// A map moves the namespace's children with it; the longest match wins,
+	// and a namespace that only starts with the same letters stays.
+	children := `{"namespace":"` + ns + `.child","key":"a","type":"STRING","value":"c"}` + "\n" +
+		`{"namespace":"` + ns + `.child.deep","key":"a","type":"STRING","value":"d"}` + "\n" +
+		`{"namespace":"` + ns + `x","key":"a","type":"STRING","value":"x"}` + "\n"
+	if _, err := dst.Import(ctx, strings.NewReader(children), storage.ImportOptions{NamespaceMap: map[string]string{ns: "moved", ns + ".child.deep": "elsewhere"}}); err != nil {
+		t.Errorf("Import of children with a namespace map: %v", err)
+	}
+	for nsKey, want := range map[string]string{"moved.child": "c", "elsewhere": "d", ns + "x": "x"} {
+		if _, v, err := dst.Get(ctx, nsKey, "a"); err != nil || v.Text() != want {
+			t.Errorf("%s/a after a mapped import = %v, %v; want %q", nsKey, v.V, err, want)
+		}
+	}
 	// A malformed line is reported with its number; lines before it are written.
 	fresh := open(t, storage.Options{Now: clock.Now}).Store
 	input := lines[0] + lines[1] + "{not json\n" + lines[2]
