@@ -145,3 +145,155 @@ func TestQueue_JobOfAWorkerThatDiedBeforeClaiming_IsOfferedAgain(t *testing.T) {
 		})
 	}
 }
+
+// claimer is a Runner that claims the execution as the engine does, holds
+// it (heartbeating) until release is closed, then saves it SUCCESS under its
+// claim. It counts won and refused claims.
+type claimer struct {
+	db      kvflow.ExecutionRepository
+	worker  string
+	release chan struct{}
+
+	mu      sync.Mutex
+	won     map[string]int
+	refused int
+}
+
+func (c *claimer) Work(ctx context.Context, id string) error {
+	claim, err := c.db.ClaimExecution(ctx, id, c.worker, time.Now().Add(-time.Second), 0, false)
+	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+		c.mu.Lock()
+		c.refused++
+		c.mu.Unlock()
+		return nil
+	} else if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.won[id]++
+	c.mu.Unlock()
+	for alive := true; alive; {
+		select {
+		case <-c.release:
+			alive = false
+		case <-time.After(200 * time.Millisecond):
+			if _, err := c.db.Heartbeat(ctx, c.worker, []string{id}); err != nil {
+				return err
+			}
+		}
+	}
+	end := time.Now()
+	ex := &kvflow.Execution{ID: id, State: kvflow.SUCCESS, End: &end}
+	return c.db.SaveExecution(ctx, kvflow.ExecutionSave{Execution: ex, Claim: claim.Claim})
+}
+
+func (c *claimer) HeartbeatTimeout() time.Duration { return time.Second }
+
+func (c *claimer) counts() (won map[string]int, refused int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	won = map[string]int{}
+	for id, n := range c.won {
+		won[id] = n
+	}
+	return won, c.refused
+}
+
+// Executions held by live workers past the heartbeat timeout get their jobs
+// offered again by River's rescuer, to two worker processes' queues racing
+// for them: every offer's claim is refused while the holder heartbeats, so
+// each execution runs exactly once and ends SUCCESS under its one claim.
+func TestQueue_RescuedJobsOfLiveExecutions_RaceButNeverRunTwice(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			quiet := slog.New(slog.DiscardHandler)
+			release := make(chan struct{})
+			var runners []*claimer
+			for _, name := range []string{"worker-a", "worker-b"} {
+				q, err := riverqueue.Open(ctx, p.DB, riverqueue.Config{Workers: 8, HeartbeatTimeout: time.Second, Logger: quiet})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := &claimer{db: p.DB, worker: name, release: release, won: map[string]int{}}
+				defer q.Close()
+				if err := q.Start(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+				runners = append(runners, r)
+			}
+			defer func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			}()
+			q, err := riverqueue.Open(ctx, p.DB, riverqueue.Config{Logger: quiet}) // an API node
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			const n = 6
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = "held-" + string(rune('a'+i))
+				ex := &kvflow.Execution{ID: ids[i], Namespace: "company.team", FlowID: "f", FlowRevision: 1,
+					State: kvflow.CREATED, Start: time.Now(), Labels: map[string]string{}}
+				if err := q.Submit(ctx, ex, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Hold every run until the rescuer has offered jobs again and
+			// their claims were refused (River's rescuer looks every 30s).
+			total := func() (won map[string]int, refused int) {
+				won = map[string]int{}
+				for _, r := range runners {
+					w, f := r.counts()
+					for id, c := range w {
+						won[id] += c
+					}
+					refused += f
+				}
+				return won, refused
+			}
+			deadline := time.Now().Add(90 * time.Second)
+			for {
+				won, refused := total()
+				twice := false
+				for _, c := range won {
+					twice = twice || c > 1
+				}
+				if len(won) == n && (refused >= n || twice) { // twice: the assertions below say which
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after 90s: %d of %d executions claimed, %d rescued offers refused; want all claimed and at least %d refused", len(won), n, refused, n)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			close(release)
+			for _, id := range ids {
+				var ex *kvflow.Execution
+				for wait := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+					if ex, err = p.DB.GetExecution(ctx, id); err != nil {
+						t.Fatal(err)
+					}
+					if ex.State == kvflow.SUCCESS || time.Now().After(wait) {
+						break
+					}
+				}
+				if ex.State != kvflow.SUCCESS {
+					t.Errorf("%s ended %s, want SUCCESS saved under its one claim", id, ex.State)
+				}
+			}
+			won, refused := total()
+			for _, id := range ids {
+				if won[id] != 1 {
+					t.Errorf("%s claimed %d times, want exactly 1 (%d offers refused in all)", id, won[id], refused)
+				}
+			}
+		})
+	}
+}

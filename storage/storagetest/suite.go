@@ -992,6 +992,19 @@ func exportImportRoundTripLosslessConflicts(t *testing.T, open Opener) {
 			t.Errorf("%s/a after a mapped import = %v, %v; want %q", nsKey, v.V, err, want)
 		}
 	}
+	// Two namespaces mapped onto one: their lines meet on one key in one
+	// batch, and the conflict rule holds between them too.
+	two := `{"namespace":"a.x","key":"k","type":"STRING","value":"1"}` + "\n" + `{"namespace":"b.x","key":"k","type":"STRING","value":"2"}` + "\n"
+	merge := map[string]string{"a": "merged", "b": "merged"}
+	for _, tc := range []struct{ onConflict, want string }{{storage.OnConflictSkip, "1"}, {storage.OnConflictOverwrite, "2"}} {
+		res, err := dst.Import(ctx, strings.NewReader(two), storage.ImportOptions{OnConflict: tc.onConflict, NamespaceMap: merge})
+		if _, v, gerr := dst.Get(ctx, "merged.x", "k"); err != nil || gerr != nil || v.Text() != tc.want || res.Written+res.Skipped != 2 {
+			t.Errorf("Import of two namespaces mapped onto one, %s = %+v, %v; merged.x/k = %v, %v; want %q", tc.onConflict, res, err, v.V, gerr, tc.want)
+		}
+	}
+	if _, err := dst.Import(ctx, strings.NewReader(two), storage.ImportOptions{OnConflict: storage.OnConflictFail, NamespaceMap: merge}); kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+		t.Errorf("Import fail of two namespaces mapped onto an existing key = %v, want ECONFLICT", err)
+	}
 	// A malformed line is reported with its number; lines before it are written.
 	fresh := open(t, storage.Options{Now: clock.Now}).Store
 	input := lines[0] + lines[1] + "{not json\n" + lines[2]
