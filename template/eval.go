@@ -148,6 +148,12 @@ func (ev *evaluator) eval(e *expr) (any, error) {
 		case "not":
 			return !truthy(a), nil
 		case "-":
+			if n, ok := a.(json.Number); ok { // exact: only the sign changes
+				if s, neg := strings.CutPrefix(string(n), "-"); neg {
+					return json.Number(s), nil
+				}
+				return "-" + n, nil
+			}
 			return arith(e, "-", int64(0), a)
 		}
 		if _, _, ok := number(a); !ok {
@@ -534,7 +540,7 @@ func toInt(v any) (int64, bool) {
 func exactOnly(at *expr, op string, a, b any) error {
 	for _, x := range []any{a, b} {
 		if n, ok := x.(json.Number); ok {
-			return &evalError{pos: at.pos, code: kvflow.EINVALID, msg: fmt.Sprintf("Templates cannot compute '%s' exactly with a NUMBER of %d characters, beyond 64-bit integers and float64: use it whole ({{ kv('key') }}), or change it with io.kvflow.kv.Increment, which is exact.", op, len(n))}
+			return &evalError{pos: at.pos, code: kvflow.EINVALID, msg: fmt.Sprintf("Templates cannot compute '%s' exactly with %s, a number beyond 64-bit integers and float64: use it whole ({{ kv('key') }}), or change it with io.kvflow.kv.Increment, which is exact.", op, kvflow.Clip(string(n)))}
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -119,11 +120,9 @@ func lexExpr(src string, start, end int) ([]token, error) {
 			} else if n, err := strconv.ParseInt(text, 10, 64); err == nil {
 				num = n
 			} else {
-				f, err := strconv.ParseFloat(text, 64)
-				if err != nil {
-					return nil, &syntaxError{i, fmt.Sprintf("%q is not a number.", kvflow.Clip(text))}
-				}
-				num = f
+				// Beyond int64: kept exact, as a NUMBER from KV is (printed
+				// whole, refused in arithmetic), never rounded to a float.
+				num = json.Number(strings.TrimLeft(text, "0"))
 			}
 			toks = append(toks, token{kind: 'n', val: text, num: num, pos: i})
 			i = j
