@@ -46,6 +46,9 @@ type Execution struct {
 	Worker     string     `json:"worker,omitempty"`
 	KVSnapshot *time.Time `json:"kvSnapshot,omitempty"` // the flow's kvSnapshot: when its KV reads are pinned
 	Logs       []LogLine  `json:"logs,omitempty"`       // filled by Run and Wait
+	// Claim is the worker's hold it was last saved under (0: never
+	// claimed); it names the object that holds its end (engine.ObjectName).
+	Claim int64 `json:"-"`
 
 	// Scope is what the execution may reach (the flow's scope narrowed by
 	// whoever started it); kept so a worker resuming the execution obeys it.
@@ -189,6 +192,10 @@ type ExecutionRepository interface {
 	// LastTriggerKey returns the greatest trigger key starting with prefix
 	// ("" when none): where a schedule stopped.
 	LastTriggerKey(ctx context.Context, prefix string) (string, error)
+	// ReleaseExecution lets any worker take the execution over at once, if
+	// it is still held under claim: its heartbeat goes back to the epoch
+	// (a worker handing it over as it stops).
+	ReleaseExecution(ctx context.Context, id string, claim int64) error
 	// Heartbeat marks the executions of ids that worker holds as alive (the
 	// ones it runs: one it holds but no longer runs goes silent and is taken
 	// over) and returns those whose kill was requested.

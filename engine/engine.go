@@ -414,7 +414,7 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 	if err != nil {
 		return err
 	}
-	r.claim = claim.Claim
+	r.claim, r.exec.Claim = claim.Claim, claim.Claim
 	r.resume(claim.Takeover, sealed)
 	defer func() {
 		// A task that panics fails its execution, never the worker.
@@ -495,8 +495,10 @@ func (e *Engine) startHeartbeat() {
 			}
 			e.mu.Lock()
 			ids := make([]string, 0, len(e.running))
-			for id := range e.running {
-				ids = append(ids, id)
+			for id, r := range e.running {
+				if !r.handedOver.Load() {
+					ids = append(ids, id)
+				}
 			}
 			e.mu.Unlock()
 			ctx, cancel := context.WithTimeout(e.base, e.opts.HeartbeatTimeout)
@@ -516,6 +518,35 @@ func (e *Engine) startHeartbeat() {
 			}
 		}
 	}()
+}
+
+// handOver releases the durable runs still going at shutdown to other
+// workers (the others are killed).
+func (e *Engine) handOver() {
+	e.mu.Lock()
+	var runs []*run
+	for _, r := range e.running {
+		if r.claim != 0 {
+			runs = append(runs, r)
+		}
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(e.base), 10*time.Second)
+			defer cancel()
+			if err := r.handOver(ctx); err != nil {
+				e.log.Warn("engine: cannot hand the execution over; another worker takes it over after the heartbeat timeout", "execution", r.exec.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(runs) > 0 {
+		e.log.Info("engine: executions handed over to other workers", "executions", len(runs))
+	}
 }
 
 // Kill stops an execution, state KILLED: at once when this process runs
@@ -817,6 +848,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	e.handOver()
 	e.cancel(errServerStopped)
 	select {
 	case <-idle:

@@ -21,8 +21,20 @@ import (
 )
 
 // ObjectName is where an execution's inputs and outputs are kept in the
-// Bucket: _executions/<namespace as path>/<flowId>/<executionId>/execution.json.
+// Bucket: _executions/<namespace as path>/<flowId>/<executionId>/execution.json,
+// written when it is created and when it ends. A worker that took it over
+// (claim 2 on) writes its end to execution.c<claim>.json instead, so a
+// worker that lost its claim and still ends its run overwrites nothing a
+// reader uses: readers take the name from the row's claim.
 func ObjectName(ex *Execution) string {
+	if ex.Claim > 1 {
+		return plugin.ExecutionPrefix(ex.Namespace, ex.FlowID, ex.ID) + fmt.Sprintf("execution.c%08d.json", ex.Claim)
+	}
+	return createdName(ex)
+}
+
+// createdName is the object written when an execution is created.
+func createdName(ex *Execution) string {
 	return plugin.ExecutionPrefix(ex.Namespace, ex.FlowID, ex.ID) + "execution.json"
 }
 
@@ -105,8 +117,10 @@ type taskRunValue struct {
 }
 
 // deltaPrefix is where a running durable execution keeps the outputs of
-// the task runs each save finished, one object per save: a worker that
-// takes the execution over reads them back, and no save rewrites older ones.
+// the task runs each save finished, one object per save, named by claim
+// and save number (c<claim>-<save>.json): a worker that takes the
+// execution over reads them back in that order, so a later claim's outputs
+// win, and no save rewrites an older one, not even one of a lost claim.
 func deltaPrefix(ex *Execution) string {
 	return plugin.ExecutionPrefix(ex.Namespace, ex.FlowID, ex.ID) + "saves/"
 }
@@ -166,6 +180,15 @@ func (r *run) flush(ctx context.Context, final bool) error {
 	}
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
+	return r.flushLocked(ctx, final)
+}
+
+// flushLocked is flush, with saveMu held.
+func (r *run) flushLocked(ctx context.Context, final bool) error {
+	repo := r.e.opts.Repo
+	if r.handedOver.Load() {
+		return nil
+	}
 	r.mu.Lock()
 	if !r.dirty && len(r.changed) == 0 && len(r.pending) == 0 {
 		r.mu.Unlock()
@@ -195,7 +218,7 @@ func (r *run) flush(ctx context.Context, final bool) error {
 	sort.Slice(save.TaskRuns, func(i, j int) bool { return save.TaskRuns[i].Seq < save.TaskRuns[j].Seq })
 	r.changed, r.pending, r.dirty = map[*TaskRun]struct{}{}, nil, false
 	r.saves++
-	name := fmt.Sprintf("%s%08d.json", deltaPrefix(r.exec), r.saves)
+	name := fmt.Sprintf("%sc%08d-%08d.json", deltaPrefix(r.exec), r.claim, r.saves)
 	r.mu.Unlock()
 
 	restore := func() {
@@ -226,7 +249,31 @@ func (r *run) flush(ctx context.Context, final bool) error {
 		restore()
 		return err
 	}
+	r.saved = r.saved || final
 	return nil
+}
+
+// handOver saves the run's progress (the task runs still running stay
+// RUNNING), then stops saving and releases the execution, so that another
+// worker takes it over as from a worker that died: finished task runs
+// kept, interrupted ones run again. A worker stopping does it to its
+// durable runs instead of killing them.
+func (r *run) handOver(ctx context.Context) error {
+	r.saveMu.Lock()
+	if r.saved { // it ended meanwhile
+		r.saveMu.Unlock()
+		return nil
+	}
+	r.log("", "", "WARN", fmt.Sprintf("Worker '%s' is stopping: the execution is handed over to another worker.", r.e.opts.Worker))
+	err := r.flushLocked(ctx, false)
+	if err == nil {
+		r.handedOver.Store(true)
+	}
+	r.saveMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return r.e.opts.Repo.ReleaseExecution(ctx, r.exec.ID, r.claim)
 }
 
 // writeObject stores an execution's inputs, outputs, trigger variables
@@ -277,6 +324,19 @@ func (e *Engine) readObject(ctx context.Context, ex *Execution, saves bool, seal
 	if e.bucket == nil {
 		return nil
 	}
+	base := createdName(ex)
+	if ex.State.Terminated() && ex.Claim > 1 {
+		obj, err := e.getObject(ctx, ObjectName(ex), ex.ID)
+		if err != nil || obj != nil {
+			if obj != nil {
+				e.apply(ex, obj, sealed)
+			}
+			return err
+		}
+		// Ended with no record of its last worker (killed, or stopped by
+		// its concurrency limit, after a takeover): its saves have it.
+		saves = true
+	}
 	var names []string
 	if saves {
 		err := e.bucket.Iter(ctx, deltaPrefix(ex), func(name string, _ time.Time) error {
@@ -288,36 +348,36 @@ func (e *Engine) readObject(ctx context.Context, ex *Execution, saves bool, seal
 		}
 		sort.Strings(names)
 	}
-	byID := make(map[string]*TaskRun, len(ex.TaskRuns))
-	for _, tr := range ex.TaskRuns {
-		byID[tr.ID] = tr
-	}
-	for _, name := range append([]string{ObjectName(ex)}, names...) {
+	for _, name := range append([]string{base}, names...) {
 		obj, err := e.getObject(ctx, name, ex.ID)
 		if err != nil {
 			return err
-		} else if obj == nil {
-			continue
-		}
-		if obj.Inputs != nil {
-			ex.Inputs = numbersIn(obj.Inputs)
-		}
-		if obj.Outputs != nil {
-			ex.Outputs = numbersIn(obj.Outputs)
-		}
-		if obj.Trigger != nil && ex.Trigger != nil {
-			ex.Trigger.Variables = numbersIn(obj.Trigger)
-		}
-		for id, v := range obj.TaskRuns {
-			if tr := byID[id]; tr != nil {
-				tr.Value, tr.Outputs = v.Value, numbersIn(v.Outputs)
-			}
-		}
-		if sealed != nil && obj.Sealed != nil {
-			e.openState(ex.ID, obj.Sealed, sealed)
+		} else if obj != nil {
+			e.apply(ex, obj, sealed)
 		}
 	}
 	return nil
+}
+
+// apply fills ex with what obj holds.
+func (e *Engine) apply(ex *Execution, obj *executionObject, sealed *sealedState) {
+	if obj.Inputs != nil {
+		ex.Inputs = numbersIn(obj.Inputs)
+	}
+	if obj.Outputs != nil {
+		ex.Outputs = numbersIn(obj.Outputs)
+	}
+	if obj.Trigger != nil && ex.Trigger != nil {
+		ex.Trigger.Variables = numbersIn(obj.Trigger)
+	}
+	for _, tr := range ex.TaskRuns {
+		if v, ok := obj.TaskRuns[tr.ID]; ok {
+			tr.Value, tr.Outputs = v.Value, numbersIn(v.Outputs)
+		}
+	}
+	if sealed != nil && obj.Sealed != nil {
+		e.openState(ex.ID, obj.Sealed, sealed)
+	}
 }
 
 func (e *Engine) getObject(ctx context.Context, name, id string) (*executionObject, error) {

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/xid"
@@ -42,6 +43,10 @@ type run struct {
 	cancel context.CancelCauseFunc // stops the run (kill, lost claim)
 	lost   bool                    // another worker took the execution over
 	broken bool                    // the flow cannot run: end FAILED at once
+	// handedOver: the worker stopped and released the execution to
+	// another; nothing more of this run is saved.
+	handedOver atomic.Bool
+	saved      bool // its final save is done (guarded by saveMu)
 
 	logMu  sync.Mutex // orders log lines and onLog calls
 	saveMu sync.Mutex // one save at a time
@@ -197,6 +202,10 @@ func (r *run) execute(parent context.Context) error {
 			state = FAILED
 		}
 	}
+	if r.handedOver.Load() {
+		stopFlusher()
+		return nil
+	}
 	if r.lost || errors.Is(context.Cause(ctx), errLost) {
 		stopFlusher()
 		r.mu.Lock()
@@ -230,7 +239,7 @@ func (r *run) execute(parent context.Context) error {
 	if err := r.flush(sctx, true); err != nil {
 		errs = append(errs, err)
 	}
-	if !r.lost {
+	if !r.lost && !r.handedOver.Load() { // else the worker that ends it calls them
 		// Before Wait returns: whoever waits sees the hooks' effects.
 		r.e.ended(r.result(false))
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
@@ -154,7 +153,7 @@ func TestWork_TakeoverAfterSensitiveOutputs_FeedsRealValuesAndMasks(t *testing.T
 	b := engineOn(t, p, func(o *engine.Options) {
 		o.Worker, o.HeartbeatTimeout, o.FlushInterval = "b", 30*time.Millisecond, 20*time.Millisecond
 	})
-	rec, err := p.DB.CreateFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: "takeover", Source: `id: takeover
+	ex := createStored(t, p, `id: takeover
 namespace: company.team
 tasks:
   - id: get
@@ -181,21 +180,7 @@ tasks:
   - id: say
     type: test.Echo
     value: "{{ outputs.get.value }}"
-`})
-	if err != nil {
-		t.Fatal(err)
-	}
-	flow, err := a.ParseStored("company.team/takeover.yaml", rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex, err := a.Prepare(ctx, flow, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.DB.CreateExecution(ctx, ex); err != nil {
-		t.Fatal(err)
-	}
+`)
 	go a.Work(ctx, ex.ID)
 
 	// Wait until a sleeps in the first value's hold: get and inner are saved.

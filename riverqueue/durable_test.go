@@ -330,3 +330,107 @@ func TestServer_SIGKILL_ExecutionsItRanHereTakenOver(t *testing.T) {
 		t.Fatalf("before = %v, after = %v, want %d each: a finished task ran again or one was lost", b, a, n)
 	}
 }
+
+// handOverFlow is longFlow sleeping as long as the KV entry hold says.
+var handOverFlow = strings.Replace(longFlow, "duration: PT4S", `duration: "{{ kv('hold') }}"`, 1)
+
+// A worker stopped with SIGTERM while its executions sleep hands them over
+// after its --shutdown-timeout instead of killing them: another worker
+// takes each over at once, long before the heartbeat timeout would let
+// it, the interrupted task runs again there and the finished ones do not.
+func TestWorkers_SIGTERM_HandsRunningExecutionsOver(t *testing.T) {
+	for _, backend := range []string{"postgres", "embedded"} {
+		t.Run(backend, func(t *testing.T) {
+			c := newCluster(t, backend)
+			c.start("api", "server", "--workers", "0")
+			if r := c.do("PUT", "/api/v1/namespaces/company.team/kv/hold", `"PT60S"`, "Content-Type: application/json"); r.Status != 200 {
+				t.Fatalf("PUT hold = %d %s", r.Status, r.Body)
+			}
+			first := c.start("first", "worker", "--workers", "4", "--heartbeat-timeout", "60s", "--shutdown-timeout", "1s")
+			c.createFlow(handOverFlow)
+			const n = 3
+			submit(c, "company.team", "long", n)
+			var holder string
+			deadline := time.Now().Add(30 * time.Second)
+			for sleeping := 0; sleeping < n; {
+				if time.Now().After(deadline) {
+					t.Fatalf("only %d of %d executions reached the long task", sleeping, n)
+				}
+				time.Sleep(50 * time.Millisecond)
+				sleeping = 0
+				for _, ex := range c.list("company.team", "long") {
+					full := c.execution(ex.ID)
+					for _, tr := range full.TaskRuns {
+						if tr.TaskID == "wait" && tr.State == "RUNNING" {
+							sleeping, holder = sleeping+1, full.Worker
+						}
+					}
+				}
+			}
+			if r := c.do("PUT", "/api/v1/namespaces/company.team/kv/hold", `"PT0.2S"`, "Content-Type: application/json"); r.Status != 200 {
+				t.Fatalf("PUT hold = %d %s", r.Status, r.Body)
+			}
+			c.start("second", "worker", "--workers", "4", "--heartbeat-timeout", "60s")
+			stopped := time.Now()
+			first.stop(t)
+			if out := first.output(); !strings.Contains(out, "handed over") {
+				t.Errorf("the stopped worker does not say it handed executions over:\n%s", out)
+			}
+			list := c.waitAll("company.team", "long", n, 40*time.Second)
+			took := time.Since(stopped)
+			if took > 30*time.Second {
+				t.Errorf("the executions ended %s after SIGTERM: not handed over, only taken over after the heartbeat timeout", took)
+			}
+			for _, ex := range list {
+				if ex.State != "SUCCESS" {
+					t.Fatalf("execution %s ended %s: %s", ex.ID, ex.State, ex.Error)
+				}
+				full := c.execution(ex.ID)
+				for _, tr := range full.TaskRuns {
+					switch {
+					case tr.TaskID == "wait":
+						if len(tr.Attempts) != 2 || tr.Attempts[0].Worker != holder || tr.Attempts[1].State != "SUCCESS" || tr.Attempts[1].Worker == holder {
+							t.Errorf("execution %s: interrupted task attempts %+v, want one on %s then SUCCESS elsewhere", ex.ID, tr.Attempts, holder)
+						}
+					case len(tr.Attempts) != 1:
+						t.Errorf("execution %s: task %s ran %d times", ex.ID, tr.TaskID, len(tr.Attempts))
+					}
+				}
+				if logs := c.logs(ex.ID); !strings.Contains(logs, "handed over to another worker") || !strings.Contains(logs, "taken over") {
+					t.Errorf("execution %s: the logs do not tell the hand-over: %s", ex.ID, logs)
+				}
+			}
+			if b, a := c.kvNumber("company.team", "before"), c.kvNumber("company.team", "after"); b != n || a != n {
+				t.Fatalf("before = %v, after = %v, want %d each: a finished task ran again or one was lost", b, a, n)
+			}
+			t.Logf("%d executions handed over and ended %s after SIGTERM", n, took.Round(time.Millisecond))
+		})
+	}
+}
+
+// A database URL with parameters only lib/pq knows (binary_parameters, as
+// for PgBouncer) starts a worker whose River listener (pgx) works: they are
+// left out of the listener's connection, which the server would refuse.
+func TestWorker_LibpqOnlyURLParameters_ListenerStillConnects(t *testing.T) {
+	c := newCluster(t, "postgres")
+	for i, kv := range c.env {
+		if strings.HasPrefix(kv, "KVFLOW_DATABASE_URL=") {
+			sep := "?"
+			if strings.Contains(kv, "?") {
+				sep = "&"
+			}
+			c.env[i] = kv + sep + "binary_parameters=yes&disable_prepared_binary_result=yes"
+		}
+	}
+	c.start("api", "server", "--workers", "0")
+	w := c.start("worker", "worker", "--workers", "2")
+	c.createFlow(incrementFlow)
+	for i := range 3 {
+		if ex := c.execute("company.team", "inc", "?wait=true"); ex.State != "SUCCESS" {
+			t.Fatalf("execution %d ended %s: %s", i, ex.State, ex.Error)
+		}
+	}
+	if out := w.output(); strings.Contains(out, "listener") || strings.Contains(out, "binary_parameters") {
+		t.Errorf("the worker's listener failed:\n%s", out)
+	}
+}

@@ -51,6 +51,10 @@ type Config struct {
 // made available with no notification (a snoozed turn coming due).
 const listenPoll = 100 * time.Millisecond
 
+// libpqOnly are the connection parameters lib/pq reads itself and pgx
+// does not know.
+var libpqOnly = []string{"binary_parameters", "disable_prepared_binary_result", "krbsrvname", "krbspn"}
+
 // executionArgs is the job of one execution.
 type executionArgs struct {
 	ExecutionID string `json:"id"`
@@ -103,7 +107,12 @@ func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
 		// PollInterval per worker process (BENCHMARKS.md, issue 10).
 		pc, err := pgxpool.ParseConfig(db.URL())
 		if err != nil {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL cannot be used for River's listener: %v.", err)
+			q.log.Warn("queue: the database URL does not suit River's listener (pgx); workers poll for jobs instead", "err", err)
+			driver = riverdatabasesql.New(pool)
+			break
+		}
+		for _, k := range libpqOnly { // pgx would send them to the server, which refuses them
+			delete(pc.ConnConfig.RuntimeParams, k)
 		}
 		pc.MaxConns, pc.MinConns = 1, 0
 		if q.listen, err = pgxpool.NewWithConfig(ctx, pc); err != nil {

@@ -41,7 +41,8 @@ executions, /metrics, /healthz, /readyz and the web UI at /ui/, on the
 configured database and object store. A background sweeper purges expired
 entries. SIGINT (Ctrl-C) or SIGTERM shuts down gracefully: requests in
 flight finish and executions still running get half of --shutdown-timeout,
-then are marked KILLED; a second Ctrl-C stops at once.
+then are handed over (progress saved, queued again) to another worker or to
+the next start, as a worker's are; a second Ctrl-C stops at once.
 
 With a token (--token, --token-file, KVFLOW_API_TOKEN or server.token) every
 API call needs "Authorization: Bearer <token>". Without one the server only

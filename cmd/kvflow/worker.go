@@ -58,6 +58,8 @@ type durable struct {
 	eng      *engine.Engine
 	queue    *riverqueue.Queue
 	triggers *engine.Triggers
+	log      *slog.Logger
+	grace    time.Duration // how long close waits for running executions; 0: 30s
 }
 
 // openDurable opens the queue and the engine on it, and with workers
@@ -71,7 +73,7 @@ func openDurable(ctx context.Context, a *app.App, d durableFlags, logger *slog.L
 		Store: a.Store, Bucket: a.Bucket, Repo: a.DB, Policy: a.Config.Policy(), HTTPClient: a.Config.HTTPClient(),
 		Queue: q, HeartbeatTimeout: d.heartbeat, Logger: logger, RunHere: d.workers,
 	})
-	out := &durable{eng: eng, queue: q}
+	out := &durable{eng: eng, queue: q, log: logger}
 	if d.workers > 0 {
 		if err := q.Start(ctx, eng); err != nil {
 			q.Close()
@@ -83,20 +85,29 @@ func openDurable(ctx context.Context, a *app.App, d durableFlags, logger *slog.L
 }
 
 // close stops the triggers, then the queue once running executions ended
-// (or were killed by the engine's shutdown).
+// or were handed over by the engine's shutdown; those are queued again at
+// once, for another worker (or this one's next start) to take over.
 func (d *durable) close() {
 	if d.triggers != nil {
 		d.triggers.Stop()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	grace := d.grace
+	if grace <= 0 {
+		grace = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	d.eng.Shutdown(ctx)
+	if _, err := d.queue.Reap(context.Background(), time.Now().Add(-d.eng.HeartbeatTimeout())); err != nil {
+		d.log.Warn("queue: cannot queue the handed-over executions again; other workers take them over after the heartbeat timeout", "err", err)
+	}
 	d.queue.Close()
 }
 
 func newWorkerCmd() *cobra.Command {
 	var d durableFlags
 	var metricsAddr string
+	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run executions from the queue (no HTTP API)",
@@ -108,7 +119,9 @@ heartbeating (kill -9, machine loss) has its executions taken over by
 another after --heartbeat-timeout: finished task runs are kept, the
 interrupted task runs again (a new attempt). Schedules and flow triggers run
 in every worker and fire once however many run. SIGINT or SIGTERM stops it:
-executions still running after 30 s are marked KILLED. --metrics-addr
+executions still running after --shutdown-timeout (30 s) are handed over
+(progress saved, queued again) to another worker, or to this one's next
+start. --metrics-addr
 serves /metrics: this worker's running executions, trigger fires and
 takeovers, and the queue's depth.`,
 		Example: `  kvflow worker --workers 8
@@ -121,6 +134,9 @@ takeovers, and the queue's depth.`,
 			}
 			if d.workers == 0 {
 				return kvflow.Errorf(kvflow.EINVALID, "--workers 0: a worker needs at least one.")
+			}
+			if grace <= 0 {
+				return kvflow.Errorf(kvflow.EINVALID, "--shutdown-timeout %s: expected a positive duration such as 30s.", grace)
 			}
 			logger, err := newLogger(cmd, cmd.ErrOrStderr())
 			if err != nil {
@@ -136,6 +152,7 @@ takeovers, and the queue's depth.`,
 			if err != nil {
 				return err
 			}
+			dur.grace = grace
 			if metricsAddr != "" {
 				l, err := net.Listen("tcp", metricsAddr)
 				if err != nil {
@@ -158,5 +175,6 @@ takeovers, and the queue's depth.`,
 	}
 	d.add(cmd, "")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics at this address (host:port); none by default")
+	cmd.Flags().DurationVar(&grace, "shutdown-timeout", 30*time.Second, "how long a stopping worker waits for its executions before handing them over")
 	return cmd
 }

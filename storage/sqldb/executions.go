@@ -365,9 +365,10 @@ type executionRow struct {
 	TriggerType  string         `db:"trigger_type"`
 	Scope        sql.NullString `db:"scope"`
 	KVSnapshot   *int64         `db:"kv_snapshot"`
+	Claim        int64          `db:"claim"`
 }
 
-const executionCols = `id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, worker, trigger_id, trigger_type, scope, kv_snapshot`
+const executionCols = `id, namespace, flow_id, flow_revision, state, labels, error, started_at, ended_at, worker, trigger_id, trigger_type, scope, kv_snapshot, claim`
 
 func (r *executionRow) execution() (*kvflow.Execution, error) {
 	scope, err := scopeOf(r.Scope)
@@ -376,7 +377,7 @@ func (r *executionRow) execution() (*kvflow.Execution, error) {
 	}
 	e := &kvflow.Execution{
 		ID: r.ID, Namespace: r.Namespace, FlowID: r.FlowID, FlowRevision: r.FlowRevision, Scope: scope, KVSnapshot: timePtr(r.KVSnapshot),
-		State: kvflow.State(r.State), Error: r.Error, Start: fromMicros(r.Started), End: timePtr(r.Ended), Worker: r.Worker,
+		State: kvflow.State(r.State), Error: r.Error, Start: fromMicros(r.Started), End: timePtr(r.Ended), Worker: r.Worker, Claim: r.Claim,
 	}
 	if r.TriggerID != "" {
 		e.Trigger = &kvflow.TriggerInfo{ID: r.TriggerID, Type: r.TriggerType}
@@ -606,6 +607,13 @@ func (db *DB) ReleaseStale(ctx context.Context, tx *sql.Tx, before time.Time, li
 		ids = append(ids, id)
 	}
 	return ids, db.Err(rows.Err())
+}
+
+// ReleaseExecution implements kvflow.ExecutionRepository.
+func (db *DB) ReleaseExecution(ctx context.Context, id string, claim int64) error {
+	_, err := db.X.ExecContext(ctx, db.Rebind(`UPDATE executions SET heartbeat_at = 0
+		WHERE id = ? AND claim = ? AND state IN ('CREATED', 'RUNNING')`), id, claim)
+	return db.Err(err)
 }
 
 // QueueDepth counts executions waiting for a worker, and running ones.

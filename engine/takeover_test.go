@@ -1,0 +1,245 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/internal/testpair"
+	"github.com/kvflow/kvflow/storage"
+)
+
+// A relay of workers: each goes silent while it sleeps, the next takes the
+// execution over. The outputs of the tasks the first worker finished reach
+// the last task through two takeovers (each worker's saves keep their own
+// names), and no finished task runs twice. Both backend pairs.
+func TestWork_TwoTakeovers_KeepEveryFinishedOutput(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			set(t, p, "word", "one")
+			set(t, p, "hold1", "PT60S")
+			set(t, p, "hold2", "PT60S")
+			ex := createStored(t, p, `id: relay
+namespace: company.team
+tasks:
+  - id: first
+    type: test.Echo
+    value: "first {{ kv('word') }}"
+  - id: hold1
+    type: test.Sleep
+    duration: "{{ kv('hold1') }}"
+  - id: second
+    type: test.Echo
+    value: "second {{ kv('word') }}"
+  - id: hold2
+    type: test.Sleep
+    duration: "{{ kv('hold2') }}"
+  - id: third
+    type: test.Echo
+    value: "{{ outputs.first.value }} / {{ outputs.second.value }}"
+`)
+			a, b, c := relayWorker(t, p, "a"), relayWorker(t, p, "b"), relayWorker(t, p, "c")
+			t.Cleanup(func() { // a and b, asleep in their lost runs, stop at once
+				stopped, stop := context.WithCancel(ctx)
+				stop()
+				a.Shutdown(stopped)
+				b.Shutdown(stopped)
+			})
+			go a.Work(ctx, ex.ID)
+			waitRunning(t, p, ex.ID, "a", "hold1")
+
+			set(t, p, "hold1", "PT0.01S")
+			set(t, p, "word", "two")
+			go func() { // b runs until the end of the test, asleep in hold2
+				for {
+					if _, err := p.DB.X.ExecContext(ctx, p.DB.Rebind(`UPDATE executions SET heartbeat_at = 0 WHERE id = ?`), ex.ID); err != nil {
+						return
+					}
+					if err := b.Work(ctx, ex.ID); err != nil {
+						return // its lost run, stopped at the end of the test
+					}
+					cur, err := p.DB.GetExecution(ctx, ex.ID)
+					if err != nil || cur.Worker != "a" || cur.State.Terminated() {
+						return
+					}
+				}
+			}()
+			waitRunning(t, p, ex.ID, "b", "hold2")
+
+			set(t, p, "hold2", "PT0.01S")
+			set(t, p, "word", "three")
+			takeOver(t, p, c, ex.ID, "c")
+
+			got, err := relayWorker(t, p, "reader").Execution(ctx, ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantState(t, got, engine.SUCCESS)
+			for id, want := range map[string]string{"first": "first one", "second": "second two", "third": "first one / second two"} {
+				trs := runs(got, id)
+				if len(trs) != 1 {
+					t.Fatalf("%d runs of %s", len(trs), id)
+				}
+				if v, _ := trs[0].Outputs["value"].(string); v != want {
+					t.Errorf("outputs.%s.value = %q, want %q", id, v, want)
+				}
+				if len(trs[0].Attempts) != 1 {
+					t.Errorf("task %s ran %d times", id, len(trs[0].Attempts))
+				}
+			}
+		})
+	}
+}
+
+// A worker that lost its claim while a task ran, and then ends its run,
+// changes nothing a reader sees: the execution's record (its outputs) is
+// the one of the worker that took it over and ended it, though the lost
+// worker rendered different outputs after it. Both backend pairs.
+func TestWork_LostWorkerEndingLater_OverwritesNothing(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			set(t, p, "word", "one")
+			set(t, p, "hold", "PT1.5S")
+			ex := createStored(t, p, `id: lost
+namespace: company.team
+tasks:
+  - id: hold
+    type: test.Sleep
+    duration: "{{ kv('hold') }}"
+outputs:
+  - id: word
+    type: STRING
+    value: "{{ kv('word') }}"
+`)
+			// a saves nothing between its claim and its end, so nothing
+			// tells it before then that its claim is gone.
+			a := relayWorker(t, p, "a", func(o *engine.Options) { o.FlushInterval = time.Hour })
+			b := relayWorker(t, p, "b")
+			aDone := make(chan error, 1)
+			go func() { aDone <- a.Work(ctx, ex.ID) }()
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				cur, err := a.Execution(ctx, ex.ID)
+				if err == nil && len(runs(cur, "hold")) == 1 && runs(cur, "hold")[0].State == engine.RUNNING {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("a never started the hold task")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			set(t, p, "hold", "PT0.01S")
+			takeOver(t, p, b, ex.ID, "b")
+			set(t, p, "word", "stale")
+			select {
+			case err := <-aDone:
+				if kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+					t.Errorf("a's run ended with %v, want the conflict of its lost claim", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("a's run never ended")
+			}
+
+			got, err := relayWorker(t, p, "reader").Execution(ctx, ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantState(t, got, engine.SUCCESS)
+			if got.Outputs["word"] != "one" {
+				t.Errorf("outputs.word = %v, want one: the lost worker's end overwrote the record of the worker that ended it", got.Outputs["word"])
+			}
+			if got.Worker != "" && got.Worker != "b" {
+				t.Errorf("worker = %q", got.Worker)
+			}
+		})
+	}
+}
+
+func set(t *testing.T, p testpair.Pair, key, text string) {
+	t.Helper()
+	if _, err := p.Store.Set(context.Background(), "company.team", key, storage.String(text), storage.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createStored stores the flow and creates an execution of it, unclaimed,
+// as a queue's insert does.
+func createStored(t *testing.T, p testpair.Pair, src string) *engine.Execution {
+	t.Helper()
+	ctx := context.Background()
+	rec, err := p.DB.CreateFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: mustParse(t, src).ID, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := relayWorker(t, p, "creator")
+	flow, err := e.ParseStored("company.team/"+rec.ID+".yaml", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := e.Prepare(ctx, flow, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DB.CreateExecution(ctx, ex); err != nil {
+		t.Fatal(err)
+	}
+	return ex
+}
+
+// relayWorker is a worker that heartbeats every second and keeps its
+// executions for a minute: takeovers in these tests come from takeOver.
+func relayWorker(t *testing.T, p testpair.Pair, name string, tweak ...func(*engine.Options)) *engine.Engine {
+	return engineOn(t, p, append([]func(*engine.Options){func(o *engine.Options) {
+		o.Worker, o.HeartbeatTimeout, o.FlushInterval = name, time.Minute, 20*time.Millisecond
+	}}, tweak...)...)
+}
+
+// takeOver makes the execution's worker look silent and has w claim it
+// and run it to its end, trying again when a heartbeat came between.
+func takeOver(t *testing.T, p testpair.Pair, w *engine.Engine, id, name string) {
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := p.DB.X.ExecContext(ctx, p.DB.Rebind(`UPDATE executions SET heartbeat_at = 0 WHERE id = ?`), id); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := w.Work(ctx, id); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: %v", name, err)
+			return
+		}
+		cur, err := p.DB.GetExecution(ctx, id)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if cur.Worker == name || cur.State.Terminated() {
+			return
+		}
+	}
+	t.Errorf("%s never took execution %s over", name, id)
+}
+
+// waitRunning waits until the database shows task running under worker.
+func waitRunning(t *testing.T, p testpair.Pair, id, worker, task string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		cur, err := p.DB.GetExecution(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range cur.TaskRuns {
+			if tr.TaskID == task && tr.State == engine.RUNNING && cur.Worker == worker {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s never ran %s of execution %s", worker, task, id)
+}
