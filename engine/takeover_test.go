@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +243,76 @@ func waitRunning(t *testing.T, p testpair.Pair, id, worker, task string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s never ran %s of execution %s", worker, task, id)
+}
+
+// A durable run still going when its engine shuts down is handed over, not
+// killed: its progress is saved, the task it was running stays RUNNING, and
+// another worker with a minute's heartbeat timeout takes it over at once,
+// running only the interrupted task again. Both backend pairs.
+func TestShutdown_HandsDurableRunsOver(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			set(t, p, "hold", "PT60S")
+			ex := createStored(t, p, `id: handover
+namespace: company.team
+tasks:
+  - id: first
+    type: test.Echo
+    value: "first"
+  - id: hold
+    type: test.Sleep
+    duration: "{{ kv('hold') }}"
+  - id: last
+    type: test.Echo
+    value: "{{ outputs.first.value }} again"
+`)
+			a := relayWorker(t, p, "a")
+			aDone := make(chan error, 1)
+			go func() { aDone <- a.Work(ctx, ex.ID) }()
+			waitRunning(t, p, ex.ID, "a", "hold")
+			stopping, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer stop()
+			if err := a.Shutdown(stopping); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-aDone; err != nil {
+				t.Fatalf("a's run ended with %v", err)
+			}
+			mid, err := p.DB.GetExecution(ctx, ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mid.State != engine.RUNNING || runs(mid, "first")[0].State != engine.SUCCESS || runs(mid, "hold")[0].State != engine.RUNNING {
+				t.Fatalf("after the hand-over: %s, task runs %+v", mid.State, mid.TaskRuns)
+			}
+			logs, err := p.DB.Logs(ctx, ex.ID)
+			if err != nil || len(logs) == 0 || !strings.Contains(logs[len(logs)-1].Message, "handed over to another worker") {
+				t.Fatalf("logs = %+v, %v", logs, err)
+			}
+
+			set(t, p, "hold", "PT0.01S")
+			b := relayWorker(t, p, "b")
+			if err := b.Work(ctx, ex.ID); err != nil { // claims at once: no heartbeat timeout to wait
+				t.Fatal(err)
+			}
+			got, err := relayWorker(t, p, "reader").Execution(ctx, ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantState(t, got, engine.SUCCESS)
+			if got.Worker != "" && got.Worker != "b" {
+				t.Errorf("worker = %q, want b", got.Worker)
+			}
+			if v := runs(got, "last")[0].Outputs["value"]; v != "first again" {
+				t.Errorf("last = %v", v)
+			}
+			if n := len(runs(got, "first")[0].Attempts); n != 1 {
+				t.Errorf("first ran %d times", n)
+			}
+			if h := runs(got, "hold")[0]; len(h.Attempts) != 2 || h.Attempts[0].Worker != "a" || h.Attempts[1].Worker != "b" {
+				t.Errorf("hold attempts = %+v, want one on a, one on b", h.Attempts)
+			}
+		})
+	}
 }
