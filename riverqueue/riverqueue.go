@@ -39,13 +39,19 @@ type Config struct {
 	// Workers is how many executions this process runs at once; 0 makes
 	// an insert-only queue (an API/UI node).
 	Workers int
-	// PollInterval is how often idle workers look for jobs; 0: 10ms.
+	// PollInterval is how often idle workers look for jobs; 0: 10ms, and
+	// 50ms on SQLite, where a process's own inserts wake its workers at once
+	// and only other processes' wait for a poll (at 10ms the polls alone
+	// kept an idle embedded server at 7% of a core; BENCHMARKS.md).
 	PollInterval time.Duration
 	// HeartbeatTimeout is the engine's (0: 30s): a job still running after
 	// it is offered again, in case its worker died before claiming it.
 	HeartbeatTimeout time.Duration
 	Logger           *slog.Logger
 }
+
+// sqlitePoll is how often workers on SQLite poll for jobs by default.
+const sqlitePoll = 50 * time.Millisecond
 
 // listenPoll is how often workers that LISTEN still poll for jobs: those
 // made available with no notification (a snoozed turn coming due).
@@ -84,6 +90,9 @@ var _ kvflow.Queue = (*Queue)(nil)
 func Open(ctx context.Context, db *sqldb.DB, cfg Config) (*Queue, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 10 * time.Millisecond
+		if db.Dialect == sqldb.SQLite {
+			cfg.PollInterval = sqlitePoll
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
