@@ -280,13 +280,24 @@ func (db *DB) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
 			q += ` AND claim = ?`
 			args = append(args, s.Claim)
 		}
-		res, err := tx.ExecContext(ctx, db.Rebind(q), args...)
-		if err != nil {
-			return db.Err(err)
+		var n int64
+		if db.Dialect == Postgres && e.State.Terminated() {
+			// The end wakes waiters of every process (the notification goes
+			// at commit), in the same statement.
+			q = `WITH up AS (` + q + ` RETURNING id) SELECT count(pg_notify('` + endChannel + `', id)) FROM up`
+			if err := tx.QueryRowContext(ctx, db.Rebind(q), args...).Scan(&n); err != nil {
+				return db.Err(err)
+			}
+		} else {
+			res, err := tx.ExecContext(ctx, db.Rebind(q), args...)
+			if err == nil {
+				n, err = res.RowsAffected()
+			}
+			if err != nil {
+				return db.Err(err)
+			}
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return db.Err(err)
-		} else if n == 0 && s.Claim != 0 {
+		if n == 0 && s.Claim != 0 {
 			return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' is no longer held by this worker (claim %d): another worker took it over.", e.ID, s.Claim)
 		} else if n == 0 {
 			return kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", e.ID)
@@ -294,15 +305,7 @@ func (db *DB) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
 		if err := db.upsertTaskRuns(ctx, tx, e.ID, s.TaskRuns); err != nil {
 			return err
 		}
-		if err := db.appendLogs(ctx, tx, s.Logs); err != nil {
-			return err
-		}
-		if db.Dialect == Postgres && e.State.Terminated() { // wakes waiters of every process
-			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, endChannel, e.ID); err != nil {
-				return db.Err(err)
-			}
-		}
-		return nil
+		return db.appendLogs(ctx, tx, s.Logs)
 	})
 }
 
