@@ -402,7 +402,7 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 	if claim.Takeover {
 		sealed = &sealedState{}
 	}
-	if stored || claim.Takeover {
+	if claim.Takeover || (stored && mayHaveObject(ex, flow, ferr)) {
 		if err := e.readObject(ctx, ex, claim.Takeover, sealed); err != nil {
 			return err
 		}
@@ -433,6 +433,13 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 		r.broken = true
 	}
 	return r.execute(ctx)
+}
+
+// mayHaveObject reports whether a stored execution not run yet may have an
+// object: one is written at creation only for inputs (declared by its flow,
+// at the revision it was created from) or trigger variables.
+func mayHaveObject(ex *Execution, flow *Flow, ferr error) bool {
+	return ferr != nil || ex.Trigger != nil || len(flow.Inputs) > 0 || flow.Revision != ex.FlowRevision
 }
 
 // overLimit applies the flow's concurrency behavior to an execution over

@@ -11,6 +11,7 @@ import (
 	"github.com/kvflow/kvflow/engine"
 	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
 // A relay of workers: each goes silent while it sleeps, the next takes the
@@ -312,6 +313,62 @@ tasks:
 			}
 			if h := runs(got, "hold")[0]; len(h.Attempts) != 2 || h.Attempts[0].Worker != "a" || h.Attempts[1].Worker != "b" {
 				t.Errorf("hold attempts = %+v, want one on a, one on b", h.Attempts)
+			}
+		})
+	}
+}
+
+// A worker reads a new execution's object only when it may have one (its
+// flow declares inputs, or a trigger started it): one without reads
+// nothing before it runs; one with inputs gets them. Both backend pairs.
+func TestWork_ReadsTheCreationObjectOnlyWhenThereCanBeOne(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			counted := &storagetest.CountingBucket{Bucket: p.Bucket}
+			w := relayWorker(t, p, "w", func(o *engine.Options) { o.Bucket = counted })
+
+			plain := createStored(t, p, `id: plain
+namespace: company.team
+tasks:
+  - id: say
+    type: test.Echo
+    value: hello
+`)
+			if err := w.Work(ctx, plain.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n := counted.Gets.Load(); n != 0 {
+				t.Errorf("%d object reads for an execution without inputs, want 0", n)
+			}
+
+			withInput := createStored(t, p, `id: greet
+namespace: company.team
+inputs:
+  - id: who
+    type: STRING
+    defaults: world
+tasks:
+  - id: say
+    type: test.Echo
+    value: "hello {{ inputs.who }}"
+`)
+			if err := relayWorker(t, p, "creator").SaveObject(ctx, withInput); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Work(ctx, withInput.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n := counted.Gets.Load(); n != 1 {
+				t.Errorf("%d object reads for an execution with inputs, want 1", n)
+			}
+			got, err := relayWorker(t, p, "reader").Execution(ctx, withInput.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantState(t, got, engine.SUCCESS)
+			if v := runs(got, "say")[0].Outputs["value"]; v != "hello world" {
+				t.Errorf("say = %v", v)
 			}
 		})
 	}
