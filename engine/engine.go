@@ -589,7 +589,7 @@ func (e *Engine) forget(r *run) {
 			e.order = e.order[1:]
 		}
 	}
-	if w := e.watches[r.exec.ID]; w != nil && !r.lost {
+	if w := e.watches[r.exec.ID]; w != nil && !r.lost.Load() {
 		w.r = r
 		close(w.done)
 		delete(e.watches, r.exec.ID)

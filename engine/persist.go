@@ -242,7 +242,7 @@ func (r *run) flushLocked(ctx context.Context, final bool) error {
 	}
 	if err := repo.SaveExecution(ctx, save); err != nil {
 		if r.claim != 0 && kvflow.ErrorCode(err) == kvflow.ECONFLICT {
-			r.lost = true
+			r.lost.Store(true)
 			r.stop(errLost)
 			return err
 		}

@@ -41,8 +41,8 @@ type run struct {
 	claim  int64                   // the worker's hold (Work); 0: not fenced
 	prior  map[string]*TaskRun     // task runs of a previous worker, by runKey
 	cancel context.CancelCauseFunc // stops the run (kill, lost claim)
-	lost   bool                    // another worker took the execution over
 	broken bool                    // the flow cannot run: end FAILED at once
+	lost   atomic.Bool             // another worker took the execution over
 	// handedOver: the worker stopped and released the execution to
 	// another; nothing more of this run is saved.
 	handedOver atomic.Bool
@@ -206,11 +206,9 @@ func (r *run) execute(parent context.Context) error {
 		stopFlusher()
 		return nil
 	}
-	if r.lost || errors.Is(context.Cause(ctx), errLost) {
+	if r.lost.Load() || errors.Is(context.Cause(ctx), errLost) {
 		stopFlusher()
-		r.mu.Lock()
-		r.lost = true
-		r.mu.Unlock()
+		r.lost.Store(true)
 		r.e.log.Warn("engine: execution taken over by another worker; this run stops", "execution", r.exec.ID, "worker", r.e.opts.Worker)
 		return nil
 	}
@@ -239,7 +237,7 @@ func (r *run) execute(parent context.Context) error {
 	if err := r.flush(sctx, true); err != nil {
 		errs = append(errs, err)
 	}
-	if !r.lost && !r.handedOver.Load() { // else the worker that ends it calls them
+	if !r.lost.Load() && !r.handedOver.Load() { // else the worker that ends it calls them
 		// Before Wait returns: whoever waits sees the hooks' effects.
 		r.e.ended(r.result(false))
 	}
