@@ -189,7 +189,7 @@ func (e *Engine) Run(ctx context.Context, flow *Flow, inputs map[string]any, opt
 	if err := e.SaveObject(ctx, ex); err != nil {
 		return nil, err
 	}
-	r, err := e.register(flow, ex, opts.OnLog)
+	r, err := e.register(flow, ex, opts.OnLog, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 	if err := e.SaveObject(ctx, ex); err != nil {
 		return nil, err
 	}
-	r, err := e.register(flow, ex, nil)
+	r, err := e.register(flow, ex, nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -318,8 +318,9 @@ func shuttingDown(flow *Flow) error {
 }
 
 // register makes a run of ex and records it as running here.
-func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine)) (*run, error) {
+func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine), claim int64) (*run, error) {
 	r := newRun(e, flow, ex, onLog)
+	r.claim = claim // before other goroutines see r
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closing {
@@ -410,11 +411,11 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 	if ferr != nil {
 		flow = &Flow{ID: ex.FlowID, Namespace: ex.Namespace}
 	}
-	r, err := e.register(flow, ex, nil)
+	ex.Claim = claim.Claim
+	r, err := e.register(flow, ex, nil, claim.Claim)
 	if err != nil {
 		return err
 	}
-	r.claim, r.exec.Claim = claim.Claim, claim.Claim
 	r.resume(claim.Takeover, sealed)
 	defer func() {
 		// A task that panics fails its execution, never the worker.
