@@ -214,7 +214,10 @@ func (db *DB) PruneChanges(ctx context.Context, before time.Time, limit int) (in
 		Namespace string `db:"namespace"`
 		Seq       int64  `db:"seq"`
 	}
-	err := db.tx(ctx, func(tx *sqlx.Tx) error {
+	// Through the group commit on SQLite: a transaction of its own could
+	// wait out busy_timeout behind a stream of batches.
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		rows = rows[:0] // afresh: a retried batch starts over
 		err := tx.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_changes WHERE (namespace, seq) IN (
 			SELECT namespace, seq FROM kv_changes WHERE at < ? ORDER BY at LIMIT ?) RETURNING namespace, seq`), before.UnixMicro(), limit)
 		if err != nil {
