@@ -142,11 +142,15 @@ func (db *DB) PruneVersions(ctx context.Context, q storage.PruneQuery) ([]storag
 	where = append(where, "("+strings.Join(rule, " OR ")+")")
 	args = append(args, q.Limit)
 	var rows []versionRow
-	err := db.X.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_versions WHERE (namespace, key, version) IN (
+	// Through the group commit on SQLite, as PruneChanges.
+	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
+		rows = rows[:0]
+		return db.Err(tx.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_versions WHERE (namespace, key, version) IN (
 		SELECT v.namespace, v.key, v.version FROM kv_versions v WHERE `+strings.Join(where, " AND ")+` LIMIT ?)
-		RETURNING `+versionCols), args...)
+		RETURNING `+versionCols), args...))
+	})
 	if err != nil {
-		return nil, db.Err(err)
+		return nil, err
 	}
 	return versions(rows), nil
 }
@@ -214,8 +218,8 @@ func (db *DB) PruneChanges(ctx context.Context, before time.Time, limit int) (in
 		Namespace string `db:"namespace"`
 		Seq       int64  `db:"seq"`
 	}
-	// Through the group commit on SQLite: a transaction of its own could
-	// wait out busy_timeout behind a stream of batches.
+	// Through the group commit on SQLite: a write of its own could wait out
+	// busy_timeout behind a stream of batches.
 	err := db.write(ctx, func(ctx context.Context, tx *sqlx.Tx) error {
 		rows = rows[:0] // afresh: a retried batch starts over
 		err := tx.SelectContext(ctx, &rows, db.Rebind(`DELETE FROM kv_changes WHERE (namespace, seq) IN (
