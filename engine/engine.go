@@ -590,7 +590,7 @@ func (e *Engine) forget(r *run) {
 			e.order = e.order[1:]
 		}
 	}
-	if w := e.watches[r.exec.ID]; w != nil && !r.lost.Load() {
+	if w := e.watches[r.exec.ID]; w != nil && !r.lost.Load() && !r.handedOver.Load() { // else the database tells the end
 		w.r = r
 		close(w.done)
 		delete(e.watches, r.exec.ID)
