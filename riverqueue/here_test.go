@@ -148,7 +148,11 @@ func TestQueue_JobOfAWorkerThatDiedBeforeClaiming_IsOfferedAgain(t *testing.T) {
 
 // claimer is a Runner that claims the execution as the engine does, holds
 // it (heartbeating) until release is closed, then saves it SUCCESS under its
-// claim. It counts won and refused claims.
+// claim. It counts won and refused claims. Its heartbeat timeout (the
+// reaper's and its claims') is claimerTimeout, longer than its queues'
+// (River's rescue, 1s), so that rescued jobs are offered again while a
+// heartbeat held up on a loaded machine (SQLite under -race) does not yet
+// count as a dead holder.
 type claimer struct {
 	db      kvflow.ExecutionRepository
 	worker  string
@@ -160,7 +164,7 @@ type claimer struct {
 }
 
 func (c *claimer) Work(ctx context.Context, id string) error {
-	claim, err := c.db.ClaimExecution(ctx, id, c.worker, time.Now().Add(-time.Second), 0, false)
+	claim, err := c.db.ClaimExecution(ctx, id, c.worker, time.Now().Add(-claimerTimeout), 0, false)
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		c.mu.Lock()
 		c.refused++
@@ -187,7 +191,9 @@ func (c *claimer) Work(ctx context.Context, id string) error {
 	return c.db.SaveExecution(ctx, kvflow.ExecutionSave{Execution: ex, Claim: claim.Claim})
 }
 
-func (c *claimer) HeartbeatTimeout() time.Duration { return time.Second }
+const claimerTimeout = 5 * time.Second
+
+func (c *claimer) HeartbeatTimeout() time.Duration { return claimerTimeout }
 
 func (c *claimer) counts() (won map[string]int, refused int) {
 	c.mu.Lock()
