@@ -327,3 +327,97 @@ func TestRepository_ClaimUnderLimit_RacingWorkers(t *testing.T) {
 		})
 	}
 }
+
+// Workers racing to take one execution over, each saving it under its
+// claim and releasing it: every claim number is granted once, a save or a
+// release under a claim that another worker took over changes nothing,
+// and exactly one terminal save lands, under the claim the row keeps.
+// Both backend pairs.
+func TestRepository_TakeoverSavesAndReleases_FencedUnderRace(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			ex := &kvflow.Execution{ID: "fenced", Namespace: "company.team", FlowID: "f", FlowRevision: 1, State: kvflow.CREATED, Start: time.Now(), Labels: map[string]string{}}
+			if err := p.DB.CreateExecution(ctx, ex); err != nil {
+				t.Fatal(err)
+			}
+			const workers, rounds = 8, 25
+			var (
+				mu      sync.Mutex
+				granted = map[int64]string{}
+				ended   []int64
+				wg      sync.WaitGroup
+			)
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					name := fmt.Sprintf("w%d", w)
+					for i := range rounds {
+						// A stale mark in the future: every holder counts as silent.
+						c, err := p.DB.ClaimExecution(ctx, "fenced", name, time.Now().Add(time.Hour), 0, false)
+						if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
+							return // over
+						} else if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						if prev, dup := granted[c.Claim]; dup {
+							t.Errorf("claim %d granted to %s and %s", c.Claim, prev, name)
+						}
+						granted[c.Claim] = name
+						mu.Unlock()
+						state := kvflow.RUNNING
+						if i == rounds-1 { // the first worker through its rounds ends it
+							state = kvflow.SUCCESS
+						}
+						end := time.Now()
+						save := kvflow.ExecutionSave{Execution: &kvflow.Execution{ID: "fenced", State: state, End: &end}, Claim: c.Claim}
+						switch err := p.DB.SaveExecution(ctx, save); {
+						case err == nil && state == kvflow.SUCCESS:
+							mu.Lock()
+							ended = append(ended, c.Claim)
+							mu.Unlock()
+							return
+						case err != nil && kvflow.ErrorCode(err) != kvflow.ECONFLICT:
+							t.Error(err)
+							return
+						}
+						if err := p.DB.ReleaseExecution(ctx, "fenced", c.Claim); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			got, err := p.DB.GetExecution(ctx, "fenced")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ended) != 1 || got.State != kvflow.SUCCESS || got.Claim != ended[0] {
+				t.Fatalf("terminal saves under claims %v; the row is %s under claim %d", ended, got.State, got.Claim)
+			}
+			for c := int64(1); c <= got.Claim; c++ {
+				if _, ok := granted[c]; !ok {
+					t.Errorf("claim %d was never granted (row at %d)", c, got.Claim)
+				}
+			}
+			if len(granted) < workers || got.Claim < 2 {
+				t.Errorf("only %d claims granted: the workers did not race", len(granted))
+			}
+			// A late save or release under an old claim changes nothing.
+			end := time.Now()
+			if err := p.DB.SaveExecution(ctx, kvflow.ExecutionSave{Execution: &kvflow.Execution{ID: "fenced", State: kvflow.FAILED, End: &end}, Claim: 1}); kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+				t.Errorf("a save under claim 1 after the end: %v, want a conflict", err)
+			}
+			if err := p.DB.ReleaseExecution(ctx, "fenced", 1); err != nil {
+				t.Fatal(err)
+			}
+			if after, err := p.DB.GetExecution(ctx, "fenced"); err != nil || after.State != kvflow.SUCCESS || after.Claim != got.Claim {
+				t.Errorf("after late writes: %+v, %v", after, err)
+			}
+		})
+	}
+}
