@@ -590,13 +590,17 @@ func (db *DB) RequestKill(ctx context.Context, id string) (bool, error) {
 // held by workers whose heartbeat is older than before, and returns them:
 // the caller queues each one again.
 func (db *DB) ReleaseStale(ctx context.Context, tx *sql.Tx, before time.Time, limit int) ([]string, error) {
-	q := `UPDATE executions SET worker = '' WHERE id IN (SELECT id FROM executions
-		WHERE worker <> '' AND state IN ('CREATED', 'RUNNING') AND heartbeat_at < ? LIMIT ?) RETURNING id`
+	// The outer WHERE repeats the test: under READ COMMITTED it is what is
+	// checked again on the row as locked, should a heartbeat commit between.
+	const stale = `worker <> '' AND state IN ('CREATED', 'RUNNING') AND heartbeat_at < ?`
+	lock := ""
 	if db.Dialect == Postgres {
-		q = `UPDATE executions SET worker = '' WHERE id IN (SELECT id FROM executions
-		WHERE worker <> '' AND state IN ('CREATED', 'RUNNING') AND heartbeat_at < ? LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id`
+		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	rows, err := tx.QueryContext(ctx, db.Rebind(q), before.UnixMicro(), limit)
+	q := `UPDATE executions SET worker = '' WHERE id IN (SELECT id FROM executions WHERE ` + stale + ` LIMIT ?` + lock + `)
+		AND ` + stale + ` RETURNING id`
+	at := before.UnixMicro()
+	rows, err := tx.QueryContext(ctx, db.Rebind(q), at, limit, at)
 	if err != nil {
 		return nil, db.Err(err)
 	}
