@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"io"
 	"strings"
 
 	"github.com/kvflow/kvflow"
@@ -58,5 +59,11 @@ func OpenBucket(ctx context.Context, rawURL string) (storage.Bucket, error) {
 	return nil, kvflow.Errorf(kvflow.EINVALID, "Storage URL %q is not supported: expected s3://bucket/prefix?endpoint=host:port or file:///dir.", rawURL)
 }
 
-// Close releases the database connections.
-func (a *App) Close() error { return a.DB.Close() }
+// Close releases the database connections and waits for the bucket's
+// background work.
+func (a *App) Close() error {
+	if c, ok := a.Bucket.(io.Closer); ok {
+		c.Close()
+	}
+	return a.DB.Close()
+}

@@ -190,3 +190,10 @@ type Bucket interface {
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 }
+
+// Preparer is a Bucket that can make ready, ahead of their writes, the
+// objects of names reserved for writes (a local directory creates their
+// files, which costs more than writing a small value into one).
+type Preparer interface {
+	Prepare(ctx context.Context, names []string)
+}

@@ -32,7 +32,7 @@ const ReservedFor = 30 * time.Second
 
 // maxReserved bounds one reservation. A namespace's first write reserves
 // nothing (a one-shot command writes once); from its second on, its pool
-// doubles, from one name, each time it runs dry within ReservedFor, and starts
+// doubles, from one name, each time it runs low within ReservedFor, and starts
 // again at one when names expire unused, so a quiet namespace leaves at most
 // a few unused intents and a busy one reserves its writes 64 at a time.
 const maxReserved = 64
@@ -51,8 +51,8 @@ type namePool struct {
 }
 
 // takeName returns a reserved name of ns, or false when none is left, and
-// starts a reservation when the pool runs dry (from the namespace's second
-// write on).
+// starts a reservation when the pool is down to a quarter of the next
+// reservation's size (from the namespace's second write on).
 func (s *Store) takeName(ns string) (string, bool) {
 	n := &s.names
 	n.mu.Lock()
@@ -74,7 +74,7 @@ func (s *Store) takeName(ns string) (string, bool) {
 		name, ok = p.free[k-1], true
 		p.free = p.free[:k-1]
 	}
-	if len(p.free) == 0 && !p.filling {
+	if len(p.free) <= p.next/4 && !p.filling { // refilled before it runs dry
 		p.filling = true
 		size := p.next
 		p.next = min(2*p.next, maxReserved)
@@ -91,6 +91,13 @@ func (s *Store) reserve(ns string, p *namePool, size int) {
 	}
 	until := time.Now().Add(ReservedFor)
 	err := s.index.AddIntents(context.Background(), until, intents)
+	if pr, ok := s.bucket.(Preparer); ok && err == nil {
+		names := make([]string, len(intents))
+		for i, in := range intents {
+			names[i] = in.Object
+		}
+		pr.Prepare(context.Background(), names)
+	}
 	s.names.mu.Lock()
 	defer s.names.mu.Unlock()
 	p.filling = false

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,10 +34,17 @@ var _ storage.Bucket = (*Bucket)(nil)
 // or a crash never leaves a torn object. A KV value object is the exception:
 // its name is new on every write and nothing reads it before its metadata
 // commits, so it is written in place and its file and directory are synced
-// side by side, the directory sync shared with concurrent writers.
+// side by side, the directory sync shared with concurrent writers; or, when
+// its name was reserved ahead, into an empty file made and synced by
+// Prepare, so that only the file is synced.
 type Bucket struct {
-	root string
-	dirs dirSyncer
+	root     string
+	dirs     dirSyncer
+	prepared sync.Map // object name → struct{}: an empty file made by Prepare, its entry synced
+
+	mu        sync.Mutex
+	closed    bool
+	preparing sync.WaitGroup
 }
 
 // New returns a Bucket rooted at dir, creating the directory if needed.
@@ -90,9 +98,16 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 	dir := filepath.Dir(path)
 	fresh := storage.IsValueObject(name)
 
+	// A prepared file exists, empty, with its directory entry synced: write
+	// into it (unless garbage collection took it).
+	var f *os.File
+	if _, ok := b.prepared.LoadAndDelete(name); ok && fresh {
+		if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+			return b.write(ctx, name, f, r, size, nil)
+		}
+	}
 	// A concurrent Delete may remove an emptied directory between mkdir and
 	// create; try again then.
-	var f *os.File
 	for attempt := 0; ; attempt++ {
 		if err = b.mkdirAll(dir); err == nil {
 			if fresh {
@@ -119,6 +134,21 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 		dirErr = make(chan error, 1)
 		go func() { dirErr <- b.dirs.sync(dir) }()
 	}
+	if err := b.write(ctx, name, f, r, size, dirErr); err != nil || fresh {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return b.fail("write", name, err)
+	}
+	if err = b.dirs.sync(dir); err != nil {
+		return b.fail("write", name, err)
+	}
+	return nil
+}
+
+// write copies r into f and syncs and closes it, waiting for dirErr when
+// given; on failure it removes f.
+func (b *Bucket) write(ctx context.Context, name string, f *os.File, r io.Reader, size int64, dirErr chan error) (err error) {
 	defer func() {
 		if dirErr != nil {
 			if derr := <-dirErr; err == nil && derr != nil {
@@ -128,7 +158,7 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 		if err != nil {
 			f.Close()
 			os.Remove(f.Name())
-			b.removeEmptyDirs(dir)
+			b.removeEmptyDirs(filepath.Dir(f.Name()))
 		}
 	}()
 
@@ -149,15 +179,57 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 	if err = f.Close(); err != nil {
 		return b.fail("write", name, err)
 	}
-	if fresh {
-		return nil
+	return nil
+}
+
+// Prepare implements storage.Preparer: an empty file for each name, and
+// one sync of each directory. Creating a file allocates an inode, which on
+// ext4 costs from 20 µs to over 300 µs by directory; a write of a small
+// value into an existing file costs about 20 µs. Iter does not list a
+// prepared file until Put writes it. A name whose file cannot be made
+// (its directory is gone, say) is left to Put.
+func (b *Bucket) Prepare(ctx context.Context, names []string) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
 	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return b.fail("write", name, err)
+	b.preparing.Add(1)
+	b.mu.Unlock()
+	defer b.preparing.Done()
+	dirs := map[string][]string{}
+	for _, name := range names {
+		path, err := b.path(name)
+		if err != nil || !storage.IsValueObject(name) || ctx.Err() != nil {
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			continue
+		}
+		if f.Close() != nil {
+			os.Remove(path)
+			continue
+		}
+		dir := filepath.Dir(path)
+		dirs[dir] = append(dirs[dir], name)
 	}
-	if err = b.dirs.sync(dir); err != nil {
-		return b.fail("write", name, err)
+	for dir, made := range dirs {
+		if b.dirs.sync(dir) != nil {
+			continue
+		}
+		for _, name := range made {
+			b.prepared.Store(name, struct{}{})
+		}
 	}
+}
+
+// Close waits for Prepare calls under way; later ones do nothing.
+func (b *Bucket) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.preparing.Wait()
 	return nil
 }
 
@@ -192,6 +264,7 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	b.prepared.Delete(name)
 	if err := os.Remove(path); err != nil {
 		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return nil
@@ -258,6 +331,9 @@ func (b *Bucket) Iter(ctx context.Context, prefix string, fn func(name string, m
 			return nil
 		}
 		name := filepath.ToSlash(strings.TrimPrefix(path, rootSlash))
+		if _, ok := b.prepared.Load(name); ok {
+			return nil // not written yet
+		}
 		if !strings.HasPrefix(name, prefix) {
 			return nil
 		}

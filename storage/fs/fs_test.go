@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/fs"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
@@ -296,3 +297,68 @@ func allFiles(t *testing.T, dir string) []string {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// Prepared files: not objects until written, written in place by Put, and
+// a prepared name whose file is gone (garbage collection took it) still
+// written; after Close, Prepare makes nothing.
+func TestPrepare_WrittenInPlace_ListedOnlyOnceWritten(t *testing.T) {
+	ctx := context.Background()
+	b := mustNew(t, t.TempDir())
+	ns := "team.prep"
+	first := storage.ObjectName(ns)
+	if err := b.Put(ctx, first, strings.NewReader("first"), 5); err != nil { // makes the directory, as a namespace's first write does
+		t.Fatal(err)
+	}
+	names := []string{storage.ObjectName(ns), storage.ObjectName(ns), storage.ObjectName(ns)}
+	b.Prepare(ctx, names)
+	for _, name := range names {
+		if fi, err := os.Stat(filepath.Join(b.Root(), filepath.FromSlash(name))); err != nil || fi.Size() != 0 {
+			t.Fatalf("prepared %s: %v, %v; want an empty file", name, fi, err)
+		}
+	}
+	listed := func() []string {
+		var got []string
+		if err := b.Iter(ctx, "", func(name string, _ time.Time) error { got = append(got, name); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := listed(); len(got) != 1 || got[0] != first {
+		t.Fatalf("Iter = %v, want only %s: prepared files are not objects", got, first)
+	}
+	if err := b.Put(ctx, names[0], strings.NewReader("in place"), 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, names[1]); err != nil { // taken before its write
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, names[1], strings.NewReader("recreated"), 9); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{names[0]: "in place", names[1]: "recreated"} {
+		rc, err := b.Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(got) != want {
+			t.Errorf("Get(%s) = %q, want %q", name, got, want)
+		}
+	}
+	if got := listed(); len(got) != 3 {
+		t.Errorf("Iter = %v, want the 3 written objects", got)
+	}
+	if err := b.Put(ctx, names[2], strings.NewReader("wrong size"), 3); kvflow.ErrorCode(err) != kvflow.EINVALID {
+		t.Errorf("Put with a wrong size into a prepared file = %v, want EINVALID", err)
+	}
+	if _, err := os.Stat(filepath.Join(b.Root(), filepath.FromSlash(names[2]))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("failed write into a prepared file left it: %v", err)
+	}
+	b.Close()
+	late := storage.ObjectName(ns)
+	b.Prepare(ctx, []string{late})
+	if _, err := os.Stat(filepath.Join(b.Root(), filepath.FromSlash(late))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Prepare after Close made %s: %v", late, err)
+	}
+}

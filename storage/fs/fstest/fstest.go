@@ -14,5 +14,6 @@ func NewBucket(tb testing.TB) *fs.Bucket {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { b.Close() }) // before the temp dir goes
 	return b
 }
