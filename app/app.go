@@ -37,6 +37,12 @@ func Open(ctx context.Context, cfg config.Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if jb, ok := bucket.(storage.JournalBucket); ok {
+		if err := db.AttachBucket(ctx, jb); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return &App{Config: cfg, DB: db, Bucket: bucket, Store: storage.New(db, bucket, storage.Options{Keys: keys})}, nil
 }
 

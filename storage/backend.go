@@ -197,3 +197,28 @@ type Bucket interface {
 type Preparer interface {
 	Prepare(ctx context.Context, names []string)
 }
+
+// MaxJournaledObject is the largest value object a Journal takes.
+const MaxJournaledObject = 256 << 10
+
+// Journal is an embedded index's redo log (SQLite's, in sqldb): a bucket
+// on local disk hands it the bytes of a small value object instead of
+// syncing the object's file, and the index's next commit syncs them with
+// its own record.
+type Journal interface {
+	// LogObject records an object's bytes, written to its file first;
+	// false when the journal cannot take it and the caller syncs the file.
+	LogObject(name string, data []byte) bool
+}
+
+// JournalBucket is a Bucket that can use a Journal.
+type JournalBucket interface {
+	Bucket
+	UseJournal(j Journal)
+	// SyncObjects syncs the files of logged objects (a journal checkpoint);
+	// a missing one is no error.
+	SyncObjects(ctx context.Context, names []string) error
+	// RestoreObject writes a logged object whose file a crash lost or tore,
+	// synced.
+	RestoreObject(ctx context.Context, name string, data []byte) error
+}

@@ -4,6 +4,7 @@
 package testpair
 
 import (
+	"context"
 	"testing"
 
 	"github.com/kvflow/kvflow/storage"
@@ -38,8 +39,14 @@ func Service(tb testing.TB, opts storage.Options) Pair {
 	return New("postgres+minio", sqldbtest.Open(tb, sqldb.Postgres), s3test.NewBucket(tb), opts)
 }
 
-// New makes a store on db and b.
+// New makes a store on db and b, with db's journal taking b's small value
+// objects when b is a local directory, as app.Open does.
 func New(name string, db *sqldb.DB, b storage.Bucket, opts storage.Options) Pair {
+	if jb, ok := b.(storage.JournalBucket); ok {
+		if err := db.AttachBucket(context.Background(), jb); err != nil {
+			panic(err)
+		}
+	}
 	return Pair{DB: db, Pair: storagetest.Pair{
 		Name: name, Index: db, Bucket: b, Store: storage.New(db, b, opts),
 		Dump: func(tb testing.TB) string { return sqldbtest.Dump(tb, db) },

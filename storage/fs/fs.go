@@ -45,6 +45,8 @@ type Bucket struct {
 	mu        sync.Mutex
 	closed    bool
 	preparing sync.WaitGroup
+
+	journal storage.Journal // small value objects are logged, not synced (journal.go)
 }
 
 // New returns a Bucket rooted at dir, creating the directory if needed.
@@ -93,6 +95,9 @@ func (b *Bucket) WritesInPlace() bool { return true }
 func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) (err error) {
 	path, err := b.path(name)
 	if err != nil {
+		return err
+	}
+	if done, err := b.putLogged(ctx, name, path, r, size); done {
 		return err
 	}
 	dir := filepath.Dir(path)

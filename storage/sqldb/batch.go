@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -25,6 +26,12 @@ const maxBatch = 256
 type committer struct {
 	db *DB
 
+	// With a journal, batches run on conn, one connection whose commits are
+	// not synced (the journal's sync is what makes a batch durable); connMu
+	// orders a batch and a checkpoint on it.
+	conn   *sqlx.Conn
+	connMu sync.Mutex
+
 	mu      sync.Mutex
 	queue   []*writeReq
 	leading bool // a goroutine is committing batches
@@ -41,10 +48,21 @@ type writeReq struct {
 
 var errClosed = kvflow.Errorf(kvflow.EUNAVAILABLE, "The database is closed.")
 
-func newCommitter(db *DB) *committer {
+func newCommitter(ctx context.Context, db *DB) (*committer, error) {
 	c := &committer{db: db}
 	c.idle.L = &c.mu
-	return c
+	if db.journal != nil {
+		conn, err := db.X.Connx(ctx)
+		if err != nil {
+			return nil, db.Err(err)
+		}
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+			conn.Close()
+			return nil, db.Err(err)
+		}
+		c.conn = conn
+	}
+	return c, nil
 }
 
 // write runs fn in the next batch's transaction and returns once that batch
@@ -121,6 +139,36 @@ func (c *committer) close() {
 		c.idle.Wait()
 	}
 	c.mu.Unlock()
+	if c.conn != nil {
+		// A clean close leaves an empty journal, so the next open has
+		// nothing to read back (an error leaves it for that open to replay).
+		if c.db.journal.used() {
+			c.checkpointNow(context.Background())
+		}
+		c.conn.Close()
+	}
+}
+
+// checkpointNow runs a journal checkpoint between batches.
+func (c *committer) checkpointNow(ctx context.Context) error {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.checkpoint(ctx)
+}
+
+// checkpoint empties the journal; its synced commit records the new epoch.
+func (c *committer) checkpoint(ctx context.Context) error {
+	j := c.db.journal
+	return j.checkpoint(ctx, func(ctx context.Context) error {
+		if _, err := c.conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+			return c.db.Err(err)
+		}
+		_, err := c.conn.ExecContext(ctx, `UPDATE kv_journal SET epoch = ?`, j.epoch+1)
+		if _, perr := c.conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err == nil {
+			err = perr
+		}
+		return c.db.Err(err)
+	})
 }
 
 // commit runs one batch. A write whose context has ended is not run.
@@ -136,11 +184,63 @@ func (c *committer) commit(batch []*writeReq) {
 	// Statements run without the callers' cancellation: interrupting a
 	// statement inside a transaction would roll back the whole batch.
 	ctx := context.Background()
-	tx, err := c.db.X.BeginTxx(ctx, nil)
+	j := c.db.journal
+	if j == nil {
+		tx, err := c.db.X.BeginTxx(ctx, nil)
+		if err != nil {
+			finish(c.db.Err(err))
+			return
+		}
+		c.run(ctx, batch, tx, finish, nil)
+		return
+	}
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if j.full() {
+		if err := c.checkpoint(ctx); err != nil {
+			finish(&kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "Cannot checkpoint the journal: " + err.Error(), Err: err})
+			return
+		}
+	}
+	at := time.Now().UnixMicro()
+	defer stampAt(at)()
+	tx, err := c.conn.BeginTxx(ctx, nil)
 	if err != nil {
 		finish(c.db.Err(err))
 		return
 	}
+	rec := &recorder{}
+	c.record(rec)
+	c.run(ctx, batch, tx, finish, func() error {
+		c.record(nil)
+		lsn := j.lsn + 1
+		if err := j.logBatch(lsn, at, rec.stmts); err != nil {
+			return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "Cannot write the journal: " + err.Error(), Err: err}
+		}
+		j.lsn = lsn
+		if _, err := tx.ExecContext(ctx, `UPDATE kv_journal SET lsn = ?`, lsn); err != nil {
+			j.logAbort(lsn)
+			return c.db.Err(err)
+		}
+		if err := tx.Commit(); err != nil {
+			j.logAbort(lsn)
+			return c.db.Err(err)
+		}
+		return nil
+	})
+	c.record(nil)
+}
+
+// record sets the recorder of the committer's connection.
+func (c *committer) record(rec *recorder) {
+	c.conn.Raw(func(dc any) error {
+		dc.(*recConn).rec = rec
+		return nil
+	})
+}
+
+// run runs batch's writes in tx and commits it, with commit when given.
+func (c *committer) run(ctx context.Context, batch []*writeReq, tx *sqlx.Tx, finish func(error), commit func() error) {
 	savepoints := len(batch) > 1
 	ran := 0
 	for _, r := range batch {
@@ -152,7 +252,8 @@ func (c *committer) commit(batch []*writeReq) {
 			ran++
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		_, err := tx.ExecContext(ctx, "SAVEPOINT w")
+		if err != nil {
 			r.err = c.db.Err(err)
 			continue
 		}
@@ -174,7 +275,16 @@ func (c *committer) commit(batch []*writeReq) {
 		finish(nil)
 		return
 	}
-	finish(c.db.Err(tx.Commit()))
+	if commit == nil {
+		finish(c.db.Err(tx.Commit()))
+		return
+	}
+	if err := commit(); err != nil {
+		tx.Rollback()
+		finish(err)
+		return
+	}
+	finish(nil)
 }
 
 // write runs fn in a transaction: through the group commit on SQLite, on its

@@ -49,6 +49,7 @@ type DB struct {
 	rebound sync.Map   // query text → rebound text
 	stmts   sync.Map   // query text → *sqlx.Stmt
 	batch   *committer // SQLite's group commit; nil on PostgreSQL
+	journal *journal   // SQLite's redo log (journal.go); nil on PostgreSQL or when another process holds it
 
 	deadlocks atomic.Int64 // PostgreSQL transactions run again after a deadlock
 }
@@ -85,9 +86,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 			"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=case_sensitive_like(1)"
 		db.dsn = dsn
-		if db.X, err = sqlx.Open("sqlite", dsn); err != nil {
-			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
-		}
+		db.X = sqlx.NewDb(sql.OpenDB(&connector{dsn: dsn}), "sqlite")
 	default:
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL scheme %q is not supported: expected postgres:// or sqlite:///path.", u.Scheme)
 	}
@@ -96,7 +95,15 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		return nil, err
 	}
 	if db.Dialect == SQLite {
-		db.batch = newCommitter(db)
+		if err := db.openJournal(ctx); err != nil {
+			db.X.Close()
+			return nil, err
+		}
+		if db.batch, err = newCommitter(ctx, db); err != nil {
+			db.closeJournal()
+			db.X.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
@@ -106,6 +113,7 @@ func (db *DB) Close() error {
 	if db.batch != nil {
 		db.batch.close()
 	}
+	db.closeJournal()
 	db.stmts.Range(func(_, s any) bool { s.(*sqlx.Stmt).Close(); return true })
 	return db.X.Close()
 }
