@@ -1,6 +1,7 @@
 package sqldb
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -80,38 +81,42 @@ type loggedBatch struct {
 }
 
 // openJournal opens or creates the log and returns what its epoch holds.
+// It reads records one by one, so a clean log costs a read of its header
+// and a process that writes nothing (a one-shot read) changes nothing.
 func openJournal(path string) (*journal, []loggedBatch, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open journal: %w", err)
 	}
 	j := &journal{path: path, f: f}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("read journal %s: %w", path, err)
-	}
-	if len(data) < journalHeader || string(data[:8]) != journalMagic {
-		if err := j.reset(1); err != nil {
+	var head [journalHeader]byte
+	if _, err := f.ReadAt(head[:], 0); err != nil || string(head[:8]) != journalMagic {
+		if err != nil && !errors.Is(err, io.EOF) {
 			f.Close()
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("read journal %s: %w", path, err)
 		}
-		return j, nil, nil
+		return j, nil, nil // made at the first write (append)
 	}
-	j.epoch = binary.LittleEndian.Uint64(data[8:16])
+	j.epoch = binary.LittleEndian.Uint64(head[8:])
 	j.off = journalHeader
+	r := bufio.NewReaderSize(io.NewSectionReader(f, journalHeader, journalCap), 64<<10)
 	var batches []loggedBatch
 	aborted := map[uint64]bool{}
 	for {
-		kind, body, n := j.record(data[j.off:])
-		if n == 0 {
+		kind, body, err := j.record(r)
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("read journal %s: %w", path, err)
+		}
+		if body == nil {
 			break
 		}
-		j.off += int64(n)
+		j.off += int64(9 + len(body))
 		switch kind {
 		case recObject:
 			name, rest, ok := cutString(body)
 			if !ok {
+				f.Close()
 				return nil, nil, fmt.Errorf("journal %s: bad object record at %d", path, j.off)
 			}
 			j.pending = append(j.pending, loggedObject{name: name, data: rest})
@@ -119,6 +124,7 @@ func openJournal(path string) (*journal, []loggedBatch, error) {
 		case recBatch:
 			b, err := decodeBatch(body)
 			if err != nil {
+				f.Close()
 				return nil, nil, fmt.Errorf("journal %s: %w", path, err)
 			}
 			batches = append(batches, b)
@@ -138,20 +144,32 @@ func openJournal(path string) (*journal, []loggedBatch, error) {
 	return j, kept, nil
 }
 
-// record parses one record of the current epoch at the start of buf; n is 0
-// at the end of the log.
-func (j *journal) record(buf []byte) (kind byte, body []byte, n int) {
-	if len(buf) < 9 {
-		return 0, nil, 0
+// record reads the next record of the current epoch; a nil body is the end
+// of the log (a short, torn or earlier epoch's record).
+func (j *journal) record(r *bufio.Reader) (kind byte, body []byte, err error) {
+	var head [9]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return 0, nil, endOfLog(err)
 	}
-	size := int(binary.LittleEndian.Uint32(buf))
-	if size == 0 || 9+size > len(buf) {
-		return 0, nil, 0
+	size := int64(binary.LittleEndian.Uint32(head[:]))
+	if size == 0 || size > journalCap-j.off-9 {
+		return 0, nil, nil
 	}
-	if binary.LittleEndian.Uint32(buf[4:]) != j.crc(buf[8], buf[9:9+size]) {
-		return 0, nil, 0
+	body = make([]byte, size)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, endOfLog(err)
 	}
-	return buf[8], buf[9 : 9+size], 9 + size
+	if binary.LittleEndian.Uint32(head[4:]) != j.crc(head[8], body) {
+		return 0, nil, nil
+	}
+	return head[8], body, nil
+}
+
+func endOfLog(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	return err
 }
 
 func (j *journal) crc(kind byte, body []byte) uint32 {
@@ -188,6 +206,11 @@ func (j *journal) append(kind byte, body []byte, limit int64) (bool, error) {
 	copy(rec[9:], body)
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.off == 0 {
+		if err := j.reset(1); err != nil {
+			return false, err
+		}
+	}
 	if j.off+int64(len(rec)) > limit {
 		return false, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -262,5 +263,46 @@ func TestJournal_RestoresValueFilesACrashLost(t *testing.T) {
 	}
 	if db.journal.used() {
 		t.Error("the journal was not emptied after its objects were restored")
+	}
+}
+
+// TestJournal_ReadOnlyOpenIsCheap: a process that only reads (a shell
+// completion, a one-shot get) must not pay for the 64 MiB log: opening a
+// clean one reads its header, and opening none makes none.
+func TestJournal_ReadOnlyOpenIsCheap(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kv.db")
+	db, err := Open(ctx, "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if st, err := os.Stat(path + "-redo"); err != nil || st.Size() != 0 {
+		t.Fatalf("a store that wrote nothing made a log: %v %v", st, err)
+	}
+	db, err = Open(ctx, "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutEntry(ctx, entry(t, db, "k"), storage.PutCondition{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if st, err := os.Stat(path + "-redo"); err != nil || st.Size() != journalCap {
+		t.Fatalf("a write left the log %v %v, want %d bytes", st, err, journalCap)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	j, batches, err := openJournal(path + "-redo")
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.f.Close()
+	if len(batches) != 0 || j.used() {
+		t.Fatalf("a clean close left %d batches in the log", len(batches))
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("opening a clean log allocated %d bytes, want under 1 MiB", n)
 	}
 }
