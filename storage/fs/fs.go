@@ -103,32 +103,21 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 	dir := filepath.Dir(path)
 	fresh := storage.IsValueObject(name)
 
-	// A prepared file exists, empty, with its directory entry synced: write
-	// into it (unless garbage collection took it).
 	var f *os.File
-	if _, ok := b.prepared.LoadAndDelete(name); ok && fresh {
-		if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+	if fresh {
+		var prepared bool
+		f, prepared, err = b.openFresh(name, path)
+		if prepared {
 			return b.write(ctx, name, f, r, size, nil)
 		}
-	}
-	// A concurrent Delete may remove an emptied directory between mkdir and
-	// create; try again then.
-	for attempt := 0; ; attempt++ {
-		if err = b.mkdirAll(dir); err == nil {
-			if fresh {
-				f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-				if errors.Is(err, iofs.ErrExist) { // not new after all: replace it atomically
-					fresh = false
-					f, err = os.CreateTemp(dir, tmpPrefix+"*")
-				}
-			} else {
-				f, err = os.CreateTemp(dir, tmpPrefix+"*")
-			}
-			if err == nil {
-				break
-			}
+		if errors.Is(err, iofs.ErrExist) { // not new after all: replace it atomically
+			fresh = false
+		} else if err != nil {
+			return b.fail("write", name, err)
 		}
-		if !errors.Is(err, iofs.ErrNotExist) || attempt == 5 {
+	}
+	if !fresh {
+		if err = b.inDir(dir, func() (err error) { f, err = os.CreateTemp(dir, tmpPrefix+"*"); return err }); err != nil {
 			return b.fail("write", name, err)
 		}
 	}
@@ -149,6 +138,38 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 		return b.fail("write", name, err)
 	}
 	return nil
+}
+
+// openFresh opens a value object's file for writing: the empty file Prepare
+// made (its directory entry synced: prepared), or a new one; iofs.ErrExist
+// when the name exists after all.
+func (b *Bucket) openFresh(name, path string) (f *os.File, prepared bool, err error) {
+	if state, ok := b.prepared.LoadAndDelete(name); ok { // unless garbage collection took it
+		if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+			return f, state == prepReady, nil
+		}
+	}
+	err = b.inDir(filepath.Dir(path), func() (err error) {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		return err
+	})
+	return f, false, err
+}
+
+// inDir runs create after making dir, again when a concurrent Delete
+// removed the emptied directory in between.
+func (b *Bucket) inDir(dir string, create func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := b.mkdirAll(dir)
+		if err == nil {
+			if err = create(); err == nil {
+				return nil
+			}
+		}
+		if !errors.Is(err, iofs.ErrNotExist) || attempt == 5 {
+			return err
+		}
+	}
 }
 
 // write copies r into f and syncs and closes it, waiting for dirErr when
@@ -190,9 +211,14 @@ func (b *Bucket) write(ctx context.Context, name string, f *os.File, r io.Reader
 // Prepare implements storage.Preparer: an empty file for each name, and
 // one sync of each directory. Creating a file allocates an inode, which on
 // ext4 costs from 20 µs to over 300 µs by directory; a write of a small
-// value into an existing file costs about 20 µs. Iter does not list a
-// prepared file until Put writes it. A name whose file cannot be made
-// (its directory is gone, say) is left to Put.
+// value into an existing file costs about 20 µs.
+//
+// The names are registered before Prepare returns, so they may be handed
+// out at once; the files are made in the background. Get and Iter show no
+// registered name until Put writes it. Put takes a name's registration:
+// into a ready file it writes without a directory sync; with the file not
+// made yet, or made but its directory not yet synced, it writes as for any
+// new name, and the background work leaves that name alone.
 func (b *Bucket) Prepare(ctx context.Context, names []string) {
 	b.mu.Lock()
 	if b.closed {
@@ -201,30 +227,57 @@ func (b *Bucket) Prepare(ctx context.Context, names []string) {
 	}
 	b.preparing.Add(1)
 	b.mu.Unlock()
-	defer b.preparing.Done()
+	todo := make([]string, 0, len(names))
+	for _, name := range names {
+		if storage.IsValueObject(name) {
+			b.prepared.Store(name, prepPending)
+			todo = append(todo, name)
+		}
+	}
+	go func() {
+		defer b.preparing.Done()
+		b.makePrepared(ctx, todo)
+	}()
+}
+
+// Prepare's registrations: pending until the file and its directory entry
+// are durable, then ready.
+const (
+	prepPending = iota
+	prepReady
+)
+
+func (b *Bucket) makePrepared(ctx context.Context, names []string) {
 	dirs := map[string][]string{}
 	for _, name := range names {
 		path, err := b.path(name)
-		if err != nil || !storage.IsValueObject(name) || ctx.Err() != nil {
+		if _, ok := b.prepared.Load(name); !ok || err != nil || ctx.Err() != nil {
+			b.prepared.CompareAndDelete(name, prepPending)
 			continue
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			continue
-		}
-		if f.Close() != nil {
+		if err == nil && f.Close() != nil {
 			os.Remove(path)
+			err = errors.New("close")
+		}
+		if err != nil { // taken by a write, or its directory is gone: left to Put
+			b.prepared.CompareAndDelete(name, prepPending)
 			continue
 		}
 		dir := filepath.Dir(path)
 		dirs[dir] = append(dirs[dir], name)
 	}
 	for dir, made := range dirs {
+		state := prepReady
 		if b.dirs.sync(dir) != nil {
-			continue
+			state = -1
 		}
 		for _, name := range made {
-			b.prepared.Store(name, struct{}{})
+			if state == prepReady {
+				b.prepared.CompareAndSwap(name, prepPending, prepReady)
+			} else {
+				b.prepared.CompareAndDelete(name, prepPending)
+			}
 		}
 	}
 }
@@ -246,6 +299,9 @@ func (b *Bucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if _, ok := b.prepared.Load(name); ok { // made ahead, not yet written: no object, as Iter says
+		return nil, notFound(name)
 	}
 	rc, err := openObject(path)
 	if err != nil {

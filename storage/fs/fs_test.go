@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -304,18 +305,6 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 func TestPrepare_WrittenInPlace_ListedOnlyOnceWritten(t *testing.T) {
 	ctx := context.Background()
 	b := mustNew(t, t.TempDir())
-	ns := "team.prep"
-	first := storage.ObjectName(ns)
-	if err := b.Put(ctx, first, strings.NewReader("first"), 5); err != nil { // makes the directory, as a namespace's first write does
-		t.Fatal(err)
-	}
-	names := []string{storage.ObjectName(ns), storage.ObjectName(ns), storage.ObjectName(ns)}
-	b.Prepare(ctx, names)
-	for _, name := range names {
-		if fi, err := os.Stat(filepath.Join(b.Root(), filepath.FromSlash(name))); err != nil || fi.Size() != 0 {
-			t.Fatalf("prepared %s: %v, %v; want an empty file", name, fi, err)
-		}
-	}
 	listed := func() []string {
 		var got []string
 		if err := b.Iter(ctx, "", func(name string, _ time.Time) error { got = append(got, name); return nil }); err != nil {
@@ -323,8 +312,27 @@ func TestPrepare_WrittenInPlace_ListedOnlyOnceWritten(t *testing.T) {
 		}
 		return got
 	}
+	ns := "team.prep"
+	first := storage.ObjectName(ns)
+	if err := b.Put(ctx, first, strings.NewReader("first"), 5); err != nil { // makes the directory, as a namespace's first write does
+		t.Fatal(err)
+	}
+	names := []string{storage.ObjectName(ns), storage.ObjectName(ns), storage.ObjectName(ns)}
+	b.Prepare(ctx, names)
+	if got := listed(); len(got) != 1 || got[0] != first { // registered at once, made in the background
+		t.Fatalf("Iter = %v, want only %s: prepared names are not objects", got, first)
+	}
+	b.WaitPrepared()
+	for _, name := range names {
+		if fi, err := os.Stat(filepath.Join(b.Root(), filepath.FromSlash(name))); err != nil || fi.Size() != 0 {
+			t.Fatalf("prepared %s: %v, %v; want an empty file", name, fi, err)
+		}
+	}
 	if got := listed(); len(got) != 1 || got[0] != first {
 		t.Fatalf("Iter = %v, want only %s: prepared files are not objects", got, first)
+	}
+	if _, err := b.Get(ctx, names[2]); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		t.Fatalf("Get of a prepared name = %v, want ENOTFOUND: prepared files are not objects", err)
 	}
 	if err := b.Put(ctx, names[0], strings.NewReader("in place"), 8); err != nil {
 		t.Fatal(err)
@@ -360,5 +368,75 @@ func TestPrepare_WrittenInPlace_ListedOnlyOnceWritten(t *testing.T) {
 	b.Prepare(ctx, []string{late})
 	if _, err := os.Stat(filepath.Join(b.Root(), filepath.FromSlash(late))); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Prepare after Close made %s: %v", late, err)
+	}
+}
+
+// Writes race the background making of their names' files: names are
+// handed out as soon as Prepare returns. Every write reads back whole, Iter
+// lists exactly the written names, and an unwritten name is no object.
+func TestPrepare_RacingWrites_EachReadBack(t *testing.T) {
+	ctx := context.Background()
+	b := mustNew(t, t.TempDir())
+	const ns, rounds, per = "team.race", 20, 64
+	if err := b.Put(ctx, storage.ObjectName(ns), strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	var unwritten []string
+	var mu sync.Mutex
+	for r := 0; r < rounds; r++ {
+		names := make([]string, per)
+		for i := range names {
+			names[i] = storage.ObjectName(ns)
+		}
+		b.Prepare(ctx, names)
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < per-8; i += 8 { // the last 8 stay unwritten
+					v := fmt.Sprintf("value %d/%d %s", r, i, strings.Repeat("v", i))
+					if err := b.Put(ctx, names[i], strings.NewReader(v), int64(len(v))); err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					want[names[i]] = v
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		unwritten = append(unwritten, names[per-8:]...)
+	}
+	b.WaitPrepared()
+	for name, v := range want {
+		rc, err := b.Get(ctx, name)
+		if err != nil {
+			t.Fatalf("Get %s: %v", name, err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(got) != v {
+			t.Fatalf("Get %s = %q, want %q", name, got, v)
+		}
+	}
+	for _, name := range unwritten {
+		if _, err := b.Get(ctx, name); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Fatalf("Get of unwritten prepared %s = %v, want ENOTFOUND", name, err)
+		}
+	}
+	n := 0
+	if err := b.Iter(ctx, "", func(name string, _ time.Time) error {
+		if _, ok := want[name]; ok {
+			n++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Errorf("Iter listed %d of the %d written objects", n, len(want))
 	}
 }

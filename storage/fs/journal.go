@@ -40,26 +40,12 @@ func (b *Bucket) putLogged(ctx context.Context, name, path string, r io.Reader, 
 	if n, _ := io.Copy(io.Discard, io.LimitReader(src, 1)); n > 0 {
 		return true, kvflow.Errorf(kvflow.EINVALID, "Object %q was announced as %d bytes but the value had more.", name, size)
 	}
-	dir := filepath.Dir(path)
-	var f *os.File
-	prepared := false
-	if _, ok := b.prepared.LoadAndDelete(name); ok {
-		f, err = os.OpenFile(path, os.O_WRONLY, 0)
-		prepared = err == nil
+	f, prepared, err := b.openFresh(name, path)
+	if errors.Is(err, iofs.ErrExist) { // not new after all: the synced path (size -1 keeps it off this one)
+		return true, b.Put(ctx, name, bytes.NewReader(data), -1)
 	}
-	for attempt := 0; f == nil; attempt++ {
-		if err = b.mkdirAll(dir); err == nil {
-			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			if err == nil {
-				break
-			}
-			if errors.Is(err, iofs.ErrExist) { // not new after all: the synced path
-				return true, b.Put(ctx, name, bytes.NewReader(data), -1)
-			}
-		}
-		if !errors.Is(err, iofs.ErrNotExist) || attempt == 5 {
-			return true, b.fail("write", name, err)
-		}
+	if err != nil {
+		return true, b.fail("write", name, err)
 	}
 	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
@@ -70,7 +56,7 @@ func (b *Bucket) putLogged(ctx context.Context, name, path string, r io.Reader, 
 	}
 	if err != nil {
 		os.Remove(path)
-		b.removeEmptyDirs(dir)
+		b.removeEmptyDirs(filepath.Dir(path))
 		return true, b.fail("write", name, err)
 	}
 	return true, nil
@@ -154,8 +140,9 @@ func cmp(first, err error) error {
 	return err
 }
 
-// RestoreObject implements storage.JournalBucket: the file is rewritten,
-// synced, unless it already holds data.
+// RestoreObject implements storage.JournalBucket: the file is written again
+// the synced way, unless it already holds these bytes. It runs before UseJournal,
+// so Put does not log it.
 func (b *Bucket) RestoreObject(ctx context.Context, name string, data []byte) error {
 	path, err := b.path(name)
 	if err != nil {
@@ -164,29 +151,5 @@ func (b *Bucket) RestoreObject(ctx context.Context, name string, data []byte) er
 	if got, err := os.ReadFile(path); err == nil && bytes.Equal(got, data) {
 		return nil
 	}
-	if err := b.mkdirAll(filepath.Dir(path)); err != nil {
-		return b.fail("restore", name, err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+"*")
-	if err != nil {
-		return b.fail("restore", name, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return b.fail("restore", name, err)
-	}
-	return nil
+	return b.Put(ctx, name, bytes.NewReader(data), int64(len(data)))
 }

@@ -281,6 +281,11 @@ func (j *journal) full() bool {
 func (j *journal) checkpoint(ctx context.Context, commit func(context.Context) error) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if len(j.pending) > 0 {
+		// Objects a crash may have lost, not yet restored (no AttachBucket):
+		// the log keeps them for an open that restores them.
+		return fmt.Errorf("journal %s holds %d value objects not yet restored: open the store with its bucket", j.path, len(j.pending))
+	}
 	if len(j.objects) > 0 && j.bucket != nil {
 		if err := j.bucket.SyncObjects(ctx, j.objects); err != nil {
 			return err

@@ -98,6 +98,25 @@ func (r *recorder) drop(i int) {
 	}
 }
 
+// ran forgets statement i if it failed.
+func (r *recorder) ran(i int, err error) error {
+	if err != nil {
+		r.drop(i)
+	}
+	return err
+}
+
+// rows follows the rows of recorded statement i, which may still fail.
+func (r *recorder) rows(i int, rows driver.Rows, err error) (driver.Rows, error) {
+	if r.ran(i, err) != nil {
+		return nil, err
+	}
+	if i < 0 {
+		return rows, nil
+	}
+	return &recRows{Rows: rows, rec: r, i: i}, nil
+}
+
 func isRead(query string) bool {
 	q := strings.TrimLeft(query, " \t\r\n(")
 	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
@@ -133,23 +152,13 @@ func (c *recConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx
 func (c *recConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	i := c.rec.add(query, args)
 	res, err := c.inner.(driver.ExecerContext).ExecContext(ctx, query, args)
-	if err != nil {
-		c.rec.drop(i)
-	}
-	return res, err
+	return res, c.rec.ran(i, err)
 }
 
 func (c *recConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	i := c.rec.add(query, args)
 	rows, err := c.inner.(driver.QueryerContext).QueryContext(ctx, query, args)
-	if err != nil {
-		c.rec.drop(i)
-		return nil, err
-	}
-	if i < 0 {
-		return rows, nil
-	}
-	return &recRows{Rows: rows, rec: c.rec, i: i}, nil
+	return c.rec.rows(i, rows, err)
 }
 
 func (c *recConn) Ping(ctx context.Context) error { return c.inner.(driver.Pinger).Ping(ctx) }
@@ -180,23 +189,13 @@ func (s *recStmt) Query(args []driver.Value) (driver.Rows, error) {
 func (s *recStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	i := s.conn.rec.add(s.query, args)
 	res, err := s.inner.(driver.StmtExecContext).ExecContext(ctx, args)
-	if err != nil {
-		s.conn.rec.drop(i)
-	}
-	return res, err
+	return res, s.conn.rec.ran(i, err)
 }
 
 func (s *recStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	i := s.conn.rec.add(s.query, args)
 	rows, err := s.inner.(driver.StmtQueryContext).QueryContext(ctx, args)
-	if err != nil {
-		s.conn.rec.drop(i)
-		return nil, err
-	}
-	if i < 0 {
-		return rows, nil
-	}
-	return &recRows{Rows: rows, rec: s.conn.rec, i: i}, nil
+	return s.conn.rec.rows(i, rows, err)
 }
 
 // recRows forgets its statement when stepping it fails: SQLite reports a
