@@ -145,12 +145,12 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 // when the name exists after all.
 func (b *Bucket) openFresh(name, path string) (f *os.File, prepared bool, err error) {
 	if state, ok := b.prepared.LoadAndDelete(name); ok { // unless garbage collection took it
-		if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		if f, err = openFile(path, os.O_WRONLY, 0); err == nil {
 			return f, state == prepReady, nil
 		}
 	}
 	err = b.inDir(filepath.Dir(path), func() (err error) {
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err = openFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		return err
 	})
 	return f, false, err
@@ -255,7 +255,7 @@ func (b *Bucket) makePrepared(ctx context.Context, names []string) {
 			b.prepared.CompareAndDelete(name, prepPending)
 			continue
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := openFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err == nil && f.Close() != nil {
 			os.Remove(path)
 			err = errors.New("close")

@@ -343,17 +343,7 @@ func TestPrepare_WrittenInPlace_ListedOnlyOnceWritten(t *testing.T) {
 	if err := b.Put(ctx, names[1], strings.NewReader("recreated"), 9); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{names[0]: "in place", names[1]: "recreated"} {
-		rc, err := b.Get(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if string(got) != want {
-			t.Errorf("Get(%s) = %q, want %q", name, got, want)
-		}
-	}
+	readBack(t, b, map[string]string{names[0]: "in place", names[1]: "recreated"})
 	if got := listed(); len(got) != 3 {
 		t.Errorf("Iter = %v, want the 3 written objects", got)
 	}
@@ -411,17 +401,7 @@ func TestPrepare_RacingWrites_EachReadBack(t *testing.T) {
 		unwritten = append(unwritten, names[per-8:]...)
 	}
 	b.WaitPrepared()
-	for name, v := range want {
-		rc, err := b.Get(ctx, name)
-		if err != nil {
-			t.Fatalf("Get %s: %v", name, err)
-		}
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if string(got) != v {
-			t.Fatalf("Get %s = %q, want %q", name, got, v)
-		}
-	}
+	readBack(t, b, want)
 	for _, name := range unwritten {
 		if _, err := b.Get(ctx, name); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 			t.Fatalf("Get of unwritten prepared %s = %v, want ENOTFOUND", name, err)
@@ -438,5 +418,63 @@ func TestPrepare_RacingWrites_EachReadBack(t *testing.T) {
 	}
 	if n != len(want) {
 		t.Errorf("Iter listed %d of the %d written objects", n, len(want))
+	}
+}
+
+// logAll is a journal that takes every object.
+type logAll struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (j *logAll) LogObject(name string, data []byte) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.names = append(j.names, name)
+	return true
+}
+
+// A checkpoint's sync, of each file (few objects) or of the file system
+// (many), succeeds with a missing object among them and leaves every
+// logged value readable.
+func TestSyncObjects_FewOrMany_ValuesReadBack(t *testing.T) {
+	for _, n := range []int{3, 40} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			ctx := context.Background()
+			b := mustNew(t, t.TempDir())
+			j := &logAll{}
+			b.UseJournal(j)
+			want := map[string]string{}
+			for i := range n {
+				name, v := storage.ObjectName("team.sync"), fmt.Sprintf("value %d", i)
+				if err := b.Put(ctx, name, strings.NewReader(v), int64(len(v))); err != nil {
+					t.Fatal(err)
+				}
+				want[name] = v
+			}
+			if len(j.names) != n {
+				t.Fatalf("journal logged %d objects, want %d", len(j.names), n)
+			}
+			if err := b.SyncObjects(ctx, append(j.names, storage.ObjectName("team.sync"))); err != nil {
+				t.Fatalf("SyncObjects: %v", err)
+			}
+			readBack(t, b, want)
+		})
+	}
+}
+
+// readBack checks that each object holds its value.
+func readBack(t *testing.T, b *fs.Bucket, want map[string]string) {
+	t.Helper()
+	for name, v := range want {
+		rc, err := b.Get(context.Background(), name)
+		if err != nil {
+			t.Fatalf("Get %s: %v", name, err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(got) != v {
+			t.Fatalf("Get %s = %q, want %q", name, got, v)
+		}
 	}
 }

@@ -64,7 +64,7 @@ func (b *Bucket) putLogged(ctx context.Context, name, path string, r io.Reader, 
 
 // syncFile syncs a file, and its directory when dir is set.
 func (b *Bucket) syncFile(path string, dir bool) error {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	f, err := openFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -78,9 +78,22 @@ func (b *Bucket) syncFile(path string, dir bool) error {
 	return err
 }
 
-// SyncObjects implements storage.JournalBucket: each file synced, then each
+// syncAllFrom is how many objects make SyncObjects sync the whole file
+// system instead of each file (a variable for tests).
+var syncAllFrom = 32
+
+// SyncObjects implements storage.JournalBucket: many objects with one sync
+// of the file system where there is one; else each file, then each
 // directory once, a few at a time.
 func (b *Bucket) SyncObjects(ctx context.Context, names []string) error {
+	if len(names) >= syncAllFrom {
+		if ok, err := syncAll(b.root); ok {
+			if err != nil {
+				return b.fail("sync", "(journal checkpoint)", err)
+			}
+			return ctx.Err()
+		}
+	}
 	dirs := map[string]bool{}
 	paths := make([]string, 0, len(names))
 	for _, name := range names {
@@ -112,7 +125,7 @@ func (b *Bucket) SyncObjects(ctx context.Context, names []string) error {
 	}
 	for _, path := range paths {
 		work <- func() error {
-			f, err := os.OpenFile(path, os.O_RDONLY, 0)
+			f, err := openFile(path, os.O_RDONLY, 0)
 			if err != nil {
 				return err
 			}

@@ -22,3 +22,8 @@ func openObject(path string) (io.ReadCloser, error) {
 	}
 	return f, nil
 }
+
+// openFile is os.OpenFile.
+func openFile(path string, flag int, perm uint32) (*os.File, error) {
+	return os.OpenFile(path, flag, os.FileMode(perm))
+}

@@ -42,6 +42,17 @@ func openObject(path string) (io.ReadCloser, error) {
 	return &smallFile{fd: fd, left: st.Size}, nil
 }
 
+// openFile is os.OpenFile without the poller: a regular file opens in 2
+// system calls instead of 6 (os.OpenFile's four fcntl calls and failed
+// epoll_ctl, as above).
+func openFile(path string, flag int, perm uint32) (*os.File, error) {
+	fd, err := retry(func() (int, error) { return syscall.Open(path, flag|syscall.O_CLOEXEC, perm) })
+	if err != nil {
+		return nil, &iofs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
 // smallFile reads a small object's file; Close must be called.
 type smallFile struct {
 	fd   int
