@@ -59,7 +59,8 @@ type journal struct {
 	mu      sync.Mutex // guards what follows
 	f       *os.File
 	epoch   uint64
-	off     int64
+	off     int64    // the end of the log, buf included
+	buf     []byte   // object records not yet written
 	objects []string // names logged this epoch, for the checkpoint's syncs
 
 	lsn uint64 // the last batch's number; the committer's alone
@@ -193,17 +194,15 @@ func (j *journal) reset(epoch uint64) error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("sync journal: %w", err)
 	}
-	j.epoch, j.off, j.objects, j.pending = epoch, journalHeader, nil, nil
+	j.epoch, j.off, j.buf, j.objects, j.pending = epoch, journalHeader, j.buf[:0], nil, nil
 	return nil
 }
 
-// append writes a record at the end of the log (unsynced); false when it
-// would pass cap.
+// append adds a record at the end of the log (unsynced); false when it
+// would pass limit. An object's record waits in memory for the next record
+// of another kind and is written with it in one call: a batch's record
+// always follows the records of the objects logged before it.
 func (j *journal) append(kind byte, body []byte, limit int64) (bool, error) {
-	rec := make([]byte, 9+len(body))
-	binary.LittleEndian.PutUint32(rec, uint32(len(body)))
-	rec[8] = kind
-	copy(rec[9:], body)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.off == 0 {
@@ -211,17 +210,27 @@ func (j *journal) append(kind byte, body []byte, limit int64) (bool, error) {
 			return false, err
 		}
 	}
-	if j.off+int64(len(rec)) > limit {
+	size := int64(9 + len(body))
+	if j.off+size > limit {
 		return false, nil
 	}
-	binary.LittleEndian.PutUint32(rec[4:], j.crc(kind, body))
-	if _, err := j.f.WriteAt(rec, j.off); err != nil {
-		return false, fmt.Errorf("write journal: %w", err)
-	}
-	j.off += int64(len(rec))
+	start := len(j.buf)
+	j.buf = binary.LittleEndian.AppendUint32(j.buf, uint32(len(body)))
+	j.buf = binary.LittleEndian.AppendUint32(j.buf, j.crc(kind, body))
+	j.buf = append(append(j.buf, kind), body...)
+	j.off += size
 	if kind == recObject {
 		name, _, _ := cutString(body)
 		j.objects = append(j.objects, name)
+		return true, nil
+	}
+	if _, err := j.f.WriteAt(j.buf, j.off-int64(len(j.buf))); err != nil {
+		j.buf, j.off = j.buf[:start], j.off-size // the objects' records wait for the next batch
+		return false, fmt.Errorf("write journal: %w", err)
+	}
+	j.buf = j.buf[:0]
+	if cap(j.buf) > 1<<20 {
+		j.buf = nil
 	}
 	return true, nil
 }
@@ -231,7 +240,7 @@ func (j *journal) LogObject(name string, data []byte) bool {
 	if len(data) > storage.MaxJournaledObject {
 		return false
 	}
-	body := binary.AppendUvarint(make([]byte, 0, len(name)+len(data)+4), uint64(len(name)))
+	body := binary.AppendUvarint(make([]byte, 0, len(name)+len(data)+binary.MaxVarintLen64), uint64(len(name)))
 	body = append(append(body, name...), data...)
 	ok, err := j.append(recObject, body, journalCap)
 	return ok && err == nil
