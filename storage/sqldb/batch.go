@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -32,6 +33,14 @@ type committer struct {
 	conn   *sqlx.Conn
 	connMu sync.Mutex
 
+	// SQLite's checkpoints of its WAL run off the batches' path: walLoop
+	// copies the WAL into the database on another connection after commits,
+	// and the committer restarts the WAL between batches once walLoop finds
+	// it long (restart set).
+	walKick chan struct{}
+	walDone chan struct{}
+	restart atomic.Bool
+
 	mu      sync.Mutex
 	queue   []*writeReq
 	leading bool // a goroutine is committing batches
@@ -56,13 +65,50 @@ func newCommitter(ctx context.Context, db *DB) (*committer, error) {
 		if err != nil {
 			return nil, db.Err(err)
 		}
-		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0`); err != nil {
 			conn.Close()
 			return nil, db.Err(err)
 		}
 		c.conn = conn
+		c.walKick, c.walDone = make(chan struct{}, 1), make(chan struct{})
+		go c.walLoop()
 	}
 	return c, nil
+}
+
+// walRestartFrames is the WAL length, in frames, past which the committer
+// restarts it (a variable for tests).
+var walRestartFrames = 4096
+
+// walLoop checkpoints SQLite's WAL after commits, at most every 20 ms, with
+// PASSIVE: it copies what it can without waiting for the writer or readers.
+// An inline checkpoint (SQLite's default, every 1,000 pages, on the commit
+// that crosses it) syncs the WAL and the database file and held that batch
+// for 5-10 ms: embedded sequential PUT p99 8.7-10.1 -> 4.9-5.9 ms without it.
+// The WAL starts over only when a checkpoint has copied all of it before
+// the next commit, so under steady writes it grows until the committer
+// restarts it.
+func (c *committer) walLoop() {
+	defer close(c.walDone)
+	for range c.walKick {
+		var res struct{ Busy, Log, Done int }
+		err := c.db.X.QueryRowxContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&res.Busy, &res.Log, &res.Done)
+		if err == nil && res.Log >= walRestartFrames {
+			c.restart.Store(true)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// restartWAL copies what is left of the WAL and starts it over, between
+// batches (on a busy database it is tried again after the next batch).
+func (c *committer) restartWAL(ctx context.Context) {
+	if c.restart.Load() {
+		var busy, log, done int
+		if c.conn.QueryRowxContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done) == nil && busy == 0 {
+			c.restart.Store(false)
+		}
+	}
 }
 
 // write runs fn in the next batch's transaction and returns once that batch
@@ -134,17 +180,20 @@ func (c *committer) queued() int {
 
 func (c *committer) close() {
 	c.mu.Lock()
+	again := c.closed
 	c.closed = true
 	for c.leading {
 		c.idle.Wait()
 	}
 	c.mu.Unlock()
-	if c.conn != nil {
+	if c.conn != nil && !again {
 		// A clean close leaves an empty journal, so the next open has
 		// nothing to read back (an error leaves it for that open to replay).
 		if c.db.journal.used() {
 			c.checkpointNow(context.Background())
 		}
+		close(c.walKick)
+		<-c.walDone
 		c.conn.Close()
 	}
 }
@@ -196,6 +245,7 @@ func (c *committer) commit(batch []*writeReq) {
 	}
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
+	c.restartWAL(ctx)
 	if j.full() {
 		if err := c.checkpoint(ctx); err != nil {
 			finish(&kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "Cannot checkpoint the journal: " + err.Error(), Err: err})
@@ -225,6 +275,10 @@ func (c *committer) commit(batch []*writeReq) {
 		if err := tx.Commit(); err != nil {
 			j.logAbort(lsn)
 			return c.db.Err(err)
+		}
+		select {
+		case c.walKick <- struct{}{}:
+		default:
 		}
 		return nil
 	})

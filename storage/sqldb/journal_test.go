@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,6 +51,7 @@ func crash(db *DB) {
 	db.batch.mu.Lock()
 	db.batch.closed = true
 	db.batch.mu.Unlock()
+	close(db.batch.walKick)
 	db.batch.conn.Close()
 	db.closeJournal()
 	db.X.Close()
