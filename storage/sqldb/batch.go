@@ -101,13 +101,16 @@ func (c *committer) walLoop() {
 }
 
 // restartWAL copies what is left of the WAL and starts it over, between
-// batches (on a busy database it is tried again after the next batch).
+// batches. It does not wait: a reader still on the WAL (a long export) makes
+// it give up until walLoop finds the WAL long again.
 func (c *committer) restartWAL(ctx context.Context) {
-	if c.restart.Load() {
-		var busy, log, done int
-		if c.conn.QueryRowxContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done) == nil && busy == 0 {
-			c.restart.Store(false)
-		}
+	if !c.restart.Swap(false) {
+		return
+	}
+	var busy, log, done int
+	if _, err := c.conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err == nil {
+		c.conn.QueryRowxContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
+		c.conn.ExecContext(ctx, `PRAGMA busy_timeout = `+busyTimeoutMS)
 	}
 }
 

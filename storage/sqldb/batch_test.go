@@ -2,6 +2,7 @@ package sqldb
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -230,5 +231,38 @@ func TestGroupCommit_SteadyWrites_WALStaysShort(t *testing.T) {
 	var n int
 	if err := db.X.Get(&n, `SELECT count(*) FROM kv_entries`); err != nil || n != 2000 {
 		t.Fatalf("%d entries (%v), want 2000", n, err)
+	}
+}
+
+// A reader that stays on the WAL keeps it from starting over, and the
+// committer does not wait for it: writes go on at their pace.
+func TestGroupCommit_LongReader_WritesDoNotWait(t *testing.T) {
+	defer func(n int) { walRestartFrames = n }(walRestartFrames)
+	walRestartFrames = 16
+	db := openSQLite(t)
+	ctx := context.Background()
+	if err := db.PutEntry(ctx, entry(t, db, "first"), storage.PutCondition{}); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := db.X.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Rollback()
+	var n int
+	if err := reader.Get(&n, `SELECT count(*) FROM kv_entries`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		start := time.Now()
+		if err := db.PutEntry(ctx, entry(t, db, fmt.Sprintf("k%d", i)), storage.PutCondition{}); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("write %d took %v with a reader on the WAL: the committer waited for it", i, d)
+		}
+	}
+	if err := reader.Get(&n, `SELECT count(*) FROM kv_entries`); err != nil || n != 1 {
+		t.Fatalf("the reader's snapshot holds %d entries (%v), want 1", n, err)
 	}
 }
