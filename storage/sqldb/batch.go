@@ -38,6 +38,7 @@ type committer struct {
 	// and the committer restarts the WAL between batches once walLoop finds
 	// it long (restart set).
 	walKick chan struct{}
+	walStop chan struct{}
 	walDone chan struct{}
 	restart atomic.Bool
 
@@ -70,7 +71,7 @@ func newCommitter(ctx context.Context, db *DB) (*committer, error) {
 			return nil, db.Err(err)
 		}
 		c.conn = conn
-		c.walKick, c.walDone = make(chan struct{}, 1), make(chan struct{})
+		c.walKick, c.walStop, c.walDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 		go c.walLoop()
 	}
 	return c, nil
@@ -90,13 +91,22 @@ var walRestartFrames = 4096
 // restarts it.
 func (c *committer) walLoop() {
 	defer close(c.walDone)
-	for range c.walKick {
-		var res struct{ Busy, Log, Done int }
-		err := c.db.X.QueryRowxContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&res.Busy, &res.Log, &res.Done)
-		if err == nil && res.Log >= walRestartFrames {
+	for {
+		select {
+		case <-c.walKick:
+		case <-c.walStop:
+			return
+		}
+		var busy, log, done int
+		err := c.db.X.QueryRowxContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done)
+		if err == nil && log >= walRestartFrames {
 			c.restart.Store(true)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-c.walStop:
+			return
+		}
 	}
 }
 
@@ -195,7 +205,7 @@ func (c *committer) close() {
 		if c.db.journal.used() {
 			c.checkpointNow(context.Background())
 		}
-		close(c.walKick)
+		close(c.walStop)
 		<-c.walDone
 		c.conn.Close()
 	}

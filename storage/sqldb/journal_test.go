@@ -51,7 +51,7 @@ func crash(db *DB) {
 	db.batch.mu.Lock()
 	db.batch.closed = true
 	db.batch.mu.Unlock()
-	close(db.batch.walKick)
+	close(db.batch.walStop)
 	db.batch.conn.Close()
 	db.closeJournal()
 	db.X.Close()
