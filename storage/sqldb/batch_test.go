@@ -237,7 +237,8 @@ func TestGroupCommit_SteadyWrites_WALStaysShort(t *testing.T) {
 // A reader that stays on the WAL keeps it from starting over, and the
 // committer does not wait for it: writes go on at their pace.
 func TestGroupCommit_LongReader_WritesDoNotWait(t *testing.T) {
-	defer func(n int) { walRestartFrames = n }(walRestartFrames)
+	was := walRestartFrames
+	t.Cleanup(func() { walRestartFrames = was }) // after the store's close, which openSQLite registers next
 	walRestartFrames = 16
 	db := openSQLite(t)
 	ctx := context.Background()

@@ -52,6 +52,7 @@ func crash(db *DB) {
 	db.batch.closed = true
 	db.batch.mu.Unlock()
 	close(db.batch.walStop)
+	<-db.batch.walDone
 	db.batch.conn.Close()
 	db.closeJournal()
 	db.X.Close()
