@@ -237,17 +237,28 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 		} else {
 			// Run here at once: created claimed by this worker, without a
 			// job; should this process die, the execution goes silent and
-			// is taken over after the heartbeat timeout.
+			// is taken over after the heartbeat timeout. Once created it
+			// runs even if Shutdown starts meanwhile, and Shutdown waits
+			// for it: refused, it would wait for that timeout.
 			mine := *ex // the caller keeps ex; the run changes its copy
 			mine.TaskRuns, mine.Worker = []*TaskRun{}, e.opts.Worker
+			e.mu.Lock()
+			if e.closing {
+				e.mu.Unlock()
+				<-e.here
+				return nil, shuttingDown(flow)
+			}
+			e.starting[ex.ID] = make(chan struct{}) // Wait waits for the run, not the database
+			e.wg.Add(1)
+			e.mu.Unlock()
 			if err := e.opts.Queue.SubmitHere(ctx, &mine, write); err != nil {
+				e.started(ex.ID)
+				e.wg.Done()
 				<-e.here
 				return nil, err
 			}
-			e.mu.Lock()
-			e.starting[ex.ID] = make(chan struct{}) // Wait waits for the run, not the database
-			e.mu.Unlock()
 			go func() {
+				defer e.wg.Done()
 				err := e.claimAndRun(e.base, &mine, flow, nil, false, 1)
 				<-e.here
 				e.started(ex.ID) // if it never registered
@@ -323,7 +334,7 @@ func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine), claim 
 	r.claim = claim // before other goroutines see r
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closing {
+	if e.closing && e.starting[ex.ID] == nil { // a run StartTriggered began goes on
 		return nil, shuttingDown(flow)
 	}
 	if e.running[ex.ID] != nil {

@@ -373,3 +373,56 @@ tasks:
 		})
 	}
 }
+
+// shutdownQueue creates executions in the database, as riverqueue does, and
+// starts the engine's Shutdown while a run-here execution is being created.
+type shutdownQueue struct {
+	db       interface{ CreateExecution(context.Context, *kvflow.Execution) error }
+	e        *engine.Engine
+	shutdown chan error
+}
+
+func (q *shutdownQueue) Submit(ctx context.Context, ex *kvflow.Execution, write func(context.Context) error) error {
+	return errors.New("no jobs in this test")
+}
+
+func (q *shutdownQueue) SubmitHere(ctx context.Context, ex *kvflow.Execution, write func(context.Context) error) error {
+	go func() { q.shutdown <- q.e.Shutdown(context.Background()) }()
+	time.Sleep(50 * time.Millisecond) // Shutdown has begun: it refuses new runs
+	return q.db.CreateExecution(ctx, ex)
+}
+
+// An execution created to run here while Shutdown begins still runs, and
+// Shutdown waits for it: refused, it would stay CREATED, claimed by a
+// process that stopped, until another worker's heartbeat timeout (a
+// schedule that fired as its servers stopped made a test wait for that).
+func TestStartTriggered_ShutdownWhileCreating_RunsAndShutdownWaits(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			q := &shutdownQueue{db: p.DB, shutdown: make(chan error, 1)}
+			q.e = engineOn(t, p, func(o *engine.Options) {
+				o.Worker, o.HeartbeatTimeout, o.RunHere, o.Queue = "w", time.Minute, 1, q
+			})
+			flow := mustParse(t, `id: tick
+namespace: company.team
+tasks:
+  - id: echo
+    type: test.Echo
+    value: tick
+`)
+			ex, err := q.e.StartTriggered(ctx, flow, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-q.shutdown; err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.DB.GetExecution(ctx, ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantState(t, got, engine.SUCCESS)
+		})
+	}
+}
