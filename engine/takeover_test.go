@@ -377,7 +377,9 @@ tasks:
 // shutdownQueue creates executions in the database, as riverqueue does, and
 // starts the engine's Shutdown while a run-here execution is being created.
 type shutdownQueue struct {
-	db       interface{ CreateExecution(context.Context, *kvflow.Execution) error }
+	db interface {
+		CreateExecution(context.Context, *kvflow.Execution) error
+	}
 	e        *engine.Engine
 	shutdown chan error
 }
