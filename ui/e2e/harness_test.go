@@ -242,9 +242,31 @@ func (e *env) choose(sel, value string) {
 		s.dispatchEvent(new Event('change', {bubbles: true})); })()`, sel, value, value, value))
 }
 
+// click clicks what sel matches once it is visible.
 func (e *env) click(sel string) {
 	e.t.Helper()
-	e.do("click "+sel, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel))))
+		cancel()
+		switch {
+		case err == nil:
+			return
+		case attempt < 4 && staleNode(err):
+			// A list drawn again between finding the element and clicking
+			// it (after a save) left the found node detached: nothing was
+			// clicked, so click the new one.
+			continue
+		}
+		e.screenshot("failed")
+		e.t.Fatalf("click %s: %v\npage text:\n%s", sel, err, e.pageText())
+	}
+}
+
+// staleNode reports whether err is the browser's answer for a node removed
+// from the page after it was found.
+func staleNode(err error) bool {
+	return strings.Contains(err.Error(), "Could not find node with given id") || strings.Contains(err.Error(), "Node is detached")
 }
 
 // value returns the current value of a form control.
