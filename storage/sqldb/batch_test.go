@@ -197,14 +197,8 @@ func TestGroupCommit_SteadyWrites_WALStaysShort(t *testing.T) {
 	defer func(n int) { walRestartFrames = n }(walRestartFrames)
 	walRestartFrames = 64
 	path := filepath.Join(t.TempDir(), "kv.db")
-	db, err := Open(context.Background(), "sqlite://"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openJournaled(t, path)
 	defer db.Close()
-	if db.journal == nil {
-		t.Fatal("no journal: the committer commits FULL with SQLite's own checkpoints")
-	}
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Add(1)

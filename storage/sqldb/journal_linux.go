@@ -18,8 +18,11 @@ func preallocate(f *os.File, n int64) error {
 	if err != nil {
 		return err
 	}
-	zero := make([]byte, 1<<20)
+	var zero []byte // made only the first time: a reset of a written log writes none
 	for off, end := st.Size(), min(journalCheckpoint+1<<20, n); off < end; off += int64(len(zero)) {
+		if zero == nil {
+			zero = make([]byte, 1<<20)
+		}
 		if _, err := f.WriteAt(zero[:min(int64(len(zero)), end-off)], off); err != nil {
 			return err
 		}

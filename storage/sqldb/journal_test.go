@@ -46,6 +46,21 @@ func kvState(t *testing.T, db *DB) string {
 	return b.String()
 }
 
+// openJournaled opens the SQLite database at path, failing unless this
+// process holds its journal.
+func openJournaled(t *testing.T, path string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.journal == nil {
+		db.Close()
+		t.Fatal("no journal on the embedded database: its commits are FULL, with SQLite's own checkpoints")
+	}
+	return db
+}
+
 // crash closes db as a crash leaves it: no checkpoint, the journal as it is.
 func crash(db *DB) {
 	db.batch.mu.Lock()
@@ -70,13 +85,7 @@ func TestJournal_ReplaysCommitsSQLiteLost(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "kv.db")
-	db, err := Open(ctx, "sqlite://"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if db.journal == nil {
-		t.Fatal("no journal on the embedded database")
-	}
+	db := openJournaled(t, path)
 	write := func(round int) {
 		var wg sync.WaitGroup
 		for w := range 8 {
@@ -151,7 +160,7 @@ func TestJournal_ReplaysCommitsSQLiteLost(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db, err = Open(ctx, "sqlite://"+path)
+	db, err := Open(ctx, "sqlite://"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
