@@ -261,6 +261,9 @@ func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Rea
 		if kvflow.ErrorCode(err) == kvflow.EINVALID {
 			return nil, err
 		}
+		if s.intentTaken(ctx, intent[0], wait) {
+			return nil, ErrIntentGone
+		}
 		return nil, unavailable(err, "Cannot write value for key '%s' in namespace '%s': the object store is unreachable", key, ns)
 	}
 	if cr != nil {
@@ -292,6 +295,18 @@ func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Rea
 	}
 	s.wrote.fire()
 	return e, nil
+}
+
+// intentTaken reports whether garbage collection took in while its upload
+// failed, removing the object under it (a failed upload's error then says
+// only that a file vanished). The intent, if still there, is dated now: what
+// was uploaded is collected after the grace.
+func (s *Store) intentTaken(ctx context.Context, in Intent, wait func() error) bool {
+	if wait != nil && wait() != nil {
+		return false // never recorded
+	}
+	ok, err := s.index.RenewIntent(context.WithoutCancel(ctx), in, time.Now())
+	return err == nil && !ok
 }
 
 // dropObject removes an object no entry points to.

@@ -361,3 +361,69 @@ func gcReservedNamesWritesPayNoIntentStatement(t *testing.T, open Opener) {
 		}
 	}
 }
+
+// failingUpload is a bucket whose next Put, when armed, runs collect and then
+// fails as an upload whose object vanished under it does.
+type failingUpload struct {
+	storage.Bucket
+	armed   atomic.Bool
+	collect func() error
+	puts    atomic.Int64
+}
+
+func (b *failingUpload) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	b.puts.Add(1)
+	if b.armed.CompareAndSwap(true, false) {
+		if _, err := io.Copy(io.Discard, r); err != nil { // the store records an unreserved name's intent by the end
+			return err
+		}
+		if err := b.collect(); err != nil {
+			return err
+		}
+		return fmt.Errorf("upload of %q failed: no such file or directory", name)
+	}
+	return b.Bucket.Put(ctx, name, r, size)
+}
+
+// gcTakesIntentDuringFailedUploadWriteRetried: an upload that fails because
+// garbage collection took its intent meanwhile (and removed its object) is
+// written again under a fresh name and succeeds, under a reserved name or
+// not; an upload that fails on its own is reported as the object store's
+// failure and not retried.
+func gcTakesIntentDuringFailedUploadWriteRetried(t *testing.T, open Opener) {
+	ctx := context.Background()
+	p := open(t, storage.Options{CacheSize: -1})
+	const ns = "gc.upload"
+	var grace atomic.Int64
+	b := &failingUpload{Bucket: p.Bucket}
+	s := storage.New(p.Index, b, storage.Options{CacheSize: -1})
+	b.collect = func() error { _, err := s.CollectGarbage(ctx, time.Duration(grace.Load())); return err }
+	grace.Store(int64(-time.Hour)) // takes every intent, reserved names' too
+	for i := 0; i < 4; i++ {       // the first write records its intent; later ones take reserved names
+		b.armed.Store(true)
+		before := b.puts.Load()
+		v := fmt.Sprintf("v%d", i)
+		if _, err := s.Set(ctx, ns, "k", storage.String(v), storage.SetOptions{}); err != nil {
+			t.Fatalf("write %d, its intent taken while its upload failed: %v; want it written again under a fresh name", i, err)
+		}
+		if n := b.puts.Load() - before; n != 2 {
+			t.Errorf("write %d: %d uploads, want 2 (the failed one and its retry)", i, n)
+		}
+		if _, got, err := s.Get(ctx, ns, "k"); err != nil || got.V != v {
+			t.Errorf("Get after write %d = %v, %v", i, got.V, err)
+		}
+		time.Sleep(20 * time.Millisecond) // lets the next reservation land
+	}
+	// The collections above took the namespace's reserved names too: a
+	// fresh namespace's first write, whose intent GC now leaves alone.
+	grace.Store(int64(time.Hour))
+	b.armed.Store(true)
+	before := b.puts.Load()
+	_, err := s.Set(ctx, ns+"2", "k", storage.String("lost"), storage.SetOptions{})
+	if err == nil || errors.Is(err, storage.ErrIntentGone) || !strings.Contains(err.Error(), "object store is unreachable") {
+		t.Errorf("a failed upload whose intent stays: %v; want the object store's error", err)
+	}
+	if n := b.puts.Load() - before; n != 1 {
+		t.Errorf("a failed upload whose intent stays was uploaded %d times, want 1", n)
+	}
+}

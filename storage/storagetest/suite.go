@@ -117,6 +117,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		{"GC_WorkFollowsTheGarbage_NoListing", gcWorkFollowsTheGarbageNoListing},
 		{"GC_TakeStaleIntents_RacingRenewals_EachOnce", gcTakeStaleIntentsRacingRenewalsEachOnce},
 		{"GC_ReservedNames_WritesPayNoIntentStatement", gcReservedNamesWritesPayNoIntentStatement},
+		{"GC_TakesIntentDuringFailedUpload_WriteRetried", gcTakesIntentDuringFailedUploadWriteRetried},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 	}
