@@ -95,7 +95,8 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 				return
 			}
 			out[i] = &Entry{Namespace: ns, Key: entries[i].Key, Type: entries[i].Value.Type, Object: name,
-				Size: int64(len(bodies[i])), Hash: sha256Hex(bodies[i]), Description: entries[i].Description, Sensitive: entries[i].Sensitive}
+				Size: int64(len(bodies[i])), Hash: sha256Hex(bodies[i]), Description: entries[i].Description, Sensitive: entries[i].Sensitive,
+				Writer: WriterFrom(ctx)}
 		}(i)
 	}
 	wg.Wait()

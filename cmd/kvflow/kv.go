@@ -67,6 +67,8 @@ func (f *kvFlags) open(cmd *cobra.Command) (kvTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every write of a local command is recorded as the CLI's.
+	cmd.SetContext(storage.WithWriter(cmd.Context(), storage.WriterCLI))
 	return localKV{a}, nil
 }
 
@@ -311,7 +313,7 @@ func (l localKV) set(ctx context.Context, ns, key, text string, t storage.Type, 
 			return 0, err
 		}
 	}
-	e, err := l.a.Store.Set(storage.WithWriter(ctx, storage.WriterCLI), ns, key, v, so)
+	e, err := l.a.Store.Set(ctx, ns, key, v, so)
 	if err != nil {
 		return 0, err
 	}
@@ -383,7 +385,7 @@ func (l localKV) list(ctx context.Context, ns, prefix string) ([]client.Entry, e
 }
 
 func (l localKV) delete(ctx context.Context, ns, key string) (bool, error) {
-	return l.a.Store.Delete(storage.WithWriter(ctx, storage.WriterCLI), ns, key)
+	return l.a.Store.Delete(ctx, ns, key)
 }
 
 func (l localKV) purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error) {

@@ -68,7 +68,7 @@ func addDeleteAll(del *cobra.Command, f *kvFlags) {
 		case remoteKV:
 			keys, err = tg.c.DeleteAll(cmd.Context(), ns)
 		case localKV:
-			keys, err = tg.a.Store.DeleteAll(storage.WithWriter(cmd.Context(), storage.WriterCLI), ns)
+			keys, err = tg.a.Store.DeleteAll(cmd.Context(), ns)
 		}
 		if err != nil {
 			return err

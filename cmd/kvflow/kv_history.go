@@ -136,8 +136,7 @@ func newKVRestoreCmd(f *kvFlags) *cobra.Command {
 			switch t := target.(type) {
 			case localKV:
 				var se *storage.Entry
-				ctx := storage.WithWriter(cmd.Context(), storage.WriterCLI)
-				if se, err = t.a.Store.Restore(ctx, args[0], args[1], version, storage.SetOptions{IfVersion: ifMatch}); err == nil {
+				if se, err = t.a.Store.Restore(cmd.Context(), args[0], args[1], version, storage.SetOptions{IfVersion: ifMatch}); err == nil {
 					e = api.EntryOf(se, true)
 				}
 			case remoteKV:

@@ -95,3 +95,28 @@ func watchFor(t *testing.T, dataDir string, args ...string) string {
 	}
 	return out.String()
 }
+
+// TestKVHistory_EveryLocalWriteCommand_WriterIsCLI: a version written by any
+// local kv command records the writer "cli".
+func TestKVHistory_EveryLocalWriteCommand_WriterIsCLI(t *testing.T) {
+	dir := t.TempDir()
+	runKVCases(t, dir, nil, []kvCase{
+		{args: "kv set w.cli s one"},
+		{args: "kv incr w.cli n --by 2"},
+		{args: "kv set w.cli j {\"a\":1} --type JSON"},
+		{args: "kv patch w.cli j {\"b\":2}"},
+		{args: "kv set-many w.cli -", stdin: `{"m":1}`},
+		{args: "kv import - --namespace-map w.old=w.cli", stdin: `{"namespace":"w.old","key":"i","type":"STRING","value":"x"}` + "\n"},
+		{args: "kv restore w.cli s 1"},
+		{args: "kv delete w.cli n"},
+	})
+	for key, versions := range map[string]int{"s": 2, "n": 2, "j": 2, "m": 1, "i": 1} {
+		out, errOut, code := kvflowCmdIn(t, dir, "", "kv", "history", "w.cli", key, "--json")
+		if code != 0 {
+			t.Fatalf("kv history %s: exit %d: %s", key, code, errOut)
+		}
+		if n := strings.Count(out, `"writer":"cli"`); n != versions || strings.Count(out, `"version":`) != versions {
+			t.Errorf("kv history %s: %d of its versions written by cli, want all %d: %s", key, n, versions, out)
+		}
+	}
+}

@@ -334,3 +334,44 @@ func summary(vs []storage.Version) string {
 	}
 	return strings.Join(parts, " | ")
 }
+
+// historyEveryWriteKindRecordsItsWriter: Set, SetMany, Increment, Merge,
+// Import, Restore and Delete each record the writer of their context.
+func historyEveryWriteKindRecordsItsWriter(t *testing.T, open Opener) {
+	ctx := storage.WithWriter(context.Background(), storage.TokenWriter("ops"))
+	s := open(t, storage.Options{}).Store
+	if _, err := s.Set(ctx, ns, "set", storage.String("a"), storage.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetMany(ctx, ns, []storage.BatchEntry{{Key: "many1", Value: storage.String("a")}, {Key: "many2", Value: storage.String("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Increment(ctx, ns, "incr", storage.Value{Type: storage.NUMBER, V: int64(1)}, storage.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Merge(ctx, ns, "merge", map[string]any{"a": 1}, storage.MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	line := `{"namespace":"` + ns + `","key":"import","type":"STRING","value":"x"}` + "\n"
+	if _, err := s.Import(ctx, strings.NewReader(line), storage.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Restore(ctx, ns, "set", 1, storage.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, ns, "incr"); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"set": "2 SET STRING token:ops | 1 SET STRING token:ops", "many1": "1 SET STRING token:ops", "many2": "1 SET STRING token:ops",
+		"incr": "2 DELETE NUMBER token:ops | 1 SET NUMBER token:ops", "merge": "1 SET JSON token:ops", "import": "1 SET STRING token:ops",
+	} {
+		p, err := s.History(context.Background(), ns, key, storage.HistoryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := summary(p.Versions); got != want {
+			t.Errorf("history of %s = %q, want %q", key, got, want)
+		}
+	}
+}

@@ -79,6 +79,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 
 		// Versions and the change feed (history.go).
 		{"History_SetDeleteRestore", historySetDeleteRestore},
+		{"History_EveryWriteKind_RecordsItsWriter", historyEveryWriteKindRecordsItsWriter},
 		{"History_IncrementKeepsEveryVersion", historyIncrementKeepsEveryVersion},
 		{"Retention_ByCount_PurgedVersion404_ObjectGone", retentionByCountPurgedVersion404ObjectGone},
 		{"Retention_ByAge_LiveVersionKept", retentionByAgeLiveVersionKept},
