@@ -305,7 +305,7 @@ func (s *Store) intentTaken(ctx context.Context, in Intent, wait func() error) b
 	if wait != nil && wait() != nil {
 		return false // never recorded
 	}
-	ok, err := s.index.RenewIntent(context.WithoutCancel(ctx), in, time.Now())
+	ok, err := s.index.RenewIntent(ctx, in, time.Now())
 	return err == nil && !ok
 }
 
