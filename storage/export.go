@@ -542,9 +542,12 @@ func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 		s.importDrop(ctx, batch, nil)
 		return unavailable(err, "Cannot write values of lines %d to %d of the import: the database is unreachable", batch[0].line, batch[len(batch)-1].line)
 	}
-	for _, err := range errs {
+	for i, err := range errs {
 		if err != nil {
 			s.importDrop(ctx, batch, nil)
+			if s.intentTaken(ctx, intents[i], nil) {
+				return ErrIntentGone
+			}
 			return err
 		}
 	}

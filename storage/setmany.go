@@ -111,9 +111,12 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 		cleanup()
 		return nil, unavailable(err, "Cannot write %d keys in namespace '%s': the database is unreachable", len(out), ns)
 	}
-	for _, err := range errs {
+	for i, err := range errs {
 		if err != nil {
 			cleanup()
+			if s.intentTaken(ctx, intents[i], nil) {
+				return nil, ErrIntentGone
+			}
 			return nil, err
 		}
 	}

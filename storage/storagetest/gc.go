@@ -388,8 +388,8 @@ func (b *failingUpload) Put(ctx context.Context, name string, r io.Reader, size 
 // gcTakesIntentDuringFailedUploadWriteRetried: an upload that fails because
 // garbage collection took its intent meanwhile (and removed its object) is
 // written again under a fresh name and succeeds, under a reserved name or
-// not; an upload that fails on its own is reported as the object store's
-// failure and not retried.
+// not; a batch write or an import is refused as ErrIntentGone; an upload that fails on
+// its own is reported as the object store's failure and not retried.
 func gcTakesIntentDuringFailedUploadWriteRetried(t *testing.T, open Opener) {
 	ctx := context.Background()
 	p := open(t, storage.Options{CacheSize: -1})
@@ -413,6 +413,20 @@ func gcTakesIntentDuringFailedUploadWriteRetried(t *testing.T, open Opener) {
 			t.Errorf("Get after write %d = %v, %v", i, got.V, err)
 		}
 		time.Sleep(20 * time.Millisecond) // lets the next reservation land
+	}
+	// A batch write's upload fails the same way: the batch is refused as
+	// ErrIntentGone (write it again), nothing of it stored.
+	b.armed.Store(true)
+	if _, err := s.SetMany(ctx, ns, []storage.BatchEntry{{Key: "b1", Value: storage.String("x")}, {Key: "b2", Value: storage.String("y")}}); !errors.Is(err, storage.ErrIntentGone) {
+		t.Errorf("SetMany whose intents were taken while an upload failed: %v; want ErrIntentGone", err)
+	}
+	b.armed.Store(true)
+	line := `{"namespace":"` + ns + `","key":"b3","type":"STRING","value":"z"}` + "\n"
+	if _, err := s.Import(ctx, strings.NewReader(line), storage.ImportOptions{}); !errors.Is(err, storage.ErrIntentGone) {
+		t.Errorf("Import whose intent was taken while its upload failed: %v; want ErrIntentGone", err)
+	}
+	if keys, err := s.Keys(ctx, ns, "b"); err != nil || len(keys) != 0 {
+		t.Errorf("keys after the refused batch and import = %v, %v; want none", keys, err)
 	}
 	// The collections above took the namespace's reserved names too: a
 	// fresh namespace's first write, whose intent GC now leaves alone.
