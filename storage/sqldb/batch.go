@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -33,14 +32,11 @@ type committer struct {
 	conn   *sqlx.Conn
 	connMu sync.Mutex
 
-	// SQLite's checkpoints of its WAL run off the batches' path: walLoop
-	// copies the WAL into the database on another connection after commits,
-	// and the committer restarts the WAL between batches once walLoop finds
-	// it long (restart set).
+	// SQLite's checkpoints of its WAL run off the batches' path, in
+	// walLoop on a connection of its own, after commits.
 	walKick chan struct{}
 	walStop chan struct{}
 	walDone chan struct{}
-	restart atomic.Bool
 
 	mu      sync.Mutex
 	queue   []*writeReq
@@ -74,28 +70,45 @@ func newCommitter(ctx context.Context, db *DB) (*committer, error) {
 			conn.Close()
 			return nil, db.Err(err)
 		}
+		// The WAL loop never waits for a lock: what it cannot do now it
+		// does after a later commit.
+		wal, err := db.X.Connx(ctx)
+		if err == nil {
+			_, err = wal.ExecContext(ctx, `PRAGMA busy_timeout = 0`)
+			if err != nil {
+				wal.Close()
+			}
+		}
+		if err != nil {
+			conn.Close()
+			return nil, db.Err(err)
+		}
 		c.conn = conn
 		c.walKick, c.walStop, c.walDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-		go c.walLoop()
+		go c.walLoop(wal)
 	}
 	return c, nil
 }
 
-// walRestartFrames is the WAL length, in frames, past which the committer
+// walRestartFrames is the WAL length, in frames, past which walLoop
 // restarts it (a variable for tests).
 var walRestartFrames = 4096
 
-// walLoop checkpoints SQLite's WAL after commits, at most every 20 ms, with
-// PASSIVE: it copies what it can without waiting for the writer or readers.
-// An inline checkpoint (SQLite's default, every 1,000 pages, on the commit
-// that crosses it) syncs the WAL and the database file and held that batch
-// for 5-10 ms: embedded sequential PUT p99 over HTTP went from 10.7-11.1 ms
-// to 5.8-7.1 ms without it.
-// The WAL starts over only when a checkpoint has copied all of it before
-// the next commit, so under steady writes it grows until the committer
-// restarts it.
-func (c *committer) walLoop() {
+// walLoop checkpoints SQLite's WAL on conn after commits, at most every
+// 20 ms, with PASSIVE: it copies what it can without waiting for the writer
+// or readers. An inline checkpoint (SQLite's default, every 1,000 pages, on
+// the commit that crosses it) syncs the WAL and the database file and held
+// that batch for 5-10 ms: embedded sequential PUT p99 over HTTP went from
+// 10.7-11.1 ms to 5.8-7.1 ms without it.
+// The WAL starts over only when a checkpoint has copied all of it before the
+// next commit, so under steady writes it grows; once it is long, the loop
+// restarts it between two batches (holding connMu). With no busy timeout on
+// conn, a reader still on the WAL (a long export) makes the restart give up
+// at once, until the next try.
+func (c *committer) walLoop(conn *sqlx.Conn) {
 	defer close(c.walDone)
+	defer conn.Close()
+	ctx := context.Background()
 	for {
 		select {
 		case <-c.walKick:
@@ -103,29 +116,17 @@ func (c *committer) walLoop() {
 			return
 		}
 		var busy, log, done int
-		err := c.db.X.QueryRowxContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done)
+		err := conn.QueryRowxContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done)
 		if err == nil && log >= walRestartFrames {
-			c.restart.Store(true)
+			c.connMu.Lock()
+			conn.QueryRowxContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
+			c.connMu.Unlock()
 		}
 		select {
 		case <-time.After(20 * time.Millisecond):
 		case <-c.walStop:
 			return
 		}
-	}
-}
-
-// restartWAL copies what is left of the WAL and starts it over, between
-// batches. It does not wait: a reader still on the WAL (a long export) makes
-// it give up until walLoop finds the WAL long again.
-func (c *committer) restartWAL(ctx context.Context) {
-	if !c.restart.Swap(false) {
-		return
-	}
-	var busy, log, done int
-	if _, err := c.conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err == nil {
-		c.conn.QueryRowxContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
-		c.conn.ExecContext(ctx, `PRAGMA busy_timeout = `+busyTimeoutMS)
 	}
 }
 
@@ -263,7 +264,6 @@ func (c *committer) commit(batch []*writeReq) {
 	}
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
-	c.restartWAL(ctx)
 	if j.full() {
 		if err := c.checkpoint(ctx); err != nil {
 			finish(&kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "Cannot checkpoint the journal: " + err.Error(), Err: err})

@@ -220,7 +220,7 @@ func TestSQLite_CommitsAreSynced(t *testing.T) {
 	}
 }
 
-// The committer leaves SQLite's checkpoints to walLoop and restarts a long
+// The committer leaves SQLite's checkpoints to walLoop, which restarts a long
 // WAL between batches: under racing writers the WAL stays short, where no
 // restart would leave it holding every page written.
 func TestGroupCommit_SteadyWrites_WALStaysShort(t *testing.T) {

@@ -83,7 +83,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "Cannot create the directory for database %s: %v.", path, err)
 		}
 		db.Dialect, db.addr = SQLite, path
-		dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=busy_timeout(" + busyTimeoutMS + ")" +
+		dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 			"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=case_sensitive_like(1)"
 		db.dsn = dsn
 		db.X = sqlx.NewDb(sql.OpenDB(&connector{dsn: dsn}), "sqlite")
@@ -107,9 +107,6 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	}
 	return db, nil
 }
-
-// busyTimeoutMS is how long a SQLite statement waits for a lock.
-const busyTimeoutMS = "10000"
 
 // Close closes the prepared statements and the connection pool.
 func (db *DB) Close() error {
