@@ -297,9 +297,9 @@ func (s *Store) putOnce(ctx context.Context, ns, key string, t Type, body io.Rea
 	return e, nil
 }
 
-// intentTaken reports whether garbage collection took in while its upload
-// failed, removing the object under it (a failed upload's error then says
-// only that a file vanished). The intent, if still there, is dated now: what
+// intentTaken reports whether garbage collection took the intent in while
+// its upload failed, removing the object under it (the upload's error then
+// says only that a file vanished). An intent still there is dated now: what
 // was uploaded is collected after the grace.
 func (s *Store) intentTaken(ctx context.Context, in Intent, wait func() error) bool {
 	if wait != nil && wait() != nil {

@@ -145,7 +145,11 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 // when the name exists after all.
 func (b *Bucket) openFresh(name, path string) (f *os.File, prepared bool, err error) {
 	if state, ok := b.prepared.LoadAndDelete(name); ok { // unless garbage collection took it
-		if f, err = openFile(path, os.O_WRONLY, 0); err == nil {
+		flag := os.O_WRONLY
+		if state == prepPending { // Prepare may not have made it yet
+			flag |= os.O_CREATE
+		}
+		if f, err = openFile(path, flag, 0o644); err == nil {
 			return f, state == prepReady, nil
 		}
 	}
