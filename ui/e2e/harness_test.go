@@ -159,14 +159,25 @@ func (e *env) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 // screenshot and fails the test.
 func run[T any](e *env, what string, a chromedp.Action[T]) T {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, a)
+	v, err := try(e, a)
 	if err != nil {
-		e.screenshot("failed")
-		e.t.Fatalf("%s: %v\npage text:\n%s", what, err, e.pageText())
+		e.fail(what, err)
 	}
 	return v
+}
+
+// try runs one action, with the harness's time limit.
+func try[T any](e *env, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	return chromedp.Run(ctx, a)
+}
+
+// fail saves a screenshot and fails the test with the page's text.
+func (e *env) fail(what string, err error) {
+	e.t.Helper()
+	e.screenshot("failed")
+	e.t.Fatalf("%s: %v\npage text:\n%s", what, err, e.pageText())
 }
 
 // pageText is the visible text of the page, for failure messages.
@@ -246,20 +257,16 @@ func (e *env) choose(sel, value string) {
 func (e *env) click(sel string) {
 	e.t.Helper()
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
-		_, err := chromedp.Run(ctx, chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel))))
-		cancel()
-		switch {
-		case err == nil:
+		_, err := try(e, chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel))))
+		if err == nil {
 			return
-		case attempt < 4 && staleNode(err):
-			// A list drawn again between finding the element and clicking
-			// it (after a save) left the found node detached: nothing was
-			// clicked, so click the new one.
-			continue
 		}
-		e.screenshot("failed")
-		e.t.Fatalf("click %s: %v\npage text:\n%s", sel, err, e.pageText())
+		// A list drawn again between finding the element and clicking it
+		// (after a save) leaves the found node detached: nothing was
+		// clicked, so click the new one.
+		if attempt == 4 || !staleNode(err) {
+			e.fail("click "+sel, err)
+		}
 	}
 }
 
