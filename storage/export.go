@@ -507,34 +507,42 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 	return it, nil
 }
 
-// importUpload uploads a batch's objects in parallel; on error it removes
-// those it uploaded.
+// importUpload uploads a batch's objects in parallel, the small values of a
+// namespace in one pack; on error it removes those it uploaded.
 func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
+	nss := make([]string, len(batch))
+	bodies := make([][]byte, len(batch))
+	for i := range batch {
+		nss[i], bodies[i] = batch[i].e.Namespace, batch[i].body
+	}
+	names, uploads := planObjects(nss, bodies)
 	intents := make([]Intent, len(batch))
 	for i := range batch {
-		batch[i].e.Object = ObjectName(batch[i].e.Namespace)
-		intents[i] = Intent{Namespace: batch[i].e.Namespace, Object: batch[i].e.Object}
+		batch[i].e.Object, batch[i].body = names[i], nil // the uploads hold the bytes now
+		intents[i] = Intent{Namespace: nss[i], Object: names[i]}
 	}
 	wait := s.recordIntents(ctx, intents)
 	errs := make([]error, len(batch))
-	next := make(chan int)
+	next := make(chan upload)
 	var wg sync.WaitGroup
-	for w := 0; w < min(importUploads, len(batch)); w++ {
+	for w := 0; w < min(importUploads, len(uploads)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				it := &batch[i]
-				n := int64(len(it.body))
-				if err := s.bucket.Put(ctx, it.e.Object, s.gate(bytes.NewReader(it.body), n, wait), n); err != nil {
-					it.e.Object = ""
-					errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s' (line %d of the import): the object store is unreachable", it.e.Key, it.e.Namespace, it.line)
+			for u := range next {
+				n := int64(len(u.body))
+				if err := s.bucket.Put(ctx, u.name, s.gate(bytes.NewReader(u.body), n, wait), n); err != nil {
+					for _, i := range u.members {
+						it := &batch[i]
+						it.e.Object = ""
+						errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s' (line %d of the import): the object store is unreachable", it.e.Key, it.e.Namespace, it.line)
+					}
 				}
 			}
 		}()
 	}
-	for i := range batch {
-		next <- i
+	for _, u := range uploads {
+		next <- u
 	}
 	close(next)
 	wg.Wait()
@@ -557,11 +565,11 @@ func (s *Store) importUpload(ctx context.Context, batch []importItem) error {
 // importDrop removes the uploaded objects of a batch that no entry points
 // to: all of them, or those keep does not mark.
 func (s *Store) importDrop(ctx context.Context, batch []importItem, keep []bool) {
+	names := make([]string, len(batch))
 	for i := range batch {
-		if batch[i].e.Object != "" && (keep == nil || !keep[i]) {
-			s.dropObject(ctx, batch[i].e.Object)
-		}
+		names[i] = batch[i].e.Object
 	}
+	s.dropWritten(ctx, names, keep)
 }
 
 // importCommit writes an uploaded batch's metadata in one transaction under

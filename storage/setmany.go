@@ -72,44 +72,44 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 		bodies[i] = body
 	}
 
-	// Objects first, a few at a time; each under a fresh name no reader sees
-	// yet, with the batch's intents recorded meanwhile.
+	// Objects first, a few at a time (the small values in one pack); each
+	// under a fresh name no reader sees yet, with the batch's intents
+	// recorded meanwhile.
+	nss := make([]string, len(entries))
+	for i := range nss {
+		nss[i] = ns
+	}
+	names, uploads := planObjects(nss, bodies)
 	intents := make([]Intent, len(entries))
 	for i := range entries {
-		intents[i] = Intent{Namespace: ns, Object: ObjectName(ns)}
+		intents[i] = Intent{Namespace: ns, Object: names[i]}
 	}
 	wait := s.recordIntents(ctx, intents)
-	out := make([]*Entry, len(entries))
 	errs := make([]error, len(entries))
+	uploaded := make([]string, len(entries))
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	for i := range entries {
+	for _, u := range uploads {
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(i int) {
+		go func() {
 			defer func() { <-sem; wg.Done() }()
-			name := intents[i].Object
-			n := int64(len(bodies[i]))
-			if err := s.bucket.Put(ctx, name, s.gate(bytes.NewReader(bodies[i]), n, wait), n); err != nil {
-				errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s': the object store is unreachable", entries[i].Key, ns)
-				return
+			n := int64(len(u.body))
+			err := s.bucket.Put(ctx, u.name, s.gate(bytes.NewReader(u.body), n, wait), n)
+			for _, i := range u.members {
+				if err != nil {
+					errs[i] = unavailable(err, "Cannot write value for key '%s' in namespace '%s': the object store is unreachable", entries[i].Key, ns)
+				} else {
+					uploaded[i] = names[i]
+				}
 			}
-			out[i] = &Entry{Namespace: ns, Key: entries[i].Key, Type: entries[i].Value.Type, Object: name,
-				Size: int64(len(bodies[i])), Hash: sha256Hex(bodies[i]), Description: entries[i].Description, Sensitive: entries[i].Sensitive,
-				Writer: WriterFrom(ctx)}
-		}(i)
+		}()
 	}
 	wg.Wait()
-	cleanup := func() {
-		for _, e := range out {
-			if e != nil {
-				s.dropObject(ctx, e.Object)
-			}
-		}
-	}
+	cleanup := func() { s.dropWritten(ctx, uploaded, nil) }
 	if err := wait(); err != nil {
 		cleanup()
-		return nil, unavailable(err, "Cannot write %d keys in namespace '%s': the database is unreachable", len(out), ns)
+		return nil, unavailable(err, "Cannot write %d keys in namespace '%s': the database is unreachable", len(entries), ns)
 	}
 	for i, err := range errs {
 		if err != nil {
@@ -121,11 +121,14 @@ func (s *Store) SetMany(ctx context.Context, ns string, entries []BatchEntry) ([
 		}
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	for i, e := range out {
-		e.Updated = now
-		if entries[i].TTL > 0 {
-			exp := now.Add(entries[i].TTL)
-			e.Expires = &exp
+	out := make([]*Entry, len(entries))
+	for i, be := range entries {
+		out[i] = &Entry{Namespace: ns, Key: be.Key, Type: be.Value.Type, Object: names[i],
+			Size: int64(len(bodies[i])), Hash: sha256Hex(bodies[i]), Description: be.Description, Sensitive: be.Sensitive,
+			Updated: now, Writer: WriterFrom(ctx)}
+		if be.TTL > 0 {
+			exp := now.Add(be.TTL)
+			out[i].Expires = &exp
 		}
 	}
 	if err := s.index.PutEntries(ctx, out); err != nil {

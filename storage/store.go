@@ -753,13 +753,23 @@ func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, e
 		if err != nil {
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
-		if err := s.deleteObjects(ctx, names); err != nil {
+		plain, packed := splitPacked(names)
+		if err := s.deleteObjects(ctx, plain); err != nil {
+			return removed, err
+		}
+		// While their rows are queued, so that a member queued later keeps its pack.
+		collected := make(map[string]bool, len(packed))
+		for _, name := range packed {
+			collected[name] = true
+		}
+		n, err := s.deletePacks(ctx, packed, collected)
+		if err != nil {
 			return removed, err
 		}
 		if err := s.index.DropGarbage(ctx, names); err != nil {
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
-		removed += len(names)
+		removed += len(plain) + n
 		if len(names) < gcBatch {
 			break
 		}
@@ -814,8 +824,14 @@ func (s *Store) SweepOrphans(ctx context.Context, grace time.Duration) (int, err
 	return removed, err
 }
 
-// deleteUnreferenced deletes those of names the index does not reference.
+// deleteUnreferenced deletes those of names the index does not reference,
+// and the packs of member and pack names none of whose members it does.
 func (s *Store) deleteUnreferenced(ctx context.Context, names []string) (int, error) {
+	names, packed := splitPacked(names)
+	packs, err := s.deletePacks(ctx, packed, nil)
+	if err != nil {
+		return packs, err
+	}
 	ref, err := s.index.Referenced(ctx, names)
 	if err != nil {
 		return 0, unavailable(err, "Cannot collect garbage: the database is unreachable")
@@ -826,7 +842,20 @@ func (s *Store) deleteUnreferenced(ctx context.Context, names []string) (int, er
 			drop = append(drop, name)
 		}
 	}
-	return len(drop), s.deleteObjects(ctx, drop)
+	return packs + len(drop), s.deleteObjects(ctx, drop)
+}
+
+// splitPacked splits names into those of objects of their own and those of
+// pack members and packs.
+func splitPacked(names []string) (plain, packed []string) {
+	for _, name := range names {
+		if _, _, _, ok := PackMember(name); ok || strings.HasSuffix(name, ".pack") {
+			packed = append(packed, name)
+		} else {
+			plain = append(plain, name)
+		}
+	}
+	return plain, packed
 }
 
 // deleteObjects deletes objects, a few at a time.
@@ -885,7 +914,7 @@ func (s *Store) MissingObjects(ctx context.Context) ([]Entry, error) {
 			return nil, unavailable(err, "Cannot list the objects of namespace '%s': the object store is unreachable", st.Namespace)
 		}
 		for _, e := range entries {
-			if present[e.Object] {
+			if present[objectOf(e.Object)] {
 				continue
 			}
 			// Check again: the entry may have been rewritten since it was listed.
@@ -913,7 +942,8 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // IsValueObject reports whether an object name is one ObjectName makes:
-// <namespace path>/_kv/<id>.ion, or <key>.ion.<id> from older releases. Other objects, such as execution files
+// <namespace path>/_kv/<id>.ion, or <key>.ion.<id> from older releases, or
+// a pack of values (<id>.pack). Other objects, such as execution files
 // under _executions/, are not KV values (namespaces never start with _).
 func IsValueObject(name string) bool {
 	i := strings.LastIndex(name, "/_kv/")
@@ -921,7 +951,7 @@ func IsValueObject(name string) bool {
 		return false
 	}
 	file := name[i+len("/_kv/"):]
-	return !strings.Contains(file, "/") && (strings.HasSuffix(file, ".ion") || strings.Contains(file, ".ion."))
+	return !strings.Contains(file, "/") && (strings.HasSuffix(file, ".ion") || strings.Contains(file, ".ion.") || strings.HasSuffix(file, ".pack"))
 }
 
 // ObjectName is a fresh name for a value of namespace ns:

@@ -295,14 +295,30 @@ func (b *Bucket) Close() error {
 	return nil
 }
 
-// Get opens the object's file.
+// Get opens the object's file, or a pack member's range of its pack's file.
 func (b *Bucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	pack, off, n, member := storage.PackMember(name)
+	if member {
+		name = pack
+	}
 	path, err := b.path(name)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if member {
+		f, err := openFile(path, os.O_RDONLY, 0)
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, notFound(name)
+		} else if err != nil {
+			return nil, b.fail("read", name, err)
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.NewSectionReader(f, off, n), f}, nil
 	}
 	if _, ok := b.prepared.Load(name); ok { // made ahead, not yet written: no object, as Iter says
 		return nil, notFound(name)

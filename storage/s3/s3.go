@@ -266,13 +266,23 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 	return b.fail(ctx, "write", name, err)
 }
 
-// Get opens the object. The reader reads from the network and lives as long
-// as ctx.
+// Get opens the object, or a pack member's range of its pack. The reader
+// reads from the network and lives as long as ctx.
 func (b *Bucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	var opts minio.GetObjectOptions
+	if pack, off, n, ok := storage.PackMember(name); ok {
+		if n == 0 {
+			return io.NopCloser(strings.NewReader("")), nil
+		}
+		name = pack
+		if err := opts.SetRange(off, off+n-1); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkName("Object name", name); err != nil {
 		return nil, err
 	}
-	rc, _, _, err := b.core.GetObject(ctx, b.cfg.Bucket, b.cfg.Prefix+name, minio.GetObjectOptions{})
+	rc, _, _, err := b.core.GetObject(ctx, b.cfg.Bucket, b.cfg.Prefix+name, opts)
 	if err != nil {
 		return nil, b.fail(ctx, "read", name, err)
 	}

@@ -254,6 +254,27 @@ func (db *DB) AddIntents(ctx context.Context, at time.Time, intents []storage.In
 		args = append(args, in.Namespace, in.Object, at.UnixMicro())
 	}
 	query := `INSERT INTO kv_intents (namespace, object, started_at) VALUES (?, ?, ?)` + strings.Repeat(", (?, ?, ?)", len(intents)-1)
+	if db.Dialect == Postgres {
+		// The namespaces' feed counters exist, committed, before any write
+		// whose intent this is: a lone write's statement locks its counter
+		// first (putEntryIntent), and a counter a batch is creating would not
+		// be seen, let alone waited for (the write and the batch would then
+		// deadlock on the entry row and the counter).
+		nss := make([]string, 0, 1)
+		for _, in := range intents {
+			if !slices.Contains(nss, in.Namespace) {
+				nss = append(nss, in.Namespace)
+			}
+		}
+		slices.Sort(nss) // the order lockFeeds takes them in
+		query = `WITH feed AS (INSERT INTO kv_change_seqs (namespace, seq) VALUES (?, 0)` + strings.Repeat(", (?, 0)", len(nss)-1) +
+			` ON CONFLICT (namespace) DO NOTHING) ` + query
+		feeds := make([]any, len(nss), len(nss)+len(args))
+		for i, ns := range nss {
+			feeds[i] = ns
+		}
+		args = append(feeds, args...)
+	}
 	exec := func(ctx context.Context, x sqlx.ExecerContext) error {
 		var err error
 		if len(intents) == 1 {

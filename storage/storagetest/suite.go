@@ -119,6 +119,9 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		{"GC_TakeStaleIntents_RacingRenewals_EachOnce", gcTakeStaleIntentsRacingRenewalsEachOnce},
 		{"GC_ReservedNames_WritesPayNoIntentStatement", gcReservedNamesWritesPayNoIntentStatement},
 		{"GC_TakesIntentDuringFailedUpload_WriteRetried", gcTakesIntentDuringFailedUploadWriteRetried},
+
+		// Batch writes put their small values in one pack object (pack.go).
+		{"Packs_BatchWritesShareOneObject_CollectedWithTheLastMember", packsBatchWritesShareOneObject},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 	}
