@@ -371,8 +371,8 @@ func (db *DB) write(ctx context.Context, fn func(context.Context, *sqlx.Tx) erro
 			return err
 		}
 		// PostgreSQL rolled this transaction back to break a lock cycle, which
-		// lockFeeds leaves only to the first writes of a new namespace: run it
-		// again.
+		// lockFeeds and the counters AddIntents creates should leave to none:
+		// run it again.
 	}
 }
 

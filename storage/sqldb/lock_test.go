@@ -125,3 +125,54 @@ func TestWriters_RacingOnSameKeys_NoDeadlock(t *testing.T) {
 		})
 	}
 }
+
+// Lone Sets and batches racing on the first writes of a fresh namespace,
+// before its feed counter exists: every write succeeds and PostgreSQL never
+// breaks a deadlock (a write's intent creates the counter, committed, so its
+// statement waits for a batch's lock instead of racing it to the counter).
+func TestWriters_NewNamespace_FirstWritesRace_NoDeadlock(t *testing.T) {
+	for _, dialect := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
+		t.Run(string(dialect), func(t *testing.T) {
+			ctx := context.Background()
+			db := sqldbtest.Open(t, dialect)
+			s := storage.New(db, fstest.NewBucket(t), storage.Options{})
+			const rounds, keys = 15, 20
+			for round := range rounds {
+				ns := fmt.Sprintf("fresh.n%d", round)
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for w := range 6 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						r := rand.New(rand.NewPCG(uint64(round), uint64(w)))
+						<-start
+						if w < 2 {
+							batch := make([]storage.BatchEntry, keys)
+							for i, k := range r.Perm(keys) {
+								batch[i] = storage.BatchEntry{Key: fmt.Sprintf("k%02d", k), Value: storage.String("batch")}
+							}
+							if _, err := s.SetMany(ctx, ns, batch); err != nil {
+								t.Errorf("round %d: SetMany: %v", round, err)
+							}
+							return
+						}
+						for range 3 {
+							if _, err := s.Set(ctx, ns, fmt.Sprintf("k%02d", r.IntN(keys)), storage.String("set"), storage.SetOptions{}); err != nil {
+								t.Errorf("round %d: Set: %v", round, err)
+							}
+						}
+					}()
+				}
+				close(start)
+				wg.Wait()
+				if n, err := s.Keys(ctx, ns, ""); err != nil || len(n) != keys {
+					t.Errorf("round %d: %d keys, %v; want %d", round, len(n), err, keys)
+				}
+			}
+			if n := db.Deadlocks(); n != 0 {
+				t.Errorf("PostgreSQL broke %d deadlocks on a fresh namespace's first writes", n)
+			}
+		})
+	}
+}
