@@ -267,8 +267,10 @@ func (db *DB) AddIntents(ctx context.Context, at time.Time, intents []storage.In
 			}
 		}
 		slices.Sort(nss) // the order lockFeeds takes them in
-		query = `WITH feed AS (INSERT INTO kv_change_seqs (namespace, seq) VALUES (?, 0)` + strings.Repeat(", (?, 0)", len(nss)-1) +
-			` ON CONFLICT (namespace) DO NOTHING) ` + query
+		// Only missing ones: inserting over an existing counter would wait for
+		// the write holding it.
+		query = `WITH feed AS (INSERT INTO kv_change_seqs (namespace, seq) SELECT v.n, 0 FROM (VALUES (?)` + strings.Repeat(", (?)", len(nss)-1) +
+			`) AS v(n) WHERE NOT EXISTS (SELECT 1 FROM kv_change_seqs c WHERE c.namespace = v.n) ON CONFLICT (namespace) DO NOTHING) ` + query
 		feeds := make([]any, len(nss), len(nss)+len(args))
 		for i, ns := range nss {
 			feeds[i] = ns
