@@ -71,48 +71,73 @@ type upload struct {
 }
 
 // planObjects names the objects of a batch's bodies (nss[i] is body i's
-// namespace): the small bodies of a namespace with at least two of them
-// share a pack, the others get an object each. names[i] is body i's
-// object name for its metadata.
+// namespace): the small bodies of a namespace share packs of up to
+// maxPackBytes, and the others, and one left alone in a pack, get an object
+// each. names[i] is body i's object name for its metadata.
 func planObjects(nss []string, bodies [][]byte) (names []string, uploads []upload) {
 	names = make([]string, len(bodies))
-	small := map[string][]int{}
+	var order []string
+	groups := map[string][][]int{} // namespace → packs of body indexes
+	last := map[string]int{}       // bytes in a namespace's last pack
 	for i, b := range bodies {
-		if len(b) <= maxPacked {
-			small[nss[i]] = append(small[nss[i]], i)
+		if len(b) > maxPacked {
+			continue
+		}
+		ns := nss[i]
+		g := groups[ns]
+		if len(g) == 0 || last[ns]+len(b) > maxPackBytes {
+			if len(g) == 0 {
+				order = append(order, ns)
+			}
+			g, last[ns] = append(g, nil), 0
+		}
+		g[len(g)-1] = append(g[len(g)-1], i)
+		groups[ns], last[ns] = g, last[ns]+len(b)
+	}
+	for _, ns := range order {
+		for _, idx := range groups[ns] {
+			if len(idx) > 1 {
+				uploads = append(uploads, pack(ns, idx, bodies, names))
+			}
 		}
 	}
 	for i, b := range bodies {
-		if len(b) > maxPacked || len(small[nss[i]]) < 2 {
+		if names[i] == "" {
 			names[i] = ObjectName(nss[i])
 			uploads = append(uploads, upload{name: names[i], body: b, members: []int{i}})
 		}
 	}
-	for ns, idx := range small {
-		if len(idx) < 2 {
-			continue
-		}
-		pack := packName(ns)
-		off := int64(packHeader + packEntry*len(idx))
-		size := off
-		for _, i := range idx {
-			size += int64(len(bodies[i]))
-		}
-		data := make([]byte, off, size)
-		copy(data, packMagic)
-		binary.BigEndian.PutUint32(data[len(packMagic):], uint32(len(idx)))
-		for j, i := range idx {
-			n := int64(len(bodies[i]))
-			e := data[packHeader+packEntry*j:]
-			binary.BigEndian.PutUint64(e, uint64(off))
-			binary.BigEndian.PutUint64(e[8:], uint64(n))
-			names[i] = memberName(pack, off, n)
-			data = append(data, bodies[i]...)
-			off += n
-		}
-		uploads = append(uploads, upload{name: pack, body: data, members: idx})
-	}
 	return names, uploads
+}
+
+// maxPackBytes bounds a pack's values.
+const maxPackBytes = 16 << 20
+
+func packSize(bodies [][]byte, idx []int) int {
+	n := 0
+	for _, i := range idx {
+		n += len(bodies[i])
+	}
+	return n
+}
+
+// pack lays out the bodies idx of namespace ns as one pack and names them.
+func pack(ns string, idx []int, bodies [][]byte, names []string) upload {
+	name := packName(ns)
+	off := int64(packHeader + packEntry*len(idx))
+	data := make([]byte, off, off+int64(packSize(bodies, idx)))
+	copy(data, packMagic)
+	binary.BigEndian.PutUint32(data[len(packMagic):], uint32(len(idx)))
+	for j, i := range idx {
+		n := int64(len(bodies[i]))
+		e := data[packHeader+packEntry*j:]
+		binary.BigEndian.PutUint64(e, uint64(off))
+		binary.BigEndian.PutUint64(e[8:], uint64(n))
+		names[i] = memberName(name, off, n)
+		data = append(data, bodies[i]...)
+		off += n
+	}
+	return upload{name: name, body: data, members: idx}
 }
 
 // errBadPack is a pack whose header cannot be read: one still uploading
