@@ -181,7 +181,8 @@ type Bucket interface {
 	// Put stores r under name, replacing nothing in practice since names are
 	// unique. size is -1 when unknown; memory use must not grow with it.
 	Put(ctx context.Context, name string, r io.Reader, size int64) error
-	// Get opens the object; the caller closes it.
+	// Get opens the object, or for a pack member's name (PackMember) that
+	// byte range of its pack; the caller closes it.
 	Get(ctx context.Context, name string) (io.ReadCloser, error)
 	// Delete removes the object; a missing object is not an error.
 	Delete(ctx context.Context, name string) error

@@ -27,6 +27,8 @@ const (
 	// maxPacked is the largest value a pack takes; larger ones keep an
 	// object of their own.
 	maxPacked = 64 << 10
+	// maxPackBytes bounds a pack's values.
+	maxPackBytes = 16 << 20
 )
 
 // PackMember splits a member's name into its pack's name and its byte range;
@@ -109,9 +111,6 @@ func planObjects(nss []string, bodies [][]byte) (names []string, uploads []uploa
 	}
 	return names, uploads
 }
-
-// maxPackBytes bounds a pack's values.
-const maxPackBytes = 16 << 20
 
 func packSize(bodies [][]byte, idx []int) int {
 	n := 0
