@@ -51,6 +51,19 @@ func BucketAcceptance(t *testing.T, b storage.Bucket) {
 		}
 	})
 
+	t.Run("Get_PackMember_ReadsItsRange", func(t *testing.T) {
+		pack := base + "packs/ns/_kv/p1.pack"
+		mustPut(t, b, pack, []byte("headerONETWO!"), 13)
+		for name, want := range map[string]string{pack + "#6+3": "ONE", pack + "#9+3": "TWO", pack + "#0+13": "headerONETWO!"} {
+			if got := mustGet(t, b, name); string(got) != want {
+				t.Errorf("Get(%q) = %q, want %q", name, got, want)
+			}
+		}
+		if _, err := b.Get(ctx, base+"packs/ns/_kv/gone.pack#0+3"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Get of a member of a missing pack: %v, want fs.ErrNotExist", err)
+		}
+	})
+
 	t.Run("Put_Overwrite_GetReturnsLatest", func(t *testing.T) {
 		name := base + "overwrite/obj"
 		mustPut(t, b, name, []byte("first value, longer than the second"), -1)
