@@ -341,19 +341,26 @@ func (db *DB) takeIntents(ctx context.Context, tx *sqlx.Tx, es []*storage.Entry)
 		res, err := tx.StmtxContext(ctx, st).ExecContext(ctx, es[0].Namespace, es[0].Object)
 		return db.intentTaken(res, err, 1)
 	}
-	var q strings.Builder
-	q.WriteString(`DELETE FROM kv_intents WHERE (namespace, object) IN (`)
-	args := make([]any, 0, 2*len(es))
-	for i, e := range es {
-		if i > 0 {
-			q.WriteString(", ")
+	// A chunk at a time: PostgreSQL's parser recurses over a long IN list of
+	// rows (a batch of 9,000 ran out of stack).
+	for chunk := range slices.Chunk(es, 500) {
+		var q strings.Builder
+		q.WriteString(`DELETE FROM kv_intents WHERE (namespace, object) IN (`)
+		args := make([]any, 0, 2*len(chunk))
+		for i, e := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?)")
+			args = append(args, e.Namespace, e.Object)
 		}
-		q.WriteString("(?, ?)")
-		args = append(args, e.Namespace, e.Object)
+		q.WriteString(")")
+		res, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...)
+		if err := db.intentTaken(res, err, len(chunk)); err != nil {
+			return err
+		}
 	}
-	q.WriteString(")")
-	res, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...)
-	return db.intentTaken(res, err, len(es))
+	return nil
 }
 
 // intentTaken checks that a DELETE of intents removed all n of them.
