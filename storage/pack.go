@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,8 +58,8 @@ func packName(ns string) string {
 	return strings.ReplaceAll(ns, ".", "/") + "/_kv/" + xid.New().String() + ".pack"
 }
 
-// objectOf is the object in the bucket that holds name: its pack, or itself.
-func objectOf(name string) string {
+// ObjectOf is the object in the bucket that holds name: its pack, or itself.
+func ObjectOf(name string) string {
 	if pack, _, _, ok := PackMember(name); ok {
 		return pack
 	}
@@ -182,38 +184,67 @@ func (s *Store) readRange(ctx context.Context, name string, off, n int64) ([]byt
 	return b, nil
 }
 
-// deletePacks deletes the packs of members (member or pack names) that no
-// member of theirs is referenced by any more, except by a name in collected
-// (queued garbage being collected now). A pack that is gone or whose header
-// cannot be read is skipped.
-func (s *Store) deletePacks(ctx context.Context, names []string, collected map[string]bool) (int, error) {
-	seen := map[string]bool{}
-	var drop []string
+// packsOf reads the members of the packs of names (member or pack names),
+// by pack. A pack that is gone or whose header cannot be read is left out.
+func (s *Store) packsOf(ctx context.Context, names []string) (map[string][]string, error) {
+	packs := map[string][]string{}
+	tried := map[string]bool{}
 	for _, name := range names {
-		pack := objectOf(name)
-		if seen[pack] {
+		pack := ObjectOf(name)
+		if tried[pack] {
 			continue
 		}
-		seen[pack] = true
+		tried[pack] = true
 		members, err := s.packMembers(ctx, pack)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errBadPack) {
 			continue
 		} else if err != nil {
-			return 0, unavailable(err, "Cannot collect garbage: the object store is unreachable")
+			return nil, unavailable(err, "Cannot collect garbage: the object store is unreachable")
 		}
-		ref, err := s.index.Referenced(ctx, members)
-		if err != nil {
-			return 0, unavailable(err, "Cannot collect garbage: the database is unreachable")
-		}
-		used := false
-		for _, m := range members {
-			used = used || (ref[m] && !collected[m])
-		}
-		if !used {
+		packs[pack] = members
+	}
+	return packs, nil
+}
+
+// deleteUnused deletes those of packs none of whose members is referenced,
+// except by a name in collected (queued garbage being collected now), and
+// returns how many it deleted and the packs it kept.
+func (s *Store) deleteUnused(ctx context.Context, packs map[string][]string, collected map[string]bool) (int, map[string][]string, error) {
+	var all []string
+	for _, members := range packs {
+		all = append(all, members...)
+	}
+	ref, err := s.referenced(ctx, all)
+	if err != nil {
+		return 0, nil, err
+	}
+	var drop []string
+	kept := map[string][]string{}
+	for pack, members := range packs {
+		if slices.ContainsFunc(members, func(m string) bool { return ref[m] && !collected[m] }) {
+			kept[pack] = members
+		} else {
 			drop = append(drop, pack)
 		}
 	}
-	return len(drop), s.deleteObjects(ctx, drop)
+	return len(drop), kept, s.deleteObjects(ctx, drop)
+}
+
+// referencedChunk bounds the names of one Referenced query (four times as
+// many parameters; SQLite takes at most 32,766).
+const referencedChunk = 1000
+
+// referenced asks the index which of names are referenced, a chunk at a time.
+func (s *Store) referenced(ctx context.Context, names []string) (map[string]bool, error) {
+	ref := map[string]bool{}
+	for chunk := range slices.Chunk(names, referencedChunk) {
+		got, err := s.index.Referenced(ctx, chunk)
+		if err != nil {
+			return nil, unavailable(err, "Cannot collect garbage: the database is unreachable")
+		}
+		maps.Copy(ref, got)
+	}
+	return ref, nil
 }
 
 // dropWritten deletes the uploaded objects of a batch write's names ("" for
@@ -223,7 +254,7 @@ func (s *Store) dropWritten(ctx context.Context, names []string, keep []bool) {
 	kept := map[string]bool{}
 	for i, name := range names {
 		if name != "" {
-			obj := objectOf(name)
+			obj := ObjectOf(name)
 			kept[obj] = kept[obj] || (keep != nil && keep[i])
 		}
 	}

@@ -757,19 +757,31 @@ func (s *Store) CollectGarbage(ctx context.Context, grace time.Duration) (int, e
 		if err := s.deleteObjects(ctx, plain); err != nil {
 			return removed, err
 		}
-		// While their rows are queued, so that a member queued later keeps its pack.
+		// A pack goes while its members' rows are still queued (so a failure
+		// leaves them to the next run), unless another member is referenced.
 		collected := make(map[string]bool, len(packed))
 		for _, name := range packed {
 			collected[name] = true
 		}
-		n, err := s.deletePacks(ctx, packed, collected)
+		packs, err := s.packsOf(ctx, packed)
+		if err != nil {
+			return removed, err
+		}
+		n, kept, err := s.deleteUnused(ctx, packs, collected)
 		if err != nil {
 			return removed, err
 		}
 		if err := s.index.DropGarbage(ctx, names); err != nil {
 			return removed, unavailable(err, "Cannot collect garbage: the database is unreachable")
 		}
-		removed += len(plain) + n
+		// Look again at the packs kept: a collector running beside this one
+		// may have dropped the other members' rows meanwhile, each seeing
+		// the other's still queued.
+		m, _, err := s.deleteUnused(ctx, kept, nil)
+		if err != nil {
+			return removed, err
+		}
+		removed += len(plain) + n + m
 		if len(names) < gcBatch {
 			break
 		}
@@ -828,13 +840,17 @@ func (s *Store) SweepOrphans(ctx context.Context, grace time.Duration) (int, err
 // and the packs of member and pack names none of whose members it does.
 func (s *Store) deleteUnreferenced(ctx context.Context, names []string) (int, error) {
 	names, packed := splitPacked(names)
-	packs, err := s.deletePacks(ctx, packed, nil)
+	members, err := s.packsOf(ctx, packed)
+	if err != nil {
+		return 0, err
+	}
+	packs, _, err := s.deleteUnused(ctx, members, nil)
 	if err != nil {
 		return packs, err
 	}
-	ref, err := s.index.Referenced(ctx, names)
+	ref, err := s.referenced(ctx, names)
 	if err != nil {
-		return 0, unavailable(err, "Cannot collect garbage: the database is unreachable")
+		return packs, err
 	}
 	var drop []string
 	for _, name := range names {
@@ -914,7 +930,7 @@ func (s *Store) MissingObjects(ctx context.Context) ([]Entry, error) {
 			return nil, unavailable(err, "Cannot list the objects of namespace '%s': the object store is unreachable", st.Namespace)
 		}
 		for _, e := range entries {
-			if present[objectOf(e.Object)] {
+			if present[ObjectOf(e.Object)] {
 				continue
 			}
 			// Check again: the entry may have been rewritten since it was listed.

@@ -33,28 +33,31 @@ func gcRacingWriters(t *testing.T, open Opener, grace time.Duration) {
 	ack := func(key, v string) { mu.Lock(); last[key] = v; mu.Unlock() }
 	stop := make(chan struct{})
 	var collected atomic.Int64
-	var gcErr error
-	gcDone := make(chan struct{})
-	go func() { // collect and prune as fast as possible, with no grace
-		defer close(gcDone)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	gcErrs := make(chan error, 2)
+	// Two collectors, as two server processes run, prune and collect as
+	// fast as they can, racing each other too.
+	for _, gs := range []*storage.Store{s, storage.New(p.Index, p.Bucket, storage.Options{CacheSize: -1})} {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					gcErrs <- nil
+					return
+				default:
+				}
+				if _, _, err := gs.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
+					gcErrs <- err
+					return
+				}
+				n, err := gs.CollectGarbage(ctx, grace)
+				if err != nil {
+					gcErrs <- err
+					return
+				}
+				collected.Add(int64(n))
 			}
-			if _, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
-				gcErr = err
-				return
-			}
-			n, err := s.CollectGarbage(ctx, grace)
-			if err != nil {
-				gcErr = err
-				return
-			}
-			collected.Add(int64(n))
-		}
-	}()
+		}()
+	}
 	var wg sync.WaitGroup
 	var incremented atomic.Int64 // acknowledged increments of "ctr", each a compare-and-set
 	for w := 0; w < 4; w++ {
@@ -100,9 +103,10 @@ func gcRacingWriters(t *testing.T, open Opener, grace time.Duration) {
 	}
 	wg.Wait()
 	close(stop)
-	<-gcDone
-	if gcErr != nil {
-		t.Fatalf("garbage collection: %v", gcErr)
+	for range 2 {
+		if err := <-gcErrs; err != nil {
+			t.Fatalf("garbage collection: %v", err)
+		}
 	}
 	if _, _, err := s.PruneHistory(ctx, storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
 		t.Fatal(err)
@@ -133,7 +137,7 @@ func gcRacingWriters(t *testing.T, open Opener, grace time.Duration) {
 		} else if s, ok := v.V.(string); k != "ctr" && (!ok || !strings.HasPrefix(s, "w")) {
 			t.Errorf("Get %s: %.40q", k, v.V)
 		} else {
-			live[objectOf(e.Object)] = true
+			live[storage.ObjectOf(e.Object)] = true
 		}
 	}
 	// Every object left holds a live value: GC left nothing behind, and no
@@ -443,12 +447,4 @@ func gcTakesIntentDuringFailedUploadWriteRetried(t *testing.T, open Opener) {
 	if n := b.puts.Load() - before; n != 1 {
 		t.Errorf("a failed upload whose intent stays was uploaded %d times, want 1", n)
 	}
-}
-
-// objectOf is the object holding a value's object name: its pack, or itself.
-func objectOf(name string) string {
-	if pack, _, _, ok := storage.PackMember(name); ok {
-		return pack
-	}
-	return name
 }

@@ -122,6 +122,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 
 		// Batch writes put their small values in one pack object (pack.go).
 		{"Packs_BatchWritesShareOneObject_CollectedWithTheLastMember", packsBatchWritesShareOneObject},
+		{"Packs_TwoCollectorsEachTakingAMember_PackStillCollected", packsTwoCollectorsEachTakingAMember},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 	}
