@@ -270,10 +270,7 @@ func (b *Bucket) Put(ctx context.Context, name string, r io.Reader, size int64) 
 // reads from the network and lives as long as ctx.
 func (b *Bucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	var opts minio.GetObjectOptions
-	if pack, off, n, ok := storage.PackMember(name); ok {
-		if n == 0 {
-			return io.NopCloser(strings.NewReader("")), nil
-		}
+	if pack, off, n, ok := storage.PackMember(name); ok { // a member is never empty
 		name = pack
 		if err := opts.SetRange(off, off+n-1); err != nil {
 			return nil, err
