@@ -156,6 +156,9 @@ func (s *Store) packMembers(ctx context.Context, pack string) ([]string, error) 
 		return nil, errBadPack
 	}
 	count := int64(binary.BigEndian.Uint32(head[len(packMagic):]))
+	if count < 2 || count > MaxBatch { // a batch write's bound: a damaged header allocates nothing large
+		return nil, errBadPack
+	}
 	table, err := s.readRange(ctx, pack, packHeader, packEntry*count)
 	if err != nil {
 		return nil, err

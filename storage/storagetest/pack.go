@@ -150,6 +150,17 @@ func packsBatchWritesShareOneObject(t *testing.T, open Opener) {
 	}
 	get(a, "big", big)
 	get(b, "k0", "old")
+
+	// A damaged pack, its header claiming 4 billion members, is left alone
+	// (and nothing that large is read or allocated).
+	const bad = "pack.bad"
+	if err := p.Bucket.Put(ctx, "pack/bad/_kv/x.pack", strings.NewReader("KVFLOWPK\xff\xff\xff\xff"), 12); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if _, err := s.SweepOrphans(ctx, 0); err != nil || objects(bad) != 1 {
+		t.Errorf("SweepOrphans over a damaged pack: %v, %d objects left; want no error and the pack left", err, objects(bad))
+	}
 }
 
 // leakyBucket runs afterPut after each upload and, while noDelete is set,
