@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,158 +63,177 @@ func xacts(b *testing.B, db *sql.DB) (commits, rows int64) {
 	return commits, rows
 }
 
-// BenchmarkDurable measures issue 10's figures on PostgreSQL + MinIO, one
-// API server running the executions ("1proc") or an API-only server and
-// three worker processes ("3proc"), against a floor in the same run: the
-// rows an execution needs, written directly in one transaction.
-// Run: go test ./riverqueue -run '^$' -bench Durable -benchtime 200x
+// BenchmarkDurable measures issue 10's figures on PostgreSQL + MinIO
+// against a floor in the same run (the rows an execution needs, written
+// directly in one transaction), in four layouts: "1proc", one server running
+// the executions it creates; "3server", three such servers, the clients
+// spread over them; "1worker" and "3proc", an API-only server and one or
+// three worker processes, every execution going through the queue.
+// Run: go test ./riverqueue -run '^$' -bench Durable -benchtime 100x
 func BenchmarkDurable(b *testing.B) {
-	for _, layout := range []string{"1proc", "3proc"} {
-		c := newCluster(b, "postgres")
-		if layout == "1proc" {
-			c.start("server", "server", "--workers", "8")
-		} else {
-			c.start("api", "server", "--workers", "0")
-			for i := range 3 {
-				c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", "4")
+	for _, layout := range []string{"1proc", "3server", "1worker", "3proc"} {
+		b.Run(layout, func(b *testing.B) { // each layout's processes stop at its end
+			c := newCluster(b, "postgres")
+			switch layout {
+			case "1proc":
+				c.start("server", "server", "--workers", "8")
+			case "3server":
+				for i := range 3 {
+					c.start(fmt.Sprintf("server%d", i), "server", "--workers", "4")
+				}
+			default:
+				c.start("api", "server", "--workers", "0")
+				workers := 3
+				if layout == "1worker" {
+					workers = 1
+				}
+				for i := range workers {
+					c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", fmt.Sprint(12/workers))
+				}
 			}
-		}
-		c.createFlow(twoTaskFlow)
-		c.createFlow(fortyLogFlow())
-		c.createFlow(kvTriggerFlow)
-		db, err := sql.Open("postgres", c.db)
-		if err != nil {
-			b.Fatal(err)
-		}
-		run := func(flow string) time.Duration {
-			start := time.Now()
-			if ex := c.execute("bench", flow, "?wait=true"); ex.State != "SUCCESS" {
-				b.Fatalf("%s ended %s", flow, ex.State)
+			c.createFlow(twoTaskFlow)
+			c.createFlow(fortyLogFlow())
+			c.createFlow(kvTriggerFlow)
+			db, err := sql.Open("postgres", c.db)
+			if err != nil {
+				b.Fatal(err)
 			}
-			return time.Since(start)
-		}
-		for range 20 { // warm up
-			run("two")
-		}
-		if layout == "1proc" {
-			b.Run("floor_2task_direct", func(b *testing.B) {
+			// Requests go to the servers in turn; client i of several keeps to
+			// server i mod the number of servers.
+			var turn atomic.Int64
+			next := func() *cluster { return c.at(c.apis[int(turn.Add(1))%len(c.apis)]) }
+			runAt := func(at *cluster, flow string) time.Duration {
+				start := time.Now()
+				if ex := at.execute("bench", flow, "?wait=true"); ex.State != "SUCCESS" {
+					b.Fatalf("%s ended %s", flow, ex.State)
+				}
+				return time.Since(start)
+			}
+			run := func(flow string) time.Duration { return runAt(next(), flow) }
+			for range 20 { // warm up
+				run("two")
+			}
+			if layout == "1proc" {
+				b.Run("floor_2task_direct", func(b *testing.B) {
+					var lat []time.Duration
+					for b.Loop() {
+						start := time.Now()
+						id := xid.New().String()
+						tx, err := db.Begin()
+						if err != nil {
+							b.Fatal(err)
+						}
+						now := time.Now().UnixMicro()
+						_, err = tx.Exec(`INSERT INTO executions (id, namespace, flow_id, state, started_at) VALUES ($1, 'bench', 'floor', 'CREATED', $2)`, id, now)
+						if err == nil {
+							_, err = tx.Exec(`INSERT INTO task_runs (id, execution_id, seq, task_id, state, started_at) VALUES ($1, $2, 0, 'log', 'SUCCESS', $3), ($4, $2, 1, 'set', 'SUCCESS', $3)`, xid.New().String(), id, now, xid.New().String())
+						}
+						if err == nil {
+							_, err = tx.Exec(`INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message) VALUES ($1, 'log', '', $2, 'INFO', 'hello')`, id, now)
+						}
+						if err == nil {
+							_, err = tx.Exec(`UPDATE executions SET state = 'SUCCESS', ended_at = $2 WHERE id = $1`, id, now)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+						if err := tx.Commit(); err != nil {
+							b.Fatal(err)
+						}
+						lat = append(lat, time.Since(start))
+					}
+					b.ReportMetric(pct(lat, 0.5), "p50-ms")
+					b.ReportMetric(pct(lat, 0.99), "p99-ms")
+				})
+			}
+			b.Run("2task_1client", func(b *testing.B) {
+				c0, r0 := xacts(b, db)
+				var lat []time.Duration
+				n := 0
+				for b.Loop() {
+					lat = append(lat, run("two"))
+					n++
+				}
+				c1, r1 := xacts(b, db)
+				b.ReportMetric(pct(lat, 0.5), "p50-ms")
+				b.ReportMetric(pct(lat, 0.99), "p99-ms")
+				// The pollers' own transactions are counted too: an upper bound.
+				b.ReportMetric(float64(c1-c0)/float64(n), "xacts/exec")
+				b.ReportMetric(float64(r1-r0)/float64(n), "rows/exec")
+			})
+			b.Run("2task_8clients", func(b *testing.B) {
+				var mu sync.Mutex
+				var lat []time.Duration
+				jobs := make(chan struct{}, b.N)
+				for range b.N {
+					jobs <- struct{}{}
+				}
+				close(jobs)
+				start := time.Now()
+				var wg sync.WaitGroup
+				for i := range 8 {
+					wg.Add(1)
+					at := c.at(c.apis[i%len(c.apis)])
+					go func() {
+						defer wg.Done()
+						for range jobs {
+							d := runAt(at, "two")
+							mu.Lock()
+							lat = append(lat, d)
+							mu.Unlock()
+						}
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N)/time.Since(start).Minutes(), "exec/min")
+				b.ReportMetric(pct(lat, 0.5), "p50-ms")
+				b.ReportMetric(pct(lat, 0.99), "p99-ms")
+			})
+			b.Run("40log_1client", func(b *testing.B) {
 				var lat []time.Duration
 				for b.Loop() {
-					start := time.Now()
-					id := xid.New().String()
-					tx, err := db.Begin()
-					if err != nil {
-						b.Fatal(err)
-					}
-					now := time.Now().UnixMicro()
-					_, err = tx.Exec(`INSERT INTO executions (id, namespace, flow_id, state, started_at) VALUES ($1, 'bench', 'floor', 'CREATED', $2)`, id, now)
-					if err == nil {
-						_, err = tx.Exec(`INSERT INTO task_runs (id, execution_id, seq, task_id, state, started_at) VALUES ($1, $2, 0, 'log', 'SUCCESS', $3), ($4, $2, 1, 'set', 'SUCCESS', $3)`, xid.New().String(), id, now, xid.New().String())
-					}
-					if err == nil {
-						_, err = tx.Exec(`INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message) VALUES ($1, 'log', '', $2, 'INFO', 'hello')`, id, now)
-					}
-					if err == nil {
-						_, err = tx.Exec(`UPDATE executions SET state = 'SUCCESS', ended_at = $2 WHERE id = $1`, id, now)
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := tx.Commit(); err != nil {
-						b.Fatal(err)
-					}
-					lat = append(lat, time.Since(start))
+					lat = append(lat, run("forty"))
 				}
 				b.ReportMetric(pct(lat, 0.5), "p50-ms")
 				b.ReportMetric(pct(lat, 0.99), "p99-ms")
 			})
-		}
-		b.Run(layout+"/2task_1client", func(b *testing.B) {
-			c0, r0 := xacts(b, db)
-			var lat []time.Duration
-			n := 0
-			for b.Loop() {
-				lat = append(lat, run("two"))
-				n++
-			}
-			c1, r1 := xacts(b, db)
-			b.ReportMetric(pct(lat, 0.5), "p50-ms")
-			b.ReportMetric(pct(lat, 0.99), "p99-ms")
-			// The pollers' own transactions are counted too: an upper bound.
-			b.ReportMetric(float64(c1-c0)/float64(n), "xacts/exec")
-			b.ReportMetric(float64(r1-r0)/float64(n), "rows/exec")
-		})
-		b.Run(layout+"/2task_8clients", func(b *testing.B) {
-			var mu sync.Mutex
-			var lat []time.Duration
-			next := make(chan struct{}, b.N)
-			for range b.N {
-				next <- struct{}{}
-			}
-			close(next)
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range next {
-						d := run("two")
-						mu.Lock()
-						lat = append(lat, d)
-						mu.Unlock()
+			b.Run("webhook_to_running", func(b *testing.B) {
+				var lat []time.Duration
+				for b.Loop() {
+					sent := time.Now()
+					r := c.do("POST", "/api/v1/executions/webhook/bench/two/bench-key-123", `{"n": 1}`, "Content-Type: application/json")
+					var ex execution
+					if r.Status != 200 || json.Unmarshal([]byte(r.Body), &ex) != nil {
+						b.Fatalf("webhook: %d %s", r.Status, r.Body)
 					}
-				}()
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Minutes(), "exec/min")
-			b.ReportMetric(pct(lat, 0.5), "p50-ms")
-			b.ReportMetric(pct(lat, 0.99), "p99-ms")
-		})
-		b.Run(layout+"/40log_1client", func(b *testing.B) {
-			var lat []time.Duration
-			for b.Loop() {
-				lat = append(lat, run("forty"))
-			}
-			b.ReportMetric(pct(lat, 0.5), "p50-ms")
-			b.ReportMetric(pct(lat, 0.99), "p99-ms")
-		})
-		b.Run(layout+"/webhook_to_running", func(b *testing.B) {
-			var lat []time.Duration
-			for b.Loop() {
-				sent := time.Now()
-				r := c.do("POST", "/api/v1/executions/webhook/bench/two/bench-key-123", `{"n": 1}`, "Content-Type: application/json")
-				var ex execution
-				if r.Status != 200 || json.Unmarshal([]byte(r.Body), &ex) != nil {
-					b.Fatalf("webhook: %d %s", r.Status, r.Body)
+					lat = append(lat, firstTaskStart(b, c, ex.ID).Sub(sent))
 				}
-				lat = append(lat, firstTaskStart(b, c, ex.ID).Sub(sent))
-			}
-			b.ReportMetric(pct(lat, 0.5), "p50-ms")
-			b.ReportMetric(pct(lat, 0.99), "p99-ms")
+				b.ReportMetric(pct(lat, 0.5), "p50-ms")
+				b.ReportMetric(pct(lat, 0.99), "p99-ms")
+			})
+			b.Run("kv_set_to_running", func(b *testing.B) {
+				var lat []time.Duration
+				seen := len(c.list("bench", "onkv"))
+				for b.Loop() {
+					if r := c.do("PUT", "/api/v1/namespaces/bench/kv/tick", `1`, "Content-Type: application/json"); r.Status != 200 {
+						b.Fatalf("PUT tick: %d %s", r.Status, r.Body)
+					}
+					acked := time.Now()
+					var list []execution
+					for list = c.list("bench", "onkv"); len(list) == seen; list = c.list("bench", "onkv") {
+						time.Sleep(2 * time.Millisecond)
+					}
+					if len(list) != seen+1 {
+						b.Fatalf("%d executions for one change", len(list)-seen)
+					}
+					seen++
+					lat = append(lat, max(0, firstTaskStart(b, c, list[0].ID).Sub(acked)))
+				}
+				b.ReportMetric(pct(lat, 0.5), "p50-ms")
+				b.ReportMetric(pct(lat, 0.99), "p99-ms")
+			})
+			db.Close()
 		})
-		b.Run(layout+"/kv_set_to_running", func(b *testing.B) {
-			var lat []time.Duration
-			seen := len(c.list("bench", "onkv"))
-			for b.Loop() {
-				if r := c.do("PUT", "/api/v1/namespaces/bench/kv/tick", `1`, "Content-Type: application/json"); r.Status != 200 {
-					b.Fatalf("PUT tick: %d %s", r.Status, r.Body)
-				}
-				acked := time.Now()
-				var list []execution
-				for list = c.list("bench", "onkv"); len(list) == seen; list = c.list("bench", "onkv") {
-					time.Sleep(2 * time.Millisecond)
-				}
-				if len(list) != seen+1 {
-					b.Fatalf("%d executions for one change", len(list)-seen)
-				}
-				seen++
-				lat = append(lat, max(0, firstTaskStart(b, c, list[0].ID).Sub(acked)))
-			}
-			b.ReportMetric(pct(lat, 0.5), "p50-ms")
-			b.ReportMetric(pct(lat, 0.99), "p99-ms")
-		})
-		db.Close()
 	}
 }
 

@@ -51,10 +51,18 @@ func kvflowBin(t testing.TB) string {
 
 // cluster is a set of kvflow processes on one database and object store.
 type cluster struct {
-	t   testing.TB
-	env []string
-	api string // base URL of the first server
-	db  string // PostgreSQL URL, "" on the embedded default
+	t    testing.TB
+	env  []string
+	api  string   // base URL of the first server
+	apis []string // base URLs of every server started
+	db   string   // PostgreSQL URL, "" on the embedded default
+}
+
+// at returns c talking to the server at api.
+func (c *cluster) at(api string) *cluster {
+	cc := *c
+	cc.api = api
+	return &cc
 }
 
 // newCluster prepares the environment: PostgreSQL + MinIO, or the embedded
@@ -154,8 +162,11 @@ func (c *cluster) start(name string, args ...string) *proc {
 		c.t.Fatalf("%s not ready after 60s:\n%s", name, p.output())
 	}
 	c.t.Logf("%s ready in %s", name, time.Since(began))
-	if addr != "" && c.api == "" {
-		c.api = "http://" + addr
+	if addr != "" {
+		c.apis = append(c.apis, "http://"+addr)
+		if c.api == "" {
+			c.api = "http://" + addr
+		}
 	}
 	return p
 }
