@@ -64,8 +64,16 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	db := &DB{}
 	switch u.Scheme {
 	case "postgres", "postgresql":
-		db.Dialect, db.addr, db.dsn = Postgres, u.Host, rawURL
-		if db.X, err = sqlx.Open("postgres", rawURL); err != nil {
+		// lib/pq sends a statement and its arguments in one round trip only
+		// with binary_parameters; without it, it first parses the statement
+		// in a round trip of its own. A []byte argument then goes as binary,
+		// which suits the bytea and text columns kvflow and River bind them to.
+		if q := u.Query(); !q.Has("binary_parameters") {
+			q.Set("binary_parameters", "yes")
+			u.RawQuery = q.Encode()
+		}
+		db.Dialect, db.addr, db.dsn = Postgres, u.Host, u.String()
+		if db.X, err = sqlx.Open("postgres", db.dsn); err != nil {
 			return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL is invalid: %v.", err)
 		}
 		db.X.SetMaxOpenConns(32)
