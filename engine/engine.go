@@ -714,12 +714,16 @@ type endListener interface {
 // missed while the listener was not yet connected wait for it.
 const listenedPoll = 50 * time.Millisecond
 
-// heardEnd has the poller read at once the state of execution id, or of
-// every watched execution when id is "".
+// heardEnd ends the watch of execution id: the notification comes from
+// the commit of the save that ended it, so its state needs no read. When id
+// is "" the poller reads at once the states of every watched execution.
 func (e *Engine) heardEnd(id string) {
 	e.mu.Lock()
 	if w := e.watches[id]; w != nil {
-		w.next = time.Time{}
+		close(w.done)
+		delete(e.watches, id)
+		e.mu.Unlock()
+		return
 	} else if id == "" {
 		for _, w := range e.watches {
 			w.next = time.Time{}
@@ -733,8 +737,8 @@ func (e *Engine) heardEnd(id string) {
 }
 
 // pollWatches reads, in one query, the states of the watched executions
-// due for a look — at once when heardEnd names one; otherwise every 5ms
-// (50ms when ends are heard) for the first second of a watch, then less
+// due for a look — at once after a reconnection of the listener (heardEnd
+// with ""); otherwise every 5ms (50ms when ends are heard) for the first second of a watch, then less
 // and less often, up to 200ms — and ends the watches of those over (or
 // gone). It stops when nothing is watched.
 func (e *Engine) pollWatches() {
