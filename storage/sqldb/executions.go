@@ -399,22 +399,38 @@ func timePtr(us *int64) *time.Time {
 	return &t
 }
 
+// taskRunRow is one task run as getExecutionQuery's task_runs column
+// lists it: a JSON array of its columns.
 type taskRunRow struct {
-	ID       string `db:"id"`
-	Seq      int    `db:"seq"`
-	TaskID   string `db:"task_id"`
-	ParentID string `db:"parent_id"`
-	State    string `db:"state"`
-	Attempts string `db:"attempts"`
-	Error    string `db:"error"`
-	Started  int64  `db:"started_at"`
-	Ended    *int64 `db:"ended_at"`
+	ID, TaskID, ParentID, State, Attempts, Error string
+	Seq                                          int
+	Started                                      int64
+	Ended                                        *int64
+}
+
+func (t *taskRunRow) UnmarshalJSON(b []byte) error {
+	return json.Unmarshal(b, &[]any{&t.ID, &t.Seq, &t.TaskID, &t.ParentID, &t.State, &t.Attempts, &t.Error, &t.Started, &t.Ended})
+}
+
+const taskRunCols = `id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at`
+
+// getExecutionQuery reads an execution with its task runs, in seq order,
+// in one statement.
+func (db *DB) getExecutionQuery() string {
+	runs := `SELECT json_agg(json_build_array(` + taskRunCols + `) ORDER BY seq) FROM task_runs WHERE execution_id = executions.id`
+	if db.Dialect == SQLite {
+		runs = `SELECT json_group_array(json_array(` + taskRunCols + `) ORDER BY seq) FROM task_runs WHERE execution_id = executions.id`
+	}
+	return db.Rebind(`SELECT ` + executionCols + `, (` + runs + `) AS task_runs FROM executions WHERE id = ?`)
 }
 
 // GetExecution implements kvflow.ExecutionRepository.
 func (db *DB) GetExecution(ctx context.Context, id string) (*kvflow.Execution, error) {
-	var r executionRow
-	err := db.Err(db.X.GetContext(ctx, &r, db.Rebind(`SELECT `+executionCols+` FROM executions WHERE id = ?`), id))
+	var r struct {
+		executionRow
+		TaskRuns sql.NullString `db:"task_runs"`
+	}
+	err := db.Err(db.X.GetContext(ctx, &r, db.getExecutionQuery(), id))
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
 	} else if err != nil {
@@ -425,9 +441,10 @@ func (db *DB) GetExecution(ctx context.Context, id string) (*kvflow.Execution, e
 		return nil, err
 	}
 	var rows []taskRunRow
-	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at
-		FROM task_runs WHERE execution_id = ? ORDER BY seq`), id); err != nil {
-		return nil, db.Err(err)
+	if r.TaskRuns.Valid { // NULL on PostgreSQL when there are none
+		if err := json.Unmarshal([]byte(r.TaskRuns.String), &rows); err != nil {
+			return nil, kvflow.Errorf(kvflow.EINTERNAL, "Task runs of execution '%s' cannot be read: %v.", id, err)
+		}
 	}
 	e.TaskRuns = make([]*kvflow.TaskRun, len(rows))
 	for i, tr := range rows {
