@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/storage"
@@ -268,10 +269,13 @@ func (db *DB) EndsHandled(ctx context.Context, ids []string) error {
 	return db.Err(err)
 }
 
-// SaveExecution implements kvflow.ExecutionRepository: one transaction
-// updates the execution's row, upserts the task runs that changed (many
-// rows per statement) and appends the new log lines.
+// SaveExecution implements kvflow.ExecutionRepository: in one transaction,
+// it updates the execution's row, upserts the task runs that changed and
+// appends the new log lines.
 func (db *DB) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
+	if db.Dialect == Postgres {
+		return db.saveExecutionPG(ctx, s)
+	}
 	e := s.Execution
 	return db.Tx(ctx, func(tx *sql.Tx) error {
 		q := `UPDATE executions SET state = ?, error = ?, ended_at = ?, end_pending = ? WHERE id = ?`
@@ -280,33 +284,93 @@ func (db *DB) SaveExecution(ctx context.Context, s kvflow.ExecutionSave) error {
 			q += ` AND claim = ?`
 			args = append(args, s.Claim)
 		}
+		res, err := tx.ExecContext(ctx, q, args...)
 		var n int64
-		if db.Dialect == Postgres && e.State.Terminated() {
-			// The end wakes waiters of every process (the notification goes
-			// at commit), in the same statement.
-			q = `WITH up AS (` + q + ` RETURNING id) SELECT count(pg_notify('` + endChannel + `', id)) FROM up`
-			if err := tx.QueryRowContext(ctx, db.Rebind(q), args...).Scan(&n); err != nil {
-				return db.Err(err)
-			}
-		} else {
-			res, err := tx.ExecContext(ctx, db.Rebind(q), args...)
-			if err == nil {
-				n, err = res.RowsAffected()
-			}
-			if err != nil {
-				return db.Err(err)
-			}
+		if err == nil {
+			n, err = res.RowsAffected()
 		}
-		if n == 0 && s.Claim != 0 {
-			return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' is no longer held by this worker (claim %d): another worker took it over.", e.ID, s.Claim)
-		} else if n == 0 {
-			return kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", e.ID)
+		if err != nil {
+			return db.Err(err)
+		}
+		if err := notHeld(e.ID, s.Claim, n); err != nil {
+			return err
 		}
 		if err := db.upsertTaskRuns(ctx, tx, e.ID, s.TaskRuns); err != nil {
 			return err
 		}
 		return db.appendLogs(ctx, tx, s.Logs)
 	})
+}
+
+// notHeld is why a save that updated n rows of execution id failed, or nil.
+func notHeld(id string, claim, n int64) error {
+	if n == 0 && claim != 0 {
+		return kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' is no longer held by this worker (claim %d): another worker took it over.", id, claim)
+	} else if n == 0 {
+		return kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
+	}
+	return nil
+}
+
+// saveExecutionPG is SaveExecution on PostgreSQL in one statement, with
+// no BEGIN and COMMIT round trips: the update of the execution, then, only
+// when it matched (the claim fences it), the upsert of the changed task
+// runs and the new log lines, passed as arrays.
+func (db *DB) saveExecutionPG(ctx context.Context, s kvflow.ExecutionSave) error {
+	e := s.Execution
+	args := []any{string(e.State), e.Error, micros(e.End), endPending(e.State), e.ID}
+	up := `UPDATE executions SET state = ?, error = ?, ended_at = ?, end_pending = ? WHERE id = ?`
+	if s.Claim != 0 {
+		up += ` AND claim = ?`
+		args = append(args, s.Claim)
+	}
+	n := len(s.TaskRuns)
+	ids, tasks, parents, states, atts, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	seqs, starts, ends := make([]int64, n), make([]int64, n), make([]sql.NullInt64, n)
+	for i, tr := range s.TaskRuns {
+		ids[i], tasks[i], parents[i], states[i], atts[i], errs[i] = tr.ID, tr.TaskID, tr.ParentID, string(tr.State), attemptsJSON(tr), tr.Error
+		seqs[i], starts[i] = int64(tr.Seq), tr.Start.UnixMicro()
+		if tr.End != nil {
+			ends[i] = sql.NullInt64{Int64: tr.End.UnixMicro(), Valid: true}
+		}
+	}
+	args = append(args, pq.StringArray(ids), pq.Int64Array(seqs), pq.StringArray(tasks), pq.StringArray(parents), pq.StringArray(states),
+		pq.StringArray(atts), pq.StringArray(errs), pq.Int64Array(starts), pq.GenericArray{A: ends})
+	n = len(s.Logs)
+	lexec, ltask, lrun, llevel, lmsg, ltime := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]int64, n)
+	for i, l := range s.Logs {
+		lexec[i], ltask[i], lrun[i], llevel[i], lmsg[i], ltime[i] = l.ExecutionID, l.TaskID, l.TaskRunID, l.Level, l.Message, l.Time.UnixMicro()
+	}
+	args = append(args, pq.StringArray(lexec), pq.StringArray(ltask), pq.StringArray(lrun), pq.Int64Array(ltime), pq.StringArray(llevel), pq.StringArray(lmsg))
+	result := `SELECT count(*) FROM up`
+	if e.State.Terminated() { // the end wakes waiters of every process, at commit
+		result = `SELECT count(pg_notify('` + endChannel + `', id)) FROM up`
+	}
+	q := `WITH up AS (` + up + ` RETURNING id),
+	runs AS (INSERT INTO task_runs (id, execution_id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at)
+		SELECT t.id, up.id, t.seq, t.task_id, t.parent_id, t.state, t.attempts, t.error, t.started_at, t.ended_at
+		FROM up, unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::bigint[])
+			AS t(id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at)` + taskRunConflict + `),
+	logs AS (INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message)
+		SELECT l.execution_id, l.task_id, l.task_run_id, l.time, l.level, l.message
+		FROM up, unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[]) WITH ORDINALITY
+			AS l(execution_id, task_id, task_run_id, time, level, message, n) ORDER BY l.n)
+	` + result
+	var matched int64
+	if err := db.X.QueryRowContext(ctx, db.Rebind(q), args...).Scan(&matched); err != nil {
+		return db.Err(err)
+	}
+	return notHeld(e.ID, s.Claim, matched)
+}
+
+// attemptsJSON is the attempts column of tr.
+func attemptsJSON(tr *kvflow.TaskRun) string {
+	atts := make([]attemptRow, len(tr.Attempts))
+	for j, a := range tr.Attempts {
+		atts[j] = attemptRow{State: string(a.State), Start: a.Start.UnixMicro(), End: micros(a.End), Worker: a.Worker}
+	}
+	ab, _ := json.Marshal(atts)
+	return string(ab)
 }
 
 func (db *DB) upsertTaskRuns(ctx context.Context, tx Execer, execID string, trs []*kvflow.TaskRun) error {
@@ -316,12 +380,7 @@ func (db *DB) upsertTaskRuns(ctx context.Context, tx Execer, execID string, trs 
 	rows := func(from, to int) []any {
 		args := make([]any, 0, 10*(to-from))
 		for _, tr := range trs[from:to] {
-			atts := make([]attemptRow, len(tr.Attempts))
-			for j, a := range tr.Attempts {
-				atts[j] = attemptRow{State: string(a.State), Start: a.Start.UnixMicro(), End: micros(a.End), Worker: a.Worker}
-			}
-			ab, _ := json.Marshal(atts)
-			args = append(args, tr.ID, execID, tr.Seq, tr.TaskID, tr.ParentID, string(tr.State), string(ab), tr.Error, tr.Start.UnixMicro(), micros(tr.End))
+			args = append(args, tr.ID, execID, tr.Seq, tr.TaskID, tr.ParentID, string(tr.State), attemptsJSON(tr), tr.Error, tr.Start.UnixMicro(), micros(tr.End))
 		}
 		return args
 	}

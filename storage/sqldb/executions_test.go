@@ -10,9 +10,10 @@ import (
 	"github.com/kvflow/kvflow/storage/sqldb/sqldbtest"
 )
 
-// GetExecution reads an execution and its task runs in one statement: the
-// runs come back whole and in seq order, none as an empty list.
-func TestGetExecution_TaskRunsRoundTrip(t *testing.T) {
+// SaveExecution and GetExecution, one statement each on PostgreSQL: task
+// runs and logs come back whole and in order, none as an empty list, and a
+// save fenced by a lost claim writes nothing.
+func TestSaveAndGetExecution_RoundTrip(t *testing.T) {
 	for _, dialect := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
 		t.Run(string(dialect), func(t *testing.T) {
 			ctx := context.Background()
@@ -57,6 +58,47 @@ func TestGetExecution_TaskRunsRoundTrip(t *testing.T) {
 						t.Errorf("run %d attempt %d = %+v, want %+v", i, j, ga, a)
 					}
 				}
+			}
+			// Logs keep their order and bytes; a save under a lost claim
+			// writes nothing.
+			msgs := []string{"first", "quote \" and \\ and {braces}, commas", "", "ünïcode ✓\nline two", "NULL"}
+			var lines []kvflow.LogLine
+			for i, m := range msgs {
+				lines = append(lines, kvflow.LogLine{ExecutionID: "ex1", TaskID: "a", TaskRunID: "r0", Time: at(int64(50 + i)), Level: "INFO", Message: m})
+			}
+			if err := db.SaveExecution(ctx, kvflow.ExecutionSave{Execution: ex, Logs: lines}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := db.ClaimExecution(ctx, "ex1", "w1", at(0), 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := *ex
+			done.State = kvflow.SUCCESS
+			lost := kvflow.ExecutionSave{Execution: &done, Claim: c.Claim + 1, TaskRuns: []*kvflow.TaskRun{{ID: "r9", Seq: 9, TaskID: "z", State: kvflow.SUCCESS, Start: at(60)}},
+				Logs: []kvflow.LogLine{{ExecutionID: "ex1", Time: at(60), Level: "INFO", Message: "not written"}}}
+			if err := db.SaveExecution(ctx, lost); kvflow.ErrorCode(err) != kvflow.ECONFLICT {
+				t.Fatalf("save under a lost claim: %v", err)
+			}
+			got, err = db.GetExecution(ctx, "ex1")
+			if err != nil || got.State != kvflow.RUNNING || len(got.TaskRuns) != 3 {
+				t.Fatalf("after a refused save: %+v, %v", got, err)
+			}
+			logs, err := db.Logs(ctx, "ex1")
+			if err != nil || len(logs) != len(msgs) {
+				t.Fatalf("logs = %+v, %v", logs, err)
+			}
+			for i, l := range logs {
+				if l.Message != msgs[i] || !l.Time.Equal(at(int64(50+i))) || l.TaskRunID != "r0" {
+					t.Errorf("log %d = %+v, want %q", i, l, msgs[i])
+				}
+			}
+			lost.Claim = c.Claim
+			if err := db.SaveExecution(ctx, lost); err != nil {
+				t.Fatal(err)
+			}
+			if got, err = db.GetExecution(ctx, "ex1"); err != nil || got.State != kvflow.SUCCESS || len(got.TaskRuns) != 4 {
+				t.Fatalf("after the held save: %+v, %v", got, err)
 			}
 			if _, err := db.GetExecution(ctx, "nope"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 				t.Fatalf("missing execution: %v", err)
