@@ -221,7 +221,10 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 		if closing {
 			return nil, shuttingDown(flow)
 		}
-		write := func(ctx context.Context) error { return e.SaveObject(ctx, ex) }
+		var write func(context.Context) error // nil: nothing to store
+		if e.hasObject(ex) {
+			write = func(ctx context.Context) error { return e.writeObject(ctx, ex) }
+		}
 		here := false
 		if flow.Concurrency == nil { // a limited flow waits for its turn through the queue
 			select {
@@ -318,10 +321,16 @@ func (e *Engine) Prepare(ctx context.Context, flow *Flow, given map[string]any, 
 // SaveObject writes a new execution's inputs and trigger variables to
 // object storage, when it has any.
 func (e *Engine) SaveObject(ctx context.Context, ex *Execution) error {
-	if e.opts.Repo != nil && (len(ex.Inputs) > 0 || (ex.Trigger != nil && len(ex.Trigger.Variables) > 0)) {
+	if e.hasObject(ex) {
 		return e.writeObject(ctx, ex)
 	}
 	return nil
+}
+
+// hasObject reports whether a new execution has inputs or trigger
+// variables for SaveObject to store.
+func (e *Engine) hasObject(ex *Execution) bool {
+	return e.opts.Repo != nil && (len(ex.Inputs) > 0 || (ex.Trigger != nil && len(ex.Trigger.Variables) > 0))
 }
 
 func shuttingDown(flow *Flow) error {

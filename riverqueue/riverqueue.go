@@ -238,6 +238,9 @@ func (q *Queue) SubmitHere(ctx context.Context, e *kvflow.Execution, write func(
 // submit creates the execution, and its job when job is set, in one
 // transaction. ECONFLICT when the execution (or its trigger key) exists.
 func (q *Queue) submit(ctx context.Context, e *kvflow.Execution, write func(context.Context) error, job bool) error {
+	if !job && write == nil {
+		return q.db.CreateExecution(ctx, e) // no BEGIN and COMMIT round trips for one INSERT
+	}
 	return q.db.Tx(ctx, func(tx *sql.Tx) error {
 		if err := q.db.CreateExecutionTx(ctx, tx, e); err != nil {
 			return err

@@ -165,8 +165,12 @@ type Execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// CreateExecution implements kvflow.ExecutionRepository.
+// CreateExecution implements kvflow.ExecutionRepository: one statement,
+// in a transaction only when there are task runs to insert too.
 func (db *DB) CreateExecution(ctx context.Context, e *kvflow.Execution) error {
+	if len(e.TaskRuns) == 0 {
+		return db.CreateExecutionTx(ctx, db.X, e)
+	}
 	return db.Tx(ctx, func(tx *sql.Tx) error { return db.CreateExecutionTx(ctx, tx, e) })
 }
 
