@@ -746,10 +746,10 @@ func (e *Engine) heardEnd(id string) {
 }
 
 // pollWatches reads, in one query, the states of the watched executions
-// due for a look — at once after a reconnection of the listener (heardEnd
-// with ""); otherwise every 5ms (50ms when ends are heard) for the first second of a watch, then less
-// and less often, up to 200ms — and ends the watches of those over (or
-// gone). It stops when nothing is watched.
+// due for a look — at once after the listener reconnects (heardEnd with
+// ""); otherwise every 5ms (50ms when ends are heard) for the first second
+// of a watch, then less and less often, up to 200ms — and ends the watches
+// of those over (or gone). It stops when nothing is watched.
 func (e *Engine) pollWatches() {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
