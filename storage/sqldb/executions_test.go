@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -99,6 +100,33 @@ func TestSaveAndGetExecution_RoundTrip(t *testing.T) {
 			}
 			if got, err = db.GetExecution(ctx, "ex1"); err != nil || got.State != kvflow.SUCCESS || len(got.TaskRuns) != 4 {
 				t.Fatalf("after the held save: %+v, %v", got, err)
+			}
+			// A long flow's save: thousands of task runs and log lines in one call.
+			big := &kvflow.Execution{ID: "ex2", Namespace: "company.team", FlowID: "f", State: kvflow.RUNNING, Start: at(0)}
+			if err := db.CreateExecution(ctx, big); err != nil {
+				t.Fatal(err)
+			}
+			const many = 3000
+			var bigRuns []*kvflow.TaskRun
+			var bigLogs []kvflow.LogLine
+			for i := range many {
+				bigRuns = append(bigRuns, &kvflow.TaskRun{ID: fmt.Sprint("b", i), Seq: many - 1 - i, TaskID: "each", State: kvflow.SUCCESS, Start: at(int64(i)), End: &end})
+				bigLogs = append(bigLogs, kvflow.LogLine{ExecutionID: "ex2", Time: at(int64(i)), Level: "INFO", Message: fmt.Sprint("line ", i)})
+			}
+			if err := db.SaveExecution(ctx, kvflow.ExecutionSave{Execution: big, TaskRuns: bigRuns, Logs: bigLogs}); err != nil {
+				t.Fatal(err)
+			}
+			got, err = db.GetExecution(ctx, "ex2")
+			if err != nil || len(got.TaskRuns) != many || got.TaskRuns[0].ID != fmt.Sprint("b", many-1) || got.TaskRuns[many-1].ID != "b0" {
+				t.Fatalf("%d task runs, %v", len(got.TaskRuns), err)
+			}
+			if logs, err = db.Logs(ctx, "ex2"); err != nil || len(logs) != many {
+				t.Fatalf("%d logs, %v", len(logs), err)
+			}
+			for i, l := range logs {
+				if l.Message != fmt.Sprint("line ", i) {
+					t.Fatalf("log %d = %q", i, l.Message)
+				}
 			}
 			if _, err := db.GetExecution(ctx, "nope"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 				t.Fatalf("missing execution: %v", err)
