@@ -3,6 +3,8 @@ package sqldb_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,6 +133,88 @@ func TestSaveAndGetExecution_RoundTrip(t *testing.T) {
 			if _, err := db.GetExecution(ctx, "nope"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 				t.Fatalf("missing execution: %v", err)
 			}
+		})
+	}
+}
+
+// Workers racing for one execution, each claiming it (a takeover, as after
+// a missed heartbeat) and saving under its claim: a save is acknowledged
+// only while its claim is the row's, and a refused one writes nothing. Read
+// back, the task runs and log lines are exactly those of the acknowledged
+// saves. On PostgreSQL the save's one statement re-checks the claim on the
+// row it updates, and its inserts join that update.
+func TestClaimAndSave_Racing_OnlyHeldSavesLand(t *testing.T) {
+	for _, dialect := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
+		t.Run(string(dialect), func(t *testing.T) {
+			ctx := context.Background()
+			db := sqldbtest.Open(t, dialect)
+			start := time.Now()
+			ex := &kvflow.Execution{ID: "race", Namespace: "company.team", FlowID: "f", State: kvflow.RUNNING, Start: start}
+			if err := db.CreateExecution(ctx, ex); err != nil {
+				t.Fatal(err)
+			}
+			const workers, rounds = 8, 25
+			var mu sync.Mutex
+			claims := map[int64]bool{}
+			acked := map[string]bool{}
+			refused := 0
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range rounds {
+						c, err := db.ClaimExecution(ctx, "race", fmt.Sprint("w", w), time.Now().Add(time.Hour), 0, false)
+						if err != nil {
+							t.Errorf("claim: %v", err)
+							return
+						}
+						time.Sleep(time.Duration(i%3) * 100 * time.Microsecond) // others claim meanwhile
+						id := fmt.Sprintf("w%d-%d", w, i)
+						err = db.SaveExecution(ctx, kvflow.ExecutionSave{Execution: ex, Claim: c.Claim,
+							TaskRuns: []*kvflow.TaskRun{{ID: id, Seq: w*rounds + i, TaskID: "t", State: kvflow.SUCCESS, Start: start}},
+							Logs:     []kvflow.LogLine{{ExecutionID: "race", Time: start, Level: "INFO", Message: id}}})
+						mu.Lock()
+						if claims[c.Claim] {
+							t.Errorf("claim %d granted twice", c.Claim)
+						}
+						claims[c.Claim] = true
+						switch kvflow.ErrorCode(err) {
+						case "":
+							acked[id] = true
+						case kvflow.ECONFLICT:
+							refused++
+						default:
+							t.Errorf("save %s: %v", id, err)
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			if len(acked) == 0 || refused == 0 {
+				t.Fatalf("%d saves acknowledged, %d refused: the race tested nothing", len(acked), refused)
+			}
+			got, err := db.GetExecution(ctx, "race")
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs := map[string]bool{}
+			for _, r := range got.TaskRuns {
+				runs[r.ID] = true
+			}
+			logs, err := db.Logs(ctx, "race")
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := map[string]bool{}
+			for _, l := range logs {
+				lines[l.Message] = true
+			}
+			if !maps.Equal(runs, acked) || !maps.Equal(lines, acked) || len(logs) != len(acked) {
+				t.Errorf("%d task runs and %d log lines stored for %d acknowledged saves (%d refused)", len(runs), len(logs), len(acked), refused)
+			}
+			t.Logf("%d saves acknowledged, %d refused", len(acked), refused)
 		})
 	}
 }
