@@ -157,9 +157,6 @@ type attemptRow struct {
 	Worker string `json:"worker,omitempty"`
 }
 
-// taskRunBatch bounds the rows of one INSERT (10 parameters each).
-const taskRunBatch = 200
-
 // Execer is a transaction or the pool: CreateExecutionTx runs on either.
 type Execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -328,37 +325,15 @@ func (db *DB) saveExecutionPG(ctx context.Context, s kvflow.ExecutionSave) error
 		up += ` AND claim = ?`
 		args = append(args, s.Claim)
 	}
-	n := len(s.TaskRuns)
-	ids, tasks, parents, states, atts, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	seqs, starts, ends := make([]int64, n), make([]int64, n), make([]sql.NullInt64, n)
-	for i, tr := range s.TaskRuns {
-		ids[i], tasks[i], parents[i], states[i], atts[i], errs[i] = tr.ID, tr.TaskID, tr.ParentID, string(tr.State), attemptsJSON(tr), tr.Error
-		seqs[i], starts[i] = int64(tr.Seq), tr.Start.UnixMicro()
-		if tr.End != nil {
-			ends[i] = sql.NullInt64{Int64: tr.End.UnixMicro(), Valid: true}
-		}
-	}
-	args = append(args, pq.StringArray(ids), pq.Int64Array(seqs), pq.StringArray(tasks), pq.StringArray(parents), pq.StringArray(states),
-		pq.StringArray(atts), pq.StringArray(errs), pq.Int64Array(starts), pq.GenericArray{A: ends})
-	n = len(s.Logs)
-	lexec, ltask, lrun, llevel, lmsg, ltime := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]int64, n)
-	for i, l := range s.Logs {
-		lexec[i], ltask[i], lrun[i], llevel[i], lmsg[i], ltime[i] = l.ExecutionID, l.TaskID, l.TaskRunID, l.Level, l.Message, l.Time.UnixMicro()
-	}
-	args = append(args, pq.StringArray(lexec), pq.StringArray(ltask), pq.StringArray(lrun), pq.Int64Array(ltime), pq.StringArray(llevel), pq.StringArray(lmsg))
+	args = append(args, taskRunArrays(s.TaskRuns)...)
+	args = append(args, logArrays(s.Logs)...)
 	result := `SELECT count(*) FROM up`
 	if e.State.Terminated() { // the end wakes waiters of every process, at commit
 		result = `SELECT count(pg_notify('` + endChannel + `', id)) FROM up`
 	}
 	q := `WITH up AS (` + up + ` RETURNING id),
-	runs AS (INSERT INTO task_runs (id, execution_id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at)
-		SELECT t.id, up.id, t.seq, t.task_id, t.parent_id, t.state, t.attempts, t.error, t.started_at, t.ended_at
-		FROM up, unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::bigint[])
-			AS t(id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at)` + taskRunConflict + `),
-	logs AS (INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message)
-		SELECT l.execution_id, l.task_id, l.task_run_id, l.time, l.level, l.message
-		FROM up, unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[]) WITH ORDINALITY
-			AS l(execution_id, task_id, task_run_id, time, level, message, n) ORDER BY l.n)
+	runs AS (` + insertTaskRuns + ` SELECT t.id, up.id, ` + unnestedRunCols + ` FROM up, ` + unnestTaskRuns + taskRunConflict + `),
+	logs AS (` + insertLogs + ` SELECT ` + unnestedLogCols + ` FROM up, ` + unnestLogs + `)
 	` + result
 	var matched int64
 	if err := db.X.QueryRowContext(ctx, db.Rebind(q), args...).Scan(&matched); err != nil {
@@ -381,40 +356,65 @@ func (db *DB) upsertTaskRuns(ctx context.Context, tx Execer, execID string, trs 
 	if len(trs) == 0 {
 		return nil
 	}
-	rows := func(from, to int) []any {
-		args := make([]any, 0, 10*(to-from))
-		for _, tr := range trs[from:to] {
-			args = append(args, tr.ID, execID, tr.Seq, tr.TaskID, tr.ParentID, string(tr.State), attemptsJSON(tr), tr.Error, tr.Start.UnixMicro(), micros(tr.End))
-		}
-		return args
-	}
 	if db.Dialect == SQLite {
 		// In-process: one statement run per row beats parsing a long
 		// multi-row statement.
-		for i := range trs {
-			if _, err := tx.ExecContext(ctx, upsertTaskRuns+taskRunValues+taskRunConflict, rows(i, i+1)...); err != nil {
+		for _, tr := range trs {
+			if _, err := tx.ExecContext(ctx, insertTaskRuns+` VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+taskRunConflict,
+				tr.ID, execID, tr.Seq, tr.TaskID, tr.ParentID, string(tr.State), attemptsJSON(tr), tr.Error, tr.Start.UnixMicro(), micros(tr.End)); err != nil {
 				return db.Err(err)
 			}
 		}
 		return nil
 	}
-	// Over the network: many rows per statement.
-	for from := 0; from < len(trs); from += taskRunBatch {
-		to := min(from+taskRunBatch, len(trs))
-		values := strings.TrimSuffix(strings.Repeat(taskRunValues+", ", to-from), ", ")
-		if _, err := tx.ExecContext(ctx, db.Rebind(upsertTaskRuns+values+taskRunConflict), rows(from, to)...); err != nil {
-			return db.Err(err)
-		}
-	}
-	return nil
+	// Over the network: every row in one statement, as arrays.
+	args := append([]any{execID}, taskRunArrays(trs)...)
+	_, err := tx.ExecContext(ctx, db.Rebind(insertTaskRuns+` SELECT t.id, ?::text, `+unnestedRunCols+` FROM `+unnestTaskRuns+taskRunConflict), args...)
+	return db.Err(err)
 }
 
+// The task runs' and log lines' inserts. On PostgreSQL their rows come as
+// one array per column (taskRunArrays, logArrays), unnested.
 const (
-	upsertTaskRuns  = `INSERT INTO task_runs (id, execution_id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at) VALUES `
-	taskRunValues   = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertTaskRuns  = `INSERT INTO task_runs (id, execution_id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at)`
 	taskRunConflict = ` ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, error = excluded.error,
 		ended_at = excluded.ended_at, seq = excluded.seq`
+	// unnestedRunCols follows id and execution_id in a SELECT from unnestTaskRuns.
+	unnestedRunCols = `t.seq, t.task_id, t.parent_id, t.state, t.attempts, t.error, t.started_at, t.ended_at`
+	unnestTaskRuns  = `unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::bigint[])
+		AS t(id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at)`
+	insertLogs      = `INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message)`
+	unnestedLogCols = `l.execution_id, l.task_id, l.task_run_id, l.time, l.level, l.message`
+	// unnestLogs keeps the lines' order, which their ids follow.
+	unnestLogs = `unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[]) WITH ORDINALITY
+		AS l(execution_id, task_id, task_run_id, time, level, message, n) ORDER BY l.n`
 )
+
+// taskRunArrays are the arguments of unnestTaskRuns.
+func taskRunArrays(trs []*kvflow.TaskRun) []any {
+	n := len(trs)
+	ids, tasks, parents, states, atts, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	seqs, starts, ends := make([]int64, n), make([]int64, n), make([]sql.NullInt64, n)
+	for i, tr := range trs {
+		ids[i], tasks[i], parents[i], states[i], atts[i], errs[i] = tr.ID, tr.TaskID, tr.ParentID, string(tr.State), attemptsJSON(tr), tr.Error
+		seqs[i], starts[i] = int64(tr.Seq), tr.Start.UnixMicro()
+		if tr.End != nil {
+			ends[i] = sql.NullInt64{Int64: tr.End.UnixMicro(), Valid: true}
+		}
+	}
+	return []any{pq.StringArray(ids), pq.Int64Array(seqs), pq.StringArray(tasks), pq.StringArray(parents), pq.StringArray(states),
+		pq.StringArray(atts), pq.StringArray(errs), pq.Int64Array(starts), pq.GenericArray{A: ends}}
+}
+
+// logArrays are the arguments of unnestLogs.
+func logArrays(lines []kvflow.LogLine) []any {
+	n := len(lines)
+	execs, tasks, runs, levels, msgs, times := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]int64, n)
+	for i, l := range lines {
+		execs[i], tasks[i], runs[i], levels[i], msgs[i], times[i] = l.ExecutionID, l.TaskID, l.TaskRunID, l.Level, l.Message, l.Time.UnixMicro()
+	}
+	return []any{pq.StringArray(execs), pq.StringArray(tasks), pq.StringArray(runs), pq.Int64Array(times), pq.StringArray(levels), pq.StringArray(msgs)}
+}
 
 type executionRow struct {
 	ID           string         `db:"id"`
@@ -711,9 +711,6 @@ func (db *DB) QueueDepth(ctx context.Context) (waiting, running int, err error) 
 	return waiting, running, err
 }
 
-// logBatch bounds the rows of one INSERT (6 parameters each).
-const logBatch = 500
-
 // AppendLogs adds log lines outside a save.
 func (db *DB) AppendLogs(ctx context.Context, lines []kvflow.LogLine) error {
 	return db.appendLogs(ctx, db.X, lines)
@@ -723,28 +720,16 @@ func (db *DB) appendLogs(ctx context.Context, tx Execer, lines []kvflow.LogLine)
 	if len(lines) == 0 {
 		return nil
 	}
-	const insert = `INSERT INTO execution_logs (execution_id, task_id, task_run_id, time, level, message) VALUES `
 	if db.Dialect == SQLite {
 		for _, l := range lines {
-			if _, err := tx.ExecContext(ctx, insert+`(?, ?, ?, ?, ?, ?)`, l.ExecutionID, l.TaskID, l.TaskRunID, l.Time.UnixMicro(), l.Level, l.Message); err != nil {
+			if _, err := tx.ExecContext(ctx, insertLogs+` VALUES (?, ?, ?, ?, ?, ?)`, l.ExecutionID, l.TaskID, l.TaskRunID, l.Time.UnixMicro(), l.Level, l.Message); err != nil {
 				return db.Err(err)
 			}
 		}
 		return nil
 	}
-	for from := 0; from < len(lines); from += logBatch {
-		to := min(from+logBatch, len(lines))
-		values := make([]string, 0, to-from)
-		args := make([]any, 0, 6*(to-from))
-		for _, l := range lines[from:to] {
-			values = append(values, "(?, ?, ?, ?, ?, ?)")
-			args = append(args, l.ExecutionID, l.TaskID, l.TaskRunID, l.Time.UnixMicro(), l.Level, l.Message)
-		}
-		if _, err := tx.ExecContext(ctx, db.Rebind(insert+strings.Join(values, ", ")), args...); err != nil {
-			return db.Err(err)
-		}
-	}
-	return nil
+	_, err := tx.ExecContext(ctx, db.Rebind(insertLogs+` SELECT `+unnestedLogCols+` FROM `+unnestLogs), logArrays(lines)...)
+	return db.Err(err)
 }
 
 // Logs implements kvflow.ExecutionRepository.

@@ -130,6 +130,25 @@ func TestSaveAndGetExecution_RoundTrip(t *testing.T) {
 					t.Fatalf("log %d = %q", i, l.Message)
 				}
 			}
+			// Lines added outside a save follow those saved; an execution
+			// created with task runs keeps them.
+			if err := db.AppendLogs(ctx, []kvflow.LogLine{{ExecutionID: "ex2", Time: at(0), Level: "WARN", Message: "after, 'quoted'"}, {ExecutionID: "ex2", Time: at(0), Level: "WARN", Message: "last"}}); err != nil {
+				t.Fatal(err)
+			}
+			if logs, err = db.Logs(ctx, "ex2"); err != nil || len(logs) != many+2 || logs[many].Message != "after, 'quoted'" || logs[many+1].Message != "last" {
+				t.Fatalf("%d logs after AppendLogs, %v", len(logs), err)
+			}
+			withRuns := &kvflow.Execution{ID: "ex3", Namespace: "company.team", FlowID: "f", State: kvflow.CREATED, Start: at(0), TaskRuns: []*kvflow.TaskRun{
+				{ID: "c1", Seq: 1, TaskID: "b", State: kvflow.CREATED, Start: at(2)},
+				{ID: "c0", Seq: 0, TaskID: "a", State: kvflow.FAILED, Error: `"quoted", {braced}`, Start: at(1), End: &end},
+			}}
+			if err := db.CreateExecution(ctx, withRuns); err != nil {
+				t.Fatal(err)
+			}
+			if got, err = db.GetExecution(ctx, "ex3"); err != nil || len(got.TaskRuns) != 2 || got.TaskRuns[0].ID != "c0" || got.TaskRuns[0].Error != `"quoted", {braced}` ||
+				got.TaskRuns[0].End == nil || got.TaskRuns[1].End != nil {
+				t.Fatalf("created with task runs: %+v, %v", got, err)
+			}
 			if _, err := db.GetExecution(ctx, "nope"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 				t.Fatalf("missing execution: %v", err)
 			}
