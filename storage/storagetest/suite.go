@@ -58,6 +58,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		{"Delete_ReportsExistence", deleteReportsExistence},
 		{"Purge_ExpiredInBatches_ByNamespaceAndGlob", purgeExpiredInBatchesByNamespaceAndGlob},
 		{"Purge_RacingOverwrites_NoAcknowledgedWriteLost", purgeRacingOverwritesNoAcknowledgedWriteLost},
+		{"Purge_RacingPackedOverwritesAndGC_NoAcknowledgedWriteLost", purgeRacingPackedOverwritesAndGCNoAcknowledgedWriteLost},
 		{"CollectGarbage_RemovesReplacedAndOrphans_KeepsLive", collectGarbageRemovesReplacedAndOrphansKeepsLive},
 		{"Invariant2_ValueMatchesMetadata_CorruptionDetected", invariant2ValueMatchesMetadataCorruptionDetected},
 		{"Invariant3_CreateRace_ExactlyOneWins", invariant3CreateRaceExactlyOneWins},
@@ -412,7 +413,11 @@ func purgeExpiredInBatchesByNamespaceAndGlob(t *testing.T, open Opener) {
 }
 
 func purgeRacingOverwritesNoAcknowledgedWriteLost(t *testing.T, open Opener) {
-	purgeRace(t, open, 5, 600)
+	purgeRace(t, open, 5, 600, false)
+}
+
+func purgeRacingPackedOverwritesAndGCNoAcknowledgedWriteLost(t *testing.T, open Opener) {
+	purgeRace(t, open, 3, 400, true)
 }
 
 func collectGarbageRemovesReplacedAndOrphansKeepsLive(t *testing.T, open Opener) {
