@@ -105,7 +105,8 @@ func purgeRace(t *testing.T, open Opener, rounds, keys int, packed bool) {
 				}
 			}()
 		}
-		for g := 0; g < 2; g++ {
+		// untilStop runs fn over and over until the writers are done.
+		untilStop := func(fn func() error) {
 			purgers.Add(1)
 			go func() {
 				defer purgers.Done()
@@ -115,31 +116,30 @@ func purgeRace(t *testing.T, open Opener, rounds, keys int, packed bool) {
 						return
 					default:
 					}
-					got, err := s.Purge(ctx, storage.PurgeOptions{Namespaces: []string{ns}, BatchSize: 50})
-					if err != nil {
-						errs <- fmt.Errorf("Purge: %w", err)
+					if err := fn(); err != nil {
+						errs <- err
 						return
 					}
-					purged.Add(int64(got[ns]))
 				}
 			}()
+		}
+		for range 2 {
+			untilStop(func() error {
+				got, err := s.Purge(ctx, storage.PurgeOptions{Namespaces: []string{ns}, BatchSize: 50})
+				if err != nil {
+					return fmt.Errorf("Purge: %w", err)
+				}
+				purged.Add(int64(got[ns]))
+				return nil
+			})
 		}
 		if packed {
-			purgers.Add(1)
-			go func() {
-				defer purgers.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if _, err := s.CollectGarbage(ctx, 0); err != nil {
-						errs <- fmt.Errorf("CollectGarbage: %w", err)
-						return
-					}
+			untilStop(func() error {
+				if _, err := s.CollectGarbage(ctx, 0); err != nil {
+					return fmt.Errorf("CollectGarbage: %w", err)
 				}
-			}()
+				return nil
+			})
 		}
 		writers.Wait()
 		close(stop)
