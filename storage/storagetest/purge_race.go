@@ -25,6 +25,7 @@ func purgeRace(t *testing.T, open Opener, rounds, keys int, packed bool) {
 	p := open(t, storage.Options{Now: clock.Now, CacheSize: -1})
 	s := p.Store
 	const ns = "race.purge"
+	var collectedInAll int64
 	for round := 0; round < rounds; round++ {
 		var seeders sync.WaitGroup
 		for w := 0; w < 8; w++ {
@@ -59,49 +60,65 @@ func purgeRace(t *testing.T, open Opener, rounds, keys int, packed bool) {
 		clock.Add(2 * time.Minute)
 
 		var next atomic.Int64
-		var purged atomic.Int64
+		var purged, collected, retried atomic.Int64
 		stop := make(chan struct{})
 		acked := make([]string, keys) // the object each acknowledged overwrite wrote
 		var writers, purgers sync.WaitGroup
 		errs := make(chan error, 9)
+		// write overwrites the keys idx, together in one pack when there are
+		// several. A write refused because the collector took its intent is
+		// not acknowledged, and is written again.
+		write := func(idx ...int) error {
+			batch := make([]storage.BatchEntry, len(idx))
+			for j, i := range idx {
+				batch[j] = storage.BatchEntry{Key: fmt.Sprintf("k%04d", i), Value: storage.String(fmt.Sprintf("new-%d-%d", round, i))}
+			}
+			var es []*storage.Entry
+			var err error = storage.ErrIntentGone
+			retried.Add(-1)
+			for try := 0; errors.Is(err, storage.ErrIntentGone) && try < 1000; try++ {
+				if len(batch) > 1 {
+					es, err = s.SetMany(ctx, ns, batch)
+				} else {
+					var e *storage.Entry
+					e, err = s.Set(ctx, ns, batch[0].Key, batch[0].Value, storage.SetOptions{})
+					es = []*storage.Entry{e}
+				}
+				retried.Add(1)
+			}
+			if err != nil {
+				return fmt.Errorf("write %s: %w", batch[0].Key, err)
+			}
+			for j, i := range idx {
+				acked[i] = es[j].Object
+			}
+			return nil
+		}
 		for w := 0; w < 6; w++ {
 			writers.Add(1)
 			go func() {
 				defer writers.Done()
 				for {
-					i := int(next.Add(1)) - 1
-					if i >= keys {
+					// A unit of work: one key, or when packed a pair, every
+					// other one written as a pack of two.
+					u := int(next.Add(1)) - 1
+					var err error
+					switch {
+					case !packed && u < keys:
+						err = write(u)
+					case packed && 2*u+1 < keys && u%2 == 0:
+						err = write(2*u, 2*u+1)
+					case packed && 2*u+1 < keys:
+						if err = write(2 * u); err == nil {
+							err = write(2*u + 1)
+						}
+					default:
 						return
-					}
-					v := storage.String(fmt.Sprintf("new-%d-%d", round, i))
-					if packed && i%2 == 0 && i+1 < keys {
-						next.Add(1) // i+1 goes in the same pack
-						var es []*storage.Entry
-						var err error = storage.ErrIntentGone
-						// The collector, with no grace, may take an in-flight
-						// write's intent: that write is refused, not
-						// acknowledged, and is written again.
-						for try := 0; errors.Is(err, storage.ErrIntentGone) && try < 100; try++ {
-							es, err = s.SetMany(ctx, ns, []storage.BatchEntry{{Key: fmt.Sprintf("k%04d", i), Value: v},
-								{Key: fmt.Sprintf("k%04d", i+1), Value: storage.String(fmt.Sprintf("new-%d-%d", round, i+1))}})
-						}
-						if err != nil {
-							errs <- fmt.Errorf("SetMany k%04d: %w", i, err)
-							return
-						}
-						acked[i], acked[i+1] = es[0].Object, es[1].Object
-						continue
-					}
-					var e *storage.Entry
-					var err error = storage.ErrIntentGone
-					for try := 0; errors.Is(err, storage.ErrIntentGone) && try < 100; try++ {
-						e, err = s.Set(ctx, ns, fmt.Sprintf("k%04d", i), v, storage.SetOptions{})
 					}
 					if err != nil {
-						errs <- fmt.Errorf("Set k%04d: %w", i, err)
+						errs <- err
 						return
 					}
-					acked[i] = e.Object
 				}
 			}()
 		}
@@ -135,9 +152,16 @@ func purgeRace(t *testing.T, open Opener, rounds, keys int, packed bool) {
 		}
 		if packed {
 			untilStop(func() error {
-				if _, err := s.CollectGarbage(ctx, 0); err != nil {
+				// The store's clock runs ahead of the real one, so only a
+				// negative grace reaches the garbage of this round; it takes
+				// the intents of writes in flight too (they are written
+				// again), and a pause between runs lets writes through.
+				n, err := s.CollectGarbage(ctx, -time.Hour)
+				if err != nil {
 					return fmt.Errorf("CollectGarbage: %w", err)
 				}
+				collected.Add(int64(n))
+				time.Sleep(2 * time.Millisecond)
 				return nil
 			})
 		}
@@ -189,6 +213,11 @@ func purgeRace(t *testing.T, open Opener, rounds, keys int, packed bool) {
 		if n := countObjects(t, p.Bucket); packed && n != len(live) {
 			t.Errorf("round %d: %d objects after GC, want the %d holding live values", round, n, len(live))
 		}
-		t.Logf("round %d: %d overwrites kept, %d expired entries purged concurrently", round, keys, purged.Load())
+		t.Logf("round %d: %d overwrites kept, %d expired entries purged and %d objects collected concurrently, %d writes refused and written again",
+			round, keys, purged.Load(), collected.Load(), retried.Load())
+		collectedInAll += collected.Load()
+	}
+	if packed && collectedInAll == 0 {
+		t.Error("the collector collected nothing while the writers ran: the race tested nothing")
 	}
 }
