@@ -171,6 +171,9 @@ type ExecutionRepository interface {
 	SaveExecution(ctx context.Context, s ExecutionSave) error
 	// GetExecution returns an execution with its task runs, or ENOTFOUND.
 	GetExecution(ctx context.Context, id string) (*Execution, error)
+	// GetExecutionWithFlow is GetExecution with its flow's current record
+	// (nil when the flow is gone), in one read: what a worker needs to run it.
+	GetExecutionWithFlow(ctx context.Context, id string) (*Execution, *FlowRecord, error)
 	// ListExecutions returns executions without their task runs.
 	ListExecutions(ctx context.Context, q ExecutionQuery) ([]*Execution, error)
 	// ExecutionStates returns the state of each execution of ids that

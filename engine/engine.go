@@ -375,18 +375,15 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 	if closing {
 		return kvflow.Errorf(kvflow.EUNAVAILABLE, "This worker is shutting down.")
 	}
-	ex, err := repo.GetExecution(ctx, id)
+	ex, rec, err := repo.GetExecutionWithFlow(ctx, id)
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return nil // deleted
 	} else if err != nil {
-		return err
+		return err // the queue retries
 	} else if ex.State.Terminated() {
 		return nil
 	}
-	flow, ferr := e.loadFlow(ctx, ex)
-	if ferr != nil && kvflow.ErrorCode(ferr) == kvflow.EUNAVAILABLE {
-		return ferr // the queue retries
-	}
+	flow, ferr := e.parseFlow(ex, rec)
 	return e.claimAndRun(ctx, ex, flow, ferr, true, 0)
 }
 
@@ -488,13 +485,12 @@ func (e *Engine) overLimit(ctx context.Context, ex *Execution, flow *Flow) error
 	return err
 }
 
-// loadFlow reads and parses the flow of an execution.
-func (e *Engine) loadFlow(ctx context.Context, ex *Execution) (*Flow, error) {
-	rec, err := e.opts.Repo.GetFlow(ctx, ex.Namespace, ex.FlowID)
-	if err != nil {
-		return nil, err
+// parseFlow parses the flow record of an execution (nil: the flow is gone).
+func (e *Engine) parseFlow(ex *Execution, rec *kvflow.FlowRecord) (*Flow, error) {
+	if rec == nil {
+		return nil, kvflow.Errorf(kvflow.ENOTFOUND, "Flow '%s' does not exist in namespace '%s'.", ex.FlowID, ex.Namespace)
 	}
-	f, err := e.ParseStored(ex.Namespace+"/"+ex.FlowID+".yaml", rec)
+	f, err := e.ParseStored(ex.Namespace+"/"+ex.FlowID+".yaml", *rec)
 	if err != nil {
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Flow '%s' of namespace '%s' no longer loads: %s", ex.FlowID, ex.Namespace, kvflow.ErrorMessage(err))
 	}

@@ -374,6 +374,53 @@ tasks:
 	}
 }
 
+// A worker runs a queued execution with its flow's current record, read
+// with the execution: a flow deleted, or changed into one that no longer
+// loads, after the execution was created fails it with the reason, and a
+// flow changed into another valid one runs the new revision. Both backend
+// pairs.
+func TestWork_FlowChangedOrGoneBeforeTheWorker(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			w := relayWorker(t, p, "w")
+			src := func(id, value string) string {
+				return "id: " + id + "\nnamespace: company.team\ntasks:\n  - {id: say, type: test.Echo, value: " + value + "}\n"
+			}
+			for _, tc := range []struct {
+				id, change, wantState, want string
+			}{
+				{"gone", "", "FAILED", "Flow 'gone' does not exist in namespace 'company.team'."},
+				{"broken", "id: broken\nnamespace: company.team\ntasks: 42\n", "FAILED", "Flow 'broken' of namespace 'company.team' no longer loads"},
+				{"changed", src("changed", "two"), "SUCCESS", "two"},
+			} {
+				ex := createStored(t, p, src(tc.id, "one"))
+				if tc.change == "" {
+					if ok, err := p.DB.DeleteFlow(ctx, "company.team", tc.id); err != nil || !ok {
+						t.Fatal(ok, err)
+					}
+				} else if _, err := p.DB.UpdateFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: tc.id, Source: tc.change}); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Work(ctx, ex.ID); err != nil {
+					t.Fatalf("%s: %v", tc.id, err)
+				}
+				got, err := relayWorker(t, p, "reader").Execution(ctx, ex.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got.State) != tc.wantState {
+					t.Errorf("%s ended %s (%q), want %s", tc.id, got.State, got.Error, tc.wantState)
+				} else if tc.wantState == "FAILED" && !strings.HasPrefix(got.Error, tc.want) {
+					t.Errorf("%s failed with %q, want %q", tc.id, got.Error, tc.want)
+				} else if tc.wantState == "SUCCESS" && runs(got, "say")[0].Outputs["value"] != tc.want {
+					t.Errorf("%s said %v, want %s (the current revision)", tc.id, runs(got, "say")[0].Outputs["value"], tc.want)
+				}
+			}
+		})
+	}
+}
+
 // shutdownQueue creates executions in the database, as riverqueue does, and
 // starts the engine's Shutdown while a run-here execution is being created.
 type shutdownQueue struct {

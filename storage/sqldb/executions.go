@@ -79,6 +79,19 @@ type flowRow struct {
 
 const flowCols = `namespace, id, revision, source, updated_at, triggers, scope`
 
+// UnmarshalJSON reads a flow row as getExecutionQuery's flow column lists
+// it: a JSON array of flowCols.
+func (r *flowRow) UnmarshalJSON(b []byte) error {
+	var scope *string
+	if err := json.Unmarshal(b, &[]any{&r.Namespace, &r.ID, &r.Revision, &r.Source, &r.Updated, &r.Triggers, &scope}); err != nil {
+		return err
+	}
+	if scope != nil {
+		r.Scope = sql.NullString{String: *scope, Valid: true}
+	}
+	return nil
+}
+
 func (r flowRow) record() (kvflow.FlowRecord, error) {
 	scope, err := scopeOf(r.Scope)
 	if err != nil {
@@ -478,35 +491,64 @@ func (t *taskRunRow) UnmarshalJSON(b []byte) error {
 const taskRunCols = `id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at`
 
 // getExecutionQuery reads an execution with its task runs, in seq order,
-// in one statement.
-func (db *DB) getExecutionQuery() string {
-	runs := `SELECT json_agg(json_build_array(` + taskRunCols + `) ORDER BY seq) FROM task_runs WHERE execution_id = executions.id`
+// and, withFlow, its flow's current row, in one statement.
+func (db *DB) getExecutionQuery(withFlow bool) string {
+	agg, array := "json_agg", "json_build_array"
 	if db.Dialect == SQLite {
-		runs = `SELECT json_group_array(json_array(` + taskRunCols + `) ORDER BY seq) FROM task_runs WHERE execution_id = executions.id`
+		agg, array = "json_group_array", "json_array"
 	}
-	return db.Rebind(`SELECT ` + executionCols + `, (` + runs + `) AS task_runs FROM executions WHERE id = ?`)
+	q := `SELECT ` + executionCols + `, (SELECT ` + agg + `(` + array + `(` + taskRunCols + `) ORDER BY seq)
+		FROM task_runs WHERE execution_id = executions.id) AS task_runs`
+	if withFlow {
+		q += `, (SELECT ` + array + `(` + flowCols + `) FROM flows f
+			WHERE f.namespace = executions.namespace AND f.id = executions.flow_id) AS flow`
+	}
+	return db.Rebind(q + ` FROM executions WHERE id = ?`)
 }
 
 // GetExecution implements kvflow.ExecutionRepository.
 func (db *DB) GetExecution(ctx context.Context, id string) (*kvflow.Execution, error) {
+	e, _, err := db.getExecution(ctx, id, false)
+	return e, err
+}
+
+// GetExecutionWithFlow implements kvflow.ExecutionRepository.
+func (db *DB) GetExecutionWithFlow(ctx context.Context, id string) (*kvflow.Execution, *kvflow.FlowRecord, error) {
+	return db.getExecution(ctx, id, true)
+}
+
+func (db *DB) getExecution(ctx context.Context, id string, withFlow bool) (*kvflow.Execution, *kvflow.FlowRecord, error) {
 	var r struct {
 		executionRow
 		TaskRuns sql.NullString `db:"task_runs"`
+		Flow     sql.NullString `db:"flow"`
 	}
-	err := db.Err(db.X.GetContext(ctx, &r, db.getExecutionQuery(), id))
+	err := db.Err(db.X.GetContext(ctx, &r, db.getExecutionQuery(withFlow), id))
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
-		return nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
+		return nil, nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
 	} else if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e, err := r.execution()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var flow *kvflow.FlowRecord
+	if r.Flow.Valid { // NULL when the flow is gone
+		var fr flowRow
+		if err := json.Unmarshal([]byte(r.Flow.String), &fr); err != nil {
+			return nil, nil, kvflow.Errorf(kvflow.EINTERNAL, "The flow of execution '%s' cannot be read: %v.", id, err)
+		}
+		rec, err := fr.record()
+		if err != nil {
+			return nil, nil, err
+		}
+		flow = &rec
 	}
 	var rows []taskRunRow
 	if r.TaskRuns.Valid { // NULL on PostgreSQL when there are none
 		if err := json.Unmarshal([]byte(r.TaskRuns.String), &rows); err != nil {
-			return nil, kvflow.Errorf(kvflow.EINTERNAL, "Task runs of execution '%s' cannot be read: %v.", id, err)
+			return nil, nil, kvflow.Errorf(kvflow.EINTERNAL, "Task runs of execution '%s' cannot be read: %v.", id, err)
 		}
 	}
 	e.TaskRuns = make([]*kvflow.TaskRun, len(rows))
@@ -515,14 +557,14 @@ func (db *DB) GetExecution(ctx context.Context, id string) (*kvflow.Execution, e
 			Error: tr.Error, Start: fromMicros(tr.Started), End: timePtr(tr.Ended)}
 		var atts []attemptRow
 		if err := json.Unmarshal([]byte(tr.Attempts), &atts); err != nil {
-			return nil, kvflow.Errorf(kvflow.EINTERNAL, "Attempts of task run '%s' are not valid JSON: %v.", tr.ID, err)
+			return nil, nil, kvflow.Errorf(kvflow.EINTERNAL, "Attempts of task run '%s' are not valid JSON: %v.", tr.ID, err)
 		}
 		for _, a := range atts {
 			t.Attempts = append(t.Attempts, kvflow.Attempt{State: kvflow.State(a.State), Start: fromMicros(a.Start), End: timePtr(a.End), Worker: a.Worker})
 		}
 		e.TaskRuns[i] = t
 	}
-	return e, nil
+	return e, flow, nil
 }
 
 // ListExecutions implements kvflow.ExecutionRepository.

@@ -237,3 +237,55 @@ func TestClaimAndSave_Racing_OnlyHeldSavesLand(t *testing.T) {
 		})
 	}
 }
+
+// GetExecutionWithFlow reads the execution and its flow's current record in
+// one statement: the record equals GetFlow's (source bytes, scope, triggers
+// included), follows a new revision, and is nil once the flow is deleted.
+func TestGetExecutionWithFlow_RecordAsGetFlowReadsIt(t *testing.T) {
+	for _, dialect := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
+		t.Run(string(dialect), func(t *testing.T) {
+			ctx := context.Background()
+			db := sqldbtest.Open(t, dialect)
+			source := "id: f\nnamespace: company.team\n# \"quotes\", \\backslash\\, ✓ and {braces}\ntasks: []\n"
+			if _, err := db.CreateFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: "f", Source: source,
+				Triggers: []string{"io.kestra.plugin.core.trigger.Schedule", "io.kestra.plugin.core.trigger.Webhook"},
+				Scope:    kvflow.NewScope("company.*", "shared")}); err != nil {
+				t.Fatal(err)
+			}
+			ex := &kvflow.Execution{ID: "ex1", Namespace: "company.team", FlowID: "f", State: kvflow.CREATED, Start: time.Now()}
+			if err := db.CreateExecution(ctx, ex); err != nil {
+				t.Fatal(err)
+			}
+			check := func(wantRevision int64) {
+				t.Helper()
+				got, rec, err := db.GetExecutionWithFlow(ctx, "ex1")
+				if err != nil || got.ID != "ex1" || got.State != kvflow.CREATED || got.TaskRuns == nil {
+					t.Fatalf("GetExecutionWithFlow = %+v, %v", got, err)
+				}
+				want, err := db.GetFlow(ctx, "company.team", "f")
+				if err != nil || rec == nil {
+					t.Fatalf("flow record %v, GetFlow error %v", rec, err)
+				}
+				if rec.Revision != wantRevision || rec.Namespace != want.Namespace || rec.ID != want.ID || rec.Revision != want.Revision ||
+					rec.Source != want.Source || !rec.Updated.Equal(want.Updated) || fmt.Sprint(rec.Triggers) != fmt.Sprint(want.Triggers) ||
+					rec.Scope.String() != want.Scope.String() {
+					t.Errorf("record %+v, GetFlow %+v; want equal, at revision %d", *rec, want, wantRevision)
+				}
+			}
+			check(1)
+			if _, err := db.UpdateFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: "f", Source: source + "# two\n"}); err != nil {
+				t.Fatal(err)
+			}
+			check(2)
+			if ok, err := db.DeleteFlow(ctx, "company.team", "f"); err != nil || !ok {
+				t.Fatal(ok, err)
+			}
+			if got, rec, err := db.GetExecutionWithFlow(ctx, "ex1"); err != nil || got.ID != "ex1" || rec != nil {
+				t.Errorf("after the flow's delete: %+v, %+v, %v; want the execution and no flow", got, rec, err)
+			}
+			if _, _, err := db.GetExecutionWithFlow(ctx, "nope"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+				t.Errorf("missing execution: %v; want ENOTFOUND", err)
+			}
+		})
+	}
+}
