@@ -114,6 +114,13 @@ type FlowRecord struct {
 	Scope Scope `json:"-"`
 }
 
+// ExecutionParts are what ReadExecution reads besides an execution and its
+// task runs.
+type ExecutionParts struct {
+	Logs bool // its log lines, as Logs returns them
+	Flow bool // its flow's current record: what a worker runs it with
+}
+
 // ExecutionQuery selects executions, newest first.
 type ExecutionQuery struct {
 	Namespace string // "" for all
@@ -171,9 +178,10 @@ type ExecutionRepository interface {
 	SaveExecution(ctx context.Context, s ExecutionSave) error
 	// GetExecution returns an execution with its task runs, or ENOTFOUND.
 	GetExecution(ctx context.Context, id string) (*Execution, error)
-	// GetExecutionWithFlow is GetExecution with its flow's current record
-	// (nil when the flow is gone), in one read: what a worker needs to run it.
-	GetExecutionWithFlow(ctx context.Context, id string) (*Execution, *FlowRecord, error)
+	// ReadExecution is GetExecution that also reads, in the same statement,
+	// what with asks for: the execution's log lines (into its Logs), and its
+	// flow's current record (nil when the flow is gone).
+	ReadExecution(ctx context.Context, id string, with ExecutionParts) (*Execution, *FlowRecord, error)
 	// ListExecutions returns executions without their task runs.
 	ListExecutions(ctx context.Context, q ExecutionQuery) ([]*Execution, error)
 	// ExecutionStates returns the state of each execution of ids that

@@ -375,7 +375,7 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 	if closing {
 		return kvflow.Errorf(kvflow.EUNAVAILABLE, "This worker is shutting down.")
 	}
-	ex, rec, err := repo.GetExecutionWithFlow(ctx, id)
+	ex, rec, err := repo.ReadExecution(ctx, id, kvflow.ExecutionParts{Flow: true})
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return nil // deleted
 	} else if err != nil {
@@ -701,12 +701,13 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Execution, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	ex, err := e.Execution(ctx, id)
-	if err != nil {
-		return nil, err
+	if r := e.local(id); r != nil { // it ran here meanwhile
+		ex := r.result(false)
+		var err error
+		ex.Logs, err = e.Logs(ctx, id)
+		return ex, err
 	}
-	ex.Logs, err = e.Logs(ctx, id)
-	return ex, err
+	return e.read(ctx, id, true)
 }
 
 // endListener is a Repository that hears executions end in any process
@@ -806,19 +807,29 @@ func (e *Engine) pollWatches() {
 // engine runs it, otherwise its record in the Repository joined with its
 // inputs and outputs from the Bucket. Logs are not included.
 func (e *Engine) Execution(ctx context.Context, id string) (*Execution, error) {
-	e.mu.Lock()
-	r := e.running[id]
-	if r == nil {
-		r = e.finished[id]
-	}
-	e.mu.Unlock()
-	if r != nil {
+	if r := e.local(id); r != nil {
 		return r.result(false), nil
 	}
+	return e.read(ctx, id, false)
+}
+
+// local returns the run of an execution running or recently finished here.
+func (e *Engine) local(id string) *run {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.running[id]; r != nil {
+		return r
+	}
+	return e.finished[id]
+}
+
+// read returns an execution as the Repository and the Bucket hold it, with
+// its log lines when logs is set (in the same statement).
+func (e *Engine) read(ctx context.Context, id string, logs bool) (*Execution, error) {
 	if e.opts.Repo == nil {
 		return nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
 	}
-	ex, err := e.opts.Repo.GetExecution(ctx, id)
+	ex, _, err := e.opts.Repo.ReadExecution(ctx, id, kvflow.ExecutionParts{Logs: logs})
 	if err != nil {
 		if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 			return nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
@@ -833,13 +844,7 @@ func (e *Engine) Execution(ctx context.Context, id string) (*Execution, error) {
 
 // Logs returns the log lines of an execution.
 func (e *Engine) Logs(ctx context.Context, id string) ([]LogLine, error) {
-	e.mu.Lock()
-	r := e.running[id]
-	if r == nil {
-		r = e.finished[id]
-	}
-	e.mu.Unlock()
-	if r != nil && (e.opts.Repo == nil || !r.isDone()) {
+	if r := e.local(id); r != nil && (e.opts.Repo == nil || !r.isDone()) {
 		return r.logLines(), nil
 	}
 	if e.opts.Repo == nil {

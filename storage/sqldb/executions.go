@@ -79,7 +79,7 @@ type flowRow struct {
 
 const flowCols = `namespace, id, revision, source, updated_at, triggers, scope`
 
-// UnmarshalJSON reads a flow row as getExecutionQuery's flow column lists
+// UnmarshalJSON reads a flow row as readExecutionQuery's flow column lists
 // it: a JSON array of flowCols.
 func (r *flowRow) UnmarshalJSON(b []byte) error {
 	var scope *string
@@ -475,7 +475,7 @@ func timePtr(us *int64) *time.Time {
 	return &t
 }
 
-// taskRunRow is one task run as getExecutionQuery's task_runs column
+// taskRunRow is one task run as readExecutionQuery's task_runs column
 // lists it: a JSON array of its columns.
 type taskRunRow struct {
 	ID, TaskID, ParentID, State, Attempts, Error string
@@ -490,16 +490,20 @@ func (t *taskRunRow) UnmarshalJSON(b []byte) error {
 
 const taskRunCols = `id, seq, task_id, parent_id, state, attempts, error, started_at, ended_at`
 
-// getExecutionQuery reads an execution with its task runs, in seq order,
-// and, withFlow, its flow's current row, in one statement.
-func (db *DB) getExecutionQuery(withFlow bool) string {
+// readExecutionQuery reads an execution with its task runs in seq order,
+// and the parts with asks for, in one statement: each a JSON array.
+func (db *DB) readExecutionQuery(with kvflow.ExecutionParts) string {
 	agg, array := "json_agg", "json_build_array"
 	if db.Dialect == SQLite {
 		agg, array = "json_group_array", "json_array"
 	}
 	q := `SELECT ` + executionCols + `, (SELECT ` + agg + `(` + array + `(` + taskRunCols + `) ORDER BY seq)
 		FROM task_runs WHERE execution_id = executions.id) AS task_runs`
-	if withFlow {
+	if with.Logs {
+		q += `, (SELECT ` + agg + `(` + array + `(` + logCols + `) ORDER BY id)
+			FROM execution_logs WHERE execution_id = executions.id) AS logs`
+	}
+	if with.Flow {
 		q += `, (SELECT ` + array + `(` + flowCols + `) FROM flows f
 			WHERE f.namespace = executions.namespace AND f.id = executions.flow_id) AS flow`
 	}
@@ -508,22 +512,19 @@ func (db *DB) getExecutionQuery(withFlow bool) string {
 
 // GetExecution implements kvflow.ExecutionRepository.
 func (db *DB) GetExecution(ctx context.Context, id string) (*kvflow.Execution, error) {
-	e, _, err := db.getExecution(ctx, id, false)
+	e, _, err := db.ReadExecution(ctx, id, kvflow.ExecutionParts{})
 	return e, err
 }
 
-// GetExecutionWithFlow implements kvflow.ExecutionRepository.
-func (db *DB) GetExecutionWithFlow(ctx context.Context, id string) (*kvflow.Execution, *kvflow.FlowRecord, error) {
-	return db.getExecution(ctx, id, true)
-}
-
-func (db *DB) getExecution(ctx context.Context, id string, withFlow bool) (*kvflow.Execution, *kvflow.FlowRecord, error) {
+// ReadExecution implements kvflow.ExecutionRepository.
+func (db *DB) ReadExecution(ctx context.Context, id string, with kvflow.ExecutionParts) (*kvflow.Execution, *kvflow.FlowRecord, error) {
 	var r struct {
 		executionRow
 		TaskRuns sql.NullString `db:"task_runs"`
+		Logs     sql.NullString `db:"logs"`
 		Flow     sql.NullString `db:"flow"`
 	}
-	err := db.Err(db.X.GetContext(ctx, &r, db.getExecutionQuery(withFlow), id))
+	err := db.Err(db.X.GetContext(ctx, &r, db.readExecutionQuery(with), id))
 	if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 		return nil, nil, kvflow.Errorf(kvflow.ENOTFOUND, "Execution '%s' does not exist.", id)
 	} else if err != nil {
@@ -532,6 +533,18 @@ func (db *DB) getExecution(ctx context.Context, id string, withFlow bool) (*kvfl
 	e, err := r.execution()
 	if err != nil {
 		return nil, nil, err
+	}
+	if with.Logs {
+		var rows []logRow
+		if r.Logs.Valid { // NULL on PostgreSQL when there are none
+			if err := json.Unmarshal([]byte(r.Logs.String), &rows); err != nil {
+				return nil, nil, kvflow.Errorf(kvflow.EINTERNAL, "Log lines of execution '%s' cannot be read: %v.", id, err)
+			}
+		}
+		e.Logs = make([]kvflow.LogLine, len(rows))
+		for i, l := range rows {
+			e.Logs[i] = l.line(id)
+		}
 	}
 	var flow *kvflow.FlowRecord
 	if r.Flow.Valid { // NULL when the flow is gone
@@ -776,21 +789,33 @@ func (db *DB) appendLogs(ctx context.Context, tx Execer, lines []kvflow.LogLine)
 
 // Logs implements kvflow.ExecutionRepository.
 func (db *DB) Logs(ctx context.Context, executionID string) ([]kvflow.LogLine, error) {
-	var rows []struct {
-		ExecutionID string `db:"execution_id"`
-		TaskID      string `db:"task_id"`
-		TaskRunID   string `db:"task_run_id"`
-		Time        int64  `db:"time"`
-		Level       string `db:"level"`
-		Message     string `db:"message"`
-	}
-	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT execution_id, task_id, task_run_id, time, level, message
-		FROM execution_logs WHERE execution_id = ? ORDER BY id`), executionID); err != nil {
+	var rows []logRow
+	if err := db.X.SelectContext(ctx, &rows, db.Rebind(`SELECT `+logCols+` FROM execution_logs WHERE execution_id = ? ORDER BY id`), executionID); err != nil {
 		return nil, db.Err(err)
 	}
 	out := make([]kvflow.LogLine, len(rows))
 	for i, r := range rows {
-		out[i] = kvflow.LogLine{ExecutionID: r.ExecutionID, TaskID: r.TaskID, TaskRunID: r.TaskRunID, Time: fromMicros(r.Time), Level: r.Level, Message: r.Message}
+		out[i] = r.line(executionID)
 	}
 	return out, nil
+}
+
+// logRow is one log line, as a row or as readExecutionQuery's logs column
+// lists it: a JSON array of logCols.
+type logRow struct {
+	TaskID    string `db:"task_id"`
+	TaskRunID string `db:"task_run_id"`
+	Time      int64  `db:"time"`
+	Level     string `db:"level"`
+	Message   string `db:"message"`
+}
+
+const logCols = `task_id, task_run_id, time, level, message`
+
+func (l *logRow) UnmarshalJSON(b []byte) error {
+	return json.Unmarshal(b, &[]any{&l.TaskID, &l.TaskRunID, &l.Time, &l.Level, &l.Message})
+}
+
+func (l logRow) line(executionID string) kvflow.LogLine {
+	return kvflow.LogLine{ExecutionID: executionID, TaskID: l.TaskID, TaskRunID: l.TaskRunID, Time: fromMicros(l.Time), Level: l.Level, Message: l.Message}
 }

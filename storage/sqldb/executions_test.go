@@ -96,6 +96,7 @@ func TestSaveAndGetExecution_RoundTrip(t *testing.T) {
 					t.Errorf("log %d = %+v, want %q", i, l, msgs[i])
 				}
 			}
+			readLogsAsLogs(t, db, "ex1", logs)
 			lost.Claim = c.Claim
 			if err := db.SaveExecution(ctx, lost); err != nil {
 				t.Fatal(err)
@@ -138,6 +139,7 @@ func TestSaveAndGetExecution_RoundTrip(t *testing.T) {
 			if logs, err = db.Logs(ctx, "ex2"); err != nil || len(logs) != many+2 || logs[many].Message != "after, 'quoted'" || logs[many+1].Message != "last" {
 				t.Fatalf("%d logs after AppendLogs, %v", len(logs), err)
 			}
+			readLogsAsLogs(t, db, "ex2", logs)
 			withRuns := &kvflow.Execution{ID: "ex3", Namespace: "company.team", FlowID: "f", State: kvflow.CREATED, Start: at(0), TaskRuns: []*kvflow.TaskRun{
 				{ID: "c1", Seq: 1, TaskID: "b", State: kvflow.CREATED, Start: at(2)},
 				{ID: "c0", Seq: 0, TaskID: "a", State: kvflow.FAILED, Error: `"quoted", {braced}`, Start: at(1), End: &end},
@@ -238,10 +240,10 @@ func TestClaimAndSave_Racing_OnlyHeldSavesLand(t *testing.T) {
 	}
 }
 
-// GetExecutionWithFlow reads the execution and its flow's current record in
+// ReadExecution reads the execution and its flow's current record in
 // one statement: the record equals GetFlow's (source bytes, scope, triggers
 // included), follows a new revision, and is nil once the flow is deleted.
-func TestGetExecutionWithFlow_RecordAsGetFlowReadsIt(t *testing.T) {
+func TestReadExecution_FlowRecordAsGetFlowReadsIt(t *testing.T) {
 	for _, dialect := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
 		t.Run(string(dialect), func(t *testing.T) {
 			ctx := context.Background()
@@ -258,9 +260,9 @@ func TestGetExecutionWithFlow_RecordAsGetFlowReadsIt(t *testing.T) {
 			}
 			check := func(wantRevision int64) {
 				t.Helper()
-				got, rec, err := db.GetExecutionWithFlow(ctx, "ex1")
+				got, rec, err := db.ReadExecution(ctx, "ex1", kvflow.ExecutionParts{Flow: true})
 				if err != nil || got.ID != "ex1" || got.State != kvflow.CREATED || got.TaskRuns == nil {
-					t.Fatalf("GetExecutionWithFlow = %+v, %v", got, err)
+					t.Fatalf("ReadExecution = %+v, %v", got, err)
 				}
 				want, err := db.GetFlow(ctx, "company.team", "f")
 				if err != nil || rec == nil {
@@ -280,12 +282,27 @@ func TestGetExecutionWithFlow_RecordAsGetFlowReadsIt(t *testing.T) {
 			if ok, err := db.DeleteFlow(ctx, "company.team", "f"); err != nil || !ok {
 				t.Fatal(ok, err)
 			}
-			if got, rec, err := db.GetExecutionWithFlow(ctx, "ex1"); err != nil || got.ID != "ex1" || rec != nil {
+			if got, rec, err := db.ReadExecution(ctx, "ex1", kvflow.ExecutionParts{Flow: true}); err != nil || got.ID != "ex1" || rec != nil {
 				t.Errorf("after the flow's delete: %+v, %+v, %v; want the execution and no flow", got, rec, err)
 			}
-			if _, _, err := db.GetExecutionWithFlow(ctx, "nope"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			if _, _, err := db.ReadExecution(ctx, "nope", kvflow.ExecutionParts{Flow: true, Logs: true}); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 				t.Errorf("missing execution: %v; want ENOTFOUND", err)
 			}
 		})
+	}
+}
+
+// readLogsAsLogs checks that ReadExecution reads an execution's log lines,
+// with its task runs, as Logs does.
+func readLogsAsLogs(t *testing.T, db *sqldb.DB, id string, want []kvflow.LogLine) {
+	t.Helper()
+	got, _, err := db.ReadExecution(context.Background(), id, kvflow.ExecutionParts{Logs: true})
+	if err != nil || len(got.Logs) != len(want) {
+		t.Fatalf("ReadExecution read %d log lines, %v; want %d", len(got.Logs), err, len(want))
+	}
+	for i, l := range got.Logs {
+		if w := want[i]; l.ExecutionID != w.ExecutionID || l.TaskID != w.TaskID || l.TaskRunID != w.TaskRunID || !l.Time.Equal(w.Time) || l.Level != w.Level || l.Message != w.Message {
+			t.Fatalf("ReadExecution log %d = %+v, Logs %+v", i, l, w)
+		}
 	}
 }
