@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,13 +103,24 @@ func kvFeedKey(f *Flow, tr *Trigger, ns string) string {
 // database, so each change starts exactly one execution. Changes are fired
 // in order and a failure stops the feed until the next poll, so none is
 // skipped; after a restart each trigger resumes after its last fired change.
+// Each poll reads the heads of the triggers' feeds in one statement and
+// then only the feeds that moved, so an idle store costs one statement a
+// poll however many triggers there are.
 func (t *Triggers) kvLoop(ctx context.Context) {
 	defer t.loops.Done()
-	pos := map[string]int64{} // feed key → last seq read
+	pos := map[string]int64{}    // feed key → last seq read
+	refused := map[string]bool{} // feed key and revision → warned once
 	ticker := time.NewTicker(kvPoll)
 	defer ticker.Stop()
+	type kvTrigger struct {
+		f       *Flow
+		tr      *Trigger
+		spec    *KVSpec
+		ns, key string
+	}
 	for {
-		live := map[string]bool{}
+		var trs []kvTrigger
+		var nss []string
 		for _, f := range t.reload(ctx, false) {
 			for _, tr := range f.Triggers {
 				spec, ok := tr.Spec.(*KVSpec)
@@ -119,18 +131,42 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 				if ns == "" {
 					ns = f.Namespace
 				}
+				access := storage.Access{Policy: t.e.opts.Policy, Scope: f.Scope}
 				key := kvFeedKey(f, tr, ns)
-				live[key] = true
-				after, ok := pos[key]
-				if !ok {
-					var err error
-					if after, err = t.kvStart(ctx, f, key, ns); err != nil {
-						t.log.Warn("triggers: cannot read the KV change feed", "namespace", ns, "err", err)
-						continue
+				if err := access.Check(f.Namespace, ns); err != nil {
+					if r := fmt.Sprintf("%s@%d", key, f.Revision); !refused[r] {
+						refused[r] = true
+						t.log.Warn("triggers: KV trigger refused", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
 					}
+					continue
 				}
-				pos[key] = t.kvFire(ctx, f, tr, spec, ns, key, after)
+				trs = append(trs, kvTrigger{f, tr, spec, ns, key})
+				if !slices.Contains(nss, ns) {
+					nss = append(nss, ns)
+				}
 			}
+		}
+		var heads map[string]int64
+		if len(pos) > 0 {
+			var err error
+			if heads, err = t.e.opts.Store.FeedHeads(ctx, nss); err != nil && ctx.Err() == nil {
+				t.log.Warn("triggers: cannot read the KV change feeds", "err", err)
+			}
+		}
+		live := map[string]bool{}
+		for _, k := range trs {
+			live[k.key] = true
+			after, ok := pos[k.key]
+			if !ok {
+				var err error
+				if after, err = t.kvStart(ctx, k.f, k.key, k.ns); err != nil {
+					t.log.Warn("triggers: cannot read the KV change feed", "namespace", k.ns, "err", err)
+					continue
+				}
+			} else if heads == nil || heads[k.ns] <= after {
+				continue // nothing new (or the heads unread: the next poll)
+			}
+			pos[k.key] = t.kvFire(ctx, k.f, k.tr, k.spec, k.ns, k.key, after)
 		}
 		for key := range pos {
 			if !live[key] {
@@ -168,11 +204,6 @@ func (t *Triggers) kvStart(ctx context.Context, f *Flow, key, ns string) (int64,
 // kvFire starts the executions of the changes after seq that match, in
 // order, and returns the last seq done.
 func (t *Triggers) kvFire(ctx context.Context, f *Flow, tr *Trigger, spec *KVSpec, ns, key string, after int64) int64 {
-	access := storage.Access{Policy: t.e.opts.Policy, Scope: f.Scope}
-	if err := access.Check(f.Namespace, ns); err != nil {
-		t.log.Warn("triggers: KV trigger refused", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
-		return after
-	}
 	for {
 		changes, err := t.e.opts.Store.Changes(ctx, ns, after, 500)
 		if kvflow.ErrorCode(err) == kvflow.EEXPIRED {

@@ -52,7 +52,7 @@ func pct(d []time.Duration, p float64) float64 {
 
 // xacts reads the database's committed transactions (each autocommit
 // statement is one) and rows written, from PostgreSQL's statistics.
-func xacts(b *testing.B, db *sql.DB) (commits, rows int64) {
+func xacts(b testing.TB, db *sql.DB) (commits, rows int64) {
 	time.Sleep(1100 * time.Millisecond) // statistics are flushed about every second
 	if _, err := db.Exec(`SELECT pg_stat_clear_snapshot()`); err != nil {
 		b.Fatal(err)

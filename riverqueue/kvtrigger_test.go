@@ -1,8 +1,10 @@
 package riverqueue_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,5 +112,69 @@ func TestKVTrigger_OncePerChange_AcrossSIGKILL(t *testing.T) {
 				t.Errorf("%d executions for %d matching changes", len(got), len(want))
 			}
 		})
+	}
+}
+
+// An idle store costs the KV triggers one statement a poll, however many
+// triggers there are: each poll reads the feeds' heads at once and reads a
+// feed only when it moved. With 20 triggers (two namespaces) reading every
+// feed each poll was 20 statements a poll, 400 a second. A trigger out of
+// its flow's reach is reported once. A change then still fires every
+// trigger that matches it, and only those.
+func TestKVTrigger_IdleFeedsCostOneStatementAPoll(t *testing.T) {
+	c := newCluster(t, "postgres")
+	server := c.start("server", "server", "--workers", "4")
+	// Out of its flow's reach: refused, with one warning, not one a poll.
+	c.createFlow(`id: refused
+namespace: company.team
+tasks:
+  - {id: log, type: io.kestra.plugin.core.log.Log, message: "{{ trigger.key }}"}
+triggers:
+  - {id: watch, type: io.kvflow.kv.Trigger, namespace: company.ops}
+`)
+	for i := range 20 {
+		ns := []string{"company.team", "company"}[i%2]
+		c.createFlow(fmt.Sprintf(`id: idle%d
+namespace: company.team
+tasks:
+  - {id: log, type: io.kestra.plugin.core.log.Log, message: "{{ trigger.key }}"}
+triggers:
+  - {id: watch, type: io.kvflow.kv.Trigger, namespace: %s, key: k%d}
+`, i, ns, i%4))
+	}
+	db, err := sql.Open("postgres", c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	time.Sleep(2 * time.Second) // the loops read the flows and start their feeds
+	before, _ := xacts(t, db)
+	start := time.Now()
+	time.Sleep(4 * time.Second)
+	after, _ := xacts(t, db)
+	rate := float64(after-before) / time.Since(start).Seconds()
+	t.Logf("idle: %.0f transactions/s with 20 KV triggers", rate)
+	// One head read a poll (20/s), plus River's and the other loops'.
+	if rate > 120 {
+		t.Errorf("idle server with 20 KV triggers: %.0f transactions/s; want the feeds read once a poll (under 120/s)", rate)
+	}
+
+	if n := strings.Count(server.output(), "KV trigger refused"); n != 1 {
+		t.Errorf("the refused trigger was reported %d times; want once", n)
+	}
+
+	// k1 in company: the triggers of flows 1, 5, 9, 13 and 17 match.
+	if r := c.do("PUT", "/api/v1/namespaces/company/kv/k1", "1", "Content-Type: application/json"); r.Status != 200 {
+		t.Fatalf("PUT: %d %s", r.Status, r.Body)
+	}
+	for i := 1; i < 20; i += 4 {
+		if list := c.waitAll("company.team", fmt.Sprintf("idle%d", i), 1, 30*time.Second); len(list) != 1 {
+			t.Errorf("flow idle%d: %d executions; want 1", i, len(list))
+		}
+	}
+	for i := range 20 {
+		if n := len(c.list("company.team", fmt.Sprintf("idle%d", i))); i%4 != 1 && n != 0 {
+			t.Errorf("flow idle%d: %d executions; want none (its key did not change)", i, n)
+		}
 	}
 }

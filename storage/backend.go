@@ -96,6 +96,9 @@ type Index interface {
 	VersionAt(ctx context.Context, ns, key string, at time.Time, own string) (*Version, error)
 	// FeedHead returns the last seq of ns's change feed, 0 when it has none.
 	FeedHead(ctx context.Context, ns string) (int64, error)
+	// FeedHeads returns the last seq of each of nss's change feeds in one
+	// read; a namespace with none is left out.
+	FeedHeads(ctx context.Context, nss []string) (map[string]int64, error)
 	// FeedSince returns the seq just before ns's first change made at or
 	// after t; the head when there is none.
 	FeedSince(ctx context.Context, ns string, t time.Time) (int64, error)

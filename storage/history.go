@@ -285,6 +285,25 @@ func (s *Store) FeedHead(ctx context.Context, ns string) (int64, error) {
 	return seq, nil
 }
 
+// FeedHeads returns the last seq of each of nss's change feeds, read at
+// once; a namespace without changes is left out (its head reads as 0). A
+// reader of many feeds then reads only those that moved.
+func (s *Store) FeedHeads(ctx context.Context, nss []string) (map[string]int64, error) {
+	for _, ns := range nss {
+		if err := ValidateNamespace(ns); err != nil {
+			return nil, err
+		}
+	}
+	if len(nss) == 0 {
+		return map[string]int64{}, nil
+	}
+	heads, err := s.index.FeedHeads(ctx, nss)
+	if err != nil {
+		return nil, unavailable(err, "Cannot read the change feeds of %d namespace(s): the database is unreachable", len(nss))
+	}
+	return heads, nil
+}
+
 // FeedSince returns the seq just before ns's first change made at or after
 // t (the head when none is): a reader starting there sees every change
 // made from t on.

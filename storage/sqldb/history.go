@@ -387,6 +387,29 @@ func (db *DB) FeedHead(ctx context.Context, ns string) (int64, error) {
 	return seq, err
 }
 
+// FeedHeads implements storage.Index.
+func (db *DB) FeedHeads(ctx context.Context, nss []string) (map[string]int64, error) {
+	q, args, err := sqlx.In(`SELECT namespace, seq FROM kv_change_seqs WHERE namespace IN (?)`, nss)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.X.QueryxContext(ctx, db.Rebind(q), args...)
+	if err != nil {
+		return nil, db.Err(err)
+	}
+	defer rows.Close()
+	heads := make(map[string]int64, len(nss))
+	for rows.Next() {
+		var ns string
+		var seq int64
+		if err := rows.Scan(&ns, &seq); err != nil {
+			return nil, db.Err(err)
+		}
+		heads[ns] = seq
+	}
+	return heads, db.Err(rows.Err())
+}
+
 // FeedSince implements storage.Index.
 func (db *DB) FeedSince(ctx context.Context, ns string, t time.Time) (int64, error) {
 	var first *int64

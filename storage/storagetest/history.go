@@ -242,6 +242,20 @@ func changesInOrderEveryKind(t *testing.T, open Opener) {
 	if cs, err := s.Changes(ctx, "other.ns", 0, 0); err != nil || len(cs) != 1 || cs[0].Seq != 1 {
 		t.Errorf("other namespace's feed = %+v, %v; want its own seq 1", cs, err)
 	}
+	heads := func(want map[string]int64) {
+		t.Helper()
+		got, err := s.FeedHeads(ctx, []string{ns, "other.ns", "never.written"})
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("FeedHeads = %v, %v; want %v (a namespace without changes left out)", got, err, want)
+		}
+		if h, err := s.FeedHead(ctx, ns); err != nil || h != want[ns] {
+			t.Errorf("FeedHead = %d, %v; want %d as FeedHeads", h, err, want[ns])
+		}
+	}
+	heads(map[string]int64{ns: 5, "other.ns": 1})
+	if _, err := s.FeedHeads(ctx, []string{ns, "Bad Namespace"}); kvflow.ErrorCode(err) != kvflow.EINVALID {
+		t.Errorf("FeedHeads with a bad namespace = %v, want EINVALID", err)
+	}
 	// Pruning the feed makes positions before the oldest kept one gone.
 	// (The purge's EXPIRE is stamped by the database's clock, which is
 	// not the test's: it stays.)
@@ -255,10 +269,12 @@ func changesInOrderEveryKind(t *testing.T, open Opener) {
 	if cs, err := s.Changes(ctx, ns, 5, 0); err != nil || len(cs) != 0 {
 		t.Errorf("Changes after the last pruned seq = %v, %v; want none, no error", cs, err)
 	}
+	heads(map[string]int64{ns: 5, "other.ns": 1}) // pruning keeps the heads
 	mustSet(t, s, ns, "c", storage.String("1"), storage.SetOptions{})
 	if cs, err := s.Changes(ctx, ns, 5, 0); err != nil || len(cs) != 1 || cs[0].Seq != 6 {
 		t.Errorf("Changes after 5 = %+v, %v; want seq 6", cs, err)
 	}
+	heads(map[string]int64{ns: 6, "other.ns": 1})
 }
 
 func changesConcurrentWritersGapFreeEveryVersionOnce(t *testing.T, open Opener) {
