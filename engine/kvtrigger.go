@@ -104,8 +104,9 @@ func kvFeedKey(f *Flow, tr *Trigger, ns string) string {
 // in order and a failure stops the feed until the next poll, so none is
 // skipped; after a restart each trigger resumes after its last fired change.
 // Each poll reads the heads of the triggers' feeds in one statement and
-// then only the feeds that moved, so an idle store costs one statement a
-// poll however many triggers there are.
+// then only the feeds that moved, each once for the triggers at one
+// position, so an idle store costs one statement a poll however many
+// triggers there are.
 func (t *Triggers) kvLoop(ctx context.Context) {
 	defer t.loops.Done()
 	pos := map[string]int64{}    // feed key → last seq read
@@ -154,6 +155,7 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 			}
 		}
 		live := map[string]bool{}
+		read := t.pollReader()
 		for _, k := range trs {
 			live[k.key] = true
 			after, ok := pos[k.key]
@@ -166,7 +168,7 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 			} else if heads == nil || heads[k.ns] <= after {
 				continue // nothing new (or the heads unread: the next poll)
 			}
-			pos[k.key] = t.kvFire(ctx, k.f, k.tr, k.spec, k.ns, k.key, after)
+			pos[k.key] = t.kvFire(ctx, read, k.f, k.tr, k.spec, k.ns, k.key, after)
 		}
 		for key := range pos {
 			if !live[key] {
@@ -201,11 +203,36 @@ func (t *Triggers) kvStart(ctx context.Context, f *Flow, key, ns string) (int64,
 	return t.e.opts.Store.FeedSince(ctx, ns, f.Saved)
 }
 
+// feedReader reads up to 500 changes of ns after a seq.
+type feedReader func(ctx context.Context, ns string, after int64) ([]storage.Change, error)
+
+// pollReader is a feedReader for one poll: triggers on one namespace,
+// mostly at one position, share each read.
+func (t *Triggers) pollReader() feedReader {
+	type at struct {
+		ns    string
+		after int64
+	}
+	type read struct {
+		changes []storage.Change
+		err     error
+	}
+	done := map[at]read{}
+	return func(ctx context.Context, ns string, after int64) ([]storage.Change, error) {
+		r, ok := done[at{ns, after}]
+		if !ok {
+			r.changes, r.err = t.e.opts.Store.Changes(ctx, ns, after, 500)
+			done[at{ns, after}] = r
+		}
+		return r.changes, r.err
+	}
+}
+
 // kvFire starts the executions of the changes after seq that match, in
 // order, and returns the last seq done.
-func (t *Triggers) kvFire(ctx context.Context, f *Flow, tr *Trigger, spec *KVSpec, ns, key string, after int64) int64 {
+func (t *Triggers) kvFire(ctx context.Context, read feedReader, f *Flow, tr *Trigger, spec *KVSpec, ns, key string, after int64) int64 {
 	for {
-		changes, err := t.e.opts.Store.Changes(ctx, ns, after, 500)
+		changes, err := read(ctx, ns, after)
 		if kvflow.ErrorCode(err) == kvflow.EEXPIRED {
 			// Changes were pruned before the trigger read them.
 			head, herr := t.e.opts.Store.FeedHead(ctx, ns)
