@@ -195,8 +195,8 @@ func (s *Server) changesKV(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// watchPoll is how often a watch looks for changes other processes made;
-// this process's own writes wake it at once.
+// watchPoll is how often the watches look for changes other processes
+// made (feedHub); this process's own writes wake them at once.
 const watchPoll = 250 * time.Millisecond
 
 // watchKV streams the namespace's changes as Server-Sent Events: one event
@@ -227,6 +227,11 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 			err = kvflow.Errorf(kvflow.EINVALID, "Header Last-Event-ID is %q: expected a change seq.", kvflow.Clip(r.Header.Get("Last-Event-ID")))
 		}
 	}
+	moved, unsubscribe := (<-chan struct{})(nil), func() {}
+	if err == nil {
+		moved, unsubscribe = s.feeds.subscribe(r.Context(), ns) // before the first read
+	}
+	defer unsubscribe()
 	if err == nil && since < 0 {
 		since, err = s.cfg.Store.FeedHead(r.Context(), ns)
 	}
@@ -299,7 +304,7 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-wrote:
-		case <-time.After(watchPoll):
+		case <-moved:
 		case <-ping.C:
 			fmt.Fprint(w, ": ping\n\n")
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/storage/sqldb"
 	"github.com/kvflow/kvflow/storage/storagetest"
 )
 
@@ -291,4 +292,70 @@ func TestKVWatch_ValuesWhenAsked(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+}
+
+// Changes another process makes reach the watches: each poll reads the
+// heads of every watched feed in one statement and wakes the watches whose
+// feed moved. On PostgreSQL 20 idle watches cost the server a few
+// statements a second, where each watch reading its own feed every 250 ms
+// made 80 or more.
+func TestKVWatch_OtherProcessesChanges_OneHeadReadForAllWatches(t *testing.T) {
+	onBothPairs(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+		ts := startServer(t, pair, Config{})
+		// Another process's store: its writes do not wake this server's watches.
+		other := storage.New(pair.DB, pair.Bucket, storage.Options{Now: c.Now})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		type result struct {
+			ns     string
+			got    []Change
+			status int
+		}
+		results := make(chan result, 20)
+		for i := range 20 {
+			ns := []string{"company.a", "company.b"}[i%2]
+			go func() {
+				got, status := watch(ctx, t, ts.URL+"/api/v1/namespaces/"+ns+"/kv/watch", 1)
+				results <- result{ns, got, status}
+			}()
+		}
+		time.Sleep(time.Second) // every watch waits
+		if pair.DB.Dialect == sqldb.Postgres {
+			commits := func() int64 {
+				time.Sleep(1100 * time.Millisecond) // statistics are flushed about every second
+				var n int64
+				if _, err := pair.DB.X.Exec(`SELECT pg_stat_clear_snapshot()`); err != nil {
+					t.Fatal(err)
+				}
+				if err := pair.DB.X.Get(&n, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			before, start := commits(), time.Now()
+			time.Sleep(2 * time.Second)
+			rate := float64(commits()-before) / time.Since(start).Seconds()
+			t.Logf("20 idle watches: %.1f transactions/s", rate)
+			if rate > 30 {
+				t.Errorf("20 idle watches: %.1f transactions/s; want their feeds' heads read once a poll (under 30/s)", rate)
+			}
+		}
+		for i, ns := range []string{"company.a", "company.b"} {
+			if _, err := other.Set(ctx, ns, "k", str(fmt.Sprint(i)), storage.SetOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.After(5 * time.Second) // the poll is 250 ms; a watch's 15 s ping would also wake it
+		for range 20 {
+			var r result
+			select {
+			case r = <-results:
+			case <-deadline:
+				t.Fatal("the watches did not see another process's changes within 5 s")
+			}
+			if r.status != 200 || len(r.got) != 1 || r.got[0].Key != "k" || r.got[0].Seq != 1 {
+				t.Errorf("watch of %s = %d %+v; want its change seq 1", r.ns, r.status, r.got)
+			}
+		}
+	})
 }

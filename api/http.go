@@ -81,6 +81,7 @@ type Server struct {
 
 	stopping    context.Context // done when the server shuts down: ends watches
 	stopWatches context.CancelFunc
+	feeds       feedHub // wakes watches for other processes' changes
 }
 
 // route is one registered method and path pattern.
@@ -113,6 +114,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, scope: storage.NewScope(cfg.Namespaces...), log: cfg.Logger, metrics: newMetrics()}
 	s.stopping, s.stopWatches = context.WithCancel(context.Background())
+	s.feeds.store = cfg.Store
 	s.metrics.durable(cfg.Engine, cfg.Queue)
 	if d, ok := cfg.DB.(interface{ Deadlocks() int64 }); ok {
 		s.metrics.deadlocks(d.Deadlocks)
