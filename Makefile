@@ -65,7 +65,6 @@ fuzz:
 bench:
 	$(TESTSVC) run -- $(GO) test ./storage -run '^$$' -bench '^Benchmark(Set|Get|List)$$' -benchtime 2000x -count 5
 	$(TESTSVC) run -- $(GO) test ./storage -run '^$$' -bench 'SetConcurrent16' -benchtime 4000x -count 3
-	@command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 	$(TESTSVC) run -- $(GO) test ./internal/etcdbench -run '^$$' -bench . -benchtime 2000x -count 5
 	$(TESTSVC) run -- $(GO) test ./storage -run '^$$' -bench 'List_1MKeys' -benchtime 500x -count 3 -timeout 30m
 	$(TESTSVC) run -- $(GO) test ./storage -run '^$$' -bench 'Stream' -benchtime 1x -timeout 40m

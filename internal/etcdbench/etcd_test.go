@@ -104,9 +104,9 @@ func report(b *testing.B, lat []time.Duration) {
 
 func setup(b *testing.B) ([]target, error) {
 	dir := b.TempDir()
-	etcd, err := exec.LookPath("etcd")
+	etcd, err := testsvc.EtcdBin()
 	if err != nil {
-		return nil, fmt.Errorf("etcd is missing: apt-get install etcd-server (%v)", err)
+		return nil, err
 	}
 	start := func(logName string, env []string, bin string, args ...string) error {
 		log, err := os.Create(filepath.Join(dir, logName))

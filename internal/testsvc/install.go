@@ -88,6 +88,38 @@ func pgVersion(binDir string) int {
 	return v
 }
 
+// EtcdBin returns the path of etcd, for the side-by-side benchmark of
+// issue 16; when it is missing and we run as root, it installs Debian's
+// etcd-server with apt-get.
+func EtcdBin() (string, error) {
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p, nil
+	}
+	unlock, err := installLock()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if p, err := exec.LookPath("etcd"); err == nil { // installed while we waited
+		return p, nil
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil || os.Geteuid() != 0 {
+		return "", fmt.Errorf("etcd was not found on PATH, and only root with apt-get can install it here: run `apt-get install -y etcd-server` or put etcd on PATH")
+	}
+	fmt.Fprintln(os.Stderr, "testsvc: etcd not found; installing Debian's etcd-server with apt-get")
+	if err := run("apt-get", "update"); err != nil {
+		return "", fmt.Errorf("apt-get update failed: %w", err)
+	}
+	if err := run("apt-get", "install", "-y", "--no-install-recommends", "etcd-server"); err != nil {
+		return "", fmt.Errorf("apt-get install etcd-server failed: %w", err)
+	}
+	p, err := exec.LookPath("etcd")
+	if err != nil {
+		return "", fmt.Errorf("apt-get installed etcd-server but etcd is still not on PATH: %v", err)
+	}
+	return p, nil
+}
+
 // MinIOBin returns the path of the minio server binary: on PATH, in GOBIN or
 // in GOPATH/bin; it installs MinIOModule with go install when missing.
 func MinIOBin() (string, error) {
