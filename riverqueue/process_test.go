@@ -52,6 +52,7 @@ func kvflowBin(t testing.TB) string {
 // cluster is a set of kvflow processes on one database and object store.
 type cluster struct {
 	t    testing.TB
+	mu   *sync.Mutex // guards api and apis for processes started together
 	env  []string
 	api  string   // base URL of the first server
 	apis []string // base URLs of every server started
@@ -81,7 +82,7 @@ func newCluster(t testing.TB, backend string) *cluster {
 	default:
 		t.Fatalf("unknown backend %q", backend)
 	}
-	return &cluster{t: t, env: env, db: db}
+	return &cluster{t: t, mu: &sync.Mutex{}, env: env, db: db}
 }
 
 // proc is one running kvflow process.
@@ -163,12 +164,34 @@ func (c *cluster) start(name string, args ...string) *proc {
 	}
 	c.t.Logf("%s ready in %s", name, time.Since(began))
 	if addr != "" {
+		c.mu.Lock()
 		c.apis = append(c.apis, "http://"+addr)
 		if c.api == "" {
 			c.api = "http://" + addr
 		}
+		c.mu.Unlock()
 	}
 	return p
+}
+
+// startTogether starts processes at the same moment, each named by its
+// first argument and index, and waits until all are ready.
+func (c *cluster) startTogether(argss ...[]string) []*proc {
+	c.t.Helper()
+	procs := make([]*proc, len(argss))
+	var wg sync.WaitGroup
+	for i, args := range argss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done() // start's Fatal ends this goroutine, failing the test
+			procs[i] = c.start(fmt.Sprintf("%s%d", args[0], i), args...)
+		}()
+	}
+	wg.Wait()
+	if c.t.Failed() {
+		c.t.FailNow()
+	}
+	return procs
 }
 
 // kill9 kills a process with SIGKILL and waits for it.

@@ -199,27 +199,18 @@ func (f levelFilter) WithGroup(name string) slog.Handler {
 	return levelFilter{f.Handler.WithGroup(name), f.min}
 }
 
-// migrate applies River's migrations, one process at a time on PostgreSQL.
+// migrate applies River's migrations, one process at a time.
 func (q *Queue) migrate(ctx context.Context, driver riverdriver.Driver[*sql.Tx]) error {
-	if q.db.Dialect == sqldb.Postgres {
-		conn, err := q.pool.Conn(ctx)
-		if err != nil {
-			return q.db.Err(err)
-		}
-		defer conn.Close()
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtext('kvflow.river.migrate'))`); err != nil {
-			return q.db.Err(err)
-		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext('kvflow.river.migrate'))`)
-	}
 	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quiet(q.cfg.Logger)})
 	if err != nil {
 		return kvflow.Errorf(kvflow.EINTERNAL, "River migrations: %v.", err)
 	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("River migrations failed: %v.", err), Err: err}
-	}
-	return nil
+	return q.db.Exclusive(ctx, "river.migrate", func() error {
+		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+			return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: fmt.Sprintf("River migrations failed: %v.", err), Err: err}
+		}
+		return nil
+	})
 }
 
 // Submit implements kvflow.Queue.

@@ -98,7 +98,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	default:
 		return nil, kvflow.Errorf(kvflow.EINVALID, "Database URL scheme %q is not supported: expected postgres:// or sqlite:///path.", u.Scheme)
 	}
-	if err := db.migrate(ctx); err != nil {
+	if err := db.Exclusive(ctx, "migrate", func() error { return db.migrate(ctx) }); err != nil {
 		db.X.Close()
 		return nil, err
 	}
@@ -114,6 +114,36 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		}
 	}
 	return db, nil
+}
+
+// Exclusive runs fn while no other process runs an Exclusive of the same
+// name on this database: an advisory lock on PostgreSQL, a lock on the file
+// <database>-<name>.lock next to SQLite's. Processes started at once on a
+// new database migrate it one after the other: on SQLite, their first
+// connections raced to switch the new file to WAL (SQLITE_BUSY), and
+// River's migrations lock nothing.
+func (db *DB) Exclusive(ctx context.Context, name string, fn func() error) error {
+	if db.Dialect == Postgres {
+		conn, err := db.X.Conn(ctx)
+		if err != nil {
+			return db.Err(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtext($1))`, "kvflow."+name); err != nil {
+			return db.Err(err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, "kvflow."+name)
+		return fn()
+	}
+	f, err := os.OpenFile(db.addr+"-"+name+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot open the lock file of database %s: %v.", db.addr, err)
+	}
+	defer f.Close() // releases the lock
+	if err := lockWait(f); err != nil {
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "Cannot lock database %s for %s: %v.", db.addr, name, err)
+	}
+	return fn()
 }
 
 // Close closes the prepared statements and the connection pool.
