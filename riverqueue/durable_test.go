@@ -436,10 +436,10 @@ func TestWorker_LibpqOnlyURLParameters_ListenerStillConnects(t *testing.T) {
 }
 
 // Processes started at the same moment on a new database migrate it one
-// after the other (sqldb.DB.Exclusive). On the embedded default a server
-// and two workers started together used to lose one of them, in 2 of 6
-// tries, to SQLITE_BUSY (their first connections racing to switch the new
-// file to WAL) or to River's "table river_job already exists".
+// after the other (sqldb.DB.Exclusive). A server and two workers started
+// together used to lose one of them in every run of this test: on SQLite to
+// SQLITE_BUSY or a collision in River's migrations ("table river_migration
+// already exists"), on PostgreSQL to "type schema_migrations already exists".
 func TestStartTogether_OnANewDatabase_AllRun(t *testing.T) {
 	for _, backend := range []string{"embedded", "postgres"} {
 		t.Run(backend, func(t *testing.T) {

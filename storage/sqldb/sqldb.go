@@ -119,9 +119,9 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 // Exclusive runs fn while no other process runs an Exclusive of the same
 // name on this database: an advisory lock on PostgreSQL, a lock on the file
 // <database>-<name>.lock next to SQLite's. Processes started at once on a
-// new database migrate it one after the other: on SQLite, their first
-// connections raced to switch the new file to WAL (SQLITE_BUSY), and
-// River's migrations lock nothing.
+// new database migrate it one after the other: unserialized, they failed
+// with SQLITE_BUSY or collided in River's migrations (which lock nothing)
+// on SQLite, and in CREATE TABLE IF NOT EXISTS on PostgreSQL.
 func (db *DB) Exclusive(ctx context.Context, name string, fn func() error) error {
 	if db.Dialect == Postgres {
 		conn, err := db.X.Conn(ctx)
