@@ -259,7 +259,12 @@ func (c *committer) commit(batch []*writeReq) {
 			finish(c.db.Err(err))
 			return
 		}
-		c.run(ctx, batch, tx, finish, nil)
+		c.run(ctx, batch, tx, finish, func() error {
+			if _, err := tx.ExecContext(ctx, `UPDATE kv_journal SET commits = commits + 1`); err != nil {
+				return c.db.Err(err)
+			}
+			return c.db.Err(tx.Commit())
+		})
 		return
 	}
 	c.connMu.Lock()
@@ -281,15 +286,17 @@ func (c *committer) commit(batch []*writeReq) {
 	c.record(rec)
 	c.run(ctx, batch, tx, finish, func() error {
 		c.record(nil)
+		// The position first, in the transaction: it also says how many
+		// commits, of every process, this batch ran on (replay's check).
 		lsn := j.lsn + 1
-		if err := j.logBatch(lsn, at, rec.stmts); err != nil {
+		var commits uint64
+		if err := tx.GetContext(ctx, &commits, `UPDATE kv_journal SET lsn = ?, commits = commits + 1 RETURNING commits`, lsn); err != nil {
+			return c.db.Err(err)
+		}
+		if err := j.logBatch(lsn, at, commits-1, rec.stmts); err != nil {
 			return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "Cannot write the journal: " + err.Error(), Err: err}
 		}
 		j.lsn = lsn
-		if _, err := tx.ExecContext(ctx, `UPDATE kv_journal SET lsn = ?`, lsn); err != nil {
-			j.logAbort(lsn)
-			return c.db.Err(err)
-		}
 		if err := tx.Commit(); err != nil {
 			j.logAbort(lsn)
 			return c.db.Err(err)

@@ -29,7 +29,10 @@ import (
 // Open replays the batches SQLite lost, in order, on the state they first
 // ran on (what SQLite kept is a prefix of its commits, and every commit not
 // synced is a batch), and AttachBucket rewrites the logged objects that
-// rows point to.
+// rows point to. kv_journal.commits counts the group commits of every
+// process on the database and each batch logs the count it ran on, so a
+// batch that another process's commits came after, which therefore never
+// committed, is dropped instead.
 //
 // The file: a header (magic, epoch) then records [len u32][crc u32][kind u8]
 // [body], each record's CRC covering the epoch, so records of an earlier
@@ -79,6 +82,10 @@ type loggedBatch struct {
 	lsn   uint64
 	at    int64 // kvflow_now_us() while it ran
 	stmts []stmtRec
+	// base is kv_journal.commits when it ran: the group commits of every
+	// process on the database before it (logs of earlier releases lack it).
+	base    uint64
+	hasBase bool
 }
 
 // openJournal opens or creates the log and returns what its epoch holds.
@@ -246,10 +253,10 @@ func (j *journal) LogObject(name string, data []byte) bool {
 	return ok && err == nil
 }
 
-// logBatch appends a batch and syncs the log: from then on the batch is
-// durable, whatever becomes of its commit.
-func (j *journal) logBatch(lsn uint64, at int64, stmts []stmtRec) error {
-	body := encodeBatch(lsn, at, stmts)
+// logBatch appends a batch that ran on base commits and syncs the log:
+// from then on the batch is durable, whatever becomes of its commit.
+func (j *journal) logBatch(lsn uint64, at int64, base uint64, stmts []stmtRec) error {
+	body := binary.AppendUvarint(encodeBatch(lsn, at, stmts), base) // last: earlier releases read past it
 	ok, err := j.append(recBatch, body, journalCap)
 	if err == nil && !ok {
 		err = fmt.Errorf("journal %s is full", j.path)
@@ -437,6 +444,12 @@ func decodeBatch(b []byte) (loggedBatch, error) {
 		}
 		out.stmts = append(out.stmts, s)
 	}
+	if err == nil && r.Len() > 0 {
+		if out.base, err = binary.ReadUvarint(r); err != nil {
+			return out, errBadBatch
+		}
+		out.hasBase = true
+	}
 	return out, err
 }
 
@@ -455,13 +468,26 @@ func cutString(b []byte) (string, []byte, bool) {
 // replay runs, in order, the logged batches SQLite does not hold, each with
 // the journal's position in one synced transaction.
 func (db *DB) replay(ctx context.Context, batches []loggedBatch) error {
-	var applied uint64
-	if err := db.X.GetContext(ctx, &applied, `SELECT lsn FROM kv_journal`); err != nil {
+	var at struct {
+		Applied uint64 `db:"lsn"`
+		Commits uint64 `db:"commits"`
+	}
+	if err := db.X.GetContext(ctx, &at, `SELECT lsn, commits FROM kv_journal`); err != nil {
 		return db.Err(err)
 	}
+	applied, commits := at.Applied, at.Commits
 	db.journal.lsn = max(db.journal.lsn, applied)
 	for _, b := range batches {
 		if b.lsn <= applied {
+			continue
+		}
+		if b.hasBase && b.base != commits {
+			// Another process committed on the database after the state
+			// this batch ran on: had the batch committed, its commit would
+			// have come first and be kept. So it never did, and its callers
+			// were told it failed (the holder died between the log's sync
+			// and the commit). Replaying it would land it after writes
+			// acknowledged since; it is dropped.
 			continue
 		}
 		unstamp := stampAt(b.at)
@@ -475,13 +501,14 @@ func (db *DB) replay(ctx context.Context, batches []loggedBatch) error {
 					return fmt.Errorf("statement %d: %w", i+1, err)
 				}
 			}
-			_, err := tx.ExecContext(ctx, `UPDATE kv_journal SET lsn = ?`, b.lsn)
+			_, err := tx.ExecContext(ctx, `UPDATE kv_journal SET lsn = ?, commits = commits + 1`, b.lsn)
 			return err
 		})
 		unstamp()
 		if err != nil {
 			return kvflow.Errorf(kvflow.EINTERNAL, "Cannot replay batch %d of journal %s into the database: %v.", b.lsn, db.journal.path, err)
 		}
+		commits++
 	}
 	return nil
 }

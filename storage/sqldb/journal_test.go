@@ -320,3 +320,82 @@ func TestJournal_ReadOnlyOpenIsCheap(t *testing.T) {
 		t.Fatalf("opening a clean log allocated %d bytes, want under 1 MiB", n)
 	}
 }
+
+// TestJournal_DropsABatchAnotherProcessCommittedAfter: the journal's holder
+// dies between a batch's log sync and its commit (here, SQLite is put back
+// as it was before the batch), so the batch was never acknowledged. If
+// another process on the same file then commits writes of its own, the
+// batch is not replayed at the next open: it would land after them. With no
+// such commit it is replayed, as after a power cut.
+func TestJournal_DropsABatchAnotherProcessCommittedAfter(t *testing.T) {
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprintf("other_process_wrote=%v", other), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "kv.db")
+			put := func(db *DB, writer string) {
+				t.Helper()
+				e := entry(t, db, "k")
+				e.Writer = writer
+				if err := db.PutEntry(ctx, e, storage.PutCondition{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := openJournaled(t, path)
+			put(a, "a1")
+			if err := a.batch.checkpointNow(ctx); err != nil {
+				t.Fatal(err)
+			}
+			snap := filepath.Join(dir, "snap.db")
+			if _, err := a.X.Exec(`VACUUM INTO ?`, snap); err != nil {
+				t.Fatal(err)
+			}
+			put(a, "a2") // logged; its commit is undone below
+			crash(a)
+			for _, suffix := range []string{"-wal", "-shm"} {
+				os.Remove(path + suffix)
+			}
+			if err := os.Rename(snap, path); err != nil {
+				t.Fatal(err)
+			}
+			want := "a2"
+			if other {
+				// Another process, which does not hold the journal, writes.
+				lock, err := os.OpenFile(path+"-redo.lock", os.O_RDWR|os.O_CREATE, 0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok, err := tryLock(lock); !ok || err != nil {
+					t.Fatalf("lock the journal: %v, %v", ok, err)
+				}
+				b, err := Open(ctx, "sqlite://"+path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.journal != nil {
+					t.Fatal("the second process holds the journal")
+				}
+				put(b, "b")
+				b.Close()
+				lock.Close()
+				want = "b"
+			}
+			c := openJournaled(t, path)
+			defer c.Close()
+			var got []string
+			if err := c.X.Select(&got, `SELECT writer FROM kv_versions WHERE namespace = 'ns' AND key = 'k' ORDER BY version`); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 2 || got[0] != "a1" || got[1] != want {
+				t.Errorf("versions of k written by %q; want a1 then %s", got, want)
+			}
+			if e, err := c.GetEntry(ctx, "ns", "k"); err != nil || e.Writer != want || e.Version != 2 {
+				t.Errorf("k = %+v, %v; want version 2 by %s", e, err, want)
+			}
+			put(c, "c") // writes go on
+			if e, err := c.GetEntry(ctx, "ns", "k"); err != nil || e.Version != 3 {
+				t.Errorf("k after a write = %+v, %v; want version 3", e, err)
+			}
+		})
+	}
+}
