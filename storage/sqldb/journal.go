@@ -484,8 +484,8 @@ func (db *DB) replay(ctx context.Context, batches []loggedBatch) error {
 		if b.hasBase && b.base != commits {
 			// Another process committed on the database after the state
 			// this batch ran on: had the batch committed, its commit would
-			// have come first and be kept. So it never did, and its callers
-			// were told it failed (the holder died between the log's sync
+			// have come first and be kept. So it never did, and no caller was
+			// told it succeeded (the holder died between the log's sync
 			// and the commit). Replaying it would land it after writes
 			// acknowledged since; it is dropped.
 			continue
