@@ -52,13 +52,13 @@ func pct(d []time.Duration, p float64) float64 {
 
 // xacts reads the database's committed transactions (each autocommit
 // statement is one) and rows written, from PostgreSQL's statistics.
-func xacts(b testing.TB, db *sql.DB) (commits, rows int64) {
+func xacts(tb testing.TB, db *sql.DB) (commits, rows int64) {
 	time.Sleep(1100 * time.Millisecond) // statistics are flushed about every second
 	if _, err := db.Exec(`SELECT pg_stat_clear_snapshot()`); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := db.QueryRow(`SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database WHERE datname = current_database()`).Scan(&commits, &rows); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return commits, rows
 }

@@ -32,12 +32,14 @@ func TestKVTrigger_OncePerChange_AcrossSIGKILL(t *testing.T) {
 		backend string
 		servers int
 		writes  int // per writer
-	}{{"postgres", 2, 40}, {"embedded", 1, 15}} {
-		t.Run(tc.backend, func(t *testing.T) {
+	}{{"postgres", 2, 40}, {"embedded", 1, 15}, {"embedded", 2, 15}} {
+		// Two embedded servers share one SQLite file: one holds its journal,
+		// the other commits without it, both counting their commits.
+		t.Run(fmt.Sprintf("%s_%dservers", tc.backend, tc.servers), func(t *testing.T) {
 			c := newCluster(t, tc.backend)
 			var servers []*proc
 			for i := range tc.servers {
-				servers = append(servers, c.start(fmt.Sprintf("server%d", i), "server", "--workers", "2"))
+				servers = append(servers, c.start(fmt.Sprintf("server%d", i), "server", "--workers", "2", "--heartbeat-timeout", "3s"))
 			}
 			c.createFlow(kvWatchFlow)
 			time.Sleep(300 * time.Millisecond) // the trigger loops read the new flow
@@ -69,7 +71,7 @@ func TestKVTrigger_OncePerChange_AcrossSIGKILL(t *testing.T) {
 				victim.kill9(t) // with changes read and not yet fired
 				c.api = ""
 			}
-			c.start("restarted", "server", "--workers", "2")
+			c.start("restarted", "server", "--workers", "2", "--heartbeat-timeout", "3s")
 
 			var changes []struct {
 				Key     string `json:"key"`

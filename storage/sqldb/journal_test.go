@@ -399,3 +399,134 @@ func TestJournal_DropsABatchAnotherProcessCommittedAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestJournal_TwoProcessesRacingConditionalWrites: the journal's holder and
+// a second handle on the same file (FULL commits, no journal), 8 goroutines
+// each, race creates of shared keys (overwrite=false) and compare-and-set
+// updates of one counter. Every acknowledged write is read back, each key has
+// exactly one creator, the counter's versions are exactly its successful
+// updates, kv_journal.commits stays within what the batches of both can
+// count, and a replay after the holder crashes changes nothing (no batch
+// dropped or run twice).
+func TestJournal_TwoProcessesRacingConditionalWrites(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kv.db")
+	a := openJournaled(t, path)
+	b, err := Open(ctx, "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.journal != nil {
+		t.Fatal("the second handle holds the journal")
+	}
+	seed := entry(t, a, "counter")
+	seed.Writer = "seed"
+	if err := a.PutEntry(ctx, seed, storage.PutCondition{NoOverwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	const keys, perG = 30, 40
+	var mu sync.Mutex
+	creators := map[string][]string{} // key → writers told they created it
+	var casOK []string                // writers whose compare-and-set was acknowledged
+	var wg sync.WaitGroup
+	for h, db := range []*DB{a, b} {
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perG {
+					writer := fmt.Sprintf("h%d-g%d-%d", h, g, i)
+					key := fmt.Sprint("c", (g*perG+i)%keys)
+					e := entry(t, db, key)
+					e.Writer = writer
+					err := db.PutEntry(ctx, e, storage.PutCondition{NoOverwrite: true})
+					switch kvflow.ErrorCode(err) {
+					case "":
+						mu.Lock()
+						creators[key] = append(creators[key], writer)
+						mu.Unlock()
+					case kvflow.ECONFLICT:
+					default:
+						t.Error(err)
+						return
+					}
+					cur, err := db.GetEntry(ctx, "ns", "counter")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c := entry(t, db, "counter")
+					c.Writer = writer
+					err = db.PutEntry(ctx, c, storage.PutCondition{IfVersion: cur.Version})
+					switch kvflow.ErrorCode(err) {
+					case "":
+						mu.Lock()
+						casOK = append(casOK, writer)
+						mu.Unlock()
+					case kvflow.ECONFLICT:
+					default:
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for k := range keys {
+		key := fmt.Sprint("c", k)
+		e, err := a.GetEntry(ctx, "ns", key)
+		if err != nil || len(creators[key]) != 1 || e.Writer != creators[key][0] || e.Version != 1 {
+			t.Errorf("%s = %+v, %v; told created by %q: want exactly one creator, its write read back", key, e, err, creators[key])
+		}
+	}
+	var writers []string
+	if err := a.X.Select(&writers, `SELECT writer FROM kv_versions WHERE namespace = 'ns' AND key = 'counter' ORDER BY version`); err != nil {
+		t.Fatal(err)
+	}
+	if len(writers) != 1+len(casOK) || len(casOK) == 0 {
+		t.Fatalf("counter has %d versions for %d acknowledged compare-and-sets", len(writers), len(casOK))
+	}
+	acked := map[string]bool{}
+	for _, w := range casOK {
+		acked[w] = true
+	}
+	for _, w := range writers[1:] {
+		if !acked[w] {
+			t.Errorf("counter version by %s, whose compare-and-set was not acknowledged", w)
+		}
+		delete(acked, w)
+	}
+	if len(acked) != 0 {
+		t.Errorf("acknowledged compare-and-sets missing from the counter's versions: %v", acked)
+	}
+	var commits, versions int
+	if err := a.X.Get(&commits, `SELECT commits FROM kv_journal`); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.X.Get(&versions, `SELECT COUNT(*) FROM kv_versions`); err != nil {
+		t.Fatal(err)
+	}
+	// Each committed batch wrote at least one version, or only intents
+	// (entry() adds one per write, through the same committer).
+	if commits < 2 || commits > versions+2*2*8*perG {
+		t.Errorf("kv_journal.commits = %d for %d versions", commits, versions)
+	}
+	t.Logf("%d creates, %d compare-and-sets acknowledged, %d commits", keys, len(casOK), commits)
+
+	want := kvState(t, a)
+	crash(a)
+	b.Close()
+	c := openJournaled(t, path)
+	defer c.Close()
+	if got := kvState(t, c); got != want {
+		t.Errorf("a replay after the holder's crash changed the rows:\n got %s\nwant %s", got, want)
+	}
+	var after int
+	if err := c.X.Get(&after, `SELECT commits FROM kv_journal`); err != nil || after != commits {
+		t.Errorf("commits after reopening = %d, %v; want %d", after, err, commits)
+	}
+}
