@@ -94,8 +94,6 @@ type Index interface {
 	// VersionAt returns the newest version of ns/key written at or before
 	// at, or written by a writer starting with own (read-your-writes), or ENOTFOUND.
 	VersionAt(ctx context.Context, ns, key string, at time.Time, own string) (*Version, error)
-	// FeedHead returns the last seq of ns's change feed, 0 when it has none.
-	FeedHead(ctx context.Context, ns string) (int64, error)
 	// FeedHeads returns the last seq of each of nss's change feeds in one
 	// read; a namespace with none is left out.
 	FeedHeads(ctx context.Context, nss []string) (map[string]int64, error)

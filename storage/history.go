@@ -278,11 +278,11 @@ func (s *Store) FeedHead(ctx context.Context, ns string) (int64, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return 0, err
 	}
-	seq, err := s.index.FeedHead(ctx, ns)
+	heads, err := s.index.FeedHeads(ctx, []string{ns})
 	if err != nil {
 		return 0, unavailable(err, "Cannot read the changes of namespace '%s': the database is unreachable", ns)
 	}
-	return seq, nil
+	return heads[ns], nil
 }
 
 // FeedHeads returns the last seq of each of nss's change feeds, read at

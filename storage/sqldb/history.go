@@ -377,16 +377,6 @@ func (db *DB) intentTaken(res sql.Result, err error, n int) error {
 	return nil
 }
 
-// FeedHead implements storage.Index.
-func (db *DB) FeedHead(ctx context.Context, ns string) (int64, error) {
-	var seq int64
-	err := db.X.GetContext(ctx, &seq, db.Rebind(`SELECT seq FROM kv_change_seqs WHERE namespace = ?`), ns)
-	if err = db.Err(err); kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
-		return 0, nil
-	}
-	return seq, err
-}
-
 // FeedHeads implements storage.Index.
 func (db *DB) FeedHeads(ctx context.Context, nss []string) (map[string]int64, error) {
 	q, args, err := sqlx.In(`SELECT namespace, seq FROM kv_change_seqs WHERE namespace IN (?)`, nss)
@@ -417,7 +407,8 @@ func (db *DB) FeedSince(ctx context.Context, ns string, t time.Time) (int64, err
 		return 0, db.Err(err)
 	}
 	if first == nil {
-		return db.FeedHead(ctx, ns)
+		heads, err := db.FeedHeads(ctx, []string{ns})
+		return heads[ns], err
 	}
 	return *first - 1, nil
 }
