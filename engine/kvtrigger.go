@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -109,8 +110,8 @@ func kvFeedKey(f *Flow, tr *Trigger, ns string) string {
 // triggers there are.
 func (t *Triggers) kvLoop(ctx context.Context) {
 	defer t.loops.Done()
-	pos := map[string]int64{}    // feed key → last seq read
-	refused := map[string]bool{} // feed key and revision → warned once
+	pos := map[string]int64{}     // feed key → last seq read
+	refused := map[string]int64{} // feed key → the flow revision warned about
 	ticker := time.NewTicker(kvPoll)
 	defer ticker.Stop()
 	type kvTrigger struct {
@@ -122,6 +123,7 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 	for {
 		var trs []kvTrigger
 		var nss []string
+		live, refusedNow := map[string]bool{}, map[string]bool{} // feed keys
 		for _, f := range t.reload(ctx, false) {
 			for _, tr := range f.Triggers {
 				spec, ok := tr.Spec.(*KVSpec)
@@ -135,8 +137,9 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 				access := storage.Access{Policy: t.e.opts.Policy, Scope: f.Scope}
 				key := kvFeedKey(f, tr, ns)
 				if err := access.Check(f.Namespace, ns); err != nil {
-					if r := fmt.Sprintf("%s@%d", key, f.Revision); !refused[r] {
-						refused[r] = true
+					refusedNow[key] = true
+					if r, ok := refused[key]; !ok || r != f.Revision {
+						refused[key] = f.Revision
 						t.log.Warn("triggers: KV trigger refused", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
 					}
 					continue
@@ -154,7 +157,6 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 				t.log.Warn("triggers: cannot read the KV change feeds", "err", err)
 			}
 		}
-		live := map[string]bool{}
 		read := t.pollReader()
 		for _, k := range trs {
 			live[k.key] = true
@@ -170,11 +172,8 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 			}
 			pos[k.key] = t.kvFire(ctx, read, k.f, k.tr, k.spec, k.ns, k.key, after)
 		}
-		for key := range pos {
-			if !live[key] {
-				delete(pos, key)
-			}
-		}
+		maps.DeleteFunc(pos, func(key string, _ int64) bool { return !live[key] })
+		maps.DeleteFunc(refused, func(key string, _ int64) bool { return !refusedNow[key] })
 		select {
 		case <-ctx.Done():
 			return

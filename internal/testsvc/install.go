@@ -29,36 +29,8 @@ func Install() error {
 // prefers PostgreSQL 15 and, when none is found and we run as root, installs
 // the distribution's package with apt-get.
 func PostgresBinDir() (string, error) {
-	if dir := findPostgres(); dir != "" {
-		return dir, nil
-	}
-	unlock, err := installLock()
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if dir := findPostgres(); dir != "" { // installed while we waited
-		return dir, nil
-	}
-	if os.Geteuid() != 0 {
-		return "", fmt.Errorf("PostgreSQL binaries (initdb, postgres) were not found in /usr/lib/postgresql/*/bin or on PATH, and only root can install them: run `apt-get install -y postgresql` (version 15 preferred) or put initdb on PATH")
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		return "", fmt.Errorf("PostgreSQL binaries were not found and apt-get is not available to install them; install PostgreSQL 15 and put initdb on PATH")
-	}
-	fmt.Fprintln(os.Stderr, "testsvc: PostgreSQL not found; installing it with apt-get")
-	if err := run("apt-get", "update"); err != nil {
-		return "", fmt.Errorf("apt-get update failed: %w", err)
-	}
-	if err := run("apt-get", "install", "-y", "--no-install-recommends", "postgresql-15"); err != nil {
-		if err := run("apt-get", "install", "-y", "--no-install-recommends", "postgresql"); err != nil {
-			return "", fmt.Errorf("apt-get install postgresql failed: %w", err)
-		}
-	}
-	if dir := findPostgres(); dir != "" {
-		return dir, nil
-	}
-	return "", fmt.Errorf("apt-get installed PostgreSQL but initdb is still not found in /usr/lib/postgresql/*/bin")
+	return aptInstall("PostgreSQL binaries (initdb, postgres) in /usr/lib/postgresql/*/bin or on PATH",
+		findPostgres, "postgresql-15", "postgresql")
 }
 
 // findPostgres returns the first directory with initdb and postgres:
@@ -92,7 +64,17 @@ func pgVersion(binDir string) int {
 // issue 16; when it is missing and we run as root, it installs Debian's
 // etcd-server with apt-get.
 func EtcdBin() (string, error) {
-	if p, err := exec.LookPath("etcd"); err == nil {
+	return aptInstall("etcd on PATH", func() string {
+		p, _ := exec.LookPath("etcd")
+		return p
+	}, "etcd-server")
+}
+
+// aptInstall returns what find finds. When it finds nothing and we run as
+// root, it installs the first of Debian's pkgs that apt-get can, once for all
+// test binaries, and finds again; what names the thing sought in errors.
+func aptInstall(what string, find func() string, pkgs ...string) (string, error) {
+	if p := find(); p != "" {
 		return p, nil
 	}
 	unlock, err := installLock()
@@ -100,24 +82,27 @@ func EtcdBin() (string, error) {
 		return "", err
 	}
 	defer unlock()
-	if p, err := exec.LookPath("etcd"); err == nil { // installed while we waited
+	if p := find(); p != "" { // installed while we waited
 		return p, nil
 	}
 	if _, err := exec.LookPath("apt-get"); err != nil || os.Geteuid() != 0 {
-		return "", fmt.Errorf("etcd was not found on PATH, and only root with apt-get can install it here: run `apt-get install -y etcd-server` or put etcd on PATH")
+		return "", fmt.Errorf("no %s, and only root with apt-get can install it here: run `apt-get install -y %s`", what, pkgs[0])
 	}
-	fmt.Fprintln(os.Stderr, "testsvc: etcd not found; installing Debian's etcd-server with apt-get")
+	fmt.Fprintf(os.Stderr, "testsvc: no %s; installing %s with apt-get\n", what, pkgs[0])
 	if err := run("apt-get", "update"); err != nil {
 		return "", fmt.Errorf("apt-get update failed: %w", err)
 	}
-	if err := run("apt-get", "install", "-y", "--no-install-recommends", "etcd-server"); err != nil {
-		return "", fmt.Errorf("apt-get install etcd-server failed: %w", err)
+	for i, pkg := range pkgs {
+		if err = run("apt-get", "install", "-y", "--no-install-recommends", pkg); err == nil {
+			break
+		} else if i == len(pkgs)-1 {
+			return "", fmt.Errorf("apt-get install %s failed: %w", pkg, err)
+		}
 	}
-	p, err := exec.LookPath("etcd")
-	if err != nil {
-		return "", fmt.Errorf("apt-get installed etcd-server but etcd is still not on PATH: %v", err)
+	if p := find(); p != "" {
+		return p, nil
 	}
-	return p, nil
+	return "", fmt.Errorf("apt-get installed %s but there is still no %s", strings.Join(pkgs, " or "), what)
 }
 
 // MinIOBin returns the path of the minio server binary: on PATH, in GOBIN or
