@@ -32,6 +32,15 @@ triggers:
   - {id: tick, type: io.kvflow.kv.Trigger, key: tick, on: [SET]}
 `
 
+// scheduleFlows flows tick every second, at the same moments, so b.N ticks
+// take b.N/scheduleFlows seconds.
+const scheduleFlows = 5
+
+// benchScheduleFlow is the tests' scheduleFlow, as tick<i> in bench.
+func benchScheduleFlow(i int) string {
+	return strings.NewReplacer("id: tick\n", fmt.Sprintf("id: tick%d\n", i), "namespace: company.team", "namespace: bench").Replace(scheduleFlow)
+}
+
 func fortyLogFlow() string {
 	var b strings.Builder
 	b.WriteString("id: forty\nnamespace: bench\ntasks:\n")
@@ -239,6 +248,45 @@ func BenchmarkDurable(b *testing.B) {
 					}
 					seen++
 					lat = append(lat, max(0, firstTaskStart(b, c, list[0].ID).Sub(acked)))
+				}
+				b.ReportMetric(pct(lat, 0.5), "p50-ms")
+				b.ReportMetric(pct(lat, 0.99), "p99-ms")
+			})
+			// Last: the schedules tick on until the layout's processes stop
+			// (through every -count).
+			seen := map[string]bool{} // executions of the schedules measured
+			b.Run("schedule_to_running", func(b *testing.B) {
+				if len(seen) == 0 {
+					for i := range scheduleFlows {
+						c.createFlow(benchScheduleFlow(i))
+					}
+				}
+				var lat []time.Duration
+				var queue []string
+				for b.Loop() {
+					for len(queue) == 0 {
+						for i := range scheduleFlows {
+							for _, ex := range c.list("bench", fmt.Sprintf("tick%d", i)) {
+								if !seen[ex.ID] {
+									seen[ex.ID] = true
+									queue = append(queue, ex.ID)
+								}
+							}
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+					id := queue[0]
+					queue = queue[1:]
+					start := firstTaskStart(b, c, id)
+					var date string
+					if tr := c.execution(id).Trigger; tr != nil {
+						date, _ = tr.Variables["date"].(string)
+					}
+					tick, err := time.Parse(time.RFC3339Nano, date)
+					if err != nil {
+						b.Fatalf("execution %s: trigger.date %q: %v", id, date, err)
+					}
+					lat = append(lat, start.Sub(tick))
 				}
 				b.ReportMetric(pct(lat, 0.5), "p50-ms")
 				b.ReportMetric(pct(lat, 0.99), "p99-ms")
