@@ -150,6 +150,12 @@ type Claim struct {
 	OverLimit bool
 }
 
+// Held is an execution a heartbeat found still held by its worker.
+type Held struct {
+	ID   string
+	Kill bool // a kill was requested
+}
+
 // FlowRepository keeps flows.
 type FlowRepository interface {
 	// CreateFlow stores a new flow at revision 1, or fails with ECONFLICT
@@ -209,8 +215,9 @@ type ExecutionRepository interface {
 	ReleaseExecution(ctx context.Context, id string, claim int64) error
 	// Heartbeat marks the executions of ids that worker holds as alive (the
 	// ones it runs: one it holds but no longer runs goes silent and is taken
-	// over) and returns those whose kill was requested.
-	Heartbeat(ctx context.Context, worker string, ids []string) (kill []string, err error)
+	// over) and returns them: one of ids missing is over, or another
+	// worker took it over.
+	Heartbeat(ctx context.Context, worker string, ids []string) ([]Held, error)
 	// PendingEnds returns up to limit executions (id, namespace, flow and
 	// state only), oldest end first, that ended before endedBefore and whose
 	// end the trigger loops have not handled yet (see EndsHandled).

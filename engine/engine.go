@@ -94,6 +94,7 @@ type Engine struct {
 	wg        sync.WaitGroup
 
 	triggerFires atomic.Int64
+	epoch        time.Time     // leases are kept on the monotonic clock since
 	here         chan struct{} // slots for RunHere
 }
 
@@ -123,7 +124,7 @@ var (
 func New(opts Options) *Engine {
 	e := &Engine{opts: opts, reg: opts.Registry, bucket: opts.Bucket, tpl: opts.Templates, log: opts.Logger,
 		running: map[string]*run{}, finished: map[string]*run{}, watches: map[string]*watch{}, starting: map[string]chan struct{}{},
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), epoch: time.Now()}
 	if e.reg == nil {
 		e.reg = plugin.Default
 	}
@@ -254,6 +255,7 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 			e.starting[ex.ID] = make(chan struct{}) // Wait waits for the run, not the database
 			e.wg.Add(1)
 			e.mu.Unlock()
+			sent := e.clock() // the creation's heartbeat is no older than this
 			if err := e.opts.Queue.SubmitHere(ctx, &mine, write); err != nil {
 				e.started(ex.ID)
 				e.wg.Done()
@@ -262,7 +264,7 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 			}
 			go func() {
 				defer e.wg.Done()
-				err := e.claimAndRun(e.base, &mine, flow, nil, false, 1)
+				err := e.claimAndRun(e.base, &mine, flow, nil, false, 1, sent)
 				<-e.here
 				e.started(ex.ID) // if it never registered
 				if err != nil {
@@ -384,14 +386,15 @@ func (e *Engine) Work(ctx context.Context, id string) (err error) {
 		return nil
 	}
 	flow, ferr := e.parseFlow(ex, rec)
-	return e.claimAndRun(ctx, ex, flow, ferr, true, 0)
+	return e.claimAndRun(ctx, ex, flow, ferr, true, 0, 0)
 }
 
 // claimAndRun claims ex and runs it to its end. stored is false for an
 // execution this process has just created, whose inputs and trigger
 // variables are in ex already; claimed, when not 0, is the claim it was
-// created with; ferr is why its flow did not load.
-func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, ferr error, stored bool, claimed int64) (err error) {
+// created with, at sent or later (Engine.clock); ferr is why its flow did
+// not load.
+func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, ferr error, stored bool, claimed int64, sent time.Duration) (err error) {
 	repo, id := e.opts.Repo, ex.ID
 	limit, atCreation := 0, false
 	if ferr == nil && flow.Concurrency != nil {
@@ -400,6 +403,7 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 	}
 	claim := kvflow.Claim{Claim: claimed}
 	if claimed == 0 {
+		sent = e.clock() // the claim's heartbeat is no older than this
 		claim, err = repo.ClaimExecution(ctx, id, e.opts.Worker, time.Now().Add(-e.opts.HeartbeatTimeout), limit, atCreation)
 		if kvflow.ErrorCode(err) == kvflow.ENOTFOUND {
 			return nil // over, or a live worker holds it
@@ -433,6 +437,7 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 	if err != nil {
 		return err
 	}
+	r.lease.Store(e.leaseFrom(sent))
 	r.resume(claim.Takeover, sealed)
 	defer func() {
 		// A task that panics fails its execution, never the worker.
@@ -526,22 +531,38 @@ func (e *Engine) startHeartbeat() {
 			}
 			e.mu.Unlock()
 			ctx, cancel := context.WithTimeout(e.base, e.opts.HeartbeatTimeout)
-			kill, err := e.opts.Repo.Heartbeat(ctx, e.opts.Worker, ids)
+			sent := e.clock()
+			held, err := e.opts.Repo.Heartbeat(ctx, e.opts.Worker, ids)
 			cancel()
 			if err != nil {
 				e.log.Warn("engine: heartbeat failed", "worker", e.opts.Worker, "err", err)
 				continue
 			}
-			for _, id := range kill {
+			for _, h := range held {
 				e.mu.Lock()
-				r := e.running[id]
+				r := e.running[h.ID]
 				e.mu.Unlock()
-				if r != nil {
+				if r == nil {
+					continue
+				}
+				r.lease.Store(e.leaseFrom(sent))
+				if h.Kill {
 					r.stop(errKilled)
 				}
 			}
 		}
 	}()
+}
+
+// clock reads the monotonic clock leases are kept on.
+func (e *Engine) clock() time.Duration { return time.Since(e.epoch) }
+
+// leaseFrom is until when a worker may start tasks of an execution whose
+// heartbeat the database took after sent: another worker takes it over a
+// heartbeat timeout after that heartbeat; a quarter of the timeout is left
+// for clocks that differ between machines.
+func (e *Engine) leaseFrom(sent time.Duration) int64 {
+	return int64(sent + e.opts.HeartbeatTimeout - e.opts.HeartbeatTimeout/4)
 }
 
 // handOver releases the durable runs still going at shutdown to other

@@ -43,6 +43,7 @@ type run struct {
 	cancel context.CancelCauseFunc // stops the run (kill, lost claim)
 	broken bool                    // the flow cannot run: end FAILED at once
 	lost   atomic.Bool             // another worker took the execution over
+	lease  atomic.Int64            // a fenced run starts tasks until then (Engine.clock)
 	// handedOver: the worker stopped and released the execution to
 	// another; nothing more of this run is saved.
 	handedOver atomic.Bool
@@ -121,6 +122,37 @@ func (r *run) resume(takeover bool, sealed *sealedState) {
 		r.log("", "", "WARN", msg+".")
 		if sealed != nil && sealed.Problem != "" {
 			r.log("", "", "WARN", sealed.Problem)
+		}
+	}
+}
+
+// hold makes sure, before an attempt starts, that this worker still holds
+// the execution: at once while the lease of its last heartbeat runs; past
+// it (the process was paused, or the database out of reach), by a
+// heartbeat of its own, tried again each second until the run stops. A
+// worker that lost the execution stops the run, so a task another worker
+// has run since never runs here again.
+func (r *run) hold(ctx context.Context) error {
+	if r.claim == 0 || int64(r.e.clock()) < r.lease.Load() {
+		return nil
+	}
+	for {
+		sent := r.e.clock()
+		held, err := r.e.opts.Repo.Heartbeat(ctx, r.e.opts.Worker, []string{r.exec.ID})
+		switch {
+		case err == nil && len(held) == 0:
+			r.lost.Store(true)
+			r.stop(errLost)
+			return errLost
+		case err == nil:
+			r.lease.Store(r.e.leaseFrom(sent))
+			return nil
+		}
+		r.e.log.Warn("engine: cannot renew the hold on an execution before its next task", "execution", r.exec.ID, "err", err)
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(time.Second):
 		}
 	}
 }
@@ -461,6 +493,9 @@ func (r *run) runLeaf(ctx context.Context, t *Task, tr *TaskRun, sc scope) (Stat
 		r.log(t.ID, tr.ID, "WARN", fmt.Sprintf("Task '%s' was interrupted with its worker: attempt %d runs on worker %s.", t.ID, first, r.e.opts.Worker))
 	}
 	for n := first; ; n++ {
+		if err := r.hold(ctx); err != nil {
+			return KILLED, err
+		}
 		r.startAttempt(tr)
 		out, err := r.attempt(ctx, t, tr, sc, n)
 		if err == nil {

@@ -119,14 +119,18 @@ func (t *Triggers) scheduleLoop(ctx context.Context) {
 				live[key] = true
 				next, ok := t.next[key]
 				if !ok {
-					next = t.firstTick(ctx, key, s, now)
+					next = t.firstTick(ctx, key, s, f.Saved, now)
 				}
 				if !next.After(now) {
-					// The latest tick due, once; earlier ones (a slow loop)
-					// are not run in a burst.
+					// Each tick once, in order (the loop comes back at once
+					// for the next), unless the first is due for longer than
+					// lateWindow (no process ran): then only the latest due,
+					// never a burst.
 					tick := next
-					for n := s.Next(tick); !n.After(now); n = s.Next(n) {
-						tick = n
+					if now.Sub(next) > lateWindow {
+						for n := s.Next(tick); !n.After(now); n = s.Next(n) {
+							tick = n
+						}
 					}
 					t.fire(ctx, f, tr, key, tick, map[string]any{"date": tick.In(s.Location).Format(time.RFC3339Nano)})
 					next = s.Next(tick)
@@ -152,21 +156,33 @@ func (t *Triggers) scheduleLoop(ctx context.Context) {
 	}
 }
 
+// lateWindow is how late a tick may be found due and still fire in turn:
+// a tick the loops saw late (they read flows once a second) is not missed.
+const lateWindow = 3 * reloadEvery
+
 // firstTick is where a schedule starts in this process: after the last
-// tick any process fired; a tick missed while every process was down runs
+// tick any process fired; for a schedule that never fired, at its flow's
+// save (saved), so a tick between the save and the loops' first read of
+// the flow still fires. A tick missed while every process was down runs
 // once (LAST), or not at all (NONE).
-func (t *Triggers) firstTick(ctx context.Context, key string, s *Schedule, now time.Time) time.Time {
+func (t *Triggers) firstTick(ctx context.Context, key string, s *Schedule, saved, now time.Time) time.Time {
 	last, err := t.repo.LastTriggerKey(ctx, key)
-	if err != nil || last == "" {
+	if err != nil {
 		return s.Next(now)
 	}
-	var us int64
-	if _, err := fmt.Sscanf(last[len(key):], "%d", &us); err != nil {
+	from := saved
+	if last != "" {
+		var us int64
+		if _, err := fmt.Sscanf(last[len(key):], "%d", &us); err != nil {
+			return s.Next(now)
+		}
+		from = time.UnixMicro(us)
+	} else if from.IsZero() {
 		return s.Next(now)
 	}
-	next := s.Next(time.UnixMicro(us))
-	if next.After(now) || s.RecoverLast {
-		return next // the loop runs the latest missed tick only
+	next := s.Next(from)
+	if next.After(now) || s.RecoverLast || now.Sub(next) <= lateWindow {
+		return next // the loop fires it, or the latest due when it is older than lateWindow
 	}
 	return s.Next(now)
 }

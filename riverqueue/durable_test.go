@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -206,6 +207,103 @@ func TestWorkers_SIGKILL_TakeoverKeepsFinishedTasks(t *testing.T) {
 		t.Fatalf("before = %v, after = %v, want %d each: a finished task ran again or one was lost", b, a, n)
 	}
 	t.Logf("%d of %d executions taken over from the killed worker", takenOver, n)
+}
+
+// pausedFlow has several tasks after its sleep.
+const pausedFlow = `id: paused
+namespace: company.team
+tasks:
+  - {id: before, type: io.kvflow.kv.Increment, key: p_before}
+  - {id: wait, type: io.kestra.plugin.core.flow.Sleep, duration: PT4S}
+  - {id: after, type: io.kvflow.kv.Increment, key: p_after}
+  - {id: after2, type: io.kvflow.kv.Increment, key: p_after2}
+`
+
+// A worker paused (SIGSTOP) past the heartbeat timeout while its
+// executions sleep is resumed (SIGCONT) after another worker took them over
+// and ran them to their end: it must not run the tasks that follow the
+// sleep again, though its sleeps end at once and nothing has told it yet.
+func TestWorker_PausedPastTheHeartbeatTimeout_RunsNoTaskAgain(t *testing.T) {
+	for _, backend := range []string{"postgres", "embedded"} {
+		t.Run(backend, func(t *testing.T) {
+			c := newCluster(t, backend)
+			c.start("api", "server", "--workers", "0")
+			var workers []*proc
+			for i := range 2 {
+				workers = append(workers, c.start(fmt.Sprintf("worker%d", i), "worker", "--workers", "4", "--heartbeat-timeout", "2s"))
+			}
+			c.createFlow(pausedFlow)
+			const n = 6
+			submit(c, "company.team", "paused", n)
+			var victim string
+			deadline := time.Now().Add(30 * time.Second)
+			for sleeping := 0; sleeping < n; {
+				if time.Now().After(deadline) {
+					t.Fatalf("only %d of %d executions reached the sleep", sleeping, n)
+				}
+				time.Sleep(50 * time.Millisecond)
+				sleeping = 0
+				for _, ex := range c.list("company.team", "paused") {
+					full := c.execution(ex.ID)
+					for _, tr := range full.TaskRuns {
+						if tr.TaskID == "wait" && tr.State == "RUNNING" {
+							sleeping++
+							victim = full.Worker
+						}
+					}
+				}
+			}
+			var paused *proc
+			for _, w := range workers {
+				if strings.Contains(w.output(), victim) {
+					paused = w
+				}
+			}
+			if paused == nil {
+				t.Fatalf("no worker process is %s", victim)
+			}
+			if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			resumed := false
+			resume := func() {
+				if !resumed {
+					resumed = true
+					paused.cmd.Process.Signal(syscall.SIGCONT)
+				}
+			}
+			defer resume()
+			list := c.waitAll("company.team", "paused", n, 60*time.Second)
+			resume()
+			// Its sleeps are over: within a second it would run 'after'.
+			// Its heartbeat and 250 ms flusher would learn of the takeover
+			// within a second too, so the lease must stop it first.
+			time.Sleep(3 * time.Second)
+			takenOver := 0
+			for _, ex := range list {
+				if ex.State != "SUCCESS" {
+					t.Fatalf("execution %s ended %s: %s", ex.ID, ex.State, ex.Error)
+				}
+				for _, tr := range c.execution(ex.ID).TaskRuns {
+					if tr.TaskID == "wait" && tr.Attempts[0].Worker == victim {
+						takenOver++
+					}
+				}
+			}
+			if takenOver == 0 {
+				t.Fatalf("no execution was taken over from %s", victim)
+			}
+			for _, key := range []string{"p_before", "p_after", "p_after2"} {
+				if v := c.kvNumber("company.team", key); v != n {
+					t.Errorf("%s = %v, want %d: a task ran twice or never", key, v, n)
+				}
+			}
+			if out := paused.output(); !strings.Contains(out, "taken over by another worker") {
+				t.Errorf("the resumed worker does not say it stopped its runs:\n%s", out)
+			}
+			t.Logf("%d of %d executions taken over from the paused worker", takenOver, n)
+		})
+	}
 }
 
 // freeAddr is a loopback address no one listens on.

@@ -671,7 +671,7 @@ func (db *DB) LastTriggerKey(ctx context.Context, prefix string) (string, error)
 }
 
 // Heartbeat implements kvflow.ExecutionRepository.
-func (db *DB) Heartbeat(ctx context.Context, worker string, ids []string) ([]string, error) {
+func (db *DB) Heartbeat(ctx context.Context, worker string, ids []string) ([]kvflow.Held, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -687,13 +687,11 @@ func (db *DB) Heartbeat(ctx context.Context, worker string, ids []string) ([]str
 	if err := db.X.SelectContext(ctx, &rows, db.Rebind(q), args...); err != nil {
 		return nil, db.Err(err)
 	}
-	var kill []string
-	for _, r := range rows {
-		if r.Kill != 0 {
-			kill = append(kill, r.ID)
-		}
+	held := make([]kvflow.Held, len(rows))
+	for i, r := range rows {
+		held[i] = kvflow.Held{ID: r.ID, Kill: r.Kill != 0}
 	}
-	return kill, nil
+	return held, nil
 }
 
 // RequestKill implements kvflow.ExecutionRepository.
