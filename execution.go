@@ -152,8 +152,9 @@ type Claim struct {
 
 // Held is an execution a heartbeat found still held by its worker.
 type Held struct {
-	ID   string
-	Kill bool // a kill was requested
+	ID    string
+	Claim int64 // the claim the worker holds it under
+	Kill  bool  // a kill was requested
 }
 
 // FlowRepository keeps flows.

@@ -348,6 +348,21 @@ func (e *Engine) register(flow *Flow, ex *Execution, onLog func(LogLine), claim 
 	if e.closing && e.starting[ex.ID] == nil { // a run StartTriggered began goes on
 		return nil, shuttingDown(flow)
 	}
+	if old := e.running[ex.ID]; old != nil && claim != 0 && old.claim != 0 && old.claim < claim {
+		// This process ran it under an older claim and lost that (it was
+		// paused, or cut off, past the heartbeat timeout): that run stops
+		// before this one starts.
+		e.mu.Unlock()
+		old.lost.Store(true)
+		old.stop(errLost)
+		<-old.done
+		e.mu.Lock()
+		for e.running[ex.ID] == old { // forget comes right after done
+			e.mu.Unlock()
+			time.Sleep(time.Millisecond)
+			e.mu.Lock()
+		}
+	}
 	if e.running[ex.ID] != nil {
 		return nil, kvflow.Errorf(kvflow.ECONFLICT, "Execution '%s' already runs in this process.", ex.ID)
 	}
@@ -538,16 +553,29 @@ func (e *Engine) startHeartbeat() {
 				e.log.Warn("engine: heartbeat failed", "worker", e.opts.Worker, "err", err)
 				continue
 			}
+			found := make(map[string]bool, len(held))
 			for _, h := range held {
 				e.mu.Lock()
 				r := e.running[h.ID]
 				e.mu.Unlock()
-				if r == nil {
+				if r == nil || r.claim != h.Claim {
 					continue
 				}
+				found[h.ID] = true
 				r.lease.Store(e.leaseFrom(sent))
 				if h.Kill {
 					r.stop(errKilled)
+				}
+			}
+			// One not found and not ended here was taken over (this process
+			// was paused, or cut off from the database): its task stops now.
+			for _, id := range ids {
+				e.mu.Lock()
+				r := e.running[id]
+				e.mu.Unlock()
+				if r != nil && !found[id] && !r.ended() {
+					r.lost.Store(true)
+					r.stop(errLost)
 				}
 			}
 		}

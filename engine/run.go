@@ -140,7 +140,7 @@ func (r *run) hold(ctx context.Context) error {
 		sent := r.e.clock()
 		held, err := r.e.opts.Repo.Heartbeat(ctx, r.e.opts.Worker, []string{r.exec.ID})
 		switch {
-		case err == nil && len(held) == 0:
+		case err == nil && (len(held) == 0 || held[0].Claim != r.claim):
 			r.lost.Store(true)
 			r.stop(errLost)
 			return errLost
@@ -832,6 +832,14 @@ func (r *run) result(withLogs bool) *Execution {
 		c.Logs = append([]LogLine(nil), r.logs...)
 	}
 	return c
+}
+
+// ended reports whether the run has set its end state (its final save
+// may be under way).
+func (r *run) ended() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.exec.State.Terminated()
 }
 
 func (r *run) isDone() bool {

@@ -235,7 +235,7 @@ func TestWorker_PausedPastTheHeartbeatTimeout_RunsNoTaskAgain(t *testing.T) {
 			c.createFlow(pausedFlow)
 			const n = 6
 			submit(c, "company.team", "paused", n)
-			var victim string
+			var victim, held string
 			deadline := time.Now().Add(30 * time.Second)
 			for sleeping := 0; sleeping < n; {
 				if time.Now().After(deadline) {
@@ -248,7 +248,7 @@ func TestWorker_PausedPastTheHeartbeatTimeout_RunsNoTaskAgain(t *testing.T) {
 					for _, tr := range full.TaskRuns {
 						if tr.TaskID == "wait" && tr.State == "RUNNING" {
 							sleeping++
-							victim = full.Worker
+							victim, held = full.Worker, ex.ID
 						}
 					}
 				}
@@ -262,16 +262,7 @@ func TestWorker_PausedPastTheHeartbeatTimeout_RunsNoTaskAgain(t *testing.T) {
 			if paused == nil {
 				t.Fatalf("no worker process is %s", victim)
 			}
-			if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
-			resumed := false
-			resume := func() {
-				if !resumed {
-					resumed = true
-					paused.cmd.Process.Signal(syscall.SIGCONT)
-				}
-			}
+			resume := pauseUntilTakenOver(t, c, paused, held, victim)
 			defer resume()
 			list := c.waitAll("company.team", "paused", n, 60*time.Second)
 			resume()
@@ -304,6 +295,78 @@ func TestWorker_PausedPastTheHeartbeatTimeout_RunsNoTaskAgain(t *testing.T) {
 			t.Logf("%d of %d executions taken over from the paused worker", takenOver, n)
 		})
 	}
+}
+
+// A worker paused past the heartbeat timeout in the middle of a long task
+// learns at its next heartbeat after it resumes that another worker took the
+// execution over, and stops that task then, not at its end.
+func TestWorker_PausedPastTheHeartbeatTimeout_StopsItsTaskAtOnce(t *testing.T) {
+	for _, backend := range []string{"postgres", "embedded"} {
+		t.Run(backend, func(t *testing.T) {
+			c := newCluster(t, backend)
+			c.start("api", "server", "--workers", "0")
+			paused := c.start("worker0", "worker", "--workers", "2", "--heartbeat-timeout", "2s")
+			c.createFlow(strings.Replace(longFlow, "PT4S", "PT60S", 1))
+			id := c.execute("company.team", "long", "").ID
+			var victim string
+			for deadline := time.Now().Add(20 * time.Second); victim == ""; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the execution never reached its long task")
+				}
+				ex := c.execution(id)
+				for _, tr := range ex.TaskRuns {
+					if tr.TaskID == "wait" && tr.State == "RUNNING" {
+						victim = ex.Worker
+					}
+				}
+			}
+			c.start("worker1", "worker", "--workers", "2", "--heartbeat-timeout", "2s")
+			pauseUntilTakenOver(t, c, paused, id, victim)()
+			at := time.Now()
+			for !strings.Contains(paused.output(), "taken over by another worker") {
+				if time.Since(at) > 5*time.Second { // its task would run 50 s more
+					t.Fatalf("the resumed worker did not stop the run it lost:\n%s", paused.output())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Logf("the resumed worker stopped its run %s after it resumed", time.Since(at).Round(time.Millisecond))
+			if r := c.do("DELETE", "/api/v1/executions/"+id+"/kill", ""); r.Status != 202 { // no 30 s shutdown wait
+				t.Fatalf("kill = %d %s", r.Status, r.Body)
+			}
+		})
+	}
+}
+
+// pauseUntilTakenOver pauses p (SIGSTOP), whose worker victim holds
+// execution id, until another worker holds it, and returns what resumes p
+// (SIGCONT; once). On the embedded default a process paused inside a write
+// transaction holds SQLite's lock, so no one takes anything over until it
+// resumes: then it is resumed for a moment and paused again.
+func pauseUntilTakenOver(t *testing.T, c *cluster, p *proc, id, victim string) (resume func()) {
+	t.Helper()
+	paused := false
+	resume = func() {
+		if paused {
+			paused = false
+			p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	for range 4 {
+		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		paused = true
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if c.execution(id).Worker != victim {
+				return resume
+			}
+		}
+		t.Logf("execution %s not taken over in 10 s: the paused worker may hold SQLite's lock; resumed and paused again", id)
+		resume()
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("execution %s was never taken over from the paused worker %s", id, victim)
+	return nil
 }
 
 // freeAddr is a loopback address no one listens on.

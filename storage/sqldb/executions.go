@@ -676,11 +676,12 @@ func (db *DB) Heartbeat(ctx context.Context, worker string, ids []string) ([]kvf
 		return nil, nil
 	}
 	var rows []struct {
-		ID   string `db:"id"`
-		Kill int    `db:"kill_requested"`
+		ID    string `db:"id"`
+		Claim int64  `db:"claim"`
+		Kill  int    `db:"kill_requested"`
 	}
 	q, args, err := sqlx.In(`UPDATE executions SET heartbeat_at = ?
-		WHERE worker = ? AND id IN (?) AND state IN ('CREATED', 'RUNNING') RETURNING id, kill_requested`, time.Now().UnixMicro(), worker, ids)
+		WHERE worker = ? AND id IN (?) AND state IN ('CREATED', 'RUNNING') RETURNING id, claim, kill_requested`, time.Now().UnixMicro(), worker, ids)
 	if err != nil {
 		return nil, db.Err(err)
 	}
@@ -689,7 +690,7 @@ func (db *DB) Heartbeat(ctx context.Context, worker string, ids []string) ([]kvf
 	}
 	held := make([]kvflow.Held, len(rows))
 	for i, r := range rows {
-		held[i] = kvflow.Held{ID: r.ID, Kill: r.Kill != 0}
+		held[i] = kvflow.Held{ID: r.ID, Claim: r.Claim, Kill: r.Kill != 0}
 	}
 	return held, nil
 }
