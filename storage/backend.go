@@ -111,7 +111,7 @@ type Index interface {
 	// DropGarbage forgets queued objects once they are deleted.
 	DropGarbage(ctx context.Context, objects []string) error
 	// Referenced returns which of objects an entry or a version points to, the
-	// garbage queue holds or a write intent names.
+	// garbage queue holds or a write intent names (any number of objects).
 	Referenced(ctx context.Context, objects []string) (map[string]bool, error)
 
 	// AddIntents records that objects are being written, at at: every write

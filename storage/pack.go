@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -233,19 +232,11 @@ func (s *Store) deleteUnused(ctx context.Context, packs map[string][]string, col
 	return len(drop), kept, s.deleteObjects(ctx, drop)
 }
 
-// referencedChunk bounds the names of one Referenced query (four times as
-// many parameters; SQLite takes at most 32,766).
-const referencedChunk = 1000
-
-// referenced asks the index which of names are referenced, a chunk at a time.
+// referenced asks the index which of names are referenced.
 func (s *Store) referenced(ctx context.Context, names []string) (map[string]bool, error) {
-	ref := map[string]bool{}
-	for chunk := range slices.Chunk(names, referencedChunk) {
-		got, err := s.index.Referenced(ctx, chunk)
-		if err != nil {
-			return nil, unavailable(err, "Cannot collect garbage: the database is unreachable")
-		}
-		maps.Copy(ref, got)
+	ref, err := s.index.Referenced(ctx, names)
+	if err != nil {
+		return nil, unavailable(err, "Cannot collect garbage: the database is unreachable")
 	}
 	return ref, nil
 }

@@ -524,7 +524,6 @@ func (db *DB) AttachBucket(ctx context.Context, b storage.JournalBucket) error {
 	j.mu.Lock()
 	j.bucket = b
 	pending := j.pending
-	j.pending = nil
 	j.mu.Unlock()
 	if len(pending) > 0 {
 		names := make([]string, len(pending))
@@ -538,10 +537,13 @@ func (db *DB) AttachBucket(ctx context.Context, b storage.JournalBucket) error {
 		for _, o := range pending {
 			if ref[o.name] {
 				if err := b.RestoreObject(ctx, o.name, o.data); err != nil {
-					return err
+					return err // the log keeps them: a checkpoint refuses to empty it
 				}
 			}
 		}
+		j.mu.Lock()
+		j.pending = nil
+		j.mu.Unlock()
 	}
 	b.UseJournal(j)
 	if !j.used() {

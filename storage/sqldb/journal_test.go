@@ -214,44 +214,125 @@ func TestJournal_SecondProcessCommitsWithoutOne(t *testing.T) {
 // TestJournal_RestoresValueFilesACrashLost: small values are logged, not
 // synced, so a power cut can leave their files empty, torn or missing. After
 // a crash, AttachBucket rewrites every logged file a row points to, and
-// every acknowledged value reads back.
+// every acknowledged value reads back: also with more logged files than
+// one SQLite statement takes names (8,191 at four parameters each).
 func TestJournal_RestoresValueFilesACrashLost(t *testing.T) {
+	for _, writes := range []int{40, 9000} {
+		t.Run(fmt.Sprint(writes), func(t *testing.T) {
+			defer func(was int64) { journalCheckpoint = was }(journalCheckpoint)
+			journalCheckpoint = 48 << 20 // every write's object still in the log at the crash
+			ctx := context.Background()
+			dir := t.TempDir()
+			db, b, s := openWithBucket(t, dir)
+			want := map[string]string{}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for w := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < writes; i += 16 {
+						key, val := fmt.Sprint("k", i%(writes*3/4/16*16)), fmt.Sprintf("value %d", i)
+						if _, err := s.Set(ctx, "team", key, storage.String(val), storage.SetOptions{}); err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						want[key] = val // each key is one goroutine's (i%16 == w), written in order
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			if t.Failed() {
+				t.FailNow()
+			}
+			if len(db.journal.objects) < writes {
+				t.Fatalf("%d value objects logged of %d writes: a checkpoint came between, the test proves less", len(db.journal.objects), writes)
+			}
+			logged := append([]string(nil), db.journal.objects...)
+			b.Close()
+			crash(db)
+			spoil(b.Root(), logged)
+			db, b, s = openWithBucket(t, dir)
+			defer db.Close()
+			defer b.Close()
+			readBack(t, s, want)
+			if db.journal.used() {
+				t.Error("the journal was not emptied after its objects were restored")
+			}
+		})
+	}
+}
+
+// A restore that fails at open (the bucket refuses) keeps the journal: the
+// store closes without emptying it, and the next open restores everything.
+func TestJournal_FailedRestoreKeepsTheLog(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	url := "sqlite://" + filepath.Join(dir, "kv.db")
-	open := func() (*DB, *fs.Bucket, *storage.Store) {
-		db, err := Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := fs.New(filepath.Join(dir, "values"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.AttachBucket(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-		return db, b, storage.New(db, b, storage.Options{CacheSize: -1})
-	}
-	db, b, s := open()
+	db, b, s := openWithBucket(t, dir)
 	want := map[string]string{}
-	for i := range 40 {
-		key, val := fmt.Sprint("k", i%30), fmt.Sprintf("value %d", i)
+	for i := range 20 {
+		key, val := fmt.Sprint("k", i), fmt.Sprint("value ", i)
 		if _, err := s.Set(ctx, "team", key, storage.String(val), storage.SetOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		want[key] = val
 	}
-	if !db.journal.used() || len(db.journal.objects) == 0 {
-		t.Fatal("no value object was logged: the test proves nothing")
-	}
 	logged := append([]string(nil), db.journal.objects...)
 	b.Close()
 	crash(db)
-	// What a power cut may leave of unsynced files: some empty, some torn,
-	// some gone.
+	spoil(b.Root(), logged)
+	db, err := Open(ctx, "sqlite://"+filepath.Join(dir, "kv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = fs.New(filepath.Join(dir, "values"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AttachBucket(ctx, refusingBucket{b}); err == nil {
+		t.Fatal("AttachBucket with a bucket refusing every restore succeeded")
+	}
+	db.Close() // its checkpoint must leave the log alone
+	b.Close()
+	db, b, s = openWithBucket(t, dir)
+	defer db.Close()
+	defer b.Close()
+	readBack(t, s, want)
+}
+
+// refusingBucket fails every restore.
+type refusingBucket struct{ *fs.Bucket }
+
+func (refusingBucket) RestoreObject(context.Context, string, []byte) error {
+	return fmt.Errorf("disk full")
+}
+
+// openWithBucket opens the embedded store in dir: database, value
+// directory and journal attached.
+func openWithBucket(t *testing.T, dir string) (*DB, *fs.Bucket, *storage.Store) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := Open(ctx, "sqlite://"+filepath.Join(dir, "kv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fs.New(filepath.Join(dir, "values"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AttachBucket(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	return db, b, storage.New(db, b, storage.Options{CacheSize: -1})
+}
+
+// spoil does to logged value files what a power cut may: some left empty,
+// some torn, some gone.
+func spoil(root string, logged []string) {
 	for i, name := range logged {
-		path := filepath.Join(b.Root(), filepath.FromSlash(name))
+		path := filepath.Join(root, filepath.FromSlash(name))
 		switch i % 3 {
 		case 0:
 			os.Truncate(path, 0)
@@ -261,20 +342,19 @@ func TestJournal_RestoresValueFilesACrashLost(t *testing.T) {
 			os.Remove(path)
 		}
 	}
-	db, b, s = open()
-	defer db.Close()
-	defer b.Close()
+}
+
+// readBack checks every key reads its value.
+func readBack(t *testing.T, s *storage.Store, want map[string]string) {
+	t.Helper()
 	for key, val := range want {
-		_, v, err := s.Get(ctx, "team", key)
+		_, v, err := s.Get(context.Background(), "team", key)
 		if err != nil {
 			t.Fatalf("Get %s after the crash: %v", key, err)
 		}
 		if got, _ := v.V.(string); got != val {
 			t.Errorf("Get %s = %q, want %q", key, got, val)
 		}
-	}
-	if db.journal.used() {
-		t.Error("the journal was not emptied after its objects were restored")
 	}
 }
 

@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -511,20 +512,20 @@ func (db *DB) DropGarbage(ctx context.Context, objects []string) error {
 // Referenced implements storage.Index.
 func (db *DB) Referenced(ctx context.Context, objects []string) (map[string]bool, error) {
 	ref := map[string]bool{}
-	if len(objects) == 0 {
-		return ref, nil
-	}
-	q, args, err := sqlx.In(`SELECT object FROM kv_entries WHERE object IN (?) UNION SELECT object FROM kv_versions WHERE object IN (?)
-		UNION SELECT object FROM kv_garbage WHERE object IN (?) UNION SELECT object FROM kv_intents WHERE object IN (?)`, objects, objects, objects, objects)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	if err := db.X.SelectContext(ctx, &names, db.Rebind(q), args...); err != nil {
-		return nil, db.Err(err)
-	}
-	for _, n := range names {
-		ref[n] = true
+	// A chunk at a time: four parameters a name, and SQLite takes 32,766.
+	for chunk := range slices.Chunk(objects, 1000) {
+		q, args, err := sqlx.In(`SELECT object FROM kv_entries WHERE object IN (?) UNION SELECT object FROM kv_versions WHERE object IN (?)
+		UNION SELECT object FROM kv_garbage WHERE object IN (?) UNION SELECT object FROM kv_intents WHERE object IN (?)`, chunk, chunk, chunk, chunk)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		if err := db.X.SelectContext(ctx, &names, db.Rebind(q), args...); err != nil {
+			return nil, db.Err(err)
+		}
+		for _, n := range names {
+			ref[n] = true
+		}
 	}
 	return ref, nil
 }
