@@ -117,20 +117,20 @@ func (s *Server) restoreKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	var req RestoreRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Version < 1 {
-		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, `The restore body must be {"version": N} with N a version number, 1 or more.`))
+	req, err := restoreRequest(body, ns, key)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	c, err := parseCond(r, ns, key)
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
 	var o storage.SetOptions
-	if m := r.Header.Get("If-Match"); m != "" {
-		t := strings.Trim(strings.TrimPrefix(strings.TrimSpace(m), "W/"), `"`)
-		if o.IfVersion, err = strconv.ParseInt(t, 10, 64); err != nil || o.IfVersion < 1 {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Header If-Match is %q: expected the version number the key is at.", kvflow.Clip(m)))
-			return
-		}
+	if err := s.applyCond(r.Context(), c, ns, key, &o); err != nil { // If-Match: * wants a live key
+		writeCondError(w, r, err)
+		return
 	}
 	e, err := s.cfg.Store.Restore(r.Context(), ns, key, req.Version, o)
 	if kvflow.ErrorCode(err) == kvflow.ECONFLICT && o.IfVersion > 0 {
@@ -143,6 +143,29 @@ func (s *Server) restoreKV(w http.ResponseWriter, r *http.Request) {
 	s.metrics.updated.WithLabelValues(ns).Inc()
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(e.Version, 10)))
 	writeJSON(w, http.StatusOK, EntryOf(e, true))
+}
+
+// restoreRequest reads a restore's body, {"version": N}, naming what is
+// wrong: an unknown field, a version that is not a whole number of 1 or
+// more, anything after the object.
+func restoreRequest(body []byte, ns, key string) (RestoreRequest, error) {
+	var req RestoreRequest
+	doc, err := storage.DecodeJSON(body)
+	m, ok := doc.(map[string]any)
+	if err != nil || !ok {
+		return req, kvflow.Errorf(kvflow.EINVALID, `The body of a restore of key '%s' in namespace '%s' must be one JSON object, {"version": N}.`, key, ns)
+	}
+	for k := range m {
+		if k != "version" {
+			return req, kvflow.Errorf(kvflow.EINVALID, "Field '%s' of a restore is unknown: expected version.", kvflow.Clip(k))
+		}
+	}
+	v, ok := m["version"].(int64) // a whole number, as DecodeJSON reads one
+	if !ok || v < 1 {
+		return req, kvflow.Errorf(kvflow.EINVALID, "Field 'version' of a restore of key '%s' in namespace '%s' must be a version number, 1 or more.", key, ns)
+	}
+	req.Version = v
+	return req, nil
 }
 
 // restoreFailed builds the 412 of a restore whose If-Match is stale, as PUT's

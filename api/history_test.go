@@ -83,10 +83,19 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		if r := do(t, "POST", base+"/k/restore", `{"version":2}`, js); r.Status != 200 {
 			t.Errorf("unconditional restore = %d %s", r.Status, r.Body)
 		}
-		if r := do(t, "POST", base+"/k/restore", `{"versoin":2}`, js); r.Status != 422 {
-			t.Errorf("restore with a bad body = %d %s", r.Status, r.Body)
+		for body, want := range map[string]string{
+			`{"versoin":2}`:          "'versoin'",
+			`{"version":2,"x":true}`: "'x'",
+			`{"version":"2"}`:        "'version'",
+			`{"version":1.5}`:        "'version'",
+			`{"version":0}`:          "'version'",
+			`{"version":2} trailing`: "one JSON object",
+			`[{"version":2}]`:        "one JSON object",
+		} {
+			if r := do(t, "POST", base+"/k/restore", body, js); r.Status != 422 || !strings.Contains(r.Message(), want) {
+				t.Errorf("restore with body %s = %d %s, want 422 naming %s", body, r.Status, r.Body, want)
+			}
 		}
-
 		// A version purged by retention is 404 and says so.
 		if _, _, err := pair.Store.PruneHistory(context.Background(), storage.HistoryPolicy{Default: storage.Retention{Versions: 1}}, 0); err != nil {
 			t.Fatal(err)
@@ -111,6 +120,13 @@ func TestKVHistory_VersionsReadRestore(t *testing.T) {
 		if r := do(t, "GET", ts.URL+"/api/v1/namespaces/company.team/kv/changes?since=-1", ""); r.Status != 422 {
 			t.Errorf("changes?since=-1 = %d", r.Status)
 		}
+		if r := do(t, "POST", base+"/k/restore", `{"version":5}`, js, "If-Match: *"); r.Status != 200 { // 5: the one retention kept
+			t.Errorf("restore with If-Match: * on a live key = %d %s", r.Status, r.Body)
+		}
+		if r := do(t, "POST", base+"/k/restore", `{"version":2}`, js, "If-Match: nope"); r.Status != 422 || !strings.Contains(r.Message(), "If-Match") {
+			t.Errorf("restore with If-Match: nope = %d %s, want 422", r.Status, r.Body)
+		}
+
 	})
 }
 
