@@ -398,13 +398,33 @@ func (s *Store) PurgeVersions(ctx context.Context, o PurgeVersionsOptions) (map[
 type Snapshot struct {
 	At        time.Time
 	Execution string // the execution's id, as in ExecutionWriter
+
+	// deleted holds the keys (ns, NUL, key) this snapshot's deletes found
+	// deleted already, which no write of its own has brought back: they
+	// left no version to read back.
+	deleted *sync.Map
 }
 
 type snapshotKey struct{}
 
 // WithSnapshot returns a context whose Get calls read at snap.
 func WithSnapshot(ctx context.Context, snap Snapshot) context.Context {
+	if snap.deleted == nil {
+		snap.deleted = &sync.Map{}
+	}
 	return context.WithValue(ctx, snapshotKey{}, snap)
+}
+
+// ownWrite records, under a snapshot, a write of ns/key that left a version
+// (gone false) or a delete that found it deleted already (gone true).
+func ownWrite(ctx context.Context, ns, key string, gone bool) {
+	if snap, ok := SnapshotFrom(ctx); ok && snap.deleted != nil {
+		if gone {
+			snap.deleted.Store(ns+"\x00"+key, true)
+		} else {
+			snap.deleted.Delete(ns + "\x00" + key)
+		}
+	}
 }
 
 // SnapshotFrom returns the snapshot WithSnapshot put in ctx.
@@ -416,6 +436,11 @@ func SnapshotFrom(ctx context.Context) (Snapshot, bool) {
 func (s *Store) getAt(ctx context.Context, ns, key string, snap Snapshot) (*Entry, Value, error) {
 	if err := validateNames(ns, key); err != nil {
 		return nil, Value{}, err
+	}
+	if snap.deleted != nil {
+		if _, gone := snap.deleted.Load(ns + "\x00" + key); gone {
+			return nil, Value{}, NotFound(ns, key)
+		}
 	}
 	own := ""
 	if snap.Execution != "" {

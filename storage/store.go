@@ -204,6 +204,9 @@ func checkValue(v Value) error {
 func (s *Store) put(ctx context.Context, ns, key string, t Type, body io.Reader, size int64, sum string, o SetOptions) (*Entry, error) {
 	for attempt := 0; ; attempt++ {
 		e, err := s.putOnce(ctx, ns, key, t, body, size, sum, o, attempt == 0)
+		if err == nil {
+			ownWrite(ctx, ns, key, false)
+		}
 		if !errors.Is(err, ErrIntentGone) || size < 0 || attempt == 2 {
 			return e, err
 		}
@@ -600,6 +603,8 @@ func (s *Store) Delete(ctx context.Context, ns, key string) (bool, error) {
 	}
 	if e != nil {
 		s.wrote.fire()
+	} else {
+		ownWrite(ctx, ns, key, true)
 	}
 	return e != nil && !e.Expired(s.now()), nil
 }

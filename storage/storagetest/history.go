@@ -206,6 +206,21 @@ func snapshotReadsAsOfStartReadYourWrites(t *testing.T, open Opener) {
 	if _, _, err := s.Get(snap, ns, "k"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
 		t.Errorf("snapshot Get after its own delete = %v, want ENOTFOUND", err)
 	}
+	// Its delete of a key the snapshot shows but another writer deleted
+	// since deletes nothing, and still reads back as deleted; its later
+	// write reads back too.
+	if deleted, err := s.Delete(own, ns, "gone"); err != nil || deleted {
+		t.Errorf("Delete of a key already deleted = %v, %v; want false", deleted, err)
+	}
+	if _, _, err := s.Get(snap, ns, "gone"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		t.Errorf("snapshot Get after its own delete of a key deleted since = %v, want ENOTFOUND", err)
+	}
+	if _, err := s.Set(own, ns, "gone", storage.String("back"), storage.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, v, err := s.Get(snap, ns, "gone"); err != nil || v.V != "back" {
+		t.Errorf("snapshot Get after its own write = %v, %v; want back", v.V, err)
+	}
 }
 
 func changesInOrderEveryKind(t *testing.T, open Opener) {
