@@ -209,12 +209,13 @@ func TestWorkers_SIGKILL_TakeoverKeepsFinishedTasks(t *testing.T) {
 	t.Logf("%d of %d executions taken over from the killed worker", takenOver, n)
 }
 
-// pausedFlow has several tasks after its sleep.
+// pausedFlow has several tasks after its sleep, long enough for two tries
+// of pauseUntilTakenOver.
 const pausedFlow = `id: paused
 namespace: company.team
 tasks:
   - {id: before, type: io.kvflow.kv.Increment, key: p_before}
-  - {id: wait, type: io.kestra.plugin.core.flow.Sleep, duration: PT4S}
+  - {id: wait, type: io.kestra.plugin.core.flow.Sleep, duration: PT10S}
   - {id: after, type: io.kvflow.kv.Increment, key: p_after}
   - {id: after2, type: io.kvflow.kv.Increment, key: p_after2}
 `
@@ -356,12 +357,12 @@ func pauseUntilTakenOver(t *testing.T, c *cluster, p *proc, id, victim string) (
 			t.Fatal(err)
 		}
 		paused = true
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			if c.execution(id).Worker != victim {
 				return resume
 			}
 		}
-		t.Logf("execution %s not taken over in 10 s: the paused worker may hold SQLite's lock; resumed and paused again", id)
+		t.Logf("execution %s not taken over in 6 s: the paused worker may hold SQLite's lock; resumed and paused again", id)
 		resume()
 		time.Sleep(300 * time.Millisecond)
 	}
