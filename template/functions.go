@@ -1049,9 +1049,22 @@ func splitFilter(c *call) (any, error) {
 func replaceFilter(c *call) (any, error) {
 	s := c.text()
 	var pairs []string
+	re, _ := c.arg(2).(bool)
 	if m, ok := toMap(c.arg(0)); ok {
 		for _, k := range sortedMapKeys(m) {
 			pairs = append(pairs, k.(string), Text(m[k.(string)]))
+		}
+		if b, ok := c.arg(1).(bool); ok { // Kestra's replace(replace_pairs, regexp)
+			re = b
+		}
+		if re { // the keys are regular expressions
+			for i := 0; i+1 < len(pairs); i += 2 {
+				var err error
+				if s, err = regexReplace(c, s, pairs[i], pairs[i+1]); err != nil {
+					return nil, err
+				}
+			}
+			return s, nil
 		}
 	} else {
 		from, err := c.str(0, "the text to replace")
@@ -1062,12 +1075,8 @@ func replaceFilter(c *call) (any, error) {
 			return nil, c.errorf("filter expects a map of replacements, or the text to replace and its replacement.")
 		}
 		to := Text(c.arg(1))
-		if re, _ := c.arg(2).(bool); re {
-			rx, err := regexp.Compile(from)
-			if err != nil {
-				return nil, c.errorf("filter cannot compile the regular expression %q: %v.", kvflow.Clip(from), err)
-			}
-			return limited(rx.ReplaceAllString(s, to))
+		if re {
+			return regexReplace(c, s, from, to)
 		}
 		pairs = []string{from, to}
 	}
@@ -1081,6 +1090,20 @@ func replaceFilter(c *call) (any, error) {
 		s = strings.ReplaceAll(s, pairs[i], pairs[i+1])
 	}
 	return s, nil
+}
+
+// regexReplace replaces every match of pattern in s, refusing beforehand a
+// result that could pass MaxOutput (each $ reference may repeat a match).
+func regexReplace(c *call, s, pattern, repl string) (string, error) {
+	rx, err := regexp.Compile(pattern)
+	if err != nil {
+		return "", c.errorf("filter cannot compile the regular expression %q: %v.", kvflow.Clip(pattern), err)
+	}
+	n := len(rx.FindAllStringIndex(s, -1))
+	if len(s)*(1+strings.Count(repl, "$"))+n*len(repl) > MaxOutput {
+		return "", tooLong()
+	}
+	return rx.ReplaceAllString(s, repl), nil
 }
 
 func limited(s string) (any, error) {
