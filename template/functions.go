@@ -8,6 +8,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -944,31 +945,51 @@ func absFilter(c *call) (any, error) {
 }
 
 func numberFilter(c *call) (any, error) {
-	if _, _, ok := number(c.in); ok && !c.has(0) {
-		return c.in, nil
-	}
-	s := strings.TrimSpace(c.text())
 	typ := ""
 	if c.has(0) {
 		typ = strings.ToUpper(Text(c.arg(0)))
 	}
+	n := c.in
+	if _, _, ok := number(n); !ok && !storage.IsBigNumber(n) {
+		s := strings.TrimSpace(c.text())
+		if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok { // as Kestra's createNumber
+			i, err := strconv.ParseInt(h, 16, 64)
+			if err != nil {
+				return nil, c.errorf("filter cannot read its input (%s) as a hexadecimal number.", storage.Describe(s))
+			}
+			n = i
+		} else if v, err := storage.ParseAs(storage.NUMBER, s); err == nil {
+			n = v.V // exact: an int64, a float64 that reads back the same, or the decimal itself
+		} else {
+			return nil, c.errorf("filter cannot read its input (%s) as a number.", storage.Describe(s))
+		}
+	}
 	switch typ {
-	case "", "INT", "INTEGER", "LONG", "BIGINTEGER":
-		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return i, nil
+	case "", "BIGDECIMAL":
+		return n, nil
+	case "INT", "INTEGER", "LONG", "BIGINTEGER":
+		switch x := n.(type) {
+		case int64:
+			return x, nil
+		case float64:
+			if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
+				return int64(x), nil
+			}
+		case json.Number:
+			if typ == "BIGINTEGER" && !strings.ContainsAny(string(x), ".eE") {
+				return x, nil
+			}
 		}
-		if typ != "" {
-			return nil, c.errorf("filter cannot read its input (%s) as a whole number.", storage.Describe(s))
+		return nil, c.errorf("filter cannot read its input (%s) as a whole number of type %s.", storage.Describe(Text(n)), typ)
+	case "FLOAT", "DOUBLE": // as Kestra's: a double, rounded
+		if x, ok := n.(json.Number); ok {
+			f, _ := strconv.ParseFloat(string(x), 64)
+			return f, nil
 		}
-	case "FLOAT", "DOUBLE", "BIGDECIMAL":
-	default:
-		return nil, c.errorf("filter does not know the type %q; expected INT, LONG, FLOAT, DOUBLE, BIGDECIMAL or BIGINTEGER.", kvflow.Clip(typ))
+		i, f, _ := number(n)
+		return f + float64(i), nil // one of them is 0
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return nil, c.errorf("filter cannot read its input (%s) as a number.", storage.Describe(s))
-	}
-	return f, nil
+	return nil, c.errorf("filter does not know the type %q; expected INT, LONG, FLOAT, DOUBLE, BIGDECIMAL or BIGINTEGER.", kvflow.Clip(typ))
 }
 
 func firstLast(first bool) func(c *call) (any, error) {

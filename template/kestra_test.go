@@ -2,6 +2,7 @@ package template
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -153,6 +154,12 @@ func TestKestra_FunctionsAndFilters(t *testing.T) {
 		{"{{ '12' | number }}", int64(12)},
 		{"{{ '12.5' | number }}", 12.5},
 		{"{{ '12' | number('FLOAT') }}", 12.0},
+		{"{{ '12345678901234567890' | number }}", json.Number("12345678901234567890")},
+		{"{{ '12345678901234567890' | number('BIGINTEGER') }}", json.Number("12345678901234567890")},
+		{"{{ '3.14159265358979323846' | number }}", json.Number("3.14159265358979323846")},
+		{"{{ '3.14159265358979323846' | number('BIGDECIMAL') }}", json.Number("3.14159265358979323846")},
+		{"{{ '0x1A' | number }}", int64(26)},
+		{"{{ '12.0' | number('INT') }}", int64(12)},
 		{"{{ nope | default('d') }}", "d"},
 		{"{{ inputs.name | length }}", int64(3)},
 		{"{{ inputs.person | length }}", int64(3)},
