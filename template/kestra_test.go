@@ -233,6 +233,9 @@ func TestKestra_FunctionsAndFilters(t *testing.T) {
 		{"{{ inputs.date | timestampMilli }}", int64(1721023833500)},
 		{"{{ 1721023833 | date('yyyy-MM-dd') }}", "2024-07-15"},
 		{"{{ nope ?? inputs.day | dateAdd(-1, 'DAYS') | date('yyyy-MM-dd') }}", "2024-01-30"},
+		// A date prints in its own offset.
+		{"{{ '' ~ ('2024-07-15T10:20:30+02:00' | dateAdd(1, 'HOURS')) }}", "2024-07-15T11:20:30+02:00"},
+		{"{{ (now(timeZone='Asia/Kolkata') ~ '') | endsWith('+05:30') }}", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {

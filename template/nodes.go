@@ -177,7 +177,7 @@ func Text(x any) string {
 	case float32:
 		return storage.Value{Type: storage.NUMBER, V: float64(v)}.Text()
 	case time.Time:
-		return v.UTC().Format(time.RFC3339Nano)
+		return v.Format(time.RFC3339Nano) // in its own offset, as Kestra prints a zoned date
 	case time.Duration:
 		return storage.FormatDuration(v)
 	case storage.Value:
