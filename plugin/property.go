@@ -166,7 +166,7 @@ func convert[T any](name string, v any) (T, error) {
 	case time.Duration:
 		var s string
 		if s, err = toString(v); err == nil {
-			out, err = storage.ParseTTL(s)
+			out, err = storage.ParsePositiveDuration("", s) // the error names the property
 		}
 	case storage.Type:
 		var s string

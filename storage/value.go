@@ -486,24 +486,29 @@ func FormatDuration(d time.Duration) string {
 // ParseTTL reads a time-to-live: an ISO-8601 duration (PT1H) or a whole
 // number of seconds (3600), positive. (The error keeps its older wording,
 // which callers match.)
-func ParseTTL(s string) (time.Duration, error) {
+func ParseTTL(s string) (time.Duration, error) { return ParsePositiveDuration("TTL", s) }
+
+// ParsePositiveDuration reads a positive duration as ParseTTL does; what
+// names it in errors ("TTL"; "" when the caller names the field).
+func ParsePositiveDuration(what, s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
+	name := strings.TrimSpace(what + " " + strconv.Quote(kvflow.Clip(s)))
 	if s != "" && strings.Trim(s, "0123456789") == "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n > int64(math.MaxInt64/time.Second) {
-			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is too long: the limit is about 292 years.", kvflow.Clip(s))
+			return 0, kvflow.Errorf(kvflow.EINVALID, "%s is too long: the limit is about 292 years.", name)
 		}
 		if n == 0 {
-			return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", kvflow.Clip(s))
+			return 0, kvflow.Errorf(kvflow.EINVALID, "%s must be positive.", name)
 		}
 		return time.Duration(n) * time.Second, nil
 	}
 	d, err := ParseDuration(s)
 	if err != nil {
-		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", kvflow.Clip(s))
+		return 0, kvflow.Errorf(kvflow.EINVALID, "%s is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", name)
 	}
 	if d.D <= 0 {
-		return 0, kvflow.Errorf(kvflow.EINVALID, "TTL %q must be positive.", kvflow.Clip(s))
+		return 0, kvflow.Errorf(kvflow.EINVALID, "%s must be positive.", name)
 	}
 	return d.D, nil
 }

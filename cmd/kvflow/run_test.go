@@ -140,6 +140,13 @@ tasks:
     ttl: 30 days
   - id: set
     type: io.kestra.plugin.core.kv.Sett
+  - id: inc
+    type: io.kvflow.kv.Increment
+    key: n
+    by: abc
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: 5s
 `)
 	out, errOut, code := kvflowCmd(t, filepath.Join(dir, "data"), "validate", good, bad)
 	if code != 2 {
@@ -148,9 +155,11 @@ tasks:
 	if out != "ok  "+good+" (company.team.counter, 3 tasks)\n" {
 		t.Errorf("stdout:\n%s", out)
 	}
-	want := bad + `:8: tasks[0].ttl: TTL "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S
+	want := bad + `:8: tasks[0].ttl: "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S
 ` + bad + `:9: tasks[1].id: duplicate task id "set", already used at tasks[0]
 ` + bad + `:10: tasks[1].type: unknown task type "io.kestra.plugin.core.kv.Sett"; did you mean io.kestra.plugin.core.kv.Set?
+` + bad + `:14: tasks[2].by: Value (STRING, 3 bytes, sha256:ba7816bf) is not a valid NUMBER: expected a number such as 42 or 123.45.
+` + bad + `:17: tasks[3].duration: "5s" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S
 `
 	if errOut != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
@@ -167,7 +176,7 @@ tasks:
 	if err := json.Unmarshal([]byte(out), &results); err != nil || code != 2 {
 		t.Fatalf("--json: exit %d, %v\n%s", code, err, out)
 	}
-	if len(results) != 2 || !results[0].Valid || results[1].Valid || len(results[1].Errors) != 3 || results[1].Errors[0].Field != "tasks[0].ttl" {
+	if len(results) != 2 || !results[0].Valid || results[1].Valid || len(results[1].Errors) != 5 || results[1].Errors[0].Field != "tasks[0].ttl" || results[1].Errors[3].Field != "tasks[2].by" {
 		t.Errorf("--json results = %+v", results)
 	}
 	if _, _, code := kvflowCmd(t, filepath.Join(dir, "data"), "validate", good); code != 0 {

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/kvflow/kvflow"
@@ -36,7 +37,9 @@ type Increment struct {
 func (t *Increment) Validate() error {
 	var byErr error
 	if t.By.IsSet() && !t.By.IsTemplate() {
-		_, byErr = delta(t.By.Raw())
+		if _, err := delta(t.By.Raw()); err != nil {
+			byErr = invalid("by", "%s", strings.TrimPrefix(kvflow.ErrorMessage(err), "by: "))
+		}
 	}
 	return joinErrors(checkKey(t.Key), byErr, checkNamespace(t.Namespace), t.TTL.Check(), t.KVDescription.Check())
 }
