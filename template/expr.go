@@ -14,11 +14,12 @@ import (
 // to that evaluator (see translate.go). Operators, loosest first:
 //
 //	c ? a : b     ternary (right)
-//	a ?? b        null coalescing: b when a is undefined or null (right); a ??? b only when undefined
 //	or ||         and &&        not (unary, binds loosely as in Pebble)
 //	is [not] test, contains, in, not in
 //	== != < > <= >= equals
-//	+ -           * / %         | filter      ~ concatenation      .. range
+//	+ -           * / %         | filter      ~ concatenation
+//	.. range, and a ?? b (b when a is undefined or null; a ??? b only when
+//	undefined), both as Kestra's: tighter than ~, | and +, left to right
 //	- + (unary)   .name [subscript] (call)
 //
 // Literals: 42, 3.5, 'text', "text", true, false, null, [1, 2], {'a': 1}.
@@ -254,7 +255,7 @@ func (p *parser) expression() (*expr, error) {
 	if p.depth > MaxNesting {
 		return nil, &syntaxError{p.peek().pos, fmt.Sprintf("Expressions are nested more than %d deep.", MaxNesting)}
 	}
-	cond, err := p.coalesce()
+	cond, err := p.binary(10)
 	if err != nil {
 		return nil, err
 	}
@@ -274,26 +275,6 @@ func (p *parser) expression() (*expr, error) {
 		return nil, err
 	}
 	return &expr{kind: eCond, pos: q.pos, a: cond, b: a, c: b}, nil
-}
-
-func (p *parser) coalesce() (*expr, error) {
-	left, err := p.binary(10)
-	if err != nil {
-		return nil, err
-	}
-	if p.is('p', "??") || p.is('p', "???") {
-		op := p.next()
-		right, err := p.coalesce()
-		if err != nil {
-			return nil, err
-		}
-		kind := eCoalesce
-		if op.val == "???" {
-			kind = eUndef
-		}
-		return &expr{kind: kind, pos: op.pos, a: left, b: right}, nil
-	}
-	return left, nil
 }
 
 // binaryOp returns the precedence of the operator at the cursor, and its
@@ -319,6 +300,8 @@ func (p *parser) binaryOp() (int, string) {
 			return 110, "~"
 		case "..":
 			return 120, ".."
+		case "??", "???": // Kestra's: tighter than ~, | and +, left to right
+			return 120, t.val
 		}
 	case 'i':
 		switch t.val {
@@ -374,6 +357,10 @@ func (p *parser) binary(min int) (*expr, error) {
 			return nil, err
 		}
 		switch op {
+		case "??":
+			left = &expr{kind: eCoalesce, pos: t.pos, a: left, b: right}
+		case "???":
+			left = &expr{kind: eUndef, pos: t.pos, a: left, b: right}
 		case "and":
 			left = &expr{kind: eAnd, pos: t.pos, a: left, b: right}
 		case "or":

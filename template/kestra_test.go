@@ -233,6 +233,12 @@ func TestKestra_FunctionsAndFilters(t *testing.T) {
 		{"{{ inputs.date | timestampMilli }}", int64(1721023833500)},
 		{"{{ 1721023833 | date('yyyy-MM-dd') }}", "2024-07-15"},
 		{"{{ nope ?? inputs.day | dateAdd(-1, 'DAYS') | date('yyyy-MM-dd') }}", "2024-01-30"},
+		// ?? binds as Kestra's (120): tighter than +, | and ~.
+		{"{{ 5 ?? 0 + 1 }}", int64(6)},
+		{"{{ nope ?? 'anon' ~ '!' }}", "anon!"},
+		{"{{ 'x' ?? 'y' ~ 'z' }}", "xz"},
+		{"{{ inputs.day ?? now() | dateAdd(-1, 'DAYS') | date('yyyy-MM-dd') }}", "2024-01-30"},
+		{"{{ nope ?? null ?? 'third' }}", "third"},
 		// A date prints in its own offset.
 		{"{{ '' ~ ('2024-07-15T10:20:30+02:00' | dateAdd(1, 'HOURS')) }}", "2024-07-15T11:20:30+02:00"},
 		{"{{ (now(timeZone='Asia/Kolkata') ~ '') | endsWith('+05:30') }}", true},
