@@ -196,6 +196,10 @@ type parser struct {
 	toks  []token
 	i     int
 	depth int
+	// then: the expression being parsed is a ternary's middle branch, whose
+	// end is a ':'; a filter there takes no pongo2 ':arg' (as in Pebble,
+	// c ? x | upper : y).
+	then bool
 }
 
 // parseExpr parses src[start:end] as one whole expression.
@@ -249,9 +253,15 @@ func (p *parser) expect(val string) (token, error) {
 }
 
 // expression parses a whole expression: a ternary.
-func (p *parser) expression() (*expr, error) {
+func (p *parser) expression() (*expr, error) { return p.branch(false) }
+
+// branch parses an expression; then tells whether it is a ternary's middle
+// branch (a nested expression, in brackets or arguments, is not).
+func (p *parser) branch(then bool) (*expr, error) {
+	outer := p.then
+	p.then = then
 	p.depth++
-	defer func() { p.depth-- }()
+	defer func() { p.depth--; p.then = outer }()
 	if p.depth > MaxNesting {
 		return nil, &syntaxError{p.peek().pos, fmt.Sprintf("Expressions are nested more than %d deep.", MaxNesting)}
 	}
@@ -263,7 +273,7 @@ func (p *parser) expression() (*expr, error) {
 		return cond, nil
 	}
 	q := p.next()
-	a, err := p.expression()
+	a, err := p.branch(true)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +395,7 @@ func (p *parser) filter(in *expr, bar token) (*expr, error) {
 			return nil, err
 		}
 		f.args, f.names = args, names
-	case p.is('p', ":"):
+	case p.is('p', ":") && !p.then:
 		p.next()
 		arg, err := p.postfix()
 		if err != nil {

@@ -233,6 +233,11 @@ func TestKestra_FunctionsAndFilters(t *testing.T) {
 		{"{{ inputs.date | timestampMilli }}", int64(1721023833500)},
 		{"{{ 1721023833 | date('yyyy-MM-dd') }}", "2024-07-15"},
 		{"{{ nope ?? inputs.day | dateAdd(-1, 'DAYS') | date('yyyy-MM-dd') }}", "2024-01-30"},
+		// A filter in a ternary's branch (Pebble's: each branch is an expression).
+		{"{{ true ? 'a' | upper : 'b' }}", "A"},
+		{"{{ false ? 'a' | upper : 'b' | upper }}", "B"},
+		{"{{ true ? ('x'|ljust:3) ~ '.' : 'b' }}", "x  ."},
+		{"{{ 'x'|ljust:3 ~ '.' }}", "x  ."},
 		// ?? binds as Kestra's (120): tighter than +, | and ~.
 		{"{{ 5 ?? 0 + 1 }}", int64(6)},
 		{"{{ nope ?? 'anon' ~ '!' }}", "anon!"},
