@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // Kestra's expression language (Pebble's, with Kestra's additions) is parsed
@@ -113,11 +114,13 @@ func lexExpr(src string, start, end int) ([]token, error) {
 			text := src[i:j]
 			var num any
 			if isFloat {
-				f, err := strconv.ParseFloat(text, 64)
+				// A float64 when it reads back as the same decimal, else
+				// the decimal itself, exact, as a NUMBER from KV is.
+				v, err := storage.ParseAs(storage.NUMBER, text)
 				if err != nil {
 					return nil, &syntaxError{i, fmt.Sprintf("%q is not a number.", kvflow.Clip(text))}
 				}
-				num = f
+				num = v.V
 			} else if n, err := strconv.ParseInt(text, 10, 64); err == nil {
 				num = n
 			} else {

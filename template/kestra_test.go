@@ -233,6 +233,10 @@ func TestKestra_FunctionsAndFilters(t *testing.T) {
 		{"{{ inputs.date | timestampMilli }}", int64(1721023833500)},
 		{"{{ 1721023833 | date('yyyy-MM-dd') }}", "2024-07-15"},
 		{"{{ nope ?? inputs.day | dateAdd(-1, 'DAYS') | date('yyyy-MM-dd') }}", "2024-01-30"},
+		// Decimal literals keep their digits, as NUMBERs do.
+		{"{{ 3.14159265358979323846 }}", json.Number("3.14159265358979323846")},
+		{"{{ 3.5 }}", 3.5},
+		{"{{ -3.14159265358979323846 }}", json.Number("-3.14159265358979323846")},
 		// A filter in a ternary's branch (Pebble's: each branch is an expression).
 		{"{{ true ? 'a' | upper : 'b' }}", "A"},
 		{"{{ false ? 'a' | upper : 'b' | upper }}", "B"},
