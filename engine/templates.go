@@ -64,7 +64,7 @@ type tplCheck struct {
 	path string
 	from int
 	refs []template.Ref
-	err  error
+	errs []error
 }
 
 // compileTemplates compiles the templates found, on every core (they are
@@ -77,23 +77,25 @@ func (p *parser) compileTemplates() {
 	for range workers {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(jobs); i = int(next.Add(1)) - 1 {
-				jobs[i].refs, jobs[i].err = template.Check(jobs[i].n.Value)
+				jobs[i].refs, jobs[i].errs = template.CheckAll(jobs[i].n.Value)
 			}
 		})
 	}
 	wg.Wait()
 	for _, j := range jobs {
 		n := j.n
-		if j.err != nil {
-			line, col, msg := n.Line, n.Column, kvflow.ErrorMessage(j.err)
+		for _, err := range j.errs {
+			line, col, msg := n.Line, n.Column, kvflow.ErrorMessage(err)
 			var loc *template.Location
-			if errors.As(j.err, &loc) {
+			if errors.As(err, &loc) {
 				msg = loc.Reason
 				if loc.Line > 0 {
 					line, col = p.filePos(n, loc.Line, loc.Col)
 				}
 			}
 			p.errs.addAt(line, col, j.path, "%s", msg)
+		}
+		if len(j.errs) > 0 {
 			continue
 		}
 		for _, r := range j.refs {

@@ -3,7 +3,10 @@ package template
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +352,27 @@ func TestRender_CPUBound_StopsAtTheDeadline(t *testing.T) {
 	_, err = New(Options{}).Render(ctx, src, nil)
 	if err == nil || time.Since(start) > 3*time.Second {
 		t.Errorf("context deadline ignored: %v after %v", err, time.Since(start))
+	}
+}
+
+// CheckAll reports every block's error, each at its place, where Check
+// stops at the first; a template that compiles has none.
+func TestCheckAll_EveryBlocksErrorAtItsPlace(t *testing.T) {
+	src := "{{ 'x' | upper(1, 2) }} ok {{ 'x' | nosuchfilter }}\n{{ x is nosuchtest }} {{ 1 + 2 }}"
+	_, errs := CheckAll(src)
+	var got []string
+	for _, err := range errs {
+		var loc *Location
+		if !errors.As(err, &loc) {
+			t.Fatalf("error without a place: %v", err)
+		}
+		got = append(got, fmt.Sprintf("%d:%d %s", loc.Line, loc.Col, strings.Fields(loc.Reason)[0]+" "+strings.Fields(loc.Reason)[1]))
+	}
+	want := []string{"1:10 The 'upper'", "1:37 Filter 'nosuchfilter'", "2:6 Test 'nosuchtest'"}
+	if !slices.Equal(got, want) {
+		t.Errorf("CheckAll = %q, want %q", got, want)
+	}
+	if refs, errs := CheckAll("{{ outputs.a.value }} {{ 1 + 2 }}"); len(errs) != 0 || len(refs) != 1 {
+		t.Errorf("a good template: refs %v, errors %v", refs, errs)
 	}
 }

@@ -483,6 +483,46 @@ var checker = sync.OnceValue(func() *Engine { return New(Options{}) })
 // Check compiles src with a shared engine without a store; see Engine.Check.
 func Check(src string) ([]Ref, error) { return checker().Check(src) }
 
+// maxCheckedBlocks bounds the blocks CheckAll compiles one by one.
+const maxCheckedBlocks = 32
+
+// CheckAll is Check reporting every error, not only the first: when src
+// does not compile, each {{ … }} block is compiled alone, at its place (the
+// rest blanked out, lines kept), and the errors found at other places are
+// added, in order.
+func CheckAll(src string) ([]Ref, []error) {
+	refs, err := Check(src)
+	if err == nil {
+		return refs, nil
+	}
+	errs := []error{err}
+	seen := map[string]bool{err.Error(): true}
+	for i, n := 0, 0; n < maxCheckedBlocks; n++ {
+		start := strings.Index(src[i:], "{{")
+		if start < 0 {
+			break
+		}
+		start += i
+		end := strings.Index(src[start:], "}}")
+		if end < 0 {
+			break
+		}
+		end += start + 2
+		alone := []byte(src)
+		for k := range alone {
+			if (k < start || k >= end) && alone[k] != '\n' {
+				alone[k] = ' '
+			}
+		}
+		if _, err := Check(string(alone)); err != nil && !seen[err.Error()] {
+			seen[err.Error()] = true
+			errs = append(errs, err)
+		}
+		i = end
+	}
+	return nil, errs
+}
+
 // outputRefs lists outputs.<id> and outputs['id'] in exprs.
 func outputRefs(src string, exprs []*expr) []Ref {
 	var refs []Ref
