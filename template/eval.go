@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"sort"
 	"strconv"
@@ -245,12 +246,6 @@ func (ev *evaluator) binary(e *expr) (any, error) {
 		return nil, err
 	}
 	switch e.name {
-	case "<", ">", "<=", ">=":
-		if err := exactOnly(e, e.name, a, b); err != nil {
-			return nil, err
-		}
-	}
-	switch e.name {
 	case "~":
 		s := Text(a) + Text(b)
 		if len(s) > MaxOutput {
@@ -279,7 +274,10 @@ func (ev *evaluator) binary(e *expr) (any, error) {
 	case "!=":
 		return !equal(a, b), nil
 	case "<", ">", "<=", ">=":
-		c, ok := compare(a, b)
+		c, ok := compareExact(a, b)
+		if !ok {
+			c, ok = compare(a, b)
+		}
 		if !ok {
 			return nil, ev.fail(e, "Cannot compare %s with %s.", kindOf(a), kindOf(b))
 		}
@@ -544,6 +542,40 @@ func exactOnly(at *expr, op string, a, b any) error {
 		}
 	}
 	return nil
+}
+
+// compareExact compares two numbers one of which is beyond int64 and
+// float64 (a json.Number), exactly; ok is false for anything else.
+func compareExact(a, b any) (int, bool) {
+	_, aBig := a.(json.Number)
+	_, bBig := b.(json.Number)
+	if !aBig && !bBig {
+		return 0, false
+	}
+	ra, aok := ratOf(a)
+	rb, bok := ratOf(b)
+	if !aok || !bok {
+		return 0, false
+	}
+	return ra.Cmp(rb), true
+}
+
+// ratOf is a number's exact value.
+func ratOf(x any) (*big.Rat, bool) {
+	if n, ok := x.(json.Number); ok {
+		return new(big.Rat).SetString(string(n))
+	}
+	i, f, ok := number(x)
+	switch {
+	case !ok:
+		return nil, false
+	case isFloat(x):
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, false
+		}
+		return new(big.Rat).SetFloat64(f), true
+	}
+	return new(big.Rat).SetInt64(i), true
 }
 
 // arith computes a op b on numbers: whole numbers stay whole (Pebble's long

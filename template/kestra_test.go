@@ -236,6 +236,11 @@ func TestKestra_FunctionsAndFilters(t *testing.T) {
 		{"{{ inputs.date | timestampMilli }}", int64(1721023833500)},
 		{"{{ 1721023833 | date('yyyy-MM-dd') }}", "2024-07-15"},
 		{"{{ nope ?? inputs.day | dateAdd(-1, 'DAYS') | date('yyyy-MM-dd') }}", "2024-01-30"},
+		// Numbers beyond int64 and float64 compare exactly.
+		{"{{ 12345678901234567890 > 5 }}", true},
+		{"{{ 12345678901234567890 < 12345678901234567891 }}", true},
+		{"{{ 3.14159265358979323846 >= 3.14159265358979323847 }}", false},
+		{"{{ 0.5 < 3.14159265358979323846 }}", true},
 		// Decimal literals keep their digits, as NUMBERs do.
 		{"{{ 3.14159265358979323846 }}", json.Number("3.14159265358979323846")},
 		{"{{ 3.5 }}", 3.5},

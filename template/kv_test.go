@@ -303,6 +303,10 @@ func TestKV_ExactNumbers_PrintedWholeArithmeticRefused(t *testing.T) {
 		"{{ -kv('big') }}":                        "-12345678901234567890",
 		"{{ -(-kv('big')) }}":                     "12345678901234567890",
 		"{{ -kv('pi') }}":                         "-3.14159265358979323846264338327950288",
+		// and compares exactly.
+		"{{ kv('pi') > 3 }}":                      "true",
+		"{{ kv('big') > 5 }}":                     "true",
+		"{{ kv('big') <= 12345678901234567889 }}": "false",
 	} {
 		got, err := e.RenderString(context.Background(), src, flowData(ns))
 		if err != nil || got != want {
@@ -314,7 +318,7 @@ func TestKV_ExactNumbers_PrintedWholeArithmeticRefused(t *testing.T) {
 	if v, verr := storage.FromGo(got); err != nil || verr != nil || v.Type != storage.NUMBER || v.Text() != "12345678901234567890" {
 		t.Errorf("typed render = %#v (%v, %v)", got, err, verr)
 	}
-	for _, src := range []string{"{{ kv('big') + 1 }}", "{{ 1 + kv('big') }}", "{{ kv('big') * 2 }}", "{{ kv('pi') > 3 }}", "x{{ kv('big') - 1 }}", "{{ 12345678901234567890 + 1 }}", "{{ 2 * 99999999999999999999 }}"} {
+	for _, src := range []string{"{{ kv('big') + 1 }}", "{{ 1 + kv('big') }}", "{{ kv('big') * 2 }}", "x{{ kv('big') - 1 }}", "{{ 12345678901234567890 + 1 }}", "{{ 2 * 99999999999999999999 }}"} {
 		_, err := e.RenderString(context.Background(), src, flowData(ns))
 		wantError(t, err, kvflow.EINVALID, "cannot compute")
 	}
