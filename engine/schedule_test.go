@@ -39,28 +39,15 @@ triggers:
 			defer trig.Stop()
 
 			var dates []time.Time
-			for deadline := time.Now().Add(15 * time.Second); len(dates) < 3; time.Sleep(50 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("ticks fired: %v", dates)
-				}
-				list, err := p.DB.ListExecutions(ctx, kvflow.ExecutionQuery{Namespace: "company.team", FlowID: "tick"})
+			for _, v := range echoed(t, p, e, "tick", 3, 15*time.Second) {
+				d, err := time.Parse(time.RFC3339Nano, v)
 				if err != nil {
 					t.Fatal(err)
 				}
-				dates = dates[:0]
-				for _, ex := range list {
-					full, err := e.Execution(ctx, ex.ID)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if full.State == engine.SUCCESS {
-						d, err := time.Parse(time.RFC3339Nano, full.TaskRuns[0].Outputs["value"].(string))
-						if err != nil {
-							t.Fatal(err)
-						}
-						dates = append(dates, d)
-					}
-				}
+				dates = append(dates, d)
+			}
+			if len(dates) < 3 {
+				t.Fatalf("ticks fired: %v", dates)
 			}
 			slices.SortFunc(dates, time.Time.Compare)
 			if !dates[0].Equal(first) {

@@ -53,34 +53,13 @@ triggers:
 			defer trig.Stop()
 
 			want := []string{"a-ended SUCCESS", "a-killed KILLED"}
-			var got []string
-			deadline := time.Now().Add(20 * time.Second)
-			for time.Now().Before(deadline) {
-				list, err := p.DB.ListExecutions(ctx, kvflow.ExecutionQuery{Namespace: "company.team", FlowID: "b"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = got[:0]
-				for _, ex := range list {
-					full, err := e.Execution(ctx, ex.ID)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if full.State == engine.SUCCESS {
-						got = append(got, full.TaskRuns[0].Outputs["value"].(string))
-					}
-				}
-				slices.Sort(got)
-				if len(got) >= len(want) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			got := echoed(t, p, e, "b", len(want), 20*time.Second)
+			slices.Sort(got)
 			if !slices.Equal(got, want) {
 				t.Fatalf("b ran for %q, want once for each of %q", got, want)
 			}
 			// Both ends are handled: no process fires them again.
-			deadline = time.Now().Add(10 * time.Second)
+			deadline := time.Now().Add(10 * time.Second)
 			for {
 				ends, err := p.DB.PendingEnds(ctx, time.Now().Add(time.Hour), 100)
 				if err != nil {
@@ -99,5 +78,33 @@ triggers:
 				time.Sleep(100 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// echoed waits, up to within, for n successful executions of flow
+// company.team/<flow> and returns the value its first task echoed in each
+// successful one (fewer when time ran out).
+func echoed(t *testing.T, p testpair.Pair, e *engine.Engine, flow string, n int, within time.Duration) []string {
+	t.Helper()
+	ctx := context.Background()
+	var got []string
+	for deadline := time.Now().Add(within); ; time.Sleep(50 * time.Millisecond) {
+		list, err := p.DB.ListExecutions(ctx, kvflow.ExecutionQuery{Namespace: "company.team", FlowID: flow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, ex := range list {
+			full, err := e.Execution(ctx, ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if full.State == engine.SUCCESS {
+				got = append(got, full.TaskRuns[0].Outputs["value"].(string))
+			}
+		}
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
 	}
 }

@@ -129,27 +129,7 @@ func TestWorkers_SIGKILL_TakeoverKeepsFinishedTasks(t *testing.T) {
 	submit(c, "company.team", "long", n)
 	// Wait until every execution sleeps in 'wait', so each one's 'before'
 	// has finished and been saved.
-	var victim string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sleeping := 0
-		for _, ex := range c.list("company.team", "long") {
-			full := c.execution(ex.ID)
-			for _, tr := range full.TaskRuns {
-				if tr.TaskID == "wait" && tr.State == "RUNNING" {
-					sleeping++
-					victim = full.Worker
-				}
-			}
-		}
-		if sleeping == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d executions reached the long task", sleeping, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	victim, _ := waitSleeping(t, c, "long", n)
 	var killed *proc
 	for i, w := range workers {
 		if strings.Contains(w.output(), victim) {
@@ -236,24 +216,7 @@ func TestWorker_PausedPastTheHeartbeatTimeout_RunsNoTaskAgain(t *testing.T) {
 			c.createFlow(pausedFlow)
 			const n = 6
 			submit(c, "company.team", "paused", n)
-			var victim, held string
-			deadline := time.Now().Add(30 * time.Second)
-			for sleeping := 0; sleeping < n; {
-				if time.Now().After(deadline) {
-					t.Fatalf("only %d of %d executions reached the sleep", sleeping, n)
-				}
-				time.Sleep(50 * time.Millisecond)
-				sleeping = 0
-				for _, ex := range c.list("company.team", "paused") {
-					full := c.execution(ex.ID)
-					for _, tr := range full.TaskRuns {
-						if tr.TaskID == "wait" && tr.State == "RUNNING" {
-							sleeping++
-							victim, held = full.Worker, ex.ID
-						}
-					}
-				}
-			}
+			victim, held := waitSleeping(t, c, "paused", n)
 			var paused *proc
 			for _, w := range workers {
 				if strings.Contains(w.output(), victim) {
@@ -336,6 +299,31 @@ func TestWorker_PausedPastTheHeartbeatTimeout_StopsItsTaskAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitSleeping waits until all n executions of company.team/flow run
+// their task 'wait' (so the tasks before it were saved), and returns the
+// worker and id of one of them.
+func waitSleeping(t *testing.T, c *cluster, flow string, n int) (worker, id string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for sleeping := 0; sleeping < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d executions reached the long task", sleeping, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+		sleeping = 0
+		for _, ex := range c.list("company.team", flow) {
+			full := c.execution(ex.ID)
+			for _, tr := range full.TaskRuns {
+				if tr.TaskID == "wait" && tr.State == "RUNNING" {
+					sleeping++
+					worker, id = full.Worker, ex.ID
+				}
+			}
+		}
+	}
+	return worker, id
 }
 
 // pauseUntilTakenOver pauses p (SIGSTOP), whose worker victim holds
@@ -512,23 +500,7 @@ func TestWorkers_SIGTERM_HandsRunningExecutionsOver(t *testing.T) {
 			c.createFlow(handOverFlow)
 			const n = 3
 			submit(c, "company.team", "long", n)
-			var holder string
-			deadline := time.Now().Add(30 * time.Second)
-			for sleeping := 0; sleeping < n; {
-				if time.Now().After(deadline) {
-					t.Fatalf("only %d of %d executions reached the long task", sleeping, n)
-				}
-				time.Sleep(50 * time.Millisecond)
-				sleeping = 0
-				for _, ex := range c.list("company.team", "long") {
-					full := c.execution(ex.ID)
-					for _, tr := range full.TaskRuns {
-						if tr.TaskID == "wait" && tr.State == "RUNNING" {
-							sleeping, holder = sleeping+1, full.Worker
-						}
-					}
-				}
-			}
+			holder, _ := waitSleeping(t, c, "long", n)
 			if r := c.do("PUT", "/api/v1/namespaces/company.team/kv/hold", `"PT0.2S"`, "Content-Type: application/json"); r.Status != 200 {
 				t.Fatalf("PUT hold = %d %s", r.Status, r.Body)
 			}

@@ -968,17 +968,11 @@ func numberFilter(c *call) (any, error) {
 	case "", "BIGDECIMAL":
 		return n, nil
 	case "INT", "INTEGER", "LONG", "BIGINTEGER":
-		switch x := n.(type) {
-		case int64:
+		if i, ok := toInt(n); ok {
+			return i, nil
+		}
+		if x, ok := n.(json.Number); ok && typ == "BIGINTEGER" && !strings.ContainsAny(string(x), ".eE") {
 			return x, nil
-		case float64:
-			if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
-				return int64(x), nil
-			}
-		case json.Number:
-			if typ == "BIGINTEGER" && !strings.ContainsAny(string(x), ".eE") {
-				return x, nil
-			}
 		}
 		return nil, c.errorf("filter cannot read its input (%s) as a whole number of type %s.", storage.Describe(Text(n)), typ)
 	case "FLOAT", "DOUBLE": // as Kestra's: a double, rounded
