@@ -186,7 +186,10 @@ func (r *run) flush(ctx context.Context, final bool) error {
 // flushLocked is flush, with saveMu held.
 func (r *run) flushLocked(ctx context.Context, final bool) error {
 	repo := r.e.opts.Repo
-	if r.handedOver.Load() {
+	if r.handedOver.Load() || r.lost.Load() {
+		// Handed over, or lost (another worker took it): nothing more of
+		// this run is saved. A lost run's last changes (its interrupted
+		// attempt) would pass the claim's fence until the new holder claims.
 		return nil
 	}
 	r.mu.Lock()
