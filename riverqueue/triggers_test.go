@@ -43,46 +43,50 @@ func tickDates(c *cluster) map[string]bool {
 // fires once per tick; stopped for 5 s, the restarted servers run one
 // catch-up execution for the ticks missed, not a burst.
 func TestSchedule_ThreeServers_OncePerTick_OneCatchUp(t *testing.T) {
-	c := newCluster(t, "postgres")
-	c.start("api", "server", "--workers", "0") // reads; runs no schedule
-	var servers []*proc
-	for i := range 3 {
-		servers = append(servers, c.start("server"+string(rune('0'+i)), "server", "--workers", "2"))
-	}
-	c.createFlow(scheduleFlow)
-	time.Sleep(6 * time.Second)
-	for _, s := range servers {
-		s.stop(t)
-	}
-	stopped := time.Now().UTC()
-	c.waitAll("company.team", "tick", 1, 10*time.Second)
-	before := tickDates(c)
-	if len(before) < 3 || len(before) > 7 {
-		t.Fatalf("%d ticks fired in about 6 s, want about 5", len(before))
-	}
-	time.Sleep(5 * time.Second)
-	// Restart just after a tick, so the servers are up before the next one:
-	// the catch-up is then a missed tick, not one due after the restart.
-	now := time.Now()
-	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
-	restarted := time.Now().UTC()
-	for i := range 3 {
-		c.start("again"+string(rune('0'+i)), "server", "--workers", "2")
-	}
-	time.Sleep(2500 * time.Millisecond)
-	after := tickDates(c)
-	missed := 0
-	for d := range after {
-		tm, err := time.Parse(time.RFC3339Nano, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !before[d] && tm.After(stopped) && tm.Before(restarted) {
-			missed++
-		}
-	}
-	if missed != 1 {
-		t.Fatalf("%d executions for the ticks missed while stopped, want 1 catch-up", missed)
+	for _, backend := range []string{"postgres", "embedded"} {
+		t.Run(backend, func(t *testing.T) {
+			c := newCluster(t, backend)
+			c.start("api", "server", "--workers", "0") // reads; runs no schedule
+			var servers []*proc
+			for i := range 3 {
+				servers = append(servers, c.start("server"+string(rune('0'+i)), "server", "--workers", "2"))
+			}
+			c.createFlow(scheduleFlow)
+			time.Sleep(6 * time.Second)
+			for _, s := range servers {
+				s.stop(t)
+			}
+			stopped := time.Now().UTC()
+			c.waitAll("company.team", "tick", 1, 10*time.Second)
+			before := tickDates(c)
+			if len(before) < 3 || len(before) > 7 {
+				t.Fatalf("%d ticks fired in about 6 s, want about 5", len(before))
+			}
+			time.Sleep(5 * time.Second)
+			// Restart just after a tick, so the servers are up before the next one:
+			// the catch-up is then a missed tick, not one due after the restart.
+			now := time.Now()
+			time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
+			restarted := time.Now().UTC()
+			for i := range 3 {
+				c.start("again"+string(rune('0'+i)), "server", "--workers", "2")
+			}
+			time.Sleep(2500 * time.Millisecond)
+			after := tickDates(c)
+			missed := 0
+			for d := range after {
+				tm, err := time.Parse(time.RFC3339Nano, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !before[d] && tm.After(stopped) && tm.Before(restarted) {
+					missed++
+				}
+			}
+			if missed != 1 {
+				t.Fatalf("%d executions for the ticks missed while stopped, want 1 catch-up", missed)
+			}
+		})
 	}
 }
 
