@@ -205,7 +205,9 @@ type ExecutionRepository interface {
 	// are held (Claim.OverLimit otherwise), atomically across workers. With
 	// atCreation, executions of the flow that were running when this one was
 	// created count too (CANCEL and FAIL judge an execution by the moment it
-	// was created, as Kestra does, not by when a worker slot came free).
+	// was created, as Kestra does, not by when a worker slot came free);
+	// without, older executions of the flow that wait count too (QUEUE runs
+	// them in creation order, as Kestra does).
 	ClaimExecution(ctx context.Context, id, worker string, stale time.Time, limit int, atCreation bool) (Claim, error)
 	// LastTriggerKey returns the greatest trigger key starting with prefix
 	// ("" when none): where a schedule stopped.

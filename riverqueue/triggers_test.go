@@ -2,6 +2,7 @@ package riverqueue_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -264,6 +265,56 @@ func TestTriggers_FlowWebhookConcurrency(t *testing.T) {
 						t.Fatalf("FAIL: states %v, want 1 SUCCESS and 2 FAILED", states)
 					}
 				}
+			}
+		})
+	}
+}
+
+// queueFlow appends its input to a KV string: with limit 1 and QUEUE the
+// read-modify-write is safe, and the string shows the order of the runs.
+const queueFlow = `id: fifo
+namespace: company.team
+concurrency: {limit: 1, behavior: QUEUE}
+inputs:
+  - {id: i, type: INT}
+tasks:
+  - id: append
+    type: io.kestra.plugin.core.kv.Set
+    key: order
+    value: "{{ kv('order', default='') }}{{ inputs.i }},"
+`
+
+// Executions a QUEUE limit holds back run in the order they were created,
+// as Kestra's queue runs them, whichever of two processes' workers fetches
+// their jobs first.
+func TestConcurrency_Queue_RunsInCreationOrder(t *testing.T) {
+	for _, backend := range []string{"postgres", "embedded"} {
+		t.Run(backend, func(t *testing.T) {
+			c := newCluster(t, backend)
+			c.start("server", "server", "--workers", "4")
+			c.start("worker", "worker", "--workers", "4")
+			c.createFlow(queueFlow)
+			const n = 12
+			var want strings.Builder
+			for i := 1; i <= n; i++ {
+				r := c.do("POST", "/api/v1/executions/company.team/fifo", fmt.Sprintf(`{"i": %d}`, i), "Content-Type: application/json")
+				if r.Status != 200 {
+					t.Fatalf("execute %d: %d %s", i, r.Status, r.Body)
+				}
+				fmt.Fprintf(&want, "%d,", i)
+			}
+			for _, ex := range c.waitAll("company.team", "fifo", n, 60*time.Second) {
+				if ex.State != "SUCCESS" {
+					t.Fatalf("execution %s: %s %s", ex.ID, ex.State, c.logs(ex.ID))
+				}
+			}
+			r := c.do("GET", "/api/v1/namespaces/company.team/kv/order", "")
+			var got struct{ Value string }
+			if r.Status != 200 || json.Unmarshal([]byte(r.Body), &got) != nil {
+				t.Fatalf("kv order: %d %s", r.Status, r.Body)
+			}
+			if got.Value != want.String() {
+				t.Fatalf("runs in order %q, want creation order %q", got.Value, want.String())
 			}
 		})
 	}

@@ -639,11 +639,14 @@ func (db *DB) ClaimExecution(ctx context.Context, id, worker string, stale time.
 			}
 			// Held now, or (atCreation) run at some time and not over when
 			// this one was created. One never claimed was not running.
+			// Waiting (QUEUE), an older execution not held goes first, so
+			// a flow's queue runs in creation order, as Kestra's does.
 			var held int
 			if err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM executions WHERE namespace = ? AND flow_id = ? AND id <> ?
 				AND ((worker <> '' AND state IN ('CREATED', 'RUNNING'))
-					OR (? AND claim > 0 AND started_at <= ? AND (ended_at IS NULL OR ended_at > ?)))`),
-				ns, flow, id, atCreation, created, created).Scan(&held); err != nil {
+					OR (? AND claim > 0 AND started_at <= ? AND (ended_at IS NULL OR ended_at > ?))
+					OR (? AND worker = '' AND state IN ('CREATED', 'RUNNING') AND (started_at < ? OR (started_at = ? AND id < ?))))`),
+				ns, flow, id, atCreation, created, created, !atCreation, created, created, id).Scan(&held); err != nil {
 				return db.Err(err)
 			}
 			if held >= limit {
