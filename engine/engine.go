@@ -430,8 +430,8 @@ func (e *Engine) claimAndRun(ctx context.Context, ex *Execution, flow *Flow, fer
 		return e.overLimit(ctx, ex, flow)
 	}
 	e.startHeartbeat()
-	if claim.Takeover {
-		if ex, err = repo.GetExecution(ctx, id); err != nil {
+	if claim.Takeover { // with its log lines: Logs shows them while it runs here
+		if ex, _, err = repo.ReadExecution(ctx, id, kvflow.ExecutionParts{Logs: true}); err != nil {
 			return err
 		}
 	}

@@ -115,6 +115,7 @@ func (r *run) resume(takeover bool, sealed *sealedState) {
 		}
 	}
 	if takeover {
+		r.logs, r.exec.Logs = r.exec.Logs, nil // stored already
 		msg := "Execution taken over by worker " + r.e.opts.Worker
 		if prev != "" {
 			msg += ": worker " + prev + " stopped heartbeating"

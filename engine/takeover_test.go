@@ -71,6 +71,10 @@ tasks:
 				}
 			}()
 			waitRunning(t, p, ex.ID, "b", "hold2")
+			// b's logs, while it runs, include the lines a logged.
+			if lines, err := b.Logs(ctx, ex.ID); err != nil || !hasLine(lines, "echo first one") || !hasLine(lines, "echo second two") {
+				t.Fatalf("b's logs while it runs: %v, %v; want a's line and its own", lines, err)
+			}
 
 			set(t, p, "hold2", "PT0.01S")
 			set(t, p, "word", "three")
@@ -476,4 +480,13 @@ tasks:
 			wantState(t, got, engine.SUCCESS)
 		})
 	}
+}
+
+func hasLine(lines []engine.LogLine, msg string) bool {
+	for _, l := range lines {
+		if l.Message == msg {
+			return true
+		}
+	}
+	return false
 }
