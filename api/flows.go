@@ -106,6 +106,10 @@ func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if err := s.cfg.Engine.CheckTriggerAccess(f, s.scope); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	// The database decides: of two racing creates, one gets 409. The flow
 	// keeps its deployer's scope for the runs triggers start later.
 	rec := f.Record()
@@ -136,6 +140,10 @@ func (s *Server) updateFlow(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.Namespace != ns || f.ID != id {
 		writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The flow's id and namespace (%s/%s) do not match the path (%s/%s): a flow cannot be renamed or moved by an update.", f.Namespace, f.ID, ns, id))
+		return
+	}
+	if err := s.cfg.Engine.CheckTriggerAccess(f, s.scope); err != nil {
+		writeError(w, r, err)
 		return
 	}
 	rec := f.Record()

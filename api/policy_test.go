@@ -210,3 +210,35 @@ func TestFlows_ScopeKeepsAncestorsAndGrantedChildren(t *testing.T) {
 	}
 	wantValue(t, pair.Store, "team.a.child", "k", "v")
 }
+
+// A caller limited to team.a.* cannot deploy a trigger that reads past that
+// scope: a KV trigger on team, a Flow trigger on team's executions (their
+// outputs become its variables). Each is a 422 naming the field.
+func TestFlows_TriggersOutsideTheScopeAreRefusedAtDeploy(t *testing.T) {
+	pair := testpair.Local(t, noOpts)
+	ts := startScopedServer(t, pair, []string{"team.a.*"}, nil)
+	for _, tc := range []struct{ trigger, field string }{
+		{"{id: t, type: io.kvflow.kv.Trigger, namespace: team}", "triggers[0].namespace"},
+		{"{id: t, type: io.kestra.plugin.core.trigger.Flow, conditions: [{type: io.kestra.plugin.core.condition.ExecutionFlow, namespace: team, flowId: src}]}",
+			"triggers[0].conditions[0].namespace"},
+	} {
+		src := "id: trig\nnamespace: team.a\ntasks:\n  - {id: t, type: io.kestra.plugin.core.log.Log, message: hi}\ntriggers:\n  - " + tc.trigger + "\n"
+		for _, method := range []string{"POST", "PUT"} {
+			path := "/api/v1/flows"
+			if method == "PUT" {
+				path += "/team.a/trig"
+			}
+			r := do(t, method, ts.URL+path, src, "Authorization: Bearer t0k", "Content-Type: application/x-yaml")
+			if r.Status != 422 || !strings.Contains(r.Body, tc.field) || !strings.Contains(r.Body, "never fire") {
+				t.Errorf("%s %s = %d %s; want 422 naming %s", method, tc.trigger, r.Status, r.Body, tc.field)
+			}
+		}
+	}
+	// Within the scope, both deploy.
+	src := "id: ok\nnamespace: team.a\ntasks:\n  - {id: t, type: io.kestra.plugin.core.log.Log, message: hi}\ntriggers:\n" +
+		"  - {id: k, type: io.kvflow.kv.Trigger, namespace: team.a}\n" +
+		"  - {id: f, type: io.kestra.plugin.core.trigger.Flow, conditions: [{type: io.kestra.plugin.core.condition.ExecutionFlow, namespace: team.a.b, flowId: src}]}\n"
+	if r := do(t, "POST", ts.URL+"/api/v1/flows", src, "Authorization: Bearer t0k", "Content-Type: application/x-yaml"); r.Status != 201 {
+		t.Fatalf("deploy within the scope = %d %s", r.Status, r.Body)
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // Triggers runs the schedule and flow triggers of a worker process. Every
@@ -215,8 +217,7 @@ func (t *Triggers) flowEnded(ctx context.Context, ex *Execution) error {
 	var first error
 	for _, f := range t.reload(ctx, false) {
 		for _, tr := range f.Triggers {
-			spec, ok := tr.Spec.(*FlowSpec)
-			if !ok || tr.Disabled || !spec.Matches(ex) {
+			if !firesOn(f, tr, ex) {
 				continue
 			}
 			vars := map[string]any{"executionId": ex.ID, "namespace": ex.Namespace, "flowId": ex.FlowID, "state": string(ex.State), "outputs": ex.Outputs}
@@ -305,10 +306,56 @@ func (t *Triggers) sweepEnds(ctx context.Context) bool {
 func matchesFlowTrigger(flows map[string]*Flow, ex *Execution) bool {
 	for _, f := range flows {
 		for _, tr := range f.Triggers {
-			if spec, ok := tr.Spec.(*FlowSpec); ok && !tr.Disabled && spec.Matches(ex) {
+			if firesOn(f, tr, ex) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// firesOn reports whether tr, a trigger of f, fires on the end of ex: a
+// Flow trigger whose conditions match, never on f's own executions (as
+// Kestra's, no recursion), and only on an execution in the scope of whoever
+// deployed f, since its state and outputs become trigger variables.
+func firesOn(f *Flow, tr *Trigger, ex *Execution) bool {
+	spec, ok := tr.Spec.(*FlowSpec)
+	return ok && !tr.Disabled && (ex.Namespace != f.Namespace || ex.FlowID != f.ID) &&
+		f.Scope.Contains(ex.Namespace) && spec.Matches(ex)
+}
+
+// CheckTriggerAccess reports, as field errors, the triggers of f that reach
+// where a flow deployed by a caller of scope may not: a KV trigger's
+// namespace (under the access policy, as for kv()), a Flow trigger
+// condition's namespace outside scope. Such a trigger would never fire.
+// A nil Engine checks with no access policy.
+func (e *Engine) CheckTriggerAccess(f *Flow, scope storage.Scope) error {
+	access := storage.Access{Scope: scope}
+	if e != nil {
+		access.Policy = e.opts.Policy
+	}
+	var list ValidationErrors
+	add := func(tr *Trigger, field, msg string) {
+		list = append(list, kvflow.FieldError{File: f.File, Line: tr.Line, Field: field, Message: msg + " The trigger would never fire."})
+	}
+	for i, tr := range f.Triggers {
+		switch spec := tr.Spec.(type) {
+		case *KVSpec:
+			ns := cmp.Or(spec.Namespace, f.Namespace)
+			if err := access.Check(f.Namespace, ns); err != nil {
+				add(tr, fmt.Sprintf("triggers[%d].namespace", i), kvflow.ErrorMessage(err))
+			}
+		case *FlowSpec:
+			for j, c := range spec.Conditions {
+				if c.Namespace != "" && !c.Prefix && !scope.Contains(c.Namespace) {
+					add(tr, fmt.Sprintf("triggers[%d].conditions[%d].namespace", i, j),
+						fmt.Sprintf("Namespace '%s' is outside the scope of whoever deploys this flow (%s).", c.Namespace, scope))
+				}
+			}
+		}
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	return list
 }

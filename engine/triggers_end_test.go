@@ -108,3 +108,53 @@ func echoed(t *testing.T, p testpair.Pair, e *engine.Engine, flow string, n int,
 		}
 	}
 }
+
+// A Flow trigger fires only on ends in the scope of whoever deployed its
+// flow (their state and outputs become its variables), and never on its
+// own flow's executions, as Kestra's: a condition on the state alone
+// would otherwise fire on every end, its own ones included, without end.
+func TestTriggers_FlowTriggerKeepsToItsScopeAndNeverToItself(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			const b = `id: b
+namespace: company.team
+tasks:
+  - {id: echo, type: test.Echo, value: "{{ trigger.namespace }} {{ trigger.outputs.secret ?? '-' }}"}
+triggers:
+  - id: after_any
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - {type: io.kestra.plugin.core.condition.ExecutionStatus, in: [SUCCESS]}
+`
+			if _, err := p.DB.SaveFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: "b", Source: b, Triggers: []string{engine.FlowTrigger},
+				Scope: storage.NewScope("company.team.*")}); err != nil {
+				t.Fatal(err)
+			}
+			end := time.Now().Add(-time.Minute)
+			for _, ex := range []*kvflow.Execution{
+				{ID: "in-scope", Namespace: "company.team.x", FlowID: "a"},
+				{ID: "out-of-scope", Namespace: "other", FlowID: "src", Outputs: map[string]any{"secret": "S3CRET"}},
+			} {
+				ex.FlowRevision, ex.State, ex.Start, ex.End, ex.Labels = 1, kvflow.SUCCESS, end.Add(-time.Second), &end, map[string]string{}
+				if err := p.DB.CreateExecution(ctx, ex); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e := engineOn(t, p)
+			trig := engine.StartTriggers(e, p.DB, slog.New(slog.DiscardHandler))
+			defer trig.Stop()
+
+			if got := echoed(t, p, e, "b", 1, 20*time.Second); !slices.Equal(got, []string{"company.team.x -"}) {
+				t.Fatalf("b ran for %q, want once, for company.team.x", got)
+			}
+			// b's own SUCCESS fires nothing: after the grace that fires the
+			// ends no process handled, still one run.
+			time.Sleep(4 * time.Second)
+			list, err := p.DB.ListExecutions(ctx, kvflow.ExecutionQuery{Namespace: "company.team", FlowID: "b"})
+			if err != nil || len(list) != 1 {
+				t.Fatalf("b has %d executions, %v; want 1", len(list), err)
+			}
+		})
+	}
+}
