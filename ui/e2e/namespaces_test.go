@@ -27,6 +27,13 @@ func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 	if got := e.fieldError("ns-name"); !strings.Contains(got, "150") {
 		t.Errorf("error for 151 characters = %q, want the 150 limit", got)
 	}
+	// Dots separate non-empty parts, as the server checks.
+	for _, bad := range []string{"company..team", "company."} {
+		e.typeInto("#ns-name", bad)
+		if got := e.fieldError("ns-name"); !strings.Contains(got, "non-empty parts") {
+			t.Errorf("error for %q = %q, want the dots rule", bad, got)
+		}
+	}
 	e.typeInto("#ns-name", "company.team")
 	if e.visible("#ns-name-error") {
 		t.Errorf("a valid name still shows an error: %q", e.fieldError("ns-name"))

@@ -14,6 +14,8 @@ export function checkNamespace(ns) {
   if (!NAMESPACE_RE.test(ns)) {
     return 'Use lowercase letters, digits, dots (.), underscores (_) and hyphens (-), starting with a letter or a digit.';
   }
+  // As the server's rule (storage.ValidateNamespace).
+  if (ns.includes('..') || ns.endsWith('.')) return 'Its dots must separate non-empty parts (no “..” and no trailing dot).';
   return '';
 }
 
