@@ -301,7 +301,8 @@ export async function kvTab(body, ns, view) {
     const file = importInput.files[0];
     importInput.value = '';
     if (!file) return;
-    const res = await openImport(ns, file);
+    // A failed import keeps the lines before the bad one: show them at once.
+    const res = await openImport(ns, file, () => load());
     if (res) load({ focus: null });
   });
 
@@ -353,9 +354,14 @@ async function deleteAllKeys(ns) {
   return n;
 }
 
+// importCounts says what an import wrote: "3 written, 1 skipped".
+const importCounts = (res) => `${res.written ?? 0} written, ${res.skipped ?? 0} skipped${res.expired ? `, ${res.expired} expired` : ''}`;
+
 // openImport asks how to treat existing keys, then imports file; it
-// resolves with the server's counts, or undefined when cancelled.
-function openImport(ns, file) {
+// resolves with the server's counts, or undefined when cancelled. A failed
+// import shows the counts of the lines it wrote before stopping, and calls
+// written when there are some.
+function openImport(ns, file, written) {
   return modal((close) => {
     const mode = h('select', { id: 'kv-import-mode' },
       h('option', { value: 'skip' }, 'Keep the existing value (skip)'),
@@ -378,11 +384,13 @@ function openImport(ns, file) {
         res = await (await request('POST', `/namespaces/${enc(ns)}/kv/import`, { query: { onConflict: mode.value }, headers: { 'Content-Type': 'application/x-ndjson' }, body: file })).json();
       } catch (e) {
         go.disabled = false;
-        err.textContent = e.message;
+        const sofar = e.body && typeof e.body.written === 'number' ? e.body : null;
+        err.textContent = sofar ? `${e.message} Before it stopped: ${importCounts(sofar)}.` : e.message;
         err.hidden = false;
+        if (sofar && sofar.written) written();
         return;
       }
-      toast(`Imported into ${ns}: ${res.written ?? 0} written, ${res.skipped ?? 0} skipped${res.expired ? `, ${res.expired} expired` : ''}.`);
+      toast(`Imported into ${ns}: ${importCounts(res)}.`);
       close(res);
     });
     queueMicrotask(() => mode.focus());
