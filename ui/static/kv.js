@@ -735,19 +735,23 @@ export async function globalKvPage(main, view) {
     count, error, table, pg.el);
   const nss = await getJSON('/namespaces').catch(() => []);
   if (!view.alive) return;
-  const ids = withParents(nss.map((n) => n.id));
+  const ids = nss.map((n) => n.id);
   if (state.ns && !ids.includes(state.ns)) ids.push(state.ns);
-  for (const id of ids.sort()) nsSel.append(h('option', { value: id }, '\u00a0\u00a0'.repeat(id.split('.').length - 1) + id));
+  for (const [id, { depth }] of namespaceTree(ids)) nsSel.append(h('option', { value: id }, '\u00a0\u00a0'.repeat(depth) + id));
   nsSel.value = state.ns;
   await load();
 }
 
-// withParents adds every namespace's parents to ids: a.b.c brings a.b and a.
-export function withParents(ids) {
-  const all = new Set();
+// namespaceTree maps each of ids (parents before their children, as the API
+// lists them) to its nearest listed ancestor ('' for none) and its depth
+// under it. A parent the API left out (outside the server's allow-list) is
+// skipped, never added.
+export function namespaceTree(ids) {
+  const tree = new Map();
   for (const id of ids) {
-    const parts = id.split('.');
-    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('.'));
+    let p = id;
+    do p = p.slice(0, Math.max(0, p.lastIndexOf('.'))); while (p && !tree.has(p));
+    tree.set(id, { parent: p, depth: p ? tree.get(p).depth + 1 : 0 });
   }
-  return [...all].sort();
+  return tree;
 }
