@@ -317,8 +317,15 @@ function runForm(body, ns, flow) {
       exec = await res.json();
     } catch (e) {
       runBtn.disabled = false;
-      const hit = inputs.find(({ inp }) => e.message.includes(`'${inp.id}'`) || e.message.includes(`"${inp.id}"`) || e.message.includes(` ${inp.id} `));
-      if (hit) { setError(hit.control, e.message); hit.control.focus(); } else { formError.textContent = e.message; formError.hidden = false; }
+      // A problem of an input (field inputs.<id>) shows next to it; others above Run.
+      const rest = [];
+      for (const x of (e.body && e.body.errors) || [{ message: e.message }]) {
+        const hit = inputs.find(({ inp }) => x.field === `inputs.${inp.id}`);
+        if (hit) { setError(hit.control, x.message); first ||= hit.control; } else rest.push(x.field ? `${x.field}: ${x.message}` : x.message);
+      }
+      formError.textContent = rest.join('\n');
+      formError.hidden = !rest.length;
+      if (first) first.focus();
       return;
     }
     toast(`Execution ${exec.id} started.`);
