@@ -167,8 +167,9 @@ func TestKV_NewKeyValueForm_StoresStringWithTTLAndJSONAndNumber(t *testing.T) {
 
 func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 	e := start(t, options{})
-	e.seed("greeting", "Hello", client.SetOptions{Type: storage.STRING, Description: "A greeting"})
+	e.seed("greeting", "Hello", client.SetOptions{Type: storage.STRING, Description: "A greeting", TTL: "P1D"})
 	e.seed("flag", "true", client.SetOptions{Type: storage.BOOLEAN})
+	expires := e.detail("greeting").ExpirationDate
 	e.open("#/ns/" + ns + "/kv")
 
 	e.click(`tr[data-key="greeting"] button[aria-label="Edit greeting"]`)
@@ -189,6 +190,9 @@ func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 	jsonEqual(t, "greeting value", d.Value, `"Hello again"`)
 	if d.Description != "A greeting" || d.Version != 2 {
 		t.Errorf("description %q version %d, want the description kept and version 2", d.Description, d.Version)
+	}
+	if !d.ExpirationDate.Equal(expires.Time) {
+		t.Errorf("expiry after the edit = %v, want the kept %v", d.ExpirationDate, expires)
 	}
 
 	// A BOOLEAN is a toggle.

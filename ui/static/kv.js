@@ -594,7 +594,7 @@ export function openKvForm(ns, entry, current) {
     const fieldFor = (e) => {
       const m = e.message;
       if (e.status === 409 || /^key\b/i.test(m)) return editing ? null : key;
-      if (/^ttl\b/i.test(m)) return ttl.value === 'custom' ? custom : ttl;
+      if (/^(ttl|expiration date)\b/i.test(m)) return ttl.value === 'custom' ? custom : ttl;
       if (/^description\b/i.test(m)) return desc;
       if (e.status === 413 || /^(value|type)\b/i.test(m)) return widgetFor(type.value);
       return null;
@@ -624,9 +624,10 @@ export function openKvForm(ns, entry, current) {
       if (problems.length) { problems[0].focus(); return; }
       const headers = { 'Content-Type': 'text/plain; charset=utf-8', 'kv-type': type.value };
       const query = editing ? {} : { overwrite: 'false' };
-      const ttlValue = ttl.value === 'keep' ? `PT${Math.max(1, Math.round((new Date(entry.expirationDate) - Date.now()) / 1000))}S`
-        : ttl.value === 'custom' ? custom.value.trim() : ttl.value;
-      if (ttlValue) headers.ttl = ttlValue;
+      const ttlValue = ttl.value === 'custom' ? custom.value.trim() : ttl.value;
+      // A kept expiry goes as the instant it is, so the edit does not move it.
+      if (ttlValue === 'keep') headers.expirationDate = entry.expirationDate;
+      else if (ttlValue) headers.ttl = ttlValue;
       if (sensitive.checked) headers.sensitive = 'true'; // a write without it stores a plain version
       // A header carries only ASCII safely; other descriptions go as a query parameter.
       if (/^[\x20-\x7e]*$/.test(desc.value)) headers.description = desc.value;
