@@ -195,6 +195,35 @@ func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 		t.Errorf("expiry after the edit = %v, want the kept %v", d.ExpirationDate, expires)
 	}
 
+	// A change made while the form is open is not overwritten unasked.
+	edit := func(value string) {
+		e.click(`tr[data-key="greeting"] button[aria-label="Edit greeting"]`)
+		e.waitJS("the edit dialog", `!!document.querySelector('dialog[open] #kv-value')`)
+		e.seed("greeting", "From elsewhere", client.SetOptions{})
+		e.typeInto("#kv-value", value)
+		e.click("dialog[open] button[type=submit]")
+		e.waitJS("the conflict", `!document.querySelector('dialog[open] .conflict').hidden`)
+	}
+	edit("Mine")
+	e.screenshot("edit-conflict")
+	if got := e.text("dialog[open] .conflict p"); !strings.Contains(got, "version 2 → 3") {
+		t.Errorf("conflict reads %q, want version 2 → 3", got)
+	}
+	jsonEqual(t, "greeting after the refused save", e.detail("greeting").Value, `"From elsewhere"`)
+	e.click("#kv-overwrite")
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	if d := e.detail("greeting"); d.Version != 4 {
+		t.Errorf("version after overwriting = %d, want 4", d.Version)
+	} else {
+		jsonEqual(t, "greeting after overwriting", d.Value, `"Mine"`)
+	}
+	// Reload opens the form again on the key as it now is.
+	edit("Mine again")
+	e.click("#kv-reload")
+	e.waitJS("the form reloaded", `document.querySelector('dialog[open] #kv-value')?.value === 'From elsewhere'`)
+	e.do("press Escape", chromedp.KeyEvent(kb.Escape))
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+
 	// A BOOLEAN is a toggle.
 	e.click(`tr[data-key="flag"] button[aria-label="Edit flag"]`)
 	e.waitJS("the toggle", `document.querySelector('#kv-bool') && document.querySelector('#kv-bool').checked === true`)

@@ -1,7 +1,7 @@
 // The KV Store tab: a paged table of keys and the New/Edit Key-Value dialog.
 import { h, replace, field, setError, toast, modal, confirm, when, debounce } from './dom.js';
 import { openHistory } from './history.js';
-import { request, getJSON, getExact, plain, enc, ApiError } from './api.js';
+import { request, getJSON, getExact, plain, enc, ifMatch, ApiError } from './api.js';
 
 export const TYPES = ['STRING', 'NUMBER', 'BOOLEAN', 'DATETIME', 'DATE', 'DURATION', 'JSON'];
 export const MASK = '******';
@@ -199,14 +199,16 @@ export async function kvTab(body, ns, view) {
   async function edit(e) {
     let cur;
     try {
-      // A sensitive value stays on the server until the form reveals it.
-      cur = await getExact(`/namespaces/${enc(ns)}/kv/${enc(e.key)}${e.sensitive ? '/detail' : ''}`);
+      // The detail, masked: a sensitive value stays on the server until the form reveals it.
+      cur = await getExact(`/namespaces/${enc(ns)}/kv/${enc(e.key)}/detail`);
     } catch (err) {
       toast(err.message, 'bad');
       if (err.status === 404 || err.status === 410) load({ focus: null });
       return;
     }
-    if (await openKvForm(ns, e, cur)) load({ focus: e.key });
+    const saved = await openKvForm(ns, cur);
+    if (saved === RELOAD) return edit(e);
+    if (saved) load({ focus: e.key });
     else focusRow(e.key);
   }
 
@@ -463,11 +465,17 @@ function localInput(iso) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
+// RELOAD is what the Edit dialog resolves with when the user asks to start
+// again from the key as it now is.
+const RELOAD = Symbol('reload');
+
 // openKvForm opens the New/Edit Key-Value dialog; it resolves with the key once saved.
-// entry and current (the GET answer, or the masked detail of a sensitive
-// entry) are given when editing. A sensitive value is not in the form until
-// Reveal; left untouched, it is kept.
-export function openKvForm(ns, entry, current) {
+// entry, the key's detail (GET …/detail, a sensitive value masked), is given
+// when editing. A sensitive value is not in the form until Reveal; left
+// untouched, it is kept. An edit saves only over the version it opened
+// (If-Match); when the key changed meanwhile the form says so and offers to
+// overwrite it anyway or to reload.
+export function openKvForm(ns, entry) {
   const editing = !!entry;
   return modal((close) => {
     const key = h('input', { id: 'kv-key', name: 'key', autocomplete: 'off', spellcheck: 'false', required: true, value: editing ? entry.key : '', readonly: editing });
@@ -480,10 +488,13 @@ export function openKvForm(ns, entry, current) {
     const desc = h('input', { id: 'kv-description', name: 'description', autocomplete: 'off', maxlength: 1000 });
     const ttl = h('select', { id: 'kv-ttl', name: 'ttl' });
     const custom = h('input', { id: 'kv-ttl-custom', name: 'ttlCustom', autocomplete: 'off', spellcheck: 'false', placeholder: 'P2DT12H' });
-    const sensitive = h('input', { id: 'kv-sensitive', name: 'sensitive', type: 'checkbox', checked: editing && !!(current.sensitive ?? entry.sensitive), 'aria-describedby': 'kv-sensitive-hint' });
+    const sensitive = h('input', { id: 'kv-sensitive', name: 'sensitive', type: 'checkbox', checked: editing && !!entry.sensitive, 'aria-describedby': 'kv-sensitive-hint' });
     const formError = h('p', { class: 'error', role: 'alert', hidden: true });
+    const conflict = h('div', { class: 'error conflict', role: 'alert', hidden: true });
     // hiddenValue: editing a sensitive entry whose value has not been revealed.
-    let hiddenValue = editing && current.sensitive && current.value === MASK;
+    let hiddenValue = editing && entry.sensitive && entry.value === MASK;
+    // cond guards the save: the version the form opened, or after a conflict the one found.
+    let cond = editing ? ifMatch(entry.version) : {};
     let boolTouched = false;
 
     const keepLeft = editing && entry.expirationDate ? Math.round((new Date(entry.expirationDate) - Date.now()) / 1000) : 0;
@@ -584,9 +595,9 @@ export function openKvForm(ns, entry, current) {
       else text.value = type.value === 'JSON' ? JSON.stringify(v, null, 2) : plain(v);
     };
     if (editing) {
-      type.value = current.type || entry.type || 'STRING';
+      type.value = entry.type || 'STRING';
       desc.value = entry.description || '';
-      if (!hiddenValue) fill(current.value);
+      if (!hiddenValue) fill(entry.value);
       ttl.value = keepLeft > 0 ? 'keep' : '';
     }
 
@@ -604,7 +615,7 @@ export function openKvForm(ns, entry, current) {
     const form = h('form', { class: 'kv-form', novalidate: true },
       h('h2', { id: 'kv-form-title' }, editing ? `Edit ${entry.key}` : 'New Key-Value'),
       h('p', { class: 'muted' }, 'Namespace ', h('strong', null, ns)),
-      formError,
+      formError, conflict,
       field('Key', key, editing ? 'The key cannot be changed.' : 'Letters, digits, dots, underscores and hyphens, starting with a letter or a digit.'),
       field('Type', type),
       hiddenNote, textField, boolField, dateField, datetimeField,
@@ -620,9 +631,10 @@ export function openKvForm(ns, entry, current) {
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       formError.hidden = true;
+      conflict.hidden = true;
       const problems = [checkKeyNow() && key, checkValueNow() && widgetFor(type.value), checkTtlNow() && custom].filter(Boolean);
       if (problems.length) { problems[0].focus(); return; }
-      const headers = { 'Content-Type': 'text/plain; charset=utf-8', 'kv-type': type.value };
+      const headers = { 'Content-Type': 'text/plain; charset=utf-8', 'kv-type': type.value, ...cond };
       const query = editing ? {} : { overwrite: 'false' };
       const ttlValue = ttl.value === 'custom' ? custom.value.trim() : ttl.value;
       // A kept expiry goes as the instant it is, so the edit does not move it.
@@ -639,6 +651,7 @@ export function openKvForm(ns, entry, current) {
         await request('PUT', `/namespaces/${enc(ns)}/kv/${enc(key.value)}`, { headers, query, body });
       } catch (e) {
         save.disabled = false;
+        if (e.status === 412) return showConflict(e.body && e.body.version);
         const f = e instanceof ApiError ? fieldFor(e) : null;
         if (f) { setError(f, e.message); f.focus(); } else { formError.textContent = e.message; formError.hidden = false; }
         return;
@@ -646,6 +659,24 @@ export function openKvForm(ns, entry, current) {
       toast(`Saved ${key.value}.`);
       close(key.value);
     });
+
+    // showConflict says the key moved from the version the save expected to
+    // now (null: deleted), and offers to write over it or start again.
+    let seen = entry?.version;
+    function showConflict(now) {
+      const overwrite = h('button', { type: 'button', id: 'kv-overwrite', onclick: () => {
+        cond = now == null ? { 'If-None-Match': '*' } : ifMatch(now);
+        seen = now;
+        form.requestSubmit(save);
+      } }, 'Overwrite anyway');
+      replace(conflict,
+        h('p', null, now == null ? `“${entry.key}” was deleted while this form was open (it was at version ${seen}).`
+          : `“${entry.key}” changed while this form was open: version ${seen} → ${now}. Saving now would overwrite that change.`),
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', id: 'kv-reload', onclick: () => close(RELOAD) }, 'Reload'), overwrite));
+      conflict.hidden = false;
+      overwrite.focus();
+    }
 
     sync();
     queueMicrotask(() => (hiddenValue ? revealBtn : editing ? widgetFor(type.value) : key).focus());
