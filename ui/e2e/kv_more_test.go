@@ -278,8 +278,8 @@ func TestKV_ExportImportAndDeleteAll(t *testing.T) {
 	// Delete all keys, after a confirmation naming the count.
 	e.click("#kv-delete-all")
 	e.waitJS("the confirmation", `!!document.querySelector('dialog[open] .confirm')`)
-	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "All 3 keys") {
-		t.Errorf("confirmation reads %q, want the count", got)
+	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "All 3 keys") || !strings.Contains(got, "history") {
+		t.Errorf("confirmation reads %q, want the count and that the history keeps the values", got)
 	}
 	e.click("dialog[open] .confirm button.danger")
 	e.waitJS("the empty list", `!!document.querySelector('.tab-body .table-wrap .empty')`)

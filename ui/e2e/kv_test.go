@@ -243,8 +243,8 @@ func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
 	del := `tr[data-key="remove_me"] button[aria-label="Delete remove_me"]`
 	e.click(del)
 	e.waitJS("the confirmation", `!!document.querySelector('dialog[open] .confirm')`)
-	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "remove_me") {
-		t.Errorf("confirmation reads %q, want it to name the key", got)
+	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "remove_me") || !strings.Contains(got, "Undo") {
+		t.Errorf("confirmation reads %q, want it to name the key and offer Undo", got)
 	}
 	// Escape cancels, and Cancel has the focus, so Enter cannot delete by mistake.
 	if got := evalTo[string](e, `document.activeElement.textContent`); got != "Cancel" {
@@ -264,6 +264,15 @@ func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
 	}
 	if got, want := e.rows(), []string{"keep_me"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("listed keys = %v, want %v", got, want)
+	}
+
+	// A delete is a tombstone in the key's history: Undo restores the value.
+	e.click("#toast button")
+	e.waitJS("the key back", `!!document.querySelector('tr[data-key="remove_me"]')`)
+	if d := e.detail("remove_me"); d.Version != 3 {
+		t.Errorf("remove_me after Undo: version %d, want 3 (after the tombstone 2)", d.Version)
+	} else {
+		jsonEqual(t, "remove_me after Undo", d.Value, `2`)
 	}
 }
 

@@ -213,19 +213,37 @@ export async function kvTab(body, ns, view) {
   }
 
   async function del(e) {
-    const yes = await confirm(`Delete ${e.key}?`, `The key “${e.key}” and its value will be deleted from namespace ${ns}. This cannot be undone.`);
+    const yes = await confirm(`Delete ${e.key}?`, `The key “${e.key}” will be deleted from namespace ${ns}. Its history keeps the value, so Undo can bring it back.`);
     if (!yes) { focusRow(e.key); return; }
+    let deleted;
     try {
-      await request('DELETE', `/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
+      deleted = await (await request('DELETE', `/namespaces/${enc(ns)}/kv/${enc(e.key)}`)).json();
     } catch (err) {
       toast(err.message, 'bad');
       return;
     }
-    toast(`Deleted ${e.key}.`);
+    toast(`Deleted ${e.key}.`, 'ok', deleted ? { label: 'Undo', run: () => undelete(e.key) } : null);
     // The focus goes to the next row (or the previous one at the end).
     const i = state.entries.findIndex((x) => x.key === e.key);
     const near = state.entries[i + 1] || state.entries[i - 1];
     load({ focus: near ? near.key : null });
+  }
+
+  // undelete restores the version a delete removed, unless the key was
+  // written since (If-Match names the delete's tombstone).
+  async function undelete(key) {
+    const base = `/namespaces/${enc(ns)}/kv/${enc(key)}`;
+    const again = `${key} was written again since the delete: nothing was restored.`;
+    try {
+      const [gone, was] = await getJSON(`${base}/versions`, { limit: 2 });
+      if (gone.change !== 'DELETE' || !was || was.change !== 'SET') throw new Error(again);
+      await request('POST', `${base}/restore`, { json: { version: was.version }, headers: ifMatch(gone.version) });
+    } catch (err) {
+      toast(err.status === 412 ? again : err.message, 'bad');
+      return;
+    }
+    toast(`Restored ${key}.`);
+    load({ focus: key });
   }
 
   async function loadInherited() {
@@ -284,7 +302,7 @@ export async function kvTab(body, ns, view) {
   async function deleteAll() {
     const n = state.q ? null : state.total;
     const yes = await confirm(`Delete every key of ${ns}?`,
-      `All ${n == null ? '' : n + ' '}keys of namespace ${ns} will be deleted (not those of its parents or children). This cannot be undone.`, 'Delete all keys');
+      `All ${n == null ? '' : n + ' '}keys of namespace ${ns} will be deleted (not those of its parents or children). Each key's history keeps its value: kvflow kv restore brings one back.`, 'Delete all keys');
     if (!yes) return;
     let deleted;
     try {
