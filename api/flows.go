@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -56,8 +57,23 @@ func (s *Server) flowOf(rec engine.FlowRecord) Flow {
 			}
 		case *engine.WebhookSpec:
 			ft.WebhookPath = "/api/v1/executions/webhook/" + url.PathEscape(rec.Namespace) + "/" + url.PathEscape(rec.ID) + "/" + url.PathEscape(spec.Key)
+		case *engine.KVSpec:
+			ft.Namespace, ft.Key, ft.Prefix, ft.On = cmp.Or(spec.Namespace, rec.Namespace), spec.Key, spec.Prefix, texts(spec.On)
+		case *engine.FlowSpec:
+			for _, c := range spec.Conditions {
+				ft.Conditions = append(ft.Conditions, FlowCondition{Namespace: c.Namespace, Prefix: c.Prefix, FlowID: c.FlowID, In: texts(c.In), NotIn: texts(c.NotIn)})
+			}
 		}
 		out.Triggers = append(out.Triggers, ft)
+	}
+	return out
+}
+
+// texts lists states or change kinds as strings, nil for none.
+func texts[T ~string](list []T) []string {
+	var out []string
+	for _, x := range list {
+		out = append(out, string(x))
 	}
 	return out
 }

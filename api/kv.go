@@ -69,7 +69,8 @@ func param(r *http.Request, query string, headers ...string) string {
 // type, form-encoded or octet-stream as Kestra reads text (storage.Infer).
 // An explicit type (?type=, header kv-type or type) parses the text as that
 // type instead; with a JSON body a JSON string gives its text. Headers (or
-// query parameters) ttl, description and overwrite complete the write.
+// query parameters) ttl or expirationDate (an absolute expiry), description
+// and overwrite complete the write.
 func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 	ns, key := r.PathValue("namespace"), r.PathValue("key")
 	if err := s.checkKey(ns, key); err != nil {
@@ -92,6 +93,18 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		o.TTL = d
+	}
+	if exp := param(r, "expirationDate", "expirationDate"); exp != "" {
+		if o.TTL > 0 {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Give ttl or expirationDate for key '%s' in namespace '%s', not both.", key, ns))
+			return
+		}
+		t, err := time.Parse(time.RFC3339Nano, exp)
+		if err != nil {
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Expiration date %q for key '%s' in namespace '%s' is not an RFC 3339 instant such as 2026-12-31T23:00:00Z.", kvflow.Clip(exp), key, ns))
+			return
+		}
+		o.ExpiresAt = t
 	}
 	o.Description = param(r, "description", "description")
 	if err := storage.ValidateDescription(o.Description); err != nil {

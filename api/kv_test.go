@@ -352,6 +352,37 @@ func TestPut_TTL_ExpiresThenGone(t *testing.T) {
 	})
 }
 
+// expirationDate sets an absolute expiry, kept as given: a client that
+// keeps a key's expiry across writes does not move it.
+func TestPut_ExpirationDate_KeptAsGiven(t *testing.T) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+		ts := startServer(t, pair, Config{})
+		base := ts.URL + "/api/v1/namespaces/company.team/kv"
+		if r := do(t, "PUT", base+"/k", "1", "expirationDate: 2024-07-15T07:00:00.123Z"); r.Status != 200 {
+			t.Fatalf("PUT with expirationDate = %d %s", r.Status, r.Body)
+		}
+		if r := do(t, "PUT", base+"/q?expirationDate=2024-07-16T00:00:00%2B02:00", "1"); r.Status != 200 {
+			t.Fatalf("PUT with ?expirationDate = %d %s", r.Status, r.Body)
+		}
+		for key, want := range map[string]string{"k": "2024-07-15T07:00:00.123Z", "q": "2024-07-15T22:00:00.000Z"} {
+			if r := do(t, "GET", base+"/"+key+"/detail", ""); !strings.Contains(r.Body, `"expirationDate":"`+want+`"`) {
+				t.Errorf("%s detail = %s, want expirationDate %s", key, r.Body, want)
+			}
+		}
+		for _, bad := range []struct{ hdr, want string }{
+			{"expirationDate: tomorrow", "RFC 3339"},
+			{"expirationDate: 2024-07-16", "RFC 3339"},
+		} {
+			if r := do(t, "PUT", base+"/bad", "1", bad.hdr); r.Status != 422 || !strings.Contains(r.Body, bad.want) || !strings.Contains(r.Body, "'bad'") {
+				t.Errorf("PUT with %s = %d %s, want 422 about %s", bad.hdr, r.Status, r.Body, bad.want)
+			}
+		}
+		if r := do(t, "PUT", base+"/bad", "1", "ttl: PT1H", "expirationDate: 2024-07-16T00:00:00Z"); r.Status != 422 || !strings.Contains(r.Body, "not both") {
+			t.Errorf("PUT with ttl and expirationDate = %d %s, want 422", r.Status, r.Body)
+		}
+	})
+}
+
 func grepLines(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {

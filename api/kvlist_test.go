@@ -178,6 +178,51 @@ triggers:
 	}
 }
 
+// A KV trigger comes with what it watches, a Flow trigger with its conditions.
+func TestFlow_KVAndFlowTriggersDescribed(t *testing.T) {
+	pair := testpair.Local(t, noOpts)
+	ts := startFlowServer(t, pair, Config{})
+	src := `id: trig
+namespace: company.team
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: hi
+triggers:
+  - id: on_config
+    type: io.kvflow.kv.Trigger
+    namespace: company
+    prefix: config_
+    on: [SET, DELETE]
+  - id: any_key
+    type: io.kvflow.kv.Trigger
+  - id: after_etl
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - {type: io.kestra.plugin.core.condition.ExecutionFlow, namespace: company.data, flowId: etl}
+      - {type: io.kestra.plugin.core.condition.ExecutionNamespace, namespace: company, prefix: true}
+      - {type: io.kestra.plugin.core.condition.ExecutionStatus, in: [SUCCESS, WARNING], notIn: [FAILED]}
+`
+	if r := do(t, "POST", ts.URL+"/api/v1/flows", src, "Content-Type: application/x-yaml"); r.Status != 201 {
+		t.Fatalf("POST flow = %d %s", r.Status, r.Body)
+	}
+	r := do(t, "GET", ts.URL+"/api/v1/flows/company.team/trig", "")
+	var f struct{ Triggers []json.RawMessage }
+	if err := json.Unmarshal([]byte(r.Body), &f); err != nil || len(f.Triggers) != 3 {
+		t.Fatalf("GET flow = %s, %v", r.Body, err)
+	}
+	for i, want := range []string{
+		`{"id":"on_config","type":"io.kvflow.kv.Trigger","namespace":"company","prefix":"config_","on":["SET","DELETE"]}`,
+		`{"id":"any_key","type":"io.kvflow.kv.Trigger","namespace":"company.team","on":["SET","DELETE","EXPIRE"]}`,
+		`{"id":"after_etl","type":"io.kestra.plugin.core.trigger.Flow","conditions":[{"namespace":"company.data","flowId":"etl"},` +
+			`{"namespace":"company","prefix":true},{"in":["SUCCESS","WARNING"],"notIn":["FAILED"]}]}`,
+	} {
+		if got := string(f.Triggers[i]); got != want {
+			t.Errorf("trigger %d = %s\nwant %s", i, got, want)
+		}
+	}
+}
+
 // With ?shadowed=true the inheritance list also answers the entries a nearer
 // namespace hides, marked with that namespace; without it nothing changes.
 func TestInheritance_ShadowedMarked(t *testing.T) {

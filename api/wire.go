@@ -20,6 +20,7 @@ type (
 	FlowInput        = client.FlowInput
 	FlowTask         = client.FlowTask
 	FlowTrigger      = client.FlowTrigger
+	FlowCondition    = client.FlowCondition
 	FieldError       = client.FieldError
 	ErrorBody        = client.ErrorBody
 	Version          = client.Version

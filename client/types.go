@@ -152,6 +152,27 @@ type FlowTrigger struct {
 	NextDate Time   `json:"nextDate,omitzero"`  // Schedule, when enabled: its next tick
 	// WebhookPath is where a Webhook trigger listens (POST or GET), key included.
 	WebhookPath string `json:"webhookPath,omitempty"`
+	// A KV trigger's namespace (the flow's unless it names one), the key or
+	// the prefix of the keys it watches (neither: every key), and the
+	// changes it fires on.
+	Namespace string   `json:"namespace,omitempty"`
+	Key       string   `json:"key,omitempty"`
+	Prefix    string   `json:"prefix,omitempty"`
+	On        []string `json:"on,omitempty"`
+	// Conditions of a Flow trigger: an ended execution fires it when it
+	// meets every one.
+	Conditions []FlowCondition `json:"conditions,omitempty"`
+}
+
+// FlowCondition is one condition of a Flow trigger on the ended execution:
+// its namespace (with Prefix, or one below it), its flow, its final state
+// in In and not in NotIn. An empty field asks nothing.
+type FlowCondition struct {
+	Namespace string   `json:"namespace,omitempty"`
+	Prefix    bool     `json:"prefix,omitempty"`
+	FlowID    string   `json:"flowId,omitempty"`
+	In        []string `json:"in,omitempty"`
+	NotIn     []string `json:"notIn,omitempty"`
 }
 
 // FieldError is one problem of an invalid flow, placed by line and field;

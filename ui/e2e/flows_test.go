@@ -95,6 +95,16 @@ func TestFlows_RunFromUI_WatchesExecutionToSuccessWithLogs(t *testing.T) {
 	if got := evalTo[string](e, `document.querySelector('#input-times').type`); got != "number" {
 		t.Errorf("the INT input is a %q field, want number", got)
 	}
+	// The server's refusal of an input shows next to it.
+	e.typeInto("#input-times", "2.5")
+	e.click("form.run-form button[type=submit]")
+	e.waitJS("the error at times", `!document.querySelector('#input-times-error').hidden`)
+	if got := e.fieldError("input-times"); !strings.Contains(got, "is not an INT") {
+		t.Errorf("times error = %q, want the server's INT refusal", got)
+	}
+	if e.visible("form.run-form > p.error") {
+		t.Errorf("the input's error is also shown above Run: %q", e.text("form.run-form > p.error"))
+	}
 	e.typeInto("#input-name", "kvflow")
 	e.typeInto("#input-times", "3")
 	e.click("form.run-form button[type=submit]")

@@ -278,8 +278,8 @@ func TestKV_ExportImportAndDeleteAll(t *testing.T) {
 	// Delete all keys, after a confirmation naming the count.
 	e.click("#kv-delete-all")
 	e.waitJS("the confirmation", `!!document.querySelector('dialog[open] .confirm')`)
-	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "All 3 keys") {
-		t.Errorf("confirmation reads %q, want the count", got)
+	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "All 3 keys") || !strings.Contains(got, "history") {
+		t.Errorf("confirmation reads %q, want the count and that the history keeps the values", got)
 	}
 	e.click("dialog[open] .confirm button.danger")
 	e.waitJS("the empty list", `!!document.querySelector('.tab-body .table-wrap .empty')`)
@@ -309,6 +309,27 @@ func TestKV_ExportImportAndDeleteAll(t *testing.T) {
 		t.Errorf("s expiry after import = %v, want about 7 days", d.ExpirationDate)
 	}
 	jsonEqual(t, "n after import", e.detail("n").Value, `12345678901234567890`)
+
+	// A bad line stops an import with the lines before it written: the
+	// dialog says how many, and the table shows them.
+	line := func(k string) string {
+		return `{"namespace":"company.team","key":"` + k + `","type":"STRING","value":"v"}` + "\n"
+	}
+	if err := os.WriteFile(file, []byte(line("p1")+line("p2")+"{\n"+line("p3")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.do("choose the broken file", chromedp.SetUploadFiles(chromedp.CSS(`input[type=file]`), []string{file}))
+	e.click("dialog[open] button[type=submit]")
+	e.waitJS("the error", `!document.querySelector('dialog[open] .import-form .error').hidden`)
+	if got := e.text("dialog[open] .import-form .error"); !strings.Contains(got, "Line 3") || !strings.Contains(got, "2 written, 0 skipped") {
+		t.Errorf("import error reads %q, want line 3 and the counts so far", got)
+	}
+	e.waitJS("the written keys listed", `document.querySelectorAll('table.kv tbody tr[data-key]').length === 5`)
+	e.click("dialog[open] .import-form .actions button:not([type=submit])")
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	if got := e.text("#kv-count"); got != "5 keys" {
+		t.Errorf("count after the failed import reads %q, want 5 keys", got)
+	}
 }
 
 func TestKV_NarrowWindow_GlobalPageInheritedAndDrawerFit(t *testing.T) {

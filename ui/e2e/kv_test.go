@@ -167,8 +167,9 @@ func TestKV_NewKeyValueForm_StoresStringWithTTLAndJSONAndNumber(t *testing.T) {
 
 func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 	e := start(t, options{})
-	e.seed("greeting", "Hello", client.SetOptions{Type: storage.STRING, Description: "A greeting"})
+	e.seed("greeting", "Hello", client.SetOptions{Type: storage.STRING, Description: "A greeting", TTL: "P1D"})
 	e.seed("flag", "true", client.SetOptions{Type: storage.BOOLEAN})
+	expires := e.detail("greeting").ExpirationDate
 	e.open("#/ns/" + ns + "/kv")
 
 	e.click(`tr[data-key="greeting"] button[aria-label="Edit greeting"]`)
@@ -190,6 +191,38 @@ func TestKV_EditRow_OverwritesValueWithKeyFixed(t *testing.T) {
 	if d.Description != "A greeting" || d.Version != 2 {
 		t.Errorf("description %q version %d, want the description kept and version 2", d.Description, d.Version)
 	}
+	if !d.ExpirationDate.Equal(expires.Time) {
+		t.Errorf("expiry after the edit = %v, want the kept %v", d.ExpirationDate, expires)
+	}
+
+	// A change made while the form is open is not overwritten unasked.
+	edit := func(value string) {
+		e.click(`tr[data-key="greeting"] button[aria-label="Edit greeting"]`)
+		e.waitJS("the edit dialog", `!!document.querySelector('dialog[open] #kv-value')`)
+		e.seed("greeting", "From elsewhere", client.SetOptions{})
+		e.typeInto("#kv-value", value)
+		e.click("dialog[open] button[type=submit]")
+		e.waitJS("the conflict", `!document.querySelector('dialog[open] .conflict').hidden`)
+	}
+	edit("Mine")
+	e.screenshot("edit-conflict")
+	if got := e.text("dialog[open] .conflict p"); !strings.Contains(got, "version 2 → 3") {
+		t.Errorf("conflict reads %q, want version 2 → 3", got)
+	}
+	jsonEqual(t, "greeting after the refused save", e.detail("greeting").Value, `"From elsewhere"`)
+	e.click("#kv-overwrite")
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
+	if d := e.detail("greeting"); d.Version != 4 {
+		t.Errorf("version after overwriting = %d, want 4", d.Version)
+	} else {
+		jsonEqual(t, "greeting after overwriting", d.Value, `"Mine"`)
+	}
+	// Reload opens the form again on the key as it now is.
+	edit("Mine again")
+	e.click("#kv-reload")
+	e.waitJS("the form reloaded", `document.querySelector('dialog[open] #kv-value')?.value === 'From elsewhere'`)
+	e.do("press Escape", chromedp.KeyEvent(kb.Escape))
+	e.waitJS("the dialog to close", `!document.querySelector('dialog[open]')`)
 
 	// A BOOLEAN is a toggle.
 	e.click(`tr[data-key="flag"] button[aria-label="Edit flag"]`)
@@ -210,8 +243,8 @@ func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
 	del := `tr[data-key="remove_me"] button[aria-label="Delete remove_me"]`
 	e.click(del)
 	e.waitJS("the confirmation", `!!document.querySelector('dialog[open] .confirm')`)
-	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "remove_me") {
-		t.Errorf("confirmation reads %q, want it to name the key", got)
+	if got := e.text("dialog[open] .confirm p"); !strings.Contains(got, "remove_me") || !strings.Contains(got, "Undo") {
+		t.Errorf("confirmation reads %q, want it to name the key and offer Undo", got)
 	}
 	// Escape cancels, and Cancel has the focus, so Enter cannot delete by mistake.
 	if got := evalTo[string](e, `document.activeElement.textContent`); got != "Cancel" {
@@ -231,6 +264,15 @@ func TestKV_DeleteRow_OnlyAfterConfirming(t *testing.T) {
 	}
 	if got, want := e.rows(), []string{"keep_me"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("listed keys = %v, want %v", got, want)
+	}
+
+	// A delete is a tombstone in the key's history: Undo restores the value.
+	e.click("#toast button")
+	e.waitJS("the key back", `!!document.querySelector('tr[data-key="remove_me"]')`)
+	if d := e.detail("remove_me"); d.Version != 3 {
+		t.Errorf("remove_me after Undo: version %d, want 3 (after the tombstone 2)", d.Version)
+	} else {
+		jsonEqual(t, "remove_me after Undo", d.Value, `2`)
 	}
 }
 

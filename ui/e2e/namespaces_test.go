@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvflow/kvflow/api"
 	"github.com/kvflow/kvflow/client"
+	"github.com/kvflow/kvflow/internal/testpair"
 )
 
 func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
@@ -26,6 +28,13 @@ func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 	e.typeInto("#ns-name", strings.Repeat("a", 151))
 	if got := e.fieldError("ns-name"); !strings.Contains(got, "150") {
 		t.Errorf("error for 151 characters = %q, want the 150 limit", got)
+	}
+	// Dots separate non-empty parts, as the server checks.
+	for _, bad := range []string{"company..team", "company."} {
+		e.typeInto("#ns-name", bad)
+		if got := e.fieldError("ns-name"); !strings.Contains(got, "non-empty parts") {
+			t.Errorf("error for %q = %q, want the dots rule", bad, got)
+		}
 	}
 	e.typeInto("#ns-name", "company.team")
 	if e.visible("#ns-name-error") {
@@ -68,6 +77,23 @@ func TestNamespaces_CreateForm_ChecksAsYouTypeAndCreates(t *testing.T) {
 		t.Errorf("child not indented: paddings %v", pad)
 	}
 	e.noHorizontalScroll()
+}
+
+func TestNamespaces_AllowList_ParentsOutsideItLeftOut(t *testing.T) {
+	e := start(t, options{cfg: func(c *api.Config, p testpair.Pair) { c.Namespaces = []string{"team.a.*"} }})
+	e.set("team.a", "k", "v", client.SetOptions{})
+	e.set("team.a.b", "k", "v", client.SetOptions{})
+	e.open("#/namespaces")
+	e.waitJS("the tree", `document.querySelectorAll('table.ns-tree tbody tr').length > 0`)
+	got := evalTo[[]string](e, `[...document.querySelectorAll('table.ns-tree tbody tr')].map(r => r.dataset.ns + ' ' + r.querySelector('td').dataset.depth)`)
+	if want := []string{"team.a 0", "team.a.b 1"}; !slices.Equal(got, want) {
+		t.Errorf("namespace tree = %v, want %v: team is outside the allow-list", got, want)
+	}
+	e.open("#/kv")
+	e.waitJS("the namespace filter", `document.querySelectorAll('#gkv-ns option').length > 1`)
+	if got := evalTo[[]string](e, `[...document.querySelectorAll('#gkv-ns option')].map(o => o.value)`); !slices.Equal(got, []string{"", "team.a", "team.a.b"}) {
+		t.Errorf("namespace filter offers %q, want all, team.a and team.a.b", got)
+	}
 }
 
 func TestAuth_TokenAskedOnceAndKeptForTheSession(t *testing.T) {

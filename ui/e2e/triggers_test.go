@@ -56,6 +56,35 @@ func TestFlows_TriggersShowNextDateAndWebhookURL_ExecutionShowsItsTriggerAndKill
 	e.everyControlLabelled()
 	e.screenshot("flow-triggers")
 
+	// A KV trigger shows what it watches, a Flow trigger its conditions.
+	watcher := `id: watcher
+namespace: company.team
+tasks:
+  - {id: log, type: io.kestra.plugin.core.log.Log, message: hi}
+triggers:
+  - {id: on_config, type: io.kvflow.kv.Trigger, prefix: config_, on: [SET, DELETE]}
+  - id: after_etl
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - {type: io.kestra.plugin.core.condition.ExecutionFlow, namespace: company.data, flowId: etl}
+      - {type: io.kestra.plugin.core.condition.ExecutionStatus, in: [SUCCESS, WARNING]}
+`
+	if got := e.api("POST", "/flows", "application/x-yaml", watcher, nil); got != 201 {
+		t.Fatalf("creating the watcher flow: status %d", got)
+	}
+	e.open("#/ns/" + ns + "/flows/watcher")
+	e.waitJS("the triggers table", `document.querySelectorAll('table.triggers tbody tr').length === 2`)
+	e.screenshot("kv-and-flow-triggers")
+	if got := e.text(`tr[data-trigger="on_config"] td[data-label="Type"]`); got != "KV" {
+		t.Errorf("KV trigger's type reads %q, want KV", got)
+	}
+	if got := e.text(`tr[data-trigger="on_config"] td[data-label="When or where"]`); got != "SET, DELETE of keys starting with config_ in company.team" {
+		t.Errorf("KV trigger reads %q", got)
+	}
+	if got := evalTo[[]string](e, `[...document.querySelectorAll('tr[data-trigger="after_etl"] .conditions li')].map(li => li.textContent)`); strings.Join(got, "; ") != "flow etl in company.data; state SUCCESS or WARNING" {
+		t.Errorf("Flow trigger conditions read %q", got)
+	}
+
 	// The URL shown starts an execution, which shows the trigger that started it.
 	resp, err := http.Post(url, "application/json", strings.NewReader(`{"n": 1}`))
 	if err != nil {

@@ -105,3 +105,6 @@ export async function getExact(path, query) {
 export const plain = (x) => (JSON.isRawJSON(x) ? x.rawJSON : String(x));
 
 export const enc = encodeURIComponent;
+
+// ifMatch is the header that makes a write happen only at version (an ETag).
+export const ifMatch = (version) => ({ 'If-Match': `"${version}"` });

@@ -98,14 +98,17 @@ export function setError(control, msg) {
   }
 }
 
-// toast announces a short message in the live region.
+// toast announces a short message in the live region. action, {label, run},
+// adds a button (Undo) and keeps the message longer.
 let toastTimer;
-export function toast(msg, kind = 'ok') {
+export function toast(msg, kind = 'ok', action) {
   const el = document.getElementById('toast');
+  const clear = () => { clearTimeout(toastTimer); el.textContent = ''; el.className = ''; };
   el.className = `toast ${kind}`;
   el.textContent = msg;
+  if (action) el.append(' ', h('button', { type: 'button', class: 'link', onclick: () => { clear(); action.run(); } }, action.label));
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { el.textContent = ''; el.className = ''; }, 5000);
+  toastTimer = setTimeout(clear, action ? 10000 : 5000);
 }
 
 // modal shows a <dialog> built by build(close) and resolves with what close is given.

@@ -36,10 +36,14 @@ export function executionsTable(execs, { showNamespace = true, showFlow = true }
     }))));
 }
 
+// triggerKind names a trigger's type: KV for io.kvflow.kv.Trigger, else its
+// last part (Schedule, Webhook, Flow).
+export const triggerKind = (t) => (t.type === 'io.kvflow.kv.Trigger' ? 'KV' : String(t.type).split('.').pop());
+
 // triggerLabel says what started an execution: a trigger's id and kind, or "Manual".
 export function triggerLabel(x) {
   if (!x.trigger) return h('span', { class: 'muted' }, 'Manual');
-  return [h('span', { class: 'mono' }, x.trigger.id), h('span', { class: 'muted' }, ` (${String(x.trigger.type).split('.').pop()})`)];
+  return [h('span', { class: 'mono' }, x.trigger.id), h('span', { class: 'muted' }, ` (${triggerKind(x.trigger)})`)];
 }
 
 const shortId = (id) => (String(id).length > 24 ? String(id).slice(0, 24) + '…' : String(id));

@@ -2,7 +2,7 @@
 import { h, replace, field, setError, toast, confirm, when, absolute } from './dom.js';
 import { request, getJSON, enc, ApiError } from './api.js';
 import { namespaceHeader } from './namespaces.js';
-import { executionsTable, listExecutions } from './executions.js';
+import { executionsTable, listExecutions, triggerKind } from './executions.js';
 
 export async function listFlows(ns) {
   return getJSON('/flows', { namespace: ns });
@@ -41,9 +41,6 @@ export async function flowsTab(body, ns, view) {
       : h('p', { class: 'empty' }, 'No flows in this namespace yet.'));
 }
 
-// triggerKind is the last part of a trigger type: Schedule, Webhook, Flow.
-const triggerKind = (t) => String(t.type).split('.').pop();
-
 // webhookURL is where a Webhook trigger listens, on this server.
 const webhookURL = (t) => location.origin + t.webhookPath;
 
@@ -56,8 +53,20 @@ function triggerSummary(triggers) {
     t.nextDate ? [h('span', { class: 'muted' }, ' · next '), when(t.nextDate)] : null)));
 }
 
+// conditionText reads a Flow trigger's condition: "flow etl in company.data",
+// "namespace company or below", "state SUCCESS or WARNING, not FAILED".
+function conditionText(c) {
+  const parts = [];
+  if (c.flowId) parts.push(`flow ${c.flowId}${c.namespace ? ` in ${c.namespace}` : ''}`);
+  else if (c.namespace) parts.push(`namespace ${c.namespace}${c.prefix ? ' or below' : ''}`);
+  if (c.in) parts.push(`state ${c.in.join(' or ')}`);
+  if (c.notIn) parts.push(`${c.in ? '' : 'state '}not ${c.notIn.join(' or ')}`);
+  return parts.join(', ');
+}
+
 // triggersSection lists a flow's triggers with what each needs: the cron,
-// its time zone and next date, or the webhook's URL.
+// its time zone and next date, the webhook's URL, the KV changes watched or
+// the conditions on another flow's end.
 function triggersSection(flow) {
   const ts = flow.triggers || [];
   const detail = (t) => {
@@ -75,7 +84,14 @@ function triggersSection(flow) {
         } }, 'Copy'),
         h('div', { class: 'hint' }, 'POST (or GET) starts an execution; the body is trigger.body. The key in the URL is its secret.'));
     }
-    if (triggerKind(t) === 'Flow') return h('span', { class: 'muted' }, 'Runs when another flow’s execution ends.');
+    if (t.on) {
+      const which = t.key ? ['key ', h('code', null, t.key)] : t.prefix ? ['keys starting with ', h('code', null, t.prefix)] : 'any key';
+      return h('div', null, `${t.on.join(', ')} of `, which, ' in ', h('strong', null, t.namespace));
+    }
+    if (t.conditions) {
+      return [h('div', null, 'Runs when an execution ends that meets every condition:'),
+        h('ul', { class: 'plain conditions' }, t.conditions.map((c) => h('li', null, conditionText(c))))];
+    }
     return '';
   };
   return h('section', { 'aria-labelledby': 'trg-title' }, h('h2', { id: 'trg-title' }, 'Triggers'),
@@ -317,8 +333,15 @@ function runForm(body, ns, flow) {
       exec = await res.json();
     } catch (e) {
       runBtn.disabled = false;
-      const hit = inputs.find(({ inp }) => e.message.includes(`'${inp.id}'`) || e.message.includes(`"${inp.id}"`) || e.message.includes(` ${inp.id} `));
-      if (hit) { setError(hit.control, e.message); hit.control.focus(); } else { formError.textContent = e.message; formError.hidden = false; }
+      // A problem of an input (field inputs.<id>) shows next to it; others above Run.
+      const rest = [];
+      for (const x of (e.body && e.body.errors) || [{ message: e.message }]) {
+        const hit = inputs.find(({ inp }) => x.field === `inputs.${inp.id}`);
+        if (hit) { setError(hit.control, x.message); first ||= hit.control; } else rest.push(x.field ? `${x.field}: ${x.message}` : x.message);
+      }
+      formError.textContent = rest.join('\n');
+      formError.hidden = !rest.length;
+      if (first) first.focus();
       return;
     }
     toast(`Execution ${exec.id} started.`);

@@ -1,7 +1,7 @@
 // The history drawer of one key: its versions, who wrote each and when, a
 // diff between any two, and Restore.
 import { h, replace, modal, confirm, toast, when } from './dom.js';
-import { request, getExact, enc } from './api.js';
+import { request, getExact, enc, ifMatch } from './api.js';
 import { canonical, diffLines } from './diff.js';
 
 // valueText prints a version's value for the diff: JSON field by field.
@@ -125,7 +125,7 @@ export function openHistory(ns, key) {
       if (!yes) return;
       try {
         // If-Match: refused when someone wrote the key since this list was read.
-        await request('POST', `${base}/restore`, { json: { version: v.version }, headers: cur ? { 'If-Match': `"${cur}"` } : {} });
+        await request('POST', `${base}/restore`, { json: { version: v.version }, headers: cur ? ifMatch(cur) : {} });
       } catch (e) {
         toast(e.status === 412 ? `${key} changed since the history was shown: ${e.message}` : e.message, 'bad');
         return reload();

@@ -1,7 +1,7 @@
 // The KV Store tab: a paged table of keys and the New/Edit Key-Value dialog.
 import { h, replace, field, setError, toast, modal, confirm, when, debounce } from './dom.js';
 import { openHistory } from './history.js';
-import { request, getJSON, getExact, plain, enc, ApiError } from './api.js';
+import { request, getJSON, getExact, plain, enc, ifMatch, ApiError } from './api.js';
 
 export const TYPES = ['STRING', 'NUMBER', 'BOOLEAN', 'DATETIME', 'DATE', 'DURATION', 'JSON'];
 export const MASK = '******';
@@ -199,31 +199,51 @@ export async function kvTab(body, ns, view) {
   async function edit(e) {
     let cur;
     try {
-      // A sensitive value stays on the server until the form reveals it.
-      cur = await getExact(`/namespaces/${enc(ns)}/kv/${enc(e.key)}${e.sensitive ? '/detail' : ''}`);
+      // The detail, masked: a sensitive value stays on the server until the form reveals it.
+      cur = await getExact(`/namespaces/${enc(ns)}/kv/${enc(e.key)}/detail`);
     } catch (err) {
       toast(err.message, 'bad');
       if (err.status === 404 || err.status === 410) load({ focus: null });
       return;
     }
-    if (await openKvForm(ns, e, cur)) load({ focus: e.key });
+    const saved = await openKvForm(ns, cur);
+    if (saved === RELOAD) return edit(e);
+    if (saved) load({ focus: e.key });
     else focusRow(e.key);
   }
 
   async function del(e) {
-    const yes = await confirm(`Delete ${e.key}?`, `The key “${e.key}” and its value will be deleted from namespace ${ns}. This cannot be undone.`);
+    const yes = await confirm(`Delete ${e.key}?`, `The key “${e.key}” will be deleted from namespace ${ns}. Its history keeps the value, so Undo can bring it back.`);
     if (!yes) { focusRow(e.key); return; }
+    let deleted;
     try {
-      await request('DELETE', `/namespaces/${enc(ns)}/kv/${enc(e.key)}`);
+      deleted = await (await request('DELETE', `/namespaces/${enc(ns)}/kv/${enc(e.key)}`)).json();
     } catch (err) {
       toast(err.message, 'bad');
       return;
     }
-    toast(`Deleted ${e.key}.`);
+    toast(`Deleted ${e.key}.`, 'ok', deleted ? { label: 'Undo', run: () => undelete(e.key) } : null);
     // The focus goes to the next row (or the previous one at the end).
     const i = state.entries.findIndex((x) => x.key === e.key);
     const near = state.entries[i + 1] || state.entries[i - 1];
     load({ focus: near ? near.key : null });
+  }
+
+  // undelete restores the version a delete removed, unless the key was
+  // written since (If-Match names the delete's tombstone).
+  async function undelete(key) {
+    const base = `/namespaces/${enc(ns)}/kv/${enc(key)}`;
+    const again = `${key} was written again since the delete: nothing was restored.`;
+    try {
+      const [gone, was] = await getJSON(`${base}/versions`, { limit: 2 });
+      if (gone.change !== 'DELETE' || !was || was.change !== 'SET') throw new Error(again);
+      await request('POST', `${base}/restore`, { json: { version: was.version }, headers: ifMatch(gone.version) });
+    } catch (err) {
+      toast(err.status === 412 ? again : err.message, 'bad');
+      return;
+    }
+    toast(`Restored ${key}.`);
+    load({ focus: key });
   }
 
   async function loadInherited() {
@@ -282,7 +302,7 @@ export async function kvTab(body, ns, view) {
   async function deleteAll() {
     const n = state.q ? null : state.total;
     const yes = await confirm(`Delete every key of ${ns}?`,
-      `All ${n == null ? '' : n + ' '}keys of namespace ${ns} will be deleted (not those of its parents or children). This cannot be undone.`, 'Delete all keys');
+      `All ${n == null ? '' : n + ' '}keys of namespace ${ns} will be deleted (not those of its parents or children). Each key's history keeps its value: kvflow kv restore brings one back.`, 'Delete all keys');
     if (!yes) return;
     let deleted;
     try {
@@ -301,7 +321,8 @@ export async function kvTab(body, ns, view) {
     const file = importInput.files[0];
     importInput.value = '';
     if (!file) return;
-    const res = await openImport(ns, file);
+    // A failed import keeps the lines before the bad one: show them at once.
+    const res = await openImport(ns, file, () => load());
     if (res) load({ focus: null });
   });
 
@@ -353,9 +374,14 @@ async function deleteAllKeys(ns) {
   return n;
 }
 
+// importCounts says what an import wrote: "3 written, 1 skipped".
+const importCounts = (res) => `${res.written ?? 0} written, ${res.skipped ?? 0} skipped${res.expired ? `, ${res.expired} expired` : ''}`;
+
 // openImport asks how to treat existing keys, then imports file; it
-// resolves with the server's counts, or undefined when cancelled.
-function openImport(ns, file) {
+// resolves with the server's counts, or undefined when cancelled. A failed
+// import shows the counts of the lines it wrote before stopping, and calls
+// written when there are some.
+function openImport(ns, file, written) {
   return modal((close) => {
     const mode = h('select', { id: 'kv-import-mode' },
       h('option', { value: 'skip' }, 'Keep the existing value (skip)'),
@@ -378,11 +404,13 @@ function openImport(ns, file) {
         res = await (await request('POST', `/namespaces/${enc(ns)}/kv/import`, { query: { onConflict: mode.value }, headers: { 'Content-Type': 'application/x-ndjson' }, body: file })).json();
       } catch (e) {
         go.disabled = false;
-        err.textContent = e.message;
+        const sofar = e.body && typeof e.body.written === 'number' ? e.body : null;
+        err.textContent = sofar ? `${e.message} Before it stopped: ${importCounts(sofar)}.` : e.message;
         err.hidden = false;
+        if (sofar && sofar.written) written();
         return;
       }
-      toast(`Imported into ${ns}: ${res.written ?? 0} written, ${res.skipped ?? 0} skipped${res.expired ? `, ${res.expired} expired` : ''}.`);
+      toast(`Imported into ${ns}: ${importCounts(res)}.`);
       close(res);
     });
     queueMicrotask(() => mode.focus());
@@ -455,11 +483,17 @@ function localInput(iso) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
+// RELOAD is what the Edit dialog resolves with when the user asks to start
+// again from the key as it now is.
+const RELOAD = Symbol('reload');
+
 // openKvForm opens the New/Edit Key-Value dialog; it resolves with the key once saved.
-// entry and current (the GET answer, or the masked detail of a sensitive
-// entry) are given when editing. A sensitive value is not in the form until
-// Reveal; left untouched, it is kept.
-export function openKvForm(ns, entry, current) {
+// entry, the key's detail (GET …/detail, a sensitive value masked), is given
+// when editing. A sensitive value is not in the form until Reveal; left
+// untouched, it is kept. An edit saves only over the version it opened
+// (If-Match); when the key changed meanwhile the form says so and offers to
+// overwrite it anyway or to reload.
+export function openKvForm(ns, entry) {
   const editing = !!entry;
   return modal((close) => {
     const key = h('input', { id: 'kv-key', name: 'key', autocomplete: 'off', spellcheck: 'false', required: true, value: editing ? entry.key : '', readonly: editing });
@@ -472,10 +506,13 @@ export function openKvForm(ns, entry, current) {
     const desc = h('input', { id: 'kv-description', name: 'description', autocomplete: 'off', maxlength: 1000 });
     const ttl = h('select', { id: 'kv-ttl', name: 'ttl' });
     const custom = h('input', { id: 'kv-ttl-custom', name: 'ttlCustom', autocomplete: 'off', spellcheck: 'false', placeholder: 'P2DT12H' });
-    const sensitive = h('input', { id: 'kv-sensitive', name: 'sensitive', type: 'checkbox', checked: editing && !!(current.sensitive ?? entry.sensitive), 'aria-describedby': 'kv-sensitive-hint' });
+    const sensitive = h('input', { id: 'kv-sensitive', name: 'sensitive', type: 'checkbox', checked: editing && !!entry.sensitive, 'aria-describedby': 'kv-sensitive-hint' });
     const formError = h('p', { class: 'error', role: 'alert', hidden: true });
+    const conflict = h('div', { class: 'error conflict', role: 'alert', hidden: true });
     // hiddenValue: editing a sensitive entry whose value has not been revealed.
-    let hiddenValue = editing && current.sensitive && current.value === MASK;
+    let hiddenValue = editing && entry.sensitive && entry.value === MASK;
+    // cond guards the save: the version the form opened, or after a conflict the one found.
+    let cond = editing ? ifMatch(entry.version) : {};
     let boolTouched = false;
 
     const keepLeft = editing && entry.expirationDate ? Math.round((new Date(entry.expirationDate) - Date.now()) / 1000) : 0;
@@ -576,9 +613,9 @@ export function openKvForm(ns, entry, current) {
       else text.value = type.value === 'JSON' ? JSON.stringify(v, null, 2) : plain(v);
     };
     if (editing) {
-      type.value = current.type || entry.type || 'STRING';
+      type.value = entry.type || 'STRING';
       desc.value = entry.description || '';
-      if (!hiddenValue) fill(current.value);
+      if (!hiddenValue) fill(entry.value);
       ttl.value = keepLeft > 0 ? 'keep' : '';
     }
 
@@ -586,7 +623,7 @@ export function openKvForm(ns, entry, current) {
     const fieldFor = (e) => {
       const m = e.message;
       if (e.status === 409 || /^key\b/i.test(m)) return editing ? null : key;
-      if (/^ttl\b/i.test(m)) return ttl.value === 'custom' ? custom : ttl;
+      if (/^(ttl|expiration date)\b/i.test(m)) return ttl.value === 'custom' ? custom : ttl;
       if (/^description\b/i.test(m)) return desc;
       if (e.status === 413 || /^(value|type)\b/i.test(m)) return widgetFor(type.value);
       return null;
@@ -596,7 +633,7 @@ export function openKvForm(ns, entry, current) {
     const form = h('form', { class: 'kv-form', novalidate: true },
       h('h2', { id: 'kv-form-title' }, editing ? `Edit ${entry.key}` : 'New Key-Value'),
       h('p', { class: 'muted' }, 'Namespace ', h('strong', null, ns)),
-      formError,
+      formError, conflict,
       field('Key', key, editing ? 'The key cannot be changed.' : 'Letters, digits, dots, underscores and hyphens, starting with a letter or a digit.'),
       field('Type', type),
       hiddenNote, textField, boolField, dateField, datetimeField,
@@ -612,13 +649,15 @@ export function openKvForm(ns, entry, current) {
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       formError.hidden = true;
+      conflict.hidden = true;
       const problems = [checkKeyNow() && key, checkValueNow() && widgetFor(type.value), checkTtlNow() && custom].filter(Boolean);
       if (problems.length) { problems[0].focus(); return; }
-      const headers = { 'Content-Type': 'text/plain; charset=utf-8', 'kv-type': type.value };
+      const headers = { 'Content-Type': 'text/plain; charset=utf-8', 'kv-type': type.value, ...cond };
       const query = editing ? {} : { overwrite: 'false' };
-      const ttlValue = ttl.value === 'keep' ? `PT${Math.max(1, Math.round((new Date(entry.expirationDate) - Date.now()) / 1000))}S`
-        : ttl.value === 'custom' ? custom.value.trim() : ttl.value;
-      if (ttlValue) headers.ttl = ttlValue;
+      const ttlValue = ttl.value === 'custom' ? custom.value.trim() : ttl.value;
+      // A kept expiry goes as the instant it is, so the edit does not move it.
+      if (ttlValue === 'keep') headers.expirationDate = entry.expirationDate;
+      else if (ttlValue) headers.ttl = ttlValue;
       if (sensitive.checked) headers.sensitive = 'true'; // a write without it stores a plain version
       // A header carries only ASCII safely; other descriptions go as a query parameter.
       if (/^[\x20-\x7e]*$/.test(desc.value)) headers.description = desc.value;
@@ -630,6 +669,7 @@ export function openKvForm(ns, entry, current) {
         await request('PUT', `/namespaces/${enc(ns)}/kv/${enc(key.value)}`, { headers, query, body });
       } catch (e) {
         save.disabled = false;
+        if (e.status === 412) return showConflict(e.body && e.body.version);
         const f = e instanceof ApiError ? fieldFor(e) : null;
         if (f) { setError(f, e.message); f.focus(); } else { formError.textContent = e.message; formError.hidden = false; }
         return;
@@ -637,6 +677,24 @@ export function openKvForm(ns, entry, current) {
       toast(`Saved ${key.value}.`);
       close(key.value);
     });
+
+    // showConflict says the key moved from the version the save expected to
+    // now (null: deleted), and offers to write over it or start again.
+    let seen = entry?.version;
+    function showConflict(now) {
+      const overwrite = h('button', { type: 'button', id: 'kv-overwrite', onclick: () => {
+        cond = now == null ? { 'If-None-Match': '*' } : ifMatch(now);
+        seen = now;
+        form.requestSubmit(save);
+      } }, 'Overwrite anyway');
+      replace(conflict,
+        h('p', null, now == null ? `“${entry.key}” was deleted while this form was open (it was at version ${seen}).`
+          : `“${entry.key}” changed while this form was open: version ${seen} → ${now}. Saving now would overwrite that change.`),
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', id: 'kv-reload', onclick: () => close(RELOAD) }, 'Reload'), overwrite));
+      conflict.hidden = false;
+      overwrite.focus();
+    }
 
     sync();
     queueMicrotask(() => (hiddenValue ? revealBtn : editing ? widgetFor(type.value) : key).focus());
@@ -727,19 +785,23 @@ export async function globalKvPage(main, view) {
     count, error, table, pg.el);
   const nss = await getJSON('/namespaces').catch(() => []);
   if (!view.alive) return;
-  const ids = withParents(nss.map((n) => n.id));
+  const ids = nss.map((n) => n.id);
   if (state.ns && !ids.includes(state.ns)) ids.push(state.ns);
-  for (const id of ids.sort()) nsSel.append(h('option', { value: id }, '\u00a0\u00a0'.repeat(id.split('.').length - 1) + id));
+  for (const [id, { depth }] of namespaceTree(ids)) nsSel.append(h('option', { value: id }, '\u00a0\u00a0'.repeat(depth) + id));
   nsSel.value = state.ns;
   await load();
 }
 
-// withParents adds every namespace's parents to ids: a.b.c brings a.b and a.
-export function withParents(ids) {
-  const all = new Set();
+// namespaceTree maps each of ids (parents before their children, as the API
+// lists them) to its nearest listed ancestor ('' for none) and its depth
+// under it. A parent the API left out (outside the server's allow-list) is
+// skipped, never added.
+export function namespaceTree(ids) {
+  const tree = new Map();
   for (const id of ids) {
-    const parts = id.split('.');
-    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('.'));
+    let p = id;
+    do p = p.slice(0, Math.max(0, p.lastIndexOf('.'))); while (p && !tree.has(p));
+    tree.set(id, { parent: p, depth: p ? tree.get(p).depth + 1 : 0 });
   }
-  return [...all].sort();
+  return tree;
 }

@@ -1,7 +1,7 @@
 // The Namespaces page and the namespace page's tabs.
 import { h, replace, field, setError, toast } from './dom.js';
 import { request, getJSON, enc, ApiError } from './api.js';
-import { kvTab, withParents } from './kv.js';
+import { kvTab, namespaceTree } from './kv.js';
 import { flowsTab } from './flows.js';
 import { executionsTable, executionsTab, listExecutions } from './executions.js';
 
@@ -14,6 +14,8 @@ export function checkNamespace(ns) {
   if (!NAMESPACE_RE.test(ns)) {
     return 'Use lowercase letters, digits, dots (.), underscores (_) and hyphens (-), starting with a letter or a digit.';
   }
+  // As the server's rule (storage.ValidateNamespace).
+  if (ns.includes('..') || ns.endsWith('.')) return 'Its dots must separate non-empty parts (no “..” and no trailing dot).';
   return '';
 }
 
@@ -58,15 +60,14 @@ export async function namespacesPage(main, _params, view) {
   const render = () => {
     const q = filter.value.trim().toLowerCase();
     if (!all.length) return replace(list, h('p', { class: 'muted' }, 'No namespaces yet. Create one above, or set a key or save a flow in one.'));
-    const byId = new Map(all.map((n) => [n.id, n]));
-    const ids = withParents(all.map((n) => n.id)).filter((id) => id.includes(q));
+    const tree = namespaceTree(all.map((n) => n.id));
     const count = (v, href) => (typeof v === 'number' ? h('a', { href }, String(v)) : h('span', { class: 'muted' }, '—'));
-    const rows = ids.map((id) => {
-      const n = byId.get(id) || { id, implicit: true };
-      const depth = id.split('.').length - 1;
+    const rows = all.filter((n) => n.id.includes(q)).map((n) => {
+      const { id } = n;
+      const { parent, depth } = tree.get(id);
       const name = h('td', { 'data-label': 'Namespace', class: 'ns-name', 'data-depth': depth },
-        h('a', { href: `#/ns/${enc(id)}` }, depth ? id.slice(id.lastIndexOf('.') + 1) : id),
-        depth ? h('span', { class: 'sr-only' }, ` (${id})`) : null,
+        h('a', { href: `#/ns/${enc(id)}` }, parent ? id.slice(parent.length + 1) : id),
+        parent ? h('span', { class: 'sr-only' }, ` (${id})`) : null,
         n.implicit ? h('span', { class: 'badge muted', title: 'A parent of other namespaces; it was never created and holds nothing itself' }, 'parent') : null);
       name.style.paddingLeft = `${0.75 + depth * 1.25}rem`;
       return h('tr', { 'data-ns': id, class: n.implicit ? 'implicit' : null },
