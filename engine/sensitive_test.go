@@ -130,6 +130,43 @@ outputs:
 	noMarkerInObjects(t, p, marker)
 }
 
+// A sensitive value read through a task's output and changed by a filter,
+// a set tag or an expression is masked, as kv('pw') | upper is: in logs,
+// outputs and stored objects. Other outputs are not masked.
+func TestRun_SensitiveOutputThroughFilters_Masked(t *testing.T) {
+	const marker = "mArKeR-out-47"
+	p := sensitivePair(t, marker)
+	e := engineOn(t, p)
+	ex := run(t, e, `
+id: derived
+namespace: company.team
+tasks:
+  - {id: get, type: test.kv.Get, key: pw}
+  - {id: plain, type: test.Echo, value: "plain text"}
+  - {id: up, type: test.Echo, value: "up={{ outputs.get.value | upper }}"}
+  - {id: title, type: test.Echo, value: "{% set p = outputs.get.value %}{{ p | title }}"}
+  - {id: low, type: test.Echo, value: "{{ outputs['get']['value'] ~ '!' | lower }}"}
+  - {id: other, type: test.Echo, value: "{{ outputs.plain.value | upper }}"}
+`, nil)
+	wantState(t, ex, engine.SUCCESS)
+	for id, want := range map[string]string{"up": "up=" + storage.Mask, "title": storage.Mask, "low": storage.Mask, "other": "PLAIN TEXT"} {
+		if got := runs(ex, id)[0].Outputs["value"]; got != want {
+			t.Errorf("outputs.%s.value = %q, want %q", id, got, want)
+		}
+	}
+	stored, err := e.Execution(context.Background(), ex.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := json.Marshal([]any{ex, stored, logText(ex)})
+	for _, derived := range []string{strings.ToUpper(marker), strings.ToLower(marker), "Marker-Out-47"} {
+		if bytes.Contains(bytes.ToLower(all), []byte(strings.ToLower(derived))) {
+			t.Errorf("the execution shows %q: %s", derived, all)
+		}
+	}
+	noMarkerInObjects(t, p, strings.ToUpper(marker))
+}
+
 // A worker that takes over an execution whose first worker went silent
 // goes on with the real outputs and ForEach values (saved sealed), masks
 // as the first worker did, and never runs a finished task again; nothing

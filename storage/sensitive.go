@@ -139,6 +139,25 @@ func (s *Secrets) addLeaves(x any) {
 	}
 }
 
+// Holds reports whether text is a recorded text or contains one of at
+// least min bytes (a short one, such as a digit, would be found anywhere).
+func (s *Secrets) Holds(text string, min int) bool {
+	if s == nil || text == "" {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, ok := s.set[text]; ok {
+		return true
+	}
+	for t := range s.set {
+		if len(t) >= min && strings.Contains(text, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // Texts returns the recorded texts, in no order.
 func (s *Secrets) Texts() []string {
 	if s == nil {

@@ -81,6 +81,17 @@ func (ev *evaluator) lookup(name string) (any, bool) {
 	return v, ok
 }
 
+// readScalar taints the render when a variable's scalar value holds a
+// sensitive text (see read). Maps and lists are looked into only when a
+// filter takes them: a name such as outputs reaches every task's outputs.
+func (ev *evaluator) readScalar(v any) {
+	switch v.(type) {
+	case map[string]any, []any:
+	default:
+		ev.st.read(v)
+	}
+}
+
 // loopInfo gives Pebble's loop variable from pongo2's forloop.
 func loopInfo(info any) map[string]any {
 	rv := reflect.Indirect(reflect.ValueOf(info))
@@ -117,13 +128,16 @@ func (ev *evaluator) eval(e *expr) (any, error) {
 		if !ok {
 			return nil, ev.undefined(e, "Variable '%s' is not defined.", e.name)
 		}
+		ev.readScalar(v)
 		return v, nil
 	case eAttr:
 		base, err := ev.eval(e.a)
 		if err != nil {
 			return nil, err
 		}
-		return ev.member(e, base, e.name)
+		v, err := ev.member(e, base, e.name)
+		ev.readScalar(v)
+		return v, err
 	case eIndex:
 		base, err := ev.eval(e.a)
 		if err != nil {
@@ -133,7 +147,9 @@ func (ev *evaluator) eval(e *expr) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return ev.index(e, base, sub)
+		v, err := ev.index(e, base, sub)
+		ev.readScalar(v)
+		return v, err
 	case eCall:
 		return ev.call(e)
 	case eFilter:

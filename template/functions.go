@@ -351,6 +351,7 @@ func (ev *evaluator) filter(e *expr) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	ev.st.read(in)
 	if b, ok := filters[e.name]; ok {
 		c, err := ev.bind(e, b, e.name+"' filter", in)
 		if err != nil {

@@ -29,8 +29,9 @@ type renderState struct {
 	depth    int   // render() nesting
 	err      error // the evaluator's error, placed in the source
 	// tainted: what is being evaluated read a sensitive value, so its
-	// result is recorded in the context's storage.Secrets (see taint).
+	// result is recorded in sec, the context's storage.Secrets (see taint).
 	tainted bool
+	sec     *storage.Secrets
 }
 
 // interrupted returns an error when the render must stop: the output is over

@@ -257,7 +257,8 @@ func (e *Engine) newState(ctx context.Context, c *compiled, data Context) *rende
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	return &renderState{ctx: ctx, engine: e, c: c, data: data, ns: flowNamespace(data), deadline: deadline, limit: e.maxRender}
+	return &renderState{ctx: ctx, engine: e, c: c, data: data, ns: flowNamespace(data), deadline: deadline, limit: e.maxRender,
+		sec: storage.SecretsFrom(ctx)}
 }
 
 func (e *Engine) render(ctx context.Context, src string, data Context, wantValue bool) (any, error) {
