@@ -552,13 +552,16 @@ func TestAcceptance_ErrorsNameTheAttribute(t *testing.T) {
 			resource("badkey", "  namespace = \"tf\"\n  key = \"-bad\"\n  value = \"x\"\n") +
 			resource("badtype", "  namespace = \"tf\"\n  key = \"t\"\n  value = \"x\"\n  type = \"number\"\n") +
 			resource("badvalue", "  namespace = \"tf\"\n  key = \"v\"\n  value = \"abc\"\n  type = \"NUMBER\"\n") +
-			resource("badttl", "  namespace = \"tf\"\n  key = \"l\"\n  value = \"x\"\n  ttl = \"5 minutes\"\n"))
+			resource("badttl", "  namespace = \"tf\"\n  key = \"l\"\n  value = \"x\"\n  ttl = \"5 minutes\"\n") +
+			resource("baddesc", "  namespace = \"tf\"\n  key = \"d\"\n  value = \"x\"\n  description = \""+strings.Repeat("d", storage.MaxDescriptionLen+1)+"\"\n"))
 		stderr := tf.fails("plan", "-no-color", "-input=false")
 		for _, want := range []string{
 			"Error: Invalid key", "with kvflow_kv.badkey,", `key = "-bad"`, `Key "-bad" is invalid`,
 			"Error: Invalid type", "with kvflow_kv.badtype,", `type = "number"`,
 			"Error: Invalid value", "with kvflow_kv.badvalue,", `value = "abc"`, "is not a valid NUMBER",
 			"Error: Invalid TTL", "with kvflow_kv.badttl,", `ttl = "5 minutes"`,
+			"Error: Invalid description", "with kvflow_kv.baddesc,", "description = \"ddd",
+			"Field 'description' is 1001 characters long; the limit is 1000.",
 		} {
 			if !strings.Contains(stderr, want) {
 				t.Errorf("plan errors lack %q:\n%s", want, stderr)

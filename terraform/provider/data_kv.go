@@ -156,7 +156,7 @@ func (d *keysDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	ns := m.Namespace.ValueString()
 	keys, err := d.client.Keys(ctx, ns, m.Prefix.ValueString())
 	if err != nil {
-		addError(&resp.Diagnostics, fmt.Sprintf("Cannot list the keys of namespace %q", ns), err, "namespace", "prefix")
+		addError(&resp.Diagnostics, fmt.Sprintf("Cannot list the keys of namespace %q", ns), err, "namespace")
 		return
 	}
 	if keys == nil {

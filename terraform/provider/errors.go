@@ -13,8 +13,8 @@ import (
 
 // attributeOf names the attribute a kvflow error is about, among those the
 // schema has; "" when it is about none of them. Server messages start with
-// what they judge ("Key … is invalid", "TTL … must be positive") and a
-// namespace the server refuses is EFORBIDDEN.
+// what they judge ("Key … is invalid", "TTL … must be positive", "Field
+// 'description' is … long") and a namespace the server refuses is EFORBIDDEN.
 func attributeOf(err error, has ...string) string {
 	pick := func(name string) string {
 		for _, h := range has {
@@ -33,9 +33,13 @@ func attributeOf(err error, has ...string) string {
 	case kvflow.ETOOLARGE:
 		return pick("value")
 	case kvflow.EINVALID:
+		if rest, ok := strings.CutPrefix(msg, "Field '"); ok { // Field 'description' …, Field 'by' …
+			name, _, _ := strings.Cut(rest, "'")
+			return pick(name)
+		}
 		for _, p := range []struct{ prefix, attr string }{
 			{"Namespace", "namespace"}, {"Key", "key"}, {"TTL", "ttl"}, {"Type", "type"},
-			{"Value", "value"}, {"Description", "description"}, {"Prefix", "prefix"},
+			{"Value", "value"}, {"A NUMBER", "value"},
 		} {
 			if strings.HasPrefix(msg, p.prefix) {
 				return pick(p.attr)

@@ -31,6 +31,8 @@ func TestAddError_ServerErrorsNameTheirAttribute(t *testing.T) {
 		{"denied namespace", set("other", "k", "x", client.SetOptions{}), "namespace", "Access to namespace 'other' is not allowed"},
 		{"value not of its type", set("tf", "k", "abc", client.SetOptions{Type: storage.NUMBER}), "value", "is not a valid NUMBER"},
 		{"ttl not positive", set("tf", "k", "x", client.SetOptions{TTL: "PT0S"}), "ttl", "must be positive"},
+		{"description too long", set("tf", "k", "x", client.SetOptions{Description: strings.Repeat("d", storage.MaxDescriptionLen+1)}),
+			"description", "Field 'description' is 1001 characters long; the limit is 1000"},
 		{"missing key", func() error { _, err := ts.Client.Detail(ctx, "tf", "missing"); return err }, "key", "No value found for key 'missing'"},
 		{"wrong token", func() error {
 			return client.NewClient(ts.URL, "wrong").Set(ctx, "tf", "k", "x", client.SetOptions{})

@@ -89,7 +89,7 @@ func (r *kvResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *r
 			},
 			"description": schema.StringAttribute{
 				Optional:    true,
-				Description: "Free-text description.",
+				Description: fmt.Sprintf("Free-text description, at most %d characters.", storage.MaxDescriptionLen),
 			},
 			"sensitive": schema.BoolAttribute{
 				Optional:    true,
@@ -119,8 +119,8 @@ func (r *kvResource) Configure(_ context.Context, req resource.ConfigureRequest,
 	r.client = clientOf(req.ProviderData, resp.Diagnostics.AddError)
 }
 
-// ValidateConfig checks what it can before any call: names, type, TTL and
-// the value against its type.
+// ValidateConfig checks what it can before any call: names, type, TTL,
+// description and the value against its type.
 func (r *kvResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var m kvModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
@@ -138,6 +138,11 @@ func (r *kvResource) ValidateConfig(ctx context.Context, req resource.ValidateCo
 	if known(m.TTL) {
 		if _, err := storage.ParseTTL(m.TTL.ValueString()); err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("ttl"), "Invalid TTL", kvflow.ErrorMessage(err))
+		}
+	}
+	if known(m.Description) {
+		if err := storage.ValidateDescription(m.Description.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("description"), "Invalid description", kvflow.ErrorMessage(err))
 		}
 	}
 	if typeOK && known(m.Type) && known(m.Value) {
