@@ -2,10 +2,12 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/client"
 	"github.com/kvflow/kvflow/storage"
 )
@@ -108,6 +110,83 @@ func TestAcceptance_ExactNumbersAndIfMatch(t *testing.T) {
 		tf.must("apply", "-no-color", "-input=false", "tfplan")
 		if got := text("one"); got != "2" {
 			t.Errorf("tf.num/one = %s after a fresh plan and apply, want 2", got)
+		}
+	})
+}
+
+// A pair made outside Terraform, and one whose key a create_before_destroy
+// replacement changes.
+const takenResources = `
+resource "kvflow_kv" "taken" {
+  namespace = "tf.own"
+  key       = "taken"
+  value     = "terraform's"
+}
+
+resource "kvflow_kv" "moved" {
+  namespace = "tf.own"
+  key       = %q
+  value     = "x"
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+`
+
+func TestAcceptance_CreateOverExistingKey_FailsUntilImported(t *testing.T) {
+	const token = "tf-create-token"
+	ts := startServer(t, token, "tf.*")
+	tf := newTerraform(t, "KVFLOW_API_TOKEN="+token)
+	ctx := context.Background()
+	c := ts.Client
+	config := func(movedKey string) string {
+		return fmt.Sprintf(providerBlock, ts.URL) + fmt.Sprintf(takenResources, movedKey)
+	}
+	if err := c.Set(ctx, "tf.own", "taken", "mine", client.SetOptions{Type: storage.STRING, Description: "not Terraform's"}); err != nil {
+		t.Fatal(err)
+	}
+	wantPair := func(key, value, description string, version int64) {
+		t.Helper()
+		d, err := c.Detail(ctx, "tf.own", key)
+		if err != nil {
+			t.Fatalf("Detail(tf.own/%s): %v", key, err)
+		}
+		text, err := TextOf(storage.Type(d.Type), d.Value.(json.RawMessage))
+		if err != nil || text != value || d.Description != description || d.Version != version {
+			t.Errorf("tf.own/%s = %q (%v), description %q, version %d; want %q, %q, %d",
+				key, text, err, d.Description, d.Version, value, description, version)
+		}
+	}
+
+	t.Run("Create_ExistingKey_FailsAndLeavesIt", func(t *testing.T) {
+		tf.write(config("a"))
+		stderr := tf.fails("apply", "-no-color", "-input=false", "-auto-approve")
+		flat := strings.Join(strings.Fields(stderr), " ")
+		for _, want := range []string{`Error: Key "taken" already exists in namespace "tf.own"`, "with kvflow_kv.taken,", `key = "taken"`,
+			"Terraform did not overwrite it", "`terraform import kvflow_kv.NAME tf.own/taken`"} {
+			if !strings.Contains(flat, want) {
+				t.Errorf("apply errors lack %q:\n%s", want, stderr)
+			}
+		}
+		wantPair("taken", "mine", "not Terraform's", 1)
+		wantPair("a", "x", "", 1) // the other resource was created
+		tf.must("destroy", "-no-color", "-input=false", "-auto-approve")
+		wantPair("taken", "mine", "not Terraform's", 1)
+	})
+
+	t.Run("Import_ThenApply_Manages", func(t *testing.T) {
+		tf.must("import", "-no-color", "-input=false", "kvflow_kv.taken", "tf.own/taken")
+		tf.must("apply", "-no-color", "-input=false", "-auto-approve")
+		wantPair("taken", "terraform's", "", 2)
+	})
+
+	t.Run("ChangeKey_CreateBeforeDestroy_Replaces", func(t *testing.T) {
+		tf.write(config("b"))
+		wantActions(t, tf.planActions(), map[string][]string{"kvflow_kv.moved": {"create", "delete"}, "kvflow_kv.taken": {"no-op"}})
+		tf.must("apply", "-no-color", "-input=false", "tfplan")
+		wantPair("b", "x", "", 1)
+		if _, err := c.Detail(ctx, "tf.own", "a"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+			t.Errorf("tf.own/a after the replacement: %v, want code %s", err, kvflow.ENOTFOUND)
 		}
 	})
 }

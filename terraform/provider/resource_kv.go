@@ -237,6 +237,8 @@ func (r *kvResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
+// Create writes only a key that does not exist (If-None-Match: *): a pair
+// Terraform does not manage is neither overwritten nor, later, destroyed.
 func (r *kvResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	r.apply(ctx, req.Plan, &resp.State, 0, &resp.Diagnostics)
 }
@@ -252,8 +254,8 @@ func (r *kvResource) Update(ctx context.Context, req resource.UpdateRequest, res
 }
 
 // apply writes the planned pair (create and update are the same PUT, an
-// update conditional on ifVersion when > 0) and records the result as the
-// new state.
+// update conditional on ifVersion when > 0, a create on the key's absence)
+// and records the result as the new state.
 func (r *kvResource) apply(ctx context.Context, p tfsdk.Plan, state *tfsdk.State, ifVersion int64, diags *diag.Diagnostics) {
 	var plan kvModel
 	if diags.Append(p.Get(ctx, &plan)...); diags.HasError() {
@@ -266,8 +268,8 @@ func (r *kvResource) apply(ctx context.Context, p tfsdk.Plan, state *tfsdk.State
 }
 
 // write PUTs the planned pair with its type, TTL and description (only over
-// version ifVersion when > 0), then reads back the version and update date
-// the server gave it.
+// version ifVersion when > 0, only as a new key otherwise), then reads back
+// the version and update date the server gave it.
 func (r *kvResource) write(ctx context.Context, m *kvModel, ifVersion int64, diags *diag.Diagnostics) {
 	if r.client == nil {
 		diags.AddError("Provider not configured", "The kvflow provider was not configured before writing a pair.")
@@ -280,8 +282,14 @@ func (r *kvResource) write(ctx context.Context, m *kvModel, ifVersion int64, dia
 	}
 	err := r.client.Set(ctx, ns, key, m.Value.ValueString(), client.SetOptions{
 		Type: typ, TTL: m.TTL.ValueString(), Description: m.Description.ValueString(), Sensitive: m.Sensitive.ValueBool(),
-		IfVersion: ifVersion,
+		IfVersion: ifVersion, IfAbsent: ifVersion == 0,
 	})
+	if kvflow.ErrorCode(err) == kvflow.EPRECONDITION && ifVersion == 0 {
+		diags.AddAttributeError(path.Root("key"), fmt.Sprintf("Key %q already exists in namespace %q", key, ns),
+			fmt.Sprintf("Terraform did not overwrite it: it creates only new keys. To manage this pair, import it with "+
+				"`terraform import kvflow_kv.NAME %s/%s` (NAME: this resource's name), or delete it first.", ns, key))
+		return
+	}
 	if kvflow.ErrorCode(err) == kvflow.EPRECONDITION {
 		diags.AddError(fmt.Sprintf("Key %q in namespace %q changed since Terraform read it", key, ns),
 			kvflow.ErrorMessage(err)+" It was not overwritten: run terraform plan again to see the change, then apply.")
