@@ -96,10 +96,7 @@ func (d *kvDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 	m.Type = types.StringValue(det.Type)
 	m.Value = types.StringValue(text)
 	m.Version = types.Int64Value(det.Version)
-	m.ExpirationDate = types.StringNull()
-	if !det.ExpirationDate.IsZero() {
-		m.ExpirationDate = types.StringValue(det.ExpirationDate.UTC().Format(client.TimeFormat))
-	}
+	m.ExpirationDate = expiryOf(det.Entry)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
