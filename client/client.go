@@ -49,6 +49,9 @@ type SetOptions struct {
 	// IfVersion, when set, writes only if the entry is at this version
 	// (If-Match); otherwise EPRECONDITION.
 	IfVersion int64
+	// IfAbsent writes only if no live entry exists (If-None-Match: *);
+	// otherwise EPRECONDITION.
+	IfAbsent  bool
 	Sensitive bool // seal the value at rest and mask it (header sensitive: true)
 }
 
@@ -80,6 +83,9 @@ func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) er
 	}
 	if o.IfVersion > 0 {
 		h.Set("If-Match", ETag(o.IfVersion))
+	}
+	if o.IfAbsent {
+		h.Set("If-None-Match", "*")
 	}
 	if o.Sensitive {
 		h.Set("sensitive", "true")

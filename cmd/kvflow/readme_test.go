@@ -220,7 +220,7 @@ func TestREADME_Terraform(t *testing.T) {
 	if len(shells) != 2 || len(hcl) != 1 {
 		t.Fatalf("the Terraform section has %d sh and %d hcl blocks, want 2 and 1", len(shells), len(hcl))
 	}
-	for _, want := range []string{"required_providers", "ttl", "description"} {
+	for _, want := range []string{"required_providers", "ttl", "description", "kvflow_kv_increment"} {
 		if !strings.Contains(hcl[0], want) {
 			t.Errorf("the Terraform example lacks %s", want)
 		}
@@ -236,7 +236,8 @@ func TestREADME_Terraform(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second block: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Apply complete! Resources: 1 added", `team_keys = tolist([`, `"settings",`, `{"region":"eu-west-1","replicas":3}`} {
+	for _, want := range []string{"Apply complete! Resources: 2 added", `team_keys = tolist([`, `"deploys",`, `"settings",`,
+		"deploys = 1", `{"region":"eu-west-1","replicas":3}`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -552,13 +552,16 @@ func TestAcceptance_ErrorsNameTheAttribute(t *testing.T) {
 			resource("badkey", "  namespace = \"tf\"\n  key = \"-bad\"\n  value = \"x\"\n") +
 			resource("badtype", "  namespace = \"tf\"\n  key = \"t\"\n  value = \"x\"\n  type = \"number\"\n") +
 			resource("badvalue", "  namespace = \"tf\"\n  key = \"v\"\n  value = \"abc\"\n  type = \"NUMBER\"\n") +
-			resource("badttl", "  namespace = \"tf\"\n  key = \"l\"\n  value = \"x\"\n  ttl = \"5 minutes\"\n"))
+			resource("badttl", "  namespace = \"tf\"\n  key = \"l\"\n  value = \"x\"\n  ttl = \"5 minutes\"\n") +
+			resource("baddesc", "  namespace = \"tf\"\n  key = \"d\"\n  value = \"x\"\n  description = \""+strings.Repeat("d", storage.MaxDescriptionLen+1)+"\"\n"))
 		stderr := tf.fails("plan", "-no-color", "-input=false")
 		for _, want := range []string{
 			"Error: Invalid key", "with kvflow_kv.badkey,", `key = "-bad"`, `Key "-bad" is invalid`,
 			"Error: Invalid type", "with kvflow_kv.badtype,", `type = "number"`,
 			"Error: Invalid value", "with kvflow_kv.badvalue,", `value = "abc"`, "is not a valid NUMBER",
 			"Error: Invalid TTL", "with kvflow_kv.badttl,", `ttl = "5 minutes"`,
+			"Error: Invalid description", "with kvflow_kv.baddesc,", "description = \"ddd",
+			"Field 'description' is 1001 characters long; the limit is 1000.",
 		} {
 			if !strings.Contains(stderr, want) {
 				t.Errorf("plan errors lack %q:\n%s", want, stderr)
@@ -635,5 +638,122 @@ data "kvflow_kv_keys" "denied" {
 		if want := "The API token is wrong for the kvflow server at " + ts.URL; !strings.Contains(flat, want) {
 			t.Errorf("apply errors lack %q:\n%s", want, stderr)
 		}
+	})
+}
+
+// A pair without a TTL and one with a day's.
+const expiryResources = `
+resource "kvflow_kv" "num" {
+  namespace = "tf.exp"
+  key       = "num"
+  value     = "7"
+}
+
+resource "kvflow_kv" "str" {
+  namespace = "tf.exp"
+  key       = "str"
+  value     = "hello"
+  ttl       = "P1D"
+}
+`
+
+const importedWithTTL = `
+resource "kvflow_kv" "imported" {
+  namespace = "tf.exp"
+  key       = "imported"
+  value     = "kept"
+  ttl       = "P30D"
+}
+`
+
+// An expiry changed outside Terraform, in either direction, plans the
+// update that puts the configured one back; the countdown, a write with the
+// configured TTL and an imported pair's TTL written otherwise do not.
+func TestAcceptance_ExpiryChangedOutside_PlansUpdate(t *testing.T) {
+	const token = "tf-expiry-token"
+	ts := startServer(t, token, "tf.*")
+	tf := newTerraform(t, "KVFLOW_API_TOKEN="+token)
+	ctx := context.Background()
+	c := ts.Client
+	config := fmt.Sprintf(providerBlock, ts.URL) + expiryResources
+	set := func(key, value, ttl string) { // as curl -X PUT [-H 'ttl: …'] would
+		t.Helper()
+		if err := c.Set(ctx, "tf.exp", key, value, client.SetOptions{TTL: ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expiry := func(key string) time.Time {
+		t.Helper()
+		d, err := c.Detail(ctx, "tf.exp", key)
+		if err != nil {
+			t.Fatalf("Detail(tf.exp/%s): %v", key, err)
+		}
+		return d.ExpirationDate.Time
+	}
+	noChanges := func() {
+		t.Helper()
+		if out, errOut, code := tf.run("plan", "-no-color", "-input=false", "-detailed-exitcode"); code != 0 {
+			t.Fatalf("plan -detailed-exitcode exited %d, want 0 (no changes)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+	}
+	applyPlanned := func(want map[string][]string) {
+		t.Helper()
+		wantActions(t, tf.planActions(), want)
+		tf.must("apply", "-no-color", "-input=false", "tfplan")
+	}
+
+	t.Run("Apply_NoChangesAfter_NorAsTimePasses", func(t *testing.T) {
+		tf.write(config)
+		tf.must("apply", "-no-color", "-input=false", "-auto-approve")
+		noChanges()
+		if got, want := tf.stateAttrs("kvflow_kv.str")["expiration_date"], expiry("str").Format(client.TimeFormat); got != want {
+			t.Errorf("kvflow_kv.str expiration_date = %v, want %s", got, want)
+		}
+		if got := tf.stateAttrs("kvflow_kv.num")["expiration_date"]; got != nil {
+			t.Errorf("kvflow_kv.num expiration_date = %v, want null", got)
+		}
+		ts.Clock.Add(time.Hour)
+		noChanges()
+	})
+
+	t.Run("TTLAddedOutside_PlansItsRemoval", func(t *testing.T) {
+		set("num", "7", "PT1M")
+		applyPlanned(map[string][]string{"kvflow_kv.num": {"update"}, "kvflow_kv.str": {"no-op"}})
+		if exp := expiry("num"); !exp.IsZero() {
+			t.Errorf("tf.exp/num expires at %v after the apply, want never", exp)
+		}
+		noChanges()
+	})
+
+	t.Run("TTLRemovedOutside_PlansItBack", func(t *testing.T) {
+		set("str", "hello", "")
+		applyPlanned(map[string][]string{"kvflow_kv.str": {"update"}, "kvflow_kv.num": {"no-op"}})
+		if got, want := expiry("str"), ts.Clock.Now().Add(24*time.Hour); !got.Equal(want) {
+			t.Errorf("tf.exp/str expires at %v after the apply, want %v (P1D)", got, want)
+		}
+		noChanges()
+	})
+
+	t.Run("TTLChangedOutside_PlansItBack", func(t *testing.T) {
+		ts.Clock.Add(time.Hour)
+		set("str", "hello", "PT1M")
+		applyPlanned(map[string][]string{"kvflow_kv.str": {"update"}, "kvflow_kv.num": {"no-op"}})
+		if got, want := expiry("str"), ts.Clock.Now().Add(24*time.Hour); !got.Equal(want) {
+			t.Errorf("tf.exp/str expires at %v after the apply, want %v (P1D)", got, want)
+		}
+		noChanges()
+	})
+
+	t.Run("WrittenOutsideWithTheConfiguredTTL_NoChanges", func(t *testing.T) {
+		ts.Clock.Add(time.Hour)
+		set("str", "hello", "PT24H")
+		noChanges()
+	})
+
+	t.Run("Import_TTLOfTheSameLength_NoChanges", func(t *testing.T) {
+		set("imported", "kept", "PT720H")
+		tf.write(config + importedWithTTL)
+		tf.must("import", "-no-color", "-input=false", "kvflow_kv.imported", "tf.exp/imported")
+		noChanges()
 	})
 }

@@ -96,10 +96,7 @@ func (d *kvDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 	m.Type = types.StringValue(det.Type)
 	m.Value = types.StringValue(text)
 	m.Version = types.Int64Value(det.Version)
-	m.ExpirationDate = types.StringNull()
-	if !det.ExpirationDate.IsZero() {
-		m.ExpirationDate = types.StringValue(det.ExpirationDate.UTC().Format(client.TimeFormat))
-	}
+	m.ExpirationDate = expiryOf(det.Entry)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
@@ -156,7 +153,7 @@ func (d *keysDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	ns := m.Namespace.ValueString()
 	keys, err := d.client.Keys(ctx, ns, m.Prefix.ValueString())
 	if err != nil {
-		addError(&resp.Diagnostics, fmt.Sprintf("Cannot list the keys of namespace %q", ns), err, "namespace", "prefix")
+		addError(&resp.Diagnostics, fmt.Sprintf("Cannot list the keys of namespace %q", ns), err, "namespace")
 		return
 	}
 	if keys == nil {

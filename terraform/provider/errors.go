@@ -13,8 +13,9 @@ import (
 
 // attributeOf names the attribute a kvflow error is about, among those the
 // schema has; "" when it is about none of them. Server messages start with
-// what they judge ("Key … is invalid", "TTL … must be positive") and a
-// namespace the server refuses is EFORBIDDEN.
+// what they judge ("Key … is invalid", "TTL … must be positive", "Field
+// 'description' is … long"), a namespace the server refuses is EFORBIDDEN
+// and a key an increment cannot add to (another type) ECONFLICT.
 func attributeOf(err error, has ...string) string {
 	pick := func(name string) string {
 		for _, h := range has {
@@ -28,14 +29,18 @@ func attributeOf(err error, has ...string) string {
 	switch kvflow.ErrorCode(err) {
 	case kvflow.EFORBIDDEN:
 		return pick("namespace")
-	case kvflow.ENOTFOUND, kvflow.EEXPIRED:
+	case kvflow.ENOTFOUND, kvflow.EEXPIRED, kvflow.ECONFLICT:
 		return pick("key")
 	case kvflow.ETOOLARGE:
 		return pick("value")
 	case kvflow.EINVALID:
+		if rest, ok := strings.CutPrefix(msg, "Field '"); ok { // Field 'description' …, Field 'by' …
+			name, _, _ := strings.Cut(rest, "'")
+			return pick(name)
+		}
 		for _, p := range []struct{ prefix, attr string }{
 			{"Namespace", "namespace"}, {"Key", "key"}, {"TTL", "ttl"}, {"Type", "type"},
-			{"Value", "value"}, {"Description", "description"}, {"Prefix", "prefix"},
+			{"Value", "value"}, {"A NUMBER", "value"}, {"Cannot increment", "by"}, // the sum overflows
 		} {
 			if strings.HasPrefix(msg, p.prefix) {
 				return pick(p.attr)

@@ -1,6 +1,6 @@
-// Package provider is kvflow's Terraform provider: the kvflow_kv resource and
-// the kvflow_kv and kvflow_kv_keys data sources, talking to `kvflow server`
-// through client.Client.
+// Package provider is kvflow's Terraform provider: the kvflow_kv and
+// kvflow_kv_increment resources and the kvflow_kv and kvflow_kv_keys data
+// sources, talking to `kvflow server` through client.Client.
 package provider
 
 import (
@@ -140,7 +140,7 @@ func (p *kvflowProvider) Configure(ctx context.Context, req provider.ConfigureRe
 }
 
 func (p *kvflowProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{newKVResource}
+	return []func() resource.Resource{newKVResource, newIncrementResource}
 }
 
 func (p *kvflowProvider) DataSources(context.Context) []func() datasource.DataSource {

@@ -36,16 +36,17 @@ func newKVResource() resource.Resource { return &kvResource{} }
 type kvResource struct{ client *client.Client }
 
 type kvModel struct {
-	ID          types.String `tfsdk:"id"`
-	Namespace   types.String `tfsdk:"namespace"`
-	Key         types.String `tfsdk:"key"`
-	Value       types.String `tfsdk:"value"`
-	Type        types.String `tfsdk:"type"`
-	TTL         types.String `tfsdk:"ttl"`
-	Description types.String `tfsdk:"description"`
-	Version     types.Int64  `tfsdk:"version"`
-	UpdateDate  types.String `tfsdk:"update_date"`
-	Sensitive   types.Bool   `tfsdk:"sensitive"`
+	ID             types.String `tfsdk:"id"`
+	Namespace      types.String `tfsdk:"namespace"`
+	Key            types.String `tfsdk:"key"`
+	Value          types.String `tfsdk:"value"`
+	Type           types.String `tfsdk:"type"`
+	TTL            types.String `tfsdk:"ttl"`
+	Description    types.String `tfsdk:"description"`
+	Version        types.Int64  `tfsdk:"version"`
+	UpdateDate     types.String `tfsdk:"update_date"`
+	ExpirationDate types.String `tfsdk:"expiration_date"`
+	Sensitive      types.Bool   `tfsdk:"sensitive"`
 }
 
 func (r *kvResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -84,12 +85,14 @@ func (r *kvResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *r
 					"text/plain body (42 is a NUMBER, {\"a\":1} a JSON, 2024-07-15 a DATE).",
 			},
 			"ttl": schema.StringAttribute{
-				Optional:    true,
-				Description: "Time to live, an ISO-8601 duration such as PT5M or P30D, counted from each write.",
+				Optional: true,
+				Description: "Time to live, an ISO-8601 duration such as PT5M or P30D, counted from each write. " +
+					"Compared by length: PT24H against P1D is no change. An expiry changed outside Terraform (a write " +
+					"with another TTL or none) plans an update that sets this one again.",
 			},
 			"description": schema.StringAttribute{
 				Optional:    true,
-				Description: "Free-text description.",
+				Description: fmt.Sprintf("Free-text description, at most %d characters.", storage.MaxDescriptionLen),
 			},
 			"sensitive": schema.BoolAttribute{
 				Optional:    true,
@@ -102,6 +105,10 @@ func (r *kvResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *r
 			"update_date": schema.StringAttribute{
 				Computed:    true,
 				Description: "Time of the last write (RFC 3339, UTC).",
+			},
+			"expiration_date": schema.StringAttribute{
+				Computed:    true,
+				Description: "When the pair expires (RFC 3339, UTC); null when it never does.",
 			},
 		},
 	}
@@ -119,8 +126,8 @@ func (r *kvResource) Configure(_ context.Context, req resource.ConfigureRequest,
 	r.client = clientOf(req.ProviderData, resp.Diagnostics.AddError)
 }
 
-// ValidateConfig checks what it can before any call: names, type, TTL and
-// the value against its type.
+// ValidateConfig checks what it can before any call: names, type, TTL,
+// description and the value against its type.
 func (r *kvResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var m kvModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
@@ -138,6 +145,11 @@ func (r *kvResource) ValidateConfig(ctx context.Context, req resource.ValidateCo
 	if known(m.TTL) {
 		if _, err := storage.ParseTTL(m.TTL.ValueString()); err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("ttl"), "Invalid TTL", kvflow.ErrorMessage(err))
+		}
+	}
+	if known(m.Description) {
+		if err := storage.ValidateDescription(m.Description.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("description"), "Invalid description", kvflow.ErrorMessage(err))
 		}
 	}
 	if typeOK && known(m.Type) && known(m.Value) {
@@ -182,9 +194,9 @@ func known(v nullable) bool {
 	return !v.IsNull() && !v.IsUnknown()
 }
 
-// ModifyPlan infers a missing type, keeps the stored text of a value that
-// means the same as the configured one, and plans no change at all when
-// nothing but such a reformatting differs.
+// ModifyPlan infers a missing type, keeps the stored text of a value or a
+// TTL that means the same as the configured one, and plans no change at all
+// when nothing but such a reformatting differs.
 func (r *kvResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() {
 		return // destroy
@@ -209,7 +221,7 @@ func (r *kvResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 	}
 
 	if req.State.Raw.IsNull() { // create
-		plan.Version, plan.UpdateDate = types.Int64Unknown(), types.StringUnknown()
+		plan.unknownAfterWrite()
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
@@ -222,16 +234,37 @@ func (r *kvResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		SameValue(storage.Type(plan.Type.ValueString()), plan.Value.ValueString(), state.Value.ValueString()) {
 		plan.Value = state.Value
 	}
+	if known(plan.TTL) && !state.TTL.IsNull() && sameTTL(plan.TTL.ValueString(), state.TTL.ValueString()) {
+		plan.TTL = state.TTL
+	}
 	if plan.Namespace.Equal(state.Namespace) && plan.Key.Equal(state.Key) && plan.Value.Equal(state.Value) &&
 		plan.Type.Equal(state.Type) && plan.TTL.Equal(state.TTL) && plan.Description.Equal(state.Description) &&
 		plan.Sensitive.Equal(state.Sensitive) {
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &state)...)
 		return
 	}
-	plan.Version, plan.UpdateDate = types.Int64Unknown(), types.StringUnknown()
+	plan.unknownAfterWrite()
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
+// unknownAfterWrite marks what a write gives the pair as unknown until
+// apply; without a TTL the write leaves it without expiry.
+func (m *kvModel) unknownAfterWrite() {
+	m.Version, m.UpdateDate, m.ExpirationDate = types.Int64Unknown(), types.StringUnknown(), types.StringUnknown()
+	if m.TTL.IsNull() {
+		m.ExpirationDate = types.StringNull()
+	}
+}
+
+// sameTTL reports whether a and b are TTLs of the same length (P1D, PT24H, 86400).
+func sameTTL(a, b string) bool {
+	da, errA := storage.ParseTTL(a)
+	db, errB := storage.ParseTTL(b)
+	return errA == nil && errB == nil && da == db
+}
+
+// Create writes only a key that does not exist (If-None-Match: *): a pair
+// Terraform does not manage is neither overwritten nor, later, destroyed.
 func (r *kvResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	r.apply(ctx, req.Plan, &resp.State, 0, &resp.Diagnostics)
 }
@@ -247,8 +280,8 @@ func (r *kvResource) Update(ctx context.Context, req resource.UpdateRequest, res
 }
 
 // apply writes the planned pair (create and update are the same PUT, an
-// update conditional on ifVersion when > 0) and records the result as the
-// new state.
+// update conditional on ifVersion when > 0, a create on the key's absence)
+// and records the result as the new state.
 func (r *kvResource) apply(ctx context.Context, p tfsdk.Plan, state *tfsdk.State, ifVersion int64, diags *diag.Diagnostics) {
 	var plan kvModel
 	if diags.Append(p.Get(ctx, &plan)...); diags.HasError() {
@@ -261,8 +294,8 @@ func (r *kvResource) apply(ctx context.Context, p tfsdk.Plan, state *tfsdk.State
 }
 
 // write PUTs the planned pair with its type, TTL and description (only over
-// version ifVersion when > 0), then reads back the version and update date
-// the server gave it.
+// version ifVersion when > 0, only as a new key otherwise), then reads back
+// the version, update date and expiry the server gave it.
 func (r *kvResource) write(ctx context.Context, m *kvModel, ifVersion int64, diags *diag.Diagnostics) {
 	if r.client == nil {
 		diags.AddError("Provider not configured", "The kvflow provider was not configured before writing a pair.")
@@ -275,8 +308,14 @@ func (r *kvResource) write(ctx context.Context, m *kvModel, ifVersion int64, dia
 	}
 	err := r.client.Set(ctx, ns, key, m.Value.ValueString(), client.SetOptions{
 		Type: typ, TTL: m.TTL.ValueString(), Description: m.Description.ValueString(), Sensitive: m.Sensitive.ValueBool(),
-		IfVersion: ifVersion,
+		IfVersion: ifVersion, IfAbsent: ifVersion == 0,
 	})
+	if kvflow.ErrorCode(err) == kvflow.EPRECONDITION && ifVersion == 0 {
+		diags.AddAttributeError(path.Root("key"), fmt.Sprintf("Key %q already exists in namespace %q", key, ns),
+			fmt.Sprintf("Terraform did not overwrite it: it creates only new keys. To manage this pair, import it with "+
+				"`terraform import kvflow_kv.NAME %s/%s` (NAME: this resource's name), or delete it first.", ns, key))
+		return
+	}
 	if kvflow.ErrorCode(err) == kvflow.EPRECONDITION {
 		diags.AddError(fmt.Sprintf("Key %q in namespace %q changed since Terraform read it", key, ns),
 			kvflow.ErrorMessage(err)+" It was not overwritten: run terraform plan again to see the change, then apply.")
@@ -295,6 +334,34 @@ func (r *kvResource) write(ctx context.Context, m *kvModel, ifVersion int64, dia
 	m.Type = types.StringValue(string(typ))
 	m.Version = types.Int64Value(d.Version)
 	m.UpdateDate = types.StringValue(d.UpdateDate.UTC().Format(client.TimeFormat))
+	m.ExpirationDate = expiryOf(d.Entry)
+}
+
+// expiryOf is when e expires, null when it never does.
+func expiryOf(e client.Entry) types.String {
+	if e.ExpirationDate.IsZero() {
+		return types.StringNull()
+	}
+	return types.StringValue(e.ExpirationDate.UTC().Format(client.TimeFormat))
+}
+
+// ttlOf is the TTL to keep in state for a pair the server shows as e. An
+// expiry Terraform has seen keeps the state's TTL: counting down is no change.
+// Another one comes from a write made outside Terraform: the TTL is then the
+// time from that write to the expiry (null when there is none), an update
+// unless it is the configured one.
+func ttlOf(state kvModel, e client.Entry) types.String {
+	if expiryOf(e).Equal(state.ExpirationDate) {
+		return state.TTL
+	}
+	if e.ExpirationDate.IsZero() {
+		return types.StringNull()
+	}
+	ttl := storage.FormatDuration(e.ExpirationDate.Sub(e.UpdateDate.Time))
+	if known(state.TTL) && sameTTL(state.TTL.ValueString(), ttl) {
+		return state.TTL
+	}
+	return types.StringValue(ttl)
 }
 
 func (r *kvResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -344,6 +411,7 @@ func (r *kvResource) Read(ctx context.Context, req resource.ReadRequest, resp *r
 	case state.Sensitive.ValueBool():
 		state.Sensitive = types.BoolValue(false)
 	}
+	state.TTL, state.ExpirationDate = ttlOf(state, d.Entry), expiryOf(d.Entry)
 	state.Version = types.Int64Value(d.Version)
 	state.UpdateDate = types.StringValue(d.UpdateDate.UTC().Format(client.TimeFormat))
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)

@@ -114,6 +114,25 @@ func ratOf(n any) (*big.Rat, bool) {
 	return new(big.Rat).SetString(text)
 }
 
+// NumberOf is a Terraform number as a NUMBER, every digit kept: its
+// shortest decimal text, as Terraform writes a number as a string.
+func NumberOf(n *big.Float) (storage.Value, error) {
+	text := n.Text('f', -1)
+	v, err := storage.ParseAs(storage.NUMBER, text)
+	if err != nil {
+		return v, kvflow.Errorf(kvflow.EINVALID, "Number %s is not one kvflow stores: a NUMBER is finite and at most %d characters long written out.",
+			kvflow.Clip(text), storage.MaxNumberText)
+	}
+	return v, nil
+}
+
+// BigFloatOf is a NUMBER as a Terraform number, at Terraform's precision
+// (512 bits, as numbers arriving as text are read).
+func BigFloatOf(v storage.Value) (*big.Float, error) {
+	f, _, err := big.ParseFloat(v.Text(), 10, 512, big.ToNearestEven)
+	return f, err
+}
+
 // TextOf is the text form of a value the API returned: compact JSON for
 // JSON, ISO-8601 for dates and durations, the number for a NUMBER.
 func TextOf(t storage.Type, raw json.RawMessage) (string, error) {

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"encoding/json"
+	"math/big"
 	"testing"
 
 	"github.com/kvflow/kvflow"
@@ -120,5 +121,28 @@ func TestParseImportID(t *testing.T) {
 		if _, _, err := ParseImportID(id); kvflow.ErrorCode(err) != kvflow.EINVALID {
 			t.Errorf("ParseImportID(%q): error %v, want code %s", id, err, kvflow.EINVALID)
 		}
+	}
+}
+
+// A number arrives from Terraform at 512 bits (or as an int64 or a float64)
+// and goes back the same way: every decimal digit survives both ways.
+func TestNumberOf_BigFloatOf_KeepEveryDigit(t *testing.T) {
+	for _, text := range []string{"1", "-2.5", "0.1", "12345678901234567890", "5000000000000000005.5", "3.141592653589793238462643383279502880"} {
+		f, _, err := big.ParseFloat(text, 10, 512, big.ToNearestEven)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := NumberOf(f)
+		if err != nil || !SameValue(storage.NUMBER, v.Text(), text) {
+			t.Errorf("NumberOf(%s) = %s, %v; want %s", text, v.Text(), err, text)
+			continue
+		}
+		back, err := BigFloatOf(v)
+		if err != nil || back.Cmp(f) != 0 {
+			t.Errorf("BigFloatOf(%s) = %v, %v; want %s", v.Text(), back, err, text)
+		}
+	}
+	if _, err := NumberOf(big.NewFloat(0).SetInf(false)); kvflow.ErrorCode(err) != kvflow.EINVALID {
+		t.Errorf("NumberOf(+Inf): %v, want code %s", err, kvflow.EINVALID)
 	}
 }
