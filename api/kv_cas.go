@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -275,14 +277,37 @@ func (s *Server) exportKV(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	// Once the first line is out an error can only cut the stream short; a
-	// client sees a last line without its newline or a short count.
-	if _, err := s.cfg.Store.Export(r.Context(), w, o); err != nil {
+	w.Header().Set("Trailer", client.ExportErrorTrailer)
+	cw := &countWriter{w: w}
+	if _, err := s.cfg.Store.Export(r.Context(), cw, o); err != nil {
 		s.log.Warn("kv export stopped", "namespace", ns, "err", err)
+		if cw.n == 0 { // nothing sent yet: an error answer
+			w.Header().Del("Trailer")
+			writeError(w, r, err)
+			return
+		}
 		if lw, ok := w.(*logWriter); ok {
 			lw.err = err
 		}
+		// Lines are out: the stream ends with a line that no import reads
+		// as an entry, and the trailer says why (the client fails on it).
+		msg := kvflow.ErrorMessage(err)
+		line, _ := json.Marshal(map[string]string{"error": msg})
+		w.Write(append(append([]byte("\n"), line...), '\n'))
+		w.Header().Set(client.ExportErrorTrailer, msg)
 	}
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // importKV reads JSON Lines as export writes them into this namespace (and

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -232,6 +233,47 @@ func TestExportImport_OverTheAPI(t *testing.T) {
 		bad := do(t, "POST", ts.URL+"/api/v1/namespaces/elsewhere/kv/import", r.Body)
 		if bad.Status != 422 || !strings.Contains(bad.Body, "Line 1") {
 			t.Errorf("import into another namespace = %d %s", bad.Status, bad.Body)
+		}
+	})
+}
+
+// An export that cannot read a value fails visibly: before any line is out,
+// an error answer; after, a last line {"error": …} and a trailer, which the
+// client (kvflow kv export --server) turns into an error.
+func TestExport_UnreadableValue_FailsVisibly(t *testing.T) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+		ctx := context.Background()
+		ts := startServer(t, pair, Config{})
+		breakKey := func(ns, key string) { // its object gone (metadata read: no value cached)
+			page, err := pair.Store.List(ctx, ns, storage.ListOptions{Prefix: key})
+			if err != nil || len(page.Entries) == 0 {
+				t.Fatal(page, err)
+			}
+			if err := pair.Bucket.Delete(ctx, page.Entries[0].Object); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seed(t, pair.Store, "small", "a", str("x"))
+		seed(t, pair.Store, "small", "b", str("y"))
+		breakKey("small", "b")
+		r := do(t, "GET", ts.URL+"/api/v1/namespaces/small/kv/export", "")
+		if r.Status < 400 || !strings.Contains(r.Body, `"message"`) {
+			t.Fatalf("export with nothing out yet = %d %q, want an error answer", r.Status, r.Body)
+		}
+
+		big := strings.Repeat("v", 1000)
+		for i := range 200 { // past the export's 64 KiB buffer
+			seed(t, pair.Store, "large", fmt.Sprintf("k%03d", i), str(big))
+		}
+		breakKey("large", "k199")
+		var out bytes.Buffer
+		n, err := ts.Client.Export(ctx, "large", "", false, &out)
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if err == nil || !strings.Contains(err.Error(), "stopped after") || n == 0 || !strings.HasPrefix(lines[len(lines)-1], `{"error":`) {
+			t.Fatalf("export cut by an error: %d lines, %v; last line %.80q", n, err, lines[len(lines)-1])
+		}
+		if _, err := pair.Store.Import(ctx, &out, storage.ImportOptions{NamespaceMap: map[string]string{"large": "copy"}}); err == nil {
+			t.Fatal("importing the cut export succeeded, want its error line refused")
 		}
 	})
 }

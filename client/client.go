@@ -585,6 +585,8 @@ func (c *Client) Export(ctx context.Context, ns, prefix string, includeChildren 
 		cw := &lineCounter{w: w}
 		if _, err := io.Copy(cw, resp.Body); err != nil {
 			copyErr = kvflow.Errorf(kvflow.EUNAVAILABLE, "The export of namespace '%s' was cut short: %v.", ns, err)
+		} else if msg := resp.Trailer.Get(ExportErrorTrailer); msg != "" {
+			copyErr = kvflow.Errorf(kvflow.EINTERNAL, "The export of namespace '%s' stopped after %d lines: %s", ns, cw.n, msg)
 		}
 		lines = cw.n
 	})
@@ -593,6 +595,11 @@ func (c *Client) Export(ctx context.Context, ns, prefix string, includeChildren 
 	}
 	return lines, err
 }
+
+// ExportErrorTrailer is the HTTP trailer of an export that stopped on an
+// error after its first lines; the stream then ends with a line
+// {"error": …} that no import takes for an entry.
+const ExportErrorTrailer = "Kvflow-Export-Error"
 
 type lineCounter struct {
 	w io.Writer
