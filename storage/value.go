@@ -176,15 +176,15 @@ func ParseAs(t Type, text string) (Value, error) {
 		}
 		return refuse("true or false")
 	case DATETIME:
-		if tm, err := ParseInstant(s); err == nil {
+		if tm, err := ParseInstant(s); err == nil && storable(tm) {
 			return Value{DATETIME, tm.UTC()}, nil
 		}
-		return refuse("an ISO-8601 instant such as 2024-07-15T06:10:33Z")
+		return refuse("an ISO-8601 instant such as 2024-07-15T06:10:33Z, from year 1 to 9999 in UTC, at most 9 fractional digits")
 	case DATE:
-		if d, err := time.Parse(time.DateOnly, s); err == nil {
+		if d, err := time.Parse(time.DateOnly, s); err == nil && storable(d) {
 			return Value{DATE, Date{d}}, nil
 		}
-		return refuse("an ISO-8601 date such as 2024-07-15")
+		return refuse("an ISO-8601 date such as 2024-07-15, from year 1 to 9999")
 	case DURATION:
 		if d, err := ParseDuration(s); err == nil {
 			return Value{DURATION, d}, nil
@@ -283,8 +283,14 @@ func FromGo(x any) (Value, error) {
 			return Value{NUMBER, n}, nil
 		}
 	case time.Time:
+		if !storable(v) {
+			return Value{}, kvflow.Errorf(kvflow.EINVALID, "Instant %s is not a valid DATETIME: expected a year from 1 to 9999 in UTC.", v.UTC().Format(time.RFC3339Nano))
+		}
 		return Value{DATETIME, v.UTC()}, nil
 	case Date:
+		if !storable(v.Time) {
+			return Value{}, kvflow.Errorf(kvflow.EINVALID, "Date %s is not a valid DATE: expected a year from 1 to 9999.", v.Time.Format(time.DateOnly))
+		}
 		return Value{DATE, v}, nil
 	case Duration:
 		return Value{DURATION, v}, nil
@@ -320,12 +326,23 @@ func ParseInstant(s string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	if _, frac, ok := strings.Cut(s, "."); ok {
+		if n := strings.IndexFunc(frac, func(r rune) bool { return r < '0' || r > '9' }); n > 9 {
+			return time.Time{}, fmt.Errorf("%d fractional digits: at most 9 (nanoseconds)", n)
+		}
+	}
 	if n := len(s); n >= 6 && (s[n-6] == '+' || s[n-6] == '-') && s[n-3] == ':' {
 		if h, m := s[n-5:n-3], s[n-2:]; h > "23" || m > "59" {
 			return time.Time{}, fmt.Errorf("zone offset %s is out of range", s[n-6:])
 		}
 	}
 	return tm, nil
+}
+
+// storable reports whether an ION timestamp holds t: years 1 to 9999, in UTC.
+func storable(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
 }
 
 // DecodeJSON decodes one JSON document. Numbers are kept exactly, as

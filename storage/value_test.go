@@ -56,6 +56,9 @@ func TestParseAs_Refusals_NameTypeAndDescribeTextWithoutQuotingIt(t *testing.T) 
 		{storage.JSON, "{"}, {storage.JSON, "42"}, {"COLOR", "red"},
 		{storage.DATETIME, "2024-07-15T06:10:33+00:60"}, {storage.DATETIME, "2024-07-15T06:10:33-24:00"},
 		{storage.JSON, "{\"MARKER\": \"\xff\"}"}, {storage.JSON, "[MARKER]"}, {storage.JSON, "[1e99999]"},
+		// What an ION timestamp cannot hold: year 0, also after the offset; digits past nanoseconds.
+		{storage.DATE, "0000-01-01"}, {storage.DATETIME, "0000-06-01T00:00:00Z"},
+		{storage.DATETIME, "0001-01-01T00:30:00+01:00"}, {storage.DATETIME, "2024-07-15T10:11:12.123456789012Z"},
 	} {
 		_, err := storage.ParseAs(tc.typ, tc.text)
 		if kvflow.ErrorCode(err) != kvflow.EINVALID {
@@ -340,6 +343,28 @@ func TestIsValueObject(t *testing.T) {
 	for _, name := range []string{"_executions/a/_kv/f/x.json", "a/_kv/k.json", "a/_kv/sub/k.ion.x", "_kv/k.ion.x", "a/_kv/sub/x.ion"} {
 		if storage.IsValueObject(name) {
 			t.Errorf("IsValueObject(%q) = true, want false", name)
+		}
+	}
+}
+
+// The first and last days an ION timestamp holds are stored and read back.
+func TestParseAs_DateRangeEnds_RoundTripThroughION(t *testing.T) {
+	for _, tc := range []struct {
+		typ  storage.Type
+		text string
+	}{{storage.DATE, "0001-01-01"}, {storage.DATE, "9999-12-31"}, {storage.DATETIME, "0001-01-01T00:00:00Z"},
+		{storage.DATETIME, "9999-12-31T23:59:59.999999999Z"}} {
+		v, err := storage.ParseAs(tc.typ, tc.text)
+		if err != nil {
+			t.Fatalf("ParseAs(%s, %s): %v", tc.typ, tc.text, err)
+		}
+		var b bytes.Buffer
+		if err := storage.EncodeION(&b, v); err != nil {
+			t.Fatalf("encode %s: %v", tc.text, err)
+		}
+		back, err := storage.DecodeION(b.Bytes(), tc.typ)
+		if err != nil || back.Text() != v.Text() {
+			t.Errorf("%s read back as %q, %v", tc.text, back.Text(), err)
 		}
 	}
 }
