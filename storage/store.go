@@ -333,6 +333,9 @@ func (s *Store) Increment(ctx context.Context, ns, key string, delta Value, o Se
 	if err := checkValue(delta); err != nil {
 		return Value{}, nil, err
 	}
+	if n, ok := delta.V.(json.Number); ok && isIntegerText(n.String()) { // nor would it create one
+		return Value{}, nil, kvflow.Errorf(kvflow.EINVALID, "Cannot increment key '%s' in namespace '%s' by %s: a counter holds integers from -9223372036854775808 to 9223372036854775807.", key, ns, kvflow.Clip(n.String()))
+	}
 	for {
 		cur, v, err := s.get(ctx, ns, key) // the live value, even under a snapshot
 		next := delta

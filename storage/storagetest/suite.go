@@ -889,6 +889,15 @@ func incrementExactOverflowRefusedAndExpiryAbsolute(t *testing.T, open Opener) {
 	if _, v, _ := s.Get(ctx, ns, "max"); v.Text() != "9223372036854775807" {
 		t.Errorf("after a refused overflow the counter is %s", v.Text())
 	}
+	// Nor does an increment create a counter past 64 bits.
+	for _, by := range []string{"99999999999999999999", "1e400"} {
+		if _, _, err := s.Increment(ctx, ns, "huge", num(by), storage.SetOptions{}); kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), "a counter holds integers") {
+			t.Errorf("Increment of a new key by %s = %v; want EINVALID", by, err)
+		}
+	}
+	if _, _, err := s.Get(ctx, ns, "huge"); kvflow.ErrorCode(err) != kvflow.ENOTFOUND {
+		t.Errorf("a refused increment created the key: %v", err)
+	}
 	mustSet(t, s, ns, "dec", num("0.1"), storage.SetOptions{})
 	for i := 0; i < 2; i++ {
 		if _, _, err := s.Increment(ctx, ns, "dec", num("0.1"), storage.SetOptions{}); err != nil {
