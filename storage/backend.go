@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"io"
 	"time"
 
@@ -141,6 +142,10 @@ type Intent struct {
 // ErrIntentGone is a metadata write whose object's intent garbage collection
 // took as stale, so the object may be gone: nothing was written.
 var ErrIntentGone = kvflow.Errorf(kvflow.EUNAVAILABLE, "Garbage collection removed the value object before its metadata was written; write it again.")
+
+// ErrBusy is what an Index's error wraps when the database is reachable but
+// another writer held its lock past the wait (SQLite's busy timeout).
+var ErrBusy = errors.New("the database is busy")
 
 // PutCondition guards a write.
 type PutCondition struct {

@@ -997,6 +997,9 @@ func unavailable(err error, format string, args ...any) error {
 		return err
 	}
 	msg := fmt.Sprintf(format, args...)
+	if errors.Is(err, ErrBusy) { // reached, but locked
+		msg = strings.Replace(msg, "is unreachable", "is busy", 1)
+	}
 	return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: msg + ": " + err.Error(), Err: err}
 }
 

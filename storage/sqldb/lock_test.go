@@ -2,13 +2,16 @@ package sqldb_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kvflow/kvflow"
 	"github.com/kvflow/kvflow/storage"
 	"github.com/kvflow/kvflow/storage/fs/fstest"
 	"github.com/kvflow/kvflow/storage/sqldb"
@@ -174,5 +177,15 @@ func TestWriters_NewNamespace_FirstWritesRace_NoDeadlock(t *testing.T) {
 				t.Errorf("PostgreSQL broke %d deadlocks on a fresh namespace's first writes", n)
 			}
 		})
+	}
+}
+
+// A lock held past the busy timeout is told apart from an unreachable
+// database: the error wraps storage.ErrBusy and says who held what.
+func TestErr_SQLiteBusy_IsBusyNotUnreachable(t *testing.T) {
+	db := sqldbtest.Open(t, sqldb.SQLite)
+	err := db.Err(errors.New("database is locked (5) (SQLITE_BUSY)"))
+	if !errors.Is(err, storage.ErrBusy) || kvflow.ErrorCode(err) != kvflow.EUNAVAILABLE || !strings.Contains(err.Error(), "held the database's lock") {
+		t.Fatalf("Err(SQLITE_BUSY) = %v (%s)", err, kvflow.ErrorCode(err))
 	}
 }

@@ -27,6 +27,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/kvflow/kvflow"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // Dialect names the database technology.
@@ -270,7 +271,7 @@ func (db *DB) Err(err error) error {
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, sql.ErrConnDone), strings.Contains(err.Error(), "connection refused"):
 		return db.unreachable(err)
 	case db.Dialect == SQLite && (strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked")):
-		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "The database is busy: " + err.Error(), Err: err}
+		return &kvflow.Error{Code: kvflow.EUNAVAILABLE, Message: "Another writer held the database's lock past the busy timeout: " + err.Error(), Err: fmt.Errorf("%w: %w", storage.ErrBusy, err)}
 	case db.Dialect == SQLite && strings.Contains(err.Error(), "UNIQUE constraint failed"):
 		return &kvflow.Error{Code: kvflow.ECONFLICT, Message: "Already exists.", Err: err}
 	}
