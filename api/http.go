@@ -112,7 +112,8 @@ func New(cfg Config) *Server {
 	if repo, ok := cfg.DB.(engine.Repository); ok && cfg.Repo == nil {
 		cfg.Repo = repo
 	}
-	s := &Server{cfg: cfg, scope: storage.NewScope(cfg.Namespaces...), log: cfg.Logger, metrics: newMetrics()}
+	scope := storage.NewScope(cfg.Namespaces...)
+	s := &Server{cfg: cfg, scope: scope, log: cfg.Logger, metrics: newMetrics(scope)}
 	s.stopping, s.stopWatches = context.WithCancel(context.Background())
 	s.feeds.store = cfg.Store
 	s.metrics.durable(cfg.Engine, cfg.Queue)

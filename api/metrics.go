@@ -9,8 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kvflow/kvflow/engine"
+	"github.com/kvflow/kvflow/storage"
 )
 
 // metrics are the server's Prometheus collectors, in a registry of its own so
@@ -35,7 +37,9 @@ type metrics struct {
 // latencyBuckets go from 0.25 ms to about 8 s.
 var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 16)
 
-func newMetrics() *metrics {
+// newMetrics makes a server's metrics; /metrics shows only the series of
+// namespaces in scope, as the rest of the API does.
+func newMetrics(scope storage.Scope) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -57,8 +61,44 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.retrieved, m.updated, m.deleted, m.purged, m.operation, m.request,
 		m.executionsStarted, m.executionsFinished,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	var g prometheus.Gatherer = m.reg
+	if !scope.Unrestricted() {
+		g = inScope{m.reg, scope}
+	}
+	m.handler = promhttp.HandlerFor(g, promhttp.HandlerOpts{Registry: m.reg})
 	return m
+}
+
+// inScope gathers the series whose namespace label, if any, is in scope.
+type inScope struct {
+	g     prometheus.Gatherer
+	scope storage.Scope
+}
+
+func (s inScope) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := s.g.Gather()
+	out := mfs[:0]
+	for _, mf := range mfs {
+		kept := mf.Metric[:0]
+		for _, m := range mf.Metric {
+			if ns := labelValue(m, "namespace"); ns == "" || s.scope.Contains(ns) {
+				kept = append(kept, m)
+			}
+		}
+		if mf.Metric = kept; len(kept) > 0 {
+			out = append(out, mf)
+		}
+	}
+	return out, err
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.Label {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 func (m *metrics) serve(w http.ResponseWriter, r *http.Request) { m.handler.ServeHTTP(w, r) }

@@ -242,3 +242,18 @@ func TestFlows_TriggersOutsideTheScopeAreRefusedAtDeploy(t *testing.T) {
 		t.Fatalf("deploy within the scope = %d %s", r.Status, r.Body)
 	}
 }
+
+// /metrics on a server limited to team.a.* shows no series of a namespace
+// outside it (the sweeper purges every namespace), and keeps the others.
+func TestMetrics_LeaveOutNamespacesOutsideTheScope(t *testing.T) {
+	pair := testpair.Local(t, noOpts)
+	ts := startScopedServer(t, pair, []string{"team.a.*"}, nil)
+	ts.Server.metrics.purged.WithLabelValues("hidden.payroll").Add(6)
+	ts.Server.metrics.purged.WithLabelValues("team.a.b").Add(2)
+	ts.Server.metrics.deleted.WithLabelValues("hidden.payroll").Add(1)
+	r := do(t, "GET", ts.URL+"/metrics", "", "Authorization: Bearer t0k")
+	if r.Status != 200 || strings.Contains(r.Body, "hidden.payroll") || !strings.Contains(r.Body, `kvflow_kv_keys_expired_purged_total{namespace="team.a.b"} 2`) ||
+		!strings.Contains(r.Body, "go_goroutines") {
+		t.Fatalf("/metrics = %d\n%s", r.Status, r.Body)
+	}
+}
