@@ -92,10 +92,33 @@ func validHost(h string) bool {
 // cgnat is the carrier-grade NAT range (RFC 6598), often internal.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
+// reserved are the special-purpose ranges that IANA's registries mark not
+// globally reachable and the cases of Internal do not cover: documentation,
+// benchmarking, IETF protocol assignments, discard.
+var reserved = []netip.Prefix{
+	netip.MustParsePrefix("192.0.0.0/24"), netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32"),
+	netip.MustParsePrefix("100::/64"), netip.MustParsePrefix("64:ff9b:1::/48"),
+}
+
+// nat64 is the well-known NAT64 prefix: its addresses reach the IPv4
+// address in their last 32 bits.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
 // Internal names the kind of an address a task may not reach by default, or
 // returns "" for a public one.
 func Internal(ip netip.Addr) string {
 	ip = ip.Unmap()
+	if nat64.Contains(ip) {
+		b := ip.As16()
+		return Internal(netip.AddrFrom4([4]byte(b[12:])))
+	}
+	for _, p := range reserved {
+		if p.Contains(ip) {
+			return "reserved"
+		}
+	}
 	switch {
 	case ip.IsUnspecified():
 		return "unspecified"

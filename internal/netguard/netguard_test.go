@@ -17,6 +17,8 @@ func TestInternal_ClassifiesAddresses(t *testing.T) {
 		"100.64.0.1": "carrier-grade NAT", "100.127.255.255": "carrier-grade NAT",
 		"0.0.0.0": "unspecified", "::": "unspecified", "0.1.2.3": "reserved", "255.255.255.255": "reserved",
 		"224.0.0.1": "multicast", "ff02::1": "multicast",
+		"192.0.2.2": "reserved", "198.51.100.7": "reserved", "203.0.113.1": "reserved", "198.19.0.1": "reserved", "192.0.0.8": "reserved",
+		"2001:db8::1": "reserved", "64:ff9b::7f00:1": "loopback", "64:ff9b::a00:1": "private", "64:ff9b::808:808": "",
 		"8.8.8.8": "", "172.32.0.1": "", "100.128.0.1": "", "2001:4860:4860::8888": "",
 	} {
 		ip, err := netip.ParseAddr(addr)
