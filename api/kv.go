@@ -663,7 +663,7 @@ func (s *Server) purgeKV(w http.ResponseWriter, r *http.Request) {
 		dec := json.NewDecoder(strings.NewReader(string(body)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The purge request must be a JSON object with namespaces, includeChildren, keyGlob and all: %v.", err))
+			writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "The purge request must be a JSON object with namespaces, includeChildren, keyGlob and all: %s.", storage.JSONErrorText(err)))
 			return
 		}
 	}

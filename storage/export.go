@@ -454,11 +454,32 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 	bad := func(format string, args ...any) error {
 		return kvflow.Errorf(kvflow.EINVALID, "Line %d of the import: "+format, append([]any{lineNo}, args...)...)
 	}
-	var l ExportLine
+	// Dates are read as text here, so a bad one is named.
+	var raw struct {
+		ExportLine
+		Expires *string `json:"expirationDate"`
+		Created *string `json:"creationDate"`
+		Updated *string `json:"updateDate"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(text))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&l); err != nil {
+	if err := dec.Decode(&raw); err != nil {
 		return nil, bad("not an export line: %s.", JSONErrorText(err))
+	}
+	l := raw.ExportLine
+	for _, d := range []struct {
+		field string
+		text  *string
+		to    **time.Time
+	}{{"expirationDate", raw.Expires, &l.Expires}, {"creationDate", raw.Created, &l.Created}, {"updateDate", raw.Updated, &l.Updated}} {
+		if d.text == nil {
+			continue
+		}
+		t, err := ParseInstant(*d.text)
+		if err != nil {
+			return nil, bad("%s %q is not an RFC 3339 instant such as 2024-07-15T06:10:33Z.", d.field, kvflow.Clip(*d.text))
+		}
+		*d.to = &t
 	}
 	l.Namespace = o.mapNamespace(l.Namespace)
 	if err := ValidateNamespace(l.Namespace); err != nil {

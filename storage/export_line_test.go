@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,4 +60,22 @@ func mustJSON(t *testing.T, x any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// An import line of the wrong shape is refused naming the field and what
+// was expected, not with encoding/json's Go names.
+func TestImportLine_WrongShape_NamesTheField(t *testing.T) {
+	s := &Store{}
+	for line, want := range map[string]string{
+		`{"namespace":"a","key":"k","type":"STRING","value":"x","description":5}`: "field 'description' is a JSON number, expected a string",
+		`["a"]`: "expected an object, not a JSON array",
+		`{"namespace":"a","key":"k","type":"STRING","value":"x","expirationDate":"tomorrow"}`:           `expirationDate "tomorrow" is not an RFC 3339 instant`,
+		`{"namespace":"a","key":"k","type":"STRING","value":"x","creationDate":"2024-07-15T25:00:00Z"}`: `creationDate "2024-07-15T25:00:00Z" is not an RFC 3339 instant`,
+		`{"namespace":"a","key":"k","type":"STRING","value":"x","colour":"red"}`:                        "unknown field 'colour'",
+	} {
+		_, err := s.importLine(3, []byte(line), ImportOptions{})
+		if err == nil || !strings.Contains(err.Error(), "Line 3 of the import") || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Go ") {
+			t.Errorf("importLine(%s) = %v, want %q", line, err, want)
+		}
+	}
 }

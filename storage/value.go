@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -403,6 +404,23 @@ func jsonErr(err error) string {
 // JSONErrorText is a JSON decoding error's text with any quoted character of
 // the input left out.
 func JSONErrorText(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		want := jsonKind(te.Type)
+		if te.Field == "" {
+			return fmt.Sprintf("expected %s, not a JSON %s", want, te.Value)
+		}
+		// The path names embedded Go structs too (ExportLine.key): JSON
+		// names here start lower-case.
+		field := te.Field
+		for head, rest, ok := strings.Cut(field, "."); ok && head != "" && head[0] >= 'A' && head[0] <= 'Z'; head, rest, ok = strings.Cut(field, ".") {
+			field = rest
+		}
+		return fmt.Sprintf("field '%s' is a JSON %s, expected %s", field, te.Value, want)
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + strings.ReplaceAll(f, `"`, "'")
+	}
 	msg := err.Error()
 	const prefix = "invalid character '"
 	if rest, ok := strings.CutPrefix(msg, prefix); ok {
@@ -413,6 +431,27 @@ func JSONErrorText(err error) string {
 		return "invalid character"
 	}
 	return msg
+}
+
+// jsonKind says, for an error, what JSON a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	if t.ConvertibleTo(reflect.TypeFor[float64]()) {
+		return "a number"
+	}
+	return "another JSON type"
 }
 
 // sortedKeys returns a map's keys in order, for deterministic encodings.
