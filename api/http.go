@@ -179,11 +179,14 @@ func (s *Server) checkPath(paths *http.ServeMux, next http.Handler) http.Handler
 		segs := strings.Split(r.URL.Path, "/")
 		for i, seg := range segs {
 			dots := seg == "." || seg == ".."
-			if !dots && !bad(seg) {
+			empty := seg == "" && i > 0 && i < len(segs)-1 // net/http would redirect //
+			if !dots && !empty && !bad(seg) {
 				continue
 			}
 			field := pathField(paths, r, segs, i)
-			if dots {
+			if empty {
+				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Path parameter '%s' is empty (the path has //): expected a namespace, key or id.", field))
+			} else if dots {
 				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Path parameter '%s' cannot be %q: keys, namespaces and ids start with a letter or a digit.", field, seg))
 			} else {
 				writeError(w, r, kvflow.Errorf(kvflow.EINVALID, "Path parameter '%s' is not valid UTF-8 text or contains a NUL byte.", field))

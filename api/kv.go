@@ -515,7 +515,12 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) {
 	if !paged {
 		o.Limit = storage.MaxListLimit
 	}
-	if paged && q.Get("total") == "true" {
+	total, err := boolQuery(r, "total")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if paged && total {
 		n, err := s.cfg.Store.Count(r.Context(), ns, o)
 		if err != nil {
 			writeError(w, r, err)

@@ -257,3 +257,16 @@ func TestMetrics_LeaveOutNamespacesOutsideTheScope(t *testing.T) {
 		t.Fatalf("/metrics = %d\n%s", r.Status, r.Body)
 	}
 }
+
+// Malformed requests get a JSON 422 naming what is wrong: an empty path
+// segment (net/http would redirect //), a query flag that is not a boolean.
+func TestRequests_EmptySegmentAndBadFlag_422(t *testing.T) {
+	pair := testpair.Local(t, noOpts)
+	ts := startServer(t, pair, Config{})
+	for _, path := range []string{"/api/v1/namespaces//team/kv/secret", "/api/v1/namespaces/team/kv//k", "/api/v1/namespaces/team/kv?limit=5&total=maybe"} {
+		r := do(t, "GET", ts.URL+path, "")
+		if r.Status != 422 || !strings.HasPrefix(r.Body, `{"message":`) {
+			t.Errorf("GET %s = %d %s, want a JSON 422", path, r.Status, r.Body)
+		}
+	}
+}

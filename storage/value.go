@@ -373,7 +373,7 @@ func normalizeJSON(v any) (any, error) {
 		if n, ok := parseNumber(x.String()); ok {
 			return n, nil
 		}
-		return nil, fmt.Errorf("a number of %d digits is out of range", len(x.String()))
+		return nil, fmt.Errorf("a number is out of range: written out in full, a NUMBER has at most %d characters", MaxNumberText)
 	case map[string]any:
 		for k, e := range x {
 			if x[k], err = normalizeJSON(e); err != nil {
