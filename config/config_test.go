@@ -62,7 +62,9 @@ func TestDiscover_FlagThenEnvThenXDG(t *testing.T) {
 }
 
 // Errors name the key as the file spells it, with its line and the
-// nearest known key; every problem is reported at once.
+// nearest known key; every problem is reported at once, of parsing, of the
+// values (with their line when the file gave them) and of the environment.
+// A key given twice names both lines.
 func TestLoad_ErrorsNameTheKeyWithSuggestion(t *testing.T) {
 	clearEnv(t)
 	path := write(t, filepath.Join(t.TempDir(), "c.yaml"), `databaseUrl: sqlite:///tmp/x.db
@@ -72,7 +74,17 @@ server:
   sweepInterval: soon
   insecure: maybe
 bogus: 1
+history:
+  versions: -3
+dataDir: relative/dir
+secretOldKeys: [nope]
+allowedNamespaces:
+  a: [b]
+  a: [c]
+dataDir: /again
 `)
+	t.Setenv("KVFLOW_API_NAMESPACES", "Bad")
+	t.Setenv("KVFLOW_INSECURE", "maybe")
 	_, err := Load(path)
 	if kvflow.ErrorCode(err) != kvflow.EINVALID {
 		t.Fatalf("Load = %v, want EINVALID", err)
@@ -85,6 +97,13 @@ bogus: 1
 		path + `:5: server.sweepInterval: "soon" is not a duration such as 30s, 1m or 2h`,
 		path + `:6: server.insecure: "maybe" is not a boolean (true or false)`,
 		path + `:7: unknown setting "bogus"`,
+		path + `:9: history.versions: must be -1 (no limit), 0 (the default, 10) or more`,
+		path + `:10: dataDir: "relative/dir" must be an absolute path`,
+		path + `:11: secretOldKeys[0]: the key is 3 bytes`,
+		path + `:14: allowedNamespaces.a: given twice: line 13 gives it first`,
+		path + `:15: dataDir: given twice: line 10 gives it first`,
+		"\n  server.namespaces[0]: Namespace",
+		"\n  " + `KVFLOW_INSECURE: "maybe" is not a boolean: expected true or false`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)
