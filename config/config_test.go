@@ -156,3 +156,13 @@ func TestREADME_ListsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+// A misspelt field of a namespace's retention is caught like any other key.
+func TestLoad_UnknownKeyInANamespaceRetention(t *testing.T) {
+	clearEnv(t)
+	path := write(t, filepath.Join(t.TempDir(), "t.yaml"), "history:\n  namespaces:\n    company:\n      versons: 3\n")
+	_, err := Load(path)
+	if want := path + `:4: unknown setting "history.namespaces.company.versons"; did you mean "versions"?`; !strings.Contains(kvflow.ErrorMessage(err), want) {
+		t.Fatalf("Load = %v, want it to say %s", err, want)
+	}
+}

@@ -75,7 +75,7 @@ func decodeFile(file string, b []byte, c *Config) (map[string]int, []kvflow.Fiel
 		return nil, nil, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is not YAML: %v.", file, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if len(doc.Content) > 0 {
-		d.decodeStruct(doc.Content[0], reflect.ValueOf(c).Elem(), "", "")
+		d.decodeStruct(doc.Content[0], reflect.ValueOf(c).Elem(), "", "", "")
 	}
 	return d.lines, d.problems, nil
 }
@@ -115,8 +115,9 @@ func (d *decoder) entries(n *yaml.Node, key, want string, each func(k, v *yaml.N
 }
 
 // decodeStruct reads the mapping n into the struct v: key is n's path in
-// the file's spelling (server), field as Validate names it.
-func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key, field string) {
+// the file's spelling (server), field as Validate names it, and hint what
+// a "did you mean" puts before the nearest field name.
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key, field, hint string) {
 	fields := map[string]int{}
 	var names []string
 	for i := 0; i < v.NumField(); i++ {
@@ -132,7 +133,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key, field string)
 		if !ok {
 			msg := fmt.Sprintf("unknown setting %q", name)
 			if near := kvflow.Nearest(k.Value, names); near != "" {
-				msg += fmt.Sprintf("; did you mean %q?", join(key, near))
+				msg += fmt.Sprintf("; did you mean %q?", hint+near)
 			}
 			d.add(k, "", "%s", msg)
 			return
@@ -141,7 +142,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key, field string)
 		d.lines[fieldName] = k.Line
 		switch {
 		case f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[time.Duration]():
-			d.decodeStruct(val, f, name, fieldName)
+			d.decodeStruct(val, f, name, fieldName, name+".")
 		case f.Kind() == reflect.Map:
 			d.decodeMap(val, f, name, fieldName)
 		default:
@@ -151,14 +152,18 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key, field string)
 }
 
 // decodeMap reads a map from a namespace: to a list of namespaces, or to
-// a namespace's retention.
+// a namespace's retention, whose misspelt fields are told as such.
 func (d *decoder) decodeMap(n *yaml.Node, f reflect.Value, key, field string) {
 	m := reflect.MakeMap(f.Type())
 	d.entries(n, key, expected(f.Type()), func(k, val *yaml.Node) {
 		elem := reflect.New(f.Type().Elem()).Elem()
 		name, fieldName := join(key, k.Value), field+"["+k.Value+"]"
 		d.lines[fieldName] = k.Line
-		d.decodeValue(val, elem, name, fieldName)
+		if elem.Kind() == reflect.Struct {
+			d.decodeStruct(val, elem, name, fieldName, "")
+		} else {
+			d.decodeValue(val, elem, name, fieldName)
+		}
 		m.SetMapIndex(reflect.ValueOf(k.Value), elem)
 	})
 	f.Set(m)
@@ -197,6 +202,8 @@ func expected(t reflect.Type) string {
 		return "a whole number"
 	case t.Kind() == reflect.Slice:
 		return "a list of " + strings.TrimPrefix(expected(t.Elem()), "a ")
+	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Struct:
+		return "a mapping from a namespace to {versions, maxAge}"
 	case t.Kind() == reflect.Map:
 		return "a mapping from a namespace to a list of namespaces"
 	}
