@@ -264,7 +264,11 @@ func (c *Config) FromEnv(getenv func(string) string) ([]string, []kvflow.FieldEr
 		set = append(set, "download.allow")
 	}
 	if v := getenv("KVFLOW_ALLOWED_NAMESPACES"); v != "" {
-		c.AllowedNamespaces = ParseAllowed(v)
+		allowed, err := ParseAllowed(v)
+		if err != nil {
+			problems = append(problems, kvflow.FieldError{Field: "KVFLOW_ALLOWED_NAMESPACES", Message: err.Error()})
+		}
+		c.AllowedNamespaces = allowed
 		set = append(set, "allowedNamespaces")
 	}
 	if v := getenv("KVFLOW_INSECURE"); v != "" {
@@ -278,21 +282,28 @@ func (c *Config) FromEnv(getenv func(string) string) ([]string, []kvflow.FieldEr
 	return set, problems
 }
 
-// ParseAllowed reads "from=ns1,ns2;from2=*" into an allow-list.
-func ParseAllowed(s string) map[string][]string {
+// ParseAllowed reads "from=ns1,ns2;from2=*" into an allow-list; a rule
+// without a source or targets is an error naming it.
+func ParseAllowed(s string) (map[string][]string, error) {
 	out := map[string][]string{}
 	for _, rule := range strings.Split(s, ";") {
-		from, to, ok := strings.Cut(strings.TrimSpace(rule), "=")
-		if !ok {
+		if strings.TrimSpace(rule) == "" {
 			continue
 		}
+		from, to, _ := strings.Cut(rule, "=")
+		from = strings.TrimSpace(from)
+		targets := 0
 		for _, ns := range strings.Split(to, ",") {
 			if ns = strings.TrimSpace(ns); ns != "" {
-				out[strings.TrimSpace(from)] = append(out[strings.TrimSpace(from)], ns)
+				out[from] = append(out[from], ns)
+				targets++
 			}
 		}
+		if from == "" || targets == 0 {
+			return nil, fmt.Errorf("rule %q is not from=ns1,ns2: expected rules such as \"from=ns1,ns2;x=*\"", kvflow.Clip(strings.TrimSpace(rule)))
+		}
 	}
-	return out
+	return out, nil
 }
 
 // Defaults fills what is unset.
