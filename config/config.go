@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -383,6 +384,9 @@ func (c *Config) problems() []kvflow.FieldError {
 			}
 		}
 	}
+	if err := CheckAddr(c.Server.Addr); err != nil {
+		add("server.addr", "%v", err)
+	}
 	for i, ns := range c.Server.Namespaces {
 		if err := storage.ValidatePattern(ns); err != nil {
 			add(fmt.Sprintf("server.namespaces[%d]", i), "%v", kvflow.ErrorMessage(err))
@@ -419,6 +423,19 @@ func (c *Config) problems() []kvflow.FieldError {
 		add("history.changes", "must be positive")
 	}
 	return out
+}
+
+// CheckAddr says what is wrong with an address to listen on, or nil:
+// host:port, where an empty host means every interface (:8080).
+func CheckAddr(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		return fmt.Errorf("%q is not host:port such as 127.0.0.1:8080: %v", addr, err)
+	}
+	return nil
 }
 
 // Policy is the engine's namespace rule with AllowedNamespaces' grants.

@@ -166,3 +166,21 @@ func TestLoad_UnknownKeyInANamespaceRetention(t *testing.T) {
 		t.Fatalf("Load = %v, want it to say %s", err, want)
 	}
 }
+
+// A server address is checked as the configuration loads: host:port.
+func TestLoad_Addr(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("KVFLOW_DATA_DIR", t.TempDir())
+	for _, tc := range []struct{ env, value, want string }{
+		{"KVFLOW_ADDR", "notanaddr", `server.addr: "notanaddr" is not host:port such as 127.0.0.1:8080: missing port in address`},
+		{"KVFLOW_ADDR", ":8080", ""},
+	} {
+		t.Setenv(tc.env, tc.value)
+		_, err := Load("")
+		if tc.want == "" && err != nil || tc.want != "" && (kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s=%s: Load = %v, want %q", tc.env, tc.value, err, tc.want)
+		}
+		t.Setenv(tc.env, "")
+	}
+}

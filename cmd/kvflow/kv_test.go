@@ -281,9 +281,15 @@ func loadFlowDirOnce(t *testing.T, dataDir, flows string) (int, int, error) {
 	return loadFlowDir(context.Background(), flows, a.DB, nil)
 }
 
-// Refusals at start: an exposed address without a token, broken flow files.
+// Refusals at start: an exposed address without a token, broken flow
+// files, a configured address that is not one.
 func TestServerCommand_RefusesToStart(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv("KVFLOW_ADDR", "notanaddr")
+	if _, errOut, code := kvflowCmdIn(t, dir, "", "server"); code != 2 || !strings.Contains(errOut, `server.addr: "notanaddr" is not host:port`) {
+		t.Fatalf("server with KVFLOW_ADDR=notanaddr: exit %d, stderr %s; want 2", code, errOut)
+	}
+	t.Setenv("KVFLOW_ADDR", "")
 	_, errOut, code := kvflowCmdIn(t, dir, "", "server", "--addr", "0.0.0.0:0")
 	if code != 5 || !strings.Contains(errOut, "--insecure") {
 		t.Fatalf("server on 0.0.0.0 without a token: exit %d, stderr %s", code, errOut)

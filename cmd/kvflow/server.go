@@ -57,6 +57,9 @@ listens on a loopback address, unless --insecure is given.`,
 			}
 			flags := cmd.Flags()
 			if flags.Changed("addr") {
+				if err := config.CheckAddr(addr); err != nil {
+					return kvflow.Errorf(kvflow.EINVALID, "--addr %v.", err)
+				}
 				cfg.Server.Addr = addr
 			}
 			if flags.Changed("flows") {
