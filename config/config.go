@@ -387,6 +387,9 @@ func (c *Config) problems() []kvflow.FieldError {
 	if err := CheckAddr(c.Server.Addr); err != nil {
 		add("server.addr", "%v", err)
 	}
+	if c.Server.Token != "" && c.Server.TokenFile != "" {
+		add("server.token", "set server.token or server.tokenFile, not both")
+	}
 	for i, ns := range c.Server.Namespaces {
 		if err := storage.ValidatePattern(ns); err != nil {
 			add(fmt.Sprintf("server.namespaces[%d]", i), "%v", kvflow.ErrorMessage(err))

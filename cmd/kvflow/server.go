@@ -65,11 +65,15 @@ listens on a loopback address, unless --insecure is given.`,
 			if flags.Changed("flows") {
 				cfg.Server.Flows = flowsDir
 			}
+			// Either flag replaces the configured token and token file.
+			if flags.Changed("token") && flags.Changed("token-file") {
+				return kvflow.Errorf(kvflow.EINVALID, "Set --token or --token-file, not both.")
+			}
 			if flags.Changed("token") {
-				cfg.Server.Token = token
+				cfg.Server.Token, cfg.Server.TokenFile = token, ""
 			}
 			if flags.Changed("token-file") {
-				cfg.Server.TokenFile = tokenFile
+				cfg.Server.Token, cfg.Server.TokenFile = "", tokenFile
 			}
 			if flags.Changed("insecure") {
 				cfg.Server.Insecure = insecure
