@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -313,7 +315,7 @@ func (c *Config) Defaults() {
 		c.DataDir = defaultDataDir()
 	}
 	if c.DatabaseURL == "" {
-		c.DatabaseURL = "sqlite://" + filepath.ToSlash(filepath.Join(c.DataDir, "kvflow.db"))
+		c.DatabaseURL = c.defaultDatabaseURL()
 	}
 	if c.StorageURL == "" {
 		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(c.DataDir, "storage"))
@@ -333,6 +335,11 @@ func (c *Config) Defaults() {
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = 30 * time.Second
 	}
+}
+
+// defaultDatabaseURL is the embedded default's database, in DataDir.
+func (c *Config) defaultDatabaseURL() string {
+	return "sqlite://" + filepath.ToSlash(filepath.Join(c.DataDir, "kvflow.db"))
 }
 
 func defaultDataDir() string {
@@ -361,6 +368,11 @@ func (c *Config) problems() []kvflow.FieldError {
 		}
 	}
 	abs("dataDir", c.DataDir)
+	// The default follows dataDir, whose own check tells a relative one.
+	u, err := url.Parse(c.DatabaseURL)
+	if c.DatabaseURL != c.defaultDatabaseURL() && err == nil && u.Scheme == "sqlite" && (u.Host != "" || !path.IsAbs(u.Path)) {
+		add("databaseURL", "%q must name an absolute path, as in sqlite:///absolute/path/kvflow.db", RedactURL(c.DatabaseURL))
+	}
 	if c.SecretKey != "" && c.SecretKeyFile != "" {
 		add("secretKey", "set secretKey or secretKeyFile, not both")
 	}

@@ -167,14 +167,18 @@ func TestLoad_UnknownKeyInANamespaceRetention(t *testing.T) {
 	}
 }
 
-// A server address is checked as the configuration loads: host:port.
-func TestLoad_Addr(t *testing.T) {
+// Addresses and SQLite paths are checked as the configuration loads: a
+// server address is host:port, a SQLite path absolute as dataDir is.
+func TestLoad_AddrAndSQLitePath(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("KVFLOW_DATA_DIR", t.TempDir())
 	for _, tc := range []struct{ env, value, want string }{
 		{"KVFLOW_ADDR", "notanaddr", `server.addr: "notanaddr" is not host:port such as 127.0.0.1:8080: missing port in address`},
 		{"KVFLOW_ADDR", ":8080", ""},
+		{"KVFLOW_DATABASE_URL", "sqlite://relative.db", `databaseURL: "sqlite://relative.db" must name an absolute path, as in sqlite:///absolute/path/kvflow.db`},
+		{"KVFLOW_DATABASE_URL", "sqlite:relative.db", `databaseURL: "sqlite:relative.db" must name an absolute path`},
+		{"KVFLOW_DATABASE_URL", "sqlite:///abs/kvflow.db", ""},
 	} {
 		t.Setenv(tc.env, tc.value)
 		_, err := Load("")
