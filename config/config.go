@@ -335,6 +335,18 @@ func (c *Config) Defaults() {
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = 30 * time.Second
 	}
+	if c.History.Versions == 0 {
+		c.History.Versions = storage.DefaultVersions
+	}
+	for ns, r := range c.History.Namespaces {
+		if r.Versions == 0 { // a rule's own default, not the global setting
+			r.Versions = storage.DefaultVersions
+			c.History.Namespaces[ns] = r
+		}
+	}
+	if c.History.Changes == 0 {
+		c.History.Changes = storage.DefaultChangeRetention
+	}
 }
 
 // defaultDatabaseURL is the embedded default's database, in DataDir.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvflow/kvflow"
 )
@@ -186,5 +187,31 @@ func TestLoad_AddrAndSQLitePath(t *testing.T) {
 			t.Errorf("%s=%s: Load = %v, want %q", tc.env, tc.value, err, tc.want)
 		}
 		t.Setenv(tc.env, "")
+	}
+}
+
+// Every setting shows its effective value: defaults filled in, limits that
+// are none said so, the key's source without a secretKey.
+func TestValue_EffectiveDefaults(t *testing.T) {
+	c := Config{DataDir: "/data", History: History{MaxAge: 0, Namespaces: map[string]Retention{
+		"company": {Versions: 3}, "audit.logs": {Versions: -1, MaxAge: 720 * time.Hour}, "tmp": {MaxAge: time.Hour}}}}
+	c.Defaults()
+	got := map[string]string{}
+	for _, s := range Settings {
+		got[s.Key] = c.Value(s)
+	}
+	for key, want := range map[string]string{
+		"history.versions":   "10",
+		"history.maxAge":     "0s (no limit)",
+		"history.changes":    "168h0m0s",
+		"history.namespaces": "audit.logs: versions -1 (no limit), maxAge 720h0m0s; company: versions 3, maxAge 0s (no limit); tmp: versions 10, maxAge 1h0m0s",
+		"secretKey":          "/data/secret.key (made on first use)",
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %q, want %q", key, got[key], want)
+		}
+	}
+	if p := c.History.Policy(); p.Default.Versions != 10 || p.Changes != 7*24*time.Hour {
+		t.Errorf("Policy = %+v: the defaults shown are not the ones applied", p)
 	}
 }

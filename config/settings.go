@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -221,9 +223,21 @@ func nodeText(n *yaml.Node) string {
 	return strings.Join(strings.Fields(b.String()), " ")
 }
 
-// Value is a setting's value as text, secrets redacted: a URL keeps its
-// scheme, host and path, a token is shown as REDACTED.
+// Value is a setting's effective value as text, secrets redacted: a URL
+// keeps its scheme, host and path, a token is shown as REDACTED. Without a
+// secretKey it is where the key comes from (KeySource); history limits say
+// when they are none.
 func (c *Config) Value(s Setting) string {
+	switch s.Key {
+	case "secretKey":
+		if c.SecretKey == "" {
+			return c.KeySource()
+		}
+	case "history.versions":
+		return versionsText(c.History.Versions)
+	case "history.maxAge":
+		return maxAgeText(c.History.MaxAge)
+	}
 	v := reflect.ValueOf(c).Elem()
 	for _, part := range strings.Split(s.Key, ".") {
 		for i := 0; i < v.NumField(); i++ {
@@ -250,6 +264,12 @@ func (c *Config) Value(s Setting) string {
 			rules = append(rules, from+"="+strings.Join(x[from], ","))
 		}
 		text = strings.Join(rules, ";")
+	case map[string]Retention:
+		var rules []string
+		for _, ns := range slices.Sorted(maps.Keys(x)) {
+			rules = append(rules, fmt.Sprintf("%s: versions %s, maxAge %s", ns, versionsText(x[ns].Versions), maxAgeText(x[ns].MaxAge)))
+		}
+		text = strings.Join(rules, "; ")
 	case bool:
 		text = strconv.FormatBool(x)
 	default:
@@ -262,6 +282,20 @@ func (c *Config) Value(s Setting) string {
 		return "REDACTED"
 	}
 	return text
+}
+
+func versionsText(n int) string {
+	if n < 0 {
+		return strconv.Itoa(n) + " (no limit)"
+	}
+	return strconv.Itoa(n)
+}
+
+func maxAgeText(d time.Duration) string {
+	if d == 0 {
+		return "0s (no limit)"
+	}
+	return d.String()
 }
 
 // secretParams are the query parameters of a URL that hold credentials.
