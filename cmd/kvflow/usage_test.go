@@ -39,6 +39,9 @@ func TestUsage_ExitCodeAndFirstLine(t *testing.T) {
 		{[]string{"server", "extra"}, 2, `Error: unknown command "extra" for "kvflow server"`, ""},
 		{[]string{"run", flow, "--log-format", "xml"}, 2, `Error: --log-format "xml" is unknown: expected text or json.`, ""},
 		{[]string{"run", flow, "--log-level", "loud"}, 2, `Error: --log-level "loud" is unknown: expected debug, info, warn or error.`, ""},
+		{[]string{"kv", "get", "company.team", "k", "--log-format", "xml"}, 2, `Error: --log-format "xml" is unknown: expected text or json.`, ""},
+		{[]string{"config", "show", "--log-level", "loud"}, 2, `Error: --log-level "loud" is unknown: expected debug, info, warn or error.`, ""},
+		{[]string{"flow", "list", "--log-format", "xml"}, 2, `Error: --log-format "xml" is unknown: expected text or json.`, ""},
 		{[]string{"server", "--addr", "notanaddr"}, 2, `Error: --addr "notanaddr" is not host:port such as 127.0.0.1:8080: missing port in address.`, ""},
 		{[]string{"server", "--token", "t", "--token-file", "/run/token"}, 2, "Error: Set --token or --token-file, not both.", ""},
 		{[]string{"kv", "get", "company.team", "nope"}, 3, "Error: No value found for key 'nope' in namespace 'company.team'.", ""},
@@ -68,6 +71,24 @@ func TestUsage_ExitCodeAndFirstLine(t *testing.T) {
 	}
 	if out, _, _ := kvflowCmd(t, data, "kv", "get", "company.team", "neg"); out != "-5\n" {
 		t.Errorf("kv get after -- -5 = %q", out)
+	}
+}
+
+// KVFLOW_LOG_LEVEL and KVFLOW_LOG_FORMAT are checked by every command, as
+// the flags are, naming the variable.
+func TestUsage_LogEnvironment(t *testing.T) {
+	data := t.TempDir()
+	kvflowCmd(t, data, "kv", "set", "company.team", "k", "1") // sets the rest of the environment
+	for _, tc := range []struct{ env, value, want string }{
+		{"KVFLOW_LOG_LEVEL", "loud", `Error: KVFLOW_LOG_LEVEL "loud" is unknown: expected debug, info, warn or error.`},
+		{"KVFLOW_LOG_FORMAT", "xml", `Error: KVFLOW_LOG_FORMAT "xml" is unknown: expected text or json.`},
+	} {
+		t.Setenv(tc.env, tc.value)
+		var out, errOut bytes.Buffer
+		if code := Main(context.Background(), []string{"kv", "get", "company.team", "k"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.HasPrefix(errOut.String(), tc.want) {
+			t.Errorf("%s=%s kvflow kv get: exit %d, stdout %q, stderr %q", tc.env, tc.value, code, out.String(), errOut.String())
+		}
+		t.Setenv(tc.env, "")
 	}
 }
 
