@@ -24,7 +24,8 @@ import (
 
 // Client talks to a kvflow server. Errors are kvflow errors rebuilt from the
 // status and message: 404 is ENOTFOUND, 410 EEXPIRED, 422 EINVALID and so on;
-// a server that cannot be reached is EUNAVAILABLE.
+// a server that cannot be reached, or a 404 not in kvflow's JSON (the
+// address is not a kvflow API), is EUNAVAILABLE.
 type Client struct {
 	BaseURL string       // e.g. http://127.0.0.1:8080
 	Token   string       // sent as a bearer token when set
@@ -507,6 +508,9 @@ func (c *Client) responseError(resp *http.Response) error {
 		if len(body.Errors) > 0 && resp.StatusCode == http.StatusUnprocessableEntity {
 			return FieldErrors(body.Errors)
 		}
+	} else if resp.StatusCode == http.StatusNotFound {
+		// kvflow answers every /api path in JSON: this is another server.
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "The address %s is not a kvflow API: %s %s answered %s.", c.BaseURL, resp.Request.Method, resp.Request.URL.Path, resp.Status)
 	} else {
 		msg = fmt.Sprintf("The server answered %s.", resp.Status)
 		if text := strings.TrimSpace(string(b)); text != "" && len(text) < 200 {

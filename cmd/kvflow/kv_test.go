@@ -148,6 +148,10 @@ func TestKVCommands_Server(t *testing.T) {
 	runKVCases(t, t.TempDir(), []string{"--server", closed}, []kvCase{
 		{args: "kv get company.team doc", wantCode: 4, errHas: "Cannot reach the kvflow server"},
 	})
+	// A wrong base path reaches another server, not a missing key.
+	runKVCases(t, t.TempDir(), []string{"--server", url + "/foo", "--token", "cli-token"}, []kvCase{
+		{args: "kv get company.team doc", wantCode: 4, errHas: "The address " + url + "/foo is not a kvflow API: GET /foo/api/v1/namespaces/company.team/kv/doc answered 404 Not Found."},
+	})
 }
 
 // startAPIServer serves pair on a random loopback port until the test ends.
