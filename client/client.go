@@ -55,6 +55,13 @@ type SetOptions struct {
 
 // Set writes body as the value of ns/key.
 func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) error {
+	_, err := c.Put(ctx, ns, key, body, o)
+	return err
+}
+
+// Put is Set, returning the version written (the answer's ETag; 0 from a
+// server that sends none).
+func (c *Client) Put(ctx context.Context, ns, key, body string, o SetOptions) (int64, error) {
 	q := url.Values{}
 	h := http.Header{}
 	if o.ContentType != "" {
@@ -85,7 +92,14 @@ func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) er
 	if o.Sensitive {
 		h.Set("sensitive", "true")
 	}
-	return c.do(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil)
+	var version int64
+	err := c.doResp(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil, func(resp *http.Response) {
+		version, _ = strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return version, nil
 }
 
 // SetValue writes a typed value: its text with its type.

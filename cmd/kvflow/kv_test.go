@@ -80,6 +80,7 @@ func kvflowCmdIn(t *testing.T, dataDir, stdin string, args ...string) (string, s
 func kvSession() []kvCase {
 	return []kvCase{
 		{args: "kv set company.team my_key Hello|World", wantOut: "Stored key 'my_key' in namespace 'company.team'.\n"},
+		{args: "kv set acc.j a 1 --json", wantOut: `{"key":"a","namespace":"acc.j","stored":true,"version":1}` + "\n"},
 		{args: "kv get company.team my_key", wantOut: "Hello World\n"},
 		{args: "kv get company.team my_key --json", wantOut: `{"type":"STRING","value":"Hello World"}` + "\n"},
 		{args: "kv set company.team count 42 --ttl P30D --description a|counter"},
