@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -155,9 +156,11 @@ func TestLogFormat_JSONAndLevel(t *testing.T) {
 }
 
 // kvflow worker logs like every other command: --log-format json gives
-// JSON lines, from its start to its stop.
+// JSON lines, from its start to its stop; it starts by saying where its
+// data is, as the server does.
 func TestLogFormat_Worker(t *testing.T) {
-	t.Setenv("KVFLOW_DATA_DIR", t.TempDir())
+	data := t.TempDir()
+	t.Setenv("KVFLOW_DATA_DIR", data)
 	t.Setenv("KVFLOW_CONFIG", "")
 	t.Setenv("KVFLOW_DATABASE_URL", "")
 	t.Setenv("KVFLOW_STORAGE_URL", "")
@@ -167,17 +170,19 @@ func TestLogFormat_Worker(t *testing.T) {
 	if code := Main(ctx, []string{"--log-format", "json", "worker", "--workers", "1"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
 		t.Fatalf("worker: exit %d: %s", code, stderr.String())
 	}
-	var started, stopped bool
+	var where, started, stopped bool
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("worker log line is not JSON: %q", line)
 		}
+		where = where || strings.HasSuffix(fmt.Sprint(rec["msg"]), " starting") && rec["data_dir"] == data &&
+			strings.HasPrefix(fmt.Sprint(rec["database"]), "sqlite://"+data) && strings.HasPrefix(fmt.Sprint(rec["storage"]), "file://"+data) && rec["secret_key"] != nil
 		started = started || rec["msg"] == "worker started"
 		stopped = stopped || rec["msg"] == "worker stopped"
 	}
-	if !started || !stopped {
-		t.Errorf("worker logs lack its start or stop:\n%s", stderr.String())
+	if !where || !started || !stopped {
+		t.Errorf("worker logs lack where its data is, its start or its stop:\n%s", stderr.String())
 	}
 }
 
