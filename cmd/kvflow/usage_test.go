@@ -151,8 +151,16 @@ func TestLogFormat_JSONAndLevel(t *testing.T) {
 	t.Setenv("KVFLOW_LOG_FORMAT", "json") // kvflowCmd clears it: call Main
 	var stdout, stderr bytes.Buffer
 	code = Main(context.Background(), []string{"task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi"}, strings.NewReader(""), &stdout, &stderr)
-	if code != 0 || !strings.Contains(stderr.String(), `"msg":"hi"`) {
+	if code != 0 || !strings.Contains(stderr.String(), `"msg":"hi","task":"task"`) {
 		t.Errorf("task run with KVFLOW_LOG_FORMAT=json: exit %d, stderr %s", code, stderr.String())
+	}
+}
+
+// task run's log lines name the task as run's do: [task] in text.
+func TestLogFormat_TaskRunNamesTheTask(t *testing.T) {
+	_, errOut, code := kvflowCmd(t, t.TempDir(), "task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi")
+	if code != 0 || !strings.HasSuffix(errOut, " INFO  [task] hi\n") {
+		t.Errorf("task run: exit %d, stderr %q", code, errOut)
 	}
 }
 
