@@ -45,6 +45,7 @@ func TestUsage_ExitCodeAndFirstLine(t *testing.T) {
 		{[]string{"flow", "list", "--log-format", "xml"}, 2, `Error: --log-format "xml" is unknown: expected text or json.`, ""},
 		{[]string{"server", "--addr", "notanaddr"}, 2, `Error: --addr "notanaddr" is not host:port such as 127.0.0.1:8080: missing port in address.`, ""},
 		{[]string{"server", "--token", "t", "--token-file", "/run/token"}, 2, "Error: Set --token or --token-file, not both.", ""},
+		{[]string{"task", "run", "io.kestra.plugin.core.kv.Sett", "-n", "company.team"}, 2, `Error: Task type "io.kestra.plugin.core.kv.Sett" is unknown; did you mean io.kestra.plugin.core.kv.Set?`, ""},
 		{[]string{"kv", "import", "-", "--on-conflict", "bogus"}, 2, `Error: On-conflict "bogus" is unknown: expected skip, overwrite or fail.`, ""},
 		{[]string{"kv", "get", "company.team", "nope"}, 3, "Error: No value found for key 'nope' in namespace 'company.team'.", ""},
 		{[]string{"kv", "get", "company.team", "k", "--server", "127.0.0.1:1"}, 4, "Error: Cannot reach the kvflow server at http://127.0.0.1:1", ""},

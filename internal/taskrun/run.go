@@ -3,6 +3,7 @@ package taskrun
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -29,7 +30,11 @@ func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string
 	}
 	def, ok := reg.Lookup(typ)
 	if !ok {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "Task type %q is unknown; known types: %s.", typ, strings.Join(reg.Types(), ", "))
+		msg := fmt.Sprintf("Task type %q is unknown%s", typ, plugin.SuggestType(typ, reg.Types()))
+		if !strings.HasSuffix(msg, "?") {
+			msg += "."
+		}
+		return nil, &kvflow.Error{Code: kvflow.EINVALID, Message: msg}
 	}
 	for _, k := range Reserved {
 		if _, ok := props[k]; ok {
