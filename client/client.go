@@ -24,7 +24,8 @@ import (
 
 // Client talks to a kvflow server. Errors are kvflow errors rebuilt from the
 // status and message: 404 is ENOTFOUND, 410 EEXPIRED, 422 EINVALID and so on;
-// a server that cannot be reached is EUNAVAILABLE.
+// a server that cannot be reached, or a 404 not in kvflow's JSON (the
+// address is not a kvflow API), is EUNAVAILABLE.
 type Client struct {
 	BaseURL string       // e.g. http://127.0.0.1:8080
 	Token   string       // sent as a bearer token when set
@@ -57,6 +58,13 @@ type SetOptions struct {
 
 // Set writes body as the value of ns/key.
 func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) error {
+	_, err := c.Put(ctx, ns, key, body, o)
+	return err
+}
+
+// Put is Set, returning the version written (the answer's ETag; 0 from a
+// server that sends none).
+func (c *Client) Put(ctx context.Context, ns, key, body string, o SetOptions) (int64, error) {
 	q := url.Values{}
 	h := http.Header{}
 	if o.ContentType != "" {
@@ -90,7 +98,14 @@ func (c *Client) Set(ctx context.Context, ns, key, body string, o SetOptions) er
 	if o.Sensitive {
 		h.Set("sensitive", "true")
 	}
-	return c.do(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil)
+	var version int64
+	err := c.doResp(ctx, "PUT", kvPath(ns, key), q, h, strings.NewReader(body), nil, func(resp *http.Response) {
+		version, _ = strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return version, nil
 }
 
 // SetValue writes a typed value: its text with its type.
@@ -513,6 +528,9 @@ func (c *Client) responseError(resp *http.Response) error {
 		if len(body.Errors) > 0 && resp.StatusCode == http.StatusUnprocessableEntity {
 			return FieldErrors(body.Errors)
 		}
+	} else if resp.StatusCode == http.StatusNotFound {
+		// kvflow answers every /api path in JSON: this is another server.
+		return kvflow.Errorf(kvflow.EUNAVAILABLE, "The address %s is not a kvflow API: %s %s answered %s.", c.BaseURL, resp.Request.Method, resp.Request.URL.Path, resp.Status)
 	} else {
 		msg = fmt.Sprintf("The server answered %s.", resp.Status)
 		if text := strings.TrimSpace(string(b)); text != "" && len(text) < 200 {

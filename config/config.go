@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -112,7 +116,9 @@ func Load(path string) (Config, error) {
 	return c, err
 }
 
-// LoadSources is Load, also telling where each setting came from.
+// LoadSources is Load, also telling where each setting came from. Every
+// problem of the file, the environment and the values is reported at once,
+// with its line when the file gave the setting.
 func LoadSources(path string) (Config, Sources, error) {
 	var c Config
 	src := Sources{File: "", From: map[string]string{}}
@@ -120,34 +126,59 @@ func LoadSources(path string) (Config, Sources, error) {
 	if err != nil {
 		return c, src, err
 	}
+	var problems []kvflow.FieldError
+	lines := map[string]int{}
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return c, src, kvflow.Errorf(kvflow.EINVALID, "Cannot read configuration file: %v.", err)
 		}
-		set, err := decodeFile(file, b, &c)
-		if err != nil {
+		if lines, problems, err = decodeFile(file, b, &c); err != nil {
 			return c, src, err
 		}
 		src.File = file
-		for _, k := range set {
-			src.From[k] = "file " + file
+		for _, s := range Settings {
+			if _, ok := lines[s.Key]; ok {
+				src.From[s.Key] = "file " + file
+			}
 		}
 	}
-	set, err := c.FromEnv(os.Getenv)
+	set, envProblems := c.FromEnv(os.Getenv)
 	for _, k := range set {
 		src.From[k] = "env " + envOf(k)
 	}
-	if err != nil {
-		return c, src, err
-	}
+	problems = append(problems, envProblems...)
 	c.Defaults()
 	for _, s := range Settings {
 		if src.From[s.Key] == "" {
 			src.From[s.Key] = "default"
 		}
 	}
-	return c, src, c.Validate()
+	for _, p := range c.problems() {
+		setting, _, _ := strings.Cut(p.Field, "[")
+		if line := lines[p.Field]; line > 0 && src.From[setting] == "file "+file {
+			p.File, p.Line = file, line
+		}
+		problems = append(problems, p)
+	}
+	return c, src, invalid(problems)
+}
+
+// invalid is the error of the problems, those with a line first in file
+// order, or nil when there are none.
+func invalid(problems []kvflow.FieldError) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.SliceStable(problems, func(i, j int) bool {
+		a, b := problems[i].Line, problems[j].Line
+		return a > 0 && (b == 0 || a < b)
+	})
+	msgs := make([]string, len(problems))
+	for i, p := range problems {
+		msgs[i] = p.Error()
+	}
+	return kvflow.Errorf(kvflow.EINVALID, "Configuration is invalid:\n  %s", strings.Join(msgs, "\n  "))
 }
 
 // Sources says where the settings came from: "default", "file PATH" or
@@ -194,9 +225,10 @@ func DefaultFile(getenv func(string) string) string {
 }
 
 // FromEnv overrides settings from KVFLOW_* variables and returns the keys
-// of the settings it set.
-func (c *Config) FromEnv(getenv func(string) string) ([]string, error) {
+// of the settings it set, and what is wrong with the variables.
+func (c *Config) FromEnv(getenv func(string) string) ([]string, []kvflow.FieldError) {
 	var set []string
+	var problems []kvflow.FieldError
 	str := func(dst *string, key string) {
 		if v := getenv(envOf(key)); v != "" {
 			*dst = v
@@ -235,35 +267,46 @@ func (c *Config) FromEnv(getenv func(string) string) ([]string, error) {
 		set = append(set, "download.allow")
 	}
 	if v := getenv("KVFLOW_ALLOWED_NAMESPACES"); v != "" {
-		c.AllowedNamespaces = ParseAllowed(v)
+		allowed, err := ParseAllowed(v)
+		if err != nil {
+			problems = append(problems, kvflow.FieldError{Field: "KVFLOW_ALLOWED_NAMESPACES", Message: err.Error()})
+		}
+		c.AllowedNamespaces = allowed
 		set = append(set, "allowedNamespaces")
 	}
 	if v := getenv("KVFLOW_INSECURE"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return set, kvflow.Errorf(kvflow.EINVALID, "KVFLOW_INSECURE=%q is not a boolean: expected true or false.", v)
+			problems = append(problems, kvflow.FieldError{Field: "KVFLOW_INSECURE", Message: fmt.Sprintf("%q is not a boolean: expected true or false", v)})
 		}
 		c.Server.Insecure = b
 		set = append(set, "server.insecure")
 	}
-	return set, nil
+	return set, problems
 }
 
-// ParseAllowed reads "from=ns1,ns2;from2=*" into an allow-list.
-func ParseAllowed(s string) map[string][]string {
+// ParseAllowed reads "from=ns1,ns2;from2=*" into an allow-list; a rule
+// without a source or targets is an error naming it.
+func ParseAllowed(s string) (map[string][]string, error) {
 	out := map[string][]string{}
 	for _, rule := range strings.Split(s, ";") {
-		from, to, ok := strings.Cut(strings.TrimSpace(rule), "=")
-		if !ok {
+		if strings.TrimSpace(rule) == "" {
 			continue
 		}
+		from, to, _ := strings.Cut(rule, "=")
+		from = strings.TrimSpace(from)
+		targets := 0
 		for _, ns := range strings.Split(to, ",") {
 			if ns = strings.TrimSpace(ns); ns != "" {
-				out[strings.TrimSpace(from)] = append(out[strings.TrimSpace(from)], ns)
+				out[from] = append(out[from], ns)
+				targets++
 			}
 		}
+		if from == "" || targets == 0 {
+			return nil, fmt.Errorf("rule %q is not from=ns1,ns2: expected rules such as \"from=ns1,ns2;x=*\"", kvflow.Clip(strings.TrimSpace(rule)))
+		}
 	}
-	return out
+	return out, nil
 }
 
 // Defaults fills what is unset.
@@ -272,7 +315,7 @@ func (c *Config) Defaults() {
 		c.DataDir = defaultDataDir()
 	}
 	if c.DatabaseURL == "" {
-		c.DatabaseURL = "sqlite://" + filepath.ToSlash(filepath.Join(c.DataDir, "kvflow.db"))
+		c.DatabaseURL = c.defaultDatabaseURL()
 	}
 	if c.StorageURL == "" {
 		c.StorageURL = "file://" + filepath.ToSlash(filepath.Join(c.DataDir, "storage"))
@@ -292,6 +335,23 @@ func (c *Config) Defaults() {
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = 30 * time.Second
 	}
+	if c.History.Versions == 0 {
+		c.History.Versions = storage.DefaultVersions
+	}
+	for ns, r := range c.History.Namespaces {
+		if r.Versions == 0 { // a rule's own default, not the global setting
+			r.Versions = storage.DefaultVersions
+			c.History.Namespaces[ns] = r
+		}
+	}
+	if c.History.Changes == 0 {
+		c.History.Changes = storage.DefaultChangeRetention
+	}
+}
+
+// defaultDatabaseURL is the embedded default's database, in DataDir.
+func (c *Config) defaultDatabaseURL() string {
+	return "sqlite://" + filepath.ToSlash(filepath.Join(c.DataDir, "kvflow.db"))
 }
 
 func defaultDataDir() string {
@@ -305,20 +365,32 @@ func defaultDataDir() string {
 }
 
 // Validate checks the settings, naming each bad field.
-func (c *Config) Validate() error {
-	var errs []string
+func (c *Config) Validate() error { return invalid(c.problems()) }
+
+// problems is what is wrong with the settings, each naming its field as
+// LoadSources' lines do: server.namespaces[1], history.namespaces[a].maxAge.
+func (c *Config) problems() []kvflow.FieldError {
+	var out []kvflow.FieldError
+	add := func(field, format string, args ...any) {
+		out = append(out, kvflow.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
 	abs := func(field, dir string) {
 		if !filepath.IsAbs(dir) {
-			errs = append(errs, fmt.Sprintf("%s: %q must be an absolute path", field, dir))
+			add(field, "%q must be an absolute path", dir)
 		}
 	}
 	abs("dataDir", c.DataDir)
+	// The default follows dataDir, whose own check tells a relative one.
+	u, err := url.Parse(c.DatabaseURL)
+	if c.DatabaseURL != c.defaultDatabaseURL() && err == nil && u.Scheme == "sqlite" && (u.Host != "" || !path.IsAbs(u.Path)) {
+		add("databaseURL", "%q must name an absolute path, as in sqlite:///absolute/path/kvflow.db", RedactURL(c.DatabaseURL))
+	}
 	if c.SecretKey != "" && c.SecretKeyFile != "" {
-		errs = append(errs, "secretKey: set secretKey or secretKeyFile, not both")
+		add("secretKey", "set secretKey or secretKeyFile, not both")
 	}
 	if c.SecretKey != "" {
 		if _, err := seal.ParseKey(c.SecretKey); err != nil {
-			errs = append(errs, "secretKey: "+err.Error())
+			add("secretKey", "%v", err)
 		}
 	}
 	if c.SecretKeyFile != "" {
@@ -326,53 +398,69 @@ func (c *Config) Validate() error {
 	}
 	for i, k := range c.SecretOldKeys {
 		if _, err := seal.ParseKey(k); err != nil {
-			errs = append(errs, fmt.Sprintf("secretOldKeys[%d]: %v", i, err))
+			add(fmt.Sprintf("secretOldKeys[%d]", i), "%v", err)
 		}
 	}
 	for from, tos := range c.AllowedNamespaces {
 		for _, ns := range append([]string{from}, tos...) {
 			if err := storage.ValidatePattern(ns); err != nil {
-				errs = append(errs, fmt.Sprintf("allowedNamespaces[%s]: %v", from, kvflow.ErrorMessage(err)))
+				add("allowedNamespaces["+from+"]", "%v", kvflow.ErrorMessage(err))
 			}
 		}
 	}
+	if err := CheckAddr(c.Server.Addr); err != nil {
+		add("server.addr", "%v", err)
+	}
+	if c.Server.Token != "" && c.Server.TokenFile != "" {
+		add("server.token", "set server.token or server.tokenFile, not both")
+	}
 	for i, ns := range c.Server.Namespaces {
 		if err := storage.ValidatePattern(ns); err != nil {
-			errs = append(errs, fmt.Sprintf("server.namespaces[%d]: %v", i, kvflow.ErrorMessage(err)))
+			add(fmt.Sprintf("server.namespaces[%d]", i), "%v", kvflow.ErrorMessage(err))
 		}
 	}
 	if _, err := netguard.Parse(c.Download.Allow); err != nil {
-		errs = append(errs, "download.allow: "+strings.TrimPrefix(kvflow.ErrorMessage(err), "Download allow-list: "))
+		add("download.allow", "%s", strings.TrimPrefix(kvflow.ErrorMessage(err), "Download allow-list: "))
 	}
 	if c.Server.SweepInterval < 0 {
-		errs = append(errs, "server.sweepInterval: must be positive")
+		add("server.sweepInterval", "must be positive")
 	}
 	if c.Server.ShutdownTimeout < 0 {
-		errs = append(errs, "server.shutdownTimeout: must be positive")
+		add("server.shutdownTimeout", "must be positive")
 	}
 	if c.Server.SweepBatch < 0 {
-		errs = append(errs, "server.sweepBatch: must be positive")
+		add("server.sweepBatch", "must be positive")
 	}
 	check := func(field string, r Retention) {
 		if r.Versions < -1 {
-			errs = append(errs, field+".versions: must be -1 (no limit), 0 (the default, 10) or more")
+			add(field+".versions", "must be -1 (no limit), 0 (the default, 10) or more")
 		}
 		if r.MaxAge < 0 {
-			errs = append(errs, field+".maxAge: must be positive")
+			add(field+".maxAge", "must be positive")
 		}
 	}
 	check("history", Retention{Versions: c.History.Versions, MaxAge: c.History.MaxAge})
 	for ns, r := range c.History.Namespaces {
 		if err := storage.ValidateNamespace(ns); err != nil {
-			errs = append(errs, fmt.Sprintf("history.namespaces[%s]: %v", ns, kvflow.ErrorMessage(err)))
+			add("history.namespaces["+ns+"]", "%v", kvflow.ErrorMessage(err))
 		}
 		check("history.namespaces["+ns+"]", r)
 	}
 	if c.History.Changes < 0 {
-		errs = append(errs, "history.changes: must be positive")
+		add("history.changes", "must be positive")
 	}
-	if len(errs) > 0 {
-		return kvflow.Errorf(kvflow.EINVALID, "Configuration is invalid:\n  %s", strings.Join(errs, "\n  "))
+	return out
+}
+
+// CheckAddr says what is wrong with an address to listen on, or nil:
+// host:port, where an empty host means every interface (:8080).
+func CheckAddr(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		return fmt.Errorf("%q is not host:port such as 127.0.0.1:8080: %v", addr, err)
 	}
 	return nil
 }

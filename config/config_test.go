@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvflow/kvflow"
 )
@@ -62,7 +63,9 @@ func TestDiscover_FlagThenEnvThenXDG(t *testing.T) {
 }
 
 // Errors name the key as the file spells it, with its line and the
-// nearest known key; every problem is reported at once.
+// nearest known key; every problem is reported at once, of parsing, of the
+// values (with their line when the file gave them) and of the environment.
+// A key given twice names both lines.
 func TestLoad_ErrorsNameTheKeyWithSuggestion(t *testing.T) {
 	clearEnv(t)
 	path := write(t, filepath.Join(t.TempDir(), "c.yaml"), `databaseUrl: sqlite:///tmp/x.db
@@ -72,7 +75,17 @@ server:
   sweepInterval: soon
   insecure: maybe
 bogus: 1
+history:
+  versions: -3
+dataDir: relative/dir
+secretOldKeys: [nope]
+allowedNamespaces:
+  a: [b]
+  a: [c]
+dataDir: /again
 `)
+	t.Setenv("KVFLOW_API_NAMESPACES", "Bad")
+	t.Setenv("KVFLOW_INSECURE", "maybe")
 	_, err := Load(path)
 	if kvflow.ErrorCode(err) != kvflow.EINVALID {
 		t.Fatalf("Load = %v, want EINVALID", err)
@@ -85,6 +98,13 @@ bogus: 1
 		path + `:5: server.sweepInterval: "soon" is not a duration such as 30s, 1m or 2h`,
 		path + `:6: server.insecure: "maybe" is not a boolean (true or false)`,
 		path + `:7: unknown setting "bogus"`,
+		path + `:9: history.versions: must be -1 (no limit), 0 (the default, 10) or more`,
+		path + `:10: dataDir: "relative/dir" must be an absolute path`,
+		path + `:11: secretOldKeys[0]: the key is 3 bytes`,
+		path + `:14: allowedNamespaces.a: given twice: line 13 gives it first`,
+		path + `:15: dataDir: given twice: line 10 gives it first`,
+		"\n  server.namespaces[0]: Namespace",
+		"\n  " + `KVFLOW_INSECURE: "maybe" is not a boolean: expected true or false`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)
@@ -135,5 +155,63 @@ func TestREADME_ListsEverySetting(t *testing.T) {
 		if s.Env != "" && !strings.Contains(line, "`"+s.Env+"`") {
 			t.Errorf("README's row for %s lacks %s: %s", s.Key, s.Env, line)
 		}
+	}
+}
+
+// A misspelt field of a namespace's retention is caught like any other key.
+func TestLoad_UnknownKeyInANamespaceRetention(t *testing.T) {
+	clearEnv(t)
+	path := write(t, filepath.Join(t.TempDir(), "t.yaml"), "history:\n  namespaces:\n    company:\n      versons: 3\n")
+	_, err := Load(path)
+	if want := path + `:4: unknown setting "history.namespaces.company.versons"; did you mean "versions"?`; !strings.Contains(kvflow.ErrorMessage(err), want) {
+		t.Fatalf("Load = %v, want it to say %s", err, want)
+	}
+}
+
+// Addresses and SQLite paths are checked as the configuration loads: a
+// server address is host:port, a SQLite path absolute as dataDir is.
+func TestLoad_AddrAndSQLitePath(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("KVFLOW_DATA_DIR", t.TempDir())
+	for _, tc := range []struct{ env, value, want string }{
+		{"KVFLOW_ADDR", "notanaddr", `server.addr: "notanaddr" is not host:port such as 127.0.0.1:8080: missing port in address`},
+		{"KVFLOW_ADDR", ":8080", ""},
+		{"KVFLOW_DATABASE_URL", "sqlite://relative.db", `databaseURL: "sqlite://relative.db" must name an absolute path, as in sqlite:///absolute/path/kvflow.db`},
+		{"KVFLOW_DATABASE_URL", "sqlite:relative.db", `databaseURL: "sqlite:relative.db" must name an absolute path`},
+		{"KVFLOW_DATABASE_URL", "sqlite:///abs/kvflow.db", ""},
+	} {
+		t.Setenv(tc.env, tc.value)
+		_, err := Load("")
+		if tc.want == "" && err != nil || tc.want != "" && (kvflow.ErrorCode(err) != kvflow.EINVALID || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s=%s: Load = %v, want %q", tc.env, tc.value, err, tc.want)
+		}
+		t.Setenv(tc.env, "")
+	}
+}
+
+// Every setting shows its effective value: defaults filled in, limits that
+// are none said so, the key's source without a secretKey.
+func TestValue_EffectiveDefaults(t *testing.T) {
+	c := Config{DataDir: "/data", History: History{MaxAge: 0, Namespaces: map[string]Retention{
+		"company": {Versions: 3}, "audit.logs": {Versions: -1, MaxAge: 720 * time.Hour}, "tmp": {MaxAge: time.Hour}}}}
+	c.Defaults()
+	got := map[string]string{}
+	for _, s := range Settings {
+		got[s.Key] = c.Value(s)
+	}
+	for key, want := range map[string]string{
+		"history.versions":   "10",
+		"history.maxAge":     "0s (no limit)",
+		"history.changes":    "168h0m0s",
+		"history.namespaces": "audit.logs: versions -1 (no limit), maxAge 720h0m0s; company: versions 3, maxAge 0s (no limit); tmp: versions 10, maxAge 1h0m0s",
+		"secretKey":          "/data/secret.key (made on first use)",
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %q, want %q", key, got[key], want)
+		}
+	}
+	if p := c.History.Policy(); p.Default.Versions != 10 || p.Changes != 7*24*time.Hour {
+		t.Errorf("Policy = %+v: the defaults shown are not the ones applied", p)
 	}
 }

@@ -58,3 +58,12 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(data)
 }
+
+// The server's token comes from server.token or server.tokenFile, not both.
+func TestValidate_TokenAndTokenFile(t *testing.T) {
+	c := Config{DataDir: "/tmp/x", Server: Server{Token: "t", TokenFile: "/run/token"}}
+	c.Defaults()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "server.token: set server.token or server.tokenFile, not both") {
+		t.Errorf("Validate = %v", err)
+	}
+}

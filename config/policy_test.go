@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -42,5 +43,24 @@ func TestConfig_PolicyScopeAndDownloadAllow(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// A rule of KVFLOW_ALLOWED_NAMESPACES that does not parse is an error
+// naming the variable, the rule and the expected form, not dropped.
+func TestFromEnv_AllowedNamespacesRefusesWhatItCannotRead(t *testing.T) {
+	for _, v := range []string{"garbage", "a=b;garbage", "a=", "a=b;a= ,", "=b"} {
+		var c Config
+		_, problems := c.FromEnv(func(k string) string { return map[string]string{"KVFLOW_ALLOWED_NAMESPACES": v}[k] })
+		rule := v[strings.LastIndex(v, ";")+1:]
+		want := fmt.Sprintf(`KVFLOW_ALLOWED_NAMESPACES: rule %q is not from=ns1,ns2: expected rules such as "from=ns1,ns2;x=*"`, strings.TrimSpace(rule))
+		if len(problems) != 1 || problems[0].Error() != want {
+			t.Errorf("KVFLOW_ALLOWED_NAMESPACES=%q: %v, want %s", v, problems, want)
+		}
+	}
+	var c Config
+	c.FromEnv(func(k string) string { return map[string]string{"KVFLOW_ALLOWED_NAMESPACES": " a = b , c ; x=*;"}[k] })
+	if got := fmt.Sprint(c.AllowedNamespaces); got != "map[a:[b c] x:[*]]" {
+		t.Errorf("AllowedNamespaces = %s", got)
 	}
 }

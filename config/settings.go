@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,38 +61,65 @@ func envOf(key string) string {
 	return ""
 }
 
-// decodeFile reads a YAML configuration into c and returns the keys it
-// set. Every problem is reported at once, as FILE:LINE: KEY: what is wrong,
-// in the file's own spelling, with the nearest known key for a misspelt one.
-func decodeFile(file string, b []byte, c *Config) ([]string, error) {
+// decodeFile reads a YAML configuration into c. It returns the line of
+// every field the file gives, named as Validate names fields (server.addr,
+// server.namespaces[1], history.namespaces[a].maxAge), and every problem,
+// as FILE:LINE: KEY: what is wrong, in the file's own spelling, with the
+// nearest known key for a misspelt one. Only a file that is not YAML is an
+// error.
+func decodeFile(file string, b []byte, c *Config) (map[string]int, []kvflow.FieldError, error) {
+	d := &decoder{file: file, lines: map[string]int{}}
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, nil
+			return d.lines, nil, nil
 		}
-		return nil, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is not YAML: %v.", file, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, nil, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is not YAML: %v.", file, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if len(doc.Content) == 0 {
-		return nil, nil
+	if len(doc.Content) > 0 {
+		d.decodeStruct(doc.Content[0], reflect.ValueOf(c).Elem(), "", "", "")
 	}
-	var set, errs []string
-	decodeStruct(file, doc.Content[0], reflect.ValueOf(c).Elem(), "", &set, &errs)
-	if len(errs) > 0 {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "Configuration file %s is invalid:\n  %s", file, strings.Join(errs, "\n  "))
-	}
-	return set, nil
+	return d.lines, d.problems, nil
 }
 
-func decodeStruct(file string, n *yaml.Node, v reflect.Value, prefix string, set, errs *[]string) {
-	at := func(n *yaml.Node) string { return fmt.Sprintf("%s:%d", file, n.Line) }
+// decoder walks a configuration file's nodes.
+type decoder struct {
+	file     string
+	lines    map[string]int
+	problems []kvflow.FieldError
+}
+
+func (d *decoder) add(n *yaml.Node, field, format string, args ...any) {
+	d.problems = append(d.problems, kvflow.FieldError{File: d.file, Line: n.Line, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// entries calls each with every key and value of the mapping n; a key
+// given twice is a problem, and its second value is not read. key names n
+// in the file's spelling ("" for the file itself), want what n must be.
+func (d *decoder) entries(n *yaml.Node, key, want string, each func(k, v *yaml.Node)) {
 	if n.Kind != yaml.MappingNode {
-		what := "the file"
-		if prefix != "" {
-			what = strings.TrimSuffix(prefix, ".")
+		if key == "" {
+			key = "the file"
 		}
-		*errs = append(*errs, fmt.Sprintf("%s: %s: expected a mapping of settings (key: value)", at(n), what))
+		d.add(n, key, "expected %s", want)
 		return
 	}
+	first := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if line, dup := first[k.Value]; dup {
+			d.add(k, join(key, k.Value), "given twice: line %d gives it first", line)
+			continue
+		}
+		first[k.Value] = k.Line
+		each(k, n.Content[i+1])
+	}
+}
+
+// decodeStruct reads the mapping n into the struct v: key is n's path in
+// the file's spelling (server), field as Validate names it, and hint what
+// a "did you mean" puts before the nearest field name.
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key, field, hint string) {
 	fields := map[string]int{}
 	var names []string
 	for i := 0; i < v.NumField(); i++ {
@@ -100,29 +129,66 @@ func decodeStruct(file string, n *yaml.Node, v reflect.Value, prefix string, set
 			names = append(names, name)
 		}
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		key := prefix + k.Value
+	d.entries(n, key, "a mapping of settings (key: value)", func(k, val *yaml.Node) {
+		name := join(key, k.Value)
 		idx, ok := fields[k.Value]
 		if !ok {
-			msg := fmt.Sprintf("%s: unknown setting %q", at(k), key)
+			msg := fmt.Sprintf("unknown setting %q", name)
 			if near := kvflow.Nearest(k.Value, names); near != "" {
-				msg += fmt.Sprintf("; did you mean %q?", prefix+near)
+				msg += fmt.Sprintf("; did you mean %q?", hint+near)
 			}
-			*errs = append(*errs, msg)
-			continue
+			d.add(k, "", "%s", msg)
+			return
 		}
-		f := v.Field(idx)
-		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[time.Duration]() {
-			decodeStruct(file, val, f, key+".", set, errs)
-			continue
+		f, fieldName := v.Field(idx), join(field, k.Value)
+		d.lines[fieldName] = k.Line
+		switch {
+		case f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[time.Duration]():
+			d.decodeStruct(val, f, name, fieldName, name+".")
+		case f.Kind() == reflect.Map:
+			d.decodeMap(val, f, name, fieldName)
+		default:
+			d.decodeValue(val, f, name, fieldName)
 		}
-		if err := val.Decode(f.Addr().Interface()); err != nil {
-			*errs = append(*errs, fmt.Sprintf("%s: %s: %q is not %s", at(val), key, kvflow.Clip(nodeText(val)), expected(f.Type())))
-			continue
+	})
+}
+
+// decodeMap reads a map from a namespace: to a list of namespaces, or to
+// a namespace's retention, whose misspelt fields are told as such.
+func (d *decoder) decodeMap(n *yaml.Node, f reflect.Value, key, field string) {
+	m := reflect.MakeMap(f.Type())
+	d.entries(n, key, expected(f.Type()), func(k, val *yaml.Node) {
+		elem := reflect.New(f.Type().Elem()).Elem()
+		name, fieldName := join(key, k.Value), field+"["+k.Value+"]"
+		d.lines[fieldName] = k.Line
+		if elem.Kind() == reflect.Struct {
+			d.decodeStruct(val, elem, name, fieldName, "")
+		} else {
+			d.decodeValue(val, elem, name, fieldName)
 		}
-		*set = append(*set, key)
+		m.SetMapIndex(reflect.ValueOf(k.Value), elem)
+	})
+	f.Set(m)
+}
+
+// decodeValue reads a scalar or a list, noting the line of each item.
+func (d *decoder) decodeValue(n *yaml.Node, f reflect.Value, key, field string) {
+	if err := n.Decode(f.Addr().Interface()); err != nil {
+		d.add(n, key, "%q is not %s", kvflow.Clip(nodeText(n)), expected(f.Type()))
+		return
 	}
+	if n.Kind == yaml.SequenceNode {
+		for i, item := range n.Content {
+			d.lines[fmt.Sprintf("%s[%d]", field, i)] = item.Line
+		}
+	}
+}
+
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
 }
 
 // expected names what a field's YAML must be, in a user's words.
@@ -138,6 +204,8 @@ func expected(t reflect.Type) string {
 		return "a whole number"
 	case t.Kind() == reflect.Slice:
 		return "a list of " + strings.TrimPrefix(expected(t.Elem()), "a ")
+	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Struct:
+		return "a mapping from a namespace to {versions, maxAge}"
 	case t.Kind() == reflect.Map:
 		return "a mapping from a namespace to a list of namespaces"
 	}
@@ -155,9 +223,21 @@ func nodeText(n *yaml.Node) string {
 	return strings.Join(strings.Fields(b.String()), " ")
 }
 
-// Value is a setting's value as text, secrets redacted: a URL keeps its
-// scheme, host and path, a token is shown as REDACTED.
+// Value is a setting's effective value as text, secrets redacted: a URL
+// keeps its scheme, host and path, a token is shown as REDACTED. Without a
+// secretKey it is where the key comes from (KeySource); history limits say
+// when they are none.
 func (c *Config) Value(s Setting) string {
+	switch s.Key {
+	case "secretKey":
+		if c.SecretKey == "" {
+			return c.KeySource()
+		}
+	case "history.versions":
+		return versionsText(c.History.Versions)
+	case "history.maxAge":
+		return maxAgeText(c.History.MaxAge)
+	}
 	v := reflect.ValueOf(c).Elem()
 	for _, part := range strings.Split(s.Key, ".") {
 		for i := 0; i < v.NumField(); i++ {
@@ -184,6 +264,12 @@ func (c *Config) Value(s Setting) string {
 			rules = append(rules, from+"="+strings.Join(x[from], ","))
 		}
 		text = strings.Join(rules, ";")
+	case map[string]Retention:
+		var rules []string
+		for _, ns := range slices.Sorted(maps.Keys(x)) {
+			rules = append(rules, fmt.Sprintf("%s: versions %s, maxAge %s", ns, versionsText(x[ns].Versions), maxAgeText(x[ns].MaxAge)))
+		}
+		text = strings.Join(rules, "; ")
 	case bool:
 		text = strconv.FormatBool(x)
 	default:
@@ -196,6 +282,20 @@ func (c *Config) Value(s Setting) string {
 		return "REDACTED"
 	}
 	return text
+}
+
+func versionsText(n int) string {
+	if n < 0 {
+		return strconv.Itoa(n) + " (no limit)"
+	}
+	return strconv.Itoa(n)
+}
+
+func maxAgeText(d time.Duration) string {
+	if d == 0 {
+		return "0s (no limit)"
+	}
+	return d.String()
 }
 
 // secretParams are the query parameters of a URL that hold credentials.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -395,27 +394,9 @@ func (p *parser) retry(s *retrySpec, n *yaml.Node, path string) *Retry {
 	return r
 }
 
-// suggest names a known type with the same last segment, for a renamed or
-// misspelled package, or the one at most two edits away (kv.Sett), else
-// lists the known types (as kvflow task run does).
-func (p *parser) suggest(typ string) string {
-	short := typ[strings.LastIndex(typ, ".")+1:]
-	known := p.knownTypes()
-	var cands []string
-	for _, k := range known {
-		if strings.EqualFold(k[strings.LastIndex(k, ".")+1:], short) {
-			cands = append(cands, k)
-		}
-	}
-	slices.Sort(known)
-	if near := kvflow.Nearest(typ, known); len(cands) == 0 && near != "" {
-		cands = append(cands, near)
-	}
-	if len(cands) == 0 {
-		return "; known types: " + strings.Join(known, ", ")
-	}
-	return "; did you mean " + strings.Join(cands, " or ") + "?"
-}
+// suggest names the known type a misspelt typ may mean, else lists them
+// (as kvflow task run does).
+func (p *parser) suggest(typ string) string { return plugin.SuggestType(typ, p.knownTypes()) }
 
 func (p *parser) knownTypes() []string {
 	types := p.reg.Types()

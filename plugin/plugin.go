@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/kvflow/kvflow"
@@ -95,6 +97,28 @@ func (r *Registry) Types() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// SuggestType names the known type a misspelt typ may mean: those with its
+// last segment (a renamed or misspelt package), else the one at most two
+// edits away (kv.Sett), as "; did you mean …?"; else it lists the known
+// types: "; known types: …".
+func SuggestType(typ string, known []string) string {
+	short := typ[strings.LastIndex(typ, ".")+1:]
+	var cands []string
+	for _, k := range known {
+		if strings.EqualFold(k[strings.LastIndex(k, ".")+1:], short) {
+			cands = append(cands, k)
+		}
+	}
+	known = slices.Sorted(slices.Values(known))
+	if near := kvflow.Nearest(typ, known); len(cands) == 0 && near != "" {
+		cands = append(cands, near)
+	}
+	if len(cands) == 0 {
+		return "; known types: " + strings.Join(known, ", ")
+	}
+	return "; did you mean " + strings.Join(cands, " or ") + "?"
 }
 
 // RunContext is what a running task sees.

@@ -314,6 +314,16 @@ const (
 	OnConflictFail      = "fail"      // stop; nothing after that line is written
 )
 
+// CheckOnConflict says what is wrong with a conflict policy of Import, or
+// nil; "" is skip.
+func CheckOnConflict(policy string) error {
+	switch policy {
+	case "", OnConflictSkip, OnConflictOverwrite, OnConflictFail:
+		return nil
+	}
+	return kvflow.Errorf(kvflow.EINVALID, "On-conflict %q is unknown: expected skip, overwrite or fail.", kvflow.Clip(policy))
+}
+
 // ImportOptions control Import.
 type ImportOptions struct {
 	OnConflict   string            // skip (default), overwrite or fail
@@ -346,12 +356,11 @@ const (
 // key stops it too. Lines before the stop are written, none after it.
 func (s *Store) Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportResult, error) {
 	var res ImportResult
-	switch o.OnConflict {
-	case "":
+	if err := CheckOnConflict(o.OnConflict); err != nil {
+		return res, err
+	}
+	if o.OnConflict == "" {
 		o.OnConflict = OnConflictSkip
-	case OnConflictSkip, OnConflictOverwrite, OnConflictFail:
-	default:
-		return res, kvflow.Errorf(kvflow.EINVALID, "On-conflict %q is unknown: expected skip, overwrite or fail.", kvflow.Clip(o.OnConflict))
 	}
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -540,8 +540,7 @@ func FormatDuration(d time.Duration) string {
 }
 
 // ParseTTL reads a time-to-live: an ISO-8601 duration (PT1H) or a whole
-// number of seconds (3600), positive. (The error keeps its older wording,
-// which callers match.)
+// number of seconds (3600), positive.
 func ParseTTL(s string) (time.Duration, error) { return ParsePositiveDuration("TTL", s) }
 
 // ParsePositiveDuration reads a positive duration as ParseTTL does; what
@@ -561,7 +560,7 @@ func ParsePositiveDuration(what, s string) (time.Duration, error) {
 	}
 	d, err := ParseDuration(s)
 	if err != nil {
-		return 0, kvflow.Errorf(kvflow.EINVALID, "%s is not an ISO-8601 duration such as PT5M, P30D or P1DT5S.", name)
+		return 0, kvflow.Errorf(kvflow.EINVALID, "%s is not an ISO-8601 duration such as PT5M, P30D or P1DT5S, or a whole number of seconds.", name)
 	}
 	if d.D <= 0 {
 		return 0, kvflow.Errorf(kvflow.EINVALID, "%s must be positive.", name)

@@ -410,13 +410,8 @@ type remoteKV struct{ c *client.Client }
 
 func (r remoteKV) close() {}
 
-// set returns the new version when it is known: with --if-version, the one after it.
 func (r remoteKV) set(ctx context.Context, ns, key, text string, t storage.Type, o setOptions) (int64, error) {
-	err := r.c.Set(ctx, ns, key, text, client.SetOptions{Type: t, TTL: o.ttl, Description: o.description, NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion, Sensitive: o.sensitive})
-	if err != nil || o.ifVersion == 0 {
-		return 0, err
-	}
-	return o.ifVersion + 1, nil
+	return r.c.Put(ctx, ns, key, text, client.SetOptions{Type: t, TTL: o.ttl, Description: o.description, NoOverwrite: o.noOverwrite, IfVersion: o.ifVersion, Sensitive: o.sensitive})
 }
 
 func (r remoteKV) get(ctx context.Context, ns, key string, w io.Writer, asJSON, reveal bool) error {

@@ -16,11 +16,7 @@ import (
 // isTerminal reports whether r is an interactive terminal; tests replace it.
 var isTerminal = func(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && terminal(f)
 }
 
 // addDeleteAll gives kv delete NAMESPACE --all [--yes]: every key of the

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/kvflow/kvflow/internal/testpair"
@@ -46,4 +50,24 @@ func TestKVDeleteAll_TerminalAsksFirst(t *testing.T) {
 		{args: "kv delete ns.ask --all", stdin: "y\n", wantOut: "Deleted 1 keys from namespace 'ns.ask'.\n", errHas: "Delete every key of namespace 'ns.ask'"},
 		{args: "kv get ns.ask a", wantCode: 3},
 	})
+}
+
+// /dev/null is a character device but no terminal: kv delete --all
+// refuses without --yes, as with a pipe.
+func TestKVDeleteAll_DevNullIsNotATerminal(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if isTerminal(null) {
+		t.Fatalf("isTerminal(%s) = true", os.DevNull)
+	}
+	data := t.TempDir()
+	runKVCases(t, data, nil, []kvCase{{args: "kv set ns.null a 1"}})
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"kv", "delete", "ns.null", "--all"}, null, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "stdin is not a terminal. Pass --yes") {
+		t.Errorf("kv delete --all < %s: exit %d, stderr %s", os.DevNull, code, errOut.String())
+	}
+	runKVCases(t, data, nil, []kvCase{{args: "kv get ns.null a", wantOut: "1\n"}})
 }

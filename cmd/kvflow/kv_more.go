@@ -257,6 +257,9 @@ old=new moves old and its children (old.x becomes new.x).`,
   kvflow kv import - --on-conflict overwrite < team.jsonl`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := storage.CheckOnConflict(onConflict); err != nil {
+				return err
+			}
 			o := storage.ImportOptions{OnConflict: onConflict, NamespaceMap: map[string]string{}}
 			for _, m := range maps {
 				from, to, ok := strings.Cut(m, "=")

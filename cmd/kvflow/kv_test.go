@@ -80,6 +80,7 @@ func kvflowCmdIn(t *testing.T, dataDir, stdin string, args ...string) (string, s
 func kvSession() []kvCase {
 	return []kvCase{
 		{args: "kv set company.team my_key Hello|World", wantOut: "Stored key 'my_key' in namespace 'company.team'.\n"},
+		{args: "kv set acc.j a 1 --json", wantOut: `{"key":"a","namespace":"acc.j","stored":true,"version":1}` + "\n"},
 		{args: "kv get company.team my_key", wantOut: "Hello World\n"},
 		{args: "kv get company.team my_key --json", wantOut: `{"type":"STRING","value":"Hello World"}` + "\n"},
 		{args: "kv set company.team count 42 --ttl P30D --description a|counter"},
@@ -96,7 +97,8 @@ func kvSession() []kvCase {
 		{args: "kv set Company k 1", wantCode: 2, errHas: `Namespace "Company" is invalid`},
 		{args: "kv set company.team x abc --type NUMBER", wantCode: 2, errHas: "Value (STRING, 3 bytes, sha256:ba7816bf) is not a valid NUMBER"},
 		{args: "kv set company.team x 1 --type FLOAT", wantCode: 2, errHas: `"FLOAT" is unknown`},
-		{args: "kv set company.team x 1 --ttl 30|days", wantCode: 2, errHas: "TTL"},
+		{args: "kv set company.team x 1 --ttl 30|days", wantCode: 2, errHas: `TTL "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S, or a whole number of seconds`},
+		{args: "kv set company.team x 1 --ttl=-5", wantCode: 2, errHas: "or a whole number of seconds"},
 		{args: "kv get company.team x", wantCode: 3},
 		{args: "kv keys company.team", wantOut: "code\ncount\ndoc\nmy_key\nwhen\n"},
 		{args: "kv keys company.team --prefix co", wantOut: "code\ncount\n"},
@@ -147,6 +149,10 @@ func TestKVCommands_Server(t *testing.T) {
 	l.Close()
 	runKVCases(t, t.TempDir(), []string{"--server", closed}, []kvCase{
 		{args: "kv get company.team doc", wantCode: 4, errHas: "Cannot reach the kvflow server"},
+	})
+	// A wrong base path reaches another server, not a missing key.
+	runKVCases(t, t.TempDir(), []string{"--server", url + "/foo", "--token", "cli-token"}, []kvCase{
+		{args: "kv get company.team doc", wantCode: 4, errHas: "The address " + url + "/foo is not a kvflow API: GET /foo/api/v1/namespaces/company.team/kv/doc answered 404 Not Found."},
 	})
 }
 
@@ -281,9 +287,15 @@ func loadFlowDirOnce(t *testing.T, dataDir, flows string) (int, int, error) {
 	return loadFlowDir(context.Background(), flows, a.DB, nil)
 }
 
-// Refusals at start: an exposed address without a token, broken flow files.
+// Refusals at start: an exposed address without a token, broken flow
+// files, a configured address that is not one.
 func TestServerCommand_RefusesToStart(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv("KVFLOW_ADDR", "notanaddr")
+	if _, errOut, code := kvflowCmdIn(t, dir, "", "server"); code != 2 || !strings.Contains(errOut, `server.addr: "notanaddr" is not host:port`) {
+		t.Fatalf("server with KVFLOW_ADDR=notanaddr: exit %d, stderr %s; want 2", code, errOut)
+	}
+	t.Setenv("KVFLOW_ADDR", "")
 	_, errOut, code := kvflowCmdIn(t, dir, "", "server", "--addr", "0.0.0.0:0")
 	if code != 5 || !strings.Contains(errOut, "--insecure") {
 		t.Fatalf("server on 0.0.0.0 without a token: exit %d, stderr %s", code, errOut)

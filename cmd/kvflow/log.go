@@ -20,8 +20,9 @@ import (
 // slog JSON object a line), from --log-level up.
 func newLogger(cmd *cobra.Command, w io.Writer) (*slog.Logger, error) {
 	format, _ := cmd.Flags().GetString("log-format")
+	formatFrom := "--log-format"
 	if format == "" {
-		format = os.Getenv("KVFLOW_LOG_FORMAT")
+		format, formatFrom = os.Getenv("KVFLOW_LOG_FORMAT"), "KVFLOW_LOG_FORMAT"
 	}
 	levelText, _ := cmd.Flags().GetString("log-level")
 	from := "--log-level"
@@ -40,7 +41,7 @@ func newLogger(cmd *cobra.Command, w io.Writer) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
 	}
-	return nil, kvflow.Errorf(kvflow.EINVALID, "--log-format %q is unknown: expected text or json.", format)
+	return nil, kvflow.Errorf(kvflow.EINVALID, "%s %q is unknown: expected text or json.", formatFrom, format)
 }
 
 // textHandler writes "15:04:05.000 INFO  [task] message key=value" lines; a

@@ -116,6 +116,11 @@ and executions from the shell, on the local store or on a server (--server).
 		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every command checks the log flags, whether it logs or not.
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			_, err := newLogger(cmd, io.Discard)
+			return err
+		},
 	}
 	root.SetVersionTemplate("kvflow {{.Version}}\n")
 	p := root.PersistentFlags()

@@ -155,11 +155,11 @@ tasks:
 	if out != "ok  "+good+" (company.team.counter, 3 tasks)\n" {
 		t.Errorf("stdout:\n%s", out)
 	}
-	want := bad + `:8: tasks[0].ttl: "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S
+	want := bad + `:8: tasks[0].ttl: "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S, or a whole number of seconds
 ` + bad + `:9: tasks[1].id: duplicate task id "set", already used at tasks[0]
 ` + bad + `:10: tasks[1].type: unknown task type "io.kestra.plugin.core.kv.Sett"; did you mean io.kestra.plugin.core.kv.Set?
 ` + bad + `:14: tasks[2].by: Value (STRING, 3 bytes, sha256:ba7816bf) is not a valid NUMBER: expected a number such as 42 or 123.45.
-` + bad + `:17: tasks[3].duration: "5s" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S
+` + bad + `:17: tasks[3].duration: "5s" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S, or a whole number of seconds
 `
 	if errOut != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)

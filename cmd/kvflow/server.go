@@ -57,16 +57,23 @@ listens on a loopback address, unless --insecure is given.`,
 			}
 			flags := cmd.Flags()
 			if flags.Changed("addr") {
+				if err := config.CheckAddr(addr); err != nil {
+					return kvflow.Errorf(kvflow.EINVALID, "--addr %v.", err)
+				}
 				cfg.Server.Addr = addr
 			}
 			if flags.Changed("flows") {
 				cfg.Server.Flows = flowsDir
 			}
+			// Either flag replaces the configured token and token file.
+			if flags.Changed("token") && flags.Changed("token-file") {
+				return kvflow.Errorf(kvflow.EINVALID, "Set --token or --token-file, not both.")
+			}
 			if flags.Changed("token") {
-				cfg.Server.Token = token
+				cfg.Server.Token, cfg.Server.TokenFile = token, ""
 			}
 			if flags.Changed("token-file") {
-				cfg.Server.TokenFile = tokenFile
+				cfg.Server.Token, cfg.Server.TokenFile = "", tokenFile
 			}
 			if flags.Changed("insecure") {
 				cfg.Server.Insecure = insecure
@@ -94,8 +101,7 @@ listens on a loopback address, unless --insecure is given.`,
 				return err
 			}
 			defer a.Close()
-			logger.Info("kvflow "+versionString()+" starting", "data_dir", cfg.DataDir,
-				"database", config.RedactURL(cfg.DatabaseURL), "storage", config.RedactURL(cfg.StorageURL), "secret_key", cfg.KeySource())
+			logStarting(logger, cfg)
 			dur, err := openDurable(ctx, a, d, logger)
 			if err != nil {
 				return err
@@ -172,6 +178,13 @@ listens on a loopback address, unless --insecure is given.`,
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stopping server waits for requests and executions (server.shutdownTimeout)")
 	d.add(cmd, "; 0: API and UI only")
 	return cmd
+}
+
+// logStarting says, as server and worker start, where their data is:
+// URLs redacted, the secret key by its source.
+func logStarting(logger *slog.Logger, cfg config.Config) {
+	logger.Info("kvflow "+versionString()+" starting", "data_dir", cfg.DataDir,
+		"database", config.RedactURL(cfg.DatabaseURL), "storage", config.RedactURL(cfg.StorageURL), "secret_key", cfg.KeySource())
 }
 
 // exitNow ends the process; a variable for tests.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -39,6 +40,13 @@ func TestUsage_ExitCodeAndFirstLine(t *testing.T) {
 		{[]string{"server", "extra"}, 2, `Error: unknown command "extra" for "kvflow server"`, ""},
 		{[]string{"run", flow, "--log-format", "xml"}, 2, `Error: --log-format "xml" is unknown: expected text or json.`, ""},
 		{[]string{"run", flow, "--log-level", "loud"}, 2, `Error: --log-level "loud" is unknown: expected debug, info, warn or error.`, ""},
+		{[]string{"kv", "get", "company.team", "k", "--log-format", "xml"}, 2, `Error: --log-format "xml" is unknown: expected text or json.`, ""},
+		{[]string{"config", "show", "--log-level", "loud"}, 2, `Error: --log-level "loud" is unknown: expected debug, info, warn or error.`, ""},
+		{[]string{"flow", "list", "--log-format", "xml"}, 2, `Error: --log-format "xml" is unknown: expected text or json.`, ""},
+		{[]string{"server", "--addr", "notanaddr"}, 2, `Error: --addr "notanaddr" is not host:port such as 127.0.0.1:8080: missing port in address.`, ""},
+		{[]string{"server", "--token", "t", "--token-file", "/run/token"}, 2, "Error: Set --token or --token-file, not both.", ""},
+		{[]string{"task", "run", "io.kestra.plugin.core.kv.Sett", "-n", "company.team"}, 2, `Error: Task type "io.kestra.plugin.core.kv.Sett" is unknown; did you mean io.kestra.plugin.core.kv.Set?`, ""},
+		{[]string{"kv", "import", "-", "--on-conflict", "bogus"}, 2, `Error: On-conflict "bogus" is unknown: expected skip, overwrite or fail.`, ""},
 		{[]string{"kv", "get", "company.team", "nope"}, 3, "Error: No value found for key 'nope' in namespace 'company.team'.", ""},
 		{[]string{"kv", "get", "company.team", "k", "--server", "127.0.0.1:1"}, 4, "Error: Cannot reach the kvflow server at http://127.0.0.1:1", ""},
 		{[]string{"kv", "get", "company.team", "k", "--server", "ftp://x"}, 2, `Error: Server URL "ftp://x" is invalid`, ""},
@@ -66,6 +74,24 @@ func TestUsage_ExitCodeAndFirstLine(t *testing.T) {
 	}
 	if out, _, _ := kvflowCmd(t, data, "kv", "get", "company.team", "neg"); out != "-5\n" {
 		t.Errorf("kv get after -- -5 = %q", out)
+	}
+}
+
+// KVFLOW_LOG_LEVEL and KVFLOW_LOG_FORMAT are checked by every command, as
+// the flags are, naming the variable.
+func TestUsage_LogEnvironment(t *testing.T) {
+	data := t.TempDir()
+	kvflowCmd(t, data, "kv", "set", "company.team", "k", "1") // sets the rest of the environment
+	for _, tc := range []struct{ env, value, want string }{
+		{"KVFLOW_LOG_LEVEL", "loud", `Error: KVFLOW_LOG_LEVEL "loud" is unknown: expected debug, info, warn or error.`},
+		{"KVFLOW_LOG_FORMAT", "xml", `Error: KVFLOW_LOG_FORMAT "xml" is unknown: expected text or json.`},
+	} {
+		t.Setenv(tc.env, tc.value)
+		var out, errOut bytes.Buffer
+		if code := Main(context.Background(), []string{"kv", "get", "company.team", "k"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.HasPrefix(errOut.String(), tc.want) {
+			t.Errorf("%s=%s kvflow kv get: exit %d, stdout %q, stderr %q", tc.env, tc.value, code, out.String(), errOut.String())
+		}
+		t.Setenv(tc.env, "")
 	}
 }
 
@@ -126,15 +152,25 @@ func TestLogFormat_JSONAndLevel(t *testing.T) {
 	t.Setenv("KVFLOW_LOG_FORMAT", "json") // kvflowCmd clears it: call Main
 	var stdout, stderr bytes.Buffer
 	code = Main(context.Background(), []string{"task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi"}, strings.NewReader(""), &stdout, &stderr)
-	if code != 0 || !strings.Contains(stderr.String(), `"msg":"hi"`) {
+	if code != 0 || !strings.Contains(stderr.String(), `"msg":"hi","task":"task"`) {
 		t.Errorf("task run with KVFLOW_LOG_FORMAT=json: exit %d, stderr %s", code, stderr.String())
 	}
 }
 
+// task run's log lines name the task as run's do: [task] in text.
+func TestLogFormat_TaskRunNamesTheTask(t *testing.T) {
+	_, errOut, code := kvflowCmd(t, t.TempDir(), "task", "run", "io.kestra.plugin.core.log.Log", "-n", "company.team", "-p", "message=hi")
+	if code != 0 || !strings.HasSuffix(errOut, " INFO  [task] hi\n") {
+		t.Errorf("task run: exit %d, stderr %q", code, errOut)
+	}
+}
+
 // kvflow worker logs like every other command: --log-format json gives
-// JSON lines, from its start to its stop.
+// JSON lines, from its start to its stop; it starts by saying where its
+// data is, as the server does.
 func TestLogFormat_Worker(t *testing.T) {
-	t.Setenv("KVFLOW_DATA_DIR", t.TempDir())
+	data := t.TempDir()
+	t.Setenv("KVFLOW_DATA_DIR", data)
 	t.Setenv("KVFLOW_CONFIG", "")
 	t.Setenv("KVFLOW_DATABASE_URL", "")
 	t.Setenv("KVFLOW_STORAGE_URL", "")
@@ -144,17 +180,19 @@ func TestLogFormat_Worker(t *testing.T) {
 	if code := Main(ctx, []string{"--log-format", "json", "worker", "--workers", "1"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
 		t.Fatalf("worker: exit %d: %s", code, stderr.String())
 	}
-	var started, stopped bool
+	var where, started, stopped bool
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("worker log line is not JSON: %q", line)
 		}
+		where = where || strings.HasSuffix(fmt.Sprint(rec["msg"]), " starting") && rec["data_dir"] == data &&
+			strings.HasPrefix(fmt.Sprint(rec["database"]), "sqlite://"+data) && strings.HasPrefix(fmt.Sprint(rec["storage"]), "file://"+data) && rec["secret_key"] != nil
 		started = started || rec["msg"] == "worker started"
 		stopped = stopped || rec["msg"] == "worker stopped"
 	}
-	if !started || !stopped {
-		t.Errorf("worker logs lack its start or stop:\n%s", stderr.String())
+	if !where || !started || !stopped {
+		t.Errorf("worker logs lack where its data is, its start or its stop:\n%s", stderr.String())
 	}
 }
 

@@ -147,6 +147,7 @@ takeovers, and the queue's depth.`,
 				return err
 			}
 			defer a.Close()
+			logStarting(logger, a.Config)
 			ctx := cmd.Context()
 			dur, err := openDurable(ctx, a, d, logger)
 			if err != nil {

@@ -3,6 +3,7 @@ package taskrun
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strings"
@@ -19,7 +20,8 @@ import (
 
 // Run runs one task of type typ outside any flow: props are decoded as a
 // flow's task properties would be (strictly, checked, validated), then the
-// task runs with rc. rc needs Namespace and Store; missing ids are made up,
+// task runs with rc. rc needs Namespace and Store; missing ids are made up
+// (the task's is "task"), Logger's lines carry the task's id (as "task"),
 // Templates is built from Store and Access.Policy, and Data gets flow,
 // execution and taskrun entries.
 func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string]any, rc *plugin.RunContext) (plugin.Outputs, error) {
@@ -28,7 +30,11 @@ func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string
 	}
 	def, ok := reg.Lookup(typ)
 	if !ok {
-		return nil, kvflow.Errorf(kvflow.EINVALID, "Task type %q is unknown; known types: %s.", typ, strings.Join(reg.Types(), ", "))
+		msg := fmt.Sprintf("Task type %q is unknown%s", typ, plugin.SuggestType(typ, reg.Types()))
+		if !strings.HasSuffix(msg, "?") {
+			msg += "."
+		}
+		return nil, &kvflow.Error{Code: kvflow.EINVALID, Message: msg}
 	}
 	for _, k := range Reserved {
 		if _, ok := props[k]; ok {
@@ -67,6 +73,9 @@ func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string
 	}
 	if rc.TaskID == "" {
 		rc.TaskID = "task"
+	}
+	if rc.Logger != nil { // its lines name the task, as a flow's do
+		rc.Logger = rc.Logger.With("task", rc.TaskID)
 	}
 	if rc.TaskRunID == "" {
 		rc.TaskRunID = xid.New().String()

@@ -71,7 +71,7 @@ bogus: true
 		got = append(got, strconv.Itoa(e.Line)+" "+e.Error())
 	}
 	want := []string{
-		`2 tasks[3].ttl: "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S`,
+		`2 tasks[3].ttl: "30 days" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S, or a whole number of seconds`,
 		`3 tasks[3].enabled: expected true or false, got a value (STRING, 5 bytes, sha256:dcfff5eb)`,
 		`4 tasks[3].count: expected a whole number, got "many"`,
 		`5 tasks[3].server.port: missing required property "port"`,
@@ -116,11 +116,11 @@ func TestRunTask_RefusesBadPropertiesAndTypes(t *testing.T) {
 	}{
 		{"unknown type", "test.Nope", nil, rc(), `Task type "test.Nope" is unknown; known types: test.Sample.`},
 		{"bad props", "test.Sample", map[string]any{"ttl": "soon", "x": 1}, rc(),
-			`Properties of test.Sample are invalid: ttl: "soon" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S; x: unknown property "x"; expected one of: count, enabled, key, server, servers, ttl; key: missing required property "key".`},
+			`Properties of test.Sample are invalid: ttl: "soon" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S, or a whole number of seconds; x: unknown property "x"; expected one of: count, enabled, key, server, servers, ttl; key: missing required property "key".`},
 		{"reserved", "test.Sample", map[string]any{"key": "k", "timeout": "PT1S"}, rc(), `Property 'timeout' applies to tasks inside a flow only.`},
 		{"no namespace", "test.Sample", map[string]any{"key": "k"}, &plugin.RunContext{}, `A task needs a namespace to run in.`},
 		{"runtime conversion", "test.Sample", map[string]any{"key": "k", "ttl": "{{ 'soon' }}"}, rc(),
-			`Task 'task', property 'ttl': "soon" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S`},
+			`Task 'task', property 'ttl': "soon" is not an ISO-8601 duration such as PT5M, P30D or P1DT5S, or a whole number of seconds`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := taskrun.Run(ctx, reg, tc.typ, tc.props, tc.rc)
