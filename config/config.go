@@ -235,11 +235,25 @@ func (c *Config) FromEnv(getenv func(string) string) ([]string, []kvflow.FieldEr
 			set = append(set, key)
 		}
 	}
+	// Two settings that give one thing, itself or a file holding it: a
+	// variable for either replaces both, as a flag does.
+	pair := func(a *string, ka string, b *string, kb string) {
+		va, vb := getenv(envOf(ka)), getenv(envOf(kb))
+		if va == "" && vb == "" {
+			return
+		}
+		*a, *b = va, vb
+		if va != "" {
+			set = append(set, ka)
+		}
+		if vb != "" {
+			set = append(set, kb)
+		}
+	}
 	str(&c.DataDir, "dataDir")
 	str(&c.DatabaseURL, "databaseURL")
 	str(&c.StorageURL, "storageURL")
-	str(&c.SecretKey, "secretKey")
-	str(&c.SecretKeyFile, "secretKeyFile")
+	pair(&c.SecretKey, "secretKey", &c.SecretKeyFile, "secretKeyFile")
 	if v := getenv("KVFLOW_SECRET_OLD_KEYS"); v != "" {
 		c.SecretOldKeys = nil
 		for _, k := range strings.Split(v, ",") {
@@ -250,8 +264,7 @@ func (c *Config) FromEnv(getenv func(string) string) ([]string, []kvflow.FieldEr
 		set = append(set, "secretOldKeys")
 	}
 	str(&c.Server.Addr, "server.addr")
-	str(&c.Server.Token, "server.token")
-	str(&c.Server.TokenFile, "server.tokenFile")
+	pair(&c.Server.Token, "server.token", &c.Server.TokenFile, "server.tokenFile")
 	str(&c.Server.Flows, "server.flows")
 	if v := getenv("KVFLOW_API_NAMESPACES"); v != "" {
 		c.Server.Namespaces = nil

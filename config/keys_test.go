@@ -67,3 +67,23 @@ func TestValidate_TokenAndTokenFile(t *testing.T) {
 		t.Errorf("Validate = %v", err)
 	}
 }
+
+// A variable for the token or its file replaces both file settings, as a
+// flag does: KVFLOW_API_TOKEN over a file's server.tokenFile is no conflict.
+func TestFromEnv_TokenReplacesTheFilesTokenFile(t *testing.T) {
+	c := Config{DataDir: "/tmp/x", Server: Server{TokenFile: "/run/token"}}
+	env := map[string]string{"KVFLOW_API_TOKEN": "t"}
+	if _, problems := c.FromEnv(func(k string) string { return env[k] }); len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil || c.Server.Token != "t" || c.Server.TokenFile != "" {
+		t.Errorf("token %q, file %q, %v; want the variable's token alone", c.Server.Token, c.Server.TokenFile, err)
+	}
+	c = Config{DataDir: "/tmp/x", SecretKey: "k"}
+	env = map[string]string{"KVFLOW_SECRET_KEY_FILE": "/run/key"}
+	c.FromEnv(func(k string) string { return env[k] })
+	if c.SecretKey != "" || c.SecretKeyFile != "/run/key" {
+		t.Errorf("secretKey %q, file %q; want the variable's file alone", c.SecretKey, c.SecretKeyFile)
+	}
+}
