@@ -490,7 +490,7 @@ func (s *Store) importLine(lineNo int, text []byte, o ImportOptions) (*importIte
 		}
 		*d.to = &t
 	}
-	l.Namespace = o.mapNamespace(l.Namespace)
+	l.Namespace = o.MapNamespace(l.Namespace)
 	if err := ValidateNamespace(l.Namespace); err != nil {
 		return nil, bad("%s", kvflow.ErrorMessage(err))
 	}
@@ -655,9 +655,9 @@ func ValueFromJSON(t Type, raw json.RawMessage) (Value, error) {
 	return ParseAs(t, s)
 }
 
-// mapNamespace is ns moved by NamespaceMap: old becomes new, and old.child
+// MapNamespace is ns moved by NamespaceMap: old becomes new, and old.child
 // becomes new.child, by the longest old that matches.
-func (o *ImportOptions) mapNamespace(ns string) string {
+func (o *ImportOptions) MapNamespace(ns string) string {
 	best := ""
 	for from := range o.NamespaceMap {
 		if (ns == from || strings.HasPrefix(ns, from+".")) && len(from) > len(best) {

@@ -339,10 +339,7 @@ func remoteImport(ctx context.Context, c *client.Client, r io.Reader, o storage.
 				}
 				return total, kvflow.Errorf(kvflow.EINVALID, "Line %d of the import: not an export line (no namespace).", lineNo)
 			}
-			ns := head.Namespace
-			if to, ok := o.NamespaceMap[ns]; ok {
-				ns = to
-			}
+			ns := o.MapNamespace(head.Namespace) // where the server puts it: the route's namespace
 			if ns != cur || pw == nil {
 				if err := finish(); err != nil {
 					return total, err

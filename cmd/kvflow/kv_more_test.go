@@ -64,6 +64,9 @@ func exportImportSession(file string) []kvCase {
 		{args: "kv get ex.copy.b day --json", wantOut: `{"type":"DATE","value":"2024-07-15"}` + "\n"},
 		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --json", wantOut: `{"written":0,"skipped":2,"expired":0}` + "\n"},
 		{args: "kv import " + file + " --namespace-map ex.a=ex.copy --namespace-map ex.a.b=ex.copy.b --on-conflict fail", wantCode: 6, errHas: "Line 1"},
+		// One map moves the children too, also through a server.
+		{args: "kv import " + file + " --namespace-map ex.a=ex.moved", wantOut: "Imported 2 entries (0 existing skipped, 0 expired).\n"},
+		{args: "kv get ex.moved.b day --json", wantOut: `{"type":"DATE","value":"2024-07-15"}` + "\n"},
 		{args: "kv import -", stdin: "{not json\n", wantCode: 2, errHas: "Line 1 of the import"},
 		// A stop in a later namespace names the file's line and counts what was
 		// written (before, a server's stop said line 1 and 0 written).
