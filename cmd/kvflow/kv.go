@@ -90,8 +90,8 @@ text as Kestra's API reads a text body: 42 is a NUMBER, true a BOOLEAN,
 		Args:              cobra.ExactArgs(3),
 		ValidArgsFunction: completeKVArgs(&f.serverFlags, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.ifVersion < 0 {
-				return kvflow.Errorf(kvflow.EINVALID, "--if-version %d is not a version: versions start at 1.", o.ifVersion)
+			if err := checkIfVersion(cmd, o.ifVersion); err != nil {
+				return err
 			}
 			var t storage.Type
 			if typ != "" {
@@ -436,4 +436,17 @@ func (r remoteKV) delete(ctx context.Context, ns, key string) (bool, error) {
 
 func (r remoteKV) purge(ctx context.Context, req client.PurgeRequest) (client.PurgeResult, error) {
 	return r.c.Purge(ctx, req)
+}
+
+// checkIfVersion refuses an --if-version given below 1: 0 would turn the
+// compare-and-set off, silently.
+func checkIfVersion(cmd *cobra.Command, v int64) error {
+	if !cmd.Flags().Changed("if-version") || v >= 1 {
+		return nil
+	}
+	hint := ""
+	if cmd.Flags().Lookup("no-overwrite") != nil {
+		hint = " (to write only a key that does not exist, use --no-overwrite)"
+	}
+	return kvflow.Errorf(kvflow.EINVALID, "--if-version %d is not a version: versions start at 1%s.", v, hint)
 }

@@ -127,6 +127,9 @@ func newKVRestoreCmd(f *kvFlags) *cobra.Command {
 			if err != nil || version < 1 {
 				return kvflow.Errorf(kvflow.EINVALID, "VERSION is %q: expected a version number, 1 or more.", args[2])
 			}
+			if err := checkIfVersion(cmd, ifMatch); err != nil {
+				return err
+			}
 			target, err := f.open(cmd)
 			if err != nil {
 				return err

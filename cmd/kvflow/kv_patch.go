@@ -26,6 +26,9 @@ description and expiry. Prints the new value.`,
   kvflow kv patch company.team config '{"address": {"city": "Lyon"}}' --if-version 3`,
 		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkIfVersion(cmd, ifVersion); err != nil {
+				return err
+			}
 			text := []byte(args[2])
 			if args[2] == "-" {
 				var err error
