@@ -211,7 +211,7 @@ func (s *Server) incrementKV(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.updated.WithLabelValues(ns).Inc()
 	w.Header().Set("ETag", etag(e.Version))
-	writeJSON(w, http.StatusOK, IncrementResult{Value: v.JSONValue(), Version: e.Version})
+	writeJSON(w, http.StatusOK, IncrementResult{Value: v.JSONValue(), Version: e.Version, Sensitive: e.Sensitive})
 }
 
 // setManyKV writes a JSON array of {key, value, type?, ttl?, description?}

@@ -54,5 +54,5 @@ func (s *Server) patchKV(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.updated.WithLabelValues(ns).Inc()
 	w.Header().Set("ETag", etag(e.Version))
-	writeJSON(w, http.StatusOK, PatchResult{Type: string(v.Type), Value: v.JSONValue(), Version: e.Version})
+	writeJSON(w, http.StatusOK, PatchResult{Type: string(v.Type), Value: v.JSONValue(), Version: e.Version, Sensitive: e.Sensitive})
 }

@@ -43,9 +43,9 @@ func TestPatch_JSONMergePatch_IfMatchAndTypes(t *testing.T) {
 		}
 	}
 	// A scalar patch replaces (RFC 7386), through the client too.
-	v, version, err := ts.Client.Patch(t.Context(), "company.team", "cfg", "text", 2)
-	if err != nil || v.V != "text" || version != 3 {
-		t.Errorf("client Patch = %v, %d, %v", v, version, err)
+	v, w, err := ts.Client.Patch(t.Context(), "company.team", "cfg", "text", 2)
+	if err != nil || v.V != "text" || w.Version != 3 || w.Sensitive {
+		t.Errorf("client Patch = %v, %+v, %v", v, w, err)
 	}
 }
 

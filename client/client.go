@@ -550,25 +550,32 @@ func unwrapURLError(err error) error {
 
 // Increment adds by to the NUMBER at ns/key atomically (see the server's
 // POST .../kv/{key}/increment); ttl and description apply when not empty.
-func (c *Client) Increment(ctx context.Context, ns, key string, by storage.Value, ttl, description string) (storage.Value, int64, error) {
+func (c *Client) Increment(ctx context.Context, ns, key string, by storage.Value, ttl, description string) (storage.Value, Written, error) {
 	req := IncrementBody{By: by.JSONValue(), Description: description}
 	if ttl != "" {
 		req.TTL = ttl
 	}
 	body, err := marshal(req)
 	if err != nil {
-		return storage.Value{}, 0, kvflow.Errorf(kvflow.EINVALID, "Increment %s cannot be sent: %v.", storage.Describe(by), err)
+		return storage.Value{}, Written{}, kvflow.Errorf(kvflow.EINVALID, "Increment %s cannot be sent: %v.", storage.Describe(by), err)
 	}
 	var out struct {
-		Value   json.RawMessage `json:"value"`
-		Version int64           `json:"version"`
+		Value     json.RawMessage `json:"value"`
+		Version   int64           `json:"version"`
+		Sensitive bool            `json:"sensitive"`
 	}
 	h := http.Header{"Content-Type": {"application/json"}}
 	if err := c.do(ctx, "POST", kvPath(ns, key)+"/increment", nil, h, bytes.NewReader(body), &out); err != nil {
-		return storage.Value{}, 0, err
+		return storage.Value{}, Written{}, err
 	}
 	v, err := ValueOf(storage.NUMBER, out.Value)
-	return v, out.Version, err
+	return v, Written{out.Version, out.Sensitive}, err
+}
+
+// Written is what the server says of an entry it has just written.
+type Written struct {
+	Version   int64
+	Sensitive bool // the value is sensitive: show it masked unless asked
 }
 
 // SetMany writes a batch (see storage.ParseBatch: a list of {key, value,
@@ -656,27 +663,28 @@ func (c *Client) Import(ctx context.Context, ns string, r io.Reader, onConflict 
 // object merges into a JSON object value, a null removes a field, anything
 // else replaces; a missing key is created. ifVersion > 0 sends If-Match (a
 // mismatch is EPRECONDITION). It returns the new value and version.
-func (c *Client) Patch(ctx context.Context, ns, key string, patch any, ifVersion int64) (storage.Value, int64, error) {
+func (c *Client) Patch(ctx context.Context, ns, key string, patch any, ifVersion int64) (storage.Value, Written, error) {
 	body, err := marshal(patch)
 	if err != nil {
-		return storage.Value{}, 0, kvflow.Errorf(kvflow.EINVALID, "The patch of key '%s' cannot be sent: %v.", key, err)
+		return storage.Value{}, Written{}, kvflow.Errorf(kvflow.EINVALID, "The patch of key '%s' cannot be sent: %v.", key, err)
 	}
 	h := http.Header{"Content-Type": {"application/merge-patch+json"}}
 	if ifVersion > 0 {
 		h.Set("If-Match", ETag(ifVersion))
 	}
 	var out struct {
-		Type    string          `json:"type"`
-		Value   json.RawMessage `json:"value"`
-		Version int64           `json:"version"`
+		Type      string          `json:"type"`
+		Value     json.RawMessage `json:"value"`
+		Version   int64           `json:"version"`
+		Sensitive bool            `json:"sensitive"`
 	}
 	if err := c.do(ctx, "PATCH", kvPath(ns, key), nil, h, bytes.NewReader(body), &out); err != nil {
-		return storage.Value{}, 0, err
+		return storage.Value{}, Written{}, err
 	}
 	t, err := storage.ParseType(out.Type)
 	if err != nil {
-		return storage.Value{}, 0, err
+		return storage.Value{}, Written{}, err
 	}
 	v, err := ValueOf(t, out.Value)
-	return v, out.Version, err
+	return v, Written{out.Version, out.Sensitive}, err
 }

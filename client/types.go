@@ -255,8 +255,9 @@ type IncrementBody struct {
 
 // IncrementResult answers an increment.
 type IncrementResult struct {
-	Value   any   `json:"value"`
-	Version int64 `json:"version"`
+	Value     any   `json:"value"`
+	Version   int64 `json:"version"`
+	Sensitive bool  `json:"sensitive,omitempty"` // as GET says it
 }
 
 // BatchResult is one written entry of a batch write.
@@ -287,7 +288,8 @@ func marshal(v any) ([]byte, error) {
 
 // PatchResult answers PATCH .../kv/{key} (a JSON merge patch): the new value and version.
 type PatchResult struct {
-	Type    string `json:"type"`
-	Value   any    `json:"value"`
-	Version int64  `json:"version"`
+	Type      string `json:"type"`
+	Value     any    `json:"value"`
+	Version   int64  `json:"version"`
+	Sensitive bool   `json:"sensitive,omitempty"` // as GET says it
 }

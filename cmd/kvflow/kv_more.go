@@ -53,6 +53,7 @@ func addDefault(get *cobra.Command, f *kvFlags) {
 
 func newKVIncrCmd(f *kvFlags) *cobra.Command {
 	var by, ttl, description string
+	var reveal bool
 	cmd := &cobra.Command{
 		Use:   "incr NAMESPACE KEY",
 		Short: "Add to a NUMBER atomically (creating it at --by) and print the new value",
@@ -74,10 +75,10 @@ The sum is exact; an integer counter past 64 bits is refused. --ttl and
 			}
 			defer target.close()
 			var v storage.Value
-			var version int64
+			var w client.Written
 			switch tg := target.(type) {
 			case remoteKV:
-				v, version, err = tg.c.Increment(cmd.Context(), args[0], args[1], delta, ttl, description)
+				v, w, err = tg.c.Increment(cmd.Context(), args[0], args[1], delta, ttl, description)
 			case localKV:
 				o := storage.SetOptions{Description: description}
 				if ttl != "" {
@@ -87,19 +88,23 @@ The sum is exact; an integer counter past 64 bits is refused. --ttl and
 				}
 				var e *storage.Entry
 				if v, e, err = tg.a.Store.Increment(cmd.Context(), args[0], args[1], delta, o); e != nil {
-					version = e.Version
+					w = client.Written{Version: e.Version, Sensitive: e.Sensitive}
 				}
 			}
 			if err != nil {
 				return err
 			}
 			if f.asJSON {
-				return printJSON(cmd.OutOrStdout(), client.IncrementResult{Value: v.JSONValue(), Version: version})
+				res := client.IncrementResult{Value: v.JSONValue(), Version: w.Version, Sensitive: w.Sensitive}
+				if w.Sensitive && !reveal {
+					res.Value = storage.Mask
+				}
+				return printJSON(cmd.OutOrStdout(), res)
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), v.Text())
-			return err
+			return printShown(cmd.OutOrStdout(), v, w.Sensitive, reveal, false)
 		},
 	}
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "print a sensitive counter's value instead of ******")
 	cmd.Flags().StringVar(&by, "by", "1", "the number to add (negative to subtract; decimals are exact)")
 	cmd.Flags().StringVar(&ttl, "ttl", "", "time to live from now: ISO-8601 (PT1H) or whole seconds (3600)")
 	cmd.Flags().StringVar(&description, "description", "", "description of the entry")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -13,6 +12,7 @@ import (
 
 func newKVPatchCmd(f *kvFlags) *cobra.Command {
 	var ifVersion int64
+	var reveal bool
 	cmd := &cobra.Command{
 		Use:   "patch NAMESPACE KEY JSON",
 		Short: "Merge a JSON merge patch (RFC 7386) into a value, atomically",
@@ -46,26 +46,30 @@ description and expiry. Prints the new value.`,
 			}
 			defer target.close()
 			var v storage.Value
-			var version int64
+			var w client.Written
 			switch tg := target.(type) {
 			case remoteKV:
-				v, version, err = tg.c.Patch(cmd.Context(), args[0], args[1], patch, ifVersion)
+				v, w, err = tg.c.Patch(cmd.Context(), args[0], args[1], patch, ifVersion)
 			case localKV:
 				var e *storage.Entry
 				if v, e, err = tg.a.Store.Merge(cmd.Context(), args[0], args[1], patch, storage.MergeOptions{IfVersion: ifVersion, NullDeletes: true}); e != nil {
-					version = e.Version
+					w = client.Written{Version: e.Version, Sensitive: e.Sensitive}
 				}
 			}
 			if err != nil {
 				return err
 			}
 			if f.asJSON {
-				return printJSON(cmd.OutOrStdout(), client.PatchResult{Type: string(v.Type), Value: v.JSONValue(), Version: version})
+				res := client.PatchResult{Type: string(v.Type), Value: v.JSONValue(), Version: w.Version, Sensitive: w.Sensitive}
+				if w.Sensitive && !reveal {
+					res.Value = storage.Mask
+				}
+				return printJSON(cmd.OutOrStdout(), res)
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), v.Text())
-			return err
+			return printShown(cmd.OutOrStdout(), v, w.Sensitive, reveal, false)
 		},
 	}
+	cmd.Flags().BoolVar(&reveal, "reveal", false, "print a sensitive value instead of ******")
 	cmd.Flags().Int64Var(&ifVersion, "if-version", 0, "patch only if the key is at this version (compare-and-set)")
 	return cmd
 }

@@ -29,6 +29,14 @@ func sensitiveSession() []kvCase {
 		{args: "kv keys company.team --json", outHas: `"sensitive":true}`},
 		{args: "kv set-many company.team -", stdin: `[{"key":"batch","value":"` + cliMarker + `-b","sensitive":true}]`},
 		{args: "kv get company.team batch", wantOut: "******\n"},
+		// A sensitive counter or JSON entry written by incr or patch prints masked too.
+		{args: "kv set company.team pin 5 --type NUMBER --sensitive"},
+		{args: "kv incr company.team pin", wantOut: "******\n"},
+		{args: "kv incr company.team pin --json", wantOut: `{"value":"******","version":3,"sensitive":true}` + "\n"},
+		{args: "kv incr company.team pin --reveal", wantOut: "8\n"},
+		{args: "kv set company.team doc {\"pw\":\"" + cliMarker + "\"} --type JSON --sensitive"},
+		{args: "kv patch company.team doc {\"x\":1}", wantOut: "******\n"},
+		{args: "kv patch company.team doc {\"y\":2} --json", wantOut: `{"type":"JSON","value":"******","version":3,"sensitive":true}` + "\n"},
 	}
 }
 

@@ -126,7 +126,7 @@ func (r *incrementResource) Create(ctx context.Context, req resource.CreateReque
 		resp.Diagnostics.AddAttributeError(path.Root("by"), summary, kvflow.ErrorMessage(err))
 		return
 	}
-	v, version, err := r.client.Increment(ctx, ns, key, by, "", "")
+	v, written, err := r.client.Increment(ctx, ns, key, by, "", "")
 	if err != nil {
 		addError(&resp.Diagnostics, summary, err, incrementAttrs...)
 		return
@@ -136,7 +136,7 @@ func (r *incrementResource) Create(ctx context.Context, req resource.CreateReque
 		addError(&resp.Diagnostics, summary, err)
 		return
 	}
-	m.Value, m.Version = types.NumberValue(n), types.Int64Value(version)
+	m.Value, m.Version = types.NumberValue(n), types.Int64Value(written.Version)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
