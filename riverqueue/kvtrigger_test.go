@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -130,15 +132,19 @@ const kvPollForTest = 50 * time.Millisecond
 
 func TestKVTrigger_FeedsReadOncePerPoll(t *testing.T) {
 	c := newCluster(t, "postgres")
-	server := c.start("server", "server", "--workers", "4")
 	// Out of its flow's reach: refused, with one warning, not one a poll.
-	c.createFlow(`id: refused
+	// The API refuses to deploy it; the operator's flows directory does not.
+	flows := t.TempDir()
+	if err := os.WriteFile(filepath.Join(flows, "refused.yaml"), []byte(`id: refused
 namespace: company.team
 tasks:
   - {id: log, type: io.kestra.plugin.core.log.Log, message: "{{ trigger.key }}"}
 triggers:
   - {id: watch, type: io.kvflow.kv.Trigger, namespace: company.ops}
-`)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	server := c.start("server", "server", "--workers", "4", "--flows", flows)
 	for i := range 20 {
 		ns := []string{"company.team", "company"}[i%2]
 		c.createFlow(fmt.Sprintf(`id: idle%d
