@@ -158,3 +158,52 @@ triggers:
 		})
 	}
 }
+
+// A flow deleted and created again under its name starts its KV trigger at
+// its new save: the changes made while it did not exist fire nothing.
+func TestTriggers_RecreatedFlowFiresNothingFromItsAbsence(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			const src = `id: watcher
+namespace: company.team
+tasks:
+  - {id: echo, type: test.Echo, value: "{{ trigger.key }}"}
+triggers:
+  - {id: on_config, type: io.kvflow.kv.Trigger, prefix: config_}
+`
+			save := func() {
+				t.Helper()
+				if _, err := p.DB.SaveFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: "watcher", Source: src, Triggers: []string{engine.KVTrigger}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			save()
+			e := engineOn(t, p)
+			trig := engine.StartTriggers(e, p.DB, slog.New(slog.DiscardHandler))
+			defer trig.Stop()
+			time.Sleep(1500 * time.Millisecond) // the loop reads the flow
+			set(t, p, "config_first", "1")
+			if got := echoed(t, p, e, "watcher", 1, 20*time.Second); !slices.Equal(got, []string{"config_first"}) {
+				t.Fatalf("fired for %q, want config_first", got)
+			}
+			if ok, err := p.DB.DeleteFlow(ctx, "company.team", "watcher"); err != nil || !ok {
+				t.Fatalf("DeleteFlow = %v, %v", ok, err)
+			}
+			time.Sleep(1500 * time.Millisecond) // the loop drops the flow
+			set(t, p, "config_gone1", "1")
+			set(t, p, "config_gone2", "1")
+			time.Sleep(10 * time.Millisecond)
+			save()
+			time.Sleep(1500 * time.Millisecond)
+			set(t, p, "config_after", "1")
+			got := echoed(t, p, e, "watcher", 2, 20*time.Second)
+			time.Sleep(time.Second) // and nothing more comes
+			got = echoed(t, p, e, "watcher", 3, 0)
+			slices.Sort(got)
+			if !slices.Equal(got, []string{"config_after", "config_first"}) {
+				t.Fatalf("fired for %q, want config_first, then config_after only", got)
+			}
+		})
+	}
+}

@@ -153,13 +153,29 @@ func (db *DB) ListFlows(ctx context.Context, ns string) ([]kvflow.FlowRecord, er
 }
 
 // DeleteFlow implements kvflow.FlowRepository.
+// Its executions stay, but no longer say what its triggers fired: a flow
+// created again under its name starts its triggers at its own save, as a
+// new flow does, instead of replaying what came while it did not exist.
 func (db *DB) DeleteFlow(ctx context.Context, ns, id string) (bool, error) {
-	res, err := db.X.ExecContext(ctx, db.Rebind(`DELETE FROM flows WHERE namespace = ? AND id = ?`), ns, id)
-	if err != nil {
-		return false, db.Err(err)
-	}
-	n, err := res.RowsAffected()
-	return n > 0, db.Err(err)
+	var n int64
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, db.Rebind(`DELETE FROM flows WHERE namespace = ? AND id = ?`), ns, id)
+		if err != nil {
+			return db.Err(err)
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return db.Err(err)
+		}
+		for _, kind := range []string{"schedule:", "flow:", "kv:"} { // trigger keys start <kind><ns>/<flow>/
+			prefix := kind + ns + "/" + id + "/"
+			if _, err := tx.ExecContext(ctx, db.Rebind(`UPDATE executions SET trigger_key = NULL WHERE trigger_key >= ? AND trigger_key < ?`),
+				prefix, prefix+"\U0010FFFF"); err != nil {
+				return db.Err(err)
+			}
+		}
+		return nil
+	})
+	return n > 0, err
 }
 
 // attemptRow is an attempt inside task_runs.attempts.
