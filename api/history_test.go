@@ -375,3 +375,21 @@ func TestKVWatch_OtherProcessesChanges_OneHeadReadForAllWatches(t *testing.T) {
 		}
 	})
 }
+
+// A since past the end of the feed is refused, for changes and watch alike:
+// a watcher there would skip the changes up to it unseen.
+func TestKVChanges_SincePastTheEnd_422(t *testing.T) {
+	onLocal(t, func(t *testing.T, pair testpair.Pair, c *clock) {
+		ts := startServer(t, pair, Config{})
+		seed(t, pair.Store, "company.team", "a", str("x"))
+		base := ts.URL + "/api/v1/namespaces/company.team/kv/"
+		for _, u := range []string{base + "changes?since=5", base + "watch?since=5"} {
+			if r := do(t, "GET", u, ""); r.Status != 422 || !strings.Contains(r.Body, "past the last change of namespace 'company.team' (1)") {
+				t.Errorf("GET %s = %d %s, want 422", u, r.Status, r.Body)
+			}
+		}
+		if r := do(t, "GET", base+"changes?since=1", ""); r.Status != 200 || r.Body != "[]" {
+			t.Errorf("changes at the head = %d %s, want []", r.Status, r.Body)
+		}
+	})
+}
