@@ -100,6 +100,7 @@ func (c *Client) WatchWith(ctx context.Context, ns string, o WatchOptions, fn fu
 		q.Set("reveal", "true")
 	}
 	var ferr error
+	last := o.Since
 	err := c.doResp(ctx, "GET", "/api/v1/namespaces/"+url.PathEscape(ns)+"/kv/watch", q, http.Header{"Accept": {"text/event-stream"}}, nil, nil, func(r *http.Response) {
 		if r.StatusCode != http.StatusOK {
 			return
@@ -124,7 +125,13 @@ func (c *Client) WatchWith(ctx context.Context, ns string, o WatchOptions, fn fu
 				if ferr = fn(ch); ferr != nil {
 					return
 				}
+				last = ch.Seq
 			}
+		}
+		// A server that died cuts the stream without its end: say so (the
+		// watch can resume after the last change seen).
+		if err := sc.Err(); err != nil && ctx.Err() == nil {
+			ferr = kvflow.Errorf(kvflow.EUNAVAILABLE, "The watch of namespace '%s' was cut after change %d: %v.", ns, last, err)
 		}
 	})
 	if ferr != nil {
