@@ -630,7 +630,7 @@ func (e *Engine) kv(c *call) (any, error) {
 	}
 
 	if version > 0 {
-		return e.kvVersion(st, candidates, key, version, errorOnMissing)
+		return e.kvVersion(st, candidates, key, version, dflt, errorOnMissing)
 	}
 	expiredIn := ""
 	for _, cand := range candidates {
@@ -667,8 +667,9 @@ type VersionedKV interface {
 	GetVersion(ctx context.Context, ns, key string, version int64) (*storage.Version, storage.Value, error)
 }
 
-// kvVersion reads a version of key in the first candidate namespace holding it.
-func (e *Engine) kvVersion(st *renderState, candidates []string, key string, version int64, errorOnMissing bool) (any, error) {
+// kvVersion reads a version of key in the first candidate namespace holding
+// it; a version missing (or a deletion) gives dflt when there is one.
+func (e *Engine) kvVersion(st *renderState, candidates []string, key string, version int64, dflt any, errorOnMissing bool) (any, error) {
 	vkv, ok := e.store.(VersionedKV)
 	if !ok {
 		return nil, kvflow.Errorf(kvflow.EUNAVAILABLE, "The 'kv' function cannot read version %d of key '%s': this KV store keeps no history.", version, kvflow.Clip(key))
@@ -688,6 +689,9 @@ func (e *Engine) kvVersion(st *renderState, candidates []string, key string, ver
 		default:
 			return nil, err
 		}
+	}
+	if dflt != nil {
+		return dflt, nil
 	}
 	if !errorOnMissing {
 		return nil, nil

@@ -23,6 +23,8 @@ func TestKV_Version(t *testing.T) {
 		"{{ kv('k', namespace='a', version=3) }}":        "three",
 		"{{ kv('k') }}":                                  "three",
 		"{{ kv('k', version=9, errorOnMissing=false) }}": nil,
+		"{{ kv('k', version=9, default='D') }}":          "D", // default wins, as for a missing key
+		"{{ kv('nokey', version=1, default=0) }}":        int64(0),
 	} {
 		got, err := e.Render(context.Background(), src, flowData("a.b"))
 		if err != nil || got != want {
