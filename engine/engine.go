@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -211,6 +212,10 @@ func (e *Engine) Start(ctx context.Context, flow *Flow, inputs map[string]any) (
 
 // StartTriggered is Start for an execution a trigger creates.
 func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[string]any, trig *kvflow.TriggerInfo) (*Execution, error) {
+	inputs, err := e.triggerInputs(ctx, flow, inputs, trig)
+	if err != nil {
+		return nil, err
+	}
 	ex, err := e.Prepare(ctx, flow, inputs, trig)
 	if err != nil {
 		return nil, err
@@ -295,6 +300,36 @@ func (e *Engine) StartTriggered(ctx context.Context, flow *Flow, inputs map[stri
 		}
 	}()
 	return created, nil
+}
+
+// triggerInputs renders the templates among a trigger's inputs with its
+// variables, as Kestra does (`data: "{{ trigger.outputs.data }}"`), within
+// the flow's scope; other inputs pass as given.
+func (e *Engine) triggerInputs(ctx context.Context, flow *Flow, inputs map[string]any, trig *kvflow.TriggerInfo) (map[string]any, error) {
+	if trig == nil {
+		return inputs, nil
+	}
+	var out map[string]any
+	for k, v := range inputs {
+		s, ok := v.(string)
+		if !ok || !strings.Contains(s, "{{") && !strings.Contains(s, "{%") {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(inputs)
+		}
+		data := template.Context{"flow": map[string]any{"id": flow.ID, "namespace": flow.Namespace, "revision": flow.Revision},
+			"labels": labelsOf(flow), "trigger": trig.Variables}
+		rendered, err := e.tpl.Render(storage.WithScope(ctx, flow.Scope), s, data)
+		if err != nil {
+			return nil, kvflow.Errorf(kvflow.ErrorCode(err), "Trigger '%s' of flow '%s': input '%s': %s", trig.ID, flow.ID, k, kvflow.ErrorMessage(err))
+		}
+		out[k] = rendered
+	}
+	if out == nil {
+		return inputs, nil
+	}
+	return out, nil
 }
 
 // Prepare checks the inputs and returns a new execution of flow in state

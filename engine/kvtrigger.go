@@ -268,7 +268,9 @@ func (t *Triggers) kvFire(ctx context.Context, read feedReader, f *Flow, tr *Tri
 					if ctx.Err() == nil {
 						t.log.Warn("triggers: cannot start an execution", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
 					}
-					return after
+					if ctx.Err() != nil || retry(err) {
+						return after
+					}
 				}
 			}
 			after = c.Seq

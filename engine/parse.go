@@ -138,6 +138,9 @@ func (p *parser) flow(src []byte) *Flow {
 	for i, o := range item0(valueNode(root, "outputs")) {
 		p.checkTemplates(valueNode(o, "value"), fmt.Sprintf("outputs[%d].value", i), -1)
 	}
+	for i, t := range item0(valueNode(root, "triggers")) { // rendered when it fires
+		p.checkTemplates(valueNode(t, "inputs"), fmt.Sprintf("triggers[%d].inputs", i), -1)
+	}
 	p.compileTemplates()
 	p.checkRefs()
 	f.Triggers = p.triggers(valueNode(root, "triggers"))

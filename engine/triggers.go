@@ -206,9 +206,20 @@ func (t *Triggers) start(ctx context.Context, f *Flow, tr *Trigger, info *kvflow
 		return err
 	default:
 		t.log.Warn("triggers: cannot start an execution", "flow", f.Namespace+"/"+f.ID, "trigger", tr.ID, "err", err)
-		return err
+		if retry(err) {
+			return err
+		}
 	}
 	return nil
+}
+
+// retry reports whether a trigger's start that failed with err may succeed
+// later (the database or object store out of reach). One that cannot, such
+// as an input whose template fails on these variables, is reported and
+// passed over: tried again, it would hold up the trigger for good.
+func retry(err error) bool {
+	code := kvflow.ErrorCode(err)
+	return code == kvflow.EUNAVAILABLE || code == kvflow.EINTERNAL
 }
 
 // flowEnded fires the Flow triggers an ended execution matches; an error

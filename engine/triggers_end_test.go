@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,71 @@ triggers:
 				t.Fatalf("fired for %q, want config_first, then config_after only", got)
 			}
 		})
+	}
+}
+
+// A trigger's inputs are templates rendered with its variables when it
+// fires, as Kestra's Flow trigger passes an upstream execution on; one that
+// fails on them is reported and passed over, not tried again for good; a bad
+// one is a load-time error at its field.
+func TestTriggers_InputsRenderedWithTriggerVariables(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			flow := func(id, input string) string {
+				return `id: ` + id + `
+namespace: company.team
+inputs:
+  - {id: from, type: STRING}
+tasks:
+  - {id: echo, type: test.Echo, value: "{{ inputs.from }}"}
+triggers:
+  - id: after_a
+    type: io.kestra.plugin.core.trigger.Flow
+    inputs: {from: "` + input + `"}
+    conditions:
+      - {type: io.kestra.plugin.core.condition.ExecutionFlow, namespace: company.team, flowId: a}
+`
+			}
+			for id, input := range map[string]string{"b": "{{ trigger.flowId }} ended {{ trigger.state | lower }}", "c": "{{ trigger.outputs.missing }}"} {
+				if _, err := p.DB.SaveFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: id, Source: flow(id, input), Triggers: []string{engine.FlowTrigger}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			end := time.Now().Add(-time.Minute)
+			done := &kvflow.Execution{ID: "a-ended", Namespace: "company.team", FlowID: "a", FlowRevision: 1, State: kvflow.SUCCESS,
+				Start: end.Add(-time.Second), End: &end, Labels: map[string]string{}}
+			if err := p.DB.CreateExecution(ctx, done); err != nil {
+				t.Fatal(err)
+			}
+			e := engineOn(t, p)
+			trig := engine.StartTriggers(e, p.DB, slog.New(slog.DiscardHandler))
+			defer trig.Stop()
+			if got := echoed(t, p, e, "b", 1, 20*time.Second); !slices.Equal(got, []string{"a ended success"}) {
+				t.Fatalf("b ran with %q, want the rendered input", got)
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				ends, err := p.DB.PendingEnds(ctx, time.Now().Add(time.Hour), 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ends) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("a's end is still pending: c's failing input holds it up")
+				}
+			}
+		})
+	}
+	_, err := engine.Parse("f.yaml", []byte(`id: f
+namespace: company.team
+inputs: [{id: x, type: STRING}]
+tasks: [{id: echo, type: test.Echo, value: "{{ inputs.x }}"}]
+triggers:
+  - {id: s, type: io.kestra.plugin.core.trigger.Schedule, cron: "@daily", inputs: {x: "{{ trigger.date | "}}
+`), testRegistry())
+	if err == nil || !strings.Contains(err.Error(), "triggers[0].inputs.x") {
+		t.Fatalf("a bad template in a trigger's inputs: %v, want an error at triggers[0].inputs.x", err)
 	}
 }
