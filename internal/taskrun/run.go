@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ import (
 // task runs with rc. rc needs Namespace and Store; missing ids are made up
 // (the task's is "task"), Logger's lines carry the task's id (as "task"),
 // Templates is built from Store and Access.Policy, and Data gets flow,
-// execution and taskrun entries.
+// execution, taskrun and task entries.
 func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string]any, rc *plugin.RunContext) (plugin.Outputs, error) {
 	if reg == nil {
 		reg = plugin.Default
@@ -92,6 +93,7 @@ func Run(ctx context.Context, reg *plugin.Registry, typ string, props map[string
 			"flow":      map[string]any{"id": rc.FlowID, "namespace": rc.Namespace},
 			"execution": map[string]any{"id": rc.ExecutionID, "startDate": time.Now().UTC()},
 			"taskrun":   map[string]any{"id": rc.TaskRunID},
+			"task":      map[string]any{"id": rc.TaskID, "type": typ},
 			"inputs":    map[string]any{},
 			"vars":      map[string]any{},
 			"outputs":   map[string]any{},
@@ -124,6 +126,10 @@ func yamlNumbers(v any) any {
 			tag = "!!int"
 		}
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: string(x)}
+	case float64:
+		if x == 0 && math.Signbit(x) { // plain -0 reads back as the integer 0
+			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: "-0.0"}
+		}
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {

@@ -3,6 +3,7 @@ package taskrun_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/kvflow/kvflow/internal/testpair"
 	"github.com/kvflow/kvflow/plugin"
 	"github.com/kvflow/kvflow/storage"
+	"github.com/kvflow/kvflow/tasks/kv"
 )
 
 type inner struct {
@@ -158,4 +160,40 @@ func (v *valueTask) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Outp
 	x, err := v.Value.Get(ctx, rc, nil)
 	*v.seen = x
 	return nil, err
+}
+
+// A task run alone sees the task variable (id, type), and a -0 given as
+// JSON reaches it as -0, not the integer 0.
+func TestRunTask_TaskVariableAndNegativeZero(t *testing.T) {
+	store := testpair.LocalStore(t)
+	reg := plugin.NewRegistry()
+	var seen any
+	reg.MustRegister(plugin.Definition{Type: "test.Value", New: func() plugin.Task { return &valueTask{seen: &seen} }})
+	for props, check := range map[string]func(any) bool{
+		`{"value":"{{ task.id }}/{{ task.type }}"}`: func(v any) bool { return v == "task/test.Value" },
+		`{"value":-0}`: func(v any) bool { f, ok := v.(float64); return ok && f == 0 && math.Signbit(f) },
+	} {
+		p, err := storage.DecodeJSON([]byte(props))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := taskrun.Run(context.Background(), reg, "test.Value", p.(map[string]any), &plugin.RunContext{Namespace: "company.team", Store: store}); err != nil || !check(seen) {
+			t.Errorf("%s: task saw %#v, %v", props, seen, err)
+		}
+	}
+}
+
+// Every KV write a task makes alone names its run as the writer, SetMany's
+// as Set's (it left the writer blank).
+func TestRunTask_SetManyRecordsItsWriter(t *testing.T) {
+	store := testpair.LocalStore(t)
+	ctx := context.Background()
+	rc := &plugin.RunContext{Namespace: "company.team", Store: store, ExecutionID: "e1"}
+	if _, err := taskrun.Run(ctx, plugin.Default, kv.SetManyType, map[string]any{"entries": map[string]any{"a": 1}}, rc); err != nil {
+		t.Fatal(err)
+	}
+	p, err := store.History(ctx, "company.team", "a", storage.HistoryOptions{Limit: 1})
+	if err != nil || len(p.Versions) != 1 || p.Versions[0].Writer != "execution:e1 flow:company.team._tasks task:task" {
+		t.Fatalf("history = %+v, %v", p.Versions, err)
+	}
 }

@@ -79,7 +79,7 @@ func (t *SetMany) Run(ctx context.Context, rc *plugin.RunContext) (plugin.Output
 			batch[i].TTL = ttl
 		}
 	}
-	es, err := rc.Store.SetMany(ctx, ns, batch)
+	es, err := rc.Store.SetMany(writer(ctx, rc), ns, batch)
 	if err != nil {
 		return nil, err
 	}
