@@ -82,6 +82,7 @@ func newKVHistoryCmd(f *kvFlags) *cobra.Command {
 			}
 			defer target.close()
 			var vs []api.Version
+			more := false // older versions past --limit
 			switch t := target.(type) {
 			case localKV:
 				var p storage.VersionPage
@@ -89,8 +90,14 @@ func newKVHistoryCmd(f *kvFlags) *cobra.Command {
 				for i := range p.Versions {
 					vs = append(vs, api.VersionOf(&p.Versions[i]))
 				}
+				more = p.Next > 0
 			case remoteKV:
-				vs, _, err = t.c.History(cmd.Context(), args[0], args[1], limit, 0)
+				var next int64
+				vs, next, err = t.c.History(cmd.Context(), args[0], args[1], limit, 0)
+				more = next > 0
+			}
+			if more {
+				fmt.Fprintf(cmd.ErrOrStderr(), "The newest %d versions; older ones follow: raise --limit (up to %d).\n", len(vs), storage.MaxListLimit)
 			}
 			if err != nil {
 				return err

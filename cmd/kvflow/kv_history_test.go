@@ -29,6 +29,7 @@ func historySession() []kvCase {
 		{args: "kv get company.team h", wantOut: "one\n"},
 		{args: "kv restore company.team h x", wantCode: 2, errHas: "VERSION"},
 		{args: "kv history company.team nope", wantCode: 3},
+		{args: "kv history company.team h --limit 2", errHas: "The newest 2 versions; older ones follow: raise --limit (up to 1000)."},
 	}
 }
 
