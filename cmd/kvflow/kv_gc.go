@@ -18,8 +18,9 @@ func newKVGCCmd(f *kvFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Delete value objects no entry or version needs (--full: also list the bucket for orphans)",
-		Long: `Delete the value objects of purged versions and of writes that never committed,
-as a server's sweeper does, reading only the database's records: the work follows
+		Long: `Apply the history retention (history: in the configuration), then delete the
+value objects of purged versions and of writes that never committed, as a
+server's sweeper does, reading only the database's records: the work follows
 the garbage, not the size of the store. --full also lists every object in the
 bucket and deletes those no record names (left by a crash, or written before
 write intents existed): run it rarely on a large store. The names a process
@@ -44,9 +45,14 @@ collects its own garbage).`,
 			}
 			defer a.Close()
 			res := struct {
-				Removed int `json:"removed"`
-				Orphans int `json:"orphans"`
+				Versions int `json:"versions"` // purged by retention
+				Changes  int `json:"changes"`
+				Removed  int `json:"removed"`
+				Orphans  int `json:"orphans"`
 			}{}
+			if res.Versions, res.Changes, err = a.Store.PruneHistory(cmd.Context(), a.Config.History.Policy(), 0); err != nil {
+				return err
+			}
 			// Reserved names' intents are dated at the end of their reservation.
 			if res.Removed, err = a.Store.CollectGarbage(cmd.Context(), grace-storage.ReservedFor); err != nil {
 				return err
@@ -59,7 +65,7 @@ collects its own garbage).`,
 			if f.asJSON {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Removed %d objects", res.Removed)
+			fmt.Fprintf(cmd.OutOrStdout(), "Purged %d versions and %d changes past the history retention; removed %d objects", res.Versions, res.Changes, res.Removed)
 			if full {
 				fmt.Fprintf(cmd.OutOrStdout(), " and %d orphans", res.Orphans)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,9 +24,9 @@ func TestKVGC_CollectsFromRecords_FullSweepFindsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	runKVCases(t, dir, nil, []kvCase{
-		{args: "kv gc --grace 0", wantOut: "Removed 0 objects.\n"}, // history keeps k's first value
-		{args: "kv gc --grace 1h --full --json", wantOut: `{"removed":0,"orphans":0}` + "\n"},
-		{args: "kv gc --grace 0 --full", wantOut: "Removed 0 objects and 1 orphans.\n"},
+		{args: "kv gc --grace 0", wantOut: "Purged 0 versions and 0 changes past the history retention; removed 0 objects.\n"}, // history keeps k's first value
+		{args: "kv gc --grace 1h --full --json", wantOut: `{"versions":0,"changes":0,"removed":0,"orphans":0}` + "\n"},
+		{args: "kv gc --grace 0 --full", wantOut: "Purged 0 versions and 0 changes past the history retention; removed 0 objects and 1 orphans.\n"},
 		{args: "kv get company.team k", wantOut: "2\n"},
 		{args: "kv gc --grace -1s", wantCode: 2, errHas: "--grace must be 0 or more"},
 		{args: "kv gc --server 127.0.0.1:1", wantCode: 2, errHas: "kv gc works on the local store"},
@@ -46,10 +47,30 @@ func TestKVGC_CollectsFromRecords_FullSweepFindsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	runKVCases(t, dir, nil, []kvCase{
-		{args: "kv gc", wantOut: "Removed 0 objects.\n"},
-		{args: "kv gc --grace 0", wantOut: "Removed 1 objects.\n"},
+		{args: "kv gc", wantOut: "Purged 0 versions and 0 changes past the history retention; removed 0 objects.\n"},
+		{args: "kv gc --grace 0", wantOut: "Purged 0 versions and 0 changes past the history retention; removed 1 objects.\n"},
 	})
 	if _, err := os.Stat(crashed); !os.IsNotExist(err) {
 		t.Errorf("object of a crashed write under a reserved name: %v", err)
 	}
+}
+
+// Without a server, kv gc applies the history retention as the sweeper
+// does: past history.versions, the oldest versions and their objects go.
+func TestKVGC_AppliesHistoryRetention(t *testing.T) {
+	dir := t.TempDir()
+	cases := []kvCase{}
+	for i := range 4 {
+		cases = append(cases, kvCase{args: fmt.Sprintf("kv set company.team k %d", i)})
+	}
+	runKVCases(t, dir, nil, cases)
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("history:\n  versions: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runKVCases(t, dir, nil, []kvCase{
+		{args: "--config " + cfg + " kv gc --grace 0 --json", wantOut: `{"versions":2,"changes":0,"removed":2,"orphans":0}` + "\n"},
+		{args: "kv get company.team k --version 1", wantCode: 3},
+		{args: "kv get company.team k --version 3", wantOut: "2\n"},
+	})
 }
