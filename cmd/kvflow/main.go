@@ -118,6 +118,9 @@ and executions from the shell, on the local store or on a server (--server).
 		SilenceErrors: true,
 		// Every command checks the log flags, whether it logs or not.
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Name() == cobra.ShellCompRequestCmd || cmd.Name() == "help" || cmd.HasParent() && cmd.Parent().Name() == "completion" {
+				return nil // help and completion work whatever the log settings
+			}
 			_, err := newLogger(cmd, io.Discard)
 			return err
 		},

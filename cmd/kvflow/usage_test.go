@@ -91,6 +91,13 @@ func TestUsage_LogEnvironment(t *testing.T) {
 		if code := Main(context.Background(), []string{"kv", "get", "company.team", "k"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.HasPrefix(errOut.String(), tc.want) {
 			t.Errorf("%s=%s kvflow kv get: exit %d, stdout %q, stderr %q", tc.env, tc.value, code, out.String(), errOut.String())
 		}
+		// Help and shell completion work whatever the log settings.
+		for _, args := range [][]string{{"help"}, {"completion", "bash"}, {"__complete", "kv", ""}} {
+			out.Reset()
+			if code := Main(context.Background(), args, strings.NewReader(""), &out, &errOut); code != 0 || out.Len() == 0 && args[0] != "completion" {
+				t.Errorf("%s=%s kvflow %v: exit %d, stdout %q", tc.env, tc.value, args, code, out.String())
+			}
+		}
 		t.Setenv(tc.env, "")
 	}
 }
