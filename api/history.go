@@ -203,7 +203,7 @@ func (s *Server) changesKV(w http.ResponseWriter, r *http.Request) {
 	}
 	cs, err := s.cfg.Store.Changes(r.Context(), ns, since, int(limit))
 	if err == nil && len(cs) == 0 {
-		err = s.checkSince(r.Context(), ns, since)
+		err = s.cfg.Store.CheckSince(r.Context(), ns, since)
 	}
 	if err != nil {
 		writeError(w, r, err)
@@ -219,16 +219,6 @@ func (s *Server) changesKV(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, url.Values{"since": {last}, "limit": {strconv.FormatInt(limit, 10)}}.Encode()))
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// checkSince refuses a since past the end of ns's changes, as etcd refuses a
-// future revision: a reader there would skip the changes up to it unseen.
-func (s *Server) checkSince(ctx context.Context, ns string, since int64) error {
-	head, err := s.cfg.Store.FeedHead(ctx, ns)
-	if err == nil && since > head {
-		err = kvflow.Errorf(kvflow.EINVALID, "Parameter 'since' is %d, past the last change of namespace '%s' (%d): expected a seq this namespace's feed has reached.", since, ns, head)
-	}
-	return err
 }
 
 // watchPoll is how often the watches look for changes other processes
@@ -271,7 +261,7 @@ func (s *Server) watchKV(w http.ResponseWriter, r *http.Request) {
 	if err == nil && since < 0 {
 		since, err = s.cfg.Store.FeedHead(r.Context(), ns)
 	} else if err == nil {
-		err = s.checkSince(r.Context(), ns, since)
+		err = s.cfg.Store.CheckSince(r.Context(), ns, since)
 	}
 	if err != nil {
 		writeError(w, r, err)

@@ -289,11 +289,12 @@ func (s *Server) exportKV(w http.ResponseWriter, r *http.Request) {
 		if lw, ok := w.(*logWriter); ok {
 			lw.err = err
 		}
-		// Lines are out: the stream ends with a line that no import reads
-		// as an entry, and the trailer says why (the client fails on it).
+		// Lines are out (whole: Export never stops inside one): the stream
+		// ends with a line that no import reads as an entry, and the trailer
+		// says why (the client fails on it).
 		msg := kvflow.ErrorMessage(err)
 		line, _ := json.Marshal(map[string]string{"error": msg})
-		w.Write(append(append([]byte("\n"), line...), '\n'))
+		w.Write(append(line, '\n'))
 		w.Header().Set(client.ExportErrorTrailer, msg)
 	}
 }

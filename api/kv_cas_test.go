@@ -269,8 +269,14 @@ func TestExport_UnreadableValue_FailsVisibly(t *testing.T) {
 		var out bytes.Buffer
 		n, err := ts.Client.Export(ctx, "large", "", false, &out)
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		if err == nil || !strings.Contains(err.Error(), "stopped after") || n == 0 || !strings.HasPrefix(lines[len(lines)-1], `{"error":`) {
-			t.Fatalf("export cut by an error: %d lines, %v; last line %.80q", n, err, lines[len(lines)-1])
+		if err == nil || !strings.Contains(err.Error(), "stopped after 199 entries") || n != 199 || len(lines) != 200 || !strings.HasPrefix(lines[199], `{"error":`) {
+			t.Fatalf("export cut by an error: %d entries, %d lines, %v; last line %.80q", n, len(lines), err, lines[len(lines)-1])
+		}
+		for i, l := range lines[:199] { // every entry before the unreadable one, each whole
+			var e struct{ Key string }
+			if json.Unmarshal([]byte(l), &e) != nil || e.Key != fmt.Sprintf("k%03d", i) {
+				t.Fatalf("line %d: %.80q", i+1, l)
+			}
 		}
 		if _, err := pair.Store.Import(ctx, &out, storage.ImportOptions{NamespaceMap: map[string]string{"large": "copy"}}); err == nil {
 			t.Fatal("importing the cut export succeeded, want its error line refused")

@@ -610,10 +610,12 @@ func (c *Client) Export(ctx context.Context, ns, prefix string, includeChildren 
 		cw := &lineCounter{w: w}
 		if _, err := io.Copy(cw, resp.Body); err != nil {
 			copyErr = kvflow.Errorf(kvflow.EUNAVAILABLE, "The export of namespace '%s' was cut short: %v.", ns, err)
-		} else if msg := resp.Trailer.Get(ExportErrorTrailer); msg != "" {
-			copyErr = kvflow.Errorf(kvflow.EINTERNAL, "The export of namespace '%s' stopped after %d lines: %s", ns, cw.n, msg)
 		}
 		lines = cw.n
+		if msg := resp.Trailer.Get(ExportErrorTrailer); msg != "" && copyErr == nil {
+			lines-- // the last line says why
+			copyErr = kvflow.Errorf(kvflow.EINTERNAL, "The export of namespace '%s' stopped after %d entries: %s", ns, lines, msg)
+		}
 	})
 	if err == nil {
 		err = copyErr

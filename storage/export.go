@@ -57,6 +57,30 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 		return 0, err
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
+	// Lines go out whole: the buffer is flushed between lines, never inside
+	// one, so a stop leaves complete lines. On a stop, the lines buffered are
+	// written too once some are out (else nothing is, and the caller can
+	// still answer with an error alone).
+	out := false
+	put := func(line []byte) error {
+		if bw.Buffered() > 0 && bw.Available() < len(line) {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			out = true
+		}
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
+		out = out || bw.Buffered() == 0 // a line past the buffer went straight out
+		return nil
+	}
+	stop := func(err error) error {
+		if out {
+			bw.Flush()
+		}
+		return err
+	}
 	n := 0
 	var line []byte
 	for _, ns := range nss {
@@ -77,7 +101,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 			got := <-pending
 			page, err := got.page, got.err
 			if err != nil {
-				return n, err
+				return n, stop(err)
 			}
 			if page.Next != "" {
 				pending = list(page.Next) // the next page is listed while this one is written
@@ -90,19 +114,19 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 			}
 			slots := make(chan struct{}, exportAhead)
 			next := make(chan int)
-			stop := make(chan struct{})
+			stopReaders := make(chan struct{})
 			var wg sync.WaitGroup
 			go func() {
 				defer close(next)
 				for i := range page.Entries {
 					select {
 					case slots <- struct{}{}:
-					case <-stop:
+					case <-stopReaders:
 						return
 					}
 					select {
 					case next <- i:
-					case <-stop:
+					case <-stopReaders:
 						return
 					}
 				}
@@ -128,7 +152,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 				case res.e == nil: // deleted or expired since the page was read
 				default:
 					if line, werr = appendExportLine(line[:0], res.e, res.v); werr == nil {
-						if _, werr = bw.Write(line); werr == nil {
+						if werr = put(line); werr == nil {
 							n++
 						}
 					}
@@ -139,10 +163,10 @@ func (s *Store) Export(ctx context.Context, w io.Writer, o ExportOptions) (int, 
 					break
 				}
 			}
-			close(stop)
+			close(stopReaders)
 			wg.Wait()
 			if werr != nil {
-				return n, werr
+				return n, stop(werr)
 			}
 			if page.Next == "" {
 				break

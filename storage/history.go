@@ -285,6 +285,16 @@ func (s *Store) FeedHead(ctx context.Context, ns string) (int64, error) {
 	return heads[ns], nil
 }
 
+// CheckSince refuses a since past the end of ns's changes, as etcd refuses
+// a future revision: a reader from there would skip the changes up to it.
+func (s *Store) CheckSince(ctx context.Context, ns string, since int64) error {
+	head, err := s.FeedHead(ctx, ns)
+	if err == nil && since > head {
+		err = kvflow.Errorf(kvflow.EINVALID, "Parameter 'since' is %d, past the last change of namespace '%s' (%d): expected a seq this namespace's feed has reached.", since, ns, head)
+	}
+	return err
+}
+
 // FeedHeads returns the last seq of each of nss's change feeds, read at
 // once; a namespace without changes is left out (its head reads as 0). A
 // reader of many feeds then reads only those that moved.

@@ -192,7 +192,9 @@ Without --since it starts with the next change. Stop it with Ctrl-C.`,
 			}
 			defer target.close()
 			if !cmd.Flags().Changed("since") {
-				since = -1
+				since = -1 // from the next change
+			} else if since < 0 {
+				return kvflow.Errorf(kvflow.EINVALID, "--since %d is not a change seq: expected 0 or more.", since)
 			}
 			out := cmd.OutOrStdout()
 			print := func(c api.Change) error {
@@ -236,9 +238,12 @@ func watchLocal(ctx context.Context, s *storage.Store, ns string, o client.Watch
 	prefix, since := o.Prefix, o.Since
 	var err error
 	if since < 0 {
-		if since, err = s.FeedHead(ctx, ns); err != nil {
-			return err
-		}
+		since, err = s.FeedHead(ctx, ns)
+	} else {
+		err = s.CheckSince(ctx, ns, since)
+	}
+	if err != nil {
+		return err
 	}
 	for {
 		wrote := s.Wrote()

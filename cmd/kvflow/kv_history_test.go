@@ -30,6 +30,8 @@ func historySession() []kvCase {
 		{args: "kv restore company.team h x", wantCode: 2, errHas: "VERSION"},
 		{args: "kv history company.team nope", wantCode: 3},
 		{args: "kv history company.team h --limit 2", errHas: "The newest 2 versions; older ones follow: raise --limit (up to 1000)."},
+		{args: "kv watch company.team --since 99", wantCode: 2, errHas: "Parameter 'since' is 99, past the last change of namespace 'company.team'"},
+		{args: "kv watch company.team --since=-1", wantCode: 2, errHas: "--since -1 is not a change seq"},
 	}
 }
 
