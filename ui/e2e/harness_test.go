@@ -237,12 +237,15 @@ func (e *env) text(sel string) string {
 	return strings.TrimSpace(run(e, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
 }
 
-// typeInto clears a field and types text into it, key by key.
+// typeInto clears a field and types text into it, key by key. The keys go
+// to the focused field (KeyEvent): chromedp's SendKeys reads the node's
+// attributes while its event loop changes them (a field whose aria-invalid
+// flips as the user types), a data race the race detector reports.
 func (e *env) typeInto(sel, text string) {
 	e.t.Helper()
 	e.do("wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
-	e.eval(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.value = ''; el.dispatchEvent(new Event('input', {bubbles: true})); })()`, sel))
-	e.do("type into "+sel, chromedp.SendKeys(chromedp.CSS(sel), text))
+	e.eval(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.value = ''; el.dispatchEvent(new Event('input', {bubbles: true})); el.focus(); })()`, sel))
+	e.do("type into "+sel, chromedp.KeyEvent(text))
 }
 
 // choose selects an option of a <select> as a user would, firing change.
