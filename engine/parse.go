@@ -138,8 +138,8 @@ func (p *parser) flow(src []byte) *Flow {
 	for i, o := range item0(valueNode(root, "outputs")) {
 		p.checkTemplates(valueNode(o, "value"), fmt.Sprintf("outputs[%d].value", i), -1)
 	}
-	for i, t := range item0(valueNode(root, "triggers")) { // rendered when it fires
-		p.checkTemplates(valueNode(t, "inputs"), fmt.Sprintf("triggers[%d].inputs", i), -1)
+	for i, t := range item0(valueNode(root, "triggers")) { // rendered when it fires, before any task: from 0
+		p.checkTemplates(valueNode(t, "inputs"), fmt.Sprintf("triggers[%d].inputs", i), 0)
 	}
 	p.compileTemplates()
 	p.checkRefs()

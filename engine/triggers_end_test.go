@@ -269,8 +269,9 @@ inputs: [{id: x, type: STRING}]
 tasks: [{id: echo, type: test.Echo, value: "{{ inputs.x }}"}]
 triggers:
   - {id: s, type: io.kestra.plugin.core.trigger.Schedule, cron: "@daily", inputs: {x: "{{ trigger.date | "}}
+  - {id: t, type: io.kestra.plugin.core.trigger.Schedule, cron: "@daily", inputs: {x: "{{ outputs.echo.value }}"}}
 `), testRegistry())
-	if err == nil || !strings.Contains(err.Error(), "triggers[0].inputs.x") {
-		t.Fatalf("a bad template in a trigger's inputs: %v, want an error at triggers[0].inputs.x", err)
+	if err == nil || !strings.Contains(err.Error(), "triggers[0].inputs.x") || !strings.Contains(err.Error(), "triggers[1].inputs.x: outputs.echo: the task 'echo' has not run yet") {
+		t.Fatalf("bad templates in a trigger's inputs: %v, want errors at triggers[0].inputs.x and triggers[1].inputs.x", err)
 	}
 }
