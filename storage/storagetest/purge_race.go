@@ -231,3 +231,73 @@ func purgeRace(t *testing.T, open Opener, rounds, keys int, packed bool) {
 		t.Error("the collector collected nothing while the writers ran: the race tested nothing")
 	}
 }
+
+// createRaceOnExpired: keys that expired are created again by 8 writers at
+// once with overwrite=false (the conditional write that replaces an expired
+// entry, as Terraform's create and Set overwrite: false do), while 2 purgers
+// remove expired entries. Each key has exactly one winner, and what is read
+// back after is the winner's value, its version past the expired one.
+func createRaceOnExpired(t *testing.T, open Opener) {
+	ctx := context.Background()
+	clock := NewClock()
+	p := open(t, storage.Options{Now: clock.Now, CacheSize: -1})
+	s := p.Store
+	const ns, keys, writers = "race.create", 150, 8
+	for round := 0; round < 3; round++ {
+		for i := range keys {
+			mustSet(t, s, ns, fmt.Sprintf("k%03d", i), storage.String("old"), storage.SetOptions{TTL: time.Minute})
+		}
+		clock.Add(2 * time.Minute) // every key expired
+		stop := make(chan struct{})
+		var purgers sync.WaitGroup
+		for range 2 {
+			purgers.Add(1)
+			go func() {
+				defer purgers.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := s.Purge(ctx, storage.PurgeOptions{Namespaces: []string{ns}, BatchSize: 20}); err != nil {
+						t.Errorf("purge: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		winners := make([]atomic.Int32, keys)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range keys {
+					i := (j*7 + w*19) % keys // each writer in its own order
+					_, err := s.Set(ctx, ns, fmt.Sprintf("k%03d", i), storage.String(fmt.Sprintf("w%d-r%d", w, round)), storage.SetOptions{NoOverwrite: true})
+					switch kvflow.ErrorCode(err) {
+					case "":
+						if winners[i].Swap(int32(w+1)) != 0 {
+							t.Errorf("round %d: k%03d created twice", round, i)
+						}
+					case kvflow.ECONFLICT:
+					default:
+						t.Errorf("writer %d, k%03d: %v", w, i, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(stop)
+		purgers.Wait()
+		for i := range keys {
+			w := winners[i].Load()
+			e, v, err := s.Get(ctx, ns, fmt.Sprintf("k%03d", i))
+			if w == 0 || err != nil || v.V != fmt.Sprintf("w%d-r%d", w-1, round) || e.Version < 2 {
+				t.Fatalf("round %d, k%03d: winner %d, read %v (version %v), %v", round, i, w-1, v.V, e, err)
+			}
+		}
+		clock.Add(2 * time.Minute) // this round's keys expire for the next one
+	}
+}

@@ -62,6 +62,7 @@ func StoreAcceptance(t *testing.T, open Opener) {
 		{"CollectGarbage_RemovesReplacedAndOrphans_KeepsLive", collectGarbageRemovesReplacedAndOrphansKeepsLive},
 		{"Invariant2_ValueMatchesMetadata_CorruptionDetected", invariant2ValueMatchesMetadataCorruptionDetected},
 		{"Invariant3_CreateRace_ExactlyOneWins", invariant3CreateRaceExactlyOneWins},
+		{"Invariant3_CreateRaceOnExpiredKeys_RacingPurge_ExactlyOneWinsEach", createRaceOnExpired},
 		{"Invariant1_ConcurrentWriters_NoTornReads", invariant1ConcurrentWritersNoTornReads},
 		{"Stream_SetAndOpen", streamSetAndOpen},
 		{"Invariant5_NoValueBytesInDatabase", invariant5NoValueBytesInDatabase},
