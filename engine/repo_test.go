@@ -421,3 +421,59 @@ func TestRepository_TakeoverSavesAndReleases_FencedUnderRace(t *testing.T) {
 		})
 	}
 }
+
+// Workers racing, round after round, to claim every waiting execution of a
+// flow under a QUEUE limit of one: each round exactly one claim wins, and
+// it is the oldest waiting one, read back as held by its worker; ending it
+// lets the next oldest win. So the executions run in creation order.
+func TestRepository_QueueClaimsInCreationOrder_RacingWorkers(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			var waiting []string
+			for i := range 8 {
+				id := fmt.Sprintf("q%02d", i)
+				ex := &kvflow.Execution{ID: id, Namespace: "company.team", FlowID: "fifo", FlowRevision: 1, State: kvflow.CREATED, Start: time.Now(), Labels: map[string]string{}}
+				if err := p.DB.CreateExecution(ctx, ex); err != nil {
+					t.Fatal(err)
+				}
+				waiting = append(waiting, id)
+				time.Sleep(2 * time.Millisecond) // started_at is in microseconds
+			}
+			for len(waiting) > 0 {
+				claims := make([]kvflow.Claim, len(waiting))
+				errs := make([]error, len(waiting))
+				var wg sync.WaitGroup
+				for i, id := range waiting { // the newest first, as a busy queue might fetch them
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						claims[i], errs[i] = p.DB.ClaimExecution(ctx, id, "w-"+id, time.Now().Add(-time.Minute), 1, false)
+					}()
+				}
+				wg.Wait()
+				var won []string
+				for i, id := range waiting {
+					if errs[i] != nil {
+						t.Fatalf("claim %s: %v", id, errs[i])
+					}
+					if !claims[i].OverLimit {
+						won = append(won, id)
+					}
+				}
+				if len(won) != 1 || won[0] != waiting[0] {
+					t.Fatalf("claims won %v, want only the oldest waiting, %s", won, waiting[0])
+				}
+				got, err := p.DB.GetExecution(ctx, won[0])
+				if err != nil || got.Worker != "w-"+won[0] {
+					t.Fatalf("%s read back as %+v, %v", won[0], got, err)
+				}
+				end := time.Now()
+				if err := p.DB.SaveExecution(ctx, kvflow.ExecutionSave{Execution: &kvflow.Execution{ID: won[0], State: kvflow.SUCCESS, End: &end}, Claim: claims[0].Claim}); err != nil {
+					t.Fatal(err)
+				}
+				waiting = waiting[1:]
+			}
+		})
+	}
+}
