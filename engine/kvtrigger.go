@@ -184,22 +184,31 @@ func (t *Triggers) kvLoop(ctx context.Context) {
 
 // kvStart is where a trigger starts reading: after its last fired change,
 // or, for a trigger that never fired, at the first change made since its
-// flow was saved, so a process that dies before firing loses nothing.
+// flow was saved, so a process that dies before firing loses nothing. A
+// flow at its first revision never starts before its save: a change fired
+// under its name before that (by a deleted flow, its key written as the
+// delete cleared the others) is not its own.
 func (t *Triggers) kvStart(ctx context.Context, f *Flow, key, ns string) (int64, error) {
 	last, err := t.repo.LastTriggerKey(ctx, key)
 	if err != nil {
 		return 0, err
 	}
-	if last != "" {
-		var seq int64
-		if _, err := fmt.Sscanf(last[len(key):], "%d", &seq); err == nil {
-			return seq, nil
-		}
+	var seq int64
+	fired := last != ""
+	if fired {
+		_, err := fmt.Sscanf(last[len(key):], "%d", &seq)
+		fired = err == nil
 	}
+	if fired && (f.Revision != 1 || f.Saved.IsZero()) {
+		return seq, nil
+	}
+	var since int64
 	if f.Saved.IsZero() {
-		return t.e.opts.Store.FeedHead(ctx, ns)
+		since, err = t.e.opts.Store.FeedHead(ctx, ns)
+	} else {
+		since, err = t.e.opts.Store.FeedSince(ctx, ns, f.Saved)
 	}
-	return t.e.opts.Store.FeedSince(ctx, ns, f.Saved)
+	return max(seq, since), err
 }
 
 // feedReader reads up to 500 changes of ns after a seq.

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -273,5 +274,77 @@ triggers:
 `), testRegistry())
 	if err == nil || !strings.Contains(err.Error(), "triggers[0].inputs.x") || !strings.Contains(err.Error(), "triggers[1].inputs.x: outputs.echo: the task 'echo' has not run yet") {
 		t.Fatalf("bad templates in a trigger's inputs: %v, want errors at triggers[0].inputs.x and triggers[1].inputs.x", err)
+	}
+}
+
+// The delete of a flow races its KV trigger's firings: a writer keeps
+// changing keys while the flow is deleted, so executions (and their trigger
+// keys) are being created as the delete clears them. The flow created again
+// afterwards still fires nothing for the changes made while it did not exist.
+func TestTriggers_DeleteRacingFirings_RecreatedFlowReplaysNothing(t *testing.T) {
+	for _, p := range testpair.All(t, storage.Options{}) {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx := context.Background()
+			const src = `id: racer
+namespace: company.team
+tasks:
+  - {id: echo, type: test.Echo, value: "{{ trigger.key }}"}
+triggers:
+  - {id: on_config, type: io.kvflow.kv.Trigger, prefix: config_}
+`
+			save := func() {
+				t.Helper()
+				if _, err := p.DB.SaveFlow(ctx, kvflow.FlowRecord{Namespace: "company.team", ID: "racer", Source: src, Triggers: []string{engine.KVTrigger}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			save()
+			e := engineOn(t, p)
+			trig := engine.StartTriggers(e, p.DB, slog.New(slog.DiscardHandler))
+			defer trig.Stop()
+			time.Sleep(1500 * time.Millisecond)
+			for round := range 3 {
+				stop, done := make(chan struct{}), make(chan struct{})
+				go func() { // changes that fire while the delete runs
+					defer close(done)
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						set(t, p, fmt.Sprintf("config_live%d_%d", round, i), "1")
+						time.Sleep(2 * time.Millisecond)
+					}
+				}()
+				time.Sleep(300 * time.Millisecond)
+				if ok, err := p.DB.DeleteFlow(ctx, "company.team", "racer"); err != nil || !ok {
+					t.Fatalf("DeleteFlow = %v, %v", ok, err)
+				}
+				close(stop)
+				<-done
+				time.Sleep(1500 * time.Millisecond) // the loop drops the flow
+				set(t, p, fmt.Sprintf("config_gone%d", round), "1")
+				save()
+				time.Sleep(1500 * time.Millisecond) // the loop starts the new flow's trigger
+			}
+			set(t, p, "config_after", "1")
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				got := echoed(t, p, e, "racer", 1, 0)
+				if slices.Contains(got, "config_after") || time.Now().After(deadline) {
+					for _, k := range got {
+						if strings.HasPrefix(k, "config_gone") {
+							t.Fatalf("the flow created again fired for %s, made while it did not exist", k)
+						}
+					}
+					if !slices.Contains(got, "config_after") {
+						t.Fatal("config_after never fired")
+					}
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
 	}
 }
